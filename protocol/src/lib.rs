@@ -1,0 +1,93 @@
+//! vigil's contract, defined once: the D-Bus names, the `org.vigil1.Manager` method
+//! signatures (as a client proxy), the wire structs, the error names, and the audit
+//! record format. The module, the daemon and `vigilctl` all use this crate; the daemon's
+//! tests call its served interface through [`ManagerProxy`], so a drift breaks a test.
+
+pub mod audit;
+mod wire;
+
+pub use wire::{SessionInfo, StatusReply};
+
+/// Well-known name vigild owns on the system bus.
+pub const BUS_NAME: &str = "org.vigil1";
+/// Object path of the manager object.
+pub const MANAGER_PATH: &str = "/org/vigil1";
+/// Interface of the manager object.
+pub const MANAGER_INTERFACE: &str = "org.vigil1.Manager";
+/// Interface of each session object.
+pub const SESSION_INTERFACE: &str = "org.vigil1.Session";
+/// Session objects live at `SESSION_PATH_PREFIX/<id>`.
+pub const SESSION_PATH_PREFIX: &str = "/org/vigil1/session";
+/// vigild's private peer-to-peer D-Bus socket (like systemd's /run/systemd/private).
+pub const DEFAULT_SOCKET: &str = "/run/vigil/private";
+/// Prefix of the D-Bus error names vigild replies with.
+pub const ERROR_PREFIX: &str = "org.vigil1.Error";
+
+/// Longest string field vigild accepts from a peer, in bytes. PAM items (user, tty,
+/// rhost) are far shorter in practice; anything longer is refused, not truncated, so
+/// that a registered session never carries a silently altered name.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// The object path of session `id`.
+pub fn session_path(id: u64) -> String {
+    format!("{SESSION_PATH_PREFIX}/{id}")
+}
+
+/// Errors vigild replies with; their D-Bus names are `org.vigil1.Error.<Variant>`.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.vigil1.Error")]
+pub enum VigilError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The caller's credentials do not allow this call.
+    AccessDenied(String),
+    /// No session with that id (or not one the caller may see).
+    NoSuchSession(String),
+    /// An argument was malformed or too long.
+    InvalidArgument(String),
+    /// The configuration file was refused; the running policy is unchanged.
+    ConfigInvalid(String),
+    /// Something on vigild's side failed.
+    Failed(String),
+}
+
+/// `org.vigil1.Manager`, as clients call it. The daemon serves the same methods.
+#[zbus::proxy(
+    interface = "org.vigil1.Manager",
+    default_service = "org.vigil1",
+    default_path = "/org/vigil1"
+)]
+pub trait Manager {
+    /// Registers a login session led by the calling process (root only). `leader_pid`
+    /// and `audit_session_id` must match what the transport and /proc say about the
+    /// caller. Returns the new session id.
+    #[allow(clippy::too_many_arguments)]
+    fn open_session(
+        &self,
+        user: &str,
+        service: &str,
+        tty: &str,
+        rhost: &str,
+        ruser: &str,
+        leader_pid: u32,
+        audit_session_id: u32,
+    ) -> Result<u64, VigilError>;
+
+    /// Ends the registration of a session (root only).
+    fn close_session(&self, id: u64) -> Result<(), VigilError>;
+
+    /// Sessions visible to the caller: all for root, the caller's own otherwise.
+    fn list_sessions(&self) -> Result<Vec<SessionInfo>, VigilError>;
+
+    /// One session, if visible to the caller.
+    fn get_session(&self, id: u64) -> Result<SessionInfo, VigilError>;
+
+    /// Ends a session's processes and its registration (root only).
+    fn terminate_session(&self, id: u64) -> Result<(), VigilError>;
+
+    /// Re-reads the configuration file (root only). Returns a one-line summary.
+    fn reload(&self) -> Result<String, VigilError>;
+
+    /// Daemon facts for `vigilctl`: version, config path, policy count, sessions.
+    fn status(&self) -> Result<StatusReply, VigilError>;
+}

@@ -1,0 +1,34 @@
+//! Structures that cross the wire. Field order is the D-Bus signature: append only.
+
+use serde::{Deserialize, Serialize};
+use zbus::zvariant::Type;
+
+/// A registered session, as `ListSessions`/`GetSession` return it.
+/// Empty strings mean "not set"; `audit_session_id` is `u32::MAX` when the kernel
+/// has none for the session (the kernel's own "unset" value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub user: String,
+    pub uid: u32,
+    pub service: String,
+    pub tty: String,
+    pub rhost: String,
+    pub leader_pid: u32,
+    pub audit_session_id: u32,
+    /// Start, in microseconds since the Unix epoch.
+    pub started_usec: u64,
+    /// Last activity seen, in microseconds since the Unix epoch.
+    pub last_activity_usec: u64,
+    /// Name of the policy block that matched (`defaults` when none did).
+    pub policy: String,
+}
+
+/// What `Status` reports about the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct StatusReply {
+    pub version: String,
+    pub config_path: String,
+    pub policy_count: u32,
+    pub session_count: u32,
+}
