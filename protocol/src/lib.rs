@@ -4,7 +4,10 @@
 //! tests call its served interface through [`ManagerProxy`], so a drift breaks a test.
 
 pub mod audit;
+mod target;
 mod wire;
+
+pub use target::Target;
 
 pub use wire::{SessionInfo, StatusReply};
 

@@ -1,0 +1,124 @@
+//! vigil's policy file, `/etc/vigil/vigil.toml`: its schema, its validation (every
+//! refusal names file, line, column and key), and the resolution of the policy that
+//! applies to one session.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use vigil_config::{Config, SessionFacts, DEFAULT_PATH};
+//!
+//! let config = Config::load(Path::new(DEFAULT_PATH))?;
+//! let groups = vec!["ops".to_owned()];
+//! let policy = config.resolve(&SessionFacts {
+//!     user: "alice",
+//!     groups: &groups,
+//!     service: "sshd",
+//!     has_tty: true,
+//!     rhost: Some("10.1.2.3"),
+//! });
+//! println!("{}: idle timeout {:?}", policy.policy_name, policy.idle_timeout);
+//! # Ok::<(), vigil_config::ConfigError>(())
+//! ```
+
+mod document;
+mod error;
+mod explain;
+mod matching;
+mod parse;
+mod resolve;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Read;
+use std::path::Path;
+
+pub use error::ConfigError;
+pub use resolve::{IdleAction, ResolvedPolicy};
+
+use validate::Policy;
+
+/// Where vigild and `vigilctl check-config` look when given no path.
+pub const DEFAULT_PATH: &str = "/etc/vigil/vigil.toml";
+
+/// A larger file is refused unread: no policy file is that long, and
+/// `vigilctl check-config /dev/zero` must not eat the machine's memory.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// What is known about a session when its policy is chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts<'a> {
+    pub user: &'a str,
+    /// Every group of the user (primary and supplementary), by name.
+    pub groups: &'a [String],
+    /// The PAM service (`sshd`, `login`, ...).
+    pub service: &'a str,
+    pub has_tty: bool,
+    /// `PAM_RHOST`: an address or a host name; `None` (or empty) for a local login.
+    pub rhost: Option<&'a str>,
+}
+
+/// A checked configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Built-in values overridden by `[defaults]`.
+    defaults: ResolvedPolicy,
+    /// `[[policy]]` blocks in file order, each already resolved against `defaults`.
+    policies: Vec<Policy>,
+}
+
+impl Config {
+    /// Reads, parses and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_BYTES {
+            return Err(read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {MAX_FILE_BYTES} bytes; expected a vigil policy file"),
+            )));
+        }
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses and checks `text`; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let (defaults, policies) = parse::parse(text, origin)?;
+        Ok(Config { defaults, policies })
+    }
+
+    /// The configuration used when there is no file: built-in defaults, no policies.
+    pub fn builtin() -> Config {
+        Config {
+            defaults: ResolvedPolicy::builtin(),
+            policies: Vec::new(),
+        }
+    }
+
+    /// The policy for `session`: the first `[[policy]]` block that matches it, over
+    /// `[defaults]`, over the built-in values. A pure function of the file and the facts.
+    pub fn resolve(&self, session: &SessionFacts<'_>) -> ResolvedPolicy {
+        self.policies
+            .iter()
+            .find(|policy| policy.criteria.matches(session))
+            .map_or(&self.defaults, |policy| &policy.resolved)
+            .clone()
+    }
+
+    /// How many `[[policy]]` blocks the file has.
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
+    }
+
+    fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Config, ConfigError> {
+        Self::parse(parse::utf8(bytes, origin)?, origin)
+    }
+}

@@ -1,0 +1,200 @@
+//! vigilctl: the admin and user CLI for vigild.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use vigil_protocol::{ManagerProxy, SessionInfo, Target, VigilError};
+
+#[derive(Parser, Debug)]
+#[command(name = "vigilctl", version, about = "Inspect and control vigil sessions")]
+struct Cli {
+    /// vigild's private socket.
+    #[arg(long, env = "VIGIL_SOCKET", default_value = vigil_protocol::DEFAULT_SOCKET, global = true)]
+    socket: PathBuf,
+    /// Talk to vigild over this D-Bus bus address instead of the private socket.
+    #[arg(long, global = true)]
+    bus: Option<String>,
+    /// Give up on vigild after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List sessions (all for root, your own otherwise).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one session.
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a session: its processes get SIGHUP, then SIGKILL (root only).
+    Terminate { id: u64 },
+    /// Make vigild re-read its configuration (root only).
+    Reload,
+    /// Check a configuration file without touching the running daemon.
+    CheckConfig { file: Option<PathBuf> },
+    /// Daemon version, configuration and session count.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match &cli.command {
+        Command::CheckConfig { file } => check_config(file.clone()),
+        _ => talk_to_vigild(&cli),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("vigilctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: Option<PathBuf>) -> Result<(), String> {
+    let path = file.unwrap_or_else(|| PathBuf::from(vigil_config::DEFAULT_PATH));
+    let config = vigil_config::Config::load(&path).map_err(|e| e.to_string())?;
+    println!("{}: OK, {} policy block(s)", path.display(), config.policy_count());
+    Ok(())
+}
+
+fn talk_to_vigild(cli: &Cli) -> Result<(), String> {
+    let target = match &cli.bus {
+        Some(address) => Target::Bus(address.clone()),
+        None => Target::Socket(cli.socket.clone()),
+    };
+    zruntime::block_on(async {
+        let runtime = zruntime::SharedRuntime::current().map_err(|e| e.to_string())?;
+        match runtime.timeout(cli.timeout, run(&cli.command, &target)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer from vigild on {} within {}", target.describe(), humantime::format_duration(cli.timeout))),
+        }
+    })
+}
+
+async fn run(command: &Command, target: &Target) -> Result<(), String> {
+    let connection = target.connect().await.map_err(|e| {
+        format!("cannot reach vigild on {}: {e}\n  is vigild running? (systemctl status vigild, or see the README)", target.describe())
+    })?;
+    let manager = ManagerProxy::new(&connection).await.map_err(|e| e.to_string())?;
+    match command {
+        Command::List { json } => {
+            let sessions = manager.list_sessions().await.map_err(explain)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&sessions.iter().map(session_json).collect::<Vec<_>>()).map_err(|e| e.to_string())?);
+            } else {
+                print_table(&sessions);
+            }
+        }
+        Command::Show { id, json } => {
+            let s = manager.get_session(*id).await.map_err(explain)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&session_json(&s)).map_err(|e| e.to_string())?);
+            } else {
+                print_session(&s);
+            }
+        }
+        Command::Terminate { id } => {
+            manager.terminate_session(*id).await.map_err(explain)?;
+            println!("session {id} terminated");
+        }
+        Command::Reload => println!("{}", manager.reload().await.map_err(explain)?),
+        Command::Status => {
+            let s = manager.status().await.map_err(explain)?;
+            println!("vigild {}\nconfig: {} ({} policy block(s))\nsessions: {}", s.version, s.config_path, s.policy_count, s.session_count);
+        }
+        Command::CheckConfig { .. } => unreachable!("handled without vigild"),
+    }
+    Ok(())
+}
+
+/// Turns vigild's error replies into what the user should know.
+fn explain(error: VigilError) -> String {
+    match error {
+        VigilError::AccessDenied(m) => format!("permission denied: {m} (run as root)"),
+        VigilError::NoSuchSession(m) => m,
+        VigilError::InvalidArgument(m) => format!("invalid argument: {m}"),
+        VigilError::ConfigInvalid(m) => format!("configuration refused: {m}"),
+        VigilError::Failed(m) => format!("vigild failed: {m}"),
+        VigilError::ZBus(e) => format!("D-Bus error: {e}"),
+    }
+}
+
+fn session_json(s: &SessionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "user": s.user,
+        "uid": s.uid,
+        "service": s.service,
+        "tty": s.tty,
+        "rhost": s.rhost,
+        "leader_pid": s.leader_pid,
+        "audit_session_id": (s.audit_session_id != u32::MAX).then_some(s.audit_session_id),
+        "started": s.started_usec / 1_000_000,
+        "last_activity": s.last_activity_usec / 1_000_000,
+        "policy": s.policy,
+    })
+}
+
+fn now_usec() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+fn age(usec: u64) -> String {
+    let secs = now_usec().saturating_sub(usec) / 1_000_000;
+    humantime::format_duration(Duration::from_secs(secs)).to_string().replace(' ', "")
+}
+
+/// Names and hosts come from users and remote peers: show control characters escaped
+/// so that they cannot rewrite the admin's terminal.
+fn printable(s: &str) -> String {
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { printable(s) }
+}
+
+fn print_table(sessions: &[SessionInfo]) {
+    println!("{:>6} {:<12} {:>6} {:<12} {:<8} {:<18} {:>7} {:>8} {:>8}  POLICY", "ID", "USER", "UID", "SERVICE", "TTY", "RHOST", "LEADER", "AGE", "IDLE");
+    for s in sessions {
+        println!(
+            "{:>6} {:<12} {:>6} {:<12} {:<8} {:<18} {:>7} {:>8} {:>8}  {}",
+            s.id,
+            or_dash(&s.user),
+            s.uid,
+            or_dash(&s.service),
+            or_dash(&s.tty),
+            or_dash(&s.rhost),
+            s.leader_pid,
+            age(s.started_usec),
+            age(s.last_activity_usec),
+            printable(&s.policy)
+        );
+    }
+    println!("{} session(s)", sessions.len());
+}
+
+fn print_session(s: &SessionInfo) {
+    let ses = if s.audit_session_id == u32::MAX { "-".to_string() } else { s.audit_session_id.to_string() };
+    println!("session {}", s.id);
+    println!("  user:          {} (uid {})", or_dash(&s.user), s.uid);
+    println!("  service:       {}", or_dash(&s.service));
+    println!("  tty:           {}", or_dash(&s.tty));
+    println!("  remote host:   {}", or_dash(&s.rhost));
+    println!("  leader pid:    {}", s.leader_pid);
+    println!("  audit session: {ses}");
+    println!("  started:       {} ago", age(s.started_usec));
+    println!("  last activity: {} ago", age(s.last_activity_usec));
+    println!("  policy:        {}", printable(&s.policy));
+}

@@ -1,0 +1,206 @@
+//! The D-Bus face of vigild: `org.vigil1.Manager` at `/org/vigil1`, one
+//! `org.vigil1.Session` object per session, on the system bus and on every
+//! connection of the private socket alike.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::task::AbortHandle;
+
+use vigil_protocol::{SessionInfo, StatusReply, VigilError, session_path};
+use zbus::message::Header;
+use zbus::{Connection, interface};
+
+use crate::caller::Caller;
+use crate::core::{EndReason, Hooks, OpenRequest, Vigild};
+use crate::pidfd;
+
+async fn caller(connection: &Connection, header: &Header<'_>) -> Result<Caller, VigilError> {
+    Caller::identify(connection, header).await.map_err(|e| VigilError::Failed(format!("cannot identify the caller: {e}")))
+}
+
+pub struct ManagerIface {
+    pub core: Arc<Vigild>,
+}
+
+#[interface(name = "org.vigil1.Manager")]
+impl ManagerIface {
+    #[allow(clippy::too_many_arguments)]
+    async fn open_session(
+        &self,
+        user: String,
+        service: String,
+        tty: String,
+        rhost: String,
+        ruser: String,
+        leader_pid: u32,
+        audit_session_id: u32,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<u64, VigilError> {
+        let caller = caller(connection, &header).await?;
+        let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id };
+        self.core.open_session(caller, request).await
+    }
+
+    async fn close_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+        self.core.close_session(caller(connection, &header).await?, id)
+    }
+
+    async fn list_sessions(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<Vec<SessionInfo>, VigilError> {
+        Ok(self.core.list_sessions(caller(connection, &header).await?))
+    }
+
+    async fn get_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<SessionInfo, VigilError> {
+        self.core.get_session(caller(connection, &header).await?, id)
+    }
+
+    async fn terminate_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+        self.core.terminate_session(caller(connection, &header).await?, id).await
+    }
+
+    async fn reload(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
+        self.core.reload(caller(connection, &header).await?)
+    }
+
+    async fn status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<StatusReply, VigilError> {
+        Ok(self.core.status(caller(connection, &header).await?))
+    }
+}
+
+/// `/org/vigil1/session/<id>`: read-only properties, read live from the registry.
+/// Properties are served to anyone who may reach the object (the bus policy lets
+/// users Get/GetAll); they carry nothing ListSessions would hide from the same user
+/// except other users' sessions, which is what `w` and `loginctl` show too.
+pub struct SessionIface {
+    core: Weak<Vigild>,
+    id: u64,
+}
+
+impl SessionIface {
+    fn info(&self) -> zbus::fdo::Result<SessionInfo> {
+        self.core
+            .upgrade()
+            .and_then(|core| core.session_info(self.id))
+            .ok_or_else(|| zbus::fdo::Error::UnknownObject(format!("session {} has ended", self.id)))
+    }
+}
+
+#[interface(name = "org.vigil1.Session")]
+impl SessionIface {
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn id(&self) -> u64 {
+        self.id
+    }
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn user(&self) -> zbus::fdo::Result<String> {
+        Ok(self.info()?.user)
+    }
+    #[zbus(property(emits_changed_signal = "const"), name = "UID")]
+    fn uid(&self) -> zbus::fdo::Result<u32> {
+        Ok(self.info()?.uid)
+    }
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn service(&self) -> zbus::fdo::Result<String> {
+        Ok(self.info()?.service)
+    }
+    #[zbus(property(emits_changed_signal = "const"), name = "TTY")]
+    fn tty(&self) -> zbus::fdo::Result<String> {
+        Ok(self.info()?.tty)
+    }
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn remote_host(&self) -> zbus::fdo::Result<String> {
+        Ok(self.info()?.rhost)
+    }
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn leader(&self) -> zbus::fdo::Result<u32> {
+        Ok(self.info()?.leader_pid)
+    }
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn audit_session_id(&self) -> zbus::fdo::Result<u32> {
+        Ok(self.info()?.audit_session_id)
+    }
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn timestamp(&self) -> zbus::fdo::Result<u64> {
+        Ok(self.info()?.started_usec)
+    }
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn last_activity(&self) -> zbus::fdo::Result<u64> {
+        Ok(self.info()?.last_activity_usec)
+    }
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn policy(&self) -> zbus::fdo::Result<String> {
+        Ok(self.info()?.policy)
+    }
+}
+
+/// Keeps the session objects on every live connection and watches session leaders.
+pub struct Publisher {
+    core: Weak<Vigild>,
+    /// Closed connections are pruned whenever the list is used.
+    connections: Mutex<Vec<Connection>>,
+    /// One task per session waiting for its leader to exit; aborted at close.
+    leader_watches: Mutex<HashMap<u64, AbortHandle>>,
+}
+
+impl Publisher {
+    pub fn new(core: &Arc<Vigild>) -> Arc<Self> {
+        Arc::new(Self { core: Arc::downgrade(core), connections: Mutex::default(), leader_watches: Mutex::default() })
+    }
+
+    fn live_connections(&self) -> Vec<Connection> {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        connections.retain(|c| !c.is_closed());
+        connections.clone()
+    }
+
+    /// Serves the manager and every current session on `connection` (the bus
+    /// connection, or one accepted on the private socket).
+    pub async fn attach(&self, connection: &Connection) {
+        let Some(core) = self.core.upgrade() else { return };
+        self.connections.lock().unwrap_or_else(|p| p.into_inner()).push(connection.clone());
+        let ids: Vec<u64> = core.list_sessions(Caller { uid: 0, pid: 0 }).into_iter().map(|s| s.id).collect();
+        for id in ids {
+            let _ = connection.object_server().at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+        }
+    }
+
+    /// Ends the session when its leader exits without close_session.
+    fn watch_leader(&self, id: u64, leader_pid: u32) {
+        let core = self.core.clone();
+        let task = tokio::spawn(async move {
+            // A leader that is already gone (or a pidfd the kernel refuses) ends the
+            // session now rather than never.
+            if let Ok(fd) = pidfd::open(leader_pid) {
+                let _ = pidfd::exited(fd).await;
+            }
+            if let Some(core) = core.upgrade() {
+                core.end(id, EndReason::LeaderGone, None);
+            }
+        });
+        self.leader_watches.lock().unwrap_or_else(|p| p.into_inner()).insert(id, task.abort_handle());
+    }
+}
+
+impl Hooks for Publisher {
+    fn session_added(&self, id: u64, leader_pid: u32) {
+        self.watch_leader(id, leader_pid);
+        for connection in self.live_connections() {
+            let iface = SessionIface { core: self.core.clone(), id };
+            tokio::spawn(async move {
+                let _ = connection.object_server().at(session_path(id), iface).await;
+            });
+        }
+    }
+
+    fn session_removed(&self, id: u64) {
+        if let Some(watch) = self.leader_watches.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+            watch.abort();
+        }
+        for connection in self.live_connections() {
+            tokio::spawn(async move {
+                let _ = connection.object_server().remove::<SessionIface, _>(session_path(id)).await;
+            });
+        }
+    }
+}

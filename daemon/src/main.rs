@@ -1,0 +1,169 @@
+//! vigild: registers login sessions, ends idle ones, decides re-authentication, and
+//! audits every decision. This file parses arguments and wires the pieces together.
+
+mod audit_log;
+mod bus;
+mod caller;
+mod core;
+mod ids;
+mod pidfd;
+mod private_socket;
+mod procfs;
+mod terminate;
+mod users;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use vigil_config::Config;
+use vigil_protocol::audit::Record;
+use zbus::connection::Builder;
+
+use crate::audit_log::AuditLog;
+use crate::bus::{ManagerIface, Publisher};
+use crate::core::Vigild;
+use crate::ids::IdAllocator;
+
+#[derive(Parser, Debug)]
+#[command(name = "vigild", version, about = "vigil session guard daemon")]
+struct Args {
+    /// Configuration file.
+    #[arg(long, default_value = vigil_config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Private peer-to-peer D-Bus socket.
+    #[arg(long, default_value = vigil_protocol::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// D-Bus bus address to own org.vigil1 on (default: the system bus, when one runs).
+    #[arg(long, conflicts_with = "no_bus")]
+    bus: Option<String>,
+    /// Do not use any message bus; serve the private socket only.
+    #[arg(long)]
+    no_bus: bool,
+    /// Syslog socket for audit records.
+    #[arg(long, default_value = "/dev/log")]
+    syslog_socket: PathBuf,
+    /// Directory for state that survives restarts (session id counter).
+    #[arg(long, default_value = "/run/vigil")]
+    state_dir: PathBuf,
+    /// Also print every audit record on stderr.
+    #[arg(long)]
+    foreground: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigild: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("vigild: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration at start: a missing file means built-in defaults; a bad file
+/// stops the start, with the file, line and column.
+fn initial_config(path: &PathBuf) -> Result<(Config, &'static str), String> {
+    if !path.exists() {
+        return Ok((Config::builtin(), "builtin"));
+    }
+    Config::load(path).map(|c| (c, "file")).map_err(|e| e.to_string())
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let (config, config_source) = initial_config(&args.config)?;
+    std::fs::create_dir_all(&args.state_dir).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
+    let ids = IdAllocator::open(Some(args.state_dir.join("next-session-id")));
+    let audit = AuditLog::new(args.syslog_socket.clone(), args.foreground);
+    let core = Arc::new(Vigild::new(config, args.config.clone(), audit, ids));
+    let publisher = Publisher::new(&core);
+    core.set_hooks(publisher.clone());
+
+    let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
+    let bus = connect_bus(&args, &core).await?;
+    if let Some(bus) = &bus {
+        publisher.attach(bus).await;
+    }
+
+    core.audit.write(
+        &Record::new("daemon_start")
+            .text("version", env!("CARGO_PKG_VERSION"))
+            .number("pid", std::process::id())
+            .text("config", args.config.as_os_str().as_encoded_bytes())
+            .text("config_source", config_source)
+            .text("socket", args.socket.as_os_str().as_encoded_bytes())
+            .text("bus", if bus.is_some() { "yes" } else { "no" }),
+    );
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    let server = tokio::spawn(private_socket::serve(listener, core.clone(), publisher.clone()));
+    let stop_reason = wait_for_signals(&core).await;
+
+    server.abort();
+    let _ = std::fs::remove_file(&args.socket);
+    core.audit.write(
+        &Record::new("daemon_stop")
+            .text("signal", stop_reason)
+            .number("sessions", core.session_count() as i128),
+    );
+    drop(bus);
+    Ok(())
+}
+
+/// Owns org.vigil1 on the bus given by --bus, or on the system bus when one runs.
+/// A missing system bus is normal (containers, minimal hosts); a --bus that fails is
+/// an error.
+async fn connect_bus(args: &Args, core: &Arc<Vigild>) -> Result<Option<zbus::Connection>, String> {
+    if args.no_bus {
+        return Ok(None);
+    }
+    let explicit = args.bus.is_some();
+    let builder = match &args.bus {
+        Some(address) => Builder::address(address.as_str()),
+        None => Builder::system(),
+    };
+    let built = builder
+        .name(vigil_protocol::BUS_NAME)
+        .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone() })
+        .build()
+        .await;
+    match built {
+        Ok(connection) => Ok(Some(connection)),
+        Err(e) if explicit => Err(format!("cannot own {} on {}: {e}", vigil_protocol::BUS_NAME, args.bus.as_deref().unwrap_or(""))),
+        Err(e) => {
+            eprintln!("vigild: no system bus ({e}); serving the private socket only");
+            Ok(None)
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration.
+async fn wait_for_signals(core: &Arc<Vigild>) -> &'static str {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        eprintln!("vigild: cannot install signal handlers");
+        return "none";
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                if let Err(e) = core.reload_config("sighup") {
+                    eprintln!("vigild: reload failed: {e}");
+                }
+            }
+            _ = term.recv() => return "SIGTERM",
+            _ = int.recv() => return "SIGINT",
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Module arguments from the `/etc/pam.d` line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use vigil_protocol::Target;
+
+/// What a failed registration does to the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Let the login proceed (the default: a daemon outage must not lock admins out).
+    Open,
+    /// Refuse the session.
+    Closed,
+}
+
+impl FailMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleArgs {
+    pub target: Target,
+    /// Deadline for the whole exchange with vigild (connect, authenticate, call).
+    pub timeout: Duration,
+    pub fail: FailMode,
+    /// Socket of the syslog daemon for the module's own records.
+    pub syslog_socket: PathBuf,
+    pub debug: bool,
+    /// Arguments that were not understood; reported once per call, never fatal
+    /// (a typo must not lock anyone out).
+    pub unknown: Vec<String>,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A deadline above this is refused: a login must never wait longer on vigild.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for ModuleArgs {
+    fn default() -> Self {
+        Self {
+            target: Target::default(),
+            timeout: DEFAULT_TIMEOUT,
+            fail: FailMode::Open,
+            syslog_socket: PathBuf::from("/dev/log"),
+            debug: false,
+            unknown: Vec::new(),
+        }
+    }
+}
+
+impl ModuleArgs {
+    /// Parses the arguments PAM hands the module. Bad values are kept as `unknown`
+    /// and the default stays in force.
+    pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut parsed = Self::default();
+        for raw in args {
+            let arg = String::from_utf8_lossy(raw);
+            let (key, value) = match arg.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (arg.as_ref(), None),
+            };
+            let understood = match (key, value) {
+                ("socket", Some(v)) if v.starts_with('/') => {
+                    parsed.target = Target::Socket(PathBuf::from(v));
+                    true
+                }
+                ("bus", Some(v)) if !v.is_empty() => {
+                    parsed.target = Target::Bus(v.to_string());
+                    true
+                }
+                ("timeout", Some(v)) => match humantime::parse_duration(v) {
+                    Ok(d) if !d.is_zero() && d <= MAX_TIMEOUT => {
+                        parsed.timeout = d;
+                        true
+                    }
+                    _ => false,
+                },
+                ("fail", Some("open")) => {
+                    parsed.fail = FailMode::Open;
+                    true
+                }
+                ("fail", Some("closed")) => {
+                    parsed.fail = FailMode::Closed;
+                    true
+                }
+                ("syslog", Some(v)) if v.starts_with('/') => {
+                    parsed.syslog_socket = PathBuf::from(v);
+                    true
+                }
+                ("debug", None) => {
+                    parsed.debug = true;
+                    true
+                }
+                _ => false,
+            };
+            if !understood {
+                parsed.unknown.push(arg.into_owned());
+            }
+        }
+        parsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ModuleArgs {
+        ModuleArgs::parse(args.iter().map(|a| a.as_bytes()))
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[]);
+        assert_eq!(a, ModuleArgs::default());
+        assert_eq!(a.target, Target::Socket("/run/vigil/private".into()));
+        assert_eq!(a.timeout, Duration::from_secs(2));
+        assert_eq!(a.fail, FailMode::Open);
+    }
+
+    #[test]
+    fn all_arguments() {
+        let a = parse(&["socket=/tmp/x", "timeout=500ms", "fail=closed", "syslog=/tmp/log", "debug"]);
+        assert_eq!(a.target, Target::Socket("/tmp/x".into()));
+        assert_eq!(a.timeout, Duration::from_millis(500));
+        assert_eq!(a.fail, FailMode::Closed);
+        assert_eq!(a.syslog_socket, PathBuf::from("/tmp/log"));
+        assert!(a.debug && a.unknown.is_empty());
+        let b = parse(&["bus=unix:path=/run/dbus/system_bus_socket"]);
+        assert_eq!(b.target, Target::Bus("unix:path=/run/dbus/system_bus_socket".into()));
+    }
+
+    #[test]
+    fn bad_values_keep_defaults_and_are_reported() {
+        let a = parse(&["timeout=forever", "timeout=0s", "timeout=1h", "fail=maybe", "socket=relative", "verbose"]);
+        assert_eq!(a.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(a.fail, FailMode::Open);
+        assert_eq!(a.unknown.len(), 6);
+    }
+}

@@ -1,0 +1,71 @@
+//! The only door to libpam: items, environment and per-handle data.
+
+use std::ffi::{CStr, CString, c_char, c_int};
+
+use pam::constants::PamResultCode;
+use pam::module::PamHandle;
+
+/// What the session logic needs from libpam; a scripted fake implements it in tests.
+pub trait PamIo {
+    /// A PAM item as raw bytes (PAM items are C strings, not necessarily UTF-8).
+    fn item(&self, item: Item) -> Option<Vec<u8>>;
+    /// Sets `NAME=value` in the PAM environment (`pam_putenv`).
+    fn put_env(&mut self, name: &str, value: &str) -> bool;
+    /// Remembers the session id between open_session and close_session.
+    fn store_session_id(&mut self, id: u64) -> bool;
+    fn session_id(&self) -> Option<u64>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    User,
+    Service,
+    Tty,
+    RHost,
+    RUser,
+}
+
+const SESSION_DATA_KEY: &str = "pam_vigil_session_id";
+
+unsafe extern "C" {
+    // libpam's pam_putenv; pam-bindings 0.4 does not wrap it.
+    fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
+}
+
+pub struct RealPam<'a>(pub &'a mut PamHandle);
+
+fn bytes(c: &CStr) -> Vec<u8> {
+    c.to_bytes().to_vec()
+}
+
+impl PamIo for RealPam<'_> {
+    fn item(&self, item: Item) -> Option<Vec<u8>> {
+        use pam::items;
+        let h = &*self.0;
+        match item {
+            Item::User => h.get_item::<items::User>().ok().flatten().map(|i| bytes(i.0)),
+            Item::Service => h.get_item::<items::Service>().ok().flatten().map(|i| bytes(i.0)),
+            Item::Tty => h.get_item::<items::Tty>().ok().flatten().map(|i| bytes(i.0)),
+            Item::RHost => h.get_item::<items::RHost>().ok().flatten().map(|i| bytes(i.0)),
+            Item::RUser => h.get_item::<items::RUser>().ok().flatten().map(|i| bytes(i.0)),
+        }
+    }
+
+    fn put_env(&mut self, name: &str, value: &str) -> bool {
+        let Ok(pair) = CString::new(format!("{name}={value}")) else {
+            return false;
+        };
+        // SAFETY: the handle is the one libpam gave this hook; pam_putenv copies the string.
+        let rc = unsafe { pam_putenv(self.0 as *mut PamHandle, pair.as_ptr()) };
+        rc == PamResultCode::PAM_SUCCESS as c_int
+    }
+
+    fn store_session_id(&mut self, id: u64) -> bool {
+        self.0.set_data(SESSION_DATA_KEY, Box::new(id)).is_ok()
+    }
+
+    fn session_id(&self) -> Option<u64> {
+        // SAFETY: only this module writes this key, always with a u64.
+        unsafe { self.0.get_data::<u64>(SESSION_DATA_KEY) }.ok().copied()
+    }
+}
