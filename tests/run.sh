@@ -1,0 +1,33 @@
+#!/bin/sh
+# Runs every vigil test: unit tests, then the end-to-end tests with real libpam,
+# dbus-daemon, rsyslogd (and, as issues land, sshd and sudo).
+# Run as root from the repository:   sh tests/run.sh
+set -eu
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+[ "$(id -u)" = 0 ] || { echo "tests/run.sh: the end-to-end tests need root" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Rust with rustup" >&2; exit 1; }
+
+# The real parts the end-to-end tests start themselves (none of them is left running).
+packages="rsyslog dbus openssh-server openssh-client sudo pamtester sshpass libpam0g-dev procps passwd util-linux"
+missing=""
+for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+    echo "tests/run.sh: installing$missing"
+    apt-get update -qq
+    # policy-rc.d 101: do not start the packages' own services; the tests start
+    # private instances on their own sockets and ports.
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.vigil-tests
+    chmod +x /usr/sbin/policy-rc.d.vigil-tests
+    [ -e /usr/sbin/policy-rc.d ] || ln -s /usr/sbin/policy-rc.d.vigil-tests /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+    [ "$(readlink /usr/sbin/policy-rc.d 2>/dev/null)" = /usr/sbin/policy-rc.d.vigil-tests ] && rm -f /usr/sbin/policy-rc.d
+    rm -f /usr/sbin/policy-rc.d.vigil-tests
+fi
+
+cargo build --release --locked --workspace --bins --lib
+cargo test --release --locked --workspace --exclude vigil-e2e
+# End-to-end tests one at a time: they time deadlines and share the machine.
+cargo test --release --locked -p vigil-e2e -- --test-threads=1
