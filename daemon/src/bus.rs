@@ -204,3 +204,72 @@ impl Hooks for Publisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The served interface against the protocol crate's client proxy, over a real
+    //! peer-to-peer D-Bus connection: a drift between the two breaks these tests.
+
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+
+    use vigil_protocol::ManagerProxy;
+    use zbus::connection::Builder;
+
+    use super::*;
+    use crate::audit_log::AuditLog;
+    use crate::ids::IdAllocator;
+
+    async fn pair() -> (Arc<Vigild>, zbus::Connection, zbus::Connection) {
+        let audit = AuditLog::new(PathBuf::from("/nonexistent/vigil-test-log"), false);
+        let core = Arc::new(Vigild::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), audit, IdAllocator::open(None)));
+        let publisher = Publisher::new(&core);
+        core.set_hooks(publisher.clone());
+        let (a, b) = UnixStream::pair().unwrap();
+        let server = Builder::unix_stream(a).server(zbus::Guid::generate()).p2p().serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone() }).build();
+        let client = Builder::unix_stream(b).p2p().build();
+        let (server, client) = tokio::join!(server, client);
+        let server = server.unwrap();
+        publisher.attach(&server).await;
+        (core, server, client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn proxy_and_interface_agree() {
+        let (_core, _server, client) = pair().await;
+        let manager = ManagerProxy::new(&client).await.unwrap();
+        assert!(manager.list_sessions().await.unwrap().is_empty());
+        let status = manager.status().await.unwrap();
+        assert_eq!(status.session_count, 0);
+        assert!(matches!(manager.get_session(99).await, Err(VigilError::NoSuchSession(_))));
+        assert!(matches!(manager.reload().await, Err(VigilError::ConfigInvalid(_))));
+    }
+
+    #[tokio::test]
+    async fn open_list_and_close_when_root() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: OpenSession needs uid 0");
+            return;
+        }
+        let (_core, _server, client) = pair().await;
+        let manager = ManagerProxy::new(&client).await.unwrap();
+        let pid = std::process::id();
+        let ses = crate::procfs::audit_session_id(pid);
+        let id = manager.open_session("root", "vigil-unit", "pts/7", "203.0.113.7", "", pid, ses).await.unwrap();
+        let listed = manager.list_sessions().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].id, listed[0].tty.as_str(), listed[0].rhost.as_str(), listed[0].leader_pid), (id, "pts/7", "203.0.113.7", pid));
+        // The session object answers its properties over the same connection.
+        let props = zbus::fdo::PropertiesProxy::builder(&client).destination(vigil_protocol::BUS_NAME).path(session_path(id)).build().await.unwrap();
+        let user = props.get(vigil_protocol::SESSION_INTERFACE.try_into().unwrap(), "User").await.unwrap();
+        assert_eq!(String::try_from(user).unwrap(), "root");
+        // A claimed leader that is not the caller is refused.
+        assert!(matches!(manager.open_session("root", "s", "", "", "", 1, ses).await, Err(VigilError::AccessDenied(_))));
+        // Oversized fields are refused, not cut.
+        let long = "x".repeat(vigil_protocol::MAX_FIELD_BYTES + 1);
+        assert!(matches!(manager.open_session("root", "s", &long, "", "", pid, ses).await, Err(VigilError::InvalidArgument(_))));
+        manager.close_session(id).await.unwrap();
+        assert!(manager.list_sessions().await.unwrap().is_empty());
+        assert!(matches!(manager.close_session(id).await, Err(VigilError::NoSuchSession(_))));
+    }
+}
