@@ -1,0 +1,244 @@
+//! pam_host: a small PAM application linking the real libpam, for vigil's e2e tests
+//! and benchmark.
+//!
+//! `pam_host --service NAME --user U [--tty T] [--rhost H] [--ruser R] [--cycles N]
+//!           [--password P] [--auth] [--wait-stdin] [--json]`
+//!
+//! pam_start, then (with `--auth`) pam_authenticate and pam_acct_mgmt once, then N
+//! cycles of pam_open_session / pam_close_session on the one handle, then pam_end.
+//! close_session runs only after a successful open_session, as in sshd and login.
+//! With `--wait-stdin` each cycle prints `OPEN <rc> <VIGIL_SESSION_ID or ->`, waits for
+//! one line on stdin, closes and prints `CLOSED <rc or ->`. With `--json` the last
+//! stdout line is a `vigil_e2e::PamHostReport`. Exit 0 whenever it ran, whatever PAM
+//! returned (the report says); 2 for bad arguments.
+
+#[path = "pam_host/census.rs"]
+mod census;
+#[path = "pam_host/conv.rs"]
+mod conv;
+#[path = "pam_host/ffi.rs"]
+mod ffi;
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString, c_int};
+use std::io::{BufRead, Write};
+use std::ptr;
+use std::time::Instant;
+
+use clap::Parser;
+use vigil_e2e::report::{AuthReport, FIRST_N, PamHostReport, RcSummary, Stats};
+
+use census::Census;
+use conv::ConvState;
+use ffi::PamHandle;
+
+#[derive(Parser, Debug)]
+#[command(name = "pam_host", about = "Drive a PAM service through real libpam")]
+struct Cli {
+    /// PAM service (a file in /etc/pam.d).
+    #[arg(long)]
+    service: String,
+    /// PAM_USER.
+    #[arg(long)]
+    user: String,
+    /// PAM_TTY.
+    #[arg(long)]
+    tty: Option<String>,
+    /// PAM_RHOST.
+    #[arg(long)]
+    rhost: Option<String>,
+    /// PAM_RUSER.
+    #[arg(long)]
+    ruser: Option<String>,
+    /// Answer to every prompt; without it a prompt fails the conversation.
+    #[arg(long)]
+    password: Option<String>,
+    /// open_session + close_session cycles on one handle.
+    #[arg(long, default_value_t = 1)]
+    cycles: u32,
+    /// Run pam_authenticate and pam_acct_mgmt once before the sessions.
+    #[arg(long)]
+    auth: bool,
+    /// Print OPEN after each open_session and wait for a line on stdin before closing.
+    #[arg(long)]
+    wait_stdin: bool,
+    /// Print the JSON report as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let report = run(&cli);
+    if cli.json {
+        println!("{}", serde_json::to_string(&report).expect("the report serializes"));
+    } else {
+        println!(
+            "start_rc={} open_rc={:?} close_rc={:?} session_ids={:?} threads {}->{} fds {}->{} cycle_us p50={} p99={} max={}",
+            report.start_rc,
+            report.open_rc.counts,
+            report.close_rc.counts,
+            report.session_ids,
+            report.threads_before,
+            report.threads_after,
+            report.fds_before,
+            report.fds_after,
+            report.cycle_us.p50,
+            report.cycle_us.p99,
+            report.cycle_us.max,
+        );
+    }
+}
+
+fn cstring(what: &str, s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| {
+        eprintln!("pam_host: {what} contains a NUL byte");
+        std::process::exit(2)
+    })
+}
+
+fn run(cli: &Cli) -> PamHostReport {
+    let mut report = PamHostReport {
+        pid: std::process::id(),
+        service: cli.service.clone(),
+        user: cli.user.clone(),
+        cycles: cli.cycles,
+        ..PamHostReport::default()
+    };
+    let service = cstring("--service", &cli.service);
+    let user = cstring("--user", &cli.user);
+    let items: Vec<(c_int, CString)> =
+        [(ffi::PAM_TTY, &cli.tty), (ffi::PAM_RHOST, &cli.rhost), (ffi::PAM_RUSER, &cli.ruser)]
+            .into_iter()
+            .filter_map(|(item, value)| value.as_ref().map(|v| (item, cstring("an item", v))))
+            .collect();
+    let env_name = c"VIGIL_SESSION_ID";
+    let mut conv_state = ConvState::new(cli.password.as_deref());
+    let conv = conv_state.pam_conv();
+    let mut rcs_seen: Vec<c_int> = Vec::new();
+
+    let before = Census::take();
+    let started = Instant::now();
+    let mut pamh: *mut PamHandle = ptr::null_mut();
+    // SAFETY: valid NUL-terminated strings and a conversation that outlives the handle.
+    report.start_rc = unsafe { ffi::pam_start(service.as_ptr(), user.as_ptr(), &conv, &mut pamh) };
+    rcs_seen.push(report.start_rc);
+    if report.start_rc == ffi::PAM_SUCCESS {
+        for (item, value) in &items {
+            // SAFETY: pamh is live; libpam copies string items.
+            let rc = unsafe { ffi::pam_set_item(pamh, *item, value.as_ptr().cast()) };
+            if rc != ffi::PAM_SUCCESS {
+                eprintln!("pam_host: pam_set_item({item}) returned {rc}");
+            }
+        }
+        if cli.auth {
+            report.auth = Some(authenticate(pamh, &mut rcs_seen));
+        }
+        let mut last_rc = ffi::PAM_SUCCESS;
+        let (mut open_us, mut close_us, mut cycle_us) = (Vec::new(), Vec::new(), Vec::new());
+        let mut open_rc = RcSummary::default();
+        let mut close_rc = RcSummary::default();
+        for cycle in 0..cli.cycles {
+            let t0 = Instant::now();
+            // SAFETY: pamh is live.
+            let rc = unsafe { ffi::pam_open_session(pamh, 0) };
+            let opened = t0.elapsed();
+            open_rc.record(rc);
+            rcs_seen.push(rc);
+            last_rc = rc;
+            // SAFETY: pamh is live; the returned string belongs to libpam, copied at once.
+            let id = unsafe {
+                let p = ffi::pam_getenv(pamh, env_name.as_ptr());
+                (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+            };
+            if (cycle as usize) < FIRST_N {
+                report.session_ids.push(id.clone());
+            }
+            if cli.wait_stdin {
+                say(&format!("OPEN {rc} {}", id.as_deref().unwrap_or("-")));
+                wait_for_line();
+            }
+            let t1 = Instant::now();
+            let closed = if rc == ffi::PAM_SUCCESS {
+                // SAFETY: pamh is live.
+                let crc = unsafe { ffi::pam_close_session(pamh, 0) };
+                close_rc.record(crc);
+                rcs_seen.push(crc);
+                last_rc = crc;
+                Some(crc)
+            } else {
+                None
+            };
+            let close_time = t1.elapsed();
+            if cli.wait_stdin {
+                say(&format!("CLOSED {}", closed.map_or("-".to_string(), |c| c.to_string())));
+            }
+            open_us.push(opened.as_micros() as u64);
+            if closed.is_some() {
+                close_us.push(close_time.as_micros() as u64);
+            }
+            cycle_us.push((opened + close_time).as_micros() as u64);
+        }
+        report.open_rc = open_rc;
+        report.close_rc = close_rc;
+        report.open_us = Stats::from_samples(&open_us);
+        report.close_us = Stats::from_samples(&close_us);
+        report.cycle_us = Stats::from_samples(&cycle_us);
+        report.rc_text = rc_text(pamh, &rcs_seen);
+        // SAFETY: pamh is live and not used after this.
+        report.end_rc = Some(unsafe { ffi::pam_end(pamh, last_rc) });
+    } else {
+        report.rc_text = rc_text(ptr::null_mut(), &rcs_seen);
+    }
+    report.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let after = Census::take();
+    report.threads_before = before.threads.len() as u32;
+    report.threads_after = after.threads.len() as u32;
+    report.new_threads = after.new_threads(&before);
+    report.fds_before = before.fds.len() as u32;
+    report.fds_after = after.fds.len() as u32;
+    report.new_fds = after.new_fds(&before);
+    report.messages = std::mem::take(&mut conv_state.messages);
+    if let Some(auth) = report.auth.as_mut() {
+        auth.prompts = std::mem::take(&mut conv_state.prompts);
+    }
+    report
+}
+
+fn authenticate(pamh: *mut PamHandle, rcs_seen: &mut Vec<c_int>) -> AuthReport {
+    // SAFETY: pamh is live.
+    let authenticate_rc = unsafe { ffi::pam_authenticate(pamh, 0) };
+    rcs_seen.push(authenticate_rc);
+    let acct_mgmt_rc = (authenticate_rc == ffi::PAM_SUCCESS).then(|| {
+        // SAFETY: pamh is live.
+        let rc = unsafe { ffi::pam_acct_mgmt(pamh, 0) };
+        rcs_seen.push(rc);
+        rc
+    });
+    AuthReport { authenticate_rc, acct_mgmt_rc, prompts: Vec::new() }
+}
+
+/// pam_strerror for each distinct code (pamh may be null: libpam accepts that).
+fn rc_text(pamh: *mut PamHandle, rcs: &[c_int]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for &rc in rcs {
+        out.entry(rc.to_string()).or_insert_with(|| {
+            // SAFETY: pam_strerror returns a static string (or null).
+            let p = unsafe { ffi::pam_strerror(pamh, rc) };
+            if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() }
+        });
+    }
+    out
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// One line from stdin (end of input counts as a line).
+fn wait_for_line() {
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+}

@@ -1,0 +1,303 @@
+//! [`Harness`]: owns every process, file and user a test creates, and removes them in
+//! `Drop`, also when the test panics. One harness at a time per test process: creating
+//! one waits until the previous one is dropped (tests that measure time or count
+//! threads must not share two cores with another test).
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::bus::{Bus, BusPolicy};
+use crate::host::{PamHostCmd, PamHostRun, PamHostSession};
+use crate::logs::{LogLine, read_log};
+use crate::pam::{Fail, PamService, PamStack, VigilArgs};
+use crate::paths;
+use crate::process::{Ledger, SpawnRecord, read_lossy, run_bounded};
+use crate::rsyslog::Rsyslog;
+use crate::tempdir::TestDir;
+use crate::users::{self, TestUser};
+use crate::vigild::{Vigild, VigildOpts};
+use crate::wait::wait_for;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Default deadline of a one-shot pam_host run.
+pub const PAM_HOST_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Harness {
+    // Drop order is spelled out in `Drop for Harness`; the fields below drop afterwards.
+    dir: TestDir,
+    ledger: Ledger,
+    counter: Cell<u32>,
+    rsyslog: Option<Rsyslog>,
+    bus: Option<Bus>,
+    vigild: Option<Vigild>,
+    pam_services: RefCell<Vec<PamService>>,
+    users: RefCell<Vec<TestUser>>,
+    pam_host_bin: RefCell<Option<PathBuf>>,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+impl Harness {
+    /// A harness with its own directory and nothing started yet.
+    pub fn new() -> Harness {
+        // A test that panicked poisons the lock; the next harness still may run.
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        crate::sweep::sweep_once();
+        Harness {
+            dir: TestDir::create(),
+            ledger: Ledger::default(),
+            counter: Cell::new(0),
+            rsyslog: None,
+            bus: None,
+            vigild: None,
+            pam_services: RefCell::new(Vec::new()),
+            users: RefCell::new(Vec::new()),
+            pam_host_bin: RefCell::new(None),
+            _one_at_a_time: guard,
+        }
+    }
+
+    /// A harness with rsyslogd started (what nearly every test needs first).
+    pub fn with_syslog() -> Harness {
+        let mut h = Harness::new();
+        h.start_rsyslog();
+        h
+    }
+
+    fn next(&self) -> u32 {
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        n
+    }
+
+    /// The harness's directory (`/tmp/vigil-e2e-<pid>-<n>`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the harness's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Every process this harness started, in order (also those already ended).
+    pub fn spawned(&self) -> Vec<SpawnRecord> {
+        self.ledger.borrow().clone()
+    }
+
+    // ---- rsyslogd -------------------------------------------------------------------
+
+    pub fn start_rsyslog(&mut self) -> &Rsyslog {
+        assert!(self.rsyslog.is_none(), "rsyslogd is already set up");
+        self.rsyslog = Some(Rsyslog::start_in(self.dir.path(), &self.ledger));
+        self.rsyslog()
+    }
+
+    #[track_caller]
+    pub fn rsyslog(&self) -> &Rsyslog {
+        self.rsyslog.as_ref().expect("start_rsyslog first")
+    }
+
+    /// The syslog socket path (whether or not rsyslogd runs: a test may want it absent).
+    pub fn log_socket(&self) -> PathBuf {
+        self.path("log.sock")
+    }
+
+    // ---- dbus-daemon ----------------------------------------------------------------
+
+    pub fn start_bus(&mut self, policy: BusPolicy) -> &Bus {
+        assert!(self.bus.is_none(), "the bus is already started");
+        self.bus = Some(Bus::start_in(self.dir.path(), policy, &self.ledger));
+        self.bus()
+    }
+
+    #[track_caller]
+    pub fn bus(&self) -> &Bus {
+        self.bus.as_ref().expect("start_bus first")
+    }
+
+    /// The private bus's address.
+    #[track_caller]
+    pub fn bus_address(&self) -> String {
+        self.bus().address().to_string()
+    }
+
+    // ---- vigild ---------------------------------------------------------------------
+
+    /// Starts vigild with `opts` (on the harness's bus if one is started and
+    /// `opts.use_bus`, else `--no-bus`); returns once it answers `vigilctl list`.
+    pub fn start_vigild(&mut self, opts: VigildOpts) -> &Vigild {
+        assert!(self.vigild.is_none(), "vigild is already set up; use vigild().stop()/start()");
+        let bus = self.bus.as_ref().map(|b| b.address().to_string());
+        self.vigild = Some(Vigild::start_in(self.dir.path(), &self.log_socket(), bus, opts, &self.ledger));
+        self.vigild()
+    }
+
+    #[track_caller]
+    pub fn vigild(&self) -> &Vigild {
+        self.vigild.as_ref().expect("start_vigild first")
+    }
+
+    /// The private socket path (also when vigild is not started: a socket nobody
+    /// listens on).
+    pub fn private_socket(&self) -> PathBuf {
+        self.path("private")
+    }
+
+    // ---- users and PAM services ------------------------------------------------------
+
+    /// Creates `vtest-<short>-<n>-<pid>` with a home and a random password; removed on drop.
+    pub fn create_user(&self, short: &str) -> TestUser {
+        let user = users::create(short, self.next());
+        self.users.borrow_mut().push(user.clone());
+        user
+    }
+
+    /// Installs `/etc/pam.d/vigil-test-<name>-<n>-<pid>`; returns the service name.
+    pub fn install_pam_service(&self, name: &str, stack: &PamStack) -> String {
+        let service = PamService::install(name, self.next(), stack);
+        let service_name = service.name().to_string();
+        self.pam_services.borrow_mut().push(service);
+        service_name
+    }
+
+    /// pam_vigil's arguments pointing at this harness: the private socket, the syslog
+    /// socket, `timeout=2s`, `fail=open`.
+    pub fn vigil_args(&self) -> VigilArgs {
+        VigilArgs::default().socket(self.private_socket()).syslog(self.log_socket()).timeout("2s").fail(Fail::Open)
+    }
+
+    /// Installs a service whose session stack is `pam_vigil.so ARGS` (auth and account by
+    /// pam_permit); returns the service name.
+    pub fn install_vigil_service(&self, name: &str, args: &VigilArgs) -> String {
+        self.install_pam_service(name, &PamStack::vigil_session(&paths::pam_module(), args))
+    }
+
+    // ---- pam_host -------------------------------------------------------------------
+
+    /// Uses `bin` as pam_host instead of looking next to the test binary (pass
+    /// `env!("CARGO_BIN_EXE_pam_host")` from an integration test for certainty).
+    pub fn set_pam_host_bin(&self, bin: impl Into<PathBuf>) {
+        *self.pam_host_bin.borrow_mut() = Some(bin.into());
+    }
+
+    /// A pam_host command line for `service` and `user` (one cycle, `--json`).
+    pub fn pam_host(&self, service: &str, user: &str) -> PamHostCmd {
+        let bin = self.pam_host_bin.borrow().clone().unwrap_or_else(paths::pam_host_bin);
+        PamHostCmd::new(&bin, service, user)
+    }
+
+    /// Runs pam_host to its end (deadline [`PAM_HOST_TIMEOUT`]).
+    pub fn run_pam_host(&self, cmd: &PamHostCmd) -> PamHostRun {
+        self.run_pam_host_within(cmd, PAM_HOST_TIMEOUT)
+    }
+
+    pub fn run_pam_host_within(&self, cmd: &PamHostCmd, timeout: Duration) -> PamHostRun {
+        cmd.run(self.dir.path(), self.next(), timeout, &self.ledger)
+    }
+
+    /// Starts pam_host with `--wait-stdin` and returns once the session is open.
+    pub fn open_pam_session(&self, cmd: &PamHostCmd) -> PamHostSession {
+        cmd.spawn_session(self.dir.path(), self.next(), &self.ledger)
+    }
+
+    // ---- other commands -------------------------------------------------------------
+
+    /// Runs `argv` as `user` through `runuser -u USER --` (deadline 30 s).
+    pub fn run_as(&self, user: &str, argv: &[&str]) -> Output {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", user, "--"]).args(argv);
+        run_bounded(&mut cmd, Duration::from_secs(30), &format!("{argv:?} as {user}"))
+    }
+
+    // ---- logs -----------------------------------------------------------------------
+
+    pub fn auth_log(&self) -> Vec<LogLine> {
+        read_log(&self.path("auth.log"))
+    }
+
+    pub fn all_log(&self) -> Vec<LogLine> {
+        read_log(&self.path("all.log"))
+    }
+
+    /// Waits until a line of auth.log satisfies `pred`; panics with `what` and the log's
+    /// last lines on timeout.
+    #[track_caller]
+    pub fn wait_for_log(&self, timeout: Duration, what: &str, pred: impl Fn(&LogLine) -> bool) -> LogLine {
+        wait_for(timeout, &format!("{what} in auth.log"), || {
+            let lines = self.auth_log();
+            lines.iter().find(|l| pred(l)).cloned().ok_or_else(|| tail(&lines, 15))
+        })
+    }
+
+    /// Waits until auth.log has a `tag` line with `event=<event>` and all `fields`.
+    #[track_caller]
+    pub fn wait_for_event(&self, timeout: Duration, tag: &str, event: &str, fields: &[(&str, &str)]) -> LogLine {
+        let what = format!("{tag}: event={event} {fields:?}");
+        self.wait_for_log(timeout, &what, |l| l.is_event(tag, event) && fields.iter().all(|(k, v)| l.has(k, v)))
+    }
+
+    /// Waits until a line of auth.log contains `needle`.
+    #[track_caller]
+    pub fn wait_for_log_containing(&self, timeout: Duration, needle: &str) -> LogLine {
+        self.wait_for_log(timeout, &format!("a line containing {needle:?}"), |l| l.raw.contains(needle))
+    }
+
+    /// What a failing test should show: the end of each log and stderr file.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for name in ["auth.log", "vigild.stderr", "dbus-daemon.stderr", "rsyslogd.stderr"] {
+            let path = self.path(name);
+            if path.exists() {
+                let text = read_lossy(&path);
+                let lines: Vec<&str> = text.lines().collect();
+                let from = lines.len().saturating_sub(30);
+                out.push_str(&format!("---- {} (last {} lines)\n", path.display(), lines.len() - from));
+                for line in &lines[from..] {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Harness::new()
+    }
+}
+
+fn tail(lines: &[LogLine], n: usize) -> String {
+    let from = lines.len().saturating_sub(n);
+    let shown: Vec<&str> = lines[from..].iter().map(|l| l.raw.as_str()).collect();
+    format!("{} lines; last {}:\n{}", lines.len(), shown.len(), shown.join("\n"))
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("vigil-e2e: test failed; harness state:\n{}", self.diagnostics());
+        }
+        // Processes first (vigild before the bus and syslog it talks to), then the files
+        // and users they may have used, then the directory.
+        if let Some(vigild) = self.vigild.take() {
+            vigild.stop();
+        }
+        if let Some(bus) = self.bus.take() {
+            bus.stop();
+        }
+        if let Some(rsyslog) = self.rsyslog.take() {
+            rsyslog.stop();
+        }
+        self.pam_services.borrow_mut().clear();
+        for user in self.users.borrow_mut().drain(..) {
+            users::remove(&user.name);
+        }
+        // `dir` is removed when the fields drop, right after this.
+    }
+}

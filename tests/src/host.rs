@@ -1,0 +1,295 @@
+//! Driving the `pam_host` program: a one-shot run ([`PamHostRun`]) or a session held
+//! open until the test says so ([`PamHostSession`], `--wait-stdin`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use crate::process::{Ledger, ManagedChild, read_lossy};
+use crate::report::PamHostReport;
+use crate::wait::{try_wait_for, try_wait_for_polling};
+
+/// How long a session may take to open or close through `--wait-stdin`.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The command line of one pam_host run.
+#[derive(Debug, Clone)]
+pub struct PamHostCmd {
+    pub bin: PathBuf,
+    pub service: String,
+    pub user: String,
+    pub tty: Option<String>,
+    pub rhost: Option<String>,
+    pub ruser: Option<String>,
+    pub password: Option<String>,
+    pub cycles: u32,
+    pub auth: bool,
+    pub json: bool,
+}
+
+impl PamHostCmd {
+    pub fn new(bin: &Path, service: &str, user: &str) -> Self {
+        PamHostCmd {
+            bin: bin.to_path_buf(),
+            service: service.to_string(),
+            user: user.to_string(),
+            tty: None,
+            rhost: None,
+            ruser: None,
+            password: None,
+            cycles: 1,
+            auth: false,
+            json: true,
+        }
+    }
+
+    pub fn tty(mut self, tty: &str) -> Self {
+        self.tty = Some(tty.to_string());
+        self
+    }
+
+    pub fn rhost(mut self, rhost: &str) -> Self {
+        self.rhost = Some(rhost.to_string());
+        self
+    }
+
+    pub fn ruser(mut self, ruser: &str) -> Self {
+        self.ruser = Some(ruser.to_string());
+        self
+    }
+
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_string());
+        self
+    }
+
+    pub fn cycles(mut self, n: u32) -> Self {
+        self.cycles = n;
+        self
+    }
+
+    pub fn auth(mut self) -> Self {
+        self.auth = true;
+        self
+    }
+
+    pub fn no_json(mut self) -> Self {
+        self.json = false;
+        self
+    }
+
+    /// The arguments, without `--wait-stdin`.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec!["--service".into(), self.service.clone(), "--user".into(), self.user.clone()];
+        for (flag, value) in
+            [("--tty", &self.tty), ("--rhost", &self.rhost), ("--ruser", &self.ruser), ("--password", &self.password)]
+        {
+            if let Some(v) = value {
+                args.push(flag.into());
+                args.push(v.clone());
+            }
+        }
+        args.push("--cycles".into());
+        args.push(self.cycles.to_string());
+        if self.auth {
+            args.push("--auth".into());
+        }
+        if self.json {
+            args.push("--json".into());
+        }
+        args
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(self.args());
+        cmd
+    }
+
+    /// Runs to the end (bounded by `timeout`), output kept under `dir`.
+    pub(crate) fn run(&self, dir: &Path, n: u32, timeout: Duration, ledger: &Ledger) -> PamHostRun {
+        let name = format!("pam_host-{n}");
+        let mut cmd = self.command();
+        let start = Instant::now();
+        let mut child = ManagedChild::spawn_logged(&name, &mut cmd, dir, ledger);
+        let pid = child.pid();
+        // A fine poll: tests bound this run's wall time to a tenth of a second or so.
+        let status = try_wait_for_polling(timeout, Duration::from_millis(5), || {
+            child.try_exited().ok_or_else(|| "running".to_string())
+        });
+        let elapsed = start.elapsed();
+        let stdout = child.stdout_text();
+        let stderr = child.stderr_text();
+        let status = status.unwrap_or_else(|_| {
+            child.terminate();
+            panic!(
+                "pam_host ({:?}) did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                self.args()
+            )
+        });
+        PamHostRun::new(pid, status, stdout, stderr, elapsed)
+    }
+
+    /// Starts `pam_host --wait-stdin` and waits for the first `OPEN` line.
+    pub(crate) fn spawn_session(&self, dir: &Path, n: u32, ledger: &Ledger) -> PamHostSession {
+        let name = format!("pam_host-{n}");
+        let stderr_path = dir.join(format!("{name}.stderr"));
+        let mut cmd = self.command();
+        cmd.arg("--wait-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).expect("create pam_host stderr file"));
+        let mut child = ManagedChild::spawn(&name, &mut cmd, ledger);
+        let stdout = child.child_mut().stdout.take().expect("piped stdout");
+        let (tx, lines) = channel();
+        // Ends when pam_host's stdout closes (it exited or was killed).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut session = PamHostSession { child, lines, stderr_path, seen: Vec::new(), open: None };
+        let (rc, id) = session.expect_line("OPEN");
+        let rc = rc.unwrap_or_else(|| panic!("OPEN line without a return code: {:?}", session.seen));
+        session.open = Some((rc, id));
+        session
+    }
+}
+
+/// The result of a pam_host run that ended.
+#[derive(Debug)]
+pub struct PamHostRun {
+    pub pid: u32,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// Wall clock from spawn to exit.
+    pub elapsed: Duration,
+    /// The JSON report (the last stdout line), when there is one.
+    pub report: Option<PamHostReport>,
+}
+
+impl PamHostRun {
+    fn new(pid: u32, status: ExitStatus, stdout: String, stderr: String, elapsed: Duration) -> Self {
+        let report = stdout.lines().rev().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok());
+        PamHostRun { pid, status, stdout, stderr, elapsed, report }
+    }
+
+    /// The report; panics with the output if pam_host failed or printed none.
+    #[track_caller]
+    pub fn report(&self) -> &PamHostReport {
+        match &self.report {
+            Some(report) if self.status.success() => report,
+            _ => {
+                panic!("pam_host gave no report ({}):\nstdout:\n{}\nstderr:\n{}", self.status, self.stdout, self.stderr)
+            }
+        }
+    }
+}
+
+/// A pam_host holding a session open (`--wait-stdin`); ended when dropped.
+pub struct PamHostSession {
+    child: ManagedChild,
+    lines: Receiver<String>,
+    stderr_path: PathBuf,
+    seen: Vec<String>,
+    open: Option<(i32, Option<String>)>,
+}
+
+impl PamHostSession {
+    /// pam_host's pid: the session's leader.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// open_session's return code.
+    pub fn open_rc(&self) -> i32 {
+        self.open.as_ref().expect("OPEN line read").0
+    }
+
+    /// `VIGIL_SESSION_ID` after open_session, if set.
+    pub fn session_id(&self) -> Option<&str> {
+        self.open.as_ref().expect("OPEN line read").1.as_deref()
+    }
+
+    /// `VIGIL_SESSION_ID` as a number; panics with the output when absent or malformed.
+    #[track_caller]
+    pub fn session_id_u64(&self) -> u64 {
+        match self.session_id().map(str::parse::<u64>) {
+            Some(Ok(id)) => id,
+            other => panic!(
+                "VIGIL_SESSION_ID is {other:?} (open rc {}); pam_host stderr:\n{}",
+                self.open_rc(),
+                self.stderr_text()
+            ),
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        read_lossy(&self.stderr_path)
+    }
+
+    /// Lets pam_host close the session and finish; returns the CLOSED rc (`None` when
+    /// close_session was not called because open failed) and the run's result.
+    pub fn close(mut self) -> (Option<i32>, PamHostRun) {
+        let start = Instant::now();
+        {
+            let stdin = self.child.child_mut().stdin.as_mut().expect("piped stdin");
+            stdin.write_all(b"\n").and_then(|_| stdin.flush()).expect("write to pam_host's stdin");
+        }
+        let closed = self.expect_line("CLOSED");
+        let status = try_wait_for(STEP_TIMEOUT, || self.child.try_exited().ok_or_else(|| "running".to_string()))
+            .unwrap_or_else(|_| panic!("pam_host did not exit after CLOSED; stderr:\n{}", self.stderr_text()));
+        // The reader thread ends with pam_host's stdout; collect what is left.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        let stdout = self.seen.join("\n");
+        let run = PamHostRun::new(self.child.pid(), status, stdout, self.stderr_text(), start.elapsed());
+        (closed.0, run)
+    }
+
+    /// SIGKILL, as when sshd dies without closing the session.
+    pub fn kill(&mut self) {
+        self.child.kill_now();
+    }
+
+    /// Reads lines until one starts with `word`: `WORD <rc> [<session id>|-]`.
+    fn expect_line(&mut self, word: &str) -> (Option<i32>, Option<String>) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    let mut words = line.split_whitespace();
+                    if words.next() == Some(word) {
+                        let rc = words.next().and_then(|w| w.parse().ok());
+                        let id = words.next().filter(|w| *w != "-").map(str::to_string);
+                        return (rc, id);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "pam_host printed no {word} line within {STEP_TIMEOUT:?}; stdout so far: {:?}; stderr:\n{}",
+                        self.seen,
+                        self.stderr_text()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait_exit(Duration::from_secs(5));
+                    panic!(
+                        "pam_host exited ({status:?}) before printing {word}; stdout: {:?}; stderr:\n{}",
+                        self.seen,
+                        self.stderr_text()
+                    )
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! vigil-e2e: the end-to-end harness of vigil.
+//!
+//! A [`Harness`] starts real programs in its own directory — rsyslogd on a private
+//! socket, dbus-daemon as a private system bus, vigild — creates test users and PAM
+//! service files, drives libpam through the `pam_host` program, and removes all of it
+//! when dropped. See `tests/README.md` for what it needs and how to run it.
+
+pub mod bus;
+pub mod harness;
+pub mod host;
+pub mod logs;
+pub mod pam;
+pub mod paths;
+pub mod process;
+pub mod report;
+pub mod rsyslog;
+mod sweep;
+pub mod tempdir;
+pub mod users;
+pub mod vigild;
+pub mod wait;
+
+pub use bus::{Bus, BusPolicy};
+pub use harness::Harness;
+pub use host::{PamHostCmd, PamHostRun, PamHostSession};
+pub use logs::LogLine;
+pub use pam::{Fail, PamStack, VigilArgs};
+pub use report::{PamHostReport, RcSummary, Stats};
+pub use rsyslog::Rsyslog;
+pub use users::TestUser;
+pub use vigild::{SessionInfo, Vigild, VigildOpts};
+pub use wait::{try_wait_for, wait_for, wait_until};
+
+/// PAM return codes the tests look for (`<security/_pam_types.h>`).
+pub mod rc {
+    pub const PAM_SUCCESS: i32 = 0;
+    pub const PAM_SYSTEM_ERR: i32 = 4;
+    pub const PAM_PERM_DENIED: i32 = 6;
+    pub const PAM_AUTH_ERR: i32 = 7;
+    pub const PAM_SESSION_ERR: i32 = 14;
+    pub const PAM_CONV_ERR: i32 = 19;
+    pub const PAM_IGNORE: i32 = 25;
+    pub const PAM_ABORT: i32 = 26;
+}
+
+/// True when the test runs as root (the e2e tests need it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Returns early from a test (with a note on stderr) unless it runs as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("skipped: {} needs root (run the e2e tests with sudo)", module_path!());
+            return;
+        }
+    };
+}

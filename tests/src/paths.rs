@@ -1,0 +1,68 @@
+//! Where the harness finds what it tests: the workspace, the release binaries
+//! (`VIGIL_BIN_DIR` overrides `<workspace>/target/release`), the PAM host program and
+//! the packaging files it installs from.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent directory").to_path_buf()
+}
+
+/// The directory holding `vigild`, `vigilctl` and `libpam_vigil.so`.
+pub fn bin_dir() -> PathBuf {
+    match std::env::var_os("VIGIL_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("target").join("release"),
+    }
+}
+
+pub fn vigild_bin() -> PathBuf {
+    require(bin_dir().join("vigild"))
+}
+
+pub fn vigilctl_bin() -> PathBuf {
+    require(bin_dir().join("vigilctl"))
+}
+
+pub fn pam_module() -> PathBuf {
+    require(bin_dir().join("libpam_vigil.so"))
+}
+
+/// The repository's bus policy; the private bus includes it by this path, never a copy.
+pub fn bus_policy_file() -> PathBuf {
+    let path = workspace_root().join("packaging").join("dbus").join("org.vigil1.conf");
+    assert!(path.is_file(), "the bus policy {} is missing", path.display());
+    path
+}
+
+/// The `pam_host` program built with this crate: `VIGIL_PAM_HOST` if set, else next to
+/// the running test binary's `deps/` directory, where cargo puts a package's binaries.
+pub fn pam_host_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("VIGIL_PAM_HOST").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut candidates = Vec::new();
+    for dir in exe.ancestors().skip(1).take(2) {
+        candidates.push(dir.join("pam_host"));
+    }
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "pam_host not found (looked at {candidates:?}); build it with \
+                 `cargo build -p vigil-e2e --bin pam_host` or set VIGIL_PAM_HOST"
+        )
+    })
+}
+
+#[track_caller]
+fn require(path: PathBuf) -> PathBuf {
+    assert!(
+        path.is_file(),
+        "{} does not exist: build it first with `cargo build --release` in {} \
+         (or point VIGIL_BIN_DIR at the directory holding vigild, vigilctl and libpam_vigil.so)",
+        path.display(),
+        workspace_root().display()
+    );
+    path
+}

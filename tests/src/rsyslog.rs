@@ -1,0 +1,164 @@
+//! A private rsyslogd: imuxsock on `<dir>/log.sock` (never /dev/log), authpriv to
+//! `<dir>/auth.log` and everything to `<dir>/all.log`, both in the traditional format.
+//! Stoppable and restartable (a test takes syslog away and brings it back).
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::logs::read_log;
+use crate::process::{Ledger, ManagedChild, describe_output, run_bounded};
+use crate::wait::wait_for;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const PROBE_TAG: &str = "vigil-e2e-probe";
+
+pub struct Rsyslog {
+    dir: PathBuf,
+    conf: PathBuf,
+    pidfile: PathBuf,
+    socket: PathBuf,
+    auth_log: PathBuf,
+    all_log: PathBuf,
+    ledger: Ledger,
+    child: RefCell<Option<ManagedChild>>,
+    probes: Cell<u32>,
+}
+
+impl Rsyslog {
+    /// Writes the configuration and starts rsyslogd; returns once a probe line landed.
+    pub(crate) fn start_in(dir: &Path, ledger: &Ledger) -> Rsyslog {
+        let work = dir.join("rsyslog-work");
+        std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("mkdir {}: {e}", work.display()));
+        let rsyslog = Rsyslog {
+            dir: dir.to_path_buf(),
+            conf: dir.join("rsyslog.conf"),
+            pidfile: dir.join("rsyslogd.pid"),
+            socket: dir.join("log.sock"),
+            auth_log: dir.join("auth.log"),
+            all_log: dir.join("all.log"),
+            ledger: ledger.clone(),
+            child: RefCell::new(None),
+            probes: Cell::new(0),
+        };
+        std::fs::write(&rsyslog.conf, rsyslog.config_text(&work))
+            .unwrap_or_else(|e| panic!("write {}: {e}", rsyslog.conf.display()));
+        rsyslog.start();
+        rsyslog
+    }
+
+    fn config_text(&self, work: &Path) -> String {
+        // Rate limiting off explicitly (whatever the default): a 1000-cycle test makes vigild
+        // write 2000 lines at once.
+        format!(
+            "# written by vigil-e2e\n\
+             module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+             input(type=\"imuxsock\" Socket=\"{sock}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n\
+             $WorkDirectory {work}\n\
+             $FileCreateMode 0644\n\
+             $RepeatedMsgReduction off\n\
+             $ActionFileDefaultTemplate RSYSLOG_TraditionalFileFormat\n\
+             authpriv.* {auth}\n\
+             *.* {all}\n",
+            sock = self.socket.display(),
+            work = work.display(),
+            auth = self.auth_log.display(),
+            all = self.all_log.display(),
+        )
+    }
+
+    /// Starts rsyslogd (again); panics if it is running or does not become ready.
+    pub fn start(&self) {
+        assert!(!self.is_running(), "rsyslogd is already running");
+        let mut cmd = Command::new("/usr/sbin/rsyslogd");
+        cmd.arg("-n").arg("-f").arg(&self.conf).arg("-i").arg(&self.pidfile);
+        let child = ManagedChild::spawn_logged("rsyslogd", &mut cmd, &self.dir, &self.ledger);
+        *self.child.borrow_mut() = Some(child);
+        wait_for(READY_TIMEOUT, "rsyslogd's socket", || {
+            self.check_alive()?;
+            if self.socket.exists() { Ok(()) } else { Err(format!("{} missing", self.socket.display())) }
+        });
+        self.probe(READY_TIMEOUT);
+    }
+
+    /// Stops rsyslogd (SIGTERM, then SIGKILL after 3 s) and waits for it to end.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.borrow_mut().take() {
+            child.terminate();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.borrow_mut().as_mut().is_some_and(|c| c.is_running())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.borrow().as_ref().map(|c| c.pid())
+    }
+
+    /// The syslog socket (give it to vigild and pam_vigil as their syslog socket).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn auth_log_path(&self) -> &Path {
+        &self.auth_log
+    }
+
+    pub fn all_log_path(&self) -> &Path {
+        &self.all_log
+    }
+
+    /// What rsyslogd printed on stderr (all runs).
+    pub fn stderr_text(&self) -> String {
+        crate::process::read_lossy(&self.dir.join("rsyslogd.stderr"))
+    }
+
+    /// Sends a probe line with `logger` and waits until it appears in auth.log, resending
+    /// every second (a datagram sent while rsyslogd starts up may be lost).
+    pub fn probe(&self, timeout: Duration) {
+        let n = self.probes.get() + 1;
+        self.probes.set(n);
+        let marker = format!("READY-{n}");
+        let mut attempt = 0u32;
+        let mut last_sent: Option<std::time::Instant> = None;
+        wait_for(timeout, &format!("probe line {marker} in {}", self.auth_log.display()), || {
+            self.check_alive()?;
+            if read_log(&self.auth_log).iter().any(|l| l.tag == PROBE_TAG && l.message.starts_with(&marker)) {
+                return Ok(());
+            }
+            if last_sent.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                attempt += 1;
+                last_sent = Some(std::time::Instant::now());
+                let out = run_bounded(
+                    Command::new("logger")
+                        .arg("-u")
+                        .arg(&self.socket)
+                        .args(["-p", "authpriv.info", "-t", PROBE_TAG])
+                        .arg(format!("{marker} attempt={attempt}")),
+                    Duration::from_secs(5),
+                    "logger",
+                );
+                if !out.status.success() {
+                    return Err(format!("logger failed: {}", describe_output(&out)));
+                }
+            }
+            Err(format!("not in auth.log yet after {attempt} attempt(s)"))
+        });
+    }
+
+    fn check_alive(&self) -> Result<(), String> {
+        let mut guard = self.child.borrow_mut();
+        let child = guard.as_mut().ok_or("rsyslogd is not started")?;
+        match child.try_exited() {
+            None => Ok(()),
+            Some(status) => panic!(
+                "rsyslogd exited ({status}); stderr:\n{}\nconfig {}:\n{}",
+                child.stderr_text(),
+                self.conf.display(),
+                crate::process::read_lossy(&self.conf)
+            ),
+        }
+    }
+}
