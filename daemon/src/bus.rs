@@ -15,12 +15,20 @@ use crate::caller::Caller;
 use crate::core::{EndReason, Hooks, OpenRequest, Vigild};
 use crate::pidfd;
 
-async fn caller(connection: &Connection, header: &Header<'_>) -> Result<Caller, VigilError> {
-    Caller::identify(connection, header).await.map_err(|e| VigilError::Failed(format!("cannot identify the caller: {e}")))
-}
-
 pub struct ManagerIface {
     pub core: Arc<Vigild>,
+    /// The peer of a private-socket connection, read with SO_PEERCRED at accept.
+    /// `None` on the bus, where each message may come from another sender.
+    pub peer: Option<Caller>,
+}
+
+impl ManagerIface {
+    async fn caller(&self, connection: &Connection, header: &Header<'_>) -> Result<Caller, VigilError> {
+        if let Some(peer) = self.peer {
+            return Ok(peer);
+        }
+        Caller::identify(connection, header).await.map_err(|e| VigilError::Failed(format!("cannot identify the caller: {e}")))
+    }
 }
 
 #[interface(name = "org.vigil1.Manager")]
@@ -38,33 +46,33 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<u64, VigilError> {
-        let caller = caller(connection, &header).await?;
+        let caller = self.caller(connection, &header).await?;
         let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id };
         self.core.open_session(caller, request).await
     }
 
     async fn close_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
-        self.core.close_session(caller(connection, &header).await?, id)
+        self.core.close_session(self.caller(connection, &header).await?, id)
     }
 
     async fn list_sessions(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<Vec<SessionInfo>, VigilError> {
-        Ok(self.core.list_sessions(caller(connection, &header).await?))
+        Ok(self.core.list_sessions(self.caller(connection, &header).await?))
     }
 
     async fn get_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<SessionInfo, VigilError> {
-        self.core.get_session(caller(connection, &header).await?, id)
+        self.core.get_session(self.caller(connection, &header).await?, id)
     }
 
     async fn terminate_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
-        self.core.terminate_session(caller(connection, &header).await?, id).await
+        self.core.terminate_session(self.caller(connection, &header).await?, id).await
     }
 
     async fn reload(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
-        self.core.reload(caller(connection, &header).await?)
+        self.core.reload(self.caller(connection, &header).await?)
     }
 
     async fn status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<StatusReply, VigilError> {
-        Ok(self.core.status(caller(connection, &header).await?))
+        Ok(self.core.status(self.caller(connection, &header).await?))
     }
 }
 
@@ -226,7 +234,7 @@ mod tests {
         let publisher = Publisher::new(&core);
         core.set_hooks(publisher.clone());
         let (a, b) = UnixStream::pair().unwrap();
-        let server = Builder::unix_stream(a).server(zbus::Guid::generate()).p2p().serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone() }).build();
+        let server = Builder::unix_stream(a).server(zbus::Guid::generate()).p2p().serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone(), peer: None }).build();
         let client = Builder::unix_stream(b).p2p().build();
         let (server, client) = tokio::join!(server, client);
         let server = server.unwrap();

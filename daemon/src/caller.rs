@@ -17,6 +17,13 @@ impl Caller {
         self.uid == 0
     }
 
+    /// The peer of a unix socket, from SO_PEERCRED (fixed at connect time).
+    pub fn of_socket(socket: &impl std::os::fd::AsFd) -> std::io::Result<Caller> {
+        let creds = nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerCredentials)?;
+        Ok(Caller { uid: creds.uid(), pid: creds.pid() as u32 })
+    }
+
+    /// The sender of a message on a bus connection (or the peer of a p2p one).
     pub async fn identify(connection: &Connection, header: &Header<'_>) -> Result<Caller, String> {
         let (uid, pid) = if connection.is_bus() {
             let sender = header.sender().ok_or("message without sender")?;

@@ -134,7 +134,7 @@ async fn connect_bus(args: &Args, core: &Arc<Vigild>) -> Result<Option<zbus::Con
     };
     let built = builder
         .name(vigil_protocol::BUS_NAME)
-        .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone() })
+        .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone(), peer: None })
         .build()
         .await;
     match built {

@@ -11,6 +11,7 @@ use zbus::Guid;
 use zbus::connection::Builder;
 
 use crate::bus::{ManagerIface, Publisher};
+use crate::caller::Caller;
 use crate::core::Vigild;
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
@@ -47,10 +48,13 @@ pub async fn serve(listener: UnixListener, core: Arc<Vigild>, publisher: Arc<Pub
         let (core, publisher, guid) = (core.clone(), publisher.clone(), guid.to_owned());
         tokio::spawn(async move {
             let Ok(stream) = stream.into_std() else { return };
+            // Read once here: zbus's own lookup also resolves the peer's groups
+            // through NSS on a worker thread, which a login should not wait for twice.
+            let Ok(peer) = Caller::of_socket(&stream) else { return };
             let pending = Builder::unix_stream(stream)
                 .server(guid)
                 .p2p()
-                .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core })
+                .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core, peer: Some(peer) })
                 .build();
             let Ok(Ok(connection)) = tokio::time::timeout(HANDSHAKE_DEADLINE, pending).await else {
                 return;
