@@ -232,7 +232,7 @@ mod tests {
         let audit = AuditLog::new(PathBuf::from("/nonexistent/vigil-test-log"), false);
         let core = Arc::new(Vigild::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), audit, IdAllocator::open(None)));
         let publisher = Publisher::new(&core);
-        core.set_hooks(publisher.clone());
+        core.add_hooks(publisher.clone());
         let (a, b) = UnixStream::pair().unwrap();
         let server = Builder::unix_stream(a).server(zbus::Guid::generate()).p2p().serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone(), peer: None }).build();
         let client = Builder::unix_stream(b).p2p().build();

@@ -1,7 +1,7 @@
 //! vigild's state and the operations the D-Bus methods map to: who may do what,
 //! what gets registered, and the audit record each decision leaves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +14,9 @@ use crate::audit_log::AuditLog;
 use crate::caller::Caller;
 use crate::ids::IdAllocator;
 use crate::procfs::{self, NO_AUDIT_SESSION};
+use crate::idle::Limit;
 use crate::terminate::{self, SessionScope};
+use crate::ttys::{self, TtyNr};
 use crate::users;
 
 /// A registered session.
@@ -27,6 +29,29 @@ pub struct Session {
     /// The audit session id belongs to this login (not inherited from its parent),
     /// so every process carrying it is part of the session.
     pub owns_audit_session: bool,
+    /// The tty the leader inherited from outside the session (pam_host run from a
+    /// terminal, a nested su): never adopted, never signalled.
+    pub inherited_tty: TtyNr,
+    pub activity: Activity,
+}
+
+/// What the idle supervisor knows and has done about a session.
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    pub ttys: BTreeSet<TtyNr>,
+    pub warned: Option<(Limit, u64)>,
+    pub idle_reported: bool,
+    /// rchar + wchar of the session's processes at the last sample (no-tty sessions).
+    pub io_total: Option<u64>,
+    /// Until when output events are vigild's own warning, not the session's.
+    pub own_output_until: u64,
+}
+
+/// What happened on a tty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtyActivity {
+    Input,
+    Output,
 }
 
 /// Why a session's registration ended.
@@ -38,6 +63,10 @@ pub enum EndReason {
     LeaderGone,
     /// An admin's TerminateSession.
     Admin,
+    /// The idle supervisor: no activity for the idle timeout.
+    Idle,
+    /// The idle supervisor: older than max_session_age.
+    MaxAge,
 }
 
 impl EndReason {
@@ -46,6 +75,8 @@ impl EndReason {
             EndReason::Closed => "closed",
             EndReason::LeaderGone => "leader_gone",
             EndReason::Admin => "admin",
+            EndReason::Idle => "idle",
+            EndReason::MaxAge => "max_age",
         }
     }
 }
@@ -67,6 +98,8 @@ pub struct OpenRequest {
 pub trait Hooks: Send + Sync {
     fn session_added(&self, id: u64, leader_pid: u32);
     fn session_removed(&self, id: u64);
+    /// The policy of live sessions may have changed (reload).
+    fn policy_changed(&self) {}
 }
 
 pub struct Vigild {
@@ -75,17 +108,13 @@ pub struct Vigild {
     config: RwLock<Arc<Config>>,
     config_path: PathBuf,
     pub audit: AuditLog,
-    hooks: RwLock<Option<Arc<dyn Hooks>>>,
+    hooks: RwLock<Vec<Arc<dyn Hooks>>>,
+    /// Which session each adopted tty belongs to.
+    tty_owner: Mutex<HashMap<TtyNr, u64>>,
 }
 
 pub fn now_usec() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
-fn has_tty(tty: &str) -> bool {
-    // sshd sets PAM_TTY to the word "ssh"; a real tty is a device name. The idle
-    // supervisor finds the session's ptys from /proc as they appear.
-    !tty.is_empty() && tty != "ssh"
 }
 
 fn check_field(name: &str, value: &str) -> Result<(), VigilError> {
@@ -103,16 +132,21 @@ impl Vigild {
             config: RwLock::new(Arc::new(config)),
             config_path,
             audit,
-            hooks: RwLock::new(None),
+            hooks: RwLock::new(Vec::new()),
+            tty_owner: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn set_hooks(&self, hooks: Arc<dyn Hooks>) {
-        *self.hooks.write().unwrap_or_else(|p| p.into_inner()) = Some(hooks);
+    pub fn add_hooks(&self, hooks: Arc<dyn Hooks>) {
+        self.hooks.write().unwrap_or_else(|p| p.into_inner()).push(hooks);
     }
 
-    fn hooks(&self) -> Option<Arc<dyn Hooks>> {
+    fn hooks(&self) -> Vec<Arc<dyn Hooks>> {
         self.hooks.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn tty_owner(&self) -> MutexGuard<'_, HashMap<TtyNr, u64>> {
+        self.tty_owner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn sessions(&self) -> MutexGuard<'_, BTreeMap<u64, Session>> {
@@ -157,8 +191,15 @@ impl Vigild {
         let Some(account) = account else {
             return Err(VigilError::InvalidArgument(format!("unknown user {:?}", r.user)));
         };
-        let parent_ses = procfs::stat(caller.pid).map(|s| procfs::audit_session_id(s.ppid));
+        let stats = procfs::all_stats();
+        let leader_stat = stats.iter().find(|s| s.pid == caller.pid).copied();
+        let parent = leader_stat.and_then(|l| stats.iter().find(|s| s.pid == l.ppid)).copied();
+        let parent_ses = parent.map(|p| procfs::audit_session_id(p.pid));
         let owns_audit_session = ses != NO_AUDIT_SESSION && parent_ses != Some(ses);
+        let inherited_tty = parent.map_or(0, |p| p.tty_nr);
+        let nested_in = self.enclosing_session(caller.pid, &stats);
+        // The tty PAM names, when it is a device of its own (login on tty1).
+        let pam_tty = ttys::tty_nr_of_name(&r.tty).filter(|&t| t != inherited_tty);
 
         let config = self.config();
         let rhost = (!r.rhost.is_empty()).then_some(r.rhost.as_str());
@@ -166,7 +207,7 @@ impl Vigild {
             user: &r.user,
             groups: &account.groups,
             service: &r.service,
-            has_tty: has_tty(&r.tty),
+            has_tty: pam_tty.is_some(),
             rhost,
         });
         let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).allocate();
@@ -184,15 +225,23 @@ impl Vigild {
                 started_usec: now,
                 last_activity_usec: now,
                 policy: policy.policy_name.clone(),
+                ttys: Vec::new(),
+                deadline_usec: 0,
+                parent: nested_in.unwrap_or(0),
             },
             ruser: r.ruser.clone(),
             groups: account.groups,
             policy,
             owns_audit_session,
+            inherited_tty,
+            activity: Activity::default(),
         };
-        self.audit.write(&session_record("session_open", &session));
+        self.audit.write(&session_record("session_open", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
         self.sessions().insert(id, session);
-        if let Some(hooks) = self.hooks() {
+        if let Some(tty) = pam_tty.filter(|_| nested_in.is_none()) {
+            self.adopt_tty(id, tty);
+        }
+        for hooks in self.hooks() {
             hooks.session_added(id, caller.pid);
         }
         Ok(id)
@@ -220,10 +269,93 @@ impl Vigild {
             record = record.number(key, value);
         }
         self.audit.write(&record);
-        if let Some(hooks) = self.hooks() {
+        {
+            let mut owners = self.tty_owner();
+            for tty in &session.activity.ttys {
+                owners.remove(tty);
+            }
+        }
+        for hooks in self.hooks() {
             hooks.session_removed(id);
         }
         true
+    }
+
+    /// The registered, non-nested session whose leader is `pid` or an ancestor of it.
+    pub fn enclosing_session(&self, pid: u32, stats: &[procfs::Stat]) -> Option<u64> {
+        let sessions = self.sessions();
+        let mut leaders: HashMap<u32, u64> = HashMap::new();
+        for s in sessions.values().filter(|s| s.info.parent == 0) {
+            leaders.entry(s.info.leader_pid).or_insert(s.info.id);
+        }
+        let mut current = pid;
+        // Bounded by the depth of the process tree (and 4096 for a corrupt snapshot).
+        for _ in 0..4096 {
+            if let Some(&id) = leaders.get(&current) {
+                return Some(id);
+            }
+            match stats.iter().find(|s| s.pid == current) {
+                Some(s) if s.ppid > 1 => current = s.ppid,
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Adds a tty to a session (once; a tty belongs to one session). True when new.
+    pub fn adopt_tty(&self, id: u64, tty: TtyNr) -> bool {
+        let mut sessions = self.sessions();
+        let Some(session) = sessions.get_mut(&id) else { return false };
+        if tty == session.inherited_tty || session.info.parent != 0 {
+            return false;
+        }
+        let mut owners = self.tty_owner();
+        if owners.contains_key(&tty) {
+            return false;
+        }
+        owners.insert(tty, id);
+        session.activity.ttys.insert(tty);
+        session.info.ttys = session.activity.ttys.iter().map(|&t| ttys::short_name(t)).collect();
+        true
+    }
+
+    /// A tty device went away (pty closed).
+    pub fn drop_tty(&self, tty: TtyNr) {
+        let Some(id) = self.tty_owner().remove(&tty) else { return };
+        if let Some(session) = self.sessions().get_mut(&id) {
+            session.activity.ttys.remove(&tty);
+            session.info.ttys = session.activity.ttys.iter().map(|&t| ttys::short_name(t)).collect();
+        }
+    }
+
+    /// Records activity on a tty. Returns the session, and whether it needs a new
+    /// check (it had stopped counting after an audit-only idle record).
+    pub fn note_tty_activity(&self, tty: TtyNr, kind: TtyActivity, now: u64) -> Option<(u64, bool)> {
+        let id = *self.tty_owner().get(&tty)?;
+        let mut sessions = self.sessions();
+        let session = sessions.get_mut(&id)?;
+        if kind == TtyActivity::Output && (!session.policy.output_is_activity || now <= session.activity.own_output_until) {
+            return None;
+        }
+        session.info.last_activity_usec = session.info.last_activity_usec.max(now);
+        let wake = std::mem::take(&mut session.activity.idle_reported);
+        Some((id, wake))
+    }
+
+    /// A copy of a session, for the supervisor.
+    pub fn session(&self, id: u64) -> Option<Session> {
+        self.sessions().get(&id).cloned()
+    }
+
+    /// Applies the supervisor's bookkeeping to a live session.
+    pub fn update_session(&self, id: u64, f: impl FnOnce(&mut Session)) {
+        if let Some(session) = self.sessions().get_mut(&id) {
+            f(session);
+        }
+    }
+
+    pub fn session_ids(&self) -> Vec<u64> {
+        self.sessions().keys().copied().collect()
     }
 
     fn visible(caller: &Caller, session: &Session) -> bool {
@@ -256,13 +388,9 @@ impl Vigild {
         let Some(session) = self.sessions().get(&id).cloned() else {
             return Err(VigilError::NoSuchSession(format!("no session {id}")));
         };
-        let scope = SessionScope {
-            leader_pid: session.info.leader_pid,
-            audit_session: session.owns_audit_session.then_some(session.info.audit_session_id),
-        };
-        let pids = terminate::session_pids(scope);
-        let signalled = terminate::end_processes(&pids, session.policy.kill_grace).await;
-        self.end(id, EndReason::Admin, Some(("signalled", signalled as i128)));
+        let pids = terminate::session_pids(session.scope());
+        self.end(id, EndReason::Admin, Some(("processes", pids.len() as i128)));
+        terminate::end_processes(&pids, session.policy.kill_grace).await;
         Ok(())
     }
 
@@ -287,6 +415,9 @@ impl Vigild {
                 let config = Arc::new(config);
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
                 self.reresolve(&config);
+                for hooks in self.hooks() {
+                    hooks.policy_changed();
+                }
                 Ok(summary)
             }
             Err(error) => {
@@ -306,15 +437,7 @@ impl Vigild {
     /// Resolves the policy of every live session again after a reload.
     fn reresolve(&self, config: &Config) {
         for session in self.sessions().values_mut() {
-            let rhost = (!session.info.rhost.is_empty()).then_some(session.info.rhost.as_str());
-            session.policy = config.resolve(&SessionFacts {
-                user: &session.info.user,
-                groups: &session.groups,
-                service: &session.info.service,
-                has_tty: has_tty(&session.info.tty),
-                rhost,
-            });
-            session.info.policy = session.policy.policy_name.clone();
+            session.resolve_policy(config);
         }
     }
 
@@ -332,8 +455,32 @@ impl Vigild {
     }
 }
 
+impl Session {
+    /// Which processes belong to the session, for termination.
+    pub fn scope(&self) -> SessionScope {
+        SessionScope {
+            leader_pid: self.info.leader_pid,
+            audit_session: self.owns_audit_session.then_some(self.info.audit_session_id),
+            ttys: self.activity.ttys.iter().copied().collect(),
+        }
+    }
+
+    /// Re-resolves the policy when the session's tty-ness changed.
+    pub fn resolve_policy(&mut self, config: &Config) {
+        let rhost = (!self.info.rhost.is_empty()).then_some(self.info.rhost.as_str());
+        self.policy = config.resolve(&SessionFacts {
+            user: &self.info.user,
+            groups: &self.groups,
+            service: &self.info.service,
+            has_tty: !self.activity.ttys.is_empty(),
+            rhost,
+        });
+        self.info.policy = self.policy.policy_name.clone();
+    }
+}
+
 /// The fields every session record carries, so one grep links them.
-fn session_record(event: &'static str, s: &Session) -> Record {
+pub fn session_record(event: &'static str, s: &Session) -> Record {
     Record::new(event)
         .number("session", s.info.id)
         .number("ses", s.info.audit_session_id)
@@ -345,4 +492,5 @@ fn session_record(event: &'static str, s: &Session) -> Record {
         .text("ruser", &s.ruser)
         .number("leader_pid", s.info.leader_pid)
         .text("policy", &s.info.policy)
+        .number("parent", s.info.parent)
 }

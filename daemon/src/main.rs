@@ -5,12 +5,16 @@ mod audit_log;
 mod bus;
 mod caller;
 mod core;
+mod idle;
 mod ids;
 mod pidfd;
 mod private_socket;
 mod procfs;
+mod supervisor;
 mod terminate;
+mod ttys;
 mod users;
+mod warning;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,7 +91,9 @@ async fn run(args: Args) -> Result<(), String> {
     let audit = AuditLog::new(args.syslog_socket.clone(), args.foreground);
     let core = Arc::new(Vigild::new(config, args.config.clone(), audit, ids));
     let publisher = Publisher::new(&core);
-    core.set_hooks(publisher.clone());
+    core.add_hooks(publisher.clone());
+    let supervisor = supervisor::spawn(core.clone()).map_err(|e| format!("cannot start the idle supervisor (inotify): {e}"))?;
+    core.add_hooks(supervisor);
 
     let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
     let bus = connect_bus(&args, &core).await?;

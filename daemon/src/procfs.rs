@@ -49,6 +49,41 @@ pub fn all_stats() -> Vec<Stat> {
         .collect()
 }
 
+/// `pid` and its descendants, walked through `/proc/PID/task/TID/children`: costs the
+/// size of the tree, not of the whole process table. `None` when the kernel has no
+/// children files (CONFIG_PROC_CHILDREN off); then use `process_tree`.
+pub fn descendants(pid: u32) -> Option<Vec<u32>> {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    // Bounded: a pid is added once per parent read, and the walk stops at 100,000.
+    while i < tree.len() && tree.len() < 100_000 {
+        let parent = tree[i];
+        i += 1;
+        let Ok(tasks) = fs::read_dir(format!("/proc/{parent}/task")) else {
+            if parent == pid {
+                return Some(Vec::new());
+            }
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            match fs::read_to_string(&path) {
+                Ok(text) => tree.extend(text.split_ascii_whitespace().filter_map(|c| c.parse::<u32>().ok())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent == pid => return None,
+                Err(_) => {}
+            }
+        }
+    }
+    tree.sort_unstable();
+    tree.dedup();
+    Some(tree)
+}
+
+/// The stats of the given pids (vanished ones are skipped).
+pub fn stats_of(pids: &[u32]) -> Vec<Stat> {
+    pids.iter().filter_map(|&p| stat(p)).collect()
+}
+
 /// `pid` and all its descendants, from one snapshot of /proc.
 pub fn process_tree(pid: u32, stats: &[Stat]) -> Vec<u32> {
     let mut tree = vec![pid];
@@ -62,6 +97,19 @@ pub fn process_tree(pid: u32, stats: &[Stat]) -> Vec<u32> {
     tree
 }
 
+/// Bytes read plus bytes written by a process (`rchar + wchar` of /proc/PID/io): its
+/// I/O on files, pipes, sockets and ttys alike.
+pub fn io_total(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let mut total = 0u64;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("rchar: ").or_else(|| line.strip_prefix("wchar: ")) {
+            total = total.saturating_add(v.trim().parse().ok()?);
+        }
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +120,15 @@ mod tests {
         assert_eq!(s, Stat { pid: 1234, ppid: 1, tty_nr: 34817 });
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("").is_none());
+    }
+
+    #[test]
+    fn descendants_finds_a_child() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let tree = descendants(std::process::id()).expect("children files");
+        assert!(tree.contains(&std::process::id()) && tree.contains(&child.id()), "{tree:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

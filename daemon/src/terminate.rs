@@ -1,28 +1,38 @@
 //! Ending every process of a session: SIGHUP, then SIGKILL after a grace period.
 //!
-//! The session's processes are those of its kernel audit session when the session owns
-//! one (set by pam_loginuid for this login, not inherited), else the leader's process
-//! tree. vigild never signals itself, its ancestors or PID 1. Processes are held by
-//! pidfd from the moment they are chosen, so a reused pid is never hit.
+//! The session's processes are the leader's process tree, every process on the
+//! session's ttys, and every process of its kernel audit session when the session owns
+//! one (set by pam_loginuid for this login, not inherited). vigild never signals
+//! itself, its ancestors or PID 1. Processes are held by pidfd from the moment they are
+//! chosen, so a reused pid is never hit.
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::pidfd;
 use crate::procfs;
+use crate::ttys::TtyNr;
 
 /// Which processes belong to a session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SessionScope {
     pub leader_pid: u32,
     /// The session's own audit session id, if it has one.
     pub audit_session: Option<u32>,
+    /// The session's ttys: every process on them belongs to it (nohup'd jobs whose
+    /// shell is gone included).
+    pub ttys: Vec<TtyNr>,
 }
 
 /// The pids of the session now, minus anything vigild must never signal.
 pub fn session_pids(scope: SessionScope) -> Vec<u32> {
     let stats = procfs::all_stats();
     let mut pids = procfs::process_tree(scope.leader_pid, &stats);
+    for s in &stats {
+        if s.tty_nr != 0 && scope.ttys.contains(&s.tty_nr) && !pids.contains(&s.pid) {
+            pids.push(s.pid);
+        }
+    }
     if let Some(ses) = scope.audit_session {
         for s in &stats {
             if !pids.contains(&s.pid) && procfs::audit_session_id(s.pid) == ses {

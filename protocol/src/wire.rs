@@ -22,6 +22,14 @@ pub struct SessionInfo {
     pub last_activity_usec: u64,
     /// Name of the policy block that matched (`defaults` when none did).
     pub policy: String,
+    /// The terminals vigild found for the session (`pts/3`), from /proc.
+    pub ttys: Vec<String>,
+    /// When the session will be ended unless there is activity, in microseconds since
+    /// the Unix epoch; 0 when no limit applies.
+    pub deadline_usec: u64,
+    /// Id of the tracked session this one runs inside (su, sudo in an ssh session);
+    /// 0 when it is a login session of its own.
+    pub parent: u64,
 }
 
 /// What `Status` reports about the daemon.

@@ -143,6 +143,9 @@ fn session_json(s: &SessionInfo) -> serde_json::Value {
         "started": s.started_usec / 1_000_000,
         "last_activity": s.last_activity_usec / 1_000_000,
         "policy": s.policy,
+        "ttys": s.ttys,
+        "deadline": (s.deadline_usec != 0).then_some(s.deadline_usec / 1_000_000),
+        "parent": (s.parent != 0).then_some(s.parent),
     })
 }
 
@@ -161,24 +164,42 @@ fn printable(s: &str) -> String {
     s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
+/// The session's terminals as vigild found them, else what PAM said.
+fn tty_column(s: &SessionInfo) -> String {
+    if s.ttys.is_empty() { or_dash(&s.tty) } else { printable(&s.ttys.join(",")) }
+}
+
+/// Time left until the session is ended, `-` when no limit applies.
+fn deadline_column(s: &SessionInfo) -> String {
+    if s.deadline_usec == 0 {
+        return "-".into();
+    }
+    let left = s.deadline_usec.saturating_sub(now_usec()) / 1_000_000;
+    humantime::format_duration(Duration::from_secs(left)).to_string().replace(' ', "")
+}
+
 fn or_dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { printable(s) }
 }
 
 fn print_table(sessions: &[SessionInfo]) {
-    println!("{:>6} {:<12} {:>6} {:<12} {:<8} {:<18} {:>7} {:>8} {:>8}  POLICY", "ID", "USER", "UID", "SERVICE", "TTY", "RHOST", "LEADER", "AGE", "IDLE");
+    println!(
+        "{:>6} {:<12} {:>6} {:<12} {:<8} {:<18} {:>7} {:>8} {:>8} {:>8}  POLICY",
+        "ID", "USER", "UID", "SERVICE", "TTY", "RHOST", "LEADER", "AGE", "IDLE", "ENDS IN"
+    );
     for s in sessions {
         println!(
-            "{:>6} {:<12} {:>6} {:<12} {:<8} {:<18} {:>7} {:>8} {:>8}  {}",
+            "{:>6} {:<12} {:>6} {:<12} {:<8} {:<18} {:>7} {:>8} {:>8} {:>8}  {}",
             s.id,
             or_dash(&s.user),
             s.uid,
             or_dash(&s.service),
-            or_dash(&s.tty),
+            tty_column(s),
             or_dash(&s.rhost),
             s.leader_pid,
             age(s.started_usec),
             age(s.last_activity_usec),
+            deadline_column(s),
             printable(&s.policy)
         );
     }
@@ -190,11 +211,15 @@ fn print_session(s: &SessionInfo) {
     println!("session {}", s.id);
     println!("  user:          {} (uid {})", or_dash(&s.user), s.uid);
     println!("  service:       {}", or_dash(&s.service));
-    println!("  tty:           {}", or_dash(&s.tty));
+    println!("  tty:           {} (PAM_TTY {})", tty_column(s), or_dash(&s.tty));
     println!("  remote host:   {}", or_dash(&s.rhost));
     println!("  leader pid:    {}", s.leader_pid);
     println!("  audit session: {ses}");
     println!("  started:       {} ago", age(s.started_usec));
     println!("  last activity: {} ago", age(s.last_activity_usec));
+    println!("  ends in:       {}", deadline_column(s));
+    if s.parent != 0 {
+        println!("  inside:        session {}", s.parent);
+    }
     println!("  policy:        {}", printable(&s.policy));
 }

@@ -1,0 +1,216 @@
+//! When a session is warned and ended: a pure function of the session's clock and its
+//! policy, so that every rule is unit-tested without a terminal or a timer.
+//!
+//! Times are microseconds since the Unix epoch (tty atimes are wall-clock too).
+
+use std::time::Duration;
+
+use vigil_config::{IdleAction, ResolvedPolicy};
+
+/// Why a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Idle,
+    MaxAge,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Idle => "idle",
+            Limit::MaxAge => "max_age",
+        }
+    }
+}
+
+/// What the supervisor should do for a session now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No limit applies (exempt, or every limit is off): no timer at all.
+    NoDeadline,
+    /// Check again at this time.
+    SleepUntil(u64),
+    /// Write the warning on the session's terminals; the session ends at `ends_at`.
+    Warn { limit: Limit, ends_at: u64 },
+    /// End the session (or, with `idle_action = "none"`, only record that it would be).
+    /// `deadline` is when it was due, to measure how late the end is.
+    End { limit: Limit, action: IdleAction, deadline: u64 },
+}
+
+/// The facts about one session that the decision needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: u64,
+    pub started: u64,
+    /// Last input (or output, where it counts) seen on any of the session's ttys, or
+    /// I/O by its processes for a session without a tty.
+    pub last_activity: u64,
+    /// The last warning written: for which limit, and when.
+    pub warned: Option<(Limit, u64)>,
+    /// The session has a terminal (else the notty timeout applies and no warning can
+    /// be shown).
+    pub has_tty: bool,
+    /// With `idle_action = "none"`, the idle end already recorded for this stretch of
+    /// idleness: not recorded again until new activity.
+    pub idle_reported: bool,
+    /// With `idle_action = "none"`, the max-age end already recorded.
+    pub age_reported: bool,
+}
+
+fn usec(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
+/// How often a session without a tty has its processes' I/O sampled: its activity has
+/// no event to wake vigild, so it is read at a quarter of the timeout (at least 1 s),
+/// which ends an idle session within 1.25 × its timeout.
+pub fn notty_sample_interval(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_secs(1))
+}
+
+fn idle_timeout(policy: &ResolvedPolicy, c: &Clock) -> Option<Duration> {
+    if c.has_tty { policy.idle_timeout } else { policy.notty_idle_timeout }
+}
+
+/// The next limit the session runs into, and when, if no activity comes first.
+pub fn next_end(policy: &ResolvedPolicy, c: &Clock) -> Option<(Limit, u64)> {
+    if policy.exempt {
+        return None;
+    }
+    let idle_end = idle_timeout(policy, c).filter(|_| !c.idle_reported).map(|t| c.last_activity.saturating_add(usec(t)));
+    let age_end = policy.max_session_age.filter(|_| !c.age_reported).map(|a| c.started.saturating_add(usec(a)));
+    match (idle_end, age_end) {
+        (None, None) => None,
+        (Some(i), Some(a)) if a <= i => Some((Limit::MaxAge, a)),
+        (Some(i), _) => Some((Limit::Idle, i)),
+        (None, Some(a)) => Some((Limit::MaxAge, a)),
+    }
+}
+
+pub fn decide(policy: &ResolvedPolicy, c: Clock) -> Decision {
+    let idle_timeout = idle_timeout(policy, &c);
+    let Some((limit, end)) = next_end(policy, &c) else {
+        // A reported idle stretch waits for activity; a notty session must still be
+        // sampled to notice it.
+        return match (policy.exempt, c.idle_reported, idle_timeout, c.has_tty) {
+            (false, true, Some(t), false) => Decision::SleepUntil(c.now + usec(notty_sample_interval(t))),
+            _ => Decision::NoDeadline,
+        };
+    };
+    // Without a terminal there is nowhere to show a warning.
+    let warning = if c.has_tty { usec(policy.idle_warning) } else { 0 };
+    let warn_at = end.saturating_sub(warning);
+    // A warning counts for the limit it announced; an idle warning is void once the
+    // user came back.
+    let warned_at = c.warned.filter(|&(l, at)| l == limit && (l == Limit::MaxAge || at >= c.last_activity)).map(|(_, at)| at);
+    let warned = warned_at.is_some();
+
+    if c.now >= warn_at && !warned && warning > 0 {
+        // A late check (vigild was busy or restarted) still gives the full warning.
+        return Decision::Warn { limit, ends_at: end.max(c.now + warning) };
+    }
+    let warned_long_enough = warning == 0 || warned_at.is_some_and(|w| c.now >= w + warning);
+    if c.now >= end && warned_long_enough {
+        return Decision::End { limit, action: policy.idle_action, deadline: end };
+    }
+    let mut wake = if c.now < warn_at { warn_at } else { end.max(warned_at.map_or(0, |w| w + warning)) };
+    if !c.has_tty {
+        if let Some(t) = idle_timeout {
+            wake = wake.min(c.now + usec(notty_sample_interval(t)));
+        }
+    }
+    Decision::SleepUntil(wake)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    fn policy() -> ResolvedPolicy {
+        let mut p = vigil_config::Config::builtin().resolve(&vigil_config::SessionFacts {
+            user: "u",
+            groups: &[],
+            service: "sshd",
+            has_tty: true,
+            rhost: None,
+        });
+        p.idle_timeout = Some(Duration::from_secs(60));
+        p.idle_warning = Duration::from_secs(10);
+        p.max_session_age = None;
+        p.notty_idle_timeout = Some(Duration::from_secs(40));
+        p.idle_action = IdleAction::Terminate;
+        p.exempt = false;
+        p
+    }
+
+    fn clock(now: u64) -> Clock {
+        Clock { now: now * S, started: 0, last_activity: 0, warned: None, has_tty: true, idle_reported: false, age_reported: false }
+    }
+
+    #[test]
+    fn sleeps_until_the_warning_then_warns_then_ends() {
+        let p = policy();
+        assert_eq!(decide(&p, clock(5)), Decision::SleepUntil(50 * S));
+        assert_eq!(decide(&p, clock(50)), Decision::Warn { limit: Limit::Idle, ends_at: 60 * S });
+        let warned = Clock { warned: Some((Limit::Idle, 50 * S)), ..clock(55) };
+        assert_eq!(decide(&p, warned), Decision::SleepUntil(60 * S));
+        let at_end = Clock { warned: Some((Limit::Idle, 50 * S)), ..clock(60) };
+        assert_eq!(decide(&p, at_end), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 60 * S });
+    }
+
+    #[test]
+    fn activity_after_the_warning_starts_over() {
+        let p = policy();
+        let c = Clock { warned: Some((Limit::Idle, 50 * S)), last_activity: 55 * S, ..clock(60) };
+        assert_eq!(decide(&p, c), Decision::SleepUntil(105 * S));
+    }
+
+    #[test]
+    fn a_late_check_still_gives_the_whole_warning() {
+        let p = policy();
+        assert_eq!(decide(&p, clock(90)), Decision::Warn { limit: Limit::Idle, ends_at: 100 * S });
+        let c = Clock { warned: Some((Limit::Idle, 90 * S)), ..clock(95) };
+        assert_eq!(decide(&p, c), Decision::SleepUntil(100 * S));
+    }
+
+    #[test]
+    fn exempt_and_disabled_sessions_have_no_deadline() {
+        let mut p = policy();
+        p.exempt = true;
+        assert_eq!(decide(&p, clock(1000)), Decision::NoDeadline);
+        let mut p = policy();
+        p.idle_timeout = None;
+        assert_eq!(decide(&p, clock(1000)), Decision::NoDeadline);
+    }
+
+    #[test]
+    fn max_age_ends_an_active_session() {
+        let mut p = policy();
+        p.max_session_age = Some(Duration::from_secs(30));
+        let active = Clock { last_activity: 25 * S, ..clock(25) };
+        assert_eq!(decide(&p, active), Decision::Warn { limit: Limit::MaxAge, ends_at: 35 * S });
+        let c = Clock { last_activity: 34 * S, warned: Some((Limit::MaxAge, 25 * S)), ..clock(35) };
+        assert_eq!(decide(&p, c), Decision::End { limit: Limit::MaxAge, action: IdleAction::Terminate, deadline: 30 * S });
+    }
+
+    #[test]
+    fn notty_sessions_use_their_timeout_without_warning_and_are_sampled() {
+        let p = policy();
+        let c = Clock { has_tty: false, ..clock(0) };
+        assert_eq!(decide(&p, c), Decision::SleepUntil(10 * S));
+        let c = Clock { has_tty: false, ..clock(40) };
+        assert_eq!(decide(&p, c), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 40 * S });
+    }
+
+    #[test]
+    fn audit_only_reports_once_per_idle_stretch() {
+        let mut p = policy();
+        p.idle_action = IdleAction::None;
+        let c = Clock { warned: Some((Limit::Idle, 50 * S)), ..clock(60) };
+        assert_eq!(decide(&p, c), Decision::End { limit: Limit::Idle, action: IdleAction::None, deadline: 60 * S });
+        let reported = Clock { idle_reported: true, ..c };
+        assert_eq!(decide(&p, reported), Decision::NoDeadline);
+    }
+}

@@ -1,0 +1,205 @@
+//! Terminals: which ttys belong to a session, and what happens on them.
+//!
+//! A session's ttys are found in /proc, from the `tty_nr` of the leader's descendants:
+//! under sshd, PAM_TTY is the word `ssh` and the pty appears after the session opened,
+//! on a child process. New ptys are noticed through inotify on `/dev/pts` (IN_CREATE),
+//! so multiplexed ssh channels are tracked as they open. Input on a tty is seen as
+//! IN_ACCESS on its device (a read by the session), output as IN_MODIFY: both at once,
+//! not at the 8-second grain of the device's atime, which stays the fallback.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use tokio::io::unix::AsyncFd;
+
+use crate::procfs::Stat;
+
+/// A tty as the kernel numbers it in `/proc/PID/stat` (field `tty_nr`).
+pub type TtyNr = u32;
+
+const PTS_MAJOR_FIRST: u32 = 136;
+const PTS_MAJOR_LAST: u32 = 143;
+const TTY_MAJOR: u32 = 4;
+
+fn split(tty_nr: TtyNr) -> (u32, u32) {
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    (major, minor)
+}
+
+pub fn tty_nr_of(major: u32, minor: u32) -> TtyNr {
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// The device path of a tty: `/dev/pts/N` for ptys, `/dev/ttyN` for virtual consoles.
+pub fn device_path(tty_nr: TtyNr) -> Option<PathBuf> {
+    let (major, minor) = split(tty_nr);
+    if (PTS_MAJOR_FIRST..=PTS_MAJOR_LAST).contains(&major) {
+        Some(PathBuf::from(format!("/dev/pts/{}", (major - PTS_MAJOR_FIRST) * 256 + minor)))
+    } else if major == TTY_MAJOR && (1..64).contains(&minor) {
+        Some(PathBuf::from(format!("/dev/tty{minor}")))
+    } else {
+        None
+    }
+}
+
+/// The tty_nr of `/dev/pts/N`.
+pub fn pts_tty_nr(n: u32) -> TtyNr {
+    tty_nr_of(PTS_MAJOR_FIRST + n / 256, n % 256)
+}
+
+/// The tty_nr of a device path PAM gave (`/dev/tty1`, `tty1`, `pts/3`), if it names a
+/// tty this machine has.
+pub fn tty_nr_of_name(name: &str) -> Option<TtyNr> {
+    let path = if name.starts_with('/') { PathBuf::from(name) } else { PathBuf::from("/dev").join(name) };
+    let rdev = std::fs::metadata(&path).ok()?.rdev();
+    let nr = tty_nr_of(nix::sys::stat::major(rdev) as u32, nix::sys::stat::minor(rdev) as u32);
+    device_path(nr).is_some().then_some(nr)
+}
+
+/// Short name for records and `vigilctl`: `pts/3`, `tty1`.
+pub fn short_name(tty_nr: TtyNr) -> String {
+    device_path(tty_nr).map(|p| p.to_string_lossy().trim_start_matches("/dev/").to_string()).unwrap_or_else(|| format!("tty_nr:{tty_nr}"))
+}
+
+/// The ttys of the given processes.
+pub fn ttys_of(pids: &[u32], stats: &[Stat]) -> Vec<TtyNr> {
+    let mut ttys: Vec<TtyNr> = stats
+        .iter()
+        .filter(|s| s.tty_nr != 0 && pids.contains(&s.pid) && device_path(s.tty_nr).is_some())
+        .map(|s| s.tty_nr)
+        .collect();
+    ttys.sort_unstable();
+    ttys.dedup();
+    ttys
+}
+
+/// Device times: (atime, mtime) in µs since the epoch: last input read, last output.
+pub fn device_times(tty_nr: TtyNr) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(device_path(tty_nr)?).ok()?;
+    let usec = |secs: i64, nsecs: i64| (secs.max(0) as u64) * 1_000_000 + (nsecs.max(0) as u64) / 1000;
+    Some((usec(meta.atime(), meta.atime_nsec()), usec(meta.mtime(), meta.mtime_nsec())))
+}
+
+/// What inotify reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtyEvent {
+    /// The session read input from the tty.
+    Input(TtyNr),
+    /// Something wrote to the tty.
+    Output(TtyNr),
+    /// The device went away (the pty was closed).
+    Gone(TtyNr),
+    /// A new pty appeared in /dev/pts.
+    NewPts(u32),
+}
+
+/// nix's Inotify as tokio's AsyncFd wants it.
+struct InotifyFd(Inotify);
+
+impl std::os::fd::AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// One inotify instance for all watched ttys and `/dev/pts` itself.
+pub struct TtyWatcher {
+    fd: AsyncFd<InotifyFd>,
+    by_wd: HashMap<WatchDescriptor, TtyNr>,
+    by_tty: HashMap<TtyNr, WatchDescriptor>,
+    pts_dir: Option<WatchDescriptor>,
+}
+
+impl TtyWatcher {
+    pub fn new() -> std::io::Result<Self> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        let pts_dir = inotify.add_watch("/dev/pts", AddWatchFlags::IN_CREATE).ok();
+        // SAFETY: the AsyncFd owns the inotify descriptor for its whole life.
+        let fd = unsafe { AsyncFd::register(InotifyFd(inotify)) }.map_err(|e| e.into_parts().1)?;
+        Ok(Self { fd, by_wd: HashMap::new(), by_tty: HashMap::new(), pts_dir })
+    }
+
+    /// Starts watching a tty (idempotent).
+    pub fn watch(&mut self, tty_nr: TtyNr) -> bool {
+        if self.by_tty.contains_key(&tty_nr) {
+            return true;
+        }
+        let Some(path) = device_path(tty_nr) else { return false };
+        let mask = AddWatchFlags::IN_ACCESS | AddWatchFlags::IN_MODIFY;
+        match self.fd.get_ref().0.add_watch(&path, mask) {
+            Ok(wd) => {
+                self.by_wd.insert(wd, tty_nr);
+                self.by_tty.insert(tty_nr, wd);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Waits for the next batch of events.
+    pub async fn next_events(&mut self) -> std::io::Result<Vec<TtyEvent>> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.get_inner().0.read_events() {
+                Ok(events) => {
+                    let mut out = Vec::with_capacity(events.len());
+                    for e in events {
+                        if Some(e.wd) == self.pts_dir {
+                            if let Some(n) = e.name.as_ref().and_then(|n| n.to_str()).and_then(|n| n.parse::<u32>().ok()) {
+                                out.push(TtyEvent::NewPts(n));
+                            }
+                            continue;
+                        }
+                        let Some(&tty) = self.by_wd.get(&e.wd) else { continue };
+                        if e.mask.contains(AddWatchFlags::IN_IGNORED) {
+                            self.by_wd.remove(&e.wd);
+                            self.by_tty.remove(&tty);
+                            out.push(TtyEvent::Gone(tty));
+                        } else if e.mask.contains(AddWatchFlags::IN_ACCESS) {
+                            out.push(TtyEvent::Input(tty));
+                        } else if e.mask.contains(AddWatchFlags::IN_MODIFY) {
+                            out.push(TtyEvent::Output(tty));
+                        }
+                    }
+                    return Ok(out);
+                }
+                Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pts_numbers_round_trip() {
+        for n in [0, 1, 9, 255, 256, 1000, 2047] {
+            let nr = pts_tty_nr(n);
+            assert_eq!(device_path(nr), Some(PathBuf::from(format!("/dev/pts/{n}"))), "pts {n}");
+        }
+        // What /proc shows for /dev/pts/1: major 136, minor 1.
+        assert_eq!(pts_tty_nr(1), 34817);
+        assert_eq!(device_path(tty_nr_of(4, 1)), Some(PathBuf::from("/dev/tty1")));
+        assert_eq!(device_path(0), None);
+        assert_eq!(short_name(pts_tty_nr(3)), "pts/3");
+    }
+
+    #[test]
+    fn ttys_of_processes() {
+        let stats = [
+            Stat { pid: 10, ppid: 1, tty_nr: 0 },
+            Stat { pid: 11, ppid: 10, tty_nr: pts_tty_nr(3) },
+            Stat { pid: 12, ppid: 11, tty_nr: pts_tty_nr(3) },
+            Stat { pid: 13, ppid: 10, tty_nr: pts_tty_nr(4) },
+            Stat { pid: 14, ppid: 1, tty_nr: pts_tty_nr(5) },
+        ];
+        assert_eq!(ttys_of(&[10, 11, 12, 13], &stats), vec![pts_tty_nr(3), pts_tty_nr(4)]);
+    }
+}
