@@ -2,18 +2,15 @@
 //! `org.vigil1.Session` object per session, on the system bus and on every
 //! connection of the private socket alike.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use tokio::task::AbortHandle;
 
 use vigil_protocol::{SessionInfo, StatusReply, VigilError, session_path};
 use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use crate::caller::Caller;
-use crate::core::{EndReason, Hooks, OpenRequest, Vigild};
-use crate::pidfd;
+use crate::core::{Hooks, OpenRequest, Vigild};
 
 pub struct ManagerIface {
     pub core: Arc<Vigild>,
@@ -142,18 +139,16 @@ impl SessionIface {
     }
 }
 
-/// Keeps the session objects on every live connection and watches session leaders.
+/// Keeps the session objects on every live connection.
 pub struct Publisher {
     core: Weak<Vigild>,
     /// Closed connections are pruned whenever the list is used.
     connections: Mutex<Vec<Connection>>,
-    /// One task per session waiting for its leader to exit; aborted at close.
-    leader_watches: Mutex<HashMap<u64, AbortHandle>>,
 }
 
 impl Publisher {
     pub fn new(core: &Arc<Vigild>) -> Arc<Self> {
-        Arc::new(Self { core: Arc::downgrade(core), connections: Mutex::default(), leader_watches: Mutex::default() })
+        Arc::new(Self { core: Arc::downgrade(core), connections: Mutex::default() })
     }
 
     fn live_connections(&self) -> Vec<Connection> {
@@ -173,26 +168,10 @@ impl Publisher {
         }
     }
 
-    /// Ends the session when its leader exits without close_session.
-    fn watch_leader(&self, id: u64, leader_pid: u32) {
-        let core = self.core.clone();
-        let task = tokio::spawn(async move {
-            // A leader that is already gone (or a pidfd the kernel refuses) ends the
-            // session now rather than never.
-            if let Ok(fd) = pidfd::open(leader_pid) {
-                let _ = pidfd::exited(fd).await;
-            }
-            if let Some(core) = core.upgrade() {
-                core.end(id, EndReason::LeaderGone, None);
-            }
-        });
-        self.leader_watches.lock().unwrap_or_else(|p| p.into_inner()).insert(id, task.abort_handle());
-    }
 }
 
 impl Hooks for Publisher {
-    fn session_added(&self, id: u64, leader_pid: u32) {
-        self.watch_leader(id, leader_pid);
+    fn session_added(&self, id: u64, _leader_pid: u32) {
         for connection in self.live_connections() {
             let iface = SessionIface { core: self.core.clone(), id };
             tokio::spawn(async move {
@@ -202,9 +181,6 @@ impl Hooks for Publisher {
     }
 
     fn session_removed(&self, id: u64) {
-        if let Some(watch) = self.leader_watches.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
-            watch.abort();
-        }
         for connection in self.live_connections() {
             tokio::spawn(async move {
                 let _ = connection.object_server().remove::<SessionIface, _>(session_path(id)).await;
@@ -233,6 +209,7 @@ mod tests {
         let core = Arc::new(Vigild::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), audit, IdAllocator::open(None)));
         let publisher = Publisher::new(&core);
         core.add_hooks(publisher.clone());
+        core.add_hooks(crate::leaders::LeaderWatch::new(&core));
         let (a, b) = UnixStream::pair().unwrap();
         let server = Builder::unix_stream(a).server(zbus::Guid::generate()).p2p().serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone(), peer: None }).build();
         let client = Builder::unix_stream(b).p2p().build();

@@ -7,6 +7,7 @@ mod caller;
 mod core;
 mod idle;
 mod ids;
+mod leaders;
 mod pidfd;
 mod private_socket;
 mod procfs;
@@ -92,6 +93,7 @@ async fn run(args: Args) -> Result<(), String> {
     let core = Arc::new(Vigild::new(config, args.config.clone(), audit, ids));
     let publisher = Publisher::new(&core);
     core.add_hooks(publisher.clone());
+    core.add_hooks(leaders::LeaderWatch::new(&core));
     let supervisor = supervisor::spawn(core.clone()).map_err(|e| format!("cannot start the idle supervisor (inotify): {e}"))?;
     core.add_hooks(supervisor);
 
