@@ -3,7 +3,7 @@
 //! one waits until the previous one is dropped (tests that measure time or count
 //! threads must not share two cores with another test).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
@@ -16,7 +16,9 @@ use crate::pam::{Fail, PamService, PamStack, VigilArgs};
 use crate::paths;
 use crate::process::{Ledger, SpawnRecord, read_lossy, run_bounded};
 use crate::rsyslog::Rsyslog;
+use crate::sshd::{Sshd, SshdOpts};
 use crate::tempdir::TestDir;
+use crate::tmux::{LOGIN_TIMEOUT, SshCommand, SshOpts, SshSession, Tmux};
 use crate::users::{self, TestUser};
 use crate::vigild::{Vigild, VigildOpts};
 use crate::wait::wait_for;
@@ -37,6 +39,9 @@ pub struct Harness {
     pam_services: RefCell<Vec<PamService>>,
     users: RefCell<Vec<TestUser>>,
     pam_host_bin: RefCell<Option<PathBuf>>,
+    sshd: Option<Sshd>,
+    tmux: OnceCell<Tmux>,
+    ssh_commands: RefCell<Vec<SshCommand>>,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
 
@@ -45,6 +50,7 @@ impl Harness {
     pub fn new() -> Harness {
         // A test that panicked poisons the lock; the next harness still may run.
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        crate::sshd::sweep_once(); // processes of stale users first: userdel refuses busy users
         crate::sweep::sweep_once();
         Harness {
             dir: TestDir::create(),
@@ -56,6 +62,9 @@ impl Harness {
             pam_services: RefCell::new(Vec::new()),
             users: RefCell::new(Vec::new()),
             pam_host_bin: RefCell::new(None),
+            sshd: None,
+            tmux: OnceCell::new(),
+            ssh_commands: RefCell::new(Vec::new()),
             _one_at_a_time: guard,
         }
     }
@@ -204,6 +213,58 @@ impl Harness {
         cmd.spawn_session(self.dir.path(), self.next(), &self.ledger)
     }
 
+    // ---- sshd and ssh clients --------------------------------------------------------
+
+    /// Starts a real sshd on 127.0.0.1 (PAM service and program name
+    /// `vigil-test-sshd-<n>-<pid>`, stack `opts.stack`); returns once it listens.
+    pub fn start_sshd(&mut self, opts: SshdOpts) -> &Sshd {
+        assert!(self.sshd.is_none(), "sshd is already set up; use sshd().stop()/start()");
+        let n = self.next();
+        self.sshd = Some(Sshd::start_in(self.dir.path(), n, &opts, &self.ledger));
+        self.sshd()
+    }
+
+    #[track_caller]
+    pub fn sshd(&self) -> &Sshd {
+        self.sshd.as_ref().expect("start_sshd first")
+    }
+
+    /// The private tmux server holding the interactive sessions (started on first use).
+    pub fn tmux(&self) -> &Tmux {
+        self.tmux.get_or_init(|| Tmux::start_in(self.dir.path(), &self.ledger))
+    }
+
+    /// An interactive `ssh -tt user@127.0.0.1` to the harness's sshd in a tmux window;
+    /// returns at once (see [`Harness::ssh_login`] to wait for the shell).
+    pub fn ssh_session(&self, user: &TestUser) -> SshSession {
+        self.ssh_session_with(user, &SshOpts::default())
+    }
+
+    pub fn ssh_session_with(&self, user: &TestUser, opts: &SshOpts) -> SshSession {
+        self.tmux().ssh_session(self.sshd(), user, opts)
+    }
+
+    /// [`Harness::ssh_session`], then waits (20 s) until the user's shell runs under sshd
+    /// and shows a prompt.
+    #[track_caller]
+    pub fn ssh_login(&self, user: &TestUser) -> SshSession {
+        let session = self.ssh_session(user);
+        session.wait_ready(self.sshd(), LOGIN_TIMEOUT);
+        session
+    }
+
+    /// A non-interactive `ssh -T user@127.0.0.1 COMMAND` (no pty), e.g. `sleep 600`;
+    /// ended on drop at the latest.
+    pub fn ssh_command(&self, user: &TestUser, command: &str) -> SshCommand {
+        self.ssh_command_with(user, &SshOpts::default().command(command))
+    }
+
+    pub fn ssh_command_with(&self, user: &TestUser, opts: &SshOpts) -> SshCommand {
+        let cmd = SshCommand::spawn(self.dir.path(), self.next(), self.sshd(), user, opts, &self.ledger);
+        self.ssh_commands.borrow_mut().push(cmd.clone());
+        cmd
+    }
+
     // ---- other commands -------------------------------------------------------------
 
     /// Runs `argv` as `user` through `runuser -u USER --` (deadline 30 s).
@@ -249,7 +310,9 @@ impl Harness {
     /// What a failing test should show: the end of each log and stderr file.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
-        for name in ["auth.log", "vigild.stderr", "dbus-daemon.stderr", "rsyslogd.stderr"] {
+        let files =
+            ["auth.log", "vigild.stderr", "dbus-daemon.stderr", "rsyslogd.stderr", "sshd.stderr", "tmux.stderr"];
+        for name in files {
             let path = self.path(name);
             if path.exists() {
                 let text = read_lossy(&path);
@@ -261,6 +324,9 @@ impl Harness {
                     out.push('\n');
                 }
             }
+        }
+        if let Some(tmux) = self.tmux.get() {
+            out.push_str(&tmux.diagnostics());
         }
         out
     }
@@ -283,8 +349,18 @@ impl Drop for Harness {
         if std::thread::panicking() {
             eprintln!("vigil-e2e: test failed; harness state:\n{}", self.diagnostics());
         }
-        // Processes first (vigild before the bus and syslog it talks to), then the files
-        // and users they may have used, then the directory.
+        // Processes first: ssh clients, then sshd's sessions (their PAM close runs while
+        // vigild and syslog still listen), vigild before the bus and syslog it talks to;
+        // then the files and users they may have used, then the directory.
+        if let Some(tmux) = self.tmux.take() {
+            tmux.stop();
+        }
+        for client in self.ssh_commands.borrow_mut().drain(..) {
+            client.end();
+        }
+        if let Some(sshd) = self.sshd.take() {
+            drop(sshd); // ends its sessions and itself, removes its symlink and PAM file
+        }
         if let Some(vigild) = self.vigild.take() {
             vigild.stop();
         }
@@ -296,6 +372,12 @@ impl Drop for Harness {
         }
         self.pam_services.borrow_mut().clear();
         for user in self.users.borrow_mut().drain(..) {
+            // What a session left behind (e.g. a command of a notty ssh session whose
+            // connection ended): userdel refuses a user with processes.
+            let left = crate::procfs::end_processes(&crate::procfs::processes_of_uid(user.uid), Duration::from_secs(3));
+            if !left.is_empty() {
+                eprintln!("vigil-e2e: processes of {} survived SIGKILL: {left:?}", user.name);
+            }
             users::remove(&user.name);
         }
         // `dir` is removed when the fields drop, right after this.

@@ -3,7 +3,8 @@
 //! A [`Harness`] starts real programs in its own directory — rsyslogd on a private
 //! socket, dbus-daemon as a private system bus, vigild — creates test users and PAM
 //! service files, drives libpam through the `pam_host` program, and removes all of it
-//! when dropped. See `tests/README.md` for what it needs and how to run it.
+//! when dropped; with [`Harness::start_sshd`] also a real sshd and interactive ssh
+//! sessions in tmux panes. See `tests/README.md` for what it needs and how to run it.
 
 pub mod bus;
 pub mod harness;
@@ -12,10 +13,13 @@ pub mod logs;
 pub mod pam;
 pub mod paths;
 pub mod process;
+pub mod procfs;
 pub mod report;
 pub mod rsyslog;
+pub mod sshd;
 mod sweep;
 pub mod tempdir;
+pub mod tmux;
 pub mod users;
 pub mod vigild;
 pub mod wait;
@@ -25,8 +29,11 @@ pub use harness::Harness;
 pub use host::{PamHostCmd, PamHostRun, PamHostSession};
 pub use logs::LogLine;
 pub use pam::{Fail, PamStack, VigilArgs};
+pub use procfs::ProcInfo;
 pub use report::{PamHostReport, RcSummary, Stats};
 pub use rsyslog::Rsyslog;
+pub use sshd::{Sshd, SshdOpts, SshdSession};
+pub use tmux::{SshCommand, SshOpts, SshSession, Tmux};
 pub use users::TestUser;
 pub use vigild::{SessionInfo, Vigild, VigildOpts};
 pub use wait::{try_wait_for, wait_for, wait_until};

@@ -2,15 +2,18 @@
 //! and benchmark.
 //!
 //! `pam_host --service NAME --user U [--tty T] [--rhost H] [--ruser R] [--cycles N]
-//!           [--password P] [--auth] [--wait-stdin] [--json]`
+//!           [--password P] [--auth] [--wait-stdin] [--json] [--samples FILE]`
 //!
 //! pam_start, then (with `--auth`) pam_authenticate and pam_acct_mgmt once, then N
 //! cycles of pam_open_session / pam_close_session on the one handle, then pam_end.
 //! close_session runs only after a successful open_session, as in sshd and login.
 //! With `--wait-stdin` each cycle prints `OPEN <rc> <VIGIL_SESSION_ID or ->`, waits for
 //! one line on stdin, closes and prints `CLOSED <rc or ->`. With `--json` the last
-//! stdout line is a `vigil_e2e::PamHostReport`. Exit 0 whenever it ran, whatever PAM
-//! returned (the report says); 2 for bad arguments.
+//! stdout line is a `vigil_e2e::PamHostReport`. With `--samples FILE` (for the
+//! benchmark, `bench_pam`) each cycle's open+close time in µs is written to FILE, one
+//! per line in cycle order, after pam_end and the descriptor count. Exit 0 whenever it
+//! ran, whatever PAM returned (the report says); 1 when FILE cannot be written; 2 for
+//! bad arguments.
 
 #[path = "pam_host/census.rs"]
 mod census;
@@ -65,11 +68,22 @@ struct Cli {
     /// Print the JSON report as the last line of stdout.
     #[arg(long)]
     json: bool,
+    /// Write each cycle's open+close time (µs, one per line) to this file at the end.
+    #[arg(long, value_name = "FILE")]
+    samples: Option<std::path::PathBuf>,
 }
 
 fn main() {
     let cli = Cli::parse();
-    let report = run(&cli);
+    let mut samples = Vec::new();
+    let report = run(&cli, &mut samples);
+    if let Some(path) = &cli.samples {
+        let text: String = samples.iter().map(|us| format!("{us}\n")).collect();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("pam_host: cannot write --samples {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
     if cli.json {
         println!("{}", serde_json::to_string(&report).expect("the report serializes"));
     } else {
@@ -97,7 +111,8 @@ fn cstring(what: &str, s: &str) -> CString {
     })
 }
 
-fn run(cli: &Cli) -> PamHostReport {
+/// `samples` receives each cycle's open+close time (µs), in cycle order.
+fn run(cli: &Cli, samples: &mut Vec<u64>) -> PamHostReport {
     let mut report = PamHostReport {
         pid: std::process::id(),
         service: cli.service.clone(),
@@ -184,6 +199,7 @@ fn run(cli: &Cli) -> PamHostReport {
         report.open_us = Stats::from_samples(&open_us);
         report.close_us = Stats::from_samples(&close_us);
         report.cycle_us = Stats::from_samples(&cycle_us);
+        *samples = cycle_us;
         report.rc_text = rc_text(pamh, &rcs_seen);
         // SAFETY: pamh is live and not used after this.
         report.end_rc = Some(unsafe { ffi::pam_end(pamh, last_rc) });

@@ -1,0 +1,302 @@
+//! Reading processes, terminals and TCP connections from `/proc`, and ending processes
+//! by pid with a check that the pid still names the same process (its start time).
+//!
+//! The ssh support uses it to find the server side of a session under the harness's
+//! sshd (`[priv]`, `user@pts/N`, the shell) and the pty of the user's shell.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::wait::try_wait_for;
+
+/// How deep [`descendants`] follows the process tree (a bound, not a real limit).
+const MAX_DEPTH: usize = 32;
+
+/// One process as `/proc/PID/{stat,status,cmdline}` showed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// R, S, D, T, Z, ...
+    pub state: char,
+    pub pgrp: i32,
+    pub session: i32,
+    /// The controlling terminal as the kernel encodes it (0: none); see [`tty_path`].
+    pub tty_nr: u32,
+    /// Start time in clock ticks after boot: with the pid, it names one process.
+    pub starttime: u64,
+    /// Real and effective uid.
+    pub uid: u32,
+    pub euid: u32,
+    /// `/proc/PID/comm` (at most 15 bytes).
+    pub comm: String,
+    /// The arguments joined by spaces, trailing blanks cut (sshd rewrites its title).
+    pub cmdline: String,
+}
+
+impl ProcInfo {
+    /// Reads a process; `None` if it does not exist (any more).
+    pub fn read(pid: u32) -> Option<ProcInfo> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat.get(open + 1..close)?.to_string();
+        let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+        // After ")": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+        // cmajflt utime stime cutime cstime priority nice num_threads itrealvalue starttime
+        let state = fields.first()?.chars().next()?;
+        let ppid = fields.get(1)?.parse().ok()?;
+        let pgrp = fields.get(2)?.parse().ok()?;
+        let session = fields.get(3)?.parse().ok()?;
+        let tty_nr = fields.get(4)?.parse::<i64>().ok()? as u32;
+        let starttime = fields.get(19)?.parse().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let (uid, euid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .map(|rest| {
+                let ids: Vec<u32> = rest.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+                (ids.first().copied().unwrap_or(u32::MAX), ids.get(1).copied().unwrap_or(u32::MAX))
+            })
+            .unwrap_or((u32::MAX, u32::MAX));
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_string();
+        Some(ProcInfo { pid, ppid, state, pgrp, session, tty_nr, starttime, uid, euid, comm, cmdline })
+    }
+
+    /// False for zombies: they have ended, only their parent has not collected them.
+    pub fn is_alive(&self) -> bool {
+        self.state != 'Z'
+    }
+
+    /// True while `/proc/PID` is this same process (same start time) and not a zombie.
+    pub fn still_running(&self) -> bool {
+        ProcInfo::read(self.pid).is_some_and(|now| now.starttime == self.starttime && now.is_alive())
+    }
+
+    /// The controlling terminal (`/dev/pts/N`, `/dev/ttyN`), from `tty_nr`; if the
+    /// kernel shows none, where descriptor 0 points when that is a terminal.
+    pub fn tty(&self) -> Option<PathBuf> {
+        tty_path(self.tty_nr).or_else(|| {
+            let target = std::fs::read_link(format!("/proc/{}/fd/0", self.pid)).ok()?;
+            let text = target.to_string_lossy();
+            (text.starts_with("/dev/pts/") || text.starts_with("/dev/tty")).then_some(target)
+        })
+    }
+
+    /// Socket inodes among the process's descriptors.
+    pub fn socket_inodes(&self) -> Vec<u64> {
+        socket_inodes(self.pid)
+    }
+
+    /// Sends `sig` if the pid still names this process; false if it has ended.
+    pub fn signal(&self, sig: Signal) -> bool {
+        self.still_running() && kill(Pid::from_raw(self.pid as i32), sig).is_ok()
+    }
+}
+
+/// The device path of a `tty_nr` (`/proc/PID/stat` field 7): Unix98 pty slaves
+/// (majors 136–143) are `/dev/pts/N`, major 4 minors below 64 are `/dev/ttyN`.
+pub fn tty_path(tty_nr: u32) -> Option<PathBuf> {
+    if tty_nr == 0 {
+        return None;
+    }
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    match major {
+        136..=143 => Some(PathBuf::from(format!("/dev/pts/{}", (major - 136) * 256 + minor))),
+        4 if minor < 64 => Some(PathBuf::from(format!("/dev/tty{minor}"))),
+        _ => None,
+    }
+}
+
+/// Every process now (those that vanish while being read are left out).
+pub fn all_processes() -> Vec<ProcInfo> {
+    let mut out: Vec<ProcInfo> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(ProcInfo::read)
+        .collect();
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// The children of `pid` in a snapshot.
+pub fn children_in(procs: &[ProcInfo], pid: u32) -> Vec<ProcInfo> {
+    procs.iter().filter(|p| p.ppid == pid).cloned().collect()
+}
+
+/// Every descendant of `pid` (not `pid` itself), parents before children.
+pub fn descendants(pid: u32) -> Vec<ProcInfo> {
+    descendants_in(&all_processes(), pid)
+}
+
+/// [`descendants`] in a snapshot.
+pub fn descendants_in(procs: &[ProcInfo], pid: u32) -> Vec<ProcInfo> {
+    let mut out = Vec::new();
+    let mut level = vec![pid];
+    for _ in 0..MAX_DEPTH {
+        let next: Vec<ProcInfo> = procs.iter().filter(|p| level.contains(&p.ppid) && p.pid != pid).cloned().collect();
+        if next.is_empty() {
+            break;
+        }
+        level = next.iter().map(|p| p.pid).collect();
+        out.extend(next);
+    }
+    out
+}
+
+/// Processes whose real or effective uid is `uid`.
+pub fn processes_of_uid(uid: u32) -> Vec<ProcInfo> {
+    all_processes().into_iter().filter(|p| p.uid == uid || p.euid == uid).collect()
+}
+
+/// Ends the given processes: SIGCONT and SIGTERM to each (only if its pid still names
+/// the same process), up to `grace` for them to go, then SIGKILL to what is left and up
+/// to 3 s more. Returns the processes still running after that (normally none). Zombies
+/// count as ended: their parent collects them.
+pub fn end_processes(procs: &[ProcInfo], grace: Duration) -> Vec<ProcInfo> {
+    let alive: Vec<&ProcInfo> = procs.iter().filter(|p| p.still_running()).collect();
+    if alive.is_empty() {
+        return Vec::new();
+    }
+    for p in &alive {
+        p.signal(Signal::SIGCONT);
+        p.signal(Signal::SIGTERM);
+    }
+    let left = |ps: &[&ProcInfo]| ps.iter().filter(|p| p.still_running()).map(|p| (*p).clone()).collect::<Vec<_>>();
+    let check = || {
+        let l = left(&alive);
+        if l.is_empty() { Ok(()) } else { Err(format!("{} running", l.len())) }
+    };
+    if try_wait_for(grace, check).is_ok() {
+        return Vec::new();
+    }
+    let stubborn = left(&alive);
+    for p in &stubborn {
+        p.signal(Signal::SIGKILL);
+    }
+    let stubborn_refs: Vec<&ProcInfo> = stubborn.iter().collect();
+    let _ = try_wait_for(Duration::from_secs(3), || {
+        let l = left(&stubborn_refs);
+        if l.is_empty() { Ok(()) } else { Err(format!("{} running", l.len())) }
+    });
+    left(&stubborn_refs)
+}
+
+/// Socket inodes among the descriptors of `pid` (empty if it cannot be read).
+pub fn socket_inodes(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            let text = target.to_str()?;
+            text.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// One line of `/proc/net/tcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConn {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// The kernel's state number (1 = established, 10 = listen).
+    pub state: u8,
+    pub inode: u64,
+}
+
+pub const TCP_ESTABLISHED: u8 = 1;
+
+/// The IPv4 TCP sockets of this network namespace.
+pub fn tcp_connections() -> Vec<TcpConn> {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    text.lines().skip(1).filter_map(parse_tcp_line).collect()
+}
+
+fn parse_tcp_line(line: &str) -> Option<TcpConn> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    Some(TcpConn {
+        local: parse_addr(f.get(1)?)?,
+        remote: parse_addr(f.get(2)?)?,
+        state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+        inode: f.get(9)?.parse().ok()?,
+    })
+}
+
+/// `0100007F:A4CE` → 127.0.0.1:42190: the address is the network-order word printed as a
+/// host-order number, the port a plain number.
+fn parse_addr(s: &str) -> Option<SocketAddrV4> {
+    let (ip, port) = s.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some(SocketAddrV4::new(Ipv4Addr::from(ip.to_ne_bytes()), port))
+}
+
+/// The established TCP connections among the descriptors of `pid`.
+pub fn tcp_connections_of(pid: u32) -> Vec<TcpConn> {
+    let inodes = socket_inodes(pid);
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    tcp_connections().into_iter().filter(|c| c.state == TCP_ESTABLISHED && inodes.contains(&c.inode)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tty_nr_decodes() {
+        assert_eq!(tty_path(0), None);
+        assert_eq!(tty_path(34818), Some(PathBuf::from("/dev/pts/2"))); // 136:2, seen on this machine
+        assert_eq!(tty_path((136 << 8) | 0x10_0000 | 5), Some(PathBuf::from("/dev/pts/261"))); // minor 0x105
+        assert_eq!(tty_path((137 << 8) | 3), Some(PathBuf::from("/dev/pts/259")));
+        assert_eq!(tty_path((4 << 8) | 1), Some(PathBuf::from("/dev/tty1")));
+    }
+
+    #[test]
+    fn tcp_line_parses() {
+        let line = "   3: 0100007F:A4CE 0100007F:E7A4 01 00000000:00000000 02:0009C2B5 00000000     0        0 152462 1 0000000000000000 20 4 30 10 -1";
+        let c = parse_tcp_line(line).unwrap();
+        assert_eq!(c.local, "127.0.0.1:42190".parse().unwrap());
+        assert_eq!(c.remote, "127.0.0.1:59300".parse().unwrap());
+        assert_eq!(c.state, TCP_ESTABLISHED);
+        assert_eq!(c.inode, 152462);
+    }
+
+    #[test]
+    fn reads_own_process_and_children() {
+        let me = ProcInfo::read(std::process::id()).unwrap();
+        assert!(me.is_alive());
+        assert_eq!(me.uid, nix::unistd::getuid().as_raw());
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let kids = descendants(std::process::id());
+        let found = kids.iter().find(|p| p.pid == child.id()).cloned();
+        let _ = child.kill();
+        let _ = child.wait();
+        let found = found.expect("sleep among the descendants");
+        assert_eq!(found.comm, "sleep");
+        assert_eq!(found.cmdline, "sleep 30");
+        assert!(!found.still_running());
+    }
+
+    #[test]
+    fn end_processes_ends_by_pid() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let info = ProcInfo::read(child.id()).unwrap();
+        let waiter = std::thread::spawn(move || child.wait());
+        let left = end_processes(std::slice::from_ref(&info), Duration::from_secs(3));
+        assert!(left.is_empty());
+        waiter.join().unwrap().unwrap();
+        assert!(!info.still_running());
+    }
+}
