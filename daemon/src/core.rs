@@ -109,8 +109,12 @@ pub struct Vigild {
     config_path: PathBuf,
     pub audit: AuditLog,
     hooks: RwLock<Vec<Arc<dyn Hooks>>>,
+    accounts: users::AccountCache,
     /// Which session each adopted tty belongs to.
     tty_owner: Mutex<HashMap<TtyNr, u64>>,
+    /// Leader pid → the login (non-nested) sessions it leads, to place a process in
+    /// its session without looking at every session.
+    leaders: Mutex<HashMap<u32, BTreeSet<u64>>>,
 }
 
 pub fn now_usec() -> u64 {
@@ -133,7 +137,9 @@ impl Vigild {
             config_path,
             audit,
             hooks: RwLock::new(Vec::new()),
+            accounts: users::AccountCache::new(),
             tty_owner: Mutex::new(HashMap::new()),
+            leaders: Mutex::new(HashMap::new()),
         }
     }
 
@@ -143,6 +149,10 @@ impl Vigild {
 
     fn hooks(&self) -> Vec<Arc<dyn Hooks>> {
         self.hooks.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn leaders(&self) -> MutexGuard<'_, HashMap<u32, BTreeSet<u64>>> {
+        self.leaders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn tty_owner(&self) -> MutexGuard<'_, HashMap<TtyNr, u64>> {
@@ -186,18 +196,16 @@ impl Vigild {
         if r.audit_session_id != ses {
             return Err(self.refuse(&caller, "OpenSession", "audit_session_id does not match /proc"));
         }
-        let user = r.user.clone();
-        let account = tokio::task::spawn_blocking(move || users::lookup(&user)).await.ok().flatten();
-        let Some(account) = account else {
+        let Some(account) = self.accounts.get(&r.user).await else {
             return Err(VigilError::InvalidArgument(format!("unknown user {:?}", r.user)));
         };
-        let stats = procfs::all_stats();
-        let leader_stat = stats.iter().find(|s| s.pid == caller.pid).copied();
-        let parent = leader_stat.and_then(|l| stats.iter().find(|s| s.pid == l.ppid)).copied();
+        // Only the leader and its ancestors are read: an open must not cost a walk of
+        // the whole process table.
+        let parent = procfs::stat(caller.pid).and_then(|l| procfs::stat(l.ppid));
         let parent_ses = parent.map(|p| procfs::audit_session_id(p.pid));
         let owns_audit_session = ses != NO_AUDIT_SESSION && parent_ses != Some(ses);
         let inherited_tty = parent.map_or(0, |p| p.tty_nr);
-        let nested_in = self.enclosing_session(caller.pid, &stats);
+        let nested_in = self.enclosing_session(caller.pid, |pid| procfs::stat(pid).map(|s| s.ppid));
         // The tty PAM names, when it is a device of its own (login on tty1).
         let pam_tty = ttys::tty_nr_of_name(&r.tty).filter(|&t| t != inherited_tty);
 
@@ -237,6 +245,9 @@ impl Vigild {
             activity: Activity::default(),
         };
         self.audit.write(&session_record("session_open", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
+        if nested_in.is_none() {
+            self.leaders().entry(caller.pid).or_default().insert(id);
+        }
         self.sessions().insert(id, session);
         if let Some(tty) = pam_tty.filter(|_| nested_in.is_none()) {
             self.adopt_tty(id, tty);
@@ -275,6 +286,15 @@ impl Vigild {
                 owners.remove(tty);
             }
         }
+        {
+            let mut leaders = self.leaders();
+            if let Some(ids) = leaders.get_mut(&session.info.leader_pid) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    leaders.remove(&session.info.leader_pid);
+                }
+            }
+        }
         for hooks in self.hooks() {
             hooks.session_removed(id);
         }
@@ -282,20 +302,21 @@ impl Vigild {
     }
 
     /// The registered, non-nested session whose leader is `pid` or an ancestor of it.
-    pub fn enclosing_session(&self, pid: u32, stats: &[procfs::Stat]) -> Option<u64> {
-        let sessions = self.sessions();
-        let mut leaders: HashMap<u32, u64> = HashMap::new();
-        for s in sessions.values().filter(|s| s.info.parent == 0) {
-            leaders.entry(s.info.leader_pid).or_insert(s.info.id);
+    /// `parent_of` gives a process's parent (from /proc, or from a snapshot).
+    pub fn enclosing_session(&self, pid: u32, parent_of: impl Fn(u32) -> Option<u32>) -> Option<u64> {
+        let leaders = self.leaders();
+        if leaders.is_empty() {
+            return None;
         }
         let mut current = pid;
         // Bounded by the depth of the process tree (and 4096 for a corrupt snapshot).
         for _ in 0..4096 {
-            if let Some(&id) = leaders.get(&current) {
+            // A process that leads several sessions (a test host) gives its latest.
+            if let Some(&id) = leaders.get(&current).and_then(|ids| ids.last()) {
                 return Some(id);
             }
-            match stats.iter().find(|s| s.pid == current) {
-                Some(s) if s.ppid > 1 => current = s.ppid,
+            match parent_of(current) {
+                Some(ppid) if ppid > 1 => current = ppid,
                 _ => return None,
             }
         }

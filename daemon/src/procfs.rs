@@ -5,12 +5,18 @@ use std::fs;
 /// The kernel's "unset" audit session id.
 pub const NO_AUDIT_SESSION: u32 = u32::MAX;
 
+/// Reads a small /proc file with one read(2): these files are generated on each read,
+/// and `read_to_string`'s growing buffer costs several system calls per file.
+fn read_small(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut buffer = [0u8; 1024];
+    let n = fs::File::open(path).ok()?.read(&mut buffer).ok()?;
+    String::from_utf8(buffer[..n].to_vec()).ok()
+}
+
 /// `/proc/PID/sessionid`, `NO_AUDIT_SESSION` when unset or unreadable.
 pub fn audit_session_id(pid: u32) -> u32 {
-    fs::read_to_string(format!("/proc/{pid}/sessionid"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(NO_AUDIT_SESSION)
+    read_small(&format!("/proc/{pid}/sessionid")).and_then(|s| s.trim().parse().ok()).unwrap_or(NO_AUDIT_SESSION)
 }
 
 /// The fields of `/proc/PID/stat` vigild uses.
@@ -36,7 +42,9 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 pub fn stat(pid: u32) -> Option<Stat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    // The fields vigild needs come well within the first 1 KiB (the command name is at
+    // most 64 bytes).
+    parse_stat(&read_small(&format!("/proc/{pid}/stat"))?)
 }
 
 /// Every process's stat (the ones that vanish while reading are skipped).

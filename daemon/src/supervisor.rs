@@ -21,6 +21,10 @@ use crate::terminate;
 use crate::ttys::{self, TtyEvent, TtyNr, TtyWatcher};
 use crate::warning;
 
+/// The first look at a new session waits this long: a login's ttys appear after
+/// pam_open_session returns (sshd creates the pty later; /dev/pts events catch it),
+/// and a session that closes within it costs no /proc reads at all.
+const FIRST_CHECK_DELAY_USEC: u64 = 1_000_000;
 /// How long after vigild's own warning an output event is taken to be that warning.
 const OWN_OUTPUT_WINDOW_USEC: u64 = 500_000;
 /// When to look for the owner of a new pty: its first process may take a moment to
@@ -28,7 +32,8 @@ const OWN_OUTPUT_WINDOW_USEC: u64 = 500_000;
 const PTS_SCAN_DELAYS_MS: [u64; 5] = [20, 100, 400, 1500, 5000];
 
 enum Command {
-    Check(u64),
+    /// A new session: first look after FIRST_CHECK_DELAY_USEC.
+    Added(u64),
     Forget(u64),
     CheckAll,
 }
@@ -46,7 +51,7 @@ pub struct Supervisor {
 
 impl Hooks for Supervisor {
     fn session_added(&self, id: u64, _leader_pid: u32) {
-        let _ = self.tx.send(Command::Check(id));
+        let _ = self.tx.send(Command::Added(id));
     }
     fn session_removed(&self, id: u64) {
         let _ = self.tx.send(Command::Forget(id));
@@ -116,7 +121,7 @@ impl Task {
             };
             tokio::select! {
                 command = rx.recv() => match command {
-                    Some(Command::Check(id)) => self.check_session(id),
+                    Some(Command::Added(id)) => self.timers.set(Entry::Session(id), now_usec() + FIRST_CHECK_DELAY_USEC),
                     Some(Command::Forget(id)) => self.timers.remove(Entry::Session(id)),
                     Some(Command::CheckAll) => {
                         for id in self.core.session_ids() {
@@ -172,7 +177,9 @@ impl Task {
     fn scan_new_pts(&mut self, n: u32, attempt: usize) {
         let tty = ttys::pts_tty_nr(n);
         let stats = procfs::all_stats();
-        let owner = stats.iter().filter(|s| s.tty_nr == tty).find_map(|s| self.core.enclosing_session(s.pid, &stats));
+        let owner = stats.iter().filter(|s| s.tty_nr == tty).find_map(|s| {
+            self.core.enclosing_session(s.pid, |pid| stats.iter().find(|p| p.pid == pid).map(|p| p.ppid))
+        });
         match owner {
             Some(id) => {
                 if self.adopt(id, tty) {

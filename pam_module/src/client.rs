@@ -83,7 +83,13 @@ impl DbusDaemon {
             let runtime = zruntime::SharedRuntime::current().map_err(|e| ClientError::Unreachable(e.to_string()))?;
             let exchange = async {
                 let connection = self.target.connect().await.map_err(|e| ClientError::Unreachable(e.to_string()))?;
-                let proxy = ManagerProxy::new(&connection).await.map_err(|e| ClientError::Unreachable(e.to_string()))?;
+                // No property cache: it would subscribe to signals and fetch properties
+                // the module never reads.
+                let proxy = ManagerProxy::builder(&connection)
+                    .cache_properties(zbus::proxy::CacheProperties::No)
+                    .build()
+                    .await
+                    .map_err(|e| ClientError::Unreachable(e.to_string()))?;
                 let answer = call(proxy).await.map_err(map_call_error);
                 // Dropped here, inside block_on, so that no helper thread inherits it.
                 drop(connection);
