@@ -27,6 +27,7 @@ install -D -m 0644 target/release/libpam_vigil.so "$pam_dir/pam_vigil.so"
 install -D -m 0644 packaging/dbus/org.vigil1.conf /usr/share/dbus-1/system.d/org.vigil1.conf
 install -D -m 0644 packaging/systemd/vigild.service /lib/systemd/system/vigild.service
 install -D -m 0644 packaging/pam-configs/vigil /usr/share/pam-configs/vigil
+install -D -m 0644 packaging/pam/vigil-reauth /etc/pam.d/vigil-reauth
 install -D -m 0644 README.md /usr/share/doc/vigil/README.md
 install -d -m 0755 /etc/vigil /run/vigil
 # Never overwrite the admin's configuration; ship the new default beside it.

@@ -49,6 +49,9 @@ pub struct ResolvedPolicy {
     /// Idleness that voids a proof of identity even within the window; `None` = idleness
     /// does not void it.
     pub reauth_after_idle: Option<Duration>,
+    /// PAM services (names or globs) whose `pam_vigil.so reauth` vigild answers; for
+    /// any other service the module lets the password be asked.
+    pub sensitive_services: Vec<String>,
     /// Exempt sessions are never ended by vigil (they are still audited).
     pub exempt: bool,
 }
@@ -71,6 +74,7 @@ impl ResolvedPolicy {
             kill_grace: Duration::from_secs(5),
             reauth_window: Some(minutes(5)),
             reauth_after_idle: Some(minutes(2)),
+            sensitive_services: ["sudo", "su", "pkexec"].map(String::from).to_vec(),
             exempt: false,
         }
     }
@@ -88,6 +92,7 @@ impl ResolvedPolicy {
             kill_grace,
             reauth_window,
             reauth_after_idle,
+            sensitive_services,
             exempt,
         } = layer;
         let set = |target: &mut Option<Duration>, value: &Option<Dur>| {
@@ -115,6 +120,14 @@ impl ResolvedPolicy {
         if let Some(flag) = exempt {
             self.exempt = *flag;
         }
+        if let Some(services) = sensitive_services {
+            self.sensitive_services = services.clone();
+        }
         self
+    }
+
+    /// Whether vigil decides re-authentication for `service`.
+    pub fn is_sensitive(&self, service: &str) -> bool {
+        self.sensitive_services.iter().any(|pattern| wildmatch::WildMatch::new(pattern).matches(service))
     }
 }

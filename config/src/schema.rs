@@ -66,6 +66,7 @@ settings! {
     kill_grace: Dur,
     reauth_window: Dur,
     reauth_after_idle: Dur,
+    sensitive_services: Vec<String>,
     exempt: bool,
 }
 

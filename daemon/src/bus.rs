@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, Weak};
 
 
-use vigil_protocol::{SessionInfo, StatusReply, VigilError, session_path};
+use vigil_protocol::{MyStatus, ReauthAnswer, SessionInfo, StatusReply, VigilError, session_path};
 use zbus::message::Header;
 use zbus::{Connection, interface};
 
@@ -70,6 +70,26 @@ impl ManagerIface {
 
     async fn status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<StatusReply, VigilError> {
         Ok(self.core.status(self.caller(connection, &header).await?))
+    }
+
+    async fn check_reauth(&self, service: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<ReauthAnswer, VigilError> {
+        self.core.check_reauth(self.caller(connection, &header).await?, &service)
+    }
+
+    async fn record_auth(&self, service: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+        self.core.record_auth(self.caller(connection, &header).await?, &service)
+    }
+
+    async fn record_auth_failure(&self, service: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+        self.core.record_auth_failure(self.caller(connection, &header).await?, &service)
+    }
+
+    async fn revoke_reauth(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<u32, VigilError> {
+        self.core.revoke_reauth(self.caller(connection, &header).await?)
+    }
+
+    async fn my_status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<MyStatus, VigilError> {
+        self.core.my_status(self.caller(connection, &header).await?)
     }
 }
 

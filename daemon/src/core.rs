@@ -8,13 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vigil_config::{Config, ResolvedPolicy, SessionFacts};
 use vigil_protocol::audit::Record;
-use vigil_protocol::{MAX_FIELD_BYTES, SessionInfo, StatusReply, VigilError};
+use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, SessionInfo, StatusReply, VigilError};
 
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
 use crate::ids::IdAllocator;
 use crate::procfs::{self, NO_AUDIT_SESSION};
 use crate::idle::Limit;
+use crate::reauth::{self, Proof, Verdict};
 use crate::terminate::{self, SessionScope};
 use crate::ttys::{self, TtyNr};
 use crate::users;
@@ -45,6 +46,10 @@ pub struct Activity {
     pub io_total: Option<u64>,
     /// Until when output events are vigild's own warning, not the session's.
     pub own_output_until: u64,
+    /// Proofs of identity, per terminal the password was typed on (0: no tty).
+    pub proofs: BTreeMap<TtyNr, Proof>,
+    /// The proofs were revoked and none was recorded since.
+    pub proofs_revoked: bool,
 }
 
 /// What happened on a tty.
@@ -358,7 +363,11 @@ impl Vigild {
         if kind == TtyActivity::Output && (!session.policy.output_is_activity || now <= session.activity.own_output_until) {
             return None;
         }
-        session.info.last_activity_usec = session.info.last_activity_usec.max(now);
+        let last = session.info.last_activity_usec;
+        for proof in session.activity.proofs.values_mut() {
+            proof.note_gap(now.saturating_sub(last.max(proof.at)));
+        }
+        session.info.last_activity_usec = last.max(now);
         let wake = std::mem::take(&mut session.activity.idle_reported);
         Some((id, wake))
     }
@@ -460,6 +469,142 @@ impl Vigild {
         for session in self.sessions().values_mut() {
             session.resolve_policy(config);
         }
+    }
+
+    /// The login session a process belongs to: the session that owns its kernel audit
+    /// session, else the nearest session leader among its ancestors. The process's
+    /// real uid must be the session's user.
+    fn session_of_process(&self, pid: u32) -> Option<u64> {
+        let ses = procfs::audit_session_id(pid);
+        let by_ses = (ses != NO_AUDIT_SESSION)
+            .then(|| {
+                self.sessions()
+                    .values()
+                    .find(|s| s.owns_audit_session && s.info.parent == 0 && s.info.audit_session_id == ses)
+                    .map(|s| s.info.id)
+            })
+            .flatten();
+        let id = by_ses.or_else(|| self.enclosing_session(pid, |p| procfs::stat(p).map(|s| s.ppid)))?;
+        let uid = procfs::real_uid(pid)?;
+        self.sessions().get(&id).filter(|s| s.info.uid == uid).map(|s| s.info.id)
+    }
+
+    /// CheckReauth: root only (sudo, su, pkexec run as root).
+    pub fn check_reauth(&self, caller: Caller, service: &str) -> Result<ReauthAnswer, VigilError> {
+        self.require_root(&caller, "CheckReauth")?;
+        check_field("service", service)?;
+        let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
+        let answer = |fresh: bool, reason: &str, age: u64, session: u64| ReauthAnswer { fresh, reason: reason.into(), proof_age_usec: age, session };
+        let Some(id) = self.session_of_process(caller.pid) else {
+            self.audit.write(
+                &Record::new("reauth_required")
+                    .text("reason", "unknown_session")
+                    .text("service", service)
+                    .number("pid", caller.pid)
+                    .number("uid", procfs::real_uid(caller.pid).map_or(-1, i128::from))
+                    .text("tty", ttys::short_name(tty)),
+            );
+            return Ok(answer(false, "unknown_session", 0, 0));
+        };
+        let now = now_usec();
+        let sessions = self.sessions();
+        let Some(session) = sessions.get(&id) else { return Ok(answer(false, "unknown_session", 0, 0)) };
+        let record = |event| session_record(event, session).text("service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid);
+        if !session.policy.is_sensitive(service) {
+            self.audit.write(&record("reauth_required").text("reason", "not_sensitive"));
+            return Ok(answer(false, "not_sensitive", 0, id));
+        }
+        let proof = session.activity.proofs.get(&tty).copied();
+        let age = proof.map_or(0, |p| now.saturating_sub(p.at));
+        match reauth::judge(&session.policy, proof, session.info.last_activity_usec, session.activity.proofs_revoked, now) {
+            Verdict::Fresh { age } => {
+                self.audit.write(&record("reauth_granted").number("proof_age_s", age / 1_000_000));
+                Ok(answer(true, "fresh", age, id))
+            }
+            Verdict::Required(why) => {
+                self.audit.write(&record("reauth_required").text("reason", why.as_str()).number("proof_age_s", age / 1_000_000));
+                Ok(answer(false, why.as_str(), age, id))
+            }
+        }
+    }
+
+    /// RecordAuth (root only): a real password was accepted for `service`.
+    pub fn record_auth(&self, caller: Caller, service: &str) -> Result<(), VigilError> {
+        self.require_root(&caller, "RecordAuth")?;
+        check_field("service", service)?;
+        let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
+        let id = self.session_of_process(caller.pid).ok_or_else(|| VigilError::NoSuchSession("the caller is in no vigil session".into()))?;
+        let mut sessions = self.sessions();
+        let session = sessions.get_mut(&id).ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
+        if !session.policy.is_sensitive(service) {
+            return Err(VigilError::InvalidArgument(format!("{service} is not a sensitive service")));
+        }
+        session.activity.proofs.insert(tty, Proof::new(now_usec()));
+        session.activity.proofs_revoked = false;
+        self.audit.write(&session_record("reauth_recorded", session).text("service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
+        Ok(())
+    }
+
+    /// RecordAuthFailure (root only): a wrong password for `service`. No proof.
+    pub fn record_auth_failure(&self, caller: Caller, service: &str) -> Result<(), VigilError> {
+        self.require_root(&caller, "RecordAuthFailure")?;
+        check_field("service", service)?;
+        let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
+        let record = match self.session_of_process(caller.pid).and_then(|id| self.session(id)) {
+            Some(session) => session_record("reauth_failed", &session),
+            None => Record::new("reauth_failed").number("uid", procfs::real_uid(caller.pid).map_or(-1, i128::from)),
+        };
+        self.audit.write(&record.text("service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
+        Ok(())
+    }
+
+    /// Drops every proof of a session (idle warning, the user, an admin).
+    pub fn revoke_proofs(&self, id: u64, reason: &'static str) -> u32 {
+        let mut sessions = self.sessions();
+        let Some(session) = sessions.get_mut(&id) else { return 0 };
+        let dropped = session.activity.proofs.len() as u32;
+        session.activity.proofs.clear();
+        session.activity.proofs_revoked = true;
+        self.audit.write(&session_record("reauth_revoked", session).text("reason", reason).number("proofs", dropped));
+        dropped
+    }
+
+    /// RevokeReauth: any user, for the session they call from.
+    pub fn revoke_reauth(&self, caller: Caller) -> Result<u32, VigilError> {
+        let id = self.caller_session(&caller, "RevokeReauth")?;
+        Ok(self.revoke_proofs(id, "user"))
+    }
+
+    /// The session the caller runs in (its user must be the caller).
+    fn caller_session(&self, caller: &Caller, method: &'static str) -> Result<u64, VigilError> {
+        let id = self
+            .session_of_process(caller.pid)
+            .ok_or_else(|| VigilError::NoSuchSession("this process is in no vigil session".into()))?;
+        match self.session(id) {
+            Some(s) if caller.is_root() || s.info.uid == caller.uid => Ok(id),
+            _ => Err(self.refuse(caller, method, "not the caller's session")),
+        }
+    }
+
+    /// MyStatus: any user, about the session they call from.
+    pub fn my_status(&self, caller: Caller) -> Result<MyStatus, VigilError> {
+        let id = self.caller_session(&caller, "MyStatus")?;
+        let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
+        let now = now_usec();
+        let session = self.session(id).ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
+        let proof = session.activity.proofs.get(&tty).copied();
+        let verdict = reauth::judge(&session.policy, proof, session.info.last_activity_usec, session.activity.proofs_revoked, now);
+        let (asks, reason) = match verdict {
+            Verdict::Fresh { .. } => (false, "fresh"),
+            Verdict::Required(why) => (true, why.as_str()),
+        };
+        Ok(MyStatus {
+            idle_usec: now.saturating_sub(session.info.last_activity_usec),
+            next_sudo_asks: asks,
+            reauth_reason: reason.into(),
+            proof_age_usec: proof.map_or(0, |p| now.saturating_sub(p.at)),
+            session: session.info,
+        })
     }
 
     pub fn status(&self, _caller: Caller) -> StatusReply {

@@ -11,6 +11,7 @@ mod leaders;
 mod pidfd;
 mod private_socket;
 mod procfs;
+mod reauth;
 mod supervisor;
 mod terminate;
 mod ttys;

@@ -19,6 +19,13 @@ pub fn audit_session_id(pid: u32) -> u32 {
     read_small(&format!("/proc/{pid}/sessionid")).and_then(|s| s.trim().parse().ok()).unwrap_or(NO_AUDIT_SESSION)
 }
 
+/// The real uid of a process (first field of `Uid:` in /proc/PID/status): for sudo,
+/// the user who ran it, while its effective uid (what the socket reports) is root.
+pub fn real_uid(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+}
+
 /// The fields of `/proc/PID/stat` vigild uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {

@@ -283,6 +283,10 @@ impl Task {
         let left = Duration::from_secs(ends_at.saturating_sub(now).div_ceil(1_000_000));
         let text = warning::text(limit, idle_for, left, session.policy.max_session_age);
         let written = warning::write_to_ttys(&session.activity.ttys, &text);
+        // Someone who may have walked away must type the password again.
+        if !session.activity.proofs.is_empty() {
+            self.core.revoke_proofs(session.info.id, "idle_warning");
+        }
         self.core.update_session(session.info.id, |s| {
             s.activity.warned = Some((limit, now));
             s.activity.own_output_until = now_usec() + OWN_OUTPUT_WINDOW_USEC;

@@ -32,6 +32,10 @@ pub struct ModuleArgs {
     /// Socket of the syslog daemon for the module's own records.
     pub syslog_socket: PathBuf,
     pub debug: bool,
+    /// auth: answer re-authentication for a sensitive service (`reauth`).
+    pub reauth: bool,
+    /// auth: the line the stack reaches only after a failed password (`authfail`).
+    pub authfail: bool,
     /// Arguments that were not understood; reported once per call, never fatal
     /// (a typo must not lock anyone out).
     pub unknown: Vec<String>,
@@ -49,6 +53,8 @@ impl Default for ModuleArgs {
             fail: FailMode::Open,
             syslog_socket: PathBuf::from("/dev/log"),
             debug: false,
+            reauth: false,
+            authfail: false,
             unknown: Vec::new(),
         }
     }
@@ -95,6 +101,14 @@ impl ModuleArgs {
                 }
                 ("debug", None) => {
                     parsed.debug = true;
+                    true
+                }
+                ("reauth", None) => {
+                    parsed.reauth = true;
+                    true
+                }
+                ("authfail", None) => {
+                    parsed.authfail = true;
                     true
                 }
                 _ => false,

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use vigil_protocol::{ManagerProxy, VigilError};
+use vigil_protocol::{ManagerProxy, ReauthAnswer, VigilError};
 
 use crate::args::Target;
 
@@ -63,6 +63,9 @@ pub struct OpenRequest {
 pub trait Daemon {
     fn open_session(&self, request: &OpenRequest) -> Result<u64, ClientError>;
     fn close_session(&self, id: u64) -> Result<(), ClientError>;
+    fn check_reauth(&self, service: &str) -> Result<ReauthAnswer, ClientError>;
+    fn record_auth(&self, service: &str) -> Result<(), ClientError>;
+    fn record_auth_failure(&self, service: &str) -> Result<(), ClientError>;
 }
 
 /// vigild over D-Bus, reached as the module arguments say.
@@ -122,5 +125,20 @@ impl Daemon for DbusDaemon {
 
     fn close_session(&self, id: u64) -> Result<(), ClientError> {
         self.with_manager(move |m| async move { m.close_session(id).await })
+    }
+
+    fn check_reauth(&self, service: &str) -> Result<ReauthAnswer, ClientError> {
+        let service = service.to_string();
+        self.with_manager(move |m| async move { m.check_reauth(&service).await })
+    }
+
+    fn record_auth(&self, service: &str) -> Result<(), ClientError> {
+        let service = service.to_string();
+        self.with_manager(move |m| async move { m.record_auth(&service).await })
+    }
+
+    fn record_auth_failure(&self, service: &str) -> Result<(), ClientError> {
+        let service = service.to_string();
+        self.with_manager(move |m| async move { m.record_auth_failure(&service).await })
     }
 }

@@ -15,6 +15,7 @@ pub mod args;
 pub mod client;
 pub mod host_log;
 pub mod pam_io;
+pub mod reauth;
 pub mod session;
 
 use args::{FailMode, ModuleArgs};
@@ -31,40 +32,78 @@ fn to_code(verdict: Verdict) -> PamResultCode {
         Verdict::Success => PamResultCode::PAM_SUCCESS,
         Verdict::SessionError => PamResultCode::PAM_SESSION_ERR,
         Verdict::Ignore => PamResultCode::PAM_IGNORE,
+        Verdict::AuthError => PamResultCode::PAM_AUTH_ERR,
     }
 }
 
-/// Runs a session hook with its panic guard. A panic counts as a vigild failure:
-/// the login follows `fail=`.
-fn guarded(args: &[&CStr], hook: impl FnOnce(&ModuleArgs) -> Verdict) -> PamResultCode {
+/// Runs a hook with its panic guard; `on_panic` is what a bug turns into.
+fn guarded(args: &[&CStr], on_panic: impl FnOnce(&ModuleArgs) -> Verdict, hook: impl FnOnce(&ModuleArgs) -> Verdict) -> PamResultCode {
     let args = ModuleArgs::parse(args.iter().map(|a| a.to_bytes()));
     match catch_unwind(AssertUnwindSafe(|| hook(&args))) {
         Ok(verdict) => to_code(verdict),
         Err(payload) => {
             // Dropping a panic payload can itself panic; forget it instead.
             std::mem::forget(payload);
-            match args.fail {
-                FailMode::Open => PamResultCode::PAM_SUCCESS,
-                FailMode::Closed => PamResultCode::PAM_SESSION_ERR,
-            }
+            to_code(on_panic(&args))
         }
     }
 }
 
+/// A session hook's bug counts as a vigild failure: the login follows `fail=`.
+fn session_fallback(args: &ModuleArgs) -> Verdict {
+    match args.fail {
+        FailMode::Open => Verdict::Success,
+        FailMode::Closed => Verdict::SessionError,
+    }
+}
+
+/// An auth or account hook's bug never grants: the password is asked.
+fn ask_password(_: &ModuleArgs) -> Verdict {
+    Verdict::Ignore
+}
+
+fn daemon_for(args: &ModuleArgs) -> DbusDaemon {
+    DbusDaemon { target: args.target.clone(), timeout: args.timeout }
+}
+
 impl PamHooks for PamVigil {
     fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guarded(&args, |args| {
-            let daemon = DbusDaemon { target: args.target.clone(), timeout: args.timeout };
+        guarded(&args, session_fallback, |args| {
+            let daemon = daemon_for(args);
             let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
             session::open(&mut RealPam(pamh), &daemon, &log, args, std::process::id(), session::own_audit_session_id())
         })
     }
 
     fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guarded(&args, |args| {
-            let daemon = DbusDaemon { target: args.target.clone(), timeout: args.timeout };
+        guarded(&args, |_| Verdict::Success, |args| {
             let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
-            session::close(&mut RealPam(pamh), &daemon, &log, args)
+            session::close(&mut RealPam(pamh), &daemon_for(args), &log, args)
         })
+    }
+
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        guarded(&args, ask_password, |args| {
+            let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
+            if args.authfail {
+                reauth::authentication_failed(&mut RealPam(pamh), &daemon_for(args), &log)
+            } else if args.reauth {
+                reauth::authenticate(&mut RealPam(pamh), &daemon_for(args), &log, args)
+            } else {
+                Verdict::Ignore
+            }
+        })
+    }
+
+    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        guarded(&args, ask_password, |args| {
+            let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
+            reauth::account(&mut RealPam(pamh), &daemon_for(args), &log)
+        })
+    }
+
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        // auth sufficient pam_vigil.so reauth makes libpam call setcred on it.
+        PamResultCode::PAM_IGNORE
     }
 }

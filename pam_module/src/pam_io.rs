@@ -14,6 +14,27 @@ pub trait PamIo {
     /// Remembers the session id between open_session and close_session.
     fn store_session_id(&mut self, id: u64) -> bool;
     fn session_id(&self) -> Option<u64>;
+    /// Marks this handle (between auth and account of one PAM transaction).
+    fn set_mark(&mut self, mark: Mark) -> bool;
+    fn has_mark(&self, mark: Mark) -> bool;
+}
+
+/// What the auth hook tells the account hook of the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// vigil granted without a password: no new proof may come of it.
+    Granted,
+    /// vigil let the password be asked: if account is reached, a password was accepted.
+    PasswordAsked,
+}
+
+impl Mark {
+    fn key(self) -> &'static str {
+        match self {
+            Mark::Granted => "pam_vigil_granted",
+            Mark::PasswordAsked => "pam_vigil_password_asked",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,5 +88,14 @@ impl PamIo for RealPam<'_> {
     fn session_id(&self) -> Option<u64> {
         // SAFETY: only this module writes this key, always with a u64.
         unsafe { self.0.get_data::<u64>(SESSION_DATA_KEY) }.ok().copied()
+    }
+
+    fn set_mark(&mut self, mark: Mark) -> bool {
+        self.0.set_data(mark.key(), Box::new(true)).is_ok()
+    }
+
+    fn has_mark(&self, mark: Mark) -> bool {
+        // SAFETY: only this module writes these keys, always with a bool.
+        unsafe { self.0.get_data::<bool>(mark.key()) }.ok().copied().unwrap_or(false)
     }
 }

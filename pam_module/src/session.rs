@@ -14,6 +14,7 @@ pub enum Verdict {
     Success,
     SessionError,
     Ignore,
+    AuthError,
 }
 
 /// The environment variable that carries the vigil session id into the session.
@@ -154,6 +155,12 @@ mod tests {
         fn session_id(&self) -> Option<u64> {
             self.id
         }
+        fn set_mark(&mut self, _: crate::pam_io::Mark) -> bool {
+            true
+        }
+        fn has_mark(&self, _: crate::pam_io::Mark) -> bool {
+            false
+        }
     }
 
     /// Answers from a script; records the calls it got.
@@ -170,6 +177,15 @@ mod tests {
         fn close_session(&self, id: u64) -> Result<(), ClientError> {
             self.calls.borrow_mut().push(format!("close {id}"));
             Ok(())
+        }
+        fn check_reauth(&self, _: &str) -> Result<vigil_protocol::ReauthAnswer, ClientError> {
+            unreachable!("not a reauth test")
+        }
+        fn record_auth(&self, _: &str) -> Result<(), ClientError> {
+            unreachable!("not a reauth test")
+        }
+        fn record_auth_failure(&self, _: &str) -> Result<(), ClientError> {
+            unreachable!("not a reauth test")
         }
     }
 

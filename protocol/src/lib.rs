@@ -9,7 +9,7 @@ mod wire;
 
 pub use target::Target;
 
-pub use wire::{SessionInfo, StatusReply};
+pub use wire::{MyStatus, ReauthAnswer, SessionInfo, StatusReply};
 
 /// Well-known name vigild owns on the system bus.
 pub const BUS_NAME: &str = "org.vigil1";
@@ -93,4 +93,24 @@ pub trait Manager {
 
     /// Daemon facts for `vigilctl`: version, config path, policy count, sessions.
     fn status(&self) -> Result<StatusReply, VigilError>;
+
+    /// Re-authentication for a sensitive service (root only: the caller is sudo, su or
+    /// pkexec running as root). vigild finds the session of the calling process from
+    /// the transport's pid (audit session id, else its parent chain), never from the
+    /// message; that process's real uid must be the session's user.
+    fn check_reauth(&self, service: &str) -> Result<ReauthAnswer, VigilError>;
+
+    /// Records a proof of identity for the calling process's session and tty, after a
+    /// real password (root only).
+    fn record_auth(&self, service: &str) -> Result<(), VigilError>;
+
+    /// Records a failed password for the calling process's session (root only).
+    fn record_auth_failure(&self, service: &str) -> Result<(), VigilError>;
+
+    /// Drops the caller's own proofs of identity (any user, for their own session).
+    /// Returns how many were dropped.
+    fn revoke_reauth(&self) -> Result<u32, VigilError>;
+
+    /// The caller's own session: idle time, deadline, whether sudo will ask.
+    fn my_status(&self) -> Result<MyStatus, VigilError>;
 }

@@ -40,3 +40,31 @@ pub struct StatusReply {
     pub policy_count: u32,
     pub session_count: u32,
 }
+
+/// What `CheckReauth` answers about the calling process's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ReauthAnswer {
+    /// A fresh proof of identity exists: no password needed.
+    pub fresh: bool,
+    /// Why not (`none`, `expired`, `idle`, `revoked`, `always`, `unknown_session`,
+    /// `not_sensitive`), or `fresh`.
+    pub reason: String,
+    /// Age of the proof that was used or looked at, in microseconds (0 when none).
+    pub proof_age_usec: u64,
+    /// The session vigild found for the caller (0 when none).
+    pub session: u64,
+}
+
+/// What `MyStatus` tells a user about their own session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct MyStatus {
+    pub session: SessionInfo,
+    /// How long the session has had no activity, in microseconds.
+    pub idle_usec: u64,
+    /// Whether the next sudo (or su, pkexec) from this terminal will ask the password,
+    /// and why.
+    pub next_sudo_asks: bool,
+    pub reauth_reason: String,
+    /// Age of this terminal's proof of identity, in microseconds (0 when none).
+    pub proof_age_usec: u64,
+}

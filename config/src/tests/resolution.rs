@@ -34,10 +34,20 @@ fn builtin_values() {
             kill_grace: Duration::from_secs(5),
             reauth_window: Some(mins(5)),
             reauth_after_idle: Some(mins(2)),
+            sensitive_services: vec!["sudo".into(), "su".into(), "pkexec".into()],
             exempt: false,
         }
     );
     assert_eq!(Config::builtin().policy_count(), 0);
+}
+
+#[test]
+fn sensitive_services_are_names_or_globs() {
+    let p = Config::builtin().resolve(&session().facts());
+    assert!(p.is_sensitive("sudo") && p.is_sensitive("su") && !p.is_sensitive("sshd"));
+    let config = parse("[defaults]\nsensitive_services = [\"sudo\", \"vigil-test-*\"]\n");
+    let p = config.resolve(&session().facts());
+    assert!(p.is_sensitive("vigil-test-sudo-3") && !p.is_sensitive("su"));
 }
 
 #[test]

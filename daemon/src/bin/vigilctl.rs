@@ -42,8 +42,19 @@ enum Command {
     Reload,
     /// Check a configuration file without touching the running daemon.
     CheckConfig { file: Option<PathBuf> },
+    /// Your own session: idle time, when it will be ended, whether sudo will ask.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Daemon version, configuration and session count.
-    Status,
+    Daemon,
+    /// Re-authentication: `--revoke` drops your proof of identity, so that the next
+    /// sudo, su or pkexec asks the password (like `sudo -k`, for all of them).
+    Reauth {
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -109,13 +120,51 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
             println!("session {id} terminated");
         }
         Command::Reload => println!("{}", manager.reload().await.map_err(explain)?),
-        Command::Status => {
+        Command::Daemon => {
             let s = manager.status().await.map_err(explain)?;
             println!("vigild {}\nconfig: {} ({} policy block(s))\nsessions: {}", s.version, s.config_path, s.policy_count, s.session_count);
+        }
+        Command::Status { json } => {
+            let s = manager.my_status().await.map_err(explain)?;
+            if *json {
+                let mut value = session_json(&s.session);
+                value["idle"] = serde_json::json!(s.idle_usec / 1_000_000);
+                value["next_sudo_asks"] = serde_json::json!(s.next_sudo_asks);
+                value["reauth_reason"] = serde_json::json!(s.reauth_reason);
+                value["proof_age"] = serde_json::json!(s.proof_age_usec / 1_000_000);
+                println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
+            } else {
+                print_session(&s.session);
+                println!("  idle for:      {}", humantime::format_duration(Duration::from_secs(s.idle_usec / 1_000_000)));
+                let sudo = if s.next_sudo_asks {
+                    format!("asks the password ({})", reauth_words(&s.reauth_reason))
+                } else {
+                    format!("does not ask (password typed {} ago)", humantime::format_duration(Duration::from_secs(s.proof_age_usec / 1_000_000)))
+                };
+                println!("  next sudo:     {sudo}");
+            }
+        }
+        Command::Reauth { revoke } => {
+            if !*revoke {
+                return Err("say what to do: vigilctl reauth --revoke".into());
+            }
+            let dropped = manager.revoke_reauth().await.map_err(explain)?;
+            println!("proof of identity dropped ({dropped}); the next sudo, su or pkexec asks the password");
         }
         Command::CheckConfig { .. } => unreachable!("handled without vigild"),
     }
     Ok(())
+}
+
+fn reauth_words(reason: &str) -> &str {
+    match reason {
+        "none" => "no password typed in this session yet",
+        "expired" => "the last password is older than reauth_window",
+        "idle" => "the session sat idle since the last password",
+        "revoked" => "the proof was revoked",
+        "always" => "policy: always ask",
+        other => other,
+    }
 }
 
 /// Turns vigild's error replies into what the user should know.
