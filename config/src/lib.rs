@@ -59,9 +59,36 @@ pub struct SessionFacts<'a> {
     pub rhost: Option<&'a str>,
 }
 
+/// How audit records are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFormat {
+    /// `key=value` (the default, for auth.log readers).
+    Kv,
+    /// One JSON object per line (for log pipelines).
+    Json,
+}
+
+/// The `[audit]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub format: AuditFormat,
+    /// Seal records into the hash chain (`seq=`, `prev=`, `mac=`).
+    pub chain: bool,
+    /// Bound on the spool that keeps records while syslog is unreachable.
+    pub spool_max_bytes: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { format: AuditFormat::Kv, chain: true, spool_max_bytes: 16 * 1024 * 1024 }
+    }
+}
+
 /// A checked configuration file.
 #[derive(Debug, Clone)]
 pub struct Config {
+    audit: AuditSettings,
     /// Built-in values overridden by `[defaults]`.
     defaults: ResolvedPolicy,
     /// `[[policy]]` blocks in file order, each already resolved against `defaults`.
@@ -91,13 +118,14 @@ impl Config {
 
     /// Parses and checks `text`; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let (defaults, policies) = parse::parse(text, origin)?;
-        Ok(Config { defaults, policies })
+        let (defaults, policies, audit) = parse::parse(text, origin)?;
+        Ok(Config { audit, defaults, policies })
     }
 
     /// The configuration used when there is no file: built-in defaults, no policies.
     pub fn builtin() -> Config {
         Config {
+            audit: AuditSettings::default(),
             defaults: ResolvedPolicy::builtin(),
             policies: Vec::new(),
         }
@@ -111,6 +139,11 @@ impl Config {
             .find(|policy| policy.criteria.matches(session))
             .map_or(&self.defaults, |policy| &policy.resolved)
             .clone()
+    }
+
+    /// The `[audit]` settings.
+    pub fn audit(&self) -> &AuditSettings {
+        &self.audit
     }
 
     /// How many `[[policy]]` blocks the file has.

@@ -16,7 +16,7 @@ use crate::validate::{self, Policy, Problem};
 pub(crate) fn parse(
     text: &str,
     origin: &Path,
-) -> Result<(ResolvedPolicy, Vec<Policy>), ConfigError> {
+) -> Result<(ResolvedPolicy, Vec<Policy>, crate::AuditSettings), ConfigError> {
     let (doc, syntax_errors) = Document::parse(text);
     let first_syntax_error = syntax_errors
         .iter()
@@ -28,7 +28,14 @@ pub(crate) fn parse(
     let deserializer = toml::de::Deserializer::from(doc.root().clone());
     let file =
         FileDoc::deserialize(deserializer).map_err(|e| explain::value_error(&doc, origin, &e))?;
-    validate::assemble(file).map_err(|p| explain::problem(&doc, origin, p))
+    let defaults = crate::AuditSettings::default();
+    let audit = crate::AuditSettings {
+        format: file.audit.format.unwrap_or(defaults.format),
+        chain: file.audit.chain.unwrap_or(defaults.chain),
+        spool_max_bytes: file.audit.spool_max_bytes.unwrap_or(defaults.spool_max_bytes),
+    };
+    let (resolved, policies) = validate::assemble(file).map_err(|p| explain::problem(&doc, origin, p))?;
+    Ok((resolved, policies, audit))
 }
 
 /// Refuses bytes that are not UTF-8, pointing at the first bad byte.
@@ -45,6 +52,9 @@ fn check_shape(root: &DeTable<'_>) -> Result<(), Problem> {
     let top = KeyPath::root();
     if let Some(defaults) = root.get("defaults") {
         expect_table(defaults.get_ref(), &top.clone().key("defaults"))?;
+    }
+    if let Some(audit) = root.get("audit") {
+        expect_table(audit.get_ref(), &top.clone().key("audit"))?;
     }
     let Some(policies) = root.get("policy") else {
         return Ok(());

@@ -20,6 +20,17 @@ pub(crate) struct FileDoc {
     pub(crate) defaults: Layer,
     #[serde(default)]
     pub(crate) policy: Vec<PolicyDoc>,
+    #[serde(default)]
+    pub(crate) audit: AuditDoc,
+}
+
+/// The `[audit]` table: how records are written (global, not per policy).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditDoc {
+    pub(crate) format: Option<crate::AuditFormat>,
+    pub(crate) chain: Option<bool>,
+    pub(crate) spool_max_bytes: Option<u64>,
 }
 
 /// Declares the settings once: [`Layer`] (the `[defaults]` table, and the settings part

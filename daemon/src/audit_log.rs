@@ -1,62 +1,99 @@
-//! The audit writer: one syslog line per record, facility authpriv, tag `vigild`.
-//!
-//! Records are formatted by `vigil_protocol::audit` (one definition of the escaping).
-//! The syslog socket is reconnected when a send fails (rsyslog restarted); when syslog
-//! stays unreachable the record goes to stderr (the journal, under systemd) so that it
-//! is not silently lost. The on-disk spool and the hash chain come with the audit-trail
-//! issue.
+//! vigild's side of the audit trail: one writer (chain, syslog, spool) behind a lock,
+//! and a task that retries the spool while syslog is away.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use syslog::{Formatter3164, Logger, LoggerBackend};
+use tokio::sync::Notify;
+use vigil_audit::chain::{Encoding, KeyFile};
+use vigil_audit::writer::{Outcome, Writer, WriterConfig};
+use vigil_config::{AuditFormat, AuditSettings};
 use vigil_protocol::audit::Record;
 
-type SyslogLogger = Logger<LoggerBackend, Formatter3164>;
+/// How often the spool is retried while syslog is unreachable.
+const SPOOL_RETRY: Duration = Duration::from_secs(1);
 
 pub struct AuditLog {
-    socket: PathBuf,
-    logger: Mutex<Option<SyslogLogger>>,
-    echo_to_stderr: bool,
+    writer: Mutex<Writer>,
+    spool_waiting: Arc<Notify>,
+}
+
+pub fn encoding(format: AuditFormat) -> Encoding {
+    match format {
+        AuditFormat::Kv => Encoding::KeyValue,
+        AuditFormat::Json => Encoding::Json,
+    }
 }
 
 impl AuditLog {
-    pub fn new(socket: PathBuf, echo_to_stderr: bool) -> Self {
-        Self { socket, logger: Mutex::new(None), echo_to_stderr }
-    }
-
-    fn connect(&self) -> Option<SyslogLogger> {
-        let formatter = Formatter3164 {
-            facility: syslog::Facility::LOG_AUTHPRIV,
-            hostname: None,
-            process: "vigild".into(),
-            pid: std::process::id(),
+    /// `audit_dir`: chain state and spool (`/var/lib/vigil`); `None` in unit tests.
+    /// Returns the first key when a new chain was started.
+    pub fn open(syslog_socket: PathBuf, audit_dir: Option<PathBuf>, settings: &AuditSettings, echo_stderr: bool) -> std::io::Result<(Self, Option<KeyFile>)> {
+        let config = WriterConfig {
+            syslog_socket,
+            encoding: encoding(settings.format),
+            state_dir: audit_dir,
+            chain: settings.chain,
+            spool_max_bytes: settings.spool_max_bytes,
+            echo_stderr,
+            tag: "vigild".into(),
         };
-        syslog::unix_custom(formatter, &self.socket).ok()
+        let (writer, key) = Writer::open(config)?;
+        Ok((Self { writer: Mutex::new(writer), spool_waiting: Arc::new(Notify::new()) }, key))
     }
 
-    /// Writes one record. Never fails: a record syslog cannot take goes to stderr.
+    /// For unit tests: no chain, no spool, syslog somewhere that does not exist.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        let settings = AuditSettings { chain: false, ..AuditSettings::default() };
+        match Self::open(PathBuf::from("/nonexistent/vigil-test-log"), None, &settings, false) {
+            Ok((log, _)) => log,
+            Err(e) => panic!("audit log for tests: {e}"),
+        }
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes one record. Never fails: a record syslog cannot take is spooled.
     pub fn write(&self, record: &Record) {
-        let line = record.to_kv_line();
-        if self.echo_to_stderr {
-            eprintln!("audit: {line}");
+        let outcome = self.writer().write(record);
+        if outcome != Outcome::Sent {
+            self.spool_waiting.notify_one();
         }
-        let mut slot = self.logger.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for _attempt in 0..2 {
-            if slot.is_none() {
-                *slot = self.connect();
+    }
+
+    pub fn set_format(&self, format: AuditFormat) {
+        self.writer().set_encoding(encoding(format));
+    }
+
+    /// Starts a new chain key at the next seq, recorded in the trail.
+    pub fn new_key(&self) -> std::io::Result<KeyFile> {
+        let key = self.writer().new_key()?;
+        self.write(&Record::new("audit_key_init").number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
+        Ok(key)
+    }
+
+    /// Writes a `seal` record: verification can then tell a cut before it.
+    pub fn seal(&self) -> u64 {
+        let seq = self.writer().next_seq().unwrap_or(0);
+        self.write(&Record::new("seal").number("last_seq", seq.saturating_sub(1) as i128));
+        seq
+    }
+
+    /// Retries the spool while records wait in it; sleeps otherwise.
+    pub fn spawn_spool_retry(self: &Arc<Self>) {
+        let log = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // Bounded wait per pass; records may have been spooled at start.
+                if log.writer().flush_spool() {
+                    log.spool_waiting.notified().await;
+                }
+                tokio::time::sleep(SPOOL_RETRY).await;
             }
-            match slot.as_mut() {
-                Some(logger) => match logger.notice(&line) {
-                    Ok(()) => return,
-                    // The socket went away (syslog restarted): reconnect once.
-                    Err(_) => *slot = None,
-                },
-                None => break,
-            }
-        }
-        if !self.echo_to_stderr {
-            eprintln!("vigild: syslog at {} unreachable; record: {line}", self.socket.display());
-        }
+        });
     }
 }

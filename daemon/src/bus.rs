@@ -88,6 +88,14 @@ impl ManagerIface {
         self.core.revoke_reauth(self.caller(connection, &header).await?)
     }
 
+    async fn audit_init(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
+        self.core.audit_init(self.caller(connection, &header).await?)
+    }
+
+    async fn audit_seal(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<u64, VigilError> {
+        self.core.audit_seal(self.caller(connection, &header).await?)
+    }
+
     async fn my_status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<MyStatus, VigilError> {
         self.core.my_status(self.caller(connection, &header).await?)
     }
@@ -225,8 +233,7 @@ mod tests {
     use crate::ids::IdAllocator;
 
     async fn pair() -> (Arc<Vigild>, zbus::Connection, zbus::Connection) {
-        let audit = AuditLog::new(PathBuf::from("/nonexistent/vigil-test-log"), false);
-        let core = Arc::new(Vigild::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), audit, IdAllocator::open(None)));
+        let core = Arc::new(Vigild::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), Arc::new(AuditLog::for_tests()), IdAllocator::open(None)));
         let publisher = Publisher::new(&core);
         core.add_hooks(publisher.clone());
         core.add_hooks(crate::leaders::LeaderWatch::new(&core));

@@ -112,7 +112,7 @@ pub struct Vigild {
     ids: Mutex<IdAllocator>,
     config: RwLock<Arc<Config>>,
     config_path: PathBuf,
-    pub audit: AuditLog,
+    pub audit: Arc<AuditLog>,
     hooks: RwLock<Vec<Arc<dyn Hooks>>>,
     accounts: users::AccountCache,
     /// Which session each adopted tty belongs to.
@@ -134,7 +134,7 @@ fn check_field(name: &str, value: &str) -> Result<(), VigilError> {
 }
 
 impl Vigild {
-    pub fn new(config: Config, config_path: PathBuf, audit: AuditLog, ids: IdAllocator) -> Self {
+    pub fn new(config: Config, config_path: PathBuf, audit: Arc<AuditLog>, ids: IdAllocator) -> Self {
         Self {
             sessions: Mutex::new(BTreeMap::new()),
             ids: Mutex::new(ids),
@@ -442,6 +442,7 @@ impl Vigild {
                         .text("path", self.config_path.as_os_str().as_encoded_bytes())
                         .number("policies", config.policy_count() as i128),
                 );
+                self.audit.set_format(config.audit().format);
                 let config = Arc::new(config);
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
                 self.reresolve(&config);
@@ -605,6 +606,18 @@ impl Vigild {
             proof_age_usec: proof.map_or(0, |p| now.saturating_sub(p.at)),
             session: session.info,
         })
+    }
+
+    /// AuditInit (root only): a new chain key from the next record on.
+    pub fn audit_init(&self, caller: Caller) -> Result<String, VigilError> {
+        self.require_root(&caller, "AuditInit")?;
+        self.audit.new_key().map(|key| key.render()).map_err(|e| VigilError::Failed(e.to_string()))
+    }
+
+    /// AuditSeal (root only): a `seal` record; returns its seq.
+    pub fn audit_seal(&self, caller: Caller) -> Result<u64, VigilError> {
+        self.require_root(&caller, "AuditSeal")?;
+        Ok(self.audit.seal())
     }
 
     pub fn status(&self, _caller: Caller) -> StatusReply {

@@ -54,6 +54,9 @@ struct Args {
     /// Directory for state that survives restarts (session id counter).
     #[arg(long, default_value = "/run/vigil")]
     state_dir: PathBuf,
+    /// Audit chain state and spool (must survive reboots).
+    #[arg(long, default_value = "/var/lib/vigil")]
+    audit_dir: PathBuf,
     /// Also print every audit record on stderr.
     #[arg(long)]
     foreground: bool,
@@ -90,7 +93,18 @@ async fn run(args: Args) -> Result<(), String> {
     let (config, config_source) = initial_config(&args.config)?;
     std::fs::create_dir_all(&args.state_dir).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
     let ids = IdAllocator::open(Some(args.state_dir.join("next-session-id")));
-    let audit = AuditLog::new(args.syslog_socket.clone(), args.foreground);
+    let (audit, first_key) = AuditLog::open(args.syslog_socket.clone(), Some(args.audit_dir.clone()), config.audit(), args.foreground)
+        .map_err(|e| format!("cannot open the audit trail in {}: {e}", args.audit_dir.display()))?;
+    let audit = Arc::new(audit);
+    audit.spawn_spool_retry();
+    if let Some(key) = &first_key {
+        audit.write(
+            &Record::new("audit_key_init")
+                .number("start_seq", key.start_seq)
+                .text("key_file", args.audit_dir.join(vigil_audit::writer::INITIAL_KEY_FILE).as_os_str().as_encoded_bytes())
+                .text("by", "vigild first start"),
+        );
+    }
     let core = Arc::new(Vigild::new(config, args.config.clone(), audit, ids));
     let publisher = Publisher::new(&core);
     core.add_hooks(publisher.clone());

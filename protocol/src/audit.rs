@@ -101,6 +101,72 @@ impl Record {
     }
 }
 
+impl Record {
+    /// Renders the record as one JSON object on one line, from the same fields and the
+    /// same cut as `to_kv_line`. Output is ASCII: control characters and everything
+    /// beyond ASCII are `\uXXXX` escapes. Bytes that are not UTF-8 become U+FFFD and
+    /// the record says so (`"not_utf8":"user,rhost"`).
+    pub fn to_json_line(&self) -> String {
+        let mut line = String::with_capacity(96 + self.fields.len() * 28);
+        line.push_str("{\"event\":\"");
+        line.push_str(self.event);
+        line.push('"');
+        let mut truncated: Vec<&str> = Vec::new();
+        let mut not_utf8: Vec<&str> = Vec::new();
+        for (key, value) in &self.fields {
+            line.push_str(",\"");
+            line.push_str(key);
+            line.push_str("\":");
+            match value {
+                Value::Number(n) => {
+                    let _ = write!(line, "{n}");
+                }
+                Value::Text(bytes) => {
+                    if bytes.len() > MAX_VALUE_BYTES {
+                        truncated.push(key);
+                    }
+                    let clipped = &bytes[..bytes.len().min(MAX_VALUE_BYTES)];
+                    let text = String::from_utf8_lossy(clipped);
+                    if matches!(text, std::borrow::Cow::Owned(_)) {
+                        not_utf8.push(key);
+                    }
+                    push_json_string(&mut line, &text);
+                }
+            }
+        }
+        for (name, keys) in [("truncated", &truncated), ("not_utf8", &not_utf8)] {
+            if !keys.is_empty() {
+                let _ = write!(line, ",\"{name}\":");
+                push_json_string(&mut line, &keys.join(","));
+            }
+        }
+        line.push('}');
+        line
+    }
+}
+
+/// A JSON string literal, ASCII only.
+pub fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
 fn is_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
@@ -300,6 +366,35 @@ mod tests {
         for b in 0u8..=255 {
             assert_round_trip(&[b], &[b, b'=', b], &[b' ', b]);
         }
+    }
+
+    /// JSON: parses back with a real JSON parser, to exactly the intended keys.
+    fn assert_json_round_trip(user: &[u8], rhost: &[u8]) {
+        let line = session_record(user, rhost, b"pts/1").to_json_line();
+        assert!(line.bytes().all(|b| (0x20..=0x7e).contains(&b)), "non-printable byte in {line:?}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e} in {line:?}"));
+        let object = value.as_object().unwrap();
+        for key in ["event", "session", "user", "uid", "rhost", "tty"] {
+            assert!(object.contains_key(key), "{key} missing in {line}");
+        }
+        let extra: Vec<&String> = object.keys().filter(|k| !["event", "session", "user", "uid", "rhost", "tty", "truncated", "not_utf8"].contains(&k.as_str())).collect();
+        assert!(extra.is_empty(), "forged keys {extra:?} in {line}");
+        let clip = |v: &[u8]| String::from_utf8_lossy(&v[..v.len().min(MAX_VALUE_BYTES)]).into_owned();
+        assert_eq!(object["user"], clip(user));
+        assert_eq!(object["rhost"], clip(rhost));
+    }
+
+    #[test]
+    fn json_cannot_be_forged_either() {
+        assert_json_round_trip(b"alice", b"203.0.113.7");
+        assert_json_round_trip(b"bob\",\"uid\":0,\"x\":\"", b"h\n{\"event\":\"session_close\"}");
+        assert_json_round_trip("\u{202e}evil\u{1b}[31m".as_bytes(), b"\xff\xfe");
+        assert_json_round_trip(&vec![b'"'; 64 * 1024], &vec![b'\\'; 64 * 1024]);
+        for b in 0u8..=255 {
+            assert_json_round_trip(&[b], &[b'a', b]);
+        }
+        let line = session_record(b"\xff", b"h", b"t").to_json_line();
+        assert!(line.ends_with(",\"not_utf8\":\"user\"}"), "{line}");
     }
 
     #[test]

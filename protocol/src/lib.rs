@@ -113,4 +113,12 @@ pub trait Manager {
 
     /// The caller's own session: idle time, deadline, whether sudo will ask.
     fn my_status(&self) -> Result<MyStatus, VigilError>;
+
+    /// Starts a new audit chain key from the next record on (root only). Returns the
+    /// key file's text, for the admin to keep off the host.
+    fn audit_init(&self) -> Result<String, VigilError>;
+
+    /// Writes a `seal` record now (root only), so that `vigilctl audit verify` can tell
+    /// whether records before it were cut. Returns its seq.
+    fn audit_seal(&self) -> Result<u64, VigilError>;
 }

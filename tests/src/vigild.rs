@@ -146,6 +146,9 @@ impl Vigild {
             .arg(&self.syslog_socket)
             .arg("--state-dir")
             .arg(&self.state_dir)
+            // The audit chain and spool live beside the state: never /var/lib/vigil.
+            .arg("--audit-dir")
+            .arg(self.state_dir.join("audit"))
             .arg("--foreground")
             .args(&self.opts.extra_args)
             .env_remove("DBUS_SESSION_BUS_ADDRESS");

@@ -74,9 +74,9 @@ fn unknown_key_at_top_level() {
         1,
         1,
         "idle_timeout",
-        "unknown key; expected defaults or policy",
+        "unknown key; expected one of defaults, policy, audit",
     );
-    assert_refused("[defaults]\n[audit]\nx = 1\n", 2, 2, "audit", "unknown key");
+    assert_refused("[defaults]\n[auditing]\nx = 1\n", 2, 2, "auditing", "unknown key");
 }
 
 #[test]
@@ -533,4 +533,10 @@ fn error_display_format() {
             "/tmp/x.toml:2:10: defaults.exempt: wrong type: found integer `1`, expected a boolean"
         )
     );
+}
+
+#[test]
+fn audit_table_is_checked() {
+    assert_refused("[audit]\nformat = \"xml\"\n", 2, 10, "audit.format", "");
+    assert_refused("[audit]\nspool = 5\n", 2, 1, "audit.spool", "unknown key");
 }

@@ -278,3 +278,12 @@ fn resolution_is_pure() {
     let s = session();
     assert_eq!(config.resolve(&s.facts()), config.resolve(&s.facts()));
 }
+
+#[test]
+fn audit_settings_default_and_set() {
+    assert_eq!(*Config::builtin().audit(), crate::AuditSettings::default());
+    let config = parse("[audit]\nformat = \"json\"\nchain = false\nspool_max_bytes = 4096\n");
+    assert_eq!(config.audit().format, crate::AuditFormat::Json);
+    assert!(!config.audit().chain);
+    assert_eq!(config.audit().spool_max_bytes, 4096);
+}
