@@ -33,6 +33,8 @@ pub struct Session {
     /// The tty the leader inherited from outside the session (pam_host run from a
     /// terminal, a nested su): never adopted, never signalled.
     pub inherited_tty: TtyNr,
+    /// The client's TCP port, when the leader holds the connection (sshd).
+    pub rport: Option<u16>,
     pub activity: Activity,
 }
 
@@ -247,6 +249,7 @@ impl Vigild {
             policy,
             owns_audit_session,
             inherited_tty,
+            rport: if r.rhost.is_empty() { None } else { procfs::remote_port(caller.pid) },
             activity: Activity::default(),
         };
         self.audit.write(&session_record("session_open", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
@@ -668,6 +671,7 @@ pub fn session_record(event: &'static str, s: &Session) -> Record {
         .text("service", &s.info.service)
         .text("tty", &s.info.tty)
         .text("rhost", &s.info.rhost)
+        .number_opt("rport", s.rport)
         .text("ruser", &s.ruser)
         .number("leader_pid", s.info.leader_pid)
         .text("policy", &s.info.policy)

@@ -26,6 +26,40 @@ pub fn real_uid(pid: u32) -> Option<u32> {
     status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
 }
 
+/// The remote port of a TCP connection the process holds (sshd's session process
+/// holds the client's connection): its socket inodes, looked up in /proc/net/tcp{,6}.
+pub fn remote_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else { continue };
+        if let Some(port) = remote_port_in(&text, &inodes) {
+            return Some(port);
+        }
+    }
+    None
+}
+
+/// The remote port of the established connection (state 01) whose inode is one of
+/// `inodes`, from the text of /proc/net/tcp or tcp6.
+fn remote_port_in(table: &str, inodes: &[String]) -> Option<u16> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (remote, state, inode) = (fields.get(2)?, fields.get(3)?, fields.get(9)?);
+        if *state != "01" || !inodes.iter().any(|i| i == inode) {
+            return None;
+        }
+        u16::from_str_radix(remote.rsplit_once(':')?.1, 16).ok()
+    })
+}
+
 /// The fields of `/proc/PID/stat` vigild uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
@@ -144,6 +178,14 @@ mod tests {
         assert!(tree.contains(&std::process::id()) && tree.contains(&child.id()), "{tree:?}");
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn remote_port_from_the_tcp_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:0016 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 4242 1\n   1: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 99 1\n";
+        assert_eq!(remote_port_in(table, &["4242".into()]), Some(0xD2F0));
+        assert_eq!(remote_port_in(table, &["99".into()]), None, "a listening socket has no remote port");
+        assert_eq!(remote_port_in("garbage", &["1".into()]), None);
     }
 
     #[test]

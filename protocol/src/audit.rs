@@ -66,6 +66,14 @@ impl Record {
         }
     }
 
+    /// Adds a numeric field only when there is a value.
+    pub fn number_opt(self, key: &'static str, value: Option<impl Into<i128>>) -> Self {
+        match value {
+            Some(v) => self.number(key, v),
+            None => self,
+        }
+    }
+
     pub fn fields(&self) -> &[(&'static str, Value)] {
         &self.fields
     }
