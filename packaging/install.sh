@@ -30,6 +30,7 @@ install -D -m 0644 packaging/pam-configs/vigil /usr/share/pam-configs/vigil
 install -D -m 0644 packaging/pam/vigil-reauth /etc/pam.d/vigil-reauth
 install -D -m 0644 README.md /usr/share/doc/vigil/README.md
 install -d -m 0755 /etc/vigil /run/vigil
+install -d -m 0700 /var/lib/vigil
 # Never overwrite the admin's configuration; ship the new default beside it.
 if [ -e /etc/vigil/vigil.toml ]; then
     install -m 0644 packaging/vigil.toml /etc/vigil/vigil.toml.dist
