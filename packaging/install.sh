@@ -62,5 +62,5 @@ else
     echo "vigild started in the background (pid $(cat "$pidfile"), log /var/log/vigild.log)"
     echo "stop it with:  kill \$(cat $pidfile)"
 fi
-/usr/bin/vigilctl status
+/usr/bin/vigilctl daemon
 echo "Turn vigil on for logins:  pam-auth-update --enable vigil   (see README.md)"

@@ -216,7 +216,15 @@ impl Writer {
         if sent < lines.len() {
             let rest: String = lines[sent..].iter().map(|l| format!("{l}\n")).collect();
             let tmp = path.with_extension("tmp");
-            if fs::write(&tmp, &rest).and_then(|()| fs::rename(&tmp, &path)).is_ok() {
+            let rewritten = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| f.write_all(rest.as_bytes()))
+                .and_then(|()| fs::rename(&tmp, &path));
+            if rewritten.is_ok() {
                 self.spool_bytes = rest.len() as u64;
             }
             return false;
