@@ -336,7 +336,11 @@ fn measure_activity(session: &Session, tree: &[u32], now: u64) -> (u64, Option<u
         return (last, None);
     }
     let total = tree.iter().filter_map(|&p| procfs::io_total(p)).fold(0u64, u64::saturating_add);
-    if session.activity.io_total.is_some_and(|previous| previous != total) {
+    // A change since the last sample is activity now. The first sample has nothing to
+    // compare with, and comes FIRST_CHECK_DELAY_USEC after the open: the session's I/O
+    // before it (starting its command) also counts as now, else an idle clock started
+    // at the open would end the session before its timeout has passed since that I/O.
+    if session.activity.io_total != Some(total) {
         last = now;
     }
     (last, Some(total))
