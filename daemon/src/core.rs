@@ -676,4 +676,5 @@ pub fn session_record(event: &'static str, s: &Session) -> Record {
         .number("leader_pid", s.info.leader_pid)
         .text("policy", &s.info.policy)
         .number("parent", s.info.parent)
+        .text_opt("ttys", (!s.info.ttys.is_empty()).then(|| s.info.ttys.join(",")))
 }

@@ -54,9 +54,20 @@ impl Hooks for LeaderWatch {
                 }
                 ids
             };
-            if let Some(core) = core.upgrade() {
-                for id in ids {
-                    core.end(id, EndReason::LeaderGone, None);
+            let Some(core) = core.upgrade() else { return };
+            for id in ids {
+                let Some(session) = core.session(id) else { continue };
+                // The leader died without closing (sshd's monitor killed): what is left
+                // on the session's terminals (or in its own audit session) would run on
+                // unsupervised. It is ended with the session.
+                let leftovers = if session.activity.ttys.is_empty() && !session.owns_audit_session {
+                    Vec::new()
+                } else {
+                    crate::terminate::session_pids(session.scope())
+                };
+                core.end(id, EndReason::LeaderGone, Some(("processes", leftovers.len() as i128)));
+                if !leftovers.is_empty() {
+                    crate::terminate::end_processes(&leftovers, session.policy.kill_grace).await;
                 }
             }
         });

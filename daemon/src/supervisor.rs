@@ -121,7 +121,13 @@ impl Task {
             };
             tokio::select! {
                 command = rx.recv() => match command {
-                    Some(Command::Added(id)) => self.timers.set(Entry::Session(id), now_usec() + FIRST_CHECK_DELAY_USEC),
+                    Some(Command::Added(id)) => {
+                        // A tty PAM named (login on tty1) is watched at once.
+                        for tty in self.core.session(id).map(|s| s.activity.ttys).unwrap_or_default() {
+                            self.watcher.watch(tty);
+                        }
+                        self.timers.set(Entry::Session(id), now_usec() + FIRST_CHECK_DELAY_USEC);
+                    }
                     Some(Command::Forget(id)) => self.timers.remove(Entry::Session(id)),
                     Some(Command::CheckAll) => {
                         for id in self.core.session_ids() {

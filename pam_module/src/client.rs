@@ -24,6 +24,8 @@ pub enum ClientError {
     Unreachable(String),
     /// vigild answered with an error.
     Refused(String),
+    /// vigild does not know the session (it already ended it: idle, admin, leader).
+    NoSuchSession,
 }
 
 impl std::fmt::Display for ClientError {
@@ -32,6 +34,7 @@ impl std::fmt::Display for ClientError {
             ClientError::Timeout(d) => write!(f, "no answer from vigild within {}", humantime::format_duration(*d)),
             ClientError::Unreachable(why) => write!(f, "vigild unreachable: {why}"),
             ClientError::Refused(why) => write!(f, "vigild refused: {why}"),
+            ClientError::NoSuchSession => write!(f, "vigild has no such session"),
         }
     }
 }
@@ -43,6 +46,7 @@ impl ClientError {
             ClientError::Timeout(_) => "timeout",
             ClientError::Unreachable(_) => "unreachable",
             ClientError::Refused(_) => "refused",
+            ClientError::NoSuchSession => "no_such_session",
         }
     }
 }
@@ -110,6 +114,7 @@ impl DbusDaemon {
 fn map_call_error(error: VigilError) -> ClientError {
     match error {
         VigilError::ZBus(e) => ClientError::Unreachable(e.to_string()),
+        VigilError::NoSuchSession(_) => ClientError::NoSuchSession,
         other => ClientError::Refused(format!("{other:?}")),
     }
 }

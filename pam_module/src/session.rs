@@ -78,8 +78,11 @@ pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: 
         log.debug("close_session: no vigil session on this handle");
         return Verdict::Success;
     };
-    if let Err(error) = daemon.close_session(id) {
-        log.record(
+    match daemon.close_session(id) {
+        Ok(()) => {}
+        // vigild ended it already (idle, admin, max age): nothing is wrong.
+        Err(ClientError::NoSuchSession) => log.debug(&format!("close_session: vigild had already ended session {id}")),
+        Err(error) => log.record(
             &Record::new("daemon_unreachable")
                 .text("call", "close_session")
                 .number("session", id)
@@ -87,7 +90,7 @@ pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: 
                 .text("service", text(pam, Item::Service))
                 .text("reason", error.kind())
                 .text("error", error.to_string()),
-        );
+        ),
     }
     Verdict::Success
 }

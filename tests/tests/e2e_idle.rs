@@ -596,16 +596,18 @@ fn killed_session_leader_ends_the_session() {
     h.vigild().wait_session_gone(id, STEP);
     assert_eq!(end_records(&h, id).len(), 1, "{:?}", end_records(&h, id));
     assert!(end.has("leader_pid", &login.server.priv_pid().to_string()), "{}", end.raw);
-    // What is left of the session is not vigild's to judge here (the registration is
-    // gone); shown for the record.
-    sleep(Duration::from_secs(1));
-    let left: Vec<String> = login.server.pids()[1..]
-        .iter()
-        .filter_map(|&p| ProcInfo::read(p).filter(ProcInfo::is_alive))
-        .map(|p| format!("{} {}", p.pid, p.cmdline))
-        .collect();
-    eprintln!(
-        "leader: after SIGKILL to [priv], client alive: {}; session processes left: {left:?}",
-        login.client.is_alive()
-    );
+    // What was left on the session's pty (sshd's user process, the shell) would run on
+    // unsupervised: vigild ends it with the session, and the client is disconnected.
+    assert!(end.field("processes").is_some_and(|n| n != "0"), "leftovers were ended: {}", end.raw);
+    wait_for(Duration::from_secs(10), "the session's leftover processes to end", || {
+        let left: Vec<String> = login.server.pids()[1..]
+            .iter()
+            .filter_map(|&p| ProcInfo::read(p).filter(ProcInfo::is_alive))
+            .map(|p| format!("{} {}", p.pid, p.cmdline))
+            .collect();
+        if left.is_empty() { Ok(()) } else { Err(format!("still running: {left:?}")) }
+    });
+    wait_for(Duration::from_secs(10), "the ssh client to be disconnected", || {
+        if login.client.is_alive() { Err("client still connected".to_string()) } else { Ok(()) }
+    });
 }
