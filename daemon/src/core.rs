@@ -204,6 +204,17 @@ impl Vigild {
             return Err(self.refuse(&caller, "OpenSession", "audit_session_id does not match /proc"));
         }
         let Some(account) = self.accounts.get(&r.user).await else {
+            self.audit.write(
+                &Record::new("call_refused")
+                    .text("method", "OpenSession")
+                    .number("uid", caller.uid)
+                    .number("pid", caller.pid)
+                    .text("reason", "unknown_user")
+                    .text("user", &r.user)
+                    .text("service", &r.service)
+                    .text("tty", &r.tty)
+                    .text("rhost", &r.rhost),
+            );
             return Err(VigilError::InvalidArgument(format!("unknown user {:?}", r.user)));
         };
         // Only the leader and its ancestors are read: an open must not cost a walk of
