@@ -1,2 +1,8 @@
 pub mod chain;
 pub mod writer;
+pub mod syslog_line;
+pub mod verify;
+pub mod timeline;
+pub mod sample;
+#[cfg(test)]
+mod robustness;

@@ -458,7 +458,7 @@ mod tests {
         let ts = l.timestamp.unwrap();
         assert_eq!((ts.year, ts.nanos, ts.utc_offset_s), (Some(2026), 123_456_000, Some(3600)));
         let t = ts.to_system_time(SystemTime::now()).unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_795_662_850 - 3600);
+        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_795_666_450 - 3600);
         assert_eq!(l.message, "event=x");
     }
 
@@ -485,7 +485,7 @@ mod tests {
 
     #[test]
     fn year_is_guessed() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_795_662_850); // 2026-11-26
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_666_450); // 2026-11-26T04:14:10Z
         let ts = parse_line("Dec 31 23:00:00 h t: m").unwrap().timestamp.unwrap();
         let t = ts.to_system_time(now).unwrap();
         assert_eq!(civil_year_of(unix_secs(t) + 7200), 2026, "December is last year's: {t:?}");

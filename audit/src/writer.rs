@@ -8,9 +8,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use syslog::{Facility, Formatter3164, LogFormat, Severity};
 use vigil_protocol::audit::Record;
@@ -35,6 +37,14 @@ const STATE_FILE: &str = "audit-chain";
 const SPOOL_FILE: &str = "audit-spool";
 /// The first key of a chain vigild starts by itself, for the admin to take off the host.
 pub const INITIAL_KEY_FILE: &str = "audit-initial.key";
+/// How long a record waits for room in syslog's socket queue. The queue of a Unix
+/// datagram socket is short (`net.unix.max_dgram_qlen`, 10 datagrams by default): a burst
+/// fills it in microseconds and a live syslog daemon empties it as fast. Only a daemon
+/// that stopped reading costs this wait, once: the records after it go to the spool.
+pub const SEND_WAIT: Duration = Duration::from_millis(100);
+/// One [`Writer::flush_spool`] pass sends for at most this long (vigild's event loop
+/// waits meanwhile); the caller runs passes back to back while they make progress.
+pub const FLUSH_PASS: Duration = Duration::from_millis(100);
 const STATE_MAGIC: &[u8; 8] = b"VGLCHN01";
 const STATE_LEN: usize = 8 + 8 + 32 + 32;
 
@@ -112,7 +122,7 @@ impl Writer {
             eprintln!("audit: {line}");
         }
         // Records keep their order: while anything is spooled, new ones queue behind it.
-        if self.spool_bytes == 0 && self.dropped == 0 && self.send(&line).is_ok() {
+        if self.spool_bytes == 0 && self.dropped == 0 && self.send(&line, Instant::now() + SEND_WAIT).is_ok() {
             return Outcome::Sent;
         }
         self.spool(&line)
@@ -145,22 +155,34 @@ impl Writer {
         line
     }
 
-    fn send(&mut self, line: &str) -> io::Result<()> {
+    /// Sends one record; while syslog's queue is full, waits for room until `deadline`.
+    fn send(&mut self, line: &str, deadline: Instant) -> io::Result<()> {
         let mut datagram = Vec::with_capacity(line.len() + 48);
         self.formatter.format(&mut datagram, Severity::LOG_NOTICE, line).map_err(|e| io::Error::other(e.to_string()))?;
         for _attempt in 0..2 {
             if self.socket.is_none() {
                 let socket = UnixDatagram::unbound()?;
                 socket.connect(&self.config.syslog_socket)?;
-                // A syslog daemon that stops reading must not stall vigild.
+                // A syslog daemon that stops reading must not stall vigild: the socket
+                // never blocks; a full queue is waited on until `deadline` at most.
                 socket.set_nonblocking(true)?;
                 self.socket = Some(socket);
             }
-            match self.socket.as_ref().map(|s| s.send(&datagram)) {
-                Some(Ok(_)) => return Ok(()),
-                // The socket went away (syslog restarted): reconnect once.
-                _ => self.socket = None,
+            let Some(socket) = self.socket.as_ref() else { break };
+            loop {
+                match socket.send(&datagram) {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() || !wait_writable(socket, left) {
+                            return Err(io::Error::new(io::ErrorKind::WouldBlock, "syslog's socket queue stayed full"));
+                        }
+                    }
+                    // The socket went away (syslog restarted): reconnect once.
+                    Err(_) => break,
+                }
             }
+            self.socket = None;
         }
         Err(io::Error::other("syslog did not take the record"))
     }
@@ -177,7 +199,9 @@ impl Writer {
         let size = line.len() as u64 + 1;
         if self.dropped > 0 || self.spool_bytes + size > self.config.spool_max_bytes {
             if self.dropped == 0 {
-                self.dropped_first_seq = seq_of(line);
+                // Only a sealed record's seq is vigild's: without the chain, a `seq`
+                // found in the line would come from a value (a user name, a tty).
+                self.dropped_first_seq = if self.chain.is_some() { seq_of(line) } else { None };
             }
             self.dropped += 1;
             return Outcome::Dropped;
@@ -195,8 +219,9 @@ impl Writer {
         }
     }
 
-    /// Sends what the spool holds, in order; then the `records_dropped` record if any
-    /// were dropped. Returns true when nothing is left waiting.
+    /// Sends what the spool holds, in order, for at most [`FLUSH_PASS`]; then the
+    /// `records_dropped` record if any were dropped. Returns true when nothing is left
+    /// waiting (call it again soon when [`Writer::spooled_bytes`] went down).
     pub fn flush_spool(&mut self) -> bool {
         if self.spool_bytes == 0 && self.dropped == 0 {
             return true;
@@ -207,8 +232,9 @@ impl Writer {
             Err(_) => Vec::new(),
         };
         let mut sent = 0;
+        let deadline = Instant::now() + FLUSH_PASS;
         for line in &lines {
-            if self.send(line).is_err() {
+            if self.send(line, deadline).is_err() {
                 break;
             }
             sent += 1;
@@ -242,6 +268,16 @@ impl Writer {
         }
         true
     }
+}
+
+/// Waits up to `timeout` for room in the peer's queue (poll(2) reports a connected Unix
+/// datagram socket writable when its peer's queue has room).
+fn wait_writable(socket: &UnixDatagram, timeout: Duration) -> bool {
+    let mut fds = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut fds, 1, ms) };
+    n > 0 && fds.revents & libc::POLLOUT != 0
 }
 
 fn seq_of(line: &str) -> Option<u64> {
@@ -377,6 +413,21 @@ mod tests {
         assert_eq!(lines.len(), kept + 1);
         let last = lines.last().unwrap();
         assert!(last.starts_with(&format!("event=records_dropped count={}", 10 - kept)), "{last}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_the_chain_a_seq_in_a_value_is_not_taken_for_the_first_dropped_seq() {
+        let dir = temp_dir("nochain");
+        let (mut w, key) = Writer::open(WriterConfig { chain: false, ..config(&dir, 40) }).unwrap();
+        assert!(key.is_none());
+        let outcomes: Vec<Outcome> = (0..3).map(|_| w.write(&Record::new("test").text("tty", "x seq=77"))).collect();
+        assert!(outcomes.contains(&Outcome::Dropped), "{outcomes:?}");
+        let syslog = UnixDatagram::bind(dir.join("log.sock")).unwrap();
+        assert!(w.flush_spool());
+        let lines = receive_all(&syslog);
+        let last = lines.last().unwrap();
+        assert!(last.starts_with("event=records_dropped ") && last.ends_with(" first_seq=-1"), "{last}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -74,7 +74,8 @@ impl ResolvedPolicy {
             kill_grace: Duration::from_secs(5),
             reauth_window: Some(minutes(5)),
             reauth_after_idle: Some(minutes(2)),
-            sensitive_services: ["sudo", "su", "pkexec"].map(String::from).to_vec(),
+            // The PAM service names: `sudo -i` is sudo-i, `su -` is su-l, pkexec is polkit-1.
+            sensitive_services: ["sudo", "sudo-i", "su", "su-l", "polkit-1"].map(String::from).to_vec(),
             exempt: false,
         }
     }

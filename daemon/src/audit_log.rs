@@ -13,6 +13,9 @@ use vigil_protocol::audit::Record;
 
 /// How often the spool is retried while syslog is unreachable.
 const SPOOL_RETRY: Duration = Duration::from_secs(1);
+/// The pause between flush passes that made progress (syslog is back, a backlog drains):
+/// other tasks run in between.
+const SPOOL_CONTINUE: Duration = Duration::from_millis(10);
 
 pub struct AuditLog {
     writer: Mutex<Writer>,
@@ -83,16 +86,24 @@ impl AuditLog {
         seq
     }
 
-    /// Retries the spool while records wait in it; sleeps otherwise.
+    /// Retries the spool while records wait in it; sleeps otherwise. A pass that sent
+    /// records is followed by the next one at once (after [`SPOOL_CONTINUE`]), so that a
+    /// backlog drains at syslog's pace rather than one pass per second.
     pub fn spawn_spool_retry(self: &Arc<Self>) {
         let log = self.clone();
         tokio::spawn(async move {
             loop {
-                // Bounded wait per pass; records may have been spooled at start.
-                if log.writer().flush_spool() {
+                // Bounded pass (FLUSH_PASS); records may have been spooled at start.
+                let (done, progressed) = {
+                    let mut writer = log.writer();
+                    let before = writer.spooled_bytes();
+                    let done = writer.flush_spool();
+                    (done, writer.spooled_bytes() < before)
+                };
+                if done {
                     log.spool_waiting.notified().await;
                 }
-                tokio::time::sleep(SPOOL_RETRY).await;
+                tokio::time::sleep(if progressed && !done { SPOOL_CONTINUE } else { SPOOL_RETRY }).await;
             }
         });
     }

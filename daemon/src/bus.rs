@@ -72,12 +72,12 @@ impl ManagerIface {
         Ok(self.core.status(self.caller(connection, &header).await?))
     }
 
-    async fn check_reauth(&self, service: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<ReauthAnswer, VigilError> {
-        self.core.check_reauth(self.caller(connection, &header).await?, &service)
+    async fn check_reauth(&self, service: String, user: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<ReauthAnswer, VigilError> {
+        self.core.check_reauth(self.caller(connection, &header).await?, &service, &user)
     }
 
-    async fn record_auth(&self, service: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
-        self.core.record_auth(self.caller(connection, &header).await?, &service)
+    async fn record_auth(&self, service: String, user: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+        self.core.record_auth(self.caller(connection, &header).await?, &service, &user)
     }
 
     async fn record_auth_failure(&self, service: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {

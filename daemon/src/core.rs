@@ -377,11 +377,7 @@ impl Vigild {
         if kind == TtyActivity::Output && (!session.policy.output_is_activity || now <= session.activity.own_output_until) {
             return None;
         }
-        let last = session.info.last_activity_usec;
-        for proof in session.activity.proofs.values_mut() {
-            proof.note_gap(now.saturating_sub(last.max(proof.at)));
-        }
-        session.info.last_activity_usec = last.max(now);
+        session.raise_activity(now);
         let wake = std::mem::take(&mut session.activity.idle_reported);
         Some((id, wake))
     }
@@ -505,9 +501,10 @@ impl Vigild {
     }
 
     /// CheckReauth: root only (sudo, su, pkexec run as root).
-    pub fn check_reauth(&self, caller: Caller, service: &str) -> Result<ReauthAnswer, VigilError> {
+    pub fn check_reauth(&self, caller: Caller, service: &str, user: &str) -> Result<ReauthAnswer, VigilError> {
         self.require_root(&caller, "CheckReauth")?;
         check_field("service", service)?;
+        check_field("user", user)?;
         let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
         let answer = |fresh: bool, reason: &str, age: u64, session: u64| ReauthAnswer { fresh, reason: reason.into(), proof_age_usec: age, session };
         let Some(id) = self.session_of_process(caller.pid) else {
@@ -524,7 +521,13 @@ impl Vigild {
         let now = now_usec();
         let sessions = self.sessions();
         let Some(session) = sessions.get(&id) else { return Ok(answer(false, "unknown_session", 0, 0)) };
-        let record = |event| session_record(event, session).text("service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid);
+        let record = |event| session_record(event, session).text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid);
+        if user != session.info.user {
+            // The password asked is someone else's (su bob): this session's proof does
+            // not stand for it.
+            self.audit.write(&record("reauth_required").text("reason", "other_user").text("target_user", user));
+            return Ok(answer(false, "other_user", 0, id));
+        }
         if !session.policy.is_sensitive(service) {
             self.audit.write(&record("reauth_required").text("reason", "not_sensitive"));
             return Ok(answer(false, "not_sensitive", 0, id));
@@ -544,9 +547,10 @@ impl Vigild {
     }
 
     /// RecordAuth (root only): a real password was accepted for `service`.
-    pub fn record_auth(&self, caller: Caller, service: &str) -> Result<(), VigilError> {
+    pub fn record_auth(&self, caller: Caller, service: &str, user: &str) -> Result<(), VigilError> {
         self.require_root(&caller, "RecordAuth")?;
         check_field("service", service)?;
+        check_field("user", user)?;
         let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
         let id = self.session_of_process(caller.pid).ok_or_else(|| VigilError::NoSuchSession("the caller is in no vigil session".into()))?;
         let mut sessions = self.sessions();
@@ -554,9 +558,12 @@ impl Vigild {
         if !session.policy.is_sensitive(service) {
             return Err(VigilError::InvalidArgument(format!("{service} is not a sensitive service")));
         }
+        if user != session.info.user {
+            return Err(VigilError::InvalidArgument(format!("a password of {user:?} proves nothing about {:?}", session.info.user)));
+        }
         session.activity.proofs.insert(tty, Proof::new(now_usec()));
         session.activity.proofs_revoked = false;
-        self.audit.write(&session_record("reauth_recorded", session).text("service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
+        self.audit.write(&session_record("reauth_recorded", session).text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
         Ok(())
     }
 
@@ -569,7 +576,7 @@ impl Vigild {
             Some(session) => session_record("reauth_failed", &session),
             None => Record::new("reauth_failed").number("uid", procfs::real_uid(caller.pid).map_or(-1, i128::from)),
         };
-        self.audit.write(&record.text("service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
+        self.audit.write(&record.text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
         Ok(())
     }
 
@@ -649,6 +656,19 @@ impl Vigild {
 }
 
 impl Session {
+    /// Activity at `at`: the idle stretch that ends here counts against every proof of
+    /// identity (however the activity was seen: inotify, atime, process I/O).
+    pub fn raise_activity(&mut self, at: u64) {
+        let last = self.info.last_activity_usec;
+        if at <= last {
+            return;
+        }
+        for proof in self.activity.proofs.values_mut() {
+            proof.note_gap(at.saturating_sub(last.max(proof.at)));
+        }
+        self.info.last_activity_usec = at;
+    }
+
     /// Which processes belong to the session, for termination.
     pub fn scope(&self) -> SessionScope {
         SessionScope {

@@ -254,7 +254,7 @@ impl Task {
         };
         let deadline = idle::next_end(&session.policy, &clock).map_or(0, |(_, end)| end);
         self.core.update_session(id, |s| {
-            s.info.last_activity_usec = s.info.last_activity_usec.max(last_activity);
+            s.raise_activity(last_activity);
             s.activity.io_total = io_total;
             s.info.deadline_usec = deadline;
         });

@@ -67,8 +67,8 @@ pub struct OpenRequest {
 pub trait Daemon {
     fn open_session(&self, request: &OpenRequest) -> Result<u64, ClientError>;
     fn close_session(&self, id: u64) -> Result<(), ClientError>;
-    fn check_reauth(&self, service: &str) -> Result<ReauthAnswer, ClientError>;
-    fn record_auth(&self, service: &str) -> Result<(), ClientError>;
+    fn check_reauth(&self, service: &str, user: &str) -> Result<ReauthAnswer, ClientError>;
+    fn record_auth(&self, service: &str, user: &str) -> Result<(), ClientError>;
     fn record_auth_failure(&self, service: &str) -> Result<(), ClientError>;
 }
 
@@ -132,14 +132,14 @@ impl Daemon for DbusDaemon {
         self.with_manager(move |m| async move { m.close_session(id).await })
     }
 
-    fn check_reauth(&self, service: &str) -> Result<ReauthAnswer, ClientError> {
-        let service = service.to_string();
-        self.with_manager(move |m| async move { m.check_reauth(&service).await })
+    fn check_reauth(&self, service: &str, user: &str) -> Result<ReauthAnswer, ClientError> {
+        let (service, user) = (service.to_string(), user.to_string());
+        self.with_manager(move |m| async move { m.check_reauth(&service, &user).await })
     }
 
-    fn record_auth(&self, service: &str) -> Result<(), ClientError> {
-        let service = service.to_string();
-        self.with_manager(move |m| async move { m.record_auth(&service).await })
+    fn record_auth(&self, service: &str, user: &str) -> Result<(), ClientError> {
+        let (service, user) = (service.to_string(), user.to_string());
+        self.with_manager(move |m| async move { m.record_auth(&service, &user).await })
     }
 
     fn record_auth_failure(&self, service: &str) -> Result<(), ClientError> {

@@ -7,6 +7,13 @@
 //! account: after a real password (the auth hook let it be asked and the stack still
 //! got to account), vigild records a proof. After a cached grant, nothing is recorded.
 //! auth `authfail`: reached only when the password module failed; vigild records it.
+//!
+//! A proof is about the user who runs sudo/su/pkexec (the process's real uid, which is
+//! also the uid vigild binds the proof to). When the password asked is someone else's
+//! — `su bob`, `su -` (root), sudo with `targetpw`/`rootpw`/`runaspw` — PAM_USER is that
+//! other user: the caller's proof must not stand in for it, and that user's password
+//! proves nothing about the caller. So the module answers only when PAM_USER is the
+//! real uid's user; otherwise it steps aside (the password is asked) and records nothing.
 
 use vigil_protocol::audit::Record;
 
@@ -16,14 +23,67 @@ use crate::host_log::HostLog;
 use crate::pam_io::{Item, Mark, PamIo};
 use crate::session::Verdict;
 
+fn pam_user(pam: &dyn PamIo) -> String {
+    pam.item(Item::User).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
 fn service(pam: &dyn PamIo) -> String {
     pam.item(Item::Service).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
-/// pam_sm_authenticate with `reauth`.
-pub fn authenticate(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, _args: &ModuleArgs) -> Verdict {
+/// Who runs the program whose PAM stack this is, and how user names map to uids.
+pub struct Invoker<'a> {
+    /// The real uid of the process (sudo, su and pkexec's helper keep the caller's).
+    pub uid: u32,
+    /// The uid of a user name (NSS), if it exists.
+    pub uid_of: &'a dyn Fn(&[u8]) -> Option<u32>,
+}
+
+impl Invoker<'_> {
+    /// True when PAM_USER is the user running the program: only then is a password
+    /// typed here a proof about the caller, and the caller's proof enough here.
+    fn is_pam_user(&self, pam: &dyn PamIo) -> bool {
+        pam.item(Item::User).filter(|u| !u.is_empty()).and_then(|u| (self.uid_of)(&u)) == Some(self.uid)
+    }
+}
+
+/// The uid of `name` through NSS (`getpwnam_r`).
+pub fn uid_of_name(name: &[u8]) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: a zeroed passwd is a valid out-parameter; `buf` outlives the call and
+    // only `pw_uid` (a plain integer) is read afterwards.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result);
+        (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
+    }
+}
+
+/// pam_sm_authenticate with `reauth`, for the calling process.
+pub fn authenticate(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs) -> Verdict {
+    // SAFETY: getuid cannot fail.
+    let invoker = Invoker { uid: unsafe { libc::getuid() }, uid_of: &uid_of_name };
+    authenticate_as(pam, daemon, log, args, &invoker)
+}
+
+/// pam_sm_authenticate with `reauth`, for `invoker`.
+pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, _args: &ModuleArgs, invoker: &Invoker) -> Verdict {
     let service = service(pam);
-    match daemon.check_reauth(&service) {
+    if !invoker.is_pam_user(pam) {
+        // Someone else's password is asked: no cached grant, and (no mark) no proof after.
+        log.record(
+            &Record::new("reauth_required")
+                .text("reason", "other_user")
+                .text("service", &service)
+                .text("user", pam.item(Item::User).unwrap_or_default())
+                .number("uid", invoker.uid)
+                .number("pid", std::process::id()),
+        );
+        return Verdict::Ignore;
+    }
+    match daemon.check_reauth(&service, &pam_user(pam)) {
         Ok(answer) if answer.fresh => {
             pam.set_mark(Mark::Granted);
             log.debug(&format!("reauth granted for {service}: proof {} s old", answer.proof_age_usec / 1_000_000));
@@ -68,9 +128,17 @@ pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn
 /// pam_sm_acct_mgmt: record the proof when a password was just accepted. Never
 /// changes the account decision.
 pub fn account(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> Verdict {
-    if pam.has_mark(Mark::PasswordAsked) && !pam.has_mark(Mark::Granted) {
+    // SAFETY: getuid cannot fail.
+    let invoker = Invoker { uid: unsafe { libc::getuid() }, uid_of: &uid_of_name };
+    account_as(pam, daemon, log, &invoker)
+}
+
+/// pam_sm_acct_mgmt for `invoker`. The auth hook marks only a password of the caller's
+/// own; PAM_USER is checked again in case a module changed it in between.
+pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, invoker: &Invoker) -> Verdict {
+    if pam.has_mark(Mark::PasswordAsked) && !pam.has_mark(Mark::Granted) && invoker.is_pam_user(pam) {
         let service = service(pam);
-        if let Err(error) = daemon.record_auth(&service) {
+        if let Err(error) = daemon.record_auth(&service, &pam_user(pam)) {
             log.debug(&format!("could not record the proof for {service}: {error}"));
         }
     }
@@ -89,11 +157,14 @@ mod tests {
     #[derive(Default)]
     struct Pam {
         marks: Vec<Mark>,
+        /// PAM_USER; `None` means alice.
+        user: Option<&'static [u8]>,
     }
     impl PamIo for Pam {
         fn item(&self, item: Item) -> Option<Vec<u8>> {
             Some(match item {
                 Item::Service => b"sudo".to_vec(),
+                Item::User => self.user.unwrap_or(b"alice").to_vec(),
                 _ => b"alice".to_vec(),
             })
         }
@@ -126,10 +197,10 @@ mod tests {
         fn close_session(&self, _: u64) -> Result<(), ClientError> {
             unreachable!("not a session test")
         }
-        fn check_reauth(&self, _: &str) -> Result<ReauthAnswer, ClientError> {
+        fn check_reauth(&self, _: &str, _: &str) -> Result<ReauthAnswer, ClientError> {
             (self.answer)()
         }
-        fn record_auth(&self, _: &str) -> Result<(), ClientError> {
+        fn record_auth(&self, _: &str, _: &str) -> Result<(), ClientError> {
             self.recorded.borrow_mut().push("proof");
             Ok(())
         }
@@ -146,6 +217,24 @@ mod tests {
             self.0.borrow_mut().push(r.to_kv_line());
         }
         fn debug(&self, _: &str) {}
+    }
+
+    /// alice (uid 1000) runs the program; bob is 1001; nobody else exists.
+    fn uid_of(name: &[u8]) -> Option<u32> {
+        match name {
+            b"alice" => Some(1000),
+            b"bob" => Some(1001),
+            _ => None,
+        }
+    }
+    const ALICE: Invoker<'static> = Invoker { uid: 1000, uid_of: &uid_of };
+
+    fn authenticate(pam: &mut Pam, d: &Daemon2, log: &Log, args: &ModuleArgs) -> Verdict {
+        authenticate_as(pam, d, log, args, &ALICE)
+    }
+
+    fn account(pam: &mut Pam, d: &Daemon2, log: &Log) -> Verdict {
+        account_as(pam, d, log, &ALICE)
     }
 
     fn answer(fresh: bool) -> ReauthAnswer {
@@ -193,5 +282,39 @@ mod tests {
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
         assert_eq!(authentication_failed(&mut pam, &d, &log), Verdict::AuthError);
         assert_eq!(*d.recorded.borrow(), vec!["failure"]);
+    }
+
+    #[test]
+    fn another_users_password_is_asked_and_proves_nothing() {
+        // `su bob` by alice: alice's fresh proof must not let her in as bob...
+        let (mut pam, log) = (Pam { user: Some(b"bob"), ..Pam::default() }, Log::default());
+        let d = Daemon2 { answer: || panic!("vigild must not be asked about another user"), recorded: RefCell::default() };
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
+        assert!(log.0.borrow()[0].starts_with("event=reauth_required reason=other_user service=sudo user=bob uid=1000"), "{:?}", log.0.borrow());
+        // ...and bob's password, accepted, is no proof about alice.
+        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert!(d.recorded.borrow().is_empty());
+        // Unknown and empty user names are someone else too.
+        for user in [&b"mallory"[..], b""] {
+            let mut pam = Pam { user: Some(user), ..Pam::default() };
+            assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
+        }
+    }
+
+    #[test]
+    fn pam_user_changed_after_auth_records_nothing() {
+        let (mut pam, log) = (Pam::default(), Log::default());
+        let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
+        pam.user = Some(b"bob");
+        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert!(d.recorded.borrow().is_empty());
+    }
+
+    #[test]
+    fn looks_up_real_users() {
+        assert_eq!(uid_of_name(b"root"), Some(0));
+        assert_eq!(uid_of_name(b"no-such-user-vigil-test"), None);
+        assert_eq!(uid_of_name(b"ro\0ot"), None);
     }
 }

@@ -181,10 +181,10 @@ mod tests {
             self.calls.borrow_mut().push(format!("close {id}"));
             Ok(())
         }
-        fn check_reauth(&self, _: &str) -> Result<vigil_protocol::ReauthAnswer, ClientError> {
+        fn check_reauth(&self, _: &str, _: &str) -> Result<vigil_protocol::ReauthAnswer, ClientError> {
             unreachable!("not a reauth test")
         }
-        fn record_auth(&self, _: &str) -> Result<(), ClientError> {
+        fn record_auth(&self, _: &str, _: &str) -> Result<(), ClientError> {
             unreachable!("not a reauth test")
         }
         fn record_auth_failure(&self, _: &str) -> Result<(), ClientError> {

@@ -98,11 +98,13 @@ pub trait Manager {
     /// pkexec running as root). vigild finds the session of the calling process from
     /// the transport's pid (audit session id, else its parent chain), never from the
     /// message; that process's real uid must be the session's user.
-    fn check_reauth(&self, service: &str) -> Result<ReauthAnswer, VigilError>;
+    /// `user` is PAM_USER, whose password would be asked: a proof only ever stands for
+    /// the session's own user (su to another user always asks).
+    fn check_reauth(&self, service: &str, user: &str) -> Result<ReauthAnswer, VigilError>;
 
     /// Records a proof of identity for the calling process's session and tty, after a
     /// real password (root only).
-    fn record_auth(&self, service: &str) -> Result<(), VigilError>;
+    fn record_auth(&self, service: &str, user: &str) -> Result<(), VigilError>;
 
     /// Records a failed password for the calling process's session (root only).
     fn record_auth_failure(&self, service: &str) -> Result<(), VigilError>;

@@ -15,8 +15,9 @@ use crate::logs::{LogLine, read_log};
 use crate::pam::{Fail, PamService, PamStack, VigilArgs};
 use crate::paths;
 use crate::process::{Ledger, SpawnRecord, read_lossy, run_bounded};
-use crate::rsyslog::Rsyslog;
+use crate::rsyslog::{Rsyslog, RsyslogOpts};
 use crate::sshd::{Sshd, SshdOpts};
+use crate::sudo::{SuPatch, SudoersFile};
 use crate::tempdir::TestDir;
 use crate::tmux::{LOGIN_TIMEOUT, SshCommand, SshOpts, SshSession, Tmux};
 use crate::users::{self, TestUser};
@@ -34,6 +35,8 @@ pub struct Harness {
     ledger: Ledger,
     counter: Cell<u32>,
     rsyslog: Option<Rsyslog>,
+    /// A second rsyslogd in `<dir>/central/`, listening on TCP (a central log host).
+    central: Option<Rsyslog>,
     bus: Option<Bus>,
     vigild: Option<Vigild>,
     pam_services: RefCell<Vec<PamService>>,
@@ -42,6 +45,8 @@ pub struct Harness {
     sshd: Option<Sshd>,
     tmux: OnceCell<Tmux>,
     ssh_commands: RefCell<Vec<SshCommand>>,
+    sudoers: RefCell<Vec<SudoersFile>>,
+    su_patch: RefCell<Option<SuPatch>>,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
 
@@ -52,11 +57,13 @@ impl Harness {
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         crate::sshd::sweep_once(); // processes of stale users first: userdel refuses busy users
         crate::sweep::sweep_once();
+        crate::sudo::sweep_once();
         Harness {
             dir: TestDir::create(),
             ledger: Ledger::default(),
             counter: Cell::new(0),
             rsyslog: None,
+            central: None,
             bus: None,
             vigild: None,
             pam_services: RefCell::new(Vec::new()),
@@ -65,6 +72,8 @@ impl Harness {
             sshd: None,
             tmux: OnceCell::new(),
             ssh_commands: RefCell::new(Vec::new()),
+            sudoers: RefCell::new(Vec::new()),
+            su_patch: RefCell::new(None),
             _one_at_a_time: guard,
         }
     }
@@ -100,9 +109,39 @@ impl Harness {
     // ---- rsyslogd -------------------------------------------------------------------
 
     pub fn start_rsyslog(&mut self) -> &Rsyslog {
+        self.start_rsyslog_with(&RsyslogOpts::default())
+    }
+
+    /// [`Harness::start_rsyslog`] with extra configuration lines (e.g. forwarding
+    /// authpriv to [`Harness::start_central_rsyslog`]'s port).
+    pub fn start_rsyslog_with(&mut self, opts: &RsyslogOpts) -> &Rsyslog {
         assert!(self.rsyslog.is_none(), "rsyslogd is already set up");
-        self.rsyslog = Some(Rsyslog::start_in(self.dir.path(), &self.ledger));
+        self.rsyslog = Some(Rsyslog::start_in_with(self.dir.path(), &self.ledger, opts));
         self.rsyslog()
+    }
+
+    /// A second rsyslogd playing a central log host: its own directory `<dir>/central/`
+    /// (rsyslog.conf, log.sock, auth.log, all.log), and imtcp on 127.0.0.1 on a free
+    /// port; returns once a probe line landed and the port listens. Stopped on drop,
+    /// after the first.
+    pub fn start_central_rsyslog(&mut self) -> &Rsyslog {
+        assert!(self.central.is_none(), "the central rsyslogd is already set up");
+        let dir = self.path("central");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        // A free port: bind port 0, note it, close (a small window in which another
+        // program could take it; the start then fails with rsyslogd's stderr).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("cannot find a free port on 127.0.0.1: {e}"))
+            .port();
+        let opts = RsyslogOpts { tcp_port: Some(port), ..RsyslogOpts::default() };
+        self.central = Some(Rsyslog::start_in_with(&dir, &self.ledger, &opts));
+        self.central_rsyslog()
+    }
+
+    #[track_caller]
+    pub fn central_rsyslog(&self) -> &Rsyslog {
+        self.central.as_ref().expect("start_central_rsyslog first")
     }
 
     #[track_caller]
@@ -183,6 +222,33 @@ impl Harness {
     /// pam_permit); returns the service name.
     pub fn install_vigil_service(&self, name: &str, args: &VigilArgs) -> String {
         self.install_pam_service(name, &PamStack::vigil_session(&paths::pam_module(), args))
+    }
+
+    // ---- sudo and su (see sudo.rs) -------------------------------------------------------
+
+    /// Lets `user` run sudo with the PAM service `/etc/pam.d/vigil-test-sudo-<n>-<pid>`
+    /// (written from `stack`), through the sudoers file
+    /// `/etc/sudoers.d/vigil-test-<m>-<pid>`; both removed on drop. Returns the service name.
+    pub fn install_sudo(&self, user: &TestUser, stack: &PamStack) -> String {
+        let service = self.install_pam_service("sudo", stack);
+        let file = SudoersFile::install(self.dir.path(), self.next(), &user.name, &service);
+        self.sudoers.borrow_mut().push(file);
+        service
+    }
+
+    /// Inserts `lines` into `/etc/pam.d/su` before its first auth line, after saving it;
+    /// restored byte for byte by [`Harness::restore_su`] or on drop (also on panic).
+    pub fn patch_su(&self, lines: &[String]) {
+        let mut slot = self.su_patch.borrow_mut();
+        assert!(slot.is_none(), "/etc/pam.d/su is already patched");
+        *slot = Some(SuPatch::apply(lines));
+    }
+
+    /// Restores `/etc/pam.d/su` now; `Ok(original bytes)` once it reads back identical.
+    pub fn restore_su(&self) -> Result<Vec<u8>, String> {
+        let mut patch = self.su_patch.borrow_mut().take().ok_or("/etc/pam.d/su is not patched")?;
+        patch.restore()?;
+        Ok(patch.original().to_vec())
     }
 
     // ---- pam_host -------------------------------------------------------------------
@@ -310,8 +376,16 @@ impl Harness {
     /// What a failing test should show: the end of each log and stderr file.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
-        let files =
-            ["auth.log", "vigild.stderr", "dbus-daemon.stderr", "rsyslogd.stderr", "sshd.stderr", "tmux.stderr"];
+        let files = [
+            "auth.log",
+            "vigild.stderr",
+            "dbus-daemon.stderr",
+            "rsyslogd.stderr",
+            "sshd.stderr",
+            "tmux.stderr",
+            "central/auth.log",
+            "central/rsyslogd.stderr",
+        ];
         for name in files {
             let path = self.path(name);
             if path.exists() {
@@ -349,6 +423,12 @@ impl Drop for Harness {
         if std::thread::panicking() {
             eprintln!("vigil-e2e: test failed; harness state:\n{}", self.diagnostics());
         }
+        // The machine's own su stack first: nothing below may delay its restore.
+        if let Some(mut patch) = self.su_patch.borrow_mut().take() {
+            if let Err(e) = patch.restore() {
+                eprintln!("vigil-e2e: {e}");
+            }
+        }
         // Processes first: ssh clients, then sshd's sessions (their PAM close runs while
         // vigild and syslog still listen), vigild before the bus and syslog it talks to;
         // then the files and users they may have used, then the directory.
@@ -370,6 +450,10 @@ impl Drop for Harness {
         if let Some(rsyslog) = self.rsyslog.take() {
             rsyslog.stop();
         }
+        if let Some(central) = self.central.take() {
+            central.stop();
+        }
+        self.sudoers.borrow_mut().clear();
         self.pam_services.borrow_mut().clear();
         for user in self.users.borrow_mut().drain(..) {
             // What a session left behind (e.g. a command of a notty ssh session whose

@@ -1,7 +1,9 @@
 //! Driving the `pam_host` program: a one-shot run ([`PamHostRun`]) or a session held
 //! open until the test says so ([`PamHostSession`], `--wait-stdin`).
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -27,6 +29,10 @@ pub struct PamHostCmd {
     pub cycles: u32,
     pub auth: bool,
     pub json: bool,
+    /// Values as raw bytes (no NUL), given as `--flag=VALUE`; each replaces the string
+    /// value of the same flag (`--user`, `--tty`, `--rhost`, `--ruser`). For values that
+    /// are not UTF-8 or start with `-`.
+    pub raw: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl PamHostCmd {
@@ -42,7 +48,17 @@ impl PamHostCmd {
             cycles: 1,
             auth: false,
             json: true,
+            raw: Vec::new(),
         }
+    }
+
+    /// Gives `flag` (`--user`, `--tty`, `--rhost` or `--ruser`) as raw bytes, replacing
+    /// its string value: `--flag=VALUE`, so any byte but NUL passes.
+    pub fn raw(mut self, flag: &'static str, value: &[u8]) -> Self {
+        assert!(matches!(flag, "--user" | "--tty" | "--rhost" | "--ruser"), "raw value for {flag}");
+        self.raw.retain(|(f, _)| *f != flag);
+        self.raw.push((flag, value.to_vec()));
+        self
     }
 
     pub fn tty(mut self, tty: &str) -> Self {
@@ -102,9 +118,30 @@ impl PamHostCmd {
         args
     }
 
+    /// [`PamHostCmd::args`] with the raw values in place of their string flags.
+    pub fn args_os(&self) -> Vec<OsString> {
+        let args = self.args();
+        let mut out: Vec<OsString> = Vec::with_capacity(args.len() + 2 * self.raw.len());
+        let mut i = 0;
+        while i < args.len() {
+            if self.raw.iter().any(|(flag, _)| *flag == args[i]) {
+                i += 2; // the flag and its value
+                continue;
+            }
+            out.push(args[i].clone().into());
+            i += 1;
+        }
+        for (flag, value) in &self.raw {
+            let mut arg = format!("{flag}=").into_bytes();
+            arg.extend_from_slice(value);
+            out.push(OsString::from_vec(arg));
+        }
+        out
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(self.args());
+        cmd.args(self.args_os());
         cmd
     }
 

@@ -1,6 +1,10 @@
 //! A private rsyslogd: imuxsock on `<dir>/log.sock` (never /dev/log), authpriv to
 //! `<dir>/auth.log` and everything to `<dir>/all.log`, both in the traditional format.
 //! Stoppable and restartable (a test takes syslog away and brings it back).
+//!
+//! Optionally with extra configuration lines (e.g. forwarding `authpriv.* @@127.0.0.1:PORT`)
+//! and a TCP listener (imtcp on 127.0.0.1): a second instance in a subdirectory then
+//! plays a central log host (`Harness::start_central_rsyslog`).
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -13,6 +17,8 @@ use crate::wait::wait_for;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const PROBE_TAG: &str = "vigil-e2e-probe";
+/// `/proc/net/tcp` state of a listening socket.
+const TCP_LISTEN: u8 = 10;
 
 pub struct Rsyslog {
     dir: PathBuf,
@@ -24,11 +30,25 @@ pub struct Rsyslog {
     ledger: Ledger,
     child: RefCell<Option<ManagedChild>>,
     probes: Cell<u32>,
+    /// Lines appended to the configuration.
+    extra_config: Vec<String>,
+    /// imtcp on 127.0.0.1:PORT, when set.
+    tcp_port: Option<u16>,
+}
+
+/// What a test may add to an rsyslogd's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RsyslogOpts {
+    /// Lines appended after the harness's own (e.g. `authpriv.* @@127.0.0.1:PORT`).
+    pub extra_config: Vec<String>,
+    /// Listen with imtcp on 127.0.0.1:PORT (ready once the port listens).
+    pub tcp_port: Option<u16>,
 }
 
 impl Rsyslog {
-    /// Writes the configuration and starts rsyslogd; returns once a probe line landed.
-    pub(crate) fn start_in(dir: &Path, ledger: &Ledger) -> Rsyslog {
+    /// Writes the configuration (the harness's lines, then `opts`) and starts rsyslogd;
+    /// returns once a probe line landed (and, with `opts.tcp_port`, the port listens).
+    pub(crate) fn start_in_with(dir: &Path, ledger: &Ledger, opts: &RsyslogOpts) -> Rsyslog {
         let work = dir.join("rsyslog-work");
         std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("mkdir {}: {e}", work.display()));
         let rsyslog = Rsyslog {
@@ -41,6 +61,8 @@ impl Rsyslog {
             ledger: ledger.clone(),
             child: RefCell::new(None),
             probes: Cell::new(0),
+            extra_config: opts.extra_config.clone(),
+            tcp_port: opts.tcp_port,
         };
         std::fs::write(&rsyslog.conf, rsyslog.config_text(&work))
             .unwrap_or_else(|e| panic!("write {}: {e}", rsyslog.conf.display()));
@@ -51,7 +73,7 @@ impl Rsyslog {
     fn config_text(&self, work: &Path) -> String {
         // Rate limiting off explicitly (whatever the default): a 1000-cycle test makes vigild
         // write 2000 lines at once.
-        format!(
+        let mut text = format!(
             "# written by vigil-e2e\n\
              module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
              input(type=\"imuxsock\" Socket=\"{sock}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n\
@@ -65,7 +87,17 @@ impl Rsyslog {
             work = work.display(),
             auth = self.auth_log.display(),
             all = self.all_log.display(),
-        )
+        );
+        if let Some(port) = self.tcp_port {
+            text.push_str(&format!(
+                "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n"
+            ));
+        }
+        for line in &self.extra_config {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
     }
 
     /// Starts rsyslogd (again); panics if it is running or does not become ready.
@@ -80,6 +112,29 @@ impl Rsyslog {
             if self.socket.exists() { Ok(()) } else { Err(format!("{} missing", self.socket.display())) }
         });
         self.probe(READY_TIMEOUT);
+        if let Some(port) = self.tcp_port {
+            wait_for(READY_TIMEOUT, &format!("rsyslogd to listen on 127.0.0.1:{port}"), || {
+                self.check_alive()?;
+                if self.is_listening() { Ok(()) } else { Err(format!("rsyslogd stderr:\n{}", self.stderr_text())) }
+            });
+        }
+    }
+
+    /// The imtcp port, when this instance listens on one.
+    pub fn tcp_port(&self) -> Option<u16> {
+        self.tcp_port
+    }
+
+    /// True when a socket listens on 127.0.0.1:<tcp_port> (`/proc/net/tcp`).
+    fn is_listening(&self) -> bool {
+        let Some(port) = self.tcp_port else { return false };
+        let want = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+        crate::procfs::tcp_connections().iter().any(|c| c.state == TCP_LISTEN && c.local == want)
+    }
+
+    /// This instance's directory (its files: rsyslog.conf, auth.log, all.log, stderr).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Stops rsyslogd (SIGTERM, then SIGKILL after 3 s) and waits for it to end.

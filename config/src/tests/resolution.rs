@@ -34,7 +34,7 @@ fn builtin_values() {
             kill_grace: Duration::from_secs(5),
             reauth_window: Some(mins(5)),
             reauth_after_idle: Some(mins(2)),
-            sensitive_services: vec!["sudo".into(), "su".into(), "pkexec".into()],
+            sensitive_services: ["sudo", "sudo-i", "su", "su-l", "polkit-1"].map(String::from).to_vec(),
             exempt: false,
         }
     );

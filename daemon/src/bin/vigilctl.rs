@@ -55,12 +55,60 @@ enum Command {
         #[arg(long)]
         revoke: bool,
     },
+    /// The audit trail: start a chain key, seal, verify files, show timelines.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Start a new chain key from the next record on (root). Prints the key file, or
+    /// writes it to --out (mode 0400): keep it off this host.
+    Init {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a seal record now (root), so that a cut before it is detected.
+    Seal,
+    /// Check the chain in syslog files; exit 0 only when everything verifies.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Key file(s) from `audit init` or /var/lib/vigil/audit-initial.key.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+    },
+    /// A timeline per session from syslog files.
+    Show {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        session: Option<u64>,
+        #[arg(long)]
+        event: Option<String>,
+        /// Start time (RFC 3339, e.g. 2026-11-26T04:00:00Z).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        since: Option<std::time::SystemTime>,
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        until: Option<std::time::SystemTime>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::CheckConfig { file } => check_config(file.clone()),
+        Command::Audit { command: AuditCommand::Verify { files, keys } } => return verify(files, keys),
+        Command::Audit { command: AuditCommand::Show { files, user, session, event, since, until, json } } => {
+            let filter = vigil_audit::timeline::Filter { user: user.clone(), session: *session, event: event.clone(), since: *since, until: *until };
+            vigil_audit::timeline::show_files(files, &filter, *json).map(|text| print!("{text}")).map_err(|e| e.to_string())
+        }
         _ => talk_to_vigild(&cli),
     };
     match outcome {
@@ -68,6 +116,31 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("vigilctl: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `audit verify`: exit 0 only when every record verifies.
+fn verify(files: &[PathBuf], keys: &[PathBuf]) -> ExitCode {
+    let mut key_files = Vec::new();
+    for path in keys {
+        let parsed = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| vigil_audit::chain::KeyFile::parse(&text));
+        match parsed {
+            Ok(key) => key_files.push(key),
+            Err(e) => {
+                eprintln!("vigilctl: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match vigil_audit::verify::verify_files(files, &key_files) {
+        Ok(report) => {
+            print!("{}", report.render());
+            if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("vigilctl: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -151,7 +224,29 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
             let dropped = manager.revoke_reauth().await.map_err(explain)?;
             println!("proof of identity dropped ({dropped}); the next sudo, su or pkexec asks the password");
         }
-        Command::CheckConfig { .. } => unreachable!("handled without vigild"),
+        Command::Audit { command: AuditCommand::Init { out } } => {
+            let key = manager.audit_init().await.map_err(explain)?;
+            match out {
+                Some(path) => {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o400)
+                        .open(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    file.write_all(key.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+                    println!("new audit key written to {}: keep it off this host", path.display());
+                }
+                None => print!("{key}"),
+            }
+        }
+        Command::Audit { command: AuditCommand::Seal } => {
+            let seq = manager.audit_seal().await.map_err(explain)?;
+            println!("seal record written (seq {seq})");
+        }
+        Command::CheckConfig { .. } | Command::Audit { .. } => unreachable!("handled without vigild"),
     }
     Ok(())
 }

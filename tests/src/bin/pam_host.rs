@@ -23,7 +23,8 @@ mod conv;
 mod ffi;
 
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString, c_int};
+use std::ffi::{CStr, CString, OsString, c_int};
+use std::os::unix::ffi::OsStrExt;
 use std::io::{BufRead, Write};
 use std::ptr;
 use std::time::Instant;
@@ -41,18 +42,18 @@ struct Cli {
     /// PAM service (a file in /etc/pam.d).
     #[arg(long)]
     service: String,
-    /// PAM_USER.
+    /// PAM_USER (any bytes but NUL: PAM items are C strings, not necessarily UTF-8).
     #[arg(long)]
-    user: String,
+    user: OsString,
     /// PAM_TTY.
     #[arg(long)]
-    tty: Option<String>,
+    tty: Option<OsString>,
     /// PAM_RHOST.
     #[arg(long)]
-    rhost: Option<String>,
+    rhost: Option<OsString>,
     /// PAM_RUSER.
     #[arg(long)]
-    ruser: Option<String>,
+    ruser: Option<OsString>,
     /// Answer to every prompt; without it a prompt fails the conversation.
     #[arg(long)]
     password: Option<String>,
@@ -104,7 +105,7 @@ fn main() {
     }
 }
 
-fn cstring(what: &str, s: &str) -> CString {
+fn cstring(what: &str, s: impl Into<Vec<u8>>) -> CString {
     CString::new(s).unwrap_or_else(|_| {
         eprintln!("pam_host: {what} contains a NUL byte");
         std::process::exit(2)
@@ -116,16 +117,16 @@ fn run(cli: &Cli, samples: &mut Vec<u64>) -> PamHostReport {
     let mut report = PamHostReport {
         pid: std::process::id(),
         service: cli.service.clone(),
-        user: cli.user.clone(),
+        user: cli.user.to_string_lossy().into_owned(),
         cycles: cli.cycles,
         ..PamHostReport::default()
     };
-    let service = cstring("--service", &cli.service);
-    let user = cstring("--user", &cli.user);
+    let service = cstring("--service", cli.service.as_str());
+    let user = cstring("--user", cli.user.as_bytes());
     let items: Vec<(c_int, CString)> =
         [(ffi::PAM_TTY, &cli.tty), (ffi::PAM_RHOST, &cli.rhost), (ffi::PAM_RUSER, &cli.ruser)]
             .into_iter()
-            .filter_map(|(item, value)| value.as_ref().map(|v| (item, cstring("an item", v))))
+            .filter_map(|(item, value)| value.as_ref().map(|v| (item, cstring("an item", v.as_bytes()))))
             .collect();
     let env_name = c"VIGIL_SESSION_ID";
     let mut conv_state = ConvState::new(cli.password.as_deref());
