@@ -193,7 +193,7 @@ impl ChainState {
         let body = with_position(encoded, encoding, self.next_seq, prev);
         let mac = self.key.mac(&body);
         self.key.evolve();
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         self.last_mac = mac.clone();
         sealed(&body, encoding, &mac)
     }

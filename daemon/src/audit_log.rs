@@ -63,6 +63,11 @@ impl AuditLog {
     /// Writes one record. Never fails: a record syslog cannot take is spooled.
     pub fn write(&self, record: &Record) {
         let outcome = self.writer().write(record);
+        self.after_write(outcome);
+    }
+
+    /// A record that could not be sent wakes the spool retry task.
+    fn after_write(&self, outcome: Outcome) {
         if outcome != Outcome::Sent {
             self.spool_waiting.notify_one();
         }
@@ -74,15 +79,22 @@ impl AuditLog {
 
     /// Starts a new chain key at the next seq, recorded in the trail.
     pub fn new_key(&self) -> std::io::Result<KeyFile> {
-        let key = self.writer().new_key()?;
-        self.write(&Record::new("audit_key_init").number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
+        // One lock for both: no other record may take the new key's first seq.
+        let mut writer = self.writer();
+        let key = writer.new_key()?;
+        let outcome = writer.write(&Record::new("audit_key_init").number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
+        drop(writer);
+        self.after_write(outcome);
         Ok(key)
     }
 
     /// Writes a `seal` record: verification can then tell a cut before it.
     pub fn seal(&self) -> u64 {
-        let seq = self.writer().next_seq().unwrap_or(0);
-        self.write(&Record::new("seal").number("last_seq", seq.saturating_sub(1) as i128));
+        let mut writer = self.writer();
+        let seq = writer.next_seq().unwrap_or(0);
+        let outcome = writer.write(&Record::new("seal").number("last_seq", seq.saturating_sub(1) as i128));
+        drop(writer);
+        self.after_write(outcome);
         seq
     }
 

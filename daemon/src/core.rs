@@ -194,7 +194,18 @@ impl Vigild {
     pub async fn open_session(self: &Arc<Self>, caller: Caller, r: OpenRequest) -> Result<u64, VigilError> {
         self.require_root(&caller, "OpenSession")?;
         for (name, value) in [("user", &r.user), ("service", &r.service), ("tty", &r.tty), ("rhost", &r.rhost), ("ruser", &r.ruser)] {
-            check_field(name, value)?;
+            if let Err(error) = check_field(name, value) {
+                self.audit.write(
+                    &Record::new("call_refused")
+                        .text("method", "OpenSession")
+                        .number("uid", caller.uid)
+                        .number("pid", caller.pid)
+                        .text("reason", "field_too_long")
+                        .text("field", name)
+                        .number("bytes", value.len() as i128),
+                );
+                return Err(error);
+            }
         }
         if r.leader_pid != caller.pid {
             return Err(self.refuse(&caller, "OpenSession", "leader_pid is not the calling process"));

@@ -133,11 +133,14 @@ impl Record {
                     if bytes.len() > MAX_VALUE_BYTES {
                         truncated.push(key);
                     }
-                    let clipped = &bytes[..bytes.len().min(MAX_VALUE_BYTES)];
-                    let text = String::from_utf8_lossy(clipped);
-                    if matches!(text, std::borrow::Cow::Owned(_)) {
-                        not_utf8.push(key);
-                    }
+                    let text = match std::str::from_utf8(bytes) {
+                        // Cut at a character boundary: valid UTF-8 stays valid.
+                        Ok(text) => std::borrow::Cow::Borrowed(&text[..text.floor_char_boundary(MAX_VALUE_BYTES)]),
+                        Err(_) => {
+                            not_utf8.push(key);
+                            String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_VALUE_BYTES)])
+                        }
+                    };
                     push_json_string(&mut line, &text);
                 }
             }
@@ -387,7 +390,10 @@ mod tests {
         }
         let extra: Vec<&String> = object.keys().filter(|k| !["event", "session", "user", "uid", "rhost", "tty", "truncated", "not_utf8"].contains(&k.as_str())).collect();
         assert!(extra.is_empty(), "forged keys {extra:?} in {line}");
-        let clip = |v: &[u8]| String::from_utf8_lossy(&v[..v.len().min(MAX_VALUE_BYTES)]).into_owned();
+        let clip = |v: &[u8]| match std::str::from_utf8(v) {
+            Ok(t) => t[..t.floor_char_boundary(MAX_VALUE_BYTES)].to_string(),
+            Err(_) => String::from_utf8_lossy(&v[..v.len().min(MAX_VALUE_BYTES)]).into_owned(),
+        };
         assert_eq!(object["user"], clip(user));
         assert_eq!(object["rhost"], clip(rhost));
     }
@@ -398,6 +404,11 @@ mod tests {
         assert_json_round_trip(b"bob\",\"uid\":0,\"x\":\"", b"h\n{\"event\":\"session_close\"}");
         assert_json_round_trip("\u{202e}evil\u{1b}[31m".as_bytes(), b"\xff\xfe");
         assert_json_round_trip(&vec![b'"'; 64 * 1024], &vec![b'\\'; 64 * 1024]);
+        // Valid UTF-8 is cut between characters, never inside one.
+        let euros = "\u{20ac}".repeat(100);
+        let line = session_record(euros.as_bytes(), b"h", b"t").to_json_line();
+        assert!(!line.contains("not_utf8") && line.contains("truncated"), "{line}");
+        assert_json_round_trip(euros.as_bytes(), b"h");
         for b in 0u8..=255 {
             assert_json_round_trip(&[b], &[b'a', b]);
         }

@@ -148,7 +148,11 @@ fn bench(cli: &Cli) -> Option<(Vec<WriterRow>, Vec<VerifyRow>)> {
     let (offset, key) = chain_part?;
     let part = h.path("auth-chain-run.log");
     copy_from(&auth, offset, &part);
-    verifies.push(verify_row(&format!("the chained run in auth.log (traditional format, kv; {} records)", cli.records), &part, &key)?);
+    verifies.push(verify_row(
+        &format!("the chained run in auth.log (traditional format, kv; {} records)", cli.records),
+        &part,
+        &key,
+    )?);
     let _ = std::fs::remove_file(&part);
 
     // verify: sample files.
@@ -187,7 +191,8 @@ fn writer_run(h: &Harness, records: u64, chain: bool) -> Option<(WriterRow, Opti
     let (mut sent, mut spooled, mut dropped) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     for n in 0..records {
-        let record = session_record("session_open", n + 1, "alice").text("exempt", "no").text("run", label).number("n", n);
+        let record =
+            session_record("session_open", n + 1, "alice").text("exempt", "no").text("run", label).number("n", n);
         match writer.write(&record) {
             Outcome::Sent => sent += 1,
             Outcome::Spooled => spooled += 1,
@@ -201,7 +206,10 @@ fn writer_run(h: &Harness, records: u64, chain: bool) -> Option<(WriterRow, Opti
     // The spool, as vigild's retry task flushes it (here every 10 ms instead of 1 s).
     while !writer.flush_spool() {
         if interrupted() || start.elapsed() > LAND_TIMEOUT {
-            panic!("bench_audit: the spool did not empty within {LAND_TIMEOUT:?} ({} bytes left)", writer.spooled_bytes());
+            panic!(
+                "bench_audit: the spool did not empty within {LAND_TIMEOUT:?} ({} bytes left)",
+                writer.spooled_bytes()
+            );
         }
         sleep(POLL);
     }
@@ -230,7 +238,8 @@ fn verify_row(what: &str, path: &Path, key: &KeyFile) -> Option<VerifyRow> {
     }
     let bytes = file_len(path);
     let start = Instant::now();
-    let report = verify_files(&[path.to_path_buf()], std::slice::from_ref(key)).unwrap_or_else(|e| panic!("verify {}: {e}", path.display()));
+    let report = verify_files(&[path.to_path_buf()], std::slice::from_ref(key))
+        .unwrap_or_else(|e| panic!("verify {}: {e}", path.display()));
     let seconds = start.elapsed().as_secs_f64();
     let lines = report.files.first().map_or(0, |f| f.lines);
     let records = report.hosts.iter().map(|h| h.authentic).sum();
@@ -283,7 +292,10 @@ fn copy_from(from: &Path, offset: u64, to: &PathBuf) {
 }
 
 fn load1() -> String {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)).unwrap_or_else(|| "?".into())
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
@@ -306,18 +318,31 @@ fn print_tables(cli: &Cli, writers: &[WriterRow], verifies: &[VerifyRow], load_b
     println!("Command (as root, from the repository): `{command}`");
     println!();
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = if command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() { "" } else { " + uncommitted changes" };
+    let dirty = if command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        ""
+    } else {
+        " + uncommitted changes"
+    };
     println!("- date: {} UTC; commit: {commit}{dirty}", command_output("date", &["-u", "+%Y-%m-%d %H:%M"]));
     println!(
         "- machine: {} CPUs (nproc), {}; load average (1 min) {load_before} before, {load_after} after",
         command_output("nproc", &[]),
         command_output("uname", &["-srm"])
     );
-    println!("- rsyslogd: {}; the harness's config (imuxsock, rate limiting off, authpriv to auth.log and everything to all.log: each record is written twice)", command_output("sh", &["-c", "/usr/sbin/rsyslogd -v | head -1"]));
+    println!(
+        "- rsyslogd: {}; the harness's config (imuxsock, rate limiting off, authpriv to auth.log and everything to all.log: each record is written twice)",
+        command_output("sh", &["-c", "/usr/sbin/rsyslogd -v | head -1"])
+            .split(" compiled")
+            .next()
+            .unwrap_or_default()
+            .trim()
+    );
     println!();
     println!("**Writer → rsyslogd** (`Writer::write` from one thread, kv, {} session records per run):", cli.records);
     println!();
-    println!("| chain | records | write() calls/s | sent at once | spooled | dropped | spool empty after | all in auth.log after | in auth.log | **records/s end to end** |");
+    println!(
+        "| chain | records | write() calls/s | sent at once | spooled | dropped | spool empty after | all in auth.log after | in auth.log | **records/s end to end** |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for w in writers {
         println!(
@@ -338,7 +363,11 @@ fn print_tables(cli: &Cli, writers: &[WriterRow], verifies: &[VerifyRow], load_b
     if let Some(w) = writers.iter().find(|w| w.chain) {
         let rate = w.records as f64 / w.landed_s;
         println!();
-        println!("Target: ≥ 20,000 records/s with the chain: {:.0} records/s ({}).", rate, if rate >= 20_000.0 { "met" } else { "**missed**" });
+        println!(
+            "Target: ≥ 20,000 records/s with the chain: {:.0} records/s ({}).",
+            rate,
+            if rate >= 20_000.0 { "met" } else { "**missed**" }
+        );
     }
     println!();
     println!("**verify** (`vigil_audit::verify::verify_files`, as `vigilctl audit verify` runs it, one thread):");

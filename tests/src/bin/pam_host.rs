@@ -24,8 +24,8 @@ mod ffi;
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, OsString, c_int};
-use std::os::unix::ffi::OsStrExt;
 use std::io::{BufRead, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::ptr;
 use std::time::Instant;
 
