@@ -14,6 +14,18 @@ pub fn open(pid: u32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// A copy, in vigild, of the process's file descriptor `target` (pidfd_getfd(2),
+/// Linux ≥ 5.6; root only, as ptrace attach).
+pub fn get_fd(pidfd: &OwnedFd, target: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success the kernel returns a new fd we then own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Sends `signal` to the process behind `fd`; false when it is already gone.
 pub fn send_signal(fd: &OwnedFd, signal: libc::c_int) -> bool {
     // SAFETY: plain syscall on a descriptor we own.

@@ -26,38 +26,38 @@ pub fn real_uid(pid: u32) -> Option<u32> {
     status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
 }
 
-/// The remote port of a TCP connection the process holds (sshd's session process
-/// holds the client's connection): its socket inodes, looked up in /proc/net/tcp{,6}.
+/// The remote port of a TCP connection the process holds (sshd's session process holds
+/// the client's connection). Each socket fd of the process is copied into vigild with
+/// pidfd_getfd(2) and asked for its peer: a few system calls, where reading
+/// /proc/net/tcp walks the kernel's whole connection table (milliseconds on a large
+/// machine, at every login).
 pub fn remote_port(pid: u32) -> Option<u16> {
-    let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .flatten()
-        .filter_map(|fd| fs::read_link(fd.path()).ok())
-        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
-        .collect();
-    if inodes.is_empty() {
-        return None;
-    }
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else { continue };
-        if let Some(port) = remote_port_in(&text, &inodes) {
-            return Some(port);
-        }
-    }
-    None
+    let pidfd = crate::pidfd::open(pid).ok()?;
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    // Bounded: a session process has a handful of fds; stop after 256 sockets.
+    fds.flatten()
+        .filter(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:[")))
+        .filter_map(|fd| fd.file_name().to_str()?.parse::<i32>().ok())
+        .take(256)
+        .find_map(|target| {
+            let copy = crate::pidfd::get_fd(&pidfd, target).ok()?;
+            tcp_peer_port(&copy)
+        })
 }
 
-/// The remote port of the established connection (state 01) whose inode is one of
-/// `inodes`, from the text of /proc/net/tcp or tcp6.
-fn remote_port_in(table: &str, inodes: &[String]) -> Option<u16> {
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (remote, state, inode) = (fields.get(2)?, fields.get(3)?, fields.get(9)?);
-        if *state != "01" || !inodes.iter().any(|i| i == inode) {
-            return None;
-        }
-        u16::from_str_radix(remote.rsplit_once(':')?.1, 16).ok()
-    })
+/// The peer's port of a connected TCP socket (v4 or v6); `None` for anything else.
+fn tcp_peer_port(socket: &std::os::fd::OwnedFd) -> Option<u16> {
+    use nix::sys::socket::{SockaddrLike, SockaddrStorage, getpeername, getsockopt, sockopt};
+    use std::os::fd::AsRawFd;
+    if getsockopt(socket, sockopt::SockType).ok()? != nix::sys::socket::SockType::Stream {
+        return None;
+    }
+    let peer: SockaddrStorage = getpeername(socket.as_raw_fd()).ok()?;
+    match peer.family()? {
+        nix::sys::socket::AddressFamily::Inet => peer.as_sockaddr_in().map(|a| a.port()),
+        nix::sys::socket::AddressFamily::Inet6 => peer.as_sockaddr_in6().map(|a| a.port()),
+        _ => None,
+    }
 }
 
 /// The fields of `/proc/PID/stat` vigild uses.
@@ -181,11 +181,15 @@ mod tests {
     }
 
     #[test]
-    fn remote_port_from_the_tcp_table() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:0016 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 4242 1\n   1: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 99 1\n";
-        assert_eq!(remote_port_in(table, &["4242".into()]), Some(0xD2F0));
-        assert_eq!(remote_port_in(table, &["99".into()]), None, "a listening socket has no remote port");
-        assert_eq!(remote_port_in("garbage", &["1".into()]), None);
+    fn remote_port_of_a_tcp_connection_this_process_holds() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server_side, peer) = listener.accept().unwrap();
+        // This process holds both ends; the first connected socket found answers with
+        // one of the two ports.
+        let port = remote_port(std::process::id()).expect("a TCP peer");
+        assert!(port == peer.port() || port == listener.local_addr().unwrap().port(), "{port}");
+        drop(client);
     }
 
     #[test]

@@ -591,11 +591,14 @@ fn killed_session_leader_ends_the_session() {
     let login = login(&h, &user);
     let id = login.id();
     assert_eq!(login.tracked.leader_pid, login.server.priv_pid(), "sshd's [priv] process leads the session");
+    let port = login.client.client_port().expect("the client's TCP port");
     assert!(login.server.monitor.signal(Signal::SIGKILL), "SIGKILL to [priv] {}", login.server.priv_pid());
     let end = wait_record(&h, id, "session_end", &[("reason", "leader_gone")]);
     h.vigild().wait_session_gone(id, STEP);
     assert_eq!(end_records(&h, id).len(), 1, "{:?}", end_records(&h, id));
     assert!(end.has("leader_pid", &login.server.priv_pid().to_string()), "{}", end.raw);
+    // The ssh client's port links vigil's records to sshd's own log lines.
+    assert!(end.has("rport", &port.to_string()), "rport={port} expected: {}", end.raw);
     // What was left on the session's pty (sshd's user process, the shell) would run on
     // unsupervised: vigild ends it with the session, and the client is disconnected.
     assert!(end.field("processes").is_some_and(|n| n != "0"), "leftovers were ended: {}", end.raw);
