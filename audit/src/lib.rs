@@ -1,4 +1,5 @@
 pub mod chain;
+mod display;
 pub mod writer;
 pub mod syslog_line;
 pub mod verify;

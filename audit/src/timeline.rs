@@ -17,11 +17,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use vigil_protocol::audit::{parse_kv_line, push_escaped, push_json_string};
+use vigil_protocol::audit::{parse_kv_line, push_json_string};
 
+use crate::display::{display_path, escaped};
 use crate::syslog_line::{Timestamp, for_each_line, parse_line};
 use crate::verify::{DAEMON_TAG, MODULE_TAG};
 
@@ -261,16 +262,6 @@ fn parse_record(message: &str) -> Option<Fields> {
     Some((name, fields))
 }
 
-fn escaped(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    push_escaped(&mut out, bytes);
-    out
-}
-
-fn display_path(path: &Path) -> String {
-    let bytes = path.as_os_str().as_encoded_bytes();
-    if bytes.iter().all(|b| (0x21..=0x7e).contains(b)) { String::from_utf8_lossy(bytes).into_owned() } else { escaped(bytes) }
-}
 
 /// `+2m13s`, `-5s`, `+1h02m00s`, `+3d04h05m`.
 fn signed_duration(from: SystemTime, to: SystemTime) -> String {

@@ -25,11 +25,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use vigil_protocol::audit::{parse_kv_line, push_escaped};
+use vigil_protocol::audit::parse_kv_line;
 
 use crate::chain::{Encoding, Key, KeyDeriver, KeyFile, MAX_SEQ_SPAN, NO_PREV, PREV_HEX, split_mac};
+use crate::display::{display_path, escaped};
 use crate::syslog_line::{MAX_LINE_BYTES, for_each_line, parse_line};
 
 /// The tag of vigild's records (chained).
@@ -292,19 +293,6 @@ impl Report {
     }
 }
 
-/// A value from the file, made safe to print: bare when plain, else quoted and escaped
-/// like a record value.
-fn escaped(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    push_escaped(&mut out, bytes);
-    out
-}
-
-/// A path as given, escaped when it holds anything but printable ASCII.
-fn display_path(path: &Path) -> String {
-    let bytes = path.as_os_str().as_encoded_bytes();
-    if bytes.iter().all(|b| (0x21..=0x7e).contains(b)) { String::from_utf8_lossy(bytes).into_owned() } else { escaped(bytes) }
-}
 
 /// Verifies the chains in `paths` (read in that order) with `keys`.
 pub fn verify_files(paths: &[PathBuf], keys: &[KeyFile]) -> io::Result<Report> {

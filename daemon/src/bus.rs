@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex, Weak};
 
 
-use vigil_protocol::{MyStatus, ReauthAnswer, SessionInfo, StatusReply, VigilError, session_path};
+use vigil_protocol::{MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError, session_path};
 use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use crate::caller::Caller;
-use crate::core::{Hooks, OpenRequest, Vigild};
+use crate::core::{Hooks, Vigild};
 
 pub struct ManagerIface {
     pub core: Arc<Vigild>,

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vigil_config::{Config, ResolvedPolicy, SessionFacts};
 use vigil_protocol::audit::Record;
-use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, SessionInfo, StatusReply, VigilError};
+use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError};
 
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
@@ -88,17 +88,6 @@ impl EndReason {
     }
 }
 
-/// The request of OpenSession, as it came off the wire.
-#[derive(Debug, Clone)]
-pub struct OpenRequest {
-    pub user: String,
-    pub service: String,
-    pub tty: String,
-    pub rhost: String,
-    pub ruser: String,
-    pub leader_pid: u32,
-    pub audit_session_id: u32,
-}
 
 /// Callbacks to the D-Bus layer (object publication, leader watches), so that the
 /// core stays testable without a bus.
@@ -701,6 +690,12 @@ impl Session {
         });
         self.info.policy = self.policy.policy_name.clone();
     }
+}
+
+/// The built-in policy of an ordinary ssh session, for unit tests to adjust.
+#[cfg(test)]
+pub fn policy_for_tests() -> ResolvedPolicy {
+    Config::builtin().resolve(&SessionFacts { user: "u", groups: &[], service: "sshd", has_tty: true, rhost: None })
 }
 
 /// The fields every session record carries, so one grep links them.

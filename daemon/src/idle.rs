@@ -129,13 +129,7 @@ mod tests {
     const S: u64 = 1_000_000;
 
     fn policy() -> ResolvedPolicy {
-        let mut p = vigil_config::Config::builtin().resolve(&vigil_config::SessionFacts {
-            user: "u",
-            groups: &[],
-            service: "sshd",
-            has_tty: true,
-            rhost: None,
-        });
+        let mut p = crate::core::policy_for_tests();
         p.idle_timeout = Some(Duration::from_secs(60));
         p.idle_warning = Duration::from_secs(10);
         p.max_session_age = None;

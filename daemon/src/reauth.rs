@@ -96,13 +96,7 @@ mod tests {
     const S: u64 = 1_000_000;
 
     fn policy() -> ResolvedPolicy {
-        let mut p = vigil_config::Config::builtin().resolve(&vigil_config::SessionFacts {
-            user: "u",
-            groups: &[],
-            service: "sshd",
-            has_tty: true,
-            rhost: None,
-        });
+        let mut p = crate::core::policy_for_tests();
         p.reauth_window = Some(Duration::from_secs(60));
         p.reauth_after_idle = Some(Duration::from_secs(20));
         p

@@ -51,17 +51,7 @@ impl ClientError {
     }
 }
 
-/// What the module sends at session open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenRequest {
-    pub user: String,
-    pub service: String,
-    pub tty: String,
-    pub rhost: String,
-    pub ruser: String,
-    pub leader_pid: u32,
-    pub audit_session_id: u32,
-}
+pub use vigil_protocol::OpenRequest;
 
 /// The calls the session logic makes; a fake implements it in unit tests.
 pub trait Daemon {

@@ -9,7 +9,7 @@ mod wire;
 
 pub use target::Target;
 
-pub use wire::{MyStatus, ReauthAnswer, SessionInfo, StatusReply};
+pub use wire::{MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply};
 
 /// Well-known name vigild owns on the system bus.
 pub const BUS_NAME: &str = "org.vigil1";

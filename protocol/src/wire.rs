@@ -3,6 +3,18 @@
 use serde::{Deserialize, Serialize};
 use zbus::zvariant::Type;
 
+/// The arguments of `OpenSession`: what the module sends and vigild checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRequest {
+    pub user: String,
+    pub service: String,
+    pub tty: String,
+    pub rhost: String,
+    pub ruser: String,
+    pub leader_pid: u32,
+    pub audit_session_id: u32,
+}
+
 /// A registered session, as `ListSessions`/`GetSession` return it.
 /// Empty strings mean "not set"; `audit_session_id` is `u32::MAX` when the kernel
 /// has none for the session (the kernel's own "unset" value).

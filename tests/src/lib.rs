@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod harness;
 pub mod host;
+pub mod interrupt;
 pub mod logs;
 pub mod pam;
 pub mod paths;

@@ -30,11 +30,11 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use vigil_audit::chain::{Encoding, KeyFile};
 use vigil_audit::sample::{Layout, sample_key, session_record, write_sample_log};
 use vigil_audit::verify::verify_files;
@@ -56,26 +56,6 @@ struct Cli {
     verify_lines: u64,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT/SIGTERM set a flag checked in every loop, so that the harness is dropped (and
-/// everything it made removed) instead of the process dying mid-way.
-fn catch_interrupts() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe { sigaction(sig, &action) }.expect("sigaction");
-    }
-}
-
-fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
 
 struct WriterRow {
     chain: bool,

@@ -25,11 +25,11 @@
 //! removed at the end, also on a panic or Ctrl-C.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use vigil_e2e::procfs::ProcInfo;
 use vigil_e2e::sshd::unix_stack;
 use vigil_e2e::tmux::LOGIN_TIMEOUT;
@@ -52,26 +52,6 @@ struct Cli {
     stagger_ms: u64,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT/SIGTERM set a flag checked while waiting, so that the harness is dropped
-/// (and everything it made removed) instead of the process dying mid-way.
-fn catch_interrupts() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe { sigaction(sig, &action) }.expect("sigaction");
-    }
-}
-
-fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
 
 /// One idle session being measured.
 struct Probe {

@@ -32,10 +32,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
+use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use serde_json::{Value, json};
 use vigil_e2e::process::{describe_output, run_bounded};
 use vigil_e2e::rc::PAM_SUCCESS;
@@ -142,26 +142,6 @@ impl StackResult {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT/SIGTERM set a flag checked between runs, so that the harness is dropped (and
-/// everything it made removed) instead of the process dying mid-way.
-fn catch_interrupts() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe { sigaction(sig, &action) }.expect("sigaction");
-    }
-}
-
-fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
