@@ -1019,3 +1019,44 @@ fn forwarded_records_verify_on_the_central_host() {
     let report = assert_verifies(&central, &key_file(&h));
     eprintln!("central {}:\n{report}", central.display());
 }
+
+// ---- key rotation ------------------------------------------------------------------
+
+/// `vigilctl audit init --out FILE` starts a new key at the next seq: the chain goes on
+/// (seq and prev continue), the file verifies with both keys, and not with either alone.
+#[test]
+fn a_new_key_continues_the_chain_and_both_keys_verify_it() {
+    require_root!();
+    let mut h = harness();
+    h.start_vigild(VigildOpts::default().no_bus().config(&config("kv")));
+    let user = h.create_user("rot");
+    let service = h.install_vigil_service("rot", &h.vigil_args());
+    let auth = h.path("auth.log");
+    one_session(&h, &service, &user.name);
+    let second_key = h.path("second.key");
+    let out = h.vigild().vigilctl(&["audit", "init", "--out", second_key.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "vigilctl audit init: {}", describe_output(&out));
+    let text = std::fs::read_to_string(&second_key).expect("the new key file");
+    assert!(text.starts_with("vigil-audit-key v1 start_seq="), "{text}");
+    let start: u64 = text.split("start_seq=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("start_seq");
+    wait_record(&auth, "audit_key_init of the new key", |r| r.is("vigild", "audit_key_init") && r.seq() == Some(start));
+    one_session(&h, &service, &user.name);
+    seal(&h, &auth);
+    assert_seqs_consecutive(&records(&auth));
+
+    let both = vigilctl(&[
+        "audit".as_ref(),
+        "verify".as_ref(),
+        auth.as_os_str(),
+        "--key".as_ref(),
+        key_file(&h).as_os_str(),
+        "--key".as_ref(),
+        second_key.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&both.stdout);
+    assert!(both.status.success() && stdout.contains("result: OK"), "both keys must verify: {}", describe_output(&both));
+    let (old_only, stdout, _) = verify(&auth, &key_file(&h));
+    assert!(!old_only, "the first key alone must not verify records sealed with the second: {stdout}");
+    let (new_only, stdout, _) = verify(&auth, &second_key);
+    assert!(!new_only, "the second key alone must not verify records before it: {stdout}");
+}

@@ -614,3 +614,23 @@ fn killed_session_leader_ends_the_session() {
         if login.client.is_alive() { Err("client still connected".to_string()) } else { Ok(()) }
     });
 }
+
+/// `vigilctl terminate ID`: every process of the session gets SIGHUP (SIGKILL after
+/// kill_grace), the client is disconnected, and the end is audited as an admin's.
+#[test]
+fn admin_terminate_ends_the_session() {
+    require_root!();
+    let h = harness("[defaults]\nidle_timeout = \"1h\"\nkill_grace = \"1s\"\n");
+    let user = h.create_user("term");
+    let login = login(&h, &user);
+    let id = login.id();
+    let out = h.vigild().vigilctl(&["terminate", &id.to_string()]);
+    assert!(out.status.success(), "vigilctl terminate: {}", vigil_e2e::process::describe_output(&out));
+    let end = wait_record(&h, id, "session_end", &[("reason", "admin")]);
+    assert!(end.field("processes").is_some_and(|n| n != "0"), "{}", end.raw);
+    h.vigild().wait_session_gone(id, STEP);
+    wait_for(STEP, "the ssh client to be disconnected", || {
+        if login.client.is_alive() { Err("client still connected".to_string()) } else { Ok(()) }
+    });
+    assert_eq!(end_records(&h, id).len(), 1, "{:?}", end_records(&h, id));
+}
