@@ -8,6 +8,7 @@ mod core;
 mod idle;
 mod ids;
 mod leaders;
+mod peer_socket;
 mod pidfd;
 mod private_socket;
 mod procfs;

@@ -11,6 +11,7 @@ use zbus::Guid;
 use zbus::connection::Builder;
 
 use crate::bus::{ManagerIface, Publisher};
+use crate::peer_socket::peer_socket;
 use crate::caller::Caller;
 use crate::core::Vigild;
 
@@ -47,11 +48,11 @@ pub async fn serve(listener: UnixListener, core: Arc<Vigild>, publisher: Arc<Pub
         };
         let (core, publisher, guid) = (core.clone(), publisher.clone(), guid.to_owned());
         tokio::spawn(async move {
-            let Ok(stream) = stream.into_std() else { return };
-            // Read once here: zbus's own lookup also resolves the peer's groups
-            // through NSS on a worker thread, which a login should not wait for twice.
+            // Read once here; the connection is given these credentials, so that the
+            // handshake does not resolve the peer's groups through NSS on a worker
+            // thread (vigild never uses them) while a login waits.
             let Ok(peer) = Caller::of_socket(&stream) else { return };
-            let pending = Builder::unix_stream(stream)
+            let pending = Builder::socket(peer_socket(stream, peer))
                 .server(guid)
                 .p2p()
                 .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core, peer: Some(peer) })
