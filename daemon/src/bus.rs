@@ -102,20 +102,29 @@ impl ManagerIface {
 }
 
 /// `/org/vigil1/session/<id>`: read-only properties, read live from the registry.
-/// Properties are served to anyone who may reach the object (the bus policy lets
-/// users Get/GetAll); they carry nothing ListSessions would hide from the same user
-/// except other users' sessions, which is what `w` and `loginctl` show too.
+/// Like ListSessions, a session's properties are for root and for the session's own
+/// user: anyone else gets AccessDenied (the object path alone says only that a session
+/// with that id exists).
 pub struct SessionIface {
     core: Weak<Vigild>,
     id: u64,
 }
 
 impl SessionIface {
-    fn info(&self) -> zbus::fdo::Result<SessionInfo> {
-        self.core
+    async fn info(&self, header: Option<Header<'_>>, connection: &Connection) -> zbus::fdo::Result<SessionInfo> {
+        let info = self
+            .core
             .upgrade()
             .and_then(|core| core.session_info(self.id))
-            .ok_or_else(|| zbus::fdo::Error::UnknownObject(format!("session {} has ended", self.id)))
+            .ok_or_else(|| zbus::fdo::Error::UnknownObject(format!("session {} has ended", self.id)))?;
+        // No header: vigild's own use (not a peer's Get), nothing to check.
+        if let Some(header) = header {
+            let caller = Caller::identify(connection, &header).await.map_err(zbus::fdo::Error::Failed)?;
+            if !caller.is_root() && caller.uid != info.uid {
+                return Err(zbus::fdo::Error::AccessDenied(format!("session {} is not yours", self.id)));
+            }
+        }
+        Ok(info)
     }
 }
 
@@ -126,44 +135,44 @@ impl SessionIface {
         self.id
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    fn user(&self) -> zbus::fdo::Result<String> {
-        Ok(self.info()?.user)
+    async fn user(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+        Ok(self.info(header, connection).await?.user)
     }
     #[zbus(property(emits_changed_signal = "const"), name = "UID")]
-    fn uid(&self) -> zbus::fdo::Result<u32> {
-        Ok(self.info()?.uid)
+    async fn uid(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u32> {
+        Ok(self.info(header, connection).await?.uid)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    fn service(&self) -> zbus::fdo::Result<String> {
-        Ok(self.info()?.service)
+    async fn service(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+        Ok(self.info(header, connection).await?.service)
     }
     #[zbus(property(emits_changed_signal = "const"), name = "TTY")]
-    fn tty(&self) -> zbus::fdo::Result<String> {
-        Ok(self.info()?.tty)
+    async fn tty(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+        Ok(self.info(header, connection).await?.tty)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    fn remote_host(&self) -> zbus::fdo::Result<String> {
-        Ok(self.info()?.rhost)
+    async fn remote_host(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+        Ok(self.info(header, connection).await?.rhost)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    fn leader(&self) -> zbus::fdo::Result<u32> {
-        Ok(self.info()?.leader_pid)
+    async fn leader(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u32> {
+        Ok(self.info(header, connection).await?.leader_pid)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    fn audit_session_id(&self) -> zbus::fdo::Result<u32> {
-        Ok(self.info()?.audit_session_id)
+    async fn audit_session_id(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u32> {
+        Ok(self.info(header, connection).await?.audit_session_id)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    fn timestamp(&self) -> zbus::fdo::Result<u64> {
-        Ok(self.info()?.started_usec)
+    async fn timestamp(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u64> {
+        Ok(self.info(header, connection).await?.started_usec)
     }
     #[zbus(property(emits_changed_signal = "false"))]
-    fn last_activity(&self) -> zbus::fdo::Result<u64> {
-        Ok(self.info()?.last_activity_usec)
+    async fn last_activity(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u64> {
+        Ok(self.info(header, connection).await?.last_activity_usec)
     }
     #[zbus(property(emits_changed_signal = "false"))]
-    fn policy(&self) -> zbus::fdo::Result<String> {
-        Ok(self.info()?.policy)
+    async fn policy(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+        Ok(self.info(header, connection).await?.policy)
     }
 }
 

@@ -412,3 +412,43 @@ fn vigilctl_fails_clearly_without_daemon() {
     );
     h.wait_for_event(LOG_WAIT, "vigild", "daemon_stop", &[]);
 }
+
+/// A session object's properties are for root and the session's own user, over the
+/// private socket and the bus alike (like ListSessions).
+#[test]
+fn session_properties_only_for_their_user() {
+    require_root!();
+    let mut h = harness();
+    h.start_bus(BusPolicy::Packaging);
+    h.start_vigild(VigildOpts::default());
+    let owner = h.create_user("owner");
+    let other = h.create_user("other");
+    let service = h.install_vigil_service("props", &h.vigil_args());
+    let session = h.open_pam_session(&h.pam_host(&service, &owner.name).tty(TTY).rhost(RHOST));
+    let id = session.session_id_u64();
+    let path = format!("/org/vigil1/session/{id}");
+    let get_user = |user: &str, transport: &str| {
+        h.run_as(
+            user,
+            &[
+                "dbus-send",
+                transport,
+                "--print-reply",
+                "--dest=org.vigil1",
+                &path,
+                "org.freedesktop.DBus.Properties.Get",
+                "string:org.vigil1.Session",
+                "string:User",
+            ],
+        )
+    };
+    for transport in [format!("--peer={}", h.vigild().peer_address()), format!("--bus={}", h.bus_address())] {
+        let mine = get_user(&owner.name, &transport);
+        assert!(mine.status.success(), "{transport}: the owner reads their session: {}", describe_output(&mine));
+        assert!(String::from_utf8_lossy(&mine.stdout).contains(&owner.name), "{}", describe_output(&mine));
+        let theirs = get_user(&other.name, &transport);
+        assert!(!theirs.status.success(), "{transport}: another user read the session: {}", describe_output(&theirs));
+        assert!(String::from_utf8_lossy(&theirs.stderr).contains("AccessDenied"), "{}", describe_output(&theirs));
+    }
+    session.close();
+}
