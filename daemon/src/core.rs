@@ -35,6 +35,9 @@ pub struct Session {
     pub inherited_tty: TtyNr,
     /// The client's TCP port, when the leader holds the connection (sshd).
     pub rport: Option<u16>,
+    /// The leader's start time (/proc/PID/stat): with its pid, it names the leader for
+    /// good, so a restarted vigild does not mistake a reused pid for it.
+    pub leader_start: u64,
     pub activity: Activity,
 }
 
@@ -261,6 +264,7 @@ impl Vigild {
             owns_audit_session,
             inherited_tty,
             rport: if r.rhost.is_empty() { None } else { procfs::remote_port(caller.pid) },
+            leader_start: procfs::start_time(caller.pid).unwrap_or(0),
             activity: Activity::default(),
         };
         self.audit.write(&session_record("session_open", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
@@ -380,6 +384,30 @@ impl Vigild {
         session.raise_activity(now);
         let wake = std::mem::take(&mut session.activity.idle_reported);
         Some((id, wake))
+    }
+
+    /// Every registered session, for saving at shutdown.
+    pub fn snapshot(&self) -> Vec<Session> {
+        self.sessions().values().cloned().collect()
+    }
+
+    /// Registers a session saved by the previous vigild (its leader checked alive).
+    pub fn restore_session(&self, mut session: Session) {
+        let id = session.info.id;
+        session.resolve_policy(&self.config());
+        if session.info.parent == 0 {
+            self.leaders().entry(session.info.leader_pid).or_default().insert(id);
+        }
+        {
+            let mut owners = self.tty_owner();
+            session.activity.ttys.retain(|tty| owners.insert(*tty, id).is_none());
+        }
+        self.audit.write(&session_record("session_restored", &session));
+        let leader = session.info.leader_pid;
+        self.sessions().insert(id, session);
+        for hooks in self.hooks() {
+            hooks.session_added(id, leader);
+        }
     }
 
     /// A copy of a session, for the supervisor.

@@ -13,6 +13,7 @@ mod pidfd;
 mod private_socket;
 mod procfs;
 mod reauth;
+mod restore;
 mod supervisor;
 mod terminate;
 mod ttys;
@@ -130,10 +131,22 @@ async fn run(args: Args) -> Result<(), String> {
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
+    let saved_sessions = args.state_dir.join("sessions.json");
+    let (restored, gone) = restore::restore(&core, &saved_sessions);
+    if restored + gone > 0 {
+        eprintln!("vigild: {restored} session(s) restored from the previous run, {gone} ended meanwhile");
+    }
+
     let server = tokio::spawn(private_socket::serve(listener, core.clone(), publisher.clone()));
     let stop_reason = wait_for_signals(&core).await;
 
     server.abort();
+    // The sessions stay open while vigild restarts: the next vigild takes them over.
+    match restore::save(&core, &saved_sessions) {
+        Ok(count) if count > 0 => eprintln!("vigild: {count} session(s) saved for the next start"),
+        Ok(_) => {}
+        Err(e) => eprintln!("vigild: cannot save the sessions to {}: {e}", saved_sessions.display()),
+    }
     let _ = std::fs::remove_file(&args.socket);
     core.audit.write(
         &Record::new("daemon_stop")

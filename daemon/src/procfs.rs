@@ -82,6 +82,13 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat { pid, ppid, tty_nr })
 }
 
+/// When the process started (field 22 of /proc/PID/stat, clock ticks since boot):
+/// with the pid, it names one process for good (pids are reused, start times are not).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let text = read_small(&format!("/proc/{pid}/stat"))?;
+    text[text.rfind(')')? + 1..].split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
 pub fn stat(pid: u32) -> Option<Stat> {
     // The fields vigild needs come well within the first 1 KiB (the command name is at
     // most 64 bytes).
@@ -190,6 +197,14 @@ mod tests {
         let port = remote_port(std::process::id()).expect("a TCP peer");
         assert!(port == peer.port() || port == listener.local_addr().unwrap().port(), "{port}");
         drop(client);
+    }
+
+    #[test]
+    fn start_time_names_this_process() {
+        let mine = start_time(std::process::id()).expect("own start time");
+        assert!(mine > 0);
+        assert_eq!(start_time(std::process::id()), Some(mine));
+        assert_eq!(start_time(u32::MAX), None);
     }
 
     #[test]

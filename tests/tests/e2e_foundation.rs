@@ -452,3 +452,35 @@ fn session_properties_only_for_their_user() {
     }
     session.close();
 }
+
+/// A restart of vigild keeps the live sessions (saved at shutdown, restored when the
+/// leader still runs): close and leader death work after it; a session whose leader
+/// died while vigild was stopped is recorded as ended.
+#[test]
+fn sessions_survive_a_vigild_restart() {
+    require_root!();
+    let mut h = harness();
+    h.start_vigild(VigildOpts::default().no_bus());
+    let user = h.create_user("restart");
+    let service = h.install_vigil_service("restart", &h.vigil_args());
+    let kept = h.open_pam_session(&h.pam_host(&service, &user.name).tty(TTY).rhost(RHOST));
+    let kept_id = kept.session_id_u64();
+    let mut dies = h.open_pam_session(&h.pam_host(&service, &user.name).tty("pts/8").rhost(RHOST));
+    let dies_id = dies.session_id_u64();
+
+    h.vigild().stop();
+    dies.kill(); // ends while vigild is away
+    h.vigild().start();
+
+    let restored = listed(&h, kept_id);
+    assert_eq!((restored.user.as_str(), restored.leader_pid), (user.name.as_str(), kept.pid()), "{restored:#?}");
+    h.wait_for_event(LOG_WAIT, "vigild", "session_restored", &[("session", &kept_id.to_string())]);
+    let gone = h.wait_for_event(LOG_WAIT, "vigild", "session_end", &[("session", &dies_id.to_string()), ("reason", "leader_gone")]);
+    assert!(gone.raw.contains("vigild was stopped"), "{}", gone.raw);
+    assert!(h.vigild().session(dies_id).is_none());
+
+    let (rc, _) = kept.close();
+    assert_eq!(rc, Some(PAM_SUCCESS));
+    wait_session_event(&h, "session_close", kept_id);
+    h.vigild().wait_session_gone(kept_id, Duration::from_secs(5));
+}

@@ -364,16 +364,23 @@ fn t5_vigild_down_means_the_password_is_asked_never_granted() {
         new_lines(&e.h, from).into_iter().find(|l| l.is_event("pam_vigil", "reauth_failed")).ok_or_else(|| "not yet".to_string())
     });
 
-    // Back up: the new vigild does not know the session (registrations are not kept),
-    // so it cannot grant either.
+    // Back up: the new vigild takes the session over (saved at shutdown, leader still
+    // running) but not its proofs of identity, so it cannot grant either.
+    let from = mark(&e.h);
     e.h.vigild().start();
+    wait_for(STEP, "vigild: event=session_restored for the session", || {
+        new_lines(&e.h, from)
+            .into_iter()
+            .find(|l| l.is_event("vigild", "session_restored") && l.has("session", &a.id().to_string()))
+            .ok_or_else(|| "not yet".to_string())
+    });
     let from = mark(&e.h);
     let after = sudo_with_password(&a, &e.user, "true");
     assert_eq!((after.prompts, after.rc), (1, 0), "{after:?}");
-    wait_for(STEP, "vigild: event=reauth_required reason=unknown_session", || {
+    wait_for(STEP, "vigild: event=reauth_required reason=none (proofs are not kept across a restart)", || {
         records_after(&e.h, from, "reauth_required")
             .into_iter()
-            .find(|l| l.has("reason", "unknown_session"))
+            .find(|l| l.has("reason", "none") && l.has("session", &a.id().to_string()))
             .ok_or_else(|| "not yet".to_string())
     });
     assert!(records_after(&e.h, from, "reauth_granted").is_empty());
