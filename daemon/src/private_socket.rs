@@ -60,7 +60,13 @@ pub async fn serve(listener: UnixListener, core: Arc<Vigild>, publisher: Arc<Pub
             let Ok(Ok(connection)) = tokio::time::timeout(HANDSHAKE_DEADLINE, pending).await else {
                 return;
             };
-            publisher.attach(&connection).await;
+            // The session objects are registered while the connection already answers
+            // (attach yields as it goes), so a login's call does not wait for them;
+            // registering stops when the peer has gone.
+            tokio::select! {
+                () = connection.closed() => return,
+                () = publisher.attach(&connection) => {}
+            }
             connection.closed().await;
         });
     }
