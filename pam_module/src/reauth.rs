@@ -96,6 +96,7 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
         }
         Err(error) => {
             pam.set_mark(Mark::PasswordAsked);
+            pam.set_mark(Mark::DaemonUnreachable);
             log.record(
                 &Record::new("reauth_required")
                     .text("reason", "daemon_unreachable")
@@ -136,7 +137,9 @@ pub fn account(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> V
 /// pam_sm_acct_mgmt for `invoker`. The auth hook marks only a password of the caller's
 /// own; PAM_USER is checked again in case a module changed it in between.
 pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, invoker: &Invoker) -> Verdict {
-    if pam.has_mark(Mark::PasswordAsked) && !pam.has_mark(Mark::Granted) && invoker.is_pam_user(pam) {
+    // A vigild that did not answer in auth is not waited for again (sudo would pay the
+    // deadline twice); the proof is simply not recorded.
+    if pam.has_mark(Mark::PasswordAsked) && !pam.has_mark(Mark::Granted) && !pam.has_mark(Mark::DaemonUnreachable) && invoker.is_pam_user(pam) {
         let service = service(pam);
         if let Err(error) = daemon.record_auth(&service, &pam_user(pam)) {
             log.debug(&format!("could not record the proof for {service}: {error}"));
@@ -265,6 +268,15 @@ mod tests {
         let d = Daemon2 { answer: || Err(ClientError::Unreachable("down".into())), recorded: RefCell::default() };
         assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
         assert!(log.0.borrow()[0].starts_with("event=reauth_required reason=daemon_unreachable service=sudo"));
+    }
+
+    #[test]
+    fn unreachable_in_auth_is_not_waited_for_again_in_account() {
+        let (mut pam, log) = (Pam::default(), Log::default());
+        let d = Daemon2 { answer: || Err(ClientError::Timeout(std::time::Duration::from_secs(1))), recorded: RefCell::default() };
+        assert_eq!(authenticate_as(&mut pam, &d, &log, &ModuleArgs::default(), &ALICE), Verdict::Ignore);
+        assert_eq!(account_as(&mut pam, &d, &log, &ALICE), Verdict::Ignore);
+        assert!(d.recorded.borrow().is_empty(), "account must not call a daemon that just timed out");
     }
 
     #[test]
