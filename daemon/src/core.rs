@@ -392,9 +392,9 @@ impl Vigild {
     }
 
     /// Registers a session saved by the previous vigild (its leader checked alive).
+    /// Its policy was resolved by the caller against the running configuration.
     pub fn restore_session(&self, mut session: Session) {
         let id = session.info.id;
-        session.resolve_policy(&self.config());
         if session.info.parent == 0 {
             self.leaders().entry(session.info.leader_pid).or_default().insert(id);
         }

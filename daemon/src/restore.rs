@@ -96,6 +96,8 @@ pub fn restore(core: &Arc<Vigild>, path: &Path) -> (usize, usize) {
             activity: Activity { ttys: s.ttys.into_iter().collect::<BTreeSet<_>>(), ..Activity::default() },
             info: s.info,
         };
+        // The running configuration decides, as after a reload.
+        session.info.policy = session.policy.policy_name.clone();
         if procfs::start_time(leader) == Some(session.leader_start) && session.leader_start != 0 {
             core.restore_session(session);
             restored += 1;
