@@ -11,7 +11,7 @@ cd "$repo"
 command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Rust with rustup" >&2; exit 1; }
 
 # The real parts the end-to-end tests start themselves (none of them is left running).
-packages="rsyslog dbus openssh-server openssh-client sudo pamtester sshpass tmux libpam0g-dev procps passwd util-linux"
+packages="rsyslog dbus openssh-server openssh-client sudo sshpass tmux libpam0g-dev procps passwd util-linux"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
