@@ -10,6 +10,7 @@ pub mod bus;
 pub mod harness;
 pub mod host;
 pub mod interrupt;
+pub mod login;
 pub mod logs;
 pub mod pam;
 pub mod paths;

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::Signal;
 use vigil_e2e::procfs::ProcInfo;
 use vigil_e2e::sshd::unix_stack;
+use vigil_e2e::login::{Login, listed_ttys, login_with, short_tty, wait_tracked};
 use vigil_e2e::tmux::LOGIN_TIMEOUT;
 use vigil_e2e::{
-    Harness, LogLine, SessionInfo, SshOpts, SshSession, SshdOpts, SshdSession, TestUser, VigildOpts, paths,
+    Harness, LogLine, SessionInfo, SshOpts, SshSession, SshdOpts, TestUser, VigildOpts, paths,
     require_root, wait_for, wait_until,
 };
 
@@ -52,63 +53,8 @@ fn harness(config: &str) -> Harness {
     h
 }
 
-/// An interactive ssh session, logged in, as sshd and vigild see it.
-struct Login {
-    client: SshSession,
-    server: SshdSession,
-    /// vigild's entry, once it has adopted the session's pty.
-    tracked: SessionInfo,
-}
-
-impl Login {
-    fn id(&self) -> u64 {
-        self.tracked.id
-    }
-
-    /// `/dev/pts/N` of the user's shell.
-    fn tty(&self) -> String {
-        self.server.tty().expect("the shell's pty").display().to_string()
-    }
-}
-
 fn login(h: &Harness, user: &TestUser) -> Login {
-    login_with(h, user, &SshOpts::default())
-}
-
-#[track_caller]
-fn login_with(h: &Harness, user: &TestUser, opts: &SshOpts) -> Login {
-    let client = h.ssh_session_with(user, opts);
-    let server = client.wait_ready(h.sshd(), LOGIN_TIMEOUT);
-    let tty = server.tty().unwrap_or_else(|| panic!("no pty for the shell: {server:#?}"));
-    let tracked = wait_tracked(h, server.priv_pid(), &[short_tty(&tty.display().to_string())]);
-    assert_eq!(tracked.user, user.name, "{tracked:#?}");
-    Login { client, server, tracked }
-}
-
-/// `pts/3` for `/dev/pts/3`.
-fn short_tty(path: &str) -> String {
-    path.trim_start_matches("/dev/").to_string()
-}
-
-/// The ttys `vigilctl list --json` shows for a session.
-fn listed_ttys(s: &SessionInfo) -> Vec<String> {
-    s.other
-        .get("ttys")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|t| t.as_str().map(short_tty)).collect())
-        .unwrap_or_default()
-}
-
-/// Waits until vigild lists the session led by `leader` (sshd's `[priv]` process) with
-/// every tty of `ttys` among its ttys.
-#[track_caller]
-fn wait_tracked(h: &Harness, leader: u32, ttys: &[String]) -> SessionInfo {
-    wait_for(STEP, &format!("vigild to list the session of leader {leader} with ttys {ttys:?}"), || {
-        let sessions = h.vigild().try_list_sessions()?;
-        let s = sessions.iter().find(|s| s.leader_pid == leader).ok_or_else(|| format!("{sessions:#?}"))?;
-        let listed = listed_ttys(s);
-        if ttys.iter().all(|t| listed.contains(t)) { Ok(s.clone()) } else { Err(format!("{s:#?}")) }
-    })
+    login_with(h, user, &SshOpts::default(), STEP)
 }
 
 /// vigild's records `event` for session `id`, in log order.
@@ -443,10 +389,10 @@ fn notty_session_follows_notty_idle_timeout() {
     let busy_server = busy.wait_server_side(h.sshd(), LOGIN_TIMEOUT);
     assert!(!server.has_pty() && !busy_server.has_pty(), "{server:#?} {busy_server:#?}");
     let sleeper = server.processes.iter().find(|p| p.cmdline == "sleep 600").expect("sleep 600 under sshd").clone();
-    let tracked = wait_tracked(&h, server.priv_pid(), &[]);
+    let tracked = wait_tracked(&h, server.priv_pid(), &[], STEP);
     let id = tracked.id;
     assert!(listed_ttys(&tracked).is_empty(), "{tracked:#?}");
-    let busy_id = wait_tracked(&h, busy_server.priv_pid(), &[]).id;
+    let busy_id = wait_tracked(&h, busy_server.priv_pid(), &[], STEP).id;
 
     // Sampled at a quarter of the timeout: ended within 1.25 × the timeout of the last I/O.
     let status = client.wait_exit(NOTTY_TIMEOUT * 5 / 4 + SLACK);
@@ -505,7 +451,7 @@ fn notty_idle_time_counts_from_io_in_the_first_second() {
     // then nothing.
     let client = h.ssh_command(&user, "sleep 0.5; echo io-at $(date +%s%N); exec sleep 600");
     let server = client.wait_server_side(h.sshd(), LOGIN_TIMEOUT);
-    let id = wait_tracked(&h, server.priv_pid(), &[]).id;
+    let id = wait_tracked(&h, server.priv_pid(), &[], STEP).id;
     let status = client.wait_exit(NOTTY_TIMEOUT * 5 / 4 + SLACK);
     // Seen after the fact: later than the real end, never earlier.
     let exited = SystemTime::now();
@@ -538,7 +484,7 @@ fn multiplexed_connection_is_one_session_idle_only_when_every_pty_is() {
     let user = h.create_user("mux");
     let control = h.path("mux.ctl");
     let opts = SshOpts::default().control_master(&control);
-    let first = login_with(&h, &user, &opts);
+    let first = login_with(&h, &user, &opts, STEP);
     wait_until(STEP, "the control socket", || control.exists());
     let second_client = h.ssh_session_with(&user, &opts);
     let server = h.sshd().wait_for_session(LOGIN_TIMEOUT, "two shells over one connection", |s| {
@@ -547,7 +493,7 @@ fn multiplexed_connection_is_one_session_idle_only_when_every_pty_is() {
     assert_eq!(server.priv_pid(), first.server.priv_pid(), "one [priv] process for both");
     second_client.wait_for(STEP, "a prompt", |s| s.trim_end().ends_with('$').then_some(()));
     let ttys: Vec<String> = server.ttys().iter().map(|t| short_tty(&t.display().to_string())).collect();
-    let tracked = wait_tracked(&h, server.priv_pid(), &ttys);
+    let tracked = wait_tracked(&h, server.priv_pid(), &ttys, STEP);
     let id = tracked.id;
     assert_eq!(id, first.id());
     let mine: Vec<SessionInfo> = h.vigild().list_sessions().into_iter().filter(|s| s.user == user.name).collect();

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::sshd::unix_stack;
 use vigil_e2e::sudo::{self, SU_PROMPT, SUDO_PROMPT, reauth_stack, run_prompted};
-use vigil_e2e::tmux::LOGIN_TIMEOUT;
+use vigil_e2e::login::{Login, login_with};
 use vigil_e2e::{
-    Answer, Harness, LogLine, Prompted, SessionInfo, SshSession, SshdOpts, SshdSession, TestUser, VigildOpts, paths,
+    Answer, Harness, LogLine, Prompted, SshOpts, SshSession, SshdOpts, TestUser, VigildOpts, paths,
     require_root, wait_for,
 };
 
@@ -72,45 +72,9 @@ fn env_with(config: &str) -> Env {
     Env { h, user, sudo_service }
 }
 
-/// An interactive ssh session, logged in, as sshd and vigild see it.
-struct Login {
-    client: SshSession,
-    server: SshdSession,
-    tracked: SessionInfo,
-}
-
-impl Login {
-    fn id(&self) -> u64 {
-        self.tracked.id
-    }
-
-    /// `pts/N` of the user's shell.
-    fn tty(&self) -> String {
-        self.server.tty().expect("the shell's pty").display().to_string().trim_start_matches("/dev/").to_string()
-    }
-}
-
 #[track_caller]
 fn login(h: &Harness, user: &TestUser) -> Login {
-    let client = h.ssh_session(user);
-    let server = client.wait_ready(h.sshd(), LOGIN_TIMEOUT);
-    let tty = server.tty().unwrap_or_else(|| panic!("no pty for the shell: {server:#?}"));
-    let short = tty.display().to_string().trim_start_matches("/dev/").to_string();
-    let leader = server.priv_pid();
-    // vigild must have adopted the pty: activity on it is what reauth_after_idle measures.
-    let tracked = wait_for(STEP, &format!("vigild to list the session of leader {leader} with {short}"), || {
-        let sessions = h.vigild().try_list_sessions()?;
-        let s = sessions.iter().find(|s| s.leader_pid == leader).ok_or_else(|| format!("{sessions:#?}"))?;
-        let ttys: Vec<String> = s
-            .other
-            .get("ttys")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|t| t.as_str()).map(|t| t.trim_start_matches("/dev/").to_string()).collect())
-            .unwrap_or_default();
-        if ttys.contains(&short) { Ok(s.clone()) } else { Err(format!("{s:#?}")) }
-    });
-    assert_eq!(tracked.user, user.name);
-    Login { client, server, tracked }
+    login_with(h, user, &SshOpts::default(), STEP)
 }
 
 // ---- driving sudo -------------------------------------------------------------------
