@@ -222,11 +222,17 @@ impl Vigild {
         };
         // Only the leader and its ancestors are read: an open must not cost a walk of
         // the whole process table.
-        let parent = procfs::stat(caller.pid).and_then(|l| procfs::stat(l.ppid));
+        // The leader's stat is read once, for its parent, its start time and the walk.
+        let leader = procfs::stat(caller.pid);
+        let parent = leader.and_then(|l| procfs::stat(l.ppid));
         let parent_ses = parent.map(|p| procfs::audit_session_id(p.pid));
         let owns_audit_session = ses != NO_AUDIT_SESSION && parent_ses != Some(ses);
         let inherited_tty = parent.map_or(0, |p| p.tty_nr);
-        let nested_in = self.enclosing_session(caller.pid, |pid| procfs::stat(pid).map(|s| s.ppid));
+        let nested_in = self.enclosing_session(caller.pid, |pid| match (leader, parent) {
+            (Some(l), _) if l.pid == pid => Some(l.ppid),
+            (_, Some(p)) if p.pid == pid => Some(p.ppid),
+            _ => procfs::stat(pid).map(|s| s.ppid),
+        });
         // The tty PAM names, when it is a device of its own (login on tty1).
         let pam_tty = ttys::tty_nr_of_name(&r.tty).filter(|&t| t != inherited_tty);
 
@@ -264,7 +270,7 @@ impl Vigild {
             owns_audit_session,
             inherited_tty,
             rport: if r.rhost.is_empty() { None } else { procfs::remote_port(caller.pid) },
-            leader_start: procfs::start_time(caller.pid).unwrap_or(0),
+            leader_start: leader.map_or(0, |l| l.start_time),
             activity: Activity::default(),
         };
         self.audit.write(&session_record("session_open", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
@@ -513,7 +519,8 @@ impl Vigild {
     /// The login session a process belongs to: the session that owns its kernel audit
     /// session, else the nearest session leader among its ancestors. The process's
     /// real uid must be the session's user.
-    fn session_of_process(&self, pid: u32) -> Option<u64> {
+    fn session_of_process(&self, me: &procfs::Stat) -> Option<u64> {
+        let pid = me.pid;
         let ses = procfs::audit_session_id(pid);
         let by_ses = (ses != NO_AUDIT_SESSION)
             .then(|| {
@@ -523,7 +530,8 @@ impl Vigild {
                     .map(|s| s.info.id)
             })
             .flatten();
-        let id = by_ses.or_else(|| self.enclosing_session(pid, |p| procfs::stat(p).map(|s| s.ppid)))?;
+        let parent_of = |p: u32| if p == pid { Some(me.ppid) } else { procfs::stat(p).map(|s| s.ppid) };
+        let id = by_ses.or_else(|| self.enclosing_session(pid, parent_of))?;
         let uid = procfs::real_uid(pid)?;
         self.sessions().get(&id).filter(|s| s.info.uid == uid).map(|s| s.info.id)
     }
@@ -533,9 +541,10 @@ impl Vigild {
         self.require_root(&caller, "CheckReauth")?;
         check_field("service", service)?;
         check_field("user", user)?;
-        let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
+        let me = procfs::stat(caller.pid);
+        let tty = me.map_or(0, |s| s.tty_nr);
         let answer = |fresh: bool, reason: &str, age: u64, session: u64| ReauthAnswer { fresh, reason: reason.into(), proof_age_usec: age, session };
-        let Some(id) = self.session_of_process(caller.pid) else {
+        let Some(id) = me.and_then(|me| self.session_of_process(&me)) else {
             self.audit.write(
                 &Record::new("reauth_required")
                     .text("reason", "unknown_session")
@@ -579,8 +588,9 @@ impl Vigild {
         self.require_root(&caller, "RecordAuth")?;
         check_field("service", service)?;
         check_field("user", user)?;
-        let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
-        let id = self.session_of_process(caller.pid).ok_or_else(|| VigilError::NoSuchSession("the caller is in no vigil session".into()))?;
+        let me = procfs::stat(caller.pid);
+        let tty = me.map_or(0, |s| s.tty_nr);
+        let id = me.and_then(|me| self.session_of_process(&me)).ok_or_else(|| VigilError::NoSuchSession("the caller is in no vigil session".into()))?;
         let mut sessions = self.sessions();
         let session = sessions.get_mut(&id).ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
         if !session.policy.is_sensitive(service) {
@@ -599,8 +609,9 @@ impl Vigild {
     pub fn record_auth_failure(&self, caller: Caller, service: &str) -> Result<(), VigilError> {
         self.require_root(&caller, "RecordAuthFailure")?;
         check_field("service", service)?;
-        let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
-        let record = match self.session_of_process(caller.pid).and_then(|id| self.session(id)) {
+        let me = procfs::stat(caller.pid);
+        let tty = me.map_or(0, |s| s.tty_nr);
+        let record = match me.and_then(|me| self.session_of_process(&me)).and_then(|id| self.session(id)) {
             Some(session) => session_record("reauth_failed", &session),
             None => Record::new("reauth_failed").number("uid", procfs::real_uid(caller.pid).map_or(-1, i128::from)),
         };
@@ -621,25 +632,26 @@ impl Vigild {
 
     /// RevokeReauth: any user, for the session they call from.
     pub fn revoke_reauth(&self, caller: Caller) -> Result<u32, VigilError> {
-        let id = self.caller_session(&caller, "RevokeReauth")?;
+        let (id, _) = self.caller_session(&caller, "RevokeReauth")?;
         Ok(self.revoke_proofs(id, "user"))
     }
 
-    /// The session the caller runs in (its user must be the caller).
-    fn caller_session(&self, caller: &Caller, method: &'static str) -> Result<u64, VigilError> {
-        let id = self
-            .session_of_process(caller.pid)
+    /// The session the caller runs in (its user must be the caller), and the caller's
+    /// tty.
+    fn caller_session(&self, caller: &Caller, method: &'static str) -> Result<(u64, TtyNr), VigilError> {
+        let me = procfs::stat(caller.pid);
+        let id = me
+            .and_then(|me| self.session_of_process(&me))
             .ok_or_else(|| VigilError::NoSuchSession("this process is in no vigil session".into()))?;
         match self.session(id) {
-            Some(s) if caller.is_root() || s.info.uid == caller.uid => Ok(id),
+            Some(s) if caller.is_root() || s.info.uid == caller.uid => Ok((id, me.map_or(0, |m| m.tty_nr))),
             _ => Err(self.refuse(caller, method, "not the caller's session")),
         }
     }
 
     /// MyStatus: any user, about the session they call from.
     pub fn my_status(&self, caller: Caller) -> Result<MyStatus, VigilError> {
-        let id = self.caller_session(&caller, "MyStatus")?;
-        let tty = procfs::stat(caller.pid).map_or(0, |s| s.tty_nr);
+        let (id, tty) = self.caller_session(&caller, "MyStatus")?;
         let now = now_usec();
         let session = self.session(id).ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
         let proof = session.activity.proofs.get(&tty).copied();

@@ -66,6 +66,9 @@ pub struct Stat {
     pub pid: u32,
     pub ppid: u32,
     pub tty_nr: u32,
+    /// When the process started (clock ticks since boot): with the pid, it names one
+    /// process for good (pids are reused, start times are not).
+    pub start_time: u64,
 }
 
 /// Parses `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses,
@@ -79,14 +82,9 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let _pgrp = fields.next()?;
     let _session = fields.next()?;
     let tty_nr = fields.next()?.parse::<i64>().ok()? as u32;
-    Some(Stat { pid, ppid, tty_nr })
-}
-
-/// When the process started (field 22 of /proc/PID/stat, clock ticks since boot):
-/// with the pid, it names one process for good (pids are reused, start times are not).
-pub fn start_time(pid: u32) -> Option<u64> {
-    let text = read_small(&format!("/proc/{pid}/stat"))?;
-    text[text.rfind(')')? + 1..].split_ascii_whitespace().nth(19)?.parse().ok()
+    // Field 22; the fields read so far are 3 to 7.
+    let start_time = fields.nth(14).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Some(Stat { pid, ppid, tty_nr, start_time })
 }
 
 pub fn stat(pid: u32) -> Option<Stat> {
@@ -173,7 +171,7 @@ mod tests {
     #[test]
     fn stat_with_hostile_command_name() {
         let s = parse_stat("1234 (a) b ) (c) S 1 1234 1234 34817 0 0").unwrap();
-        assert_eq!(s, Stat { pid: 1234, ppid: 1, tty_nr: 34817 });
+        assert_eq!(s, Stat { pid: 1234, ppid: 1, tty_nr: 34817, start_time: 0 });
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("").is_none());
     }
@@ -201,19 +199,19 @@ mod tests {
 
     #[test]
     fn start_time_names_this_process() {
-        let mine = start_time(std::process::id()).expect("own start time");
+        let mine = stat(std::process::id()).expect("own stat").start_time;
         assert!(mine > 0);
-        assert_eq!(start_time(std::process::id()), Some(mine));
-        assert_eq!(start_time(u32::MAX), None);
+        assert_eq!(stat(std::process::id()).map(|s| s.start_time), Some(mine));
+        assert_eq!(stat(u32::MAX), None);
     }
 
     #[test]
     fn tree_follows_children() {
         let stats = [
-            Stat { pid: 10, ppid: 1, tty_nr: 0 },
-            Stat { pid: 11, ppid: 10, tty_nr: 0 },
-            Stat { pid: 12, ppid: 11, tty_nr: 0 },
-            Stat { pid: 13, ppid: 1, tty_nr: 0 },
+            Stat { pid: 10, ppid: 1, tty_nr: 0, start_time: 0 },
+            Stat { pid: 11, ppid: 10, tty_nr: 0, start_time: 0 },
+            Stat { pid: 12, ppid: 11, tty_nr: 0, start_time: 0 },
+            Stat { pid: 13, ppid: 1, tty_nr: 0, start_time: 0 },
         ];
         assert_eq!(process_tree(10, &stats), vec![10, 11, 12]);
     }

@@ -98,7 +98,7 @@ pub fn restore(core: &Arc<Vigild>, path: &Path) -> (usize, usize) {
         };
         // The running configuration decides, as after a reload.
         session.info.policy = session.policy.policy_name.clone();
-        if procfs::start_time(leader) == Some(session.leader_start) && session.leader_start != 0 {
+        if procfs::stat(leader).map(|s| s.start_time) == Some(session.leader_start) && session.leader_start != 0 {
             core.restore_session(session);
             restored += 1;
         } else {

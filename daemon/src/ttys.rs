@@ -194,11 +194,11 @@ mod tests {
     #[test]
     fn ttys_of_processes() {
         let stats = [
-            Stat { pid: 10, ppid: 1, tty_nr: 0 },
-            Stat { pid: 11, ppid: 10, tty_nr: pts_tty_nr(3) },
-            Stat { pid: 12, ppid: 11, tty_nr: pts_tty_nr(3) },
-            Stat { pid: 13, ppid: 10, tty_nr: pts_tty_nr(4) },
-            Stat { pid: 14, ppid: 1, tty_nr: pts_tty_nr(5) },
+            Stat { pid: 10, ppid: 1, tty_nr: 0, start_time: 0 },
+            Stat { pid: 11, ppid: 10, tty_nr: pts_tty_nr(3), start_time: 0 },
+            Stat { pid: 12, ppid: 11, tty_nr: pts_tty_nr(3), start_time: 0 },
+            Stat { pid: 13, ppid: 10, tty_nr: pts_tty_nr(4), start_time: 0 },
+            Stat { pid: 14, ppid: 1, tty_nr: pts_tty_nr(5), start_time: 0 },
         ];
         assert_eq!(ttys_of(&[10, 11, 12, 13], &stats), vec![pts_tty_nr(3), pts_tty_nr(4)]);
     }
