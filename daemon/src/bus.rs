@@ -44,7 +44,7 @@ impl ManagerIface {
         #[zbus(connection)] connection: &Connection,
     ) -> Result<u64, VigilError> {
         let caller = self.caller(connection, &header).await?;
-        let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id };
+        let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated: Vec::new() };
         self.core.open_session(caller, request).await
     }
 

@@ -48,6 +48,7 @@ pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &
         ruser: text(pam, Item::RUser),
         leader_pid: pid,
         audit_session_id: ses,
+        truncated: Vec::new(),
     };
     if request.user.is_empty() {
         // No user means a broken stack; vigild would refuse it anyway.

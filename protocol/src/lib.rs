@@ -27,8 +27,10 @@ pub const DEFAULT_SOCKET: &str = "/run/vigil/private";
 pub const ERROR_PREFIX: &str = "org.vigil1.Error";
 
 /// Longest string field vigild accepts from a peer, in bytes. PAM items (user, tty,
-/// rhost) are far shorter in practice; anything longer is refused, not truncated, so
-/// that a registered session never carries a silently altered name.
+/// rhost) are far shorter in practice. vigild refuses anything longer; the module cuts
+/// an overlong item to this length itself (at a character boundary) and says so in
+/// `OpenSessionEx`'s `truncated`, so a hostile PAM_RHOST never costs supervision and a
+/// cut is never silent.
 pub const MAX_FIELD_BYTES: usize = 1024;
 
 /// The object path of session `id`.
@@ -74,6 +76,21 @@ pub trait Manager {
         ruser: &str,
         leader_pid: u32,
         audit_session_id: u32,
+    ) -> Result<u64, VigilError>;
+
+    /// `OpenSession` with the names of the fields the module cut to
+    /// [`MAX_FIELD_BYTES`] (recorded as `truncated=` in the `session_open` record).
+    #[allow(clippy::too_many_arguments)]
+    fn open_session_ex(
+        &self,
+        user: &str,
+        service: &str,
+        tty: &str,
+        rhost: &str,
+        ruser: &str,
+        leader_pid: u32,
+        audit_session_id: u32,
+        truncated: &[&str],
     ) -> Result<u64, VigilError>;
 
     /// Ends the registration of a session (root only).

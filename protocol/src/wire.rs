@@ -13,6 +13,9 @@ pub struct OpenRequest {
     pub ruser: String,
     pub leader_pid: u32,
     pub audit_session_id: u32,
+    /// Fields the module cut to [`crate::MAX_FIELD_BYTES`] (`rhost`, `tty`, ...): vigild
+    /// records them as `truncated=` so the cut is never silent.
+    pub truncated: Vec<String>,
 }
 
 /// A registered session, as `ListSessions`/`GetSession` return it.
