@@ -8,12 +8,13 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use vigil_config::Config;
 use vigil_protocol::audit::Record;
 use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, SessionInfo, StatusReply, VigilError};
 
+use crate::admission::{REPORT_PERIOD, ReportThrottle};
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
 use crate::ids::IdAllocator;
@@ -55,6 +56,9 @@ pub struct Manager {
     store: SessionStore,
     hooks: RwLock<Vec<Arc<dyn Hooks>>>,
     accounts: users::AccountCache,
+    /// Refused calls of unprivileged users are recorded once per user and method a
+    /// minute: a user looping on a refused call must not flood the trail.
+    refusals: Mutex<ReportThrottle<(u32, &'static str)>>,
 }
 
 pub fn now_usec() -> u64 {
@@ -85,6 +89,7 @@ impl Manager {
             store,
             hooks: RwLock::new(Vec::new()),
             accounts: users::AccountCache::new(),
+            refusals: Mutex::new(ReportThrottle::new(REPORT_PERIOD)),
         }
     }
 
@@ -109,9 +114,15 @@ impl Manager {
         self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Audits and returns an AccessDenied for `method`.
+    /// Audits and returns an AccessDenied for `method` (an unprivileged caller's at
+    /// most once per user and method a minute, with `suppressed=` the ones not recorded).
     pub(crate) fn refuse(&self, caller: &Caller, method: &'static str, why: &str) -> VigilError {
-        self.audit.write(Record::new("call_refused").text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why));
+        let record = Record::new("call_refused").text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why);
+        if caller.is_root() {
+            self.audit.write(record);
+        } else if let Some(suppressed) = self.refusals.lock().unwrap_or_else(|p| p.into_inner()).should_report((caller.uid, method), Instant::now()) {
+            self.audit.write(record.number("suppressed", suppressed));
+        }
         VigilError::AccessDenied(format!("{method}: {why}"))
     }
 
