@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use vigil_config::Config;
+use vigil_config::{Config, NssAccounts};
 use vigil_protocol::audit::Record;
 use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, SessionInfo, StatusReply, VigilError};
 
@@ -28,6 +28,8 @@ use crate::users;
 
 /// Fields the module may name as cut in `OpenSessionEx`.
 const TRUNCATABLE: [&str; 5] = ["user", "service", "tty", "rhost", "ruser"];
+/// Most `config_warning` records one load writes (a `kind=more` record counts the rest).
+const MAX_WARNING_RECORDS: usize = 32;
 /// How far up the process tree a new session looks for the session it is nested in.
 const MAX_ANCESTORS: usize = 64;
 
@@ -395,13 +397,36 @@ impl Manager {
     }
 
     /// Reload: root only over D-Bus; SIGHUP calls `reload_config` directly.
-    pub fn reload(&self, caller: Caller) -> Result<String, VigilError> {
+    pub async fn reload(&self, caller: Caller) -> Result<String, VigilError> {
         self.require_root(&caller, "Reload")?;
-        self.reload_config("dbus").map_err(VigilError::ConfigInvalid)
+        self.reload_config("dbus").await.map_err(VigilError::ConfigInvalid)
+    }
+
+    /// Records what in the running configuration probably does not do what its author
+    /// meant (users and groups NSS does not know, blocks that match every session):
+    /// `config_warning`, one record each up to `MAX_WARNING_RECORDS`. Returns them, for
+    /// the reload's answer. NSS may block: the lookups run off the async thread.
+    pub async fn audit_config_warnings(&self, config: Arc<Config>) -> Vec<String> {
+        let warnings = tokio::task::spawn_blocking(move || config.warnings(&NssAccounts)).await.unwrap_or_default();
+        for warning in warnings.iter().take(MAX_WARNING_RECORDS) {
+            self.audit.write(
+                Record::new("config_warning")
+                    .text("path", warning.path.as_os_str().as_encoded_bytes())
+                    .number("line", warning.line as u64)
+                    .number("column", warning.column as u64)
+                    .text("key", &warning.key)
+                    .text("kind", warning.kind.name())
+                    .text("message", &warning.message),
+            );
+        }
+        if warnings.len() > MAX_WARNING_RECORDS {
+            self.audit.write(Record::new("config_warning").text("kind", "more").number("count", (warnings.len() - MAX_WARNING_RECORDS) as u64));
+        }
+        warnings.iter().map(ToString::to_string).collect()
     }
 
     /// Re-reads the configuration. A bad file keeps the running policy.
-    pub fn reload_config(&self, trigger: &'static str) -> Result<String, String> {
+    pub async fn reload_config(&self, trigger: &'static str) -> Result<String, String> {
         let path = self.config_path.as_os_str().as_encoded_bytes();
         match Config::load(&self.config_path) {
             Ok(config) => {
@@ -418,7 +443,11 @@ impl Manager {
                 for hooks in self.hooks() {
                     hooks.policy_changed();
                 }
-                Ok(summary)
+                let warnings = self.audit_config_warnings(config).await;
+                Ok(match warnings.len() {
+                    0 => summary,
+                    n => format!("{summary}, {n} warning(s):\n{}", warnings.join("\n")),
+                })
             }
             Err(error) => {
                 self.audit.write(
