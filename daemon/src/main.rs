@@ -1,6 +1,7 @@
 //! vigild: registers login sessions, ends idle ones, decides re-authentication, and
 //! audits every decision. This file parses arguments and wires the pieces together.
 
+mod admission;
 mod audit_log;
 mod bus;
 mod caller;
@@ -14,6 +15,7 @@ mod private_socket;
 mod procfs;
 mod reauth;
 mod restore;
+mod rlimit;
 mod supervisor;
 mod terminate;
 mod ttys;
