@@ -10,10 +10,10 @@ use tokio::net::UnixListener;
 use zbus::Guid;
 use zbus::connection::Builder;
 
-use crate::bus::{ManagerIface, Publisher};
+use crate::bus::{ManagerIface, SessionObjects};
 use crate::peer_socket::peer_socket;
 use crate::caller::Caller;
-use crate::core::Vigild;
+use crate::manager::Manager;
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
@@ -35,7 +35,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Accepts peers forever; each gets its own connection task.
-pub async fn serve(listener: UnixListener, core: Arc<Vigild>, publisher: Arc<Publisher>) {
+pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<SessionObjects>) {
     let guid = Guid::generate();
     loop {
         let stream = match listener.accept().await {
@@ -46,7 +46,7 @@ pub async fn serve(listener: UnixListener, core: Arc<Vigild>, publisher: Arc<Pub
                 continue;
             }
         };
-        let (core, publisher, guid) = (core.clone(), publisher.clone(), guid.to_owned());
+        let (core, _objects, guid) = (core.clone(), objects.clone(), guid.to_owned());
         tokio::spawn(async move {
             // Read once here; the connection is given these credentials, so that the
             // handshake does not resolve the peer's groups through NSS on a worker
@@ -60,13 +60,6 @@ pub async fn serve(listener: UnixListener, core: Arc<Vigild>, publisher: Arc<Pub
             let Ok(Ok(connection)) = tokio::time::timeout(HANDSHAKE_DEADLINE, pending).await else {
                 return;
             };
-            // The session objects are registered while the connection already answers
-            // (attach yields as it goes), so a login's call does not wait for them;
-            // registering stops when the peer has gone.
-            tokio::select! {
-                () = connection.closed() => return,
-                () = publisher.attach(&connection) => {}
-            }
             connection.closed().await;
         });
     }
