@@ -19,8 +19,8 @@
 //! Prints `READY <json>` (a `vigil_e2e::flood::FloodReport`) when every connection was
 //! tried and written, then holds them until stdin reaches end of file, SIGTERM/SIGINT,
 //! or `--max-hold` (600 s); then prints `DONE <json>` and exits 0. Every connect, read
-//! and write has a deadline (`--timeout-ms`, 5000); N is at most 20,000. Exit 2 for bad
-//! arguments.
+//! and write has a deadline (`--timeout-ms`, 5000), the opening phase too
+//! (`--open-deadline`, 120 s); N is at most 20,000. Exit 2 for bad arguments.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -60,6 +60,9 @@ struct Cli {
     /// Deadline of each connect, read and write (ms).
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// Stop opening connections after this many seconds (the rest count as failed).
+    #[arg(long, default_value_t = 120)]
+    open_deadline: u64,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -203,8 +206,14 @@ impl<'a> Flooder<'a> {
     /// only connected).
     fn open_all(&mut self, auth: bool) {
         let start = Instant::now();
-        for _ in 0..self.n {
+        let deadline = Duration::from_secs(self.cli.open_deadline);
+        for i in 0..self.n {
             if interrupted() {
+                break;
+            }
+            if start.elapsed() >= deadline {
+                let left = self.n - i;
+                *self.report.failed.entry("not tried: --open-deadline passed".to_string()).or_insert(0) += left;
                 break;
             }
             match open(&self.cli.socket, auth.then_some(self.report.uid), self.timeout) {
