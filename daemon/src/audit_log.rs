@@ -1,11 +1,17 @@
-//! vigild's side of the audit trail: one writer (chain, syslog, spool) behind a lock,
-//! and a task that retries the spool while syslog is away.
+//! vigild's side of the audit trail: records go, in the order they were made, through a
+//! queue to one writer thread (chain, syslog, spool), so that no login waits on syslog
+//! and no lock of vigild is held while a record is sent.
+//!
+//! A record whose content is known only after the reply (the ssh client's port of a new
+//! session) takes its place in the queue at once and is filled in later: the writer
+//! waits for it, so a session's open record still comes before its close.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use vigil_audit::chain::{Encoding, KeyFile};
 use vigil_audit::writer::{Outcome, Writer, WriterConfig};
 use vigil_config::{AuditFormat, AuditSettings};
@@ -13,13 +19,40 @@ use vigil_protocol::audit::Record;
 
 /// How often the spool is retried while syslog is unreachable.
 const SPOOL_RETRY: Duration = Duration::from_secs(1);
-/// The pause between flush passes that made progress (syslog is back, a backlog drains):
-/// other tasks run in between.
+/// The pause between flush passes that made progress (a backlog drains).
 const SPOOL_CONTINUE: Duration = Duration::from_millis(10);
+/// Records queued for the writer beyond which new ones are dropped and counted (a
+/// `records_dropped where=queue` record follows): memory stays bounded even if the
+/// writer thread is stuck. Far above any burst vigild makes (limits throttle what users
+/// can cause).
+const MAX_QUEUED: usize = 200_000;
+/// How long a deferred record may take to be filled in before the writer moves on.
+const DEFERRED_WAIT: Duration = Duration::from_secs(5);
+
+type WriterCall = Box<dyn FnOnce(&mut Writer) -> Outcome + Send>;
+
+enum Item {
+    Record(Record),
+    Deferred(mpsc::Receiver<Record>),
+    Call(WriterCall),
+    Stop,
+}
 
 pub struct AuditLog {
-    writer: Mutex<Writer>,
-    spool_waiting: Arc<Notify>,
+    queue: Mutex<mpsc::Sender<Item>>,
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A record's place in the trail, taken now and filled in by `send`. Dropped unsent,
+/// it is skipped.
+pub struct DeferredRecord(mpsc::SyncSender<Record>);
+
+impl DeferredRecord {
+    pub fn send(self, record: Record) {
+        let _ = self.0.send(record);
+    }
 }
 
 pub fn encoding(format: AuditFormat) -> Encoding {
@@ -33,6 +66,9 @@ impl AuditLog {
     /// `audit_dir`: chain state and spool (`/var/lib/vigil`); `None` in unit tests.
     /// Returns the first key when a new chain was started.
     pub fn open(syslog_socket: PathBuf, audit_dir: Option<PathBuf>, settings: &AuditSettings, echo_stderr: bool) -> std::io::Result<(Self, Option<KeyFile>)> {
+        if let Some(dir) = &audit_dir {
+            crate::store::create_private_dir(dir)?;
+        }
         let config = WriterConfig {
             syslog_socket,
             encoding: encoding(settings.format),
@@ -43,7 +79,14 @@ impl AuditLog {
             tag: "vigild".into(),
         };
         let (writer, key) = Writer::open(config)?;
-        Ok((Self { writer: Mutex::new(writer), spool_waiting: Arc::new(Notify::new()) }, key))
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (queued, dropped) = (queued.clone(), dropped.clone());
+            std::thread::Builder::new().name("audit-writer".into()).spawn(move || run_writer(writer, rx, &queued, &dropped))?
+        };
+        Ok((Self { queue: Mutex::new(tx), queued, dropped, thread: Mutex::new(Some(thread)) }, key))
     }
 
     /// For unit tests: no chain, no spool, syslog somewhere that does not exist.
@@ -56,67 +99,135 @@ impl AuditLog {
         }
     }
 
-    fn writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Writes one record. Never fails: a record syslog cannot take is spooled.
-    pub fn write(&self, record: &Record) {
-        let outcome = self.writer().write(record);
-        self.after_write(outcome);
-    }
-
-    /// A record that could not be sent wakes the spool retry task.
-    fn after_write(&self, outcome: Outcome) {
-        if outcome != Outcome::Sent {
-            self.spool_waiting.notify_one();
+    fn push(&self, item: Item) -> bool {
+        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self.queue.lock().unwrap_or_else(|p| p.into_inner()).send(item).is_ok();
+        if !sent {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Queues one record. Never blocks and never fails: syslog away, it is spooled.
+    pub fn write(&self, record: Record) {
+        self.push(Item::Record(record));
+    }
+
+    /// Takes the next place in the trail for a record made later.
+    pub fn defer(&self) -> DeferredRecord {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.push(Item::Deferred(rx));
+        DeferredRecord(tx)
+    }
+
+    /// Runs `call` on the writer after every record queued before it, and waits for
+    /// its answer (admin calls only: a new key, a seal).
+    fn call<T: Send + 'static>(&self, call: impl FnOnce(&mut Writer) -> (T, Outcome) + Send + 'static) -> Option<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let item = Item::Call(Box::new(move |writer: &mut Writer| {
+            let (answer, outcome) = call(writer);
+            let _ = tx.send(answer);
+            outcome
+        }));
+        if !self.push(item) {
+            return None;
+        }
+        rx.recv_timeout(Duration::from_secs(10)).ok()
     }
 
     pub fn set_format(&self, format: AuditFormat) {
-        self.writer().set_encoding(encoding(format));
+        self.call(move |writer| {
+            writer.set_encoding(encoding(format));
+            ((), Outcome::Sent)
+        });
     }
 
     /// Starts a new chain key at the next seq, recorded in the trail.
     pub fn new_key(&self) -> std::io::Result<KeyFile> {
-        // One lock for both: no other record may take the new key's first seq.
-        let mut writer = self.writer();
-        let key = writer.new_key()?;
-        let outcome = writer.write(&Record::new("audit_key_init").number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
-        drop(writer);
-        self.after_write(outcome);
-        Ok(key)
-    }
-
-    /// Writes a `seal` record: verification can then tell a cut before it.
-    pub fn seal(&self) -> u64 {
-        let mut writer = self.writer();
-        let seq = writer.next_seq().unwrap_or(0);
-        let outcome = writer.write(&Record::new("seal").number("last_seq", seq.saturating_sub(1) as i128));
-        drop(writer);
-        self.after_write(outcome);
-        seq
-    }
-
-    /// Retries the spool while records wait in it; sleeps otherwise. A pass that sent
-    /// records is followed by the next one at once (after [`SPOOL_CONTINUE`]), so that a
-    /// backlog drains at syslog's pace rather than one pass per second.
-    pub fn spawn_spool_retry(self: &Arc<Self>) {
-        let log = self.clone();
-        tokio::spawn(async move {
-            loop {
-                // Bounded pass (FLUSH_PASS); records may have been spooled at start.
-                let (done, progressed) = {
-                    let mut writer = log.writer();
-                    let before = writer.spooled_bytes();
-                    let done = writer.flush_spool();
-                    (done, writer.spooled_bytes() < before)
-                };
-                if done {
-                    log.spool_waiting.notified().await;
-                }
-                tokio::time::sleep(if progressed && !done { SPOOL_CONTINUE } else { SPOOL_RETRY }).await;
+        // One writer for both: no other record may take the new key's first seq.
+        let answer = self.call(|writer| match writer.new_key() {
+            Ok(key) => {
+                let outcome = writer.write(&Record::new("audit_key_init").number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
+                (Ok(key), outcome)
             }
+            Err(e) => (Err(e), Outcome::Sent),
         });
+        answer.unwrap_or_else(|| Err(std::io::Error::other("the audit writer did not answer")))
+    }
+
+    /// Writes a `seal` record: verification can then tell a cut before it. Its seq.
+    pub fn seal(&self) -> u64 {
+        self.call(|writer| {
+            let seq = writer.next_seq().unwrap_or(0);
+            let outcome = writer.write(&Record::new("seal").number("last_seq", seq.saturating_sub(1) as i128));
+            (seq, outcome)
+        })
+        .unwrap_or(0)
+    }
+
+    /// Writes everything queued (the spool gets one last try) and stops the writer.
+    pub fn close(&self) {
+        self.push(Item::Stop);
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread: records in queue order; while records wait in the spool, it is
+/// retried between them.
+fn run_writer(mut writer: Writer, rx: mpsc::Receiver<Item>, queued: &AtomicUsize, dropped: &AtomicU64) {
+    let mut spool_pending = writer.spooled_bytes() > 0;
+    let mut pause = SPOOL_RETRY;
+    loop {
+        let item = if spool_pending { rx.recv_timeout(pause) } else { rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected) };
+        let outcome = match item {
+            Ok(Item::Record(record)) => writer.write(&record),
+            Ok(Item::Deferred(filled)) => match filled.recv_timeout(DEFERRED_WAIT) {
+                Ok(record) => writer.write(&record),
+                Err(_) => Outcome::Sent,
+            },
+            Ok(Item::Call(call)) => call(&mut writer),
+            Ok(Item::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                writer.flush_spool();
+                return;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let before = writer.spooled_bytes();
+                let done = writer.flush_spool();
+                spool_pending = !done;
+                pause = if writer.spooled_bytes() < before { SPOOL_CONTINUE } else { SPOOL_RETRY };
+                continue;
+            }
+        };
+        queued.fetch_sub(1, Ordering::Relaxed);
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            writer.write(&Record::new("records_dropped").number("count", lost).text("where", "queue"));
+        }
+        if outcome != Outcome::Sent {
+            spool_pending = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_wait_for_the_records_before_them_and_close_joins() {
+        let log = AuditLog::for_tests();
+        let deferred = log.defer();
+        log.write(Record::new("after"));
+        std::thread::spawn(move || deferred.send(Record::new("late")));
+        // The seal comes after both; without a chain its seq is 0.
+        assert_eq!(log.seal(), 0);
+        log.close();
+        assert!(log.thread.lock().unwrap().is_none());
     }
 }

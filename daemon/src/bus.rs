@@ -1,19 +1,19 @@
-//! The D-Bus face of vigild: `org.vigil1.Manager` at `/org/vigil1`, one
-//! `org.vigil1.Session` object per session, on the system bus and on every
-//! connection of the private socket alike.
+//! The D-Bus face of vigild: `org.vigil1.Manager` at `/org/vigil1` and the
+//! `org.vigil1.Session` objects at `/org/vigil1/session/ID`, on the system bus and on
+//! the private socket alike. Session objects are served from the registry on demand
+//! (`SessionObjects`), never copied onto every connection: a PAM call pays for none.
 
 use std::sync::{Arc, Mutex, Weak};
-
 
 use vigil_protocol::{MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError, session_path};
 use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use crate::caller::Caller;
-use crate::core::{Hooks, Vigild};
+use crate::manager::{Hooks, Manager};
 
 pub struct ManagerIface {
-    pub core: Arc<Vigild>,
+    pub core: Arc<Manager>,
     /// The peer of a private-socket connection, read with SO_PEERCRED at accept.
     /// `None` on the bus, where each message may come from another sender.
     pub peer: Option<Caller>,
@@ -45,6 +45,25 @@ impl ManagerIface {
     ) -> Result<u64, VigilError> {
         let caller = self.caller(connection, &header).await?;
         let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated: Vec::new() };
+        self.core.open_session(caller, request).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn open_session_ex(
+        &self,
+        user: String,
+        service: String,
+        tty: String,
+        rhost: String,
+        ruser: String,
+        leader_pid: u32,
+        audit_session_id: u32,
+        truncated: Vec<String>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<u64, VigilError> {
+        let caller = self.caller(connection, &header).await?;
+        let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated };
         self.core.open_session(caller, request).await
     }
 
@@ -106,7 +125,7 @@ impl ManagerIface {
 /// user: anyone else gets AccessDenied (the object path alone says only that a session
 /// with that id exists).
 pub struct SessionIface {
-    core: Weak<Vigild>,
+    core: Weak<Manager>,
     id: u64,
 }
 
@@ -176,57 +195,61 @@ impl SessionIface {
     }
 }
 
-/// Keeps the session objects on every live connection.
-pub struct Publisher {
-    core: Weak<Vigild>,
-    /// Closed connections are pruned whenever the list is used.
-    connections: Mutex<Vec<Connection>>,
+/// The session objects, served on demand. A private-socket connection gets
+/// `/org/vigil1/session/ID` when a call for that path arrives on it (`serve`: the
+/// socket's reader calls it before the call is dispatched); the system bus connection
+/// (one for every client) gets each session's object when it is registered, and loses
+/// it when the session ends. The object reads the registry at each call, so on a
+/// private connection (short-lived: closed when idle) an ended session's object
+/// answers UnknownObject until the connection goes.
+pub struct SessionObjects {
+    core: Weak<Manager>,
+    /// The system bus connection, which serves every session.
+    bus: Mutex<Option<Connection>>,
 }
 
-impl Publisher {
-    pub fn new(core: &Arc<Vigild>) -> Arc<Self> {
-        Arc::new(Self { core: Arc::downgrade(core), connections: Mutex::default() })
+impl SessionObjects {
+    pub fn new(core: &Arc<Manager>) -> Arc<Self> {
+        Arc::new(Self { core: Arc::downgrade(core), bus: Mutex::default() })
     }
 
-    fn live_connections(&self) -> Vec<Connection> {
-        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        connections.retain(|c| !c.is_closed());
-        connections.clone()
-    }
-
-    /// Serves the manager and every current session on `connection` (the bus
-    /// connection, or one accepted on the private socket).
-    pub async fn attach(&self, connection: &Connection) {
+    /// Serves every current session, and each new one, on the system bus connection.
+    pub async fn attach_bus(&self, connection: &Connection) {
+        *self.bus.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
         let Some(core) = self.core.upgrade() else { return };
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).push(connection.clone());
-        let ids: Vec<u64> = core.list_sessions(Caller { uid: 0, pid: 0 }).into_iter().map(|s| s.id).collect();
-        for (n, id) in ids.into_iter().enumerate() {
+        for id in core.session_ids() {
             let _ = connection.object_server().at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
-            // Let the connection's own calls (a login waiting) run between registrations.
-            if n % 32 == 31 {
-                tokio::task::yield_now().await;
-            }
         }
     }
 
+    /// Gives a connection (its object server) the object at `path` if it names a live
+    /// session (called for each incoming call's path, before the call is dispatched).
+    pub async fn serve(&self, server: &zbus::ObjectServer, path: &str) {
+        let Some(id) = path.strip_prefix(vigil_protocol::SESSION_PATH_PREFIX).and_then(|rest| rest.strip_prefix('/')).and_then(|n| n.parse::<u64>().ok()) else {
+            return;
+        };
+        if self.core.upgrade().and_then(|core| core.session_info(id)).is_none() {
+            return;
+        }
+        // `at` leaves an object the connection has already in place.
+        let _ = server.at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+    }
 }
 
-impl Hooks for Publisher {
+impl Hooks for SessionObjects {
     fn session_added(&self, id: u64, _leader_pid: u32) {
-        for connection in self.live_connections() {
-            let iface = SessionIface { core: self.core.clone(), id };
-            tokio::spawn(async move {
-                let _ = connection.object_server().at(session_path(id), iface).await;
-            });
-        }
+        let Some(bus) = self.bus.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
+        let iface = SessionIface { core: self.core.clone(), id };
+        tokio::spawn(async move {
+            let _ = bus.object_server().at(session_path(id), iface).await;
+        });
     }
 
     fn session_removed(&self, id: u64) {
-        for connection in self.live_connections() {
-            tokio::spawn(async move {
-                let _ = connection.object_server().remove::<SessionIface, _>(session_path(id)).await;
-            });
-        }
+        let Some(bus) = self.bus.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
+        tokio::spawn(async move {
+            let _ = bus.object_server().remove::<SessionIface, _>(session_path(id)).await;
+        });
     }
 }
 
@@ -245,23 +268,21 @@ mod tests {
     use crate::audit_log::AuditLog;
     use crate::ids::IdAllocator;
 
-    async fn pair() -> (Arc<Vigild>, zbus::Connection, zbus::Connection) {
-        let core = Arc::new(Vigild::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), Arc::new(AuditLog::for_tests()), IdAllocator::open(None)));
-        let publisher = Publisher::new(&core);
-        core.add_hooks(publisher.clone());
+    async fn pair() -> (Arc<Manager>, Arc<SessionObjects>, zbus::Connection, zbus::Connection) {
+        let core = Arc::new(Manager::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), Arc::new(AuditLog::for_tests()), IdAllocator::open(None), crate::store::SessionStore::none()));
+        let objects = SessionObjects::new(&core);
+        core.add_hooks(objects.clone());
         core.add_hooks(crate::leaders::LeaderWatch::new(&core));
         let (a, b) = UnixStream::pair().unwrap();
         let server = Builder::unix_stream(a).server(zbus::Guid::generate()).p2p().serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone(), peer: None }).build();
         let client = Builder::unix_stream(b).p2p().build();
         let (server, client) = tokio::join!(server, client);
-        let server = server.unwrap();
-        publisher.attach(&server).await;
-        (core, server, client.unwrap())
+        (core, objects, server.unwrap(), client.unwrap())
     }
 
     #[tokio::test]
     async fn proxy_and_interface_agree() {
-        let (_core, _server, client) = pair().await;
+        let (_core, _objects, _server, client) = pair().await;
         let manager = ManagerProxy::new(&client).await.unwrap();
         assert!(manager.list_sessions().await.unwrap().is_empty());
         let status = manager.status().await.unwrap();
@@ -276,7 +297,7 @@ mod tests {
             eprintln!("skipped: OpenSession needs uid 0");
             return;
         }
-        let (_core, _server, client) = pair().await;
+        let (_core, objects, server, client) = pair().await;
         let manager = ManagerProxy::new(&client).await.unwrap();
         let pid = std::process::id();
         let ses = crate::procfs::audit_session_id(pid);
@@ -284,7 +305,9 @@ mod tests {
         let listed = manager.list_sessions().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!((listed[0].id, listed[0].tty.as_str(), listed[0].rhost.as_str(), listed[0].leader_pid), (id, "pts/7", "203.0.113.7", pid));
-        // The session object answers its properties over the same connection.
+        // The session object answers its properties over the same connection, served
+        // on demand (the private socket's reader asks for it as the call arrives).
+        objects.serve(server.object_server(), &session_path(id)).await;
         let props = zbus::fdo::PropertiesProxy::builder(&client).destination(vigil_protocol::BUS_NAME).path(session_path(id)).build().await.unwrap();
         let user = props.get(vigil_protocol::SESSION_INTERFACE.try_into().unwrap(), "User").await.unwrap();
         assert_eq!(String::try_from(user).unwrap(), "root");

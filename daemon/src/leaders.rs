@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::task::AbortHandle;
 
-use crate::core::{EndReason, Hooks, Vigild};
+use crate::manager::{Hooks, Manager};
+use crate::records::{EndReason, session_record};
+use crate::terminate::Targets;
 use crate::pidfd;
 
 #[derive(Default)]
@@ -17,12 +19,12 @@ struct Watches {
 }
 
 pub struct LeaderWatch {
-    core: Weak<Vigild>,
+    core: Weak<Manager>,
     watches: Arc<Mutex<Watches>>,
 }
 
 impl LeaderWatch {
-    pub fn new(core: &Arc<Vigild>) -> Arc<Self> {
+    pub fn new(core: &Arc<Manager>) -> Arc<Self> {
         Arc::new(Self { core: Arc::downgrade(core), watches: Arc::default() })
     }
 
@@ -41,10 +43,18 @@ impl Hooks for LeaderWatch {
         }
         let (core, all) = (self.core.clone(), self.watches.clone());
         let task = tokio::spawn(async move {
-            // A leader already gone (or a pidfd the kernel refuses) ends its sessions
-            // now rather than never.
-            if let Ok(fd) = pidfd::open(leader_pid) {
-                let _ = pidfd::exited(fd).await;
+            // A leader already gone ends its sessions now. A pidfd refused for another
+            // reason (out of file descriptors) is no proof of anything: try again later.
+            // Bounded by the leader's life: each pass sleeps RETRY_EVERY.
+            loop {
+                match pidfd::open(leader_pid) {
+                    Ok(fd) => {
+                        let _ = pidfd::exited(fd).await;
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => break,
+                    Err(_) => tokio::time::sleep(RETRY_EVERY).await,
+                }
             }
             let ids = {
                 let mut watches = all.lock().unwrap_or_else(|p| p.into_inner());
@@ -56,19 +66,7 @@ impl Hooks for LeaderWatch {
             };
             let Some(core) = core.upgrade() else { return };
             for id in ids {
-                let Some(session) = core.session(id) else { continue };
-                // The leader died without closing (sshd's monitor killed): what is left
-                // on the session's terminals (or in its own audit session) would run on
-                // unsupervised. It is ended with the session.
-                let leftovers = if session.activity.ttys.is_empty() && !session.owns_audit_session {
-                    Vec::new()
-                } else {
-                    crate::terminate::session_pids(session.scope())
-                };
-                core.end(id, EndReason::LeaderGone, Some(("processes", leftovers.len() as i128)));
-                if !leftovers.is_empty() {
-                    crate::terminate::end_processes(&leftovers, session.policy.kill_grace).await;
-                }
+                end_leaderless(&core, id).await;
             }
         });
         watches.by_pid.insert(leader_pid, (task.abort_handle(), BTreeSet::from([id])));
@@ -87,6 +85,37 @@ impl Hooks for LeaderWatch {
         if now_unwatched {
             if let Some((task, _)) = watches.by_pid.remove(&pid) {
                 task.abort();
+            }
+        }
+    }
+}
+
+/// How often, and how many times, ending what a dead leader left behind is retried when
+/// vigild cannot see or hold the processes (out of file descriptors).
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const RETRIES: usize = 60;
+
+/// The leader died without closing (sshd's monitor killed): what is left on the
+/// session's terminals (or in its own audit session) would run on unsupervised, so it is
+/// ended with the session. Until vigild can see those processes, the session is kept.
+async fn end_leaderless(core: &Manager, id: u64) {
+    for attempt in 1..=RETRIES {
+        let Some(session) = core.session(id) else { return };
+        if session.ttys().is_empty() && !session.who.owns_audit_session {
+            core.end(id, EndReason::LeaderGone, Some(("processes", 0)));
+            return;
+        }
+        match Targets::of(&session.scope()) {
+            Ok(leftovers) => {
+                core.end(id, EndReason::LeaderGone, Some(("processes", leftovers.len() as i128)));
+                leftovers.end(session.policy.kill_grace).await;
+                return;
+            }
+            Err(error) => {
+                core.audit.write(
+                    session_record("terminate_failed", &session).text("reason", error.reason()).text("error", error.to_string()).number("attempt", attempt as u64).text("by", "leader_gone"),
+                );
+                tokio::time::sleep(RETRY_EVERY).await;
             }
         }
     }

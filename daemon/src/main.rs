@@ -1,19 +1,26 @@
 //! vigild: registers login sessions, ends idle ones, decides re-authentication, and
 //! audits every decision. This file parses arguments and wires the pieces together.
 
+mod admission;
+mod adopt;
 mod audit_log;
 mod bus;
 mod caller;
-mod core;
 mod idle;
 mod ids;
 mod leaders;
+mod manager;
 mod peer_socket;
 mod pidfd;
 mod private_socket;
 mod procfs;
 mod reauth;
+mod reauth_calls;
+mod records;
+mod registry;
 mod restore;
+mod rlimit;
+mod store;
 mod supervisor;
 mod terminate;
 mod ttys;
@@ -31,9 +38,10 @@ use vigil_protocol::audit::Record;
 use zbus::connection::Builder;
 
 use crate::audit_log::AuditLog;
-use crate::bus::{ManagerIface, Publisher};
-use crate::core::Vigild;
+use crate::bus::{ManagerIface, SessionObjects};
 use crate::ids::IdAllocator;
+use crate::manager::Manager;
+use crate::store::SessionStore;
 
 #[derive(Parser, Debug)]
 #[command(name = "vigild", version, about = "vigil session guard daemon")]
@@ -62,6 +70,12 @@ struct Args {
     /// Also print every audit record on stderr.
     #[arg(long)]
     foreground: bool,
+    /// Do not look for login sessions nobody registered (adoption).
+    #[arg(long, conflicts_with = "adopt_users")]
+    no_adopt: bool,
+    /// Adopt only these users' unregistered logins (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    adopt_users: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -93,23 +107,30 @@ fn initial_config(path: &PathBuf) -> Result<(Config, &'static str), String> {
 
 async fn run(args: Args) -> Result<(), String> {
     let (config, config_source) = initial_config(&args.config)?;
-    std::fs::create_dir_all(&args.state_dir).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
+    // Every private-socket peer is a descriptor: take the whole hard limit (admission
+    // keeps users far below it), so that running out never costs a login.
+    let nofile = rlimit::raise_nofile_soft_to_hard().map_err(|e| eprintln!("vigild: cannot raise RLIMIT_NOFILE: {e}")).ok();
+    // /run/vigil holds the private socket every user connects to: 0755, like
+    // /run/systemd; what is in it is private (sessions/ 0700, files 0600).
+    store::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
+    let sessions_dir = args.state_dir.join("sessions");
+    let store = SessionStore::open(sessions_dir.clone()).map_err(|e| format!("cannot create {}: {e}", sessions_dir.display()))?;
+    restore::remove_legacy_state(&args.state_dir);
     let ids = IdAllocator::open(Some(args.state_dir.join("next-session-id")));
     let (audit, first_key) = AuditLog::open(args.syslog_socket.clone(), Some(args.audit_dir.clone()), config.audit(), args.foreground)
         .map_err(|e| format!("cannot open the audit trail in {}: {e}", args.audit_dir.display()))?;
     let audit = Arc::new(audit);
-    audit.spawn_spool_retry();
     if let Some(key) = &first_key {
         audit.write(
-            &Record::new("audit_key_init")
+            Record::new("audit_key_init")
                 .number("start_seq", key.start_seq)
                 .text("key_file", args.audit_dir.join(vigil_audit::writer::INITIAL_KEY_FILE).as_os_str().as_encoded_bytes())
                 .text("by", "vigild first start"),
         );
     }
-    let core = Arc::new(Vigild::new(config, args.config.clone(), audit, ids));
-    let publisher = Publisher::new(&core);
-    core.add_hooks(publisher.clone());
+    let core = Arc::new(Manager::new(config, args.config.clone(), audit, ids, store));
+    let objects = SessionObjects::new(&core);
+    core.add_hooks(objects.clone());
     core.add_hooks(leaders::LeaderWatch::new(&core));
     let supervisor = supervisor::spawn(core.clone()).map_err(|e| format!("cannot start the idle supervisor (inotify): {e}"))?;
     core.add_hooks(supervisor);
@@ -117,50 +138,53 @@ async fn run(args: Args) -> Result<(), String> {
     let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
     let bus = connect_bus(&args, &core).await?;
     if let Some(bus) = &bus {
-        publisher.attach(bus).await;
+        objects.attach_bus(bus).await;
     }
 
     core.audit.write(
-        &Record::new("daemon_start")
+        Record::new("daemon_start")
             .text("version", env!("CARGO_PKG_VERSION"))
             .number("pid", std::process::id())
             .text("config", args.config.as_os_str().as_encoded_bytes())
             .text("config_source", config_source)
             .text("socket", args.socket.as_os_str().as_encoded_bytes())
-            .text("bus", if bus.is_some() { "yes" } else { "no" }),
+            .text("bus", if bus.is_some() { "yes" } else { "no" })
+            .number_opt("nofile", nofile.map(|(_, soft)| soft)),
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    let saved_sessions = args.state_dir.join("sessions.json");
-    let (restored, gone) = restore::restore(&core, &saved_sessions);
-    if restored + gone > 0 {
-        eprintln!("vigild: {restored} session(s) restored from the previous run, {gone} ended meanwhile");
+    let (restored, gone, unreadable) = restore::restore(&core);
+    if restored + gone + unreadable > 0 {
+        eprintln!("vigild: {restored} session(s) restored from {}, {gone} ended meanwhile, {unreadable} unreadable", sessions_dir.display());
     }
+    adopt::spawn(core.clone(), adoption_scope(&args));
 
-    let server = tokio::spawn(private_socket::serve(listener, core.clone(), publisher.clone()));
+    let server = tokio::spawn(private_socket::serve(listener, core.clone(), objects.clone()));
     let stop_reason = wait_for_signals(&core).await;
 
     server.abort();
-    // The sessions stay open while vigild restarts: the next vigild takes them over.
-    match restore::save(&core, &saved_sessions) {
-        Ok(count) if count > 0 => eprintln!("vigild: {count} session(s) saved for the next start"),
-        Ok(_) => {}
-        Err(e) => eprintln!("vigild: cannot save the sessions to {}: {e}", saved_sessions.display()),
-    }
+    // The sessions stay on disk while vigild restarts: the next vigild takes them over.
     let _ = std::fs::remove_file(&args.socket);
-    core.audit.write(
-        &Record::new("daemon_stop")
-            .text("signal", stop_reason)
-            .number("sessions", core.session_count() as i128),
-    );
+    core.audit.write(Record::new("daemon_stop").text("signal", stop_reason).number("sessions", core.session_count() as i128));
+    core.audit.close();
     drop(bus);
     Ok(())
+}
+
+fn adoption_scope(args: &Args) -> adopt::Scope {
+    if args.no_adopt {
+        adopt::Scope::Off
+    } else if args.adopt_users.is_empty() {
+        adopt::Scope::All
+    } else {
+        adopt::Scope::Users(args.adopt_users.iter().cloned().collect())
+    }
 }
 
 /// Owns org.vigil1 on the bus given by --bus, or on the system bus when one runs.
 /// A missing system bus is normal (containers, minimal hosts); a --bus that fails is
 /// an error.
-async fn connect_bus(args: &Args, core: &Arc<Vigild>) -> Result<Option<zbus::Connection>, String> {
+async fn connect_bus(args: &Args, core: &Arc<Manager>) -> Result<Option<zbus::Connection>, String> {
     if args.no_bus {
         return Ok(None);
     }
@@ -185,7 +209,7 @@ async fn connect_bus(args: &Args, core: &Arc<Vigild>) -> Result<Option<zbus::Con
 }
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration.
-async fn wait_for_signals(core: &Arc<Vigild>) -> &'static str {
+async fn wait_for_signals(core: &Arc<Manager>) -> &'static str {
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
         (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
     else {

@@ -93,14 +93,43 @@ pub fn stat(pid: u32) -> Option<Stat> {
     parse_stat(&read_small(&format!("/proc/{pid}/stat"))?)
 }
 
+/// The pids in /proc. An error when /proc cannot be listed (out of file descriptors):
+/// "no processes" must never be concluded from a failed read.
+pub fn all_pids() -> std::io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        if let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
 /// Every process's stat (the ones that vanish while reading are skipped).
-pub fn all_stats() -> Vec<Stat> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(stat)
-        .collect()
+pub fn all_stats() -> std::io::Result<Vec<Stat>> {
+    Ok(all_pids()?.into_iter().filter_map(stat).collect())
+}
+
+/// `pid` and its ancestors, nearest first, up to `max` (stops below PID 1).
+pub fn ancestors(pid: u32, max: usize) -> Vec<Stat> {
+    let mut chain: Vec<Stat> = Vec::new();
+    let mut next = pid;
+    while chain.len() < max && next > 1 {
+        let Some(s) = stat(next) else { break };
+        next = s.ppid;
+        chain.push(s);
+    }
+    chain
+}
+
+/// `/proc/PID/loginuid`: the uid the login was made as (pam_loginuid), if set.
+pub fn login_uid(pid: u32) -> Option<u32> {
+    read_small(&format!("/proc/{pid}/loginuid")).and_then(|s| s.trim().parse().ok()).filter(|&uid| uid != u32::MAX)
+}
+
+/// The process's command name (`/proc/PID/comm`, at most 15 bytes).
+pub fn comm(pid: u32) -> Option<String> {
+    read_small(&format!("/proc/{pid}/comm")).map(|s| s.trim_end_matches('\n').to_string())
 }
 
 /// `pid` and its descendants, walked through `/proc/PID/task/TID/children`: costs the

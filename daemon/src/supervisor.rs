@@ -14,10 +14,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use vigil_config::IdleAction;
 
-use crate::core::{EndReason, Hooks, Session, TtyActivity, Vigild, now_usec, session_record};
+use crate::manager::{Hooks, Manager, TtyActivity, now_usec};
+use crate::records::{EndReason, session_record};
+use crate::registry::Session;
 use crate::idle::{self, Clock, Decision, Limit};
 use crate::procfs;
-use crate::terminate;
+use crate::terminate::Targets;
 use crate::ttys::{self, TtyEvent, TtyNr, TtyWatcher};
 use crate::warning;
 
@@ -30,6 +32,14 @@ const OWN_OUTPUT_WINDOW_USEC: u64 = 500_000;
 /// When to look for the owner of a new pty: its first process may take a moment to
 /// make it its controlling tty.
 const PTS_SCAN_DELAYS_MS: [u64; 5] = [20, 100, 400, 1500, 5000];
+/// When ending a session failed (vigild could not see or hold its processes), the
+/// next try.
+const TERMINATE_RETRY_USEC: u64 = 5_000_000;
+/// A tty time later than this past "now", or past the last input inotify saw, is not
+/// activity (clock grain and event delivery stay within it).
+const TIME_SLACK_USEC: u64 = 1_000_000;
+/// `activity_suspect` is recorded at most this often per session.
+const SUSPECT_REPORT_USEC: u64 = 60_000_000;
 
 enum Command {
     /// A new session: first look after FIRST_CHECK_DELAY_USEC.
@@ -62,10 +72,10 @@ impl Hooks for Supervisor {
 }
 
 /// Starts the supervisor task.
-pub fn spawn(core: Arc<Vigild>) -> std::io::Result<Arc<Supervisor>> {
+pub fn spawn(core: Arc<Manager>) -> std::io::Result<Arc<Supervisor>> {
     let watcher = TtyWatcher::new()?;
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(Task { core, watcher, timers: Timers::default() }.run(rx));
+    tokio::spawn(Task { core, watcher, timers: Timers::default(), watching_since: HashMap::new() }.run(rx));
     Ok(Arc::new(Supervisor { tx }))
 }
 
@@ -106,9 +116,11 @@ impl Timers {
 }
 
 struct Task {
-    core: Arc<Vigild>,
+    core: Arc<Manager>,
     watcher: TtyWatcher,
     timers: Timers,
+    /// Per session: since when its ttys are watched by inotify in this vigild.
+    watching_since: HashMap<u64, u64>,
 }
 
 impl Task {
@@ -123,12 +135,15 @@ impl Task {
                 command = rx.recv() => match command {
                     Some(Command::Added(id)) => {
                         // A tty PAM named (login on tty1) is watched at once.
-                        for tty in self.core.session(id).map(|s| s.activity.ttys).unwrap_or_default() {
-                            self.watcher.watch(tty);
+                        for tty in self.core.session(id).map(|s| s.ttys().clone()).unwrap_or_default() {
+                            self.watch(id, tty);
                         }
                         self.timers.set(Entry::Session(id), now_usec() + FIRST_CHECK_DELAY_USEC);
                     }
-                    Some(Command::Forget(id)) => self.timers.remove(Entry::Session(id)),
+                    Some(Command::Forget(id)) => {
+                        self.timers.remove(Entry::Session(id));
+                        self.watching_since.remove(&id);
+                    }
                     Some(Command::CheckAll) => {
                         for id in self.core.session_ids() {
                             self.check_session(id);
@@ -182,10 +197,13 @@ impl Task {
     /// session leader.
     fn scan_new_pts(&mut self, n: u32, attempt: usize) {
         let tty = ttys::pts_tty_nr(n);
-        let stats = procfs::all_stats();
-        let owner = stats.iter().filter(|s| s.tty_nr == tty).find_map(|s| {
-            self.core.enclosing_session(s.pid, |pid| stats.iter().find(|p| p.pid == pid).map(|p| p.ppid))
-        });
+        // /proc unreadable (out of fds) is no answer: the next attempt looks again.
+        let stats = procfs::all_stats().unwrap_or_default();
+        let parents: HashMap<u32, u32> = stats.iter().map(|s| (s.pid, s.ppid)).collect();
+        let owner = {
+            let registry = self.core.registry();
+            stats.iter().filter(|s| s.tty_nr == tty).find_map(|s| registry.enclosing_session(s.pid, |pid| parents.get(&pid).copied()))
+        };
         match owner {
             Some(id) => {
                 if self.adopt(id, tty) {
@@ -201,13 +219,21 @@ impl Task {
         }
     }
 
+    /// Watches a session's tty; the first watch of the session starts the time from
+    /// which every input is seen as an event (tty times after it must match one).
+    fn watch(&mut self, id: u64, tty: TtyNr) {
+        if self.watcher.watch(tty) || !self.watching_since.contains_key(&id) {
+            self.watching_since.entry(id).or_insert_with(now_usec);
+        }
+    }
+
     /// Adds a tty to a session and watches it; the policy is resolved again when the
     /// session just became a tty session.
     fn adopt(&mut self, id: u64, tty: TtyNr) -> bool {
         if !self.core.adopt_tty(id, tty) {
             return false;
         }
-        self.watcher.watch(tty);
+        self.watch(id, tty);
         let config = self.core.config();
         self.core.update_session(id, |s| s.resolve_policy(&config));
         true
@@ -219,44 +245,50 @@ impl Task {
             self.timers.remove(Entry::Session(id));
             return;
         };
-        if session.info.parent != 0 {
+        if session.is_nested() {
             // Nested (su, sudo inside a login): its enclosing session is supervised.
             return;
         }
-        let leader = session.info.leader_pid;
-        let (tree, stats) = match procfs::descendants(leader) {
+        let leader = session.who.leader_pid;
+        let tree_and_stats = match procfs::descendants(leader) {
             Some(tree) => {
                 let stats = procfs::stats_of(&tree);
-                (tree, stats)
+                Ok((tree, stats))
             }
-            None => {
-                let stats = procfs::all_stats();
-                (procfs::process_tree(leader, &stats), stats)
-            }
+            None => procfs::all_stats().map(|stats| (procfs::process_tree(leader, &stats), stats)),
         };
+        let (tree, stats) = tree_and_stats.unwrap_or_default();
         for tty in ttys::ttys_of(&tree, &stats) {
             self.adopt(id, tty);
         }
-        for &tty in &session.activity.ttys {
-            self.watcher.watch(tty);
+        for &tty in session.ttys() {
+            self.watch(id, tty);
         }
         let Some(session) = self.core.session(id) else { return };
         let now = now_usec();
-        let (last_activity, io_total) = measure_activity(&session, &tree, now);
+        let watching_since = self.watching_since.get(&id).copied();
+        let seen = measure_activity(&session, &tree, now, watching_since);
+        if let Some((tty, reason)) = seen.suspect {
+            if now.saturating_sub(session.activity.suspect_reported_usec) >= SUSPECT_REPORT_USEC {
+                self.core.audit.write(session_record("activity_suspect", &session).text("source", "atime").text("suspect_tty", ttys::short_name(tty)).text("reason", reason));
+                self.core.update_session(id, |s| s.activity.suspect_reported_usec = now);
+            }
+        }
+        let last_activity = seen.last;
         let clock = Clock {
             now,
-            started: session.info.started_usec,
+            started: session.who.started_usec,
             last_activity,
             warned: session.activity.warned,
-            has_tty: !session.activity.ttys.is_empty(),
+            has_tty: !session.ttys().is_empty(),
             idle_reported: session.activity.idle_reported,
             age_reported: false,
         };
         let deadline = idle::next_end(&session.policy, &clock).map_or(0, |(_, end)| end);
         self.core.update_session(id, |s| {
             s.raise_activity(last_activity);
-            s.activity.io_total = io_total;
-            s.info.deadline_usec = deadline;
+            s.activity.io_total = seen.io_total;
+            s.deadline_usec = deadline;
         });
         match idle::decide(&session.policy, clock) {
             Decision::NoDeadline => self.timers.remove(Entry::Session(id)),
@@ -268,7 +300,7 @@ impl Task {
             Decision::End { limit, action: IdleAction::Terminate, deadline } => self.end(&session, limit, deadline, now),
             Decision::End { limit, action: IdleAction::None, deadline } => {
                 self.core.audit.write(
-                    &session_record("idle_limit_reached", &session)
+                    session_record("idle_limit_reached", &session)
                         .text("limit", limit.as_str())
                         .text("action", "none")
                         .number("idle_s", now.saturating_sub(last_activity) / 1_000_000)
@@ -285,20 +317,20 @@ impl Task {
     }
 
     fn warn(&mut self, session: &Session, limit: Limit, ends_at: u64, now: u64) {
-        let idle_for = Duration::from_secs(now.saturating_sub(session.info.last_activity_usec) / 1_000_000);
+        let idle_for = Duration::from_secs(now.saturating_sub(session.last_activity_usec) / 1_000_000);
         let left = Duration::from_secs(ends_at.saturating_sub(now).div_ceil(1_000_000));
         let text = warning::text(limit, idle_for, left, session.policy.max_session_age);
-        let written = warning::write_to_ttys(&session.activity.ttys, &text);
+        let written = warning::write_to_ttys(session.ttys(), &text);
         // Someone who may have walked away must type the password again.
         if !session.activity.proofs.is_empty() {
-            self.core.revoke_proofs(session.info.id, "idle_warning");
+            self.core.revoke_proofs(session.id, "idle_warning");
         }
-        self.core.update_session(session.info.id, |s| {
+        self.core.update_session(session.id, |s| {
             s.activity.warned = Some((limit, now));
             s.activity.own_output_until = now_usec() + OWN_OUTPUT_WINDOW_USEC;
         });
         self.core.audit.write(
-            &session_record("idle_warning", session)
+            session_record("idle_warning", session)
                 .text("limit", limit.as_str())
                 .number("idle_s", idle_for.as_secs())
                 .number("ends_in_s", left.as_secs())
@@ -307,39 +339,69 @@ impl Task {
     }
 
     /// Ends the session: its registration and audit record first (the leader's exit
-    /// would otherwise be recorded as `leader_gone`), then its processes.
+    /// would otherwise be recorded as `leader_gone`), then its processes. When its
+    /// processes cannot be seen or held, nothing is ended: `terminate_failed` is
+    /// recorded and the end is tried again.
     fn end(&mut self, session: &Session, limit: Limit, deadline: u64, now: u64) {
-        let pids = terminate::session_pids(session.scope());
+        let targets = match Targets::of(&session.scope()) {
+            Ok(targets) => targets,
+            Err(error) => {
+                self.core.audit.write(
+                    session_record("terminate_failed", session).text("reason", error.reason()).text("error", error.to_string()).text("by", limit.as_str()),
+                );
+                self.timers.set(Entry::Session(session.id), now + TERMINATE_RETRY_USEC);
+                return;
+            }
+        };
         let reason = match limit {
             Limit::Idle => EndReason::Idle,
             Limit::MaxAge => EndReason::MaxAge,
         };
         let late_ms = now.saturating_sub(deadline) as i128 / 1000;
-        self.core.end(session.info.id, reason, Some(("late_ms", late_ms)));
+        self.core.end(session.id, reason, Some(("late_ms", late_ms)));
         let grace = session.policy.kill_grace;
-        tokio::spawn(async move {
-            terminate::end_processes(&pids, grace).await;
-        });
+        tokio::spawn(targets.end(grace));
     }
+}
+
+/// What a check saw of a session's activity.
+struct Seen {
+    last: u64,
+    io_total: Option<u64>,
+    /// A tty time that cannot be input (in the future, or ahead of every input event
+    /// inotify delivered): ignored, and recorded.
+    suspect: Option<(TtyNr, &'static str)>,
 }
 
 /// The session's last activity as seen now: inotify's time (already in the session),
 /// the ttys' atimes (and mtimes where output counts) as a fallback, or, without a
 /// tty, a change in its processes' I/O counters since the last sample.
-fn measure_activity(session: &Session, tree: &[u32], now: u64) -> (u64, Option<u64>) {
-    let mut last = session.info.last_activity_usec;
-    if !session.activity.ttys.is_empty() {
-        for &tty in &session.activity.ttys {
-            if let Some((atime, mtime)) = ttys::device_times(tty) {
-                last = last.max(atime.min(now));
-                // vigild's own warning moves mtime too: only output well after it counts.
-                let own = session.activity.own_output_until;
-                if session.policy.output_is_activity && mtime > own + 1_000_000 {
-                    last = last.max(mtime.min(now));
+///
+/// A tty's times are set by its own user for free (`touch -a -d 2099-01-01`): a time
+/// in the future, or later than the last input inotify saw once it watches the tty, is
+/// not activity. What remains forgeable is real: a user who types, or reads from their
+/// tty, is active.
+fn measure_activity(session: &Session, tree: &[u32], now: u64, watching_since: Option<u64>) -> Seen {
+    let mut last = session.last_activity_usec;
+    let mut suspect = None;
+    if !session.ttys().is_empty() {
+        let input_seen = watching_since.map(|since| since.max(session.activity.last_input_event_usec));
+        for &tty in session.ttys() {
+            let Some((atime, mtime)) = ttys::device_times(tty) else { continue };
+            match credible(atime, now, input_seen) {
+                Ok(at) => last = last.max(at),
+                Err(reason) => suspect = Some((tty, reason)),
+            }
+            // vigild's own warning moves mtime too: only output well after it counts.
+            let own = session.activity.own_output_until;
+            if session.policy.output_is_activity && mtime > own + 1_000_000 {
+                match credible(mtime, now, None) {
+                    Ok(at) => last = last.max(at),
+                    Err(reason) => suspect = Some((tty, reason)),
                 }
             }
         }
-        return (last, None);
+        return Seen { last, io_total: None, suspect };
     }
     let total = tree.iter().filter_map(|&p| procfs::io_total(p)).fold(0u64, u64::saturating_add);
     // A change since the last sample is activity now. The first sample has nothing to
@@ -349,5 +411,39 @@ fn measure_activity(session: &Session, tree: &[u32], now: u64) -> (u64, Option<u
     if session.activity.io_total != Some(total) {
         last = now;
     }
-    (last, Some(total))
+    Seen { last, io_total: Some(total), suspect }
+}
+
+/// Whether a tty time can be activity: not in the future, and, once inotify watches the
+/// tty (`input_seen`: the later of the watch's start and the last input event), not
+/// later than what it saw.
+fn credible(time: u64, now: u64, input_seen: Option<u64>) -> Result<u64, &'static str> {
+    if time > now + TIME_SLACK_USEC {
+        return Err("future");
+    }
+    match input_seen {
+        Some(seen) if time > seen + TIME_SLACK_USEC => Err("ahead_of_input"),
+        _ => Ok(time),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    #[test]
+    fn tty_times_that_cannot_be_input_are_not_activity() {
+        // In the future: never, watched or not.
+        assert_eq!(credible(4_000_000_000 * S, 100 * S, None), Err("future"));
+        // Unwatched (inotify failed): the atime is all there is.
+        assert_eq!(credible(90 * S, 100 * S, None), Ok(90 * S));
+        // Watched since 50 s with the last input event at 70 s: a later atime was set,
+        // not read.
+        assert_eq!(credible(90 * S, 100 * S, Some(70 * S)), Err("ahead_of_input"));
+        assert_eq!(credible(70 * S + S / 2, 100 * S, Some(70 * S)), Ok(70 * S + S / 2));
+        // Before the watch began (a restored session): believed.
+        assert_eq!(credible(40 * S, 100 * S, Some(50 * S)), Ok(40 * S));
+    }
 }

@@ -24,9 +24,31 @@ pub struct SessionScope {
     pub ttys: Vec<TtyNr>,
 }
 
+/// Why a session's processes could not be ended: vigild could not see them (/proc
+/// unreadable) or could not take hold of them (pidfd_open failed for a reason other
+/// than the process having exited). The session is kept and the end retried: a failed
+/// read must never pass for "no processes".
+#[derive(Debug, thiserror::Error)]
+pub enum TerminateError {
+    #[error("cannot list processes: {0}")]
+    CannotSee(std::io::Error),
+    #[error("cannot hold process {pid}: {error}")]
+    CannotHold { pid: u32, error: std::io::Error },
+}
+
+impl TerminateError {
+    /// The word audit records use.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TerminateError::CannotSee(_) => "cannot_list_processes",
+            TerminateError::CannotHold { .. } => "cannot_hold_process",
+        }
+    }
+}
+
 /// The pids of the session now, minus anything vigild must never signal.
-pub fn session_pids(scope: SessionScope) -> Vec<u32> {
-    let stats = procfs::all_stats();
+pub fn session_pids(scope: &SessionScope) -> std::io::Result<Vec<u32>> {
+    let stats = procfs::all_stats()?;
     let mut pids = procfs::process_tree(scope.leader_pid, &stats);
     for s in &stats {
         if s.tty_nr != 0 && scope.ttys.contains(&s.tty_nr) && !pids.contains(&s.pid) {
@@ -42,7 +64,39 @@ pub fn session_pids(scope: SessionScope) -> Vec<u32> {
     }
     let protected = protected_pids(&stats);
     pids.retain(|p| !protected.contains(p));
-    pids
+    Ok(pids)
+}
+
+/// A session's processes, held by pidfd from the moment they are chosen.
+pub struct Targets {
+    handles: Vec<OwnedFd>,
+}
+
+impl Targets {
+    /// Finds and holds every process of the session, or says why it cannot.
+    pub fn of(scope: &SessionScope) -> Result<Self, TerminateError> {
+        let pids = session_pids(scope).map_err(TerminateError::CannotSee)?;
+        let mut handles = Vec::with_capacity(pids.len());
+        for pid in pids {
+            match pidfd::open(pid) {
+                Ok(fd) => handles.push(fd),
+                // Exited between the listing and now: nothing left to end.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(error) => return Err(TerminateError::CannotHold { pid, error }),
+            }
+        }
+        Ok(Self { handles })
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// SIGHUP (and SIGCONT, so stopped jobs see it) to every process, SIGKILL to the
+    /// survivors after `grace`.
+    pub async fn end(self, grace: Duration) {
+        end_held(&self.handles, grace).await;
+    }
 }
 
 /// vigild, its ancestors, and PID 1.
@@ -61,11 +115,8 @@ fn protected_pids(stats: &[procfs::Stat]) -> Vec<u32> {
     protected
 }
 
-/// SIGHUP (and SIGCONT, so stopped jobs see it) to every process, SIGKILL to the
-/// survivors after `grace`. Returns how many processes were signalled.
-pub async fn end_processes(pids: &[u32], grace: Duration) -> usize {
-    let handles: Vec<OwnedFd> = pids.iter().filter_map(|&p| pidfd::open(p).ok()).collect();
-    for fd in &handles {
+async fn end_held(handles: &[OwnedFd], grace: Duration) {
+    for fd in handles {
         pidfd::send_signal(fd, libc::SIGHUP);
         pidfd::send_signal(fd, libc::SIGCONT);
     }
@@ -77,5 +128,4 @@ pub async fn end_processes(pids: &[u32], grace: Duration) -> usize {
     for fd in handles.iter().filter(|fd| !pidfd::has_exited(fd)) {
         pidfd::send_signal(fd, libc::SIGKILL);
     }
-    handles.len()
 }

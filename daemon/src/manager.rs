@@ -1,0 +1,552 @@
+//! The operations behind `org.vigil1.Manager`: who may do what, what gets registered,
+//! and the record each decision leaves.
+//!
+//! Every change follows one order: decide and change the registry under its lock (no
+//! I/O inside), then, with the lock released, save the session's file (the PAM reply
+//! waits for this), queue the audit record, and tell the hooks (leader watch,
+//! supervisor, bus objects).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use vigil_config::Config;
+use vigil_protocol::audit::Record;
+use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, SessionInfo, StatusReply, VigilError};
+
+use crate::admission::{REPORT_PERIOD, ReportThrottle};
+use crate::audit_log::AuditLog;
+use crate::caller::Caller;
+use crate::ids::IdAllocator;
+use crate::procfs::{self, NO_AUDIT_SESSION};
+use crate::records::{EndReason, session_record};
+use crate::registry::{Identity, Registry, SavedSession, Session};
+use crate::store::SessionStore;
+use crate::terminate;
+use crate::ttys::{self, TtyNr};
+use crate::users;
+
+/// Fields the module may name as cut in `OpenSessionEx`.
+const TRUNCATABLE: [&str; 5] = ["user", "service", "tty", "rhost", "ruser"];
+/// How far up the process tree a new session looks for the session it is nested in.
+const MAX_ANCESTORS: usize = 64;
+
+/// What happened on a tty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtyActivity {
+    Input,
+    Output,
+}
+
+/// Callbacks to the layers around the registry (leader watches, the supervisor, bus
+/// objects), so that the manager stays testable without them.
+pub trait Hooks: Send + Sync {
+    fn session_added(&self, id: u64, leader_pid: u32);
+    fn session_removed(&self, id: u64);
+    /// The policy of live sessions may have changed (reload).
+    fn policy_changed(&self) {}
+}
+
+pub struct Manager {
+    registry: Mutex<Registry>,
+    ids: Mutex<IdAllocator>,
+    config: RwLock<Arc<Config>>,
+    config_path: PathBuf,
+    pub audit: Arc<AuditLog>,
+    store: SessionStore,
+    hooks: RwLock<Vec<Arc<dyn Hooks>>>,
+    accounts: users::AccountCache,
+    /// Refused calls of unprivileged users are recorded once per user and method a
+    /// minute: a user looping on a refused call must not flood the trail.
+    refusals: Mutex<ReportThrottle<(u32, &'static str)>>,
+}
+
+pub fn now_usec() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// A new session found by the sweep rather than registered (see `adopt.rs`).
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub audit_session_id: u32,
+    pub leader_pid: u32,
+    pub leader_start: u64,
+    pub uid: u32,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub service: String,
+    pub ttys: Vec<TtyNr>,
+}
+
+impl Manager {
+    pub fn new(config: Config, config_path: PathBuf, audit: Arc<AuditLog>, ids: IdAllocator, store: SessionStore) -> Self {
+        Self {
+            registry: Mutex::new(Registry::default()),
+            ids: Mutex::new(ids),
+            config: RwLock::new(Arc::new(config)),
+            config_path,
+            audit,
+            store,
+            hooks: RwLock::new(Vec::new()),
+            accounts: users::AccountCache::new(),
+            refusals: Mutex::new(ReportThrottle::new(REPORT_PERIOD)),
+        }
+    }
+
+    pub fn add_hooks(&self, hooks: Arc<dyn Hooks>) {
+        self.hooks.write().unwrap_or_else(|p| p.into_inner()).push(hooks);
+    }
+
+    fn hooks(&self) -> Vec<Arc<dyn Hooks>> {
+        self.hooks.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The one lock. Never held across I/O or an await.
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn store(&self) -> &SessionStore {
+        &self.store
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Audits and returns an AccessDenied for `method` (an unprivileged caller's at
+    /// most once per user and method a minute, with `suppressed=` the ones not recorded).
+    pub(crate) fn refuse(&self, caller: &Caller, method: &'static str, why: &str) -> VigilError {
+        let record = Record::new("call_refused").text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why);
+        if caller.is_root() {
+            self.audit.write(record);
+        } else if let Some(suppressed) = self.refusals.lock().unwrap_or_else(|p| p.into_inner()).should_report((caller.uid, method), Instant::now()) {
+            self.audit.write(record.number("suppressed", suppressed));
+        }
+        VigilError::AccessDenied(format!("{method}: {why}"))
+    }
+
+    pub(crate) fn require_root(&self, caller: &Caller, method: &'static str) -> Result<(), VigilError> {
+        if caller.is_root() { Ok(()) } else { Err(self.refuse(caller, method, "root only")) }
+    }
+
+    /// Writes a session's file; a failure is reported, never fatal (the session stays
+    /// supervised by this vigild).
+    fn save(&self, saved: Option<SavedSession>) {
+        let Some(saved) = saved else { return };
+        if let Err(e) = self.store.save(&saved) {
+            self.audit.write(Record::new("session_save_failed").number("session", saved.id).text("error", e.to_string()));
+        }
+    }
+
+    fn check_request(&self, caller: &Caller, r: &OpenRequest) -> Result<(), VigilError> {
+        for (name, value) in [("user", &r.user), ("service", &r.service), ("tty", &r.tty), ("rhost", &r.rhost), ("ruser", &r.ruser)] {
+            if value.len() > MAX_FIELD_BYTES {
+                self.audit.write(
+                    Record::new("call_refused")
+                        .text("method", "OpenSession")
+                        .number("uid", caller.uid)
+                        .number("pid", caller.pid)
+                        .text("reason", "field_too_long")
+                        .text("field", name)
+                        .number("bytes", value.len() as i128),
+                );
+                return Err(VigilError::InvalidArgument(format!("{name} is longer than {MAX_FIELD_BYTES} bytes")));
+            }
+        }
+        if r.truncated.len() > TRUNCATABLE.len() || r.truncated.iter().any(|f| !TRUNCATABLE.contains(&f.as_str())) {
+            return Err(VigilError::InvalidArgument(format!("truncated names only {}", TRUNCATABLE.join(", "))));
+        }
+        if r.leader_pid != caller.pid {
+            return Err(self.refuse(caller, "OpenSession", "leader_pid is not the calling process"));
+        }
+        if r.audit_session_id != procfs::audit_session_id(caller.pid) {
+            return Err(self.refuse(caller, "OpenSession", "audit_session_id does not match /proc"));
+        }
+        Ok(())
+    }
+
+    /// OpenSession: root only; the leader is the calling process. Returns once the
+    /// session is registered and saved; its record (with the client's port, looked up
+    /// afterwards) keeps its place in the trail.
+    pub async fn open_session(self: &Arc<Self>, caller: Caller, r: OpenRequest) -> Result<u64, VigilError> {
+        self.require_root(&caller, "OpenSession")?;
+        self.check_request(&caller, &r)?;
+        let ses = r.audit_session_id;
+        let Some(account) = self.accounts.get(&r.user).await else {
+            self.audit.write(
+                Record::new("call_refused")
+                    .text("method", "OpenSession")
+                    .number("uid", caller.uid)
+                    .number("pid", caller.pid)
+                    .text("reason", "unknown_user")
+                    .text("user", &r.user)
+                    .text("service", &r.service)
+                    .text("tty", &r.tty)
+                    .text("rhost", &r.rhost),
+            );
+            return Err(VigilError::InvalidArgument(format!("unknown user {:?}", r.user)));
+        };
+        // The leader's ancestry is read before the lock is taken: an open never walks
+        // the process table, only this short chain.
+        let ancestors = procfs::ancestors(caller.pid, MAX_ANCESTORS);
+        let leader = ancestors.first().copied();
+        let parent = ancestors.get(1).copied();
+        let parent_ses = parent.map(|p| procfs::audit_session_id(p.pid));
+        let owns_audit_session = ses != NO_AUDIT_SESSION && parent_ses != Some(ses);
+        let inherited_tty = parent.map_or(0, |p| p.tty_nr);
+        // The tty PAM names, when it is a device of its own (login on tty1).
+        let pam_tty = ttys::tty_nr_of_name(&r.tty).filter(|&t| t != inherited_tty);
+        let config = self.config();
+        let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).allocate();
+        let now = now_usec();
+
+        let (session, replaced) = {
+            let mut registry = self.registry();
+            let nested_in = registry.enclosing_session(caller.pid, |pid| ancestors.iter().find(|s| s.pid == pid).map(|s| s.ppid));
+            // A session the sweep adopted before this registration arrived (a module
+            // that gave up on a busy vigild, then a late call) is this one.
+            let replaced = (owns_audit_session && nested_in.is_none())
+                .then(|| registry.by_audit_session(ses))
+                .flatten()
+                .filter(|&old| registry.get(old).is_some_and(|s| s.who.adopted))
+                .and_then(|old| registry.remove(old));
+            let who = Identity {
+                user: r.user.clone(),
+                uid: account.uid,
+                groups: account.groups,
+                service: r.service.clone(),
+                tty: r.tty.clone(),
+                rhost: r.rhost.clone(),
+                ruser: r.ruser.clone(),
+                rport: None,
+                leader_pid: caller.pid,
+                leader_start: leader.map_or(0, |l| l.start_time),
+                audit_session_id: ses,
+                owns_audit_session,
+                inherited_tty,
+                parent: nested_in.unwrap_or(0),
+                started_usec: now,
+                adopted: false,
+            };
+            let policy = crate::registry::resolve(&config, &who, pam_tty.is_some());
+            registry.insert(Session::new(id, who, policy, now));
+            for tty in replaced.iter().flat_map(|old| old.ttys().iter().copied()).chain(pam_tty.filter(|_| nested_in.is_none())) {
+                registry.adopt_tty(id, tty);
+            }
+            (registry.get(id).cloned(), replaced)
+        };
+        let Some(session) = session else { return Err(VigilError::Failed("the session vanished while registering".into())) };
+        self.save(Some(session.saved()));
+        if let Some(old) = &replaced {
+            let _ = self.store.remove(old.id);
+            for hooks in self.hooks() {
+                hooks.session_removed(old.id);
+            }
+        }
+        // The record waits for the client's port (sshd's leader holds the TCP
+        // connection): looked up after the reply, in the record's reserved place.
+        let record = self.audit.defer();
+        let truncated = (!r.truncated.is_empty()).then(|| r.truncated.join(","));
+        let replaced_id = replaced.map(|old| old.id);
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let mut session = session;
+            if !session.who.rhost.is_empty() {
+                session.who.rport = procfs::remote_port(session.who.leader_pid);
+                if session.who.rport.is_some() {
+                    let saved = manager.registry().get_mut(session.id).map(|s| {
+                        s.who.rport = session.who.rport;
+                        s.saved()
+                    });
+                    manager.save(saved);
+                }
+            }
+            record.send(
+                session_record("session_open", &session)
+                    .text("exempt", if session.policy.exempt { "yes" } else { "no" })
+                    .text_opt("truncated", truncated)
+                    .number_opt("replaces", replaced_id),
+            );
+        });
+        for hooks in self.hooks() {
+            hooks.session_added(id, caller.pid);
+        }
+        Ok(id)
+    }
+
+    /// CloseSession: root only. Id 0 closes the latest session the caller leads (a
+    /// module that gave up waiting for OpenSession's answer has no id to give).
+    pub fn close_session(&self, caller: Caller, id: u64) -> Result<(), VigilError> {
+        self.require_root(&caller, "CloseSession")?;
+        let id = if id == 0 { self.registry().led_by(caller.pid).unwrap_or(0) } else { id };
+        if id != 0 && self.end(id, EndReason::Closed, None) {
+            Ok(())
+        } else {
+            Err(VigilError::NoSuchSession(format!("no session {id}")))
+        }
+    }
+
+    /// Removes a session and audits why. False when it was not registered.
+    pub fn end(&self, id: u64, reason: EndReason, extra: Option<(&'static str, i128)>) -> bool {
+        let Some(session) = self.registry().remove(id) else { return false };
+        let _ = self.store.remove(id);
+        let duration = now_usec().saturating_sub(session.who.started_usec) / 1_000_000;
+        let mut record = session_record(reason.event(), &session).text("reason", reason.as_str()).number("duration_s", duration);
+        if let Some((key, value)) = extra {
+            record = record.number(key, value);
+        }
+        self.audit.write(record);
+        for hooks in self.hooks() {
+            hooks.session_removed(id);
+        }
+        true
+    }
+
+    /// Registers a session saved by an earlier vigild whose leader still runs.
+    pub fn restore_session(&self, session: Session) {
+        let (id, leader) = (session.id, session.who.leader_pid);
+        let restored = {
+            let mut registry = self.registry();
+            registry.insert(session);
+            registry.get(id).cloned()
+        };
+        let Some(restored) = restored else { return };
+        self.save(Some(restored.saved()));
+        self.audit.write(session_record("session_restored", &restored));
+        for hooks in self.hooks() {
+            hooks.session_added(id, leader);
+        }
+    }
+
+    /// Supervises a login nobody registered. False when a session holds its audit
+    /// session by now.
+    pub fn adopt_session(&self, orphan: Orphan) -> bool {
+        let config = self.config();
+        let now = now_usec();
+        let who = Identity {
+            user: orphan.user,
+            uid: orphan.uid,
+            groups: orphan.groups,
+            service: orphan.service,
+            tty: String::new(),
+            rhost: String::new(),
+            ruser: String::new(),
+            rport: None,
+            leader_pid: orphan.leader_pid,
+            leader_start: orphan.leader_start,
+            audit_session_id: orphan.audit_session_id,
+            owns_audit_session: true,
+            inherited_tty: 0,
+            parent: 0,
+            started_usec: now,
+            adopted: true,
+        };
+        let policy = crate::registry::resolve(&config, &who, !orphan.ttys.is_empty());
+        let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).allocate();
+        let session = {
+            let mut registry = self.registry();
+            if registry.holds_audit_session(orphan.audit_session_id) {
+                return false;
+            }
+            registry.insert(Session::new(id, who, policy, now));
+            for &tty in &orphan.ttys {
+                registry.adopt_tty(id, tty);
+            }
+            registry.get(id).cloned()
+        };
+        let Some(session) = session else { return false };
+        self.save(Some(session.saved()));
+        self.audit.write(session_record("session_adopted", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
+        for hooks in self.hooks() {
+            hooks.session_added(session.id, session.who.leader_pid);
+        }
+        true
+    }
+
+    /// Which of `candidates` (audit session ids) no session stands for.
+    pub fn unheld_audit_sessions(&self, candidates: impl IntoIterator<Item = u32>) -> Vec<u32> {
+        let registry = self.registry();
+        candidates.into_iter().filter(|&ses| !registry.holds_audit_session(ses)).collect()
+    }
+
+    /// Adds a tty to a session (once; a tty belongs to one session) and saves it.
+    pub fn adopt_tty(&self, id: u64, tty: TtyNr) -> bool {
+        let saved = {
+            let mut registry = self.registry();
+            if !registry.adopt_tty(id, tty) {
+                return false;
+            }
+            registry.get(id).map(Session::saved)
+        };
+        self.save(saved);
+        true
+    }
+
+    /// A tty device went away (pty closed).
+    pub fn drop_tty(&self, tty: TtyNr) {
+        let saved = {
+            let mut registry = self.registry();
+            registry.drop_tty(tty).and_then(|id| registry.get(id).map(Session::saved))
+        };
+        self.save(saved);
+    }
+
+    /// Records activity on a tty. Returns the session, and whether it needs a new
+    /// check (it had stopped counting after an audit-only idle record).
+    pub fn note_tty_activity(&self, tty: TtyNr, kind: TtyActivity, now: u64) -> Option<(u64, bool)> {
+        let mut registry = self.registry();
+        let id = registry.owner_of_tty(tty)?;
+        let session = registry.get_mut(id)?;
+        if kind == TtyActivity::Input {
+            session.activity.last_input_event_usec = now;
+        }
+        if kind == TtyActivity::Output && (!session.policy.output_is_activity || now <= session.activity.own_output_until) {
+            return None;
+        }
+        session.raise_activity(now);
+        let wake = std::mem::take(&mut session.activity.idle_reported);
+        Some((id, wake))
+    }
+
+    /// A copy of a session, for the supervisor.
+    pub fn session(&self, id: u64) -> Option<Session> {
+        self.registry().get(id).cloned()
+    }
+
+    /// Applies the supervisor's bookkeeping to a live session.
+    pub fn update_session(&self, id: u64, f: impl FnOnce(&mut Session)) {
+        if let Some(session) = self.registry().get_mut(id) {
+            f(session);
+        }
+    }
+
+    pub fn session_ids(&self) -> Vec<u64> {
+        self.registry().ids()
+    }
+
+    fn visible(caller: &Caller, session: &Session) -> bool {
+        caller.is_root() || caller.uid == session.who.uid
+    }
+
+    pub fn list_sessions(&self, caller: Caller) -> Vec<SessionInfo> {
+        self.registry().values().filter(|s| Self::visible(&caller, s)).map(Session::info).collect()
+    }
+
+    pub fn get_session(&self, caller: Caller, id: u64) -> Result<SessionInfo, VigilError> {
+        self.registry()
+            .get(id)
+            .filter(|s| Self::visible(&caller, s))
+            .map(Session::info)
+            // Same answer for "absent" and "not yours": ids of others are not disclosed.
+            .ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))
+    }
+
+    /// Session data for the D-Bus session objects (no access check: properties are
+    /// checked by the object layer).
+    pub fn session_info(&self, id: u64) -> Option<SessionInfo> {
+        self.registry().get(id).map(Session::info)
+    }
+
+    /// TerminateSession: root only. Ends the session's processes (SIGHUP, SIGKILL after
+    /// the policy's kill_grace) and its registration. A session whose processes cannot
+    /// be seen or signalled is kept, and the call fails saying why.
+    pub async fn terminate_session(&self, caller: Caller, id: u64) -> Result<(), VigilError> {
+        self.require_root(&caller, "TerminateSession")?;
+        let Some(session) = self.session(id) else {
+            return Err(VigilError::NoSuchSession(format!("no session {id}")));
+        };
+        let targets = match terminate::Targets::of(&session.scope()) {
+            Ok(targets) => targets,
+            Err(why) => {
+                self.audit.write(session_record("terminate_failed", &session).text("reason", why.to_string()).text("by", "admin"));
+                return Err(VigilError::Failed(format!("session {id} kept: {why}")));
+            }
+        };
+        self.end(id, EndReason::Admin, Some(("processes", targets.len() as i128)));
+        targets.end(session.policy.kill_grace).await;
+        Ok(())
+    }
+
+    /// Reload: root only over D-Bus; SIGHUP calls `reload_config` directly.
+    pub fn reload(&self, caller: Caller) -> Result<String, VigilError> {
+        self.require_root(&caller, "Reload")?;
+        self.reload_config("dbus").map_err(VigilError::ConfigInvalid)
+    }
+
+    /// Re-reads the configuration. A bad file keeps the running policy.
+    pub fn reload_config(&self, trigger: &'static str) -> Result<String, String> {
+        let path = self.config_path.as_os_str().as_encoded_bytes();
+        match Config::load(&self.config_path) {
+            Ok(config) => {
+                let summary = format!("{} loaded, {} policy block(s)", self.config_path.display(), config.policy_count());
+                self.audit.write(
+                    Record::new("config_reload").text("result", "ok").text("trigger", trigger).text("path", path).number("policies", config.policy_count() as i128),
+                );
+                self.audit.set_format(config.audit().format);
+                let config = Arc::new(config);
+                *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+                for session in self.registry().values_mut() {
+                    session.resolve_policy(&config);
+                }
+                for hooks in self.hooks() {
+                    hooks.policy_changed();
+                }
+                Ok(summary)
+            }
+            Err(error) => {
+                self.audit.write(
+                    Record::new("config_reload")
+                        .text("result", "failed")
+                        .text("trigger", trigger)
+                        .text("path", path)
+                        .text("error", error.to_string())
+                        .text("kept", "previous"),
+                );
+                Err(format!("{error}; the running policy is unchanged"))
+            }
+        }
+    }
+
+    /// AuditInit (root only): a new chain key from the next record on.
+    pub fn audit_init(&self, caller: Caller) -> Result<String, VigilError> {
+        self.require_root(&caller, "AuditInit")?;
+        self.audit.new_key().map(|key| key.render()).map_err(|e| VigilError::Failed(e.to_string()))
+    }
+
+    /// AuditSeal (root only): a `seal` record; returns its seq.
+    pub fn audit_seal(&self, caller: Caller) -> Result<u64, VigilError> {
+        self.require_root(&caller, "AuditSeal")?;
+        Ok(self.audit.seal())
+    }
+
+    pub fn status(&self, _caller: Caller) -> StatusReply {
+        StatusReply {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config_path: self.config_path.display().to_string(),
+            policy_count: self.config().policy_count() as u32,
+            session_count: self.session_count() as u32,
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.registry().len()
+    }
+}
+
+impl Session {
+    /// Which processes belong to the session, for termination.
+    pub fn scope(&self) -> terminate::SessionScope {
+        terminate::SessionScope {
+            leader_pid: self.who.leader_pid,
+            audit_session: self.who.owns_audit_session.then_some(self.who.audit_session_id),
+            ttys: self.ttys().iter().copied().collect(),
+        }
+    }
+}
+
+/// The built-in policy of an ordinary ssh session, for unit tests to adjust.
+#[cfg(test)]
+pub fn policy_for_tests() -> vigil_config::ResolvedPolicy {
+    Config::builtin().resolve(&vigil_config::SessionFacts { user: "u", groups: &[], service: "sshd", has_tty: true, rhost: None })
+}

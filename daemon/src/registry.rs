@@ -1,0 +1,426 @@
+//! The session registry: vigild's model of the login sessions it supervises, and the
+//! indexes that find a session by leader, tty and audit session. No I/O here: the
+//! manager holds the registry under one lock and does the saving, auditing and
+//! signalling after releasing it.
+//!
+//! A session's ttys live in one place (`Session::ttys`), changed only through the
+//! registry so the tty index can never disagree with them; the wire struct
+//! (`SessionInfo`) is built from a session at the D-Bus edge and stored nowhere.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use vigil_config::{Config, ResolvedPolicy, SessionFacts};
+use vigil_protocol::SessionInfo;
+
+use crate::idle::Limit;
+use crate::procfs::NO_AUDIT_SESSION;
+use crate::reauth::Proof;
+use crate::ttys::{self, TtyNr};
+
+/// What a session is: fixed when it is registered, saved under `/run/vigil/sessions`
+/// so that a restarted vigild knows it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub user: String,
+    pub uid: u32,
+    pub groups: Vec<String>,
+    pub service: String,
+    /// PAM_TTY as the module gave it (`ssh` under sshd).
+    pub tty: String,
+    pub rhost: String,
+    pub ruser: String,
+    /// The client's TCP port, when the leader holds the connection (sshd).
+    pub rport: Option<u16>,
+    pub leader_pid: u32,
+    /// The leader's start time (/proc/PID/stat): with its pid, it names the leader for
+    /// good, so a restarted vigild does not mistake a reused pid for it.
+    pub leader_start: u64,
+    pub audit_session_id: u32,
+    /// The audit session id belongs to this login (not inherited from its parent), so
+    /// every process carrying it is part of the session.
+    pub owns_audit_session: bool,
+    /// The tty the leader inherited from outside the session (pam_host run from a
+    /// terminal, a nested su): never adopted, never signalled.
+    pub inherited_tty: TtyNr,
+    /// The tracked session this one runs inside (su, sudo in an ssh session); 0 for a
+    /// login session of its own.
+    pub parent: u64,
+    pub started_usec: u64,
+    /// Found by vigild's sweep rather than registered by the module.
+    #[serde(default)]
+    pub adopted: bool,
+}
+
+/// A registered session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: u64,
+    pub who: Identity,
+    pub policy: ResolvedPolicy,
+    /// Last activity seen (µs since the epoch).
+    pub last_activity_usec: u64,
+    /// When the session ends unless there is activity (0: no limit applies).
+    pub deadline_usec: u64,
+    pub activity: Activity,
+    /// The session's terminals, found in /proc. Private: changed only through the
+    /// registry, which keeps its tty index in step.
+    ttys: BTreeSet<TtyNr>,
+}
+
+/// What the idle supervisor knows and has done about a session.
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    pub warned: Option<(Limit, u64)>,
+    pub idle_reported: bool,
+    /// rchar + wchar of the session's processes at the last sample (no-tty sessions).
+    pub io_total: Option<u64>,
+    /// Until when output events are vigild's own warning, not the session's.
+    pub own_output_until: u64,
+    /// Proofs of identity, per terminal the password was typed on (0: no tty).
+    pub proofs: BTreeMap<TtyNr, Proof>,
+    /// The proofs were revoked and none was recorded since.
+    pub proofs_revoked: bool,
+    /// When forged-looking activity was last recorded (`activity_suspect`, at most once
+    /// a minute per session).
+    pub suspect_reported_usec: u64,
+    /// The latest tty input seen through inotify: an atime ahead of it is not input.
+    pub last_input_event_usec: u64,
+}
+
+impl Session {
+    pub fn new(id: u64, who: Identity, policy: ResolvedPolicy, now: u64) -> Self {
+        Self { id, who, policy, last_activity_usec: now, deadline_usec: 0, activity: Activity::default(), ttys: BTreeSet::new() }
+    }
+
+    pub fn ttys(&self) -> &BTreeSet<TtyNr> {
+        &self.ttys
+    }
+
+    pub fn is_nested(&self) -> bool {
+        self.who.parent != 0
+    }
+
+    /// The session as `ListSessions` and `GetSession` return it.
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            id: self.id,
+            user: self.who.user.clone(),
+            uid: self.who.uid,
+            service: self.who.service.clone(),
+            tty: self.who.tty.clone(),
+            rhost: self.who.rhost.clone(),
+            leader_pid: self.who.leader_pid,
+            audit_session_id: self.who.audit_session_id,
+            started_usec: self.who.started_usec,
+            last_activity_usec: self.last_activity_usec,
+            policy: self.policy.policy_name.clone(),
+            ttys: self.tty_names(),
+            deadline_usec: self.deadline_usec,
+            parent: self.who.parent,
+        }
+    }
+
+    pub fn tty_names(&self) -> Vec<String> {
+        self.ttys.iter().map(|&t| ttys::short_name(t)).collect()
+    }
+
+    /// Activity at `at`: the idle stretch that ends here counts against every proof of
+    /// identity (however the activity was seen: inotify, atime, process I/O).
+    pub fn raise_activity(&mut self, at: u64) {
+        let last = self.last_activity_usec;
+        if at <= last {
+            return;
+        }
+        for proof in self.activity.proofs.values_mut() {
+            proof.note_gap(at.saturating_sub(last.max(proof.at)));
+        }
+        self.last_activity_usec = at;
+    }
+
+    /// Resolves the policy for the session as it is now (its tty-ness may have changed).
+    pub fn resolve_policy(&mut self, config: &Config) {
+        self.policy = resolve(config, &self.who, !self.ttys.is_empty());
+    }
+
+    /// What is saved of the session: enough to supervise it again after a crash.
+    pub fn saved(&self) -> SavedSession {
+        SavedSession {
+            version: SavedSession::VERSION,
+            id: self.id,
+            who: self.who.clone(),
+            ttys: self.ttys.iter().copied().collect(),
+            last_activity_usec: self.last_activity_usec,
+        }
+    }
+
+    /// A saved session, its policy resolved against the running configuration.
+    pub fn from_saved(saved: SavedSession, config: &Config) -> Self {
+        let policy = resolve(config, &saved.who, !saved.ttys.is_empty());
+        let mut session = Session::new(saved.id, saved.who, policy, saved.last_activity_usec);
+        session.ttys = saved.ttys.into_iter().collect();
+        session
+    }
+}
+
+/// The policy for a session of `who`, with or without a tty.
+pub fn resolve(config: &Config, who: &Identity, has_tty: bool) -> ResolvedPolicy {
+    config.resolve(&SessionFacts {
+        user: &who.user,
+        groups: &who.groups,
+        service: &who.service,
+        has_tty,
+        rhost: (!who.rhost.is_empty()).then_some(who.rhost.as_str()),
+    })
+}
+
+/// One session's file under `/run/vigil/sessions/ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedSession {
+    pub version: u32,
+    pub id: u64,
+    pub who: Identity,
+    pub ttys: Vec<TtyNr>,
+    pub last_activity_usec: u64,
+}
+
+impl SavedSession {
+    pub const VERSION: u32 = 2;
+}
+
+/// Every session, and the indexes over them.
+#[derive(Default)]
+pub struct Registry {
+    sessions: BTreeMap<u64, Session>,
+    /// Leader pid → the login (non-nested) sessions it leads.
+    by_leader: HashMap<u32, BTreeSet<u64>>,
+    /// Which session each adopted tty belongs to.
+    by_tty: HashMap<TtyNr, u64>,
+    /// Audit session id → the login session that owns it.
+    by_audit_session: HashMap<u32, u64>,
+    /// Audit session id → how many sessions carry it (owned or inherited).
+    audit_session_refs: HashMap<u32, usize>,
+}
+
+impl Registry {
+    /// Registers a session and indexes it. Its ttys already claimed by another session
+    /// are dropped from it (a tty belongs to one session).
+    pub fn insert(&mut self, mut session: Session) {
+        let id = session.id;
+        if session.who.audit_session_id != NO_AUDIT_SESSION {
+            *self.audit_session_refs.entry(session.who.audit_session_id).or_default() += 1;
+        }
+        if !session.is_nested() {
+            self.by_leader.entry(session.who.leader_pid).or_default().insert(id);
+            if session.who.owns_audit_session && session.who.audit_session_id != NO_AUDIT_SESSION {
+                self.by_audit_session.insert(session.who.audit_session_id, id);
+            }
+        }
+        let by_tty = &mut self.by_tty;
+        session.ttys.retain(|&tty| match by_tty.get(&tty) {
+            Some(&owner) if owner != id => false,
+            _ => {
+                by_tty.insert(tty, id);
+                true
+            }
+        });
+        self.sessions.insert(id, session);
+    }
+
+    /// Removes a session and every index entry of it.
+    pub fn remove(&mut self, id: u64) -> Option<Session> {
+        let session = self.sessions.remove(&id)?;
+        for tty in &session.ttys {
+            if self.by_tty.get(tty) == Some(&id) {
+                self.by_tty.remove(tty);
+            }
+        }
+        if let Some(ids) = self.by_leader.get_mut(&session.who.leader_pid) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_leader.remove(&session.who.leader_pid);
+            }
+        }
+        let ses = session.who.audit_session_id;
+        if self.by_audit_session.get(&ses) == Some(&id) {
+            self.by_audit_session.remove(&ses);
+        }
+        if let Some(refs) = self.audit_session_refs.get_mut(&ses) {
+            *refs -= 1;
+            if *refs == 0 {
+                self.audit_session_refs.remove(&ses);
+            }
+        }
+        Some(session)
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Session> {
+        self.sessions.get_mut(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.sessions.keys().copied().collect()
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Session> {
+        self.sessions.values_mut()
+    }
+
+    /// The login session that owns audit session `ses`.
+    pub fn by_audit_session(&self, ses: u32) -> Option<u64> {
+        self.by_audit_session.get(&ses).copied()
+    }
+
+    /// Whether some registered session stands for audit session `ses` (owns it, or
+    /// inherited it): the sweep leaves those alone.
+    pub fn holds_audit_session(&self, ses: u32) -> bool {
+        self.audit_session_refs.contains_key(&ses)
+    }
+
+    /// The latest login session led by `pid`.
+    pub fn led_by(&self, pid: u32) -> Option<u64> {
+        self.by_leader.get(&pid).and_then(|ids| ids.last()).copied()
+    }
+
+    pub fn owner_of_tty(&self, tty: TtyNr) -> Option<u64> {
+        self.by_tty.get(&tty).copied()
+    }
+
+    /// The registered, non-nested session whose leader is `pid` or an ancestor of it.
+    /// `parent_of` gives a process's parent (from /proc, or from a snapshot).
+    pub fn enclosing_session(&self, pid: u32, parent_of: impl Fn(u32) -> Option<u32>) -> Option<u64> {
+        if self.by_leader.is_empty() {
+            return None;
+        }
+        let mut current = pid;
+        // Bounded by the depth of the process tree (and 4096 for a corrupt snapshot).
+        for _ in 0..4096 {
+            // A process that leads several sessions (a test host) gives its latest.
+            if let Some(id) = self.led_by(current) {
+                return Some(id);
+            }
+            match parent_of(current) {
+                Some(ppid) if ppid > 1 => current = ppid,
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Adds a tty to a login session. False when the tty is the leader's inherited
+    /// one, already someone's, or the session is nested or gone.
+    pub fn adopt_tty(&mut self, id: u64, tty: TtyNr) -> bool {
+        if self.by_tty.contains_key(&tty) {
+            return false;
+        }
+        let Some(session) = self.sessions.get_mut(&id) else { return false };
+        if tty == session.who.inherited_tty || session.is_nested() {
+            return false;
+        }
+        self.by_tty.insert(tty, id);
+        session.ttys.insert(tty);
+        true
+    }
+
+    /// A tty device went away (pty closed): the session that had it.
+    pub fn drop_tty(&mut self, tty: TtyNr) -> Option<u64> {
+        let id = self.by_tty.remove(&tty)?;
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.ttys.remove(&tty);
+        }
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn identity(leader_pid: u32, ses: u32) -> Identity {
+        Identity {
+            user: "alice".into(),
+            uid: 1000,
+            groups: vec!["alice".into()],
+            service: "sshd".into(),
+            tty: "ssh".into(),
+            rhost: "203.0.113.7".into(),
+            ruser: String::new(),
+            rport: Some(50022),
+            leader_pid,
+            leader_start: 77,
+            audit_session_id: ses,
+            owns_audit_session: ses != NO_AUDIT_SESSION,
+            inherited_tty: 0,
+            parent: 0,
+            started_usec: 1,
+            adopted: false,
+        }
+    }
+
+    fn session(id: u64, leader: u32, ses: u32) -> Session {
+        Session::new(id, identity(leader, ses), crate::manager::policy_for_tests(), 1)
+    }
+
+    #[test]
+    fn indexes_follow_insert_and_remove() {
+        let mut r = Registry::default();
+        r.insert(session(1, 100, 5));
+        r.insert(session(2, 100, NO_AUDIT_SESSION));
+        assert!(r.adopt_tty(1, 34816));
+        assert!(!r.adopt_tty(2, 34816), "a tty belongs to one session");
+        assert_eq!(r.owner_of_tty(34816), Some(1));
+        assert_eq!(r.by_audit_session(5), Some(1));
+        assert_eq!(r.led_by(100), Some(2));
+        assert_eq!(r.enclosing_session(300, |p| (p == 300).then_some(100)), Some(2));
+        let removed = r.remove(1).unwrap();
+        assert_eq!(removed.ttys().len(), 1);
+        assert_eq!((r.owner_of_tty(34816), r.by_audit_session(5), r.led_by(100)), (None, None, Some(2)));
+        r.remove(2);
+        assert_eq!((r.len(), r.led_by(100)), (0, None));
+        assert!(r.by_leader.is_empty() && r.by_tty.is_empty() && r.by_audit_session.is_empty() && r.audit_session_refs.is_empty());
+    }
+
+    #[test]
+    fn nested_sessions_take_no_tty_and_lead_nothing() {
+        let mut r = Registry::default();
+        let mut nested = session(3, 200, 6);
+        nested.who.parent = 1;
+        r.insert(nested);
+        assert!(!r.adopt_tty(3, 34817));
+        assert_eq!((r.led_by(200), r.by_audit_session(6)), (None, None));
+        assert!(r.holds_audit_session(6) && !r.holds_audit_session(7));
+        r.remove(3);
+        assert!(!r.holds_audit_session(6));
+    }
+
+    #[test]
+    fn saved_and_restored_session_keeps_identity_and_ttys() {
+        let mut r = Registry::default();
+        r.insert(session(4, 300, 7));
+        r.adopt_tty(4, 34818);
+        let saved = r.get(4).unwrap().saved();
+        let text = serde_json::to_string(&saved).unwrap();
+        let back: SavedSession = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, saved);
+        let restored = Session::from_saved(back, &Config::builtin());
+        assert_eq!((restored.id, &restored.who, restored.ttys().len()), (4, &r.get(4).unwrap().who, 1));
+        // A restored session whose tty another session took meanwhile gives it up.
+        let mut other = Registry::default();
+        other.insert(session(5, 400, 8));
+        other.adopt_tty(5, 34818);
+        other.insert(restored);
+        assert_eq!((other.get(4).unwrap().ttys().len(), other.owner_of_tty(34818)), (0, Some(5)));
+    }
+}

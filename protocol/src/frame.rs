@@ -1,0 +1,237 @@
+//! The private socket's input guard: a state machine that sees every byte vigild reads
+//! from one peer, before zbus does, and refuses input that would make vigild allocate
+//! or buffer more than a legitimate peer ever needs.
+//!
+//! zbus reads a message's 16-byte primary header and then allocates (and zero-fills)
+//! the whole length it claims, up to 128 MiB; during the handshake it buffers a line
+//! until it ends, however long. Any local user may connect to `/run/vigil/private`, so
+//! the server's read half hands every chunk to [`FrameGuard::observe`] and fails the
+//! read when it is refused: zbus never sees the bytes that would cost it memory.
+//!
+//! The guard follows the stream in two phases:
+//! - **Handshake**: the client's NUL byte, then SASL lines (see `sasl`), at most
+//!   [`MAX_HANDSHAKE_LINES`] of at most [`MAX_HANDSHAKE_LINE_BYTES`] bytes each. The
+//!   guard leaves the handshake on exactly the `BEGIN` that ends zbus's server
+//!   handshake, which is why it is given the peer's uid.
+//! - **Messages**: each primary header is checked and the message's total length
+//!   bounded by [`MAX_MESSAGE_BYTES`] in the very `observe` call that delivers its 16th
+//!   byte. For a method call, the header fields (never the body) are buffered and
+//!   parsed, and the call's object path is handed to the caller before the body, so
+//!   that vigild can serve a session object on demand before zbus dispatches to it.
+//!
+//! The result depends only on the bytes, never on how they are split into chunks.
+
+mod fields;
+#[cfg(test)]
+mod fuzz_corpus;
+#[cfg(test)]
+mod handshake_tests;
+mod sasl;
+#[cfg(test)]
+mod tests;
+
+use sasl::Sasl;
+
+/// Largest message vigild reads from a peer, in bytes, headers included. The largest
+/// legitimate call, `OpenSessionEx` with every string at [`crate::MAX_FIELD_BYTES`], is
+/// under 8 KiB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Longest handshake line, its `\r\n` included. The longest legitimate one is
+/// `AUTH EXTERNAL` with a hex-encoded uid (under 40 bytes).
+pub const MAX_HANDSHAKE_LINE_BYTES: usize = 512;
+/// Most handshake lines, `BEGIN` included. A legitimate client sends two or three.
+pub const MAX_HANDSHAKE_LINES: usize = 16;
+
+/// Length of a D-Bus message's primary header (the fixed part of the header).
+const PRIMARY_HEADER_BYTES: usize = 16;
+/// Message type of a method call.
+const METHOD_CALL: u8 = 1;
+
+/// Why a peer's input was refused. Once refused, a guard refuses everything after.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A message claims more than [`MAX_MESSAGE_BYTES`] in total.
+    #[error("a message of {bytes} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge { bytes: u64 },
+    /// The input is not what a D-Bus client sends.
+    #[error("malformed input: {0}")]
+    Malformed(&'static str),
+    /// The handshake has a line or a number of lines over the limits.
+    #[error("handshake over {MAX_HANDSHAKE_LINES} lines or a line over {MAX_HANDSHAKE_LINE_BYTES} bytes")]
+    HandshakeTooLong,
+}
+
+impl Refusal {
+    /// A stable word for audit records.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::TooLarge { .. } => "too_large",
+            Refusal::Malformed(_) => "malformed",
+            Refusal::HandshakeTooLong => "handshake_too_long",
+        }
+    }
+}
+
+/// Byte order of a message, from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endian {
+    Little,
+    Big,
+}
+
+impl Endian {
+    fn u32(self, bytes: [u8; 4]) -> u32 {
+        match self {
+            Endian::Little => u32::from_le_bytes(bytes),
+            Endian::Big => u32::from_be_bytes(bytes),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    Handshake(Sasl),
+    /// Collecting a primary header.
+    Header { bytes: [u8; PRIMARY_HEADER_BYTES], have: usize },
+    /// Collecting a method call's header fields array (`need` bytes in all).
+    Fields { endian: Endian, bytes: Vec<u8>, need: usize, then_skip: u64 },
+    /// Passing over the rest of a message unread.
+    Skip { left: u64 },
+}
+
+/// Watches the bytes read from one peer of the private socket; see the module doc.
+#[derive(Debug)]
+pub struct FrameGuard {
+    phase: Phase,
+    refused: Option<Refusal>,
+}
+
+impl FrameGuard {
+    /// A guard for a new connection whose peer has uid `peer_uid` (SO_PEERCRED): zbus's
+    /// server accepts `AUTH EXTERNAL` for that uid only, and the guard must leave the
+    /// handshake exactly when zbus does.
+    pub fn new(peer_uid: u32) -> Self {
+        Self { phase: Phase::Handshake(Sasl::new(peer_uid)), refused: None }
+    }
+
+    /// Whether the handshake is over (the peer now sends messages).
+    pub fn in_messages(&self) -> bool {
+        !matches!(self.phase, Phase::Handshake(_))
+    }
+
+    /// Observes the next `chunk` read from the peer, before it is handed on. Calls
+    /// `on_call(path)` once per method call, as soon as its header fields are complete
+    /// (before its body). On `Err`, the caller must fail the read: the chunk may hold
+    /// the header that would make zbus allocate. After a refusal, every call returns it
+    /// again.
+    pub fn observe(&mut self, chunk: &[u8], on_call: &mut dyn FnMut(&str)) -> Result<(), Refusal> {
+        if let Some(refusal) = &self.refused {
+            return Err(refusal.clone());
+        }
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            match self.step(rest, on_call) {
+                Ok(used) => rest = &rest[used..],
+                Err(refusal) => {
+                    self.refused = Some(refusal.clone());
+                    return Err(refusal);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Consumes a prefix of `input` (at least one byte) and returns its length.
+    fn step(&mut self, input: &[u8], on_call: &mut dyn FnMut(&str)) -> Result<usize, Refusal> {
+        match &mut self.phase {
+            Phase::Handshake(sasl) => {
+                let (used, begun) = sasl.feed(input)?;
+                if begun {
+                    self.phase = Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 };
+                }
+                Ok(used)
+            }
+            Phase::Header { bytes, have } => {
+                let used = (PRIMARY_HEADER_BYTES - *have).min(input.len());
+                bytes[*have..*have + used].copy_from_slice(&input[..used]);
+                *have += used;
+                if *have == PRIMARY_HEADER_BYTES {
+                    let header = *bytes;
+                    self.phase = start_message(&header)?;
+                    self.finish_fields_if_complete(on_call)?;
+                }
+                Ok(used)
+            }
+            Phase::Fields { bytes, need, .. } => {
+                let used = (*need - bytes.len()).min(input.len());
+                bytes.extend_from_slice(&input[..used]);
+                self.finish_fields_if_complete(on_call)?;
+                Ok(used)
+            }
+            Phase::Skip { left } => {
+                let used = usize::try_from(*left).map_or(input.len(), |left| left.min(input.len()));
+                *left -= used as u64;
+                if *left == 0 {
+                    self.phase = Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 };
+                }
+                Ok(used)
+            }
+        }
+    }
+
+    /// Once a method call's fields array is complete: reports its path and passes on
+    /// to the body.
+    fn finish_fields_if_complete(&mut self, on_call: &mut dyn FnMut(&str)) -> Result<(), Refusal> {
+        let Phase::Fields { endian, bytes, need, then_skip } = &mut self.phase else {
+            return Ok(());
+        };
+        if bytes.len() < *need {
+            return Ok(());
+        }
+        let path = fields::method_call_path(bytes, *endian)?;
+        on_call(path);
+        self.phase = after(*then_skip);
+        Ok(())
+    }
+}
+
+/// The phase after a message's part that was read: the rest of it, or the next header.
+fn after(left: u64) -> Phase {
+    if left == 0 { Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 } } else { Phase::Skip { left } }
+}
+
+/// Checks a primary header and bounds the message; returns how to read the rest.
+fn start_message(header: &[u8; PRIMARY_HEADER_BYTES]) -> Result<Phase, Refusal> {
+    let endian = match header[0] {
+        b'l' => Endian::Little,
+        b'B' => Endian::Big,
+        _ => return Err(Refusal::Malformed("unknown byte order")),
+    };
+    let kind = header[1];
+    if !(1..=4).contains(&kind) {
+        return Err(Refusal::Malformed("unknown message type"));
+    }
+    // header[2] holds flags: unknown ones are ignored, as the specification says.
+    if header[3] != 1 {
+        return Err(Refusal::Malformed("unknown protocol version"));
+    }
+    let word = |at: usize| endian.u32([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let (body_len, serial, fields_len) = (word(4), word(8), word(12));
+    if serial == 0 {
+        return Err(Refusal::Malformed("serial 0"));
+    }
+    // 64-bit sums: two claimed u32 lengths cannot overflow.
+    let header_len = (PRIMARY_HEADER_BYTES as u64) + u64::from(fields_len);
+    let body_start = header_len.next_multiple_of(8);
+    let total = body_start + u64::from(body_len);
+    if total > MAX_MESSAGE_BYTES as u64 {
+        return Err(Refusal::TooLarge { bytes: total });
+    }
+    let after_fields = total - header_len;
+    if kind != METHOD_CALL {
+        return Ok(after(total - PRIMARY_HEADER_BYTES as u64));
+    }
+    // Bounded by MAX_MESSAGE_BYTES just above.
+    let need = fields_len as usize;
+    Ok(Phase::Fields { endian, bytes: Vec::with_capacity(need), need, then_skip: after_fields })
+}
