@@ -141,9 +141,10 @@ fn fd_flood_is_capped_per_uid_and_released_when_the_flooder_exits() {
     let baseline = settled_fds(&h, &service, &user);
     let watch = ProcWatch::start(h.vigild().pid(), WATCH_INTERVAL, WATCH_SPAN);
 
-    // Pings every 2 s: no idle timeout may be what frees the held connections.
-    let mut flood = h.flood_as(&attacker, &["--ping-every", "2", "conns", "3000"]);
+    // A ping a second: no idle timeout may be what frees the held connections.
+    let mut flood = h.flood_as(&attacker, &["--ping-every", "1", "conns", "3000"]);
     let ready = flood.wait_ready(FLOOD_STEP_TIMEOUT);
+    let ready_at = Instant::now();
     assert_eq!(
         (ready.accepted, ready.refused, ready.failed.len()),
         (PER_UID_LIMIT, 3000 - PER_UID_LIMIT, 0),
@@ -156,6 +157,8 @@ fn fd_flood_is_capped_per_uid_and_released_when_the_flooder_exits() {
     let during = Instant::now();
     root_logins(&h, &service, &user, 20);
     let root_ms = during.elapsed().as_millis();
+    // Held past the idle close: the pinging connections are served, not dropped.
+    std::thread::sleep((USER_IDLE_CLOSE + Duration::from_secs(1)).saturating_sub(ready_at.elapsed()));
     let flooded_fds = h.vigild().fd_count();
 
     let (done, status) = flood.finish(STEP);
