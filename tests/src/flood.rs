@@ -54,6 +54,9 @@ pub struct FloodReport {
     pub open_now: u32,
     /// How long the connections were held so far (ms).
     pub held_ms: u64,
+    /// `--repeat`: rounds in which closed connections were opened and attacked again
+    /// (`accepted`, `refused` and the rest count every round).
+    pub repeat_rounds: u64,
 }
 
 /// How long the tool may take to print READY or DONE.

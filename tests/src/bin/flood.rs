@@ -16,6 +16,9 @@
 //! - `longauth N [--send BYTES]`: N connections that never finish the SASL exchange:
 //!   `\0AUTH EXTERNAL ` and then BYTES (1 MiB) of hex digits with no line end; held.
 //!
+//! With `--repeat`, whatever the server closes or refuses is opened and attacked again
+//! while the connections are held (every 200 ms, up to N open): a sustained attack.
+//!
 //! Prints `READY <json>` (a `vigil_e2e::flood::FloodReport`) when every connection was
 //! tried and written, then holds them until stdin reaches end of file, SIGTERM/SIGINT,
 //! or `--max-hold` (600 s); then prints `DONE <json>` and exits 0. Every connect, read
@@ -63,6 +66,10 @@ struct Cli {
     /// Stop opening connections after this many seconds (the rest count as failed).
     #[arg(long, default_value_t = 120)]
     open_deadline: u64,
+    /// While holding, open and attack again whatever the server closed, up to N (a
+    /// sustained attack, for the benchmark).
+    #[arg(long)]
+    repeat: bool,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -132,34 +139,51 @@ fn main() {
     catch_interrupts();
     raise_nofile();
     let mut flood = Flooder::new(&cli, n);
-    match cli.mode {
-        Mode::Conns { .. } => flood.open_all(true),
-        Mode::Bigheader { body, send, .. } => {
-            flood.open_all(true);
-            let call = MethodCall {
-                serial: 1,
-                flags: 0,
-                path: OBJECT,
-                interface: vigil_protocol::MANAGER_INTERFACE,
-                member: "ListSessions",
-                signature: Some("ay"),
-                body_len: body,
-            };
-            flood.report.claimed_total_bytes = call.claimed_total();
-            flood.send_on_each(&call.header(), 0, send);
-        }
-        Mode::Malformed { .. } => {
-            flood.open_all(true);
-            flood.send_on_each(b"X\x01\x00\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00", 0, 0);
-        }
-        Mode::Longauth { send, .. } => {
-            flood.open_all(false);
-            flood.send_on_each(b"\0AUTH EXTERNAL ", b'3', send);
-        }
-    }
+    flood.attack(n);
     println!("READY {}", flood.report_json());
     flood.hold(Duration::from_secs(cli.max_hold));
     println!("DONE {}", flood.report_json());
+}
+
+/// What each new connection does once connected.
+struct Payload {
+    /// Complete the SASL handshake first.
+    auth: bool,
+    /// Written whole after the handshake (empty: nothing, the connection is only held).
+    first: Vec<u8>,
+    /// Then this many bytes of `filler`.
+    filler: u8,
+    send: u64,
+}
+
+impl Payload {
+    fn of(mode: &Mode) -> Payload {
+        match *mode {
+            Mode::Conns { .. } => Payload { auth: true, first: Vec::new(), filler: 0, send: 0 },
+            Mode::Bigheader { body, send, .. } => {
+                let call = MethodCall {
+                    serial: 1,
+                    flags: 0,
+                    path: OBJECT,
+                    interface: vigil_protocol::MANAGER_INTERFACE,
+                    member: "ListSessions",
+                    signature: Some("ay"),
+                    body_len: body,
+                };
+                Payload { auth: true, first: call.header(), filler: 0, send }
+            }
+            // A fixed header whose byte-order mark is neither `l` nor `B`.
+            Mode::Malformed { .. } => Payload {
+                auth: true,
+                first: b"X\x01\x00\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00".to_vec(),
+                filler: 0,
+                send: 0,
+            },
+            Mode::Longauth { send, .. } => {
+                Payload { auth: false, first: b"\0AUTH EXTERNAL ".to_vec(), filler: b'3', send }
+            }
+        }
+    }
 }
 
 /// Soft RLIMIT_NOFILE to the hard limit: the flood holds thousands of descriptors.
@@ -179,12 +203,19 @@ struct Flooder<'a> {
     ping_every: Option<Duration>,
     last_ping: Instant,
     conns: Vec<Conn>,
+    payload: Payload,
     report: FloodReport,
     held_since: Option<Instant>,
 }
 
 impl<'a> Flooder<'a> {
     fn new(cli: &'a Cli, n: u32) -> Flooder<'a> {
+        let payload = Payload::of(&cli.mode);
+        let mut report = FloodReport::default();
+        if let Mode::Bigheader { body, .. } = cli.mode {
+            // The header is the payload's first part; the claimed body follows it.
+            report.claimed_total_bytes = payload.first.len() as u64 + u64::from(body);
+        }
         Flooder {
             cli,
             n,
@@ -192,27 +223,42 @@ impl<'a> Flooder<'a> {
             ping_every: (cli.ping_every > 0.0).then(|| Duration::from_secs_f64(cli.ping_every)),
             last_ping: Instant::now(),
             conns: Vec::new(),
+            payload,
             report: FloodReport {
                 mode: cli.mode.name().to_string(),
                 uid: nix::unistd::getuid().as_raw(),
                 requested: n,
-                ..FloodReport::default()
+                ..report
             },
             held_since: None,
         }
     }
 
-    /// Tries every connection; with `auth`, each completes the handshake (else it is
-    /// only connected).
-    fn open_all(&mut self, auth: bool) {
+    /// Opens `count` more connections and sends the payload on each new one.
+    fn attack(&mut self, count: u32) {
+        let start = Instant::now();
+        let fresh = self.conns.len();
+        self.open(count);
+        if !self.payload.first.is_empty() {
+            self.send_payload(fresh);
+        }
+        if self.report.open_ms == 0 {
+            self.report.open_ms = start.elapsed().as_millis() as u64;
+        }
+    }
+
+    /// Tries `count` connections; each completes the handshake if the payload says so
+    /// (else it is only connected).
+    fn open(&mut self, count: u32) {
         let start = Instant::now();
         let deadline = Duration::from_secs(self.cli.open_deadline);
-        for i in 0..self.n {
+        let auth = self.payload.auth;
+        for i in 0..count {
             if interrupted() {
                 break;
             }
             if start.elapsed() >= deadline {
-                let left = self.n - i;
+                let left = count - i;
                 *self.report.failed.entry("not tried: --open-deadline passed".to_string()).or_insert(0) += left;
                 break;
             }
@@ -227,13 +273,16 @@ impl<'a> Flooder<'a> {
             self.ping_if_due();
             self.drain();
         }
-        self.report.open_ms = start.elapsed().as_millis() as u64;
     }
 
-    /// On each open connection in turn: `header`, then `send` bytes of `filler`.
-    fn send_on_each(&mut self, header: &[u8], filler: u8, send: u64) {
+    /// On each open connection from index `from` on, in turn: the payload's first part,
+    /// then its filler.
+    fn send_payload(&mut self, from: usize) {
+        let Payload { ref first, filler, send, .. } = self.payload;
+        let header = first.as_slice();
         let zeros = vec![filler; CHUNK];
-        for conn in self.conns.iter_mut().filter(|c| c.open) {
+        let from = from.min(self.conns.len());
+        for conn in self.conns[from..].iter_mut().filter(|c| c.open) {
             if interrupted() {
                 break;
             }
@@ -294,6 +343,11 @@ impl<'a> Flooder<'a> {
             drop(fds);
             self.drain();
             self.ping_if_due();
+            let missing = self.n.saturating_sub(self.conns.len() as u32);
+            if self.cli.repeat && missing > 0 && !stdin_done {
+                self.report.repeat_rounds += 1;
+                self.attack(missing);
+            }
             if stdin_done {
                 break;
             }
