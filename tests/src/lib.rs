@@ -6,6 +6,7 @@
 //! when dropped; with [`Harness::start_sshd`] also a real sshd and interactive ssh
 //! sessions in tmux panes. See `tests/README.md` for what it needs and how to run it.
 
+pub mod bench;
 pub mod bus;
 pub mod dbus_wire;
 pub mod flood;
