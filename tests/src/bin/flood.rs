@@ -16,8 +16,8 @@
 //! - `longauth N [--send BYTES]`: N connections that never finish the SASL exchange:
 //!   `\0AUTH EXTERNAL ` and then BYTES (1 MiB) of hex digits with no line end; held.
 //!
-//! With `--repeat`, whatever the server closes or refuses is opened and attacked again
-//! while the connections are held (every 200 ms, up to N open): a sustained attack.
+//! With `--repeat`, whatever the server closes or refuses is opened and attacked again,
+//! round after round, while the connections are held (up to N open): a sustained attack.
 //!
 //! Prints `READY <json>` (a `vigil_e2e::flood::FloodReport`) when every connection was
 //! tried and written, then holds them until stdin reaches end of file, SIGTERM/SIGINT,
@@ -66,8 +66,8 @@ struct Cli {
     /// Stop opening connections after this many seconds (the rest count as failed).
     #[arg(long, default_value_t = 120)]
     open_deadline: u64,
-    /// While holding, open and attack again whatever the server closed, up to N (a
-    /// sustained attack, for the benchmark).
+    /// While holding, open and attack again whatever the server closed or refused, up to
+    /// N, without pause (a sustained attack, for the benchmark).
     #[arg(long)]
     repeat: bool,
     #[command(subcommand)]
@@ -325,14 +325,16 @@ impl<'a> Flooder<'a> {
         let start = Instant::now();
         self.held_since = Some(start);
         let stdin = io::stdin();
-        let polls = max_hold.as_millis() / u128::from(POLL_MS) + 2;
+        // With --repeat the attack goes on without pause (a 1 ms poll between rounds).
+        let wait_ms = if self.cli.repeat { 1 } else { POLL_MS };
+        let polls = max_hold.as_millis() / u128::from(wait_ms) + 2;
         for _ in 0..polls {
             if interrupted() || start.elapsed() >= max_hold {
                 break;
             }
             let mut fds = vec![PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
             fds.extend(self.conns.iter().map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)));
-            match poll(&mut fds, PollTimeout::from(POLL_MS)) {
+            match poll(&mut fds, PollTimeout::from(wait_ms)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     eprintln!("flood: poll: {e}");
