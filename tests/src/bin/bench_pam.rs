@@ -30,14 +30,14 @@
 //! `cargo build --release -p vigil-e2e --bins`. Everything the harness creates is
 //! removed at the end, also on a panic or Ctrl-C.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
 use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use serde_json::{Value, json};
-use vigil_e2e::process::{describe_output, run_bounded};
+use vigil_e2e::bench::{Facts, SampledRun, clk_tck, cpu_us, load1, replace_block, run_sampled};
+use vigil_e2e::process::describe_output;
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, VigildOpts, paths};
 
@@ -161,13 +161,13 @@ fn main() -> ExitCode {
     }
     if let Some(path) = &cli.update_md {
         // Fail before a run of minutes, not after it.
-        if let Err(e) = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| replace_block(&t, "")) {
+        if let Err(e) = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| replace_block(&t, BEGIN, END, "")) {
             eprintln!("bench_pam: --update-md {}: {e}", path.display());
             return ExitCode::from(2);
         }
     }
     catch_interrupts();
-    let mut facts = Facts::gather();
+    let mut facts = Facts::gather("bench_pam");
     let Some(stacks) = bench(&cli) else {
         eprintln!("bench_pam: interrupted; the harness has cleaned up");
         return ExitCode::from(130);
@@ -180,7 +180,7 @@ fn main() -> ExitCode {
     }
     if let Some(path) = &cli.update_md {
         let text = std::fs::read_to_string(path).map_err(|e| e.to_string());
-        match text.and_then(|t| replace_block(&t, &markdown(&cli, &facts, &stacks))) {
+        match text.and_then(|t| replace_block(&t, BEGIN, END, &markdown(&cli, &facts, &stacks))) {
             Ok(new) => {
                 if let Err(e) = std::fs::write(path, new) {
                     eprintln!("bench_pam: cannot write {}: {e}", path.display());
@@ -275,30 +275,15 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
     }
     let cmd: PamHostCmd = h.pam_host(&stack.service, user).tty(TTY).rhost(RHOST).cycles(cycles);
     let samples_path = h.path(&format!("samples-{}-{round}.txt", stack.kind.key()));
-    let mut command = Command::new(&cmd.bin);
-    command.args(cmd.args()).arg("--samples").arg(&samples_path);
-    let deadline = Duration::from_secs(120) + Duration::from_millis(10) * cycles;
     let pids = daemon_pids(h);
     let cpu_before = pids.map(cpu_us);
-    let out = run_bounded(&mut command, deadline, &format!("pam_host for {}", stack.kind.label()));
+    let SampledRun { out, report, samples } = run_sampled(&cmd, &samples_path, stack.kind.label());
     let cpu_after = pids.map(cpu_us);
     let daemon_cpu_us: [u64; 3] = std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i]));
     if interrupted() {
         return None;
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Option<PamHostReport> =
-        stdout.lines().rev().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok());
-    let report = match report {
-        Some(r) if out.status.success() => r,
-        _ => panic!("pam_host gave no report for {}:\n{}", stack.kind.label(), describe_output(&out)),
-    };
     check(stack.kind, cycles, &report, &out);
-    let text = std::fs::read_to_string(&samples_path)
-        .unwrap_or_else(|e| panic!("pam_host wrote no samples to {}: {e}", samples_path.display()));
-    let samples: Vec<u64> =
-        text.lines().map(|l| l.trim().parse().unwrap_or_else(|_| panic!("bad sample line {l:?}"))).collect();
-    assert_eq!(samples.len(), cycles as usize, "samples in {}", samples_path.display());
     Some(RunResult { round, report, samples, daemon_cpu_us })
 }
 
@@ -306,23 +291,6 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
 fn daemon_pids(h: &Harness) -> [Option<u32>; 3] {
     let spawned = h.spawned();
     DAEMONS.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
-}
-
-/// utime + stime of a process, all its threads (µs; the kernel counts clock ticks).
-fn cpu_us(pid: Option<u32>) -> u64 {
-    let Some(stat) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok()) else {
-        return 0;
-    };
-    // After "pid (comm)": state is field 3 of the line; utime and stime are fields 14 and 15.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-    ticks * 1_000_000 / clk_tck()
-}
-
-fn clk_tck() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
 }
 
 /// Every cycle opened and closed, and pam_vigil really registered each session.
@@ -343,113 +311,6 @@ fn check(kind: Kind, cycles: u32, r: &PamHostReport, out: &std::process::Output)
             describe_output(out)
         );
     }
-}
-
-// ---- facts about the machine and the build ----------------------------------------------
-
-struct Facts {
-    date: String,
-    /// `<short hash>` or `<short hash>+dirty`.
-    commit: String,
-    /// With `+dirty`: what `git status --porcelain` lists (paths).
-    dirty: Vec<String>,
-    nproc: usize,
-    cpu: String,
-    kernel: String,
-    os: String,
-    module_built: String,
-    command: String,
-    /// Processes on the machine when the run started (vigild looks at /proc per call).
-    processes: usize,
-    /// /proc/loadavg's 1-minute figure before and after the run (other load skews it).
-    load_before: String,
-    load_after: String,
-}
-
-impl Facts {
-    fn gather() -> Facts {
-        let root = paths::workspace_root();
-        let exe = std::env::current_exe().ok();
-        let program = exe
-            .as_deref()
-            .and_then(|e| e.strip_prefix(&root).ok().map(Path::to_path_buf).or_else(|| Some(e.to_path_buf())))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "bench_pam".to_string());
-        let mut command = vec![program];
-        command.extend(std::env::args().skip(1));
-        let module = paths::bin_dir().join("libpam_vigil.so");
-        let (commit, dirty) = commit(&root);
-        Facts {
-            date: output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default(),
-            commit,
-            dirty,
-            nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            cpu: cpuinfo_model().unwrap_or_else(|| "unknown".into()),
-            kernel: format!(
-                "Linux {} {}",
-                std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-                std::env::consts::ARCH
-            ),
-            os: os_release().unwrap_or_else(|| "unknown".into()),
-            module_built: output(Command::new("date").arg("-u").arg("-r").arg(&module).arg("+%Y-%m-%d %H:%M UTC"))
-                .unwrap_or_else(|| "unknown".into()),
-            command: command.join(" "),
-            processes: process_count(),
-            load_before: load1(),
-            load_after: String::new(),
-        }
-    }
-}
-
-fn process_count() -> usize {
-    std::fs::read_dir("/proc")
-        .map(|d| d.flatten().filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok())).count())
-        .unwrap_or(0)
-}
-
-fn load1() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// stdout of a short command (date, git), trimmed; `None` if it failed or is missing.
-fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd.stdin(std::process::Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// `git rev-parse --short HEAD`, plus `+dirty` when `git status` shows anything
-/// (untracked files included), and the paths it shows.
-fn commit(root: &Path) -> (String, Vec<String>) {
-    let git = |args: &[&str]| output(Command::new("git").arg("-C").arg(root).args(args));
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        // Each line is `XY path`; the leading status column may be a space, so the
-        // output is split untrimmed.
-        Some(hash) => match Command::new("git").arg("-C").arg(root).args(["status", "--porcelain"]).output() {
-            Ok(out) if out.status.success() && out.stdout.is_empty() => (hash, Vec::new()),
-            Ok(out) if out.status.success() => (
-                format!("{hash}+dirty"),
-                String::from_utf8_lossy(&out.stdout).lines().map(|l| l.get(3..).unwrap_or(l).to_string()).collect(),
-            ),
-            _ => (format!("{hash}+dirty"), vec!["(git status failed)".to_string()]),
-        },
-        None => ("unknown (not a git checkout)".into(), Vec::new()),
-    }
-}
-
-fn cpuinfo_model() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    text.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-}
-
-fn os_release() -> Option<String> {
-    let text = std::fs::read_to_string("/etc/os-release").ok()?;
-    text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string())
 }
 
 // ---- output ---------------------------------------------------------------------------
@@ -479,19 +340,7 @@ fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
         if cli.cycles % cli.rounds == 0 { String::new() } else { "-".to_string() + &(per_round + 1).to_string() },
         cli.warmup
     ));
-    let dirty = match f.dirty.len() {
-        0 => String::new(),
-        n if n <= 4 => format!(" ({})", f.dirty.join(", ")),
-        n => format!(" ({}, … {n} paths)", f.dirty[..3].join(", ")),
-    };
-    md.push_str(&format!(
-        "- date: {}; commit: {}{dirty}; libpam_vigil.so built {}\n",
-        f.date, f.commit, f.module_built
-    ));
-    md.push_str(&format!(
-        "- machine: {} CPUs (nproc), {}, {}, {}; {} processes at the start; load average (1 min) {} before, {} after\n",
-        f.nproc, f.cpu, f.kernel, f.os, f.processes, f.load_before, f.load_after
-    ));
+    md.push_str(&f.markdown_lines());
     md.push_str(
         "- vigild, dbus-daemon and rsyslogd (the harness's own) run on the same machine; vigild writes an audit \
          line per open and close\n\n",
@@ -652,16 +501,4 @@ fn strip_guid(line: &str) -> String {
         }
         None => line.to_string(),
     }
-}
-
-/// `text` with the block between [`BEGIN`] and [`END`] (markers included) replaced by
-/// `block` (which carries its own markers).
-fn replace_block(text: &str, block: &str) -> Result<String, String> {
-    let start = text.find(BEGIN).ok_or_else(|| format!("no {BEGIN} line"))?;
-    let end_rel = text[start..].find(END).ok_or_else(|| format!("no {END} line after {BEGIN}"))?;
-    let mut end = start + end_rel + END.len();
-    if text[end..].starts_with('\n') {
-        end += 1;
-    }
-    Ok(format!("{}{}{}", &text[..start], block, &text[end..]))
 }
