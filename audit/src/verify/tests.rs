@@ -92,7 +92,9 @@ fn notes(report: &Report) -> Vec<(FindingKind, u64)> {
 
 fn assert_clean(report: &Report) {
     assert!(report.is_clean(), "{}", report.render());
-    assert!(report.render().ends_with("result: OK: every vigild record verifies\n"), "{}", report.render());
+    let render = report.render();
+    let result = render.lines().last().unwrap_or_default();
+    assert!(result == "result: OK: every vigild record verifies" || result.starts_with("result: OK: every vigild record verifies (warnings: "), "{render}");
 }
 
 #[test]
@@ -142,7 +144,7 @@ fn deleting_one_line_is_a_missing_seq_at_the_next_record() {
     let render = report.render();
     let expected = format!("  auth.log:{next}: FAIL: missing seqs 5..5 (between auth.log:{} and line {next})\n", log.line_of(4));
     assert!(render.contains(&expected), "{render}");
-    assert!(render.ends_with("result: FAILED: 1 finding\n"), "{render}");
+    assert!(render.ends_with("result: FAILED: 1 finding (warnings: 2 unauthenticated pam_vigil records)\n"), "{render}");
 }
 
 #[test]
@@ -581,4 +583,68 @@ fn keys_at_the_end_of_the_seq_space_do_not_overflow() {
         let report = verify_lines(&lines, &[k]);
         assert_eq!(failures(&report), [(FindingKind::DuplicateSeq, lines.len() as u64)], "{}", report.render());
     }
+}
+
+#[test]
+fn module_records_are_warnings_with_their_lines() {
+    for encoding in [Encoding::KeyValue, Encoding::Json] {
+        let k = key(25, 1);
+        let mut log = Log::new(&k, encoding, Layout::Traditional);
+        log.typical_run(1);
+        // what any local user can write: `logger -t pam_vigil -p authpriv.err '...'`
+        let forged_kv = log.tagged("pam_vigil", "event=daemon_unreachable call=open_session session=1 user=alice fail=open");
+        let forged_json = log.tagged("pam_vigil", "{\"event\":\"session_end\",\"session\":2,\"reason\":\"idle\"}");
+        log.tagged("pam_vigil", "hello: not a record");
+        let report = verify_lines(&log.lines, &[k]);
+        assert!(report.is_clean() && report.passes(false) && !report.passes(true), "{}", report.render());
+        let found = report.unauthenticated();
+        assert_eq!(found.count(), 4);
+        let listed: Vec<_> = found.listed().iter().map(|r| (r.at.line, r.event.as_deref(), r.session)).collect();
+        assert_eq!(
+            listed,
+            [
+                (5, Some(&b"module_argument_ignored"[..]), None),
+                (11, Some(&b"module_argument_ignored"[..]), None),
+                (forged_kv, Some(&b"daemon_unreachable"[..]), Some(1)),
+                (forged_json, Some(&b"session_end"[..]), Some(2)),
+            ]
+        );
+        let render = report.render();
+        assert!(render.contains(&format!("  auth.log:{forged_kv}: warning: daemon_unreachable session=1 host=host1\n")), "{render}");
+        assert!(render.contains(&format!("  auth.log:{forged_json}: warning: session_end session=2 host=host1\n")), "{render}");
+        assert!(render.ends_with("result: OK: every vigild record verifies (warnings: 4 unauthenticated pam_vigil records)\n"), "{render}");
+        let strict = report.render_with(true);
+        assert!(strict.ends_with("result: FAILED (--strict): every vigild record verifies, but 4 unauthenticated pam_vigil records\n"), "{strict}");
+    }
+}
+
+#[test]
+fn without_module_records_strict_changes_nothing() {
+    let k = key(26, 1);
+    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
+    log.record(Record::new("daemon_start").text("version", "0.1.0"));
+    log.record(Record::new("daemon_stop").text("signal", "SIGTERM"));
+    let report = verify_lines(&log.lines, &[k]);
+    assert!(report.passes(true) && report.unauthenticated().count() == 0);
+    assert_eq!(report.render_with(true), report.render());
+    assert!(report.render().ends_with("\nresult: OK: every vigild record verifies\n"), "{}", report.render());
+    // a failing report fails either way
+    let report = verify_text("Nov 26 04:14:10 h pam_vigil[1]: event=x\n", &[key(26, 1)]);
+    assert!(!report.passes(false) && !report.passes(true));
+    assert!(report.render().ends_with("result: FAILED: no vigild record to verify (warnings: 1 unauthenticated pam_vigil record)\n"), "{}", report.render());
+}
+
+#[test]
+fn many_module_records_are_counted_and_capped() {
+    let mut text = String::new();
+    for i in 0..(MAX_FINDINGS_PER_KIND + 7) {
+        text.push_str(&format!("Nov 26 04:14:10 h\u{1b}[2J pam_vigil[1]: event=x\u{7} n={i}\n"));
+    }
+    let report = verify_text(&text, &[key(27, 1)]);
+    assert_eq!(report.unauthenticated().count(), MAX_FINDINGS_PER_KIND as u64 + 7);
+    assert_eq!(report.unauthenticated().listed().len(), MAX_FINDINGS_PER_KIND);
+    let render = report.render();
+    assert!(render.contains("  warning: ... and 7 more unauthenticated records, not listed\n"), "{render}");
+    assert!(render.contains("auth.log:1: warning: (not a readable record) host=\"h\\x1b[2J\"\n"), "{render}");
+    assert!(render.bytes().all(|b| b == b'\n' || (0x20..=0x7e).contains(&b)), "{render:?}");
 }
