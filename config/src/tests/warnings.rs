@@ -323,3 +323,13 @@ fn the_system_accounts_through_nss() {
         [(2, 28, "policy[1].match.users", WarningKind::UnknownUser)]
     );
 }
+
+#[test]
+fn names_reach_the_terminal_escaped() {
+    let text = "[[policy]]\nmatch = { users = [\"a\\u001b[2J\\u202eb\\n\"] }\n";
+    let warnings = warnings_of(text, &Fake::default());
+    assert_eq!(warnings.len(), 1);
+    let shown = warnings[0].to_string();
+    assert!(shown.contains(r#"no user "a\u{1b}[2J\u{202e}b\n" on this system"#), "{shown}");
+    assert!(shown.chars().all(|c| c == ' ' || c.is_ascii_graphic()), "{shown:?}");
+}
