@@ -59,6 +59,19 @@ fn warnings_of(text: &str, accounts: &Fake) -> Vec<ConfigWarning> {
     parse(text).warnings(accounts)
 }
 
+/// Asserts that `text` gets one warning, at `place`, saying `says`.
+#[track_caller]
+fn assert_one_warning(
+    text: &str,
+    accounts: &Fake,
+    place: (usize, usize, &str, WarningKind),
+    says: &str,
+) {
+    let warnings = warnings_of(text, accounts);
+    assert_eq!(places(&warnings), [place]);
+    assert!(warnings[0].message.contains(says), "{}", warnings[0]);
+}
+
 #[test]
 fn unknown_user_is_placed_and_shown_like_an_error() {
     let text = "[[policy]]\nname = \"a\"\nmatch = { users = [\"alice\", \"bobb\"] }\n";
@@ -78,17 +91,11 @@ fn unknown_user_is_placed_and_shown_like_an_error() {
 fn unknown_group_in_a_match_table() {
     let text = "[[policy]]\nmatch = { tty = true }\n\n[[policy]]\nname = \"ops\"\n\
                 [policy.match]\ngroups = [\n  \"wheel\",\n  \"opps\",\n]\n";
-    let warnings = warnings_of(text, &Fake::new(&[], &["wheel", "ops"]));
-    assert_eq!(
-        places(&warnings),
-        [(9, 3, "policy[2].match.groups", WarningKind::UnknownGroup)]
-    );
-    assert!(
-        warnings[0]
-            .message
-            .starts_with("no group \"opps\" on this system (getgrnam found none)"),
-        "{}",
-        warnings[0]
+    assert_one_warning(
+        text,
+        &Fake::new(&[], &["wheel", "ops"]),
+        (9, 3, "policy[2].match.groups", WarningKind::UnknownGroup),
+        "no group \"opps\" on this system (getgrnam found none)",
     );
 }
 
@@ -125,17 +132,11 @@ fn names_that_resolve_give_no_warning() {
 fn a_failed_lookup_is_its_own_warning() {
     let mut fake = Fake::new(&[], &[]);
     fake.failing.insert("carol");
-    let warnings = warnings_of("[[policy]]\nmatch = { users = [\"carol\"] }\n", &fake);
-    assert_eq!(
-        places(&warnings),
-        [(2, 20, "policy[1].match.users", WarningKind::LookupFailed)]
-    );
-    assert!(
-        warnings[0]
-            .message
-            .contains("user \"carol\" could not be looked up (getpwnam: ldap server timed out)"),
-        "{}",
-        warnings[0]
+    assert_one_warning(
+        "[[policy]]\nmatch = { users = [\"carol\"] }\n",
+        &fake,
+        (2, 20, "policy[1].match.users", WarningKind::LookupFailed),
+        "user \"carol\" could not be looked up (getpwnam: ldap server timed out)",
     );
 }
 
@@ -200,20 +201,11 @@ fn an_empty_match_is_a_warning_at_its_table() {
         "/etc/vigil/vigil.toml:3:9: policy[1].match: empty match: this block applies to every \
          session that no block before it matched; expected users, groups, services, tty or rhosts"
     );
-    let warnings = warnings_of(
+    assert_one_warning(
         "[[policy]]\nname = \"all\"\n[policy.match]\n\n[[policy]]\nmatch = { tty = false }\n",
         &Fake::default(),
-    );
-    assert_eq!(
-        places(&warnings),
-        [(3, 1, "policy[1].match", WarningKind::EmptyMatch)]
-    );
-    assert!(
-        warnings[0]
-            .message
-            .contains("; the block after it never applies;"),
-        "{}",
-        warnings[0]
+        (3, 1, "policy[1].match", WarningKind::EmptyMatch),
+        "; the block after it never applies;",
     );
 }
 
@@ -221,18 +213,12 @@ fn an_empty_match_is_a_warning_at_its_table() {
 fn no_match_is_a_warning_at_the_block() {
     let text = "[defaults]\nidle_timeout = \"20m\"\n\n[[policy]]\nname = \"x\"\nidle_timeout = \"1h\"\n\
                 [[policy]]\nmatch = { users = [\"a\"] }\n[[policy]]\nmatch = { tty = true }\n";
-    let warnings = warnings_of(text, &Fake::new(&["a"], &[]));
-    assert_eq!(
-        places(&warnings),
-        [(4, 1, "policy[1]", WarningKind::EmptyMatch)]
-    );
-    assert!(
-        warnings[0].message.starts_with(
-            "no match: this block applies to every session that no block before it matched; \
-             the 2 blocks after it never apply"
-        ),
-        "{}",
-        warnings[0]
+    assert_one_warning(
+        text,
+        &Fake::new(&["a"], &[]),
+        (4, 1, "policy[1]", WarningKind::EmptyMatch),
+        "no match: this block applies to every session that no block before it matched; \
+         the 2 blocks after it never apply",
     );
 }
 
