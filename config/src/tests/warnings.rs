@@ -319,3 +319,21 @@ fn names_reach_the_terminal_escaped() {
     assert!(shown.contains(r#"no user "a\u{1b}[2J\u{202e}b\n" on this system"#), "{shown}");
     assert!(shown.chars().all(|c| c == ' ' || c.is_ascii_graphic()), "{shown:?}");
 }
+
+/// 100,000 names in a file near the 1 MiB limit, on one line: placed in one pass over
+/// the text (placing each from the start would take minutes), looked up at most
+/// MAX_LOOKUPS times.
+#[test]
+fn a_huge_list_is_placed_in_one_pass() {
+    let names: Vec<String> = (0..100_000).map(|i| format!("\"n{i}\"")).collect();
+    let text = format!("[[policy]]\nmatch = {{ users = [{}] }}\n", names.join(","));
+    assert!(text.len() < 1024 * 1024);
+    let fake = Fake::new(&["n99999"], &[]);
+    let warnings = warnings_of(&text, &fake);
+    assert_eq!(fake.asked.borrow().len(), MAX_LOOKUPS);
+    assert_eq!(warnings.len(), MAX_LOOKUPS + 1);
+    let last = &warnings[MAX_LOOKUPS - 1];
+    let column = "match = { users = [".len() + (0..MAX_LOOKUPS - 1).map(|i| format!("\"n{i}\",").len()).sum::<usize>() + 1;
+    assert_eq!((last.line, last.column), (2, column), "{last}");
+    assert_eq!(warnings[MAX_LOOKUPS].kind, WarningKind::NotChecked);
+}
