@@ -211,7 +211,12 @@ fn sigkill_with_200_sessions_restores_the_living_and_ends_the_dead() {
         let (closed, run) = session.close();
         assert_eq!(closed, Some(PAM_SUCCESS), "close of restored session {id}; stderr:\n{}", run.stderr);
     }
-    let closes = ids_of(&h, "session_close");
+    // The records follow the replies (vigild's writer thread): wait for the last ones.
+    let closes = try_wait_for_polling(Duration::from_secs(10), Duration::from_millis(200), || {
+        let closes = ids_of(&h, "session_close");
+        if living_ids.iter().all(|id| closes.contains_key(id)) { Ok(closes) } else { Err(format!("{closes:?}")) }
+    })
+    .unwrap_or_else(|e| panic!("a session_close for every restored session: {e}"));
     assert!(living_ids.iter().all(|id| closes.get(id) == Some(&1)), "one session_close each: {closes:?}");
     assert!(h.vigild().list_sessions().is_empty());
     wait_for(STEP, "every session file to be removed", || {
