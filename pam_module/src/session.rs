@@ -53,7 +53,9 @@ fn wire_text(pam: &dyn PamIo, item: Item, name: &str, truncated: &mut Vec<String
 
 /// What open_session sends. Every item but the user is cut to the wire limit; the
 /// user is sent whole, because it names the account vigild supervises the session as
-/// and a cut name could be another account's: vigild refuses an overlong one.
+/// and a cut name could be another account's: an overlong one is not sent at all (no
+/// account has such a name; vigild would refuse it, and a huge one would not even pass
+/// its 64 KiB message bound).
 fn open_request(pam: &dyn PamIo, pid: u32, ses: u32) -> OpenRequest {
     let mut truncated = Vec::new();
     let service = wire_text(pam, Item::Service, "service", &mut truncated);
@@ -70,6 +72,10 @@ pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &
     if request.user.is_empty() {
         // No user means a broken stack; vigild would refuse it anyway, so it is not asked.
         let error = ClientError::NotSent("no_user", "PAM_USER is not set; vigild was not called");
+        return not_registered(log, args, &request, &error);
+    }
+    if request.user.len() > vigil_protocol::MAX_FIELD_BYTES {
+        let error = ClientError::NotSent("user_too_long", "PAM_USER is longer than 1024 bytes; vigild was not called");
         return not_registered(log, args, &request, &error);
     }
     match daemon.open_session(&request) {
@@ -284,6 +290,16 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_user_is_not_sent_and_recorded_as_a_refusal() {
+        let (mut p, d, log) = (pam(), daemon(|| Ok(1)), FakeLog::default());
+        p.items.insert("user", vec![b'a'; vigil_protocol::MAX_FIELD_BYTES + 1]);
+        assert_eq!(open(&mut p, &d, &log, &ModuleArgs::default(), 1, 1), Verdict::Success);
+        assert!(d.calls.borrow().is_empty());
+        let lines = log.0.borrow();
+        assert!(lines[0].starts_with("event=call_refused call=open_session") && lines[0].contains("reason=user_too_long"), "{}", lines[0]);
+    }
+
+    #[test]
     fn missing_user_is_not_sent() {
         let (mut p, d, log) = (pam(), daemon(|| Ok(1)), FakeLog::default());
         p.items.remove("user");
@@ -344,8 +360,11 @@ mod tests {
 
     #[test]
     fn the_user_is_never_cut() {
-        // A cut name could be another account: vigild gets it whole and refuses it.
-        let r = sent(&[("user", vec![b'u'; 3000])]);
+        // A cut name could be another account: the request keeps it whole, and an
+        // overlong one is not sent (an_overlong_user_is_not_sent_and_recorded_as_a_refusal).
+        let mut p = pam();
+        p.items.insert("user", vec![b'u'; 3000]);
+        let r = open_request(&p, 1, 1);
         assert_eq!(r.user.len(), 3000);
         assert!(r.truncated.is_empty());
     }
