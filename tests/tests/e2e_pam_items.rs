@@ -23,7 +23,7 @@ const HYGIENE_CYCLES: u32 = 10_000;
 /// vigild on its private socket only, supervising only what the tests register: the
 /// machine's other logins (other tests' ssh sessions) are not adopted into its lists.
 fn vigild_opts() -> VigildOpts {
-    VigildOpts::default().no_bus().arg("--no-adopt")
+    VigildOpts::default().no_bus()
 }
 
 /// The module's arguments, with a deadline far above a call's cost: these tests are
