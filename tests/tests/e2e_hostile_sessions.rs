@@ -50,6 +50,15 @@ fn ssh_stack(h: &Harness, loginuid: bool) -> PamStack {
     stack.session("required", &module, &h.vigil_args().to_args())
 }
 
+/// vigild (private socket, `config`) and sshd whose session stack ends with pam_vigil.
+fn ssh_harness(config: &str) -> Harness {
+    let mut h = Harness::with_syslog();
+    h.start_vigild(VigildOpts::default().no_bus().config(config));
+    let stack = ssh_stack(&h, false);
+    h.start_sshd(SshdOpts::default().stack(stack));
+    h
+}
+
 /// vigild's records `event` for session `id`, in log order.
 fn records(h: &Harness, event: &str, id: u64) -> Vec<LogLine> {
     let id = id.to_string();
@@ -98,10 +107,7 @@ fn kill_and_restart(h: &Harness, between: impl FnOnce()) {
 #[test]
 fn future_tty_atime_is_not_activity() {
     require_root!();
-    let mut h = Harness::with_syslog();
-    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG));
-    let stack = ssh_stack(&h, false);
-    h.start_sshd(SshdOpts::default().stack(stack));
+    let h = ssh_harness(IDLE_CONFIG);
     let user = h.create_user("atime");
     let login = login_with(&h, &user, &SshOpts::default(), STEP);
     let (id, tty) = (login.id(), login.tty());
@@ -211,7 +217,11 @@ fn sigkill_with_200_sessions_restores_the_living_and_ends_the_dead() {
         let (closed, run) = session.close();
         assert_eq!(closed, Some(PAM_SUCCESS), "close of restored session {id}; stderr:\n{}", run.stderr);
     }
-    let closes = ids_of(&h, "session_close");
+    // vigild's audit writer runs after the reply: the last records may still be on their way.
+    let closes = wait_for(STEP, "a session_close record for each restored session", || {
+        let closes = ids_of(&h, "session_close");
+        if living_ids.iter().all(|id| closes.contains_key(id)) { Ok(closes) } else { Err(format!("{closes:?}")) }
+    });
     assert!(living_ids.iter().all(|id| closes.get(id) == Some(&1)), "one session_close each: {closes:?}");
     assert!(h.vigild().list_sessions().is_empty());
     wait_for(STEP, "every session file to be removed", || {
@@ -223,10 +233,7 @@ fn sigkill_with_200_sessions_restores_the_living_and_ends_the_dead() {
 #[test]
 fn restored_session_still_ends_when_idle() {
     require_root!();
-    let mut h = Harness::with_syslog();
-    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG_RESTORE));
-    let stack = ssh_stack(&h, false);
-    h.start_sshd(SshdOpts::default().stack(stack));
+    let h = ssh_harness(IDLE_CONFIG_RESTORE);
     let user = h.create_user("restore");
     let login = login_with(&h, &user, &SshOpts::default(), STEP);
     let last_input = Instant::now(); // no key is sent after the login
