@@ -84,7 +84,7 @@ impl ManagerIface {
     }
 
     async fn reload(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
-        self.core.reload(self.caller(connection, &header).await?)
+        self.core.reload(self.caller(connection, &header).await?).await
     }
 
     async fn status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<StatusReply, VigilError> {

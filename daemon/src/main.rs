@@ -152,6 +152,9 @@ async fn run(args: Args) -> Result<(), String> {
             .number_opt("nofile", nofile.map(|(_, soft)| soft)),
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    for warning in core.audit_config_warnings(core.config()).await {
+        eprintln!("vigild: warning: {warning}");
+    }
 
     let (restored, gone, unreadable) = restore::restore(&core);
     if restored + gone + unreadable > 0 {
@@ -219,7 +222,7 @@ async fn wait_for_signals(core: &Arc<Manager>) -> &'static str {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Err(e) = core.reload_config("sighup") {
+                if let Err(e) = core.reload_config("sighup").await {
                     eprintln!("vigild: reload failed: {e}");
                 }
             }

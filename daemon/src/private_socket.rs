@@ -51,6 +51,7 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
     let guid = Guid::generate();
     let admission = Admission::new(Limits::DEFAULT);
     let refusals = Arc::new(Mutex::new(ReportThrottle::new(REPORT_PERIOD)));
+    spawn_unreported_summary(&core, &admission, &refusals);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -104,6 +105,23 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
             connection.closed().await;
         });
     }
+}
+
+/// Refusals held back for a user who then went quiet would never be counted in a later
+/// record: once a period, what is left is recorded (`refusals_unreported`).
+fn spawn_unreported_summary(core: &Arc<Manager>, admission: &Admission, refusals: &Arc<Mutex<ReportThrottle<u32>>>) {
+    let (core, admission, refusals) = (Arc::downgrade(core), admission.clone(), refusals.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(REPORT_PERIOD).await;
+            let Some(core) = core.upgrade() else { return };
+            let connections = admission.take_unreported();
+            let messages = refusals.lock().unwrap_or_else(|p| p.into_inner()).take_unreported();
+            if connections + messages > 0 {
+                core.audit.write(Record::new("refusals_unreported").number("connections", connections).number("messages", messages));
+            }
+        }
+    });
 }
 
 /// Audits a peer whose input the frame guard refused, at most once per uid a minute.

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::ORIGIN;
+use super::warnings::Fake;
 use crate::{Config, ConfigError};
 
 const SHIPPED: &str = include_str!("../../../packaging/vigil.toml");
@@ -84,20 +85,29 @@ const PIECES: &[&str] = &[
     "defaults",
 ];
 
+/// Refusals and warnings are placed at real positions and say something.
 fn check(result: Result<Config, ConfigError>, input: &dyn std::fmt::Debug) {
-    if let Err(ConfigError::Invalid {
-        line,
-        column,
-        key,
-        message,
-        ..
-    }) = result
-    {
+    let placed = |line: usize, column: usize, key: &str, message: &str| {
         assert!(line >= 1 && column >= 1, "{line}:{column} for {input:?}");
         assert!(
             !key.is_empty() && !message.is_empty(),
             "{key:?} {message:?} for {input:?}"
         );
+    };
+    match result {
+        Ok(config) => {
+            for w in config.warnings(&Fake::new(&["a"], &["a"])) {
+                placed(w.line, w.column, &w.key, &w.message);
+            }
+        }
+        Err(ConfigError::Invalid {
+            line,
+            column,
+            key,
+            message,
+            ..
+        }) => placed(line, column, &key, &message),
+        Err(ConfigError::Read { .. }) => {}
     }
 }
 
@@ -175,4 +185,24 @@ fn deep_nesting() {
     ] {
         check(Config::parse(&text, Path::new(ORIGIN)), &text.get(..40));
     }
+}
+
+/// The fuzz target's seed corpus (config/fuzz/corpus/config_parse), replayed on stable.
+#[test]
+fn the_fuzz_corpus_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/config_parse");
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 15, "only {} corpus files", entries.len());
+    let mut accepted = 0;
+    for path in entries {
+        let bytes = std::fs::read(&path).unwrap();
+        let result = Config::from_bytes(&bytes, Path::new(ORIGIN));
+        accepted += usize::from(result.is_ok());
+        check(result, &path);
+    }
+    assert!(accepted >= 8, "the corpus reaches the warnings: {accepted} files accepted");
 }
