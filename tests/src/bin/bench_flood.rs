@@ -315,7 +315,10 @@ fn markdown(cli: &Cli, f: &Facts, limits: (u64, u64), results: &[(Scenario, Vec<
         let base_rss = runs.iter().map(|r| r.base_rss_kib).max().unwrap_or(0);
         let peak_rss = runs.iter().map(|r| r.peaks.max_rss_kib).max().unwrap_or(0);
         let released = match runs.iter().map(|r| r.released).collect::<Option<Vec<Duration>>>() {
-            Some(all) => format!("≤ {:.1} ms", all.iter().max().copied().unwrap_or_default().as_secs_f64() * 1000.0),
+            Some(all) => match all.iter().max().copied().unwrap_or_default() {
+                worst if worst < Duration::from_millis(1) => format!("≤ {} µs", worst.as_micros()),
+                worst => format!("≤ {:.1} ms", worst.as_secs_f64() * 1000.0),
+            },
             None => format!("not within {} s", RELEASE_WAIT.as_secs()),
         };
         let registered: usize = runs.iter().map(|r| r.registered).sum();
