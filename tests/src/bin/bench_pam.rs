@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use serde_json::{Value, json};
-use vigil_e2e::bench::{Facts, SampledRun, clk_tck, cpu_us, load1, replace_block, run_sampled};
+use vigil_e2e::bench::{Facts, SampledRun, check_md_block, clk_tck, cpu_us, load1, run_sampled, write_md_block};
 use vigil_e2e::process::describe_output;
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, VigildOpts, paths};
@@ -160,8 +160,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Some(path) = &cli.update_md {
-        // Fail before a run of minutes, not after it.
-        if let Err(e) = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| replace_block(&t, BEGIN, END, "")) {
+        if let Err(e) = check_md_block(path, BEGIN, END) {
             eprintln!("bench_pam: --update-md {}: {e}", path.display());
             return ExitCode::from(2);
         }
@@ -179,15 +178,8 @@ fn main() -> ExitCode {
         print!("{}", markdown(&cli, &facts, &stacks));
     }
     if let Some(path) = &cli.update_md {
-        let text = std::fs::read_to_string(path).map_err(|e| e.to_string());
-        match text.and_then(|t| replace_block(&t, BEGIN, END, &markdown(&cli, &facts, &stacks))) {
-            Ok(new) => {
-                if let Err(e) = std::fs::write(path, new) {
-                    eprintln!("bench_pam: cannot write {}: {e}", path.display());
-                    return ExitCode::from(1);
-                }
-                eprintln!("bench_pam: updated {}", path.display());
-            }
+        match write_md_block(path, BEGIN, END, &markdown(&cli, &facts, &stacks)) {
+            Ok(()) => eprintln!("bench_pam: updated {}", path.display()),
             Err(e) => {
                 eprintln!("bench_pam: --update-md {}: {e}", path.display());
                 return ExitCode::from(1);
