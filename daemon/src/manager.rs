@@ -63,6 +63,11 @@ pub struct Manager {
     refusals: Mutex<ReportThrottle<(u32, &'static str)>>,
 }
 
+/// The record of an OpenSession vigild refused for what it carried.
+fn open_refused(caller: &Caller, reason: &str) -> Record {
+    Record::new("call_refused").text("method", "OpenSession").number("uid", caller.uid).number("pid", caller.pid).text("reason", reason)
+}
+
 pub fn now_usec() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
@@ -136,15 +141,7 @@ impl Manager {
     fn check_request(&self, caller: &Caller, r: &OpenRequest) -> Result<(), VigilError> {
         for (name, value) in [("user", &r.user), ("service", &r.service), ("tty", &r.tty), ("rhost", &r.rhost), ("ruser", &r.ruser)] {
             if value.len() > MAX_FIELD_BYTES {
-                self.audit.write(
-                    Record::new("call_refused")
-                        .text("method", "OpenSession")
-                        .number("uid", caller.uid)
-                        .number("pid", caller.pid)
-                        .text("reason", "field_too_long")
-                        .text("field", name)
-                        .number("bytes", value.len() as i128),
-                );
+                self.audit.write(open_refused(caller, "field_too_long").text("field", name).number("bytes", value.len() as i128));
                 return Err(VigilError::InvalidArgument(format!("{name} is longer than {MAX_FIELD_BYTES} bytes")));
             }
         }
@@ -169,11 +166,7 @@ impl Manager {
         let ses = r.audit_session_id;
         let Some(account) = self.accounts.get(&r.user).await else {
             self.audit.write(
-                Record::new("call_refused")
-                    .text("method", "OpenSession")
-                    .number("uid", caller.uid)
-                    .number("pid", caller.pid)
-                    .text("reason", "unknown_user")
+                open_refused(&caller, "unknown_user")
                     .text("user", &r.user)
                     .text("service", &r.service)
                     .text("tty", &r.tty)

@@ -48,7 +48,11 @@ impl TerminateError {
 
 /// The pids of the session now, minus anything vigild must never signal.
 pub fn session_pids(scope: &SessionScope) -> std::io::Result<Vec<u32>> {
-    let stats = procfs::all_stats()?;
+    pids_in(scope, procfs::all_stats()?)
+}
+
+/// The session's pids in a listing of every process.
+fn pids_in(scope: &SessionScope, stats: Vec<procfs::Stat>) -> std::io::Result<Vec<u32>> {
     let mut pids = procfs::process_tree(scope.leader_pid, &stats);
     for s in &stats {
         if s.tty_nr != 0 && scope.ttys.contains(&s.tty_nr) && !pids.contains(&s.pid) {
@@ -75,7 +79,12 @@ pub struct Targets {
 impl Targets {
     /// Finds and holds every process of the session, or says why it cannot.
     pub fn of(scope: &SessionScope) -> Result<Self, TerminateError> {
-        let pids = session_pids(scope).map_err(TerminateError::CannotSee)?;
+        Self::of_listing(scope, procfs::all_stats())
+    }
+
+    /// As `of`, from a listing of every process (or the error listing them gave).
+    fn of_listing(scope: &SessionScope, listing: std::io::Result<Vec<procfs::Stat>>) -> Result<Self, TerminateError> {
+        let pids = listing.and_then(|stats| pids_in(scope, stats)).map_err(TerminateError::CannotSee)?;
         let mut handles = Vec::with_capacity(pids.len());
         for pid in pids {
             match pidfd::open(pid) {
@@ -127,5 +136,18 @@ async fn end_held(handles: &[OwnedFd], grace: Duration) {
     }
     for fd in handles.iter().filter(|fd| !pidfd::has_exited(fd)) {
         pidfd::send_signal(fd, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_that_failed_is_never_taken_for_no_processes() {
+        let scope = SessionScope { leader_pid: 4242, audit_session: None, ttys: vec![] };
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let failed = Targets::of_listing(&scope, Err(emfile));
+        assert!(matches!(&failed, Err(e) if e.reason() == "cannot_list_processes"), "{:?}", failed.as_ref().err());
     }
 }
