@@ -9,6 +9,8 @@
 //! a PAM service whose session stack is pam_vigil over the private socket. Scenarios:
 //!
 //! - `none`: no attack;
+//! - `hog`: no attack, but one user's `yes > /dev/null` takes a CPU as the sustained
+//!   attacks below do: what CPU pressure alone costs the logins on a small machine;
 //! - `held`: `flood --ping-every 1 conns C` as one user: C connections tried once, the
 //!   accepted ones held and pinging;
 //! - `churn`: the same with `--repeat`: what vigild refuses is tried again, round after
@@ -29,13 +31,14 @@
 //! creates is removed at the end, also on a panic or Ctrl-C.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use vigil_e2e::bench::{Facts, SampledRun, check_md_block, cpu_us, load1, run_sampled, write_md_block};
 use vigil_e2e::flood::FLOOD_STEP_TIMEOUT;
 use vigil_e2e::interrupt::{catch_interrupts, interrupted};
+use vigil_e2e::process::{Ledger, ManagedChild};
 use vigil_e2e::procfs::nofile_limits;
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::wait::try_wait_for_polling;
@@ -72,17 +75,20 @@ struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     None,
+    Hog,
     Held,
     Churn,
     BigHeader,
 }
 
-const SCENARIOS: [Scenario; 4] = [Scenario::None, Scenario::Held, Scenario::Churn, Scenario::BigHeader];
+const SCENARIOS: [Scenario; 5] =
+    [Scenario::None, Scenario::Hog, Scenario::Held, Scenario::Churn, Scenario::BigHeader];
 
 impl Scenario {
     fn label(self) -> &'static str {
         match self {
             Scenario::None => "no attack",
+            Scenario::Hog => "CPU hog, no attack",
             Scenario::Held => "held connections",
             Scenario::Churn => "connection churn",
             Scenario::BigHeader => "big headers",
@@ -92,6 +98,7 @@ impl Scenario {
     fn what(self, conns: u32) -> String {
         match self {
             Scenario::None => "—".to_string(),
+            Scenario::Hog => "one user: `yes > /dev/null` (no connection)".to_string(),
             Scenario::Held => format!("one user: `flood --ping-every 1 conns {conns}`"),
             Scenario::Churn => format!("one user: `flood --ping-every 1 --repeat conns {conns}`"),
             Scenario::BigHeader => "two users, each `flood --repeat bigheader 10`".to_string(),
@@ -223,10 +230,17 @@ fn session_opens(h: &Harness) -> usize {
     h.auth_log().iter().filter(|l| l.is_event("vigild", "session_open")).count()
 }
 
+/// One user's `yes > /dev/null`, ended (through runuser) when dropped.
+fn start_hog(setup: &Setup) -> ManagedChild {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", &setup.flooder.name, "--", "sh", "-c", "exec yes > /dev/null"]).stdin(Stdio::null());
+    ManagedChild::spawn("hog", &mut cmd, &Ledger::default())
+}
+
 fn start_floods(h: &Harness, setup: &Setup, cli: &Cli, scenario: Scenario) -> Vec<Flood> {
     let conns = cli.conns.to_string();
     match scenario {
-        Scenario::None => Vec::new(),
+        Scenario::None | Scenario::Hog => Vec::new(),
         Scenario::Held => vec![h.flood_as(&setup.flooder, &["--ping-every", "1", "conns", &conns])],
         Scenario::Churn => vec![h.flood_as(&setup.flooder, &["--ping-every", "1", "--repeat", "conns", &conns])],
         Scenario::BigHeader => setup.big.iter().map(|u| h.flood_as(u, &["--repeat", "bigheader", "10"])).collect(),
@@ -243,6 +257,7 @@ fn run_scenario(h: &Harness, setup: &Setup, cli: &Cli, scenario: Scenario, cycle
     let base_fds = h.vigild().fd_count();
     let base_rss_kib = h.vigild().rss_kib();
     let watch = ProcWatch::start(pid, WATCH_INTERVAL, WATCH_SPAN);
+    let hog = (scenario == Scenario::Hog).then(|| start_hog(setup));
     let mut floods = start_floods(h, setup, cli, scenario);
     for f in &mut floods {
         f.wait_ready(FLOOD_STEP_TIMEOUT);
@@ -252,6 +267,7 @@ fn run_scenario(h: &Harness, setup: &Setup, cli: &Cli, scenario: Scenario, cycle
     let tag = format!("{}-{round}", scenario.label().replace(' ', "-"));
     let run = login_cycles(h, setup, cycles, &tag);
     let vigild_cpu_us = cpu_us(Some(pid)).saturating_sub(cpu_before);
+    drop(hog);
     let reports: Vec<FloodReport> = floods.into_iter().map(|f| f.finish(Duration::from_secs(30)).0).collect();
     let exited = Instant::now();
     let released = try_wait_for_polling(RELEASE_WAIT, Duration::from_millis(1), || {
@@ -336,7 +352,7 @@ fn markdown(cli: &Cli, f: &Facts, limits: (u64, u64), results: &[(Scenario, Vec<
         ));
     }
     md.push_str(&format!("\nGoal (issue 8): root's open+close p99 under {} ms while flooded.\n", GOAL_P99_US / 1000));
-    for (scenario, runs) in results.iter().filter(|(s, _)| *s != Scenario::None) {
+    for (scenario, runs) in results.iter().filter(|(s, _)| !matches!(s, Scenario::None | Scenario::Hog)) {
         let p99 = pooled(runs).p99;
         let verdict = if p99 < GOAL_P99_US { "met" } else { "**missed**" };
         md.push_str(&format!("- {}: p99 {p99} µs ({verdict})\n", scenario.label()));
@@ -347,7 +363,7 @@ fn markdown(cli: &Cli, f: &Facts, limits: (u64, u64), results: &[(Scenario, Vec<
     );
     md.push_str("| scenario | tried | accepted | refused | other failures | closed | repeat rounds |\n");
     md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for (scenario, runs) in results.iter().filter(|(s, _)| *s != Scenario::None) {
+    for (scenario, runs) in results.iter().filter(|(s, _)| !matches!(s, Scenario::None | Scenario::Hog)) {
         let reports: Vec<&FloodReport> = runs.iter().flat_map(|r| r.floods.iter()).collect();
         let sum = |f: &dyn Fn(&FloodReport) -> u64| reports.iter().map(|r| f(r)).sum::<u64>();
         let accepted = sum(&|r| u64::from(r.accepted));
