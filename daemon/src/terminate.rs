@@ -46,12 +46,8 @@ impl TerminateError {
     }
 }
 
-/// The pids of the session now, minus anything vigild must never signal.
-pub fn session_pids(scope: &SessionScope) -> std::io::Result<Vec<u32>> {
-    pids_in(scope, procfs::all_stats()?)
-}
-
-/// The session's pids in a listing of every process.
+/// The session's pids in a listing of every process, minus anything vigild must never
+/// signal.
 fn pids_in(scope: &SessionScope, stats: Vec<procfs::Stat>) -> std::io::Result<Vec<u32>> {
     let mut pids = procfs::process_tree(scope.leader_pid, &stats);
     for s in &stats {
