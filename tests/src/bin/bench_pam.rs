@@ -1,17 +1,23 @@
-//! bench_pam: PAM open+close latency through real libpam (issue 2's benchmark).
+//! bench_pam: PAM open+close latency through real libpam (issue 2's benchmark), and the
+//! same against the number of sessions vigild holds (issue 9's, `--preload`).
 //!
-//! `bench_pam [--cycles N (2000)] [--rounds R (4)] [--warmup W (50)] [--json]
-//!            [--update-md FILE]`
+//! `bench_pam [--cycles N (2000)] [--rounds R (4)] [--warmup W (50)] [--no-bus]
+//!            [--preload N,N,... [--in-flight K (16)] [--idle-window S (10)]]
+//!            [--json] [--update-md FILE]`
 //!
 //! One harness (private rsyslogd, private system bus with the packaging policy, vigild
-//! on both its private socket and that bus), one test user, and four PAM services whose
+//! on both its private socket and that bus), one test user, and PAM services whose
 //! session stacks are:
 //!
 //! - `pam_permit.so` (the baseline),
 //! - `pam_vigil.so` over the private socket (`h.vigil_args()`),
 //! - `pam_vigil.so` over the bus (`h.vigil_args().bus(<address>)`, the socket argument
 //!   pointing nowhere so that only the bus can register the session),
-//! - `pam_exec.so /bin/true` (what a fork+exec per open and close costs).
+//! - `pam_exec.so /bin/true` (what a fork+exec per open and close costs; not with
+//!   `--preload`).
+//!
+//! `--no-bus` runs vigild without a bus (`--no-bus`) and drops the bus stack: what the
+//! session objects on the bus connection cost shows against a run with it.
 //!
 //! Each stack first runs W warm-up cycles (discarded), then N cycles split into R
 //! rounds; the order of the stacks alternates from round to round, so that machine
@@ -20,38 +26,64 @@
 //! through `pam_host --samples FILE`; the rounds are pooled for the percentiles
 //! (nearest rank, as pam_host computes them). Every cycle must succeed, and every
 //! pam_vigil open must set `VIGIL_SESSION_ID` (with `fail=open` a daemon that cannot be
-//! reached would otherwise look fast).
+//! reached would otherwise look fast). vigild's CPU per cycle is the utime+stime
+//! delta of /proc/PID/stat over each run.
+//!
+//! With `--preload 0,1000,10000,100000` the whole measurement is repeated at each
+//! registry size, in one harness and one vigild: before a size is measured, a helper
+//! process (`bench/holder.rs`; not an ancestor of the PAM hosts) tops the sessions it
+//! holds up to that number over one private-socket connection, K calls in flight; the
+//! time it took, vigild's RSS, and vigild's CPU and context switches over S seconds in
+//! which nobody calls it (no deadline is near: `notty_idle_timeout = "4h"`) are
+//! reported with the latencies. The sessions end when the helper exits.
 //!
 //! stdout is the markdown for BENCHMARKS.md, between `<!-- bench_pam:begin -->` and
-//! `<!-- bench_pam:end -->`; `--update-md FILE` also replaces that block in FILE.
-//! `--json` prints one JSON object instead. Progress goes to stderr.
+//! `<!-- bench_pam:end -->` (with `--preload`: `bench_pam_preload`, or
+//! `bench_pam_preload_no_bus` with `--no-bus`); `--update-md FILE` also replaces that
+//! block in FILE. `--json` prints one JSON object instead. Progress goes to stderr.
 //!
 //! Needs root (like the e2e tests) and the release build: `cargo build --release`, then
 //! `cargo build --release -p vigil-e2e --bins`. Everything the harness creates is
 //! removed at the end, also on a panic or Ctrl-C.
 
-use std::path::{Path, PathBuf};
+#[path = "bench/facts.rs"]
+mod facts;
+#[path = "bench/holder.rs"]
+mod holder;
+#[path = "bench_pam/issue2.rs"]
+mod issue2;
+#[path = "bench_pam/issue9.rs"]
+mod issue9;
+#[path = "bench/usage.rs"]
+mod usage;
+
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use clap::Parser;
-use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use serde_json::{Value, json};
+use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use vigil_e2e::process::{describe_output, run_bounded};
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, VigildOpts, paths};
+use vigil_protocol::{ManagerProxy, Target};
 
-const BEGIN: &str = "<!-- bench_pam:begin -->";
-const END: &str = "<!-- bench_pam:end -->";
+use facts::Facts;
+use holder::{Holder, TopUp};
+use usage::Window;
+
 /// Issue 2's target: what pam_vigil may add over pam_permit.
 const TARGET_P50_US: i64 = 300;
 const TARGET_P99_US: i64 = 1000;
 const TTY: &str = "pts/9";
 const RHOST: &str = "203.0.113.7";
+/// How long vigild may take to settle after a top-up before it is watched.
+const SETTLE: Duration = Duration::from_secs(2);
 
 #[derive(Parser, Debug)]
 #[command(name = "bench_pam", about = "PAM open+close latency: pam_permit, pam_vigil (socket, bus), pam_exec")]
-struct Cli {
+pub struct Cli {
     /// open+close cycles per stack (pooled over the rounds).
     #[arg(long, default_value_t = 2000)]
     cycles: u32,
@@ -62,23 +94,65 @@ struct Cli {
     /// Warm-up cycles per stack before the first round (not counted).
     #[arg(long, default_value_t = 50)]
     warmup: u32,
+    /// vigild without a bus, and no bus stack.
+    #[arg(long)]
+    no_bus: bool,
+    /// Registry sizes to measure at (sessions held open by a helper process), e.g.
+    /// `0,1000,10000,100000`; without it, one run with none (issue 2's report).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    preload: Vec<u32>,
+    /// OpenSession calls (or, with --per-leader, leader processes starting) in flight
+    /// while preloading.
+    #[arg(long, default_value_t = 16)]
+    in_flight: u32,
+    /// With --preload: one leader process per K held sessions, as real logins have
+    /// (each becomes `sleep infinity`); 0: the helper leads them all.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    per_leader: u32,
+    /// Soft RLIMIT_NOFILE set on the harness's vigild after it starts (systemd's default
+    /// for a service is 1024); by default vigild keeps what it inherits.
+    #[arg(long, value_name = "N")]
+    vigild_nofile: Option<u64>,
+    /// With --preload: seconds vigild is watched, with nobody calling it, at each size (0: not).
+    #[arg(long, default_value_t = 10)]
+    idle_window: u64,
     /// Print one JSON object instead of markdown.
     #[arg(long)]
     json: bool,
-    /// Also replace the bench_pam block (between the begin/end markers) in this file.
+    /// Also replace this benchmark's block (between its begin/end markers) in this file.
     #[arg(long, value_name = "FILE")]
     update_md: Option<PathBuf>,
 }
 
+impl Cli {
+    fn preloading(&self) -> bool {
+        !self.preload.is_empty()
+    }
+
+    /// The registry sizes, ascending (one of 0 without --preload).
+    fn levels(&self) -> Vec<u32> {
+        let mut levels = if self.preloading() { self.preload.clone() } else { vec![0] };
+        levels.sort_unstable();
+        levels.dedup();
+        levels
+    }
+
+    fn markers(&self) -> (&'static str, &'static str) {
+        match (self.preloading(), self.no_bus) {
+            (false, _) => (issue2::BEGIN, issue2::END),
+            (true, false) => (issue9::BEGIN, issue9::END),
+            (true, true) => (issue9::BEGIN_NO_BUS, issue9::END_NO_BUS),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Permit,
     VigilSocket,
     VigilBus,
     ExecTrue,
 }
-
-const KINDS: [Kind; 4] = [Kind::Permit, Kind::VigilSocket, Kind::VigilBus, Kind::ExecTrue];
 
 impl Kind {
     fn key(self) -> &'static str {
@@ -105,7 +179,7 @@ impl Kind {
 }
 
 /// One pam_host run of one stack.
-struct RunResult {
+pub struct RunResult {
     round: u32,
     report: PamHostReport,
     samples: Vec<u64>,
@@ -114,14 +188,15 @@ struct RunResult {
 }
 
 /// The harness's daemons whose CPU time is sampled around each run.
-const DAEMONS: [&str; 3] = ["vigild", "dbus-daemon", "rsyslogd"];
+pub const DAEMONS: [&str; 3] = ["vigild", "dbus-daemon", "rsyslogd"];
 
-struct StackResult {
+#[derive(Clone)]
+pub struct StackResult {
     kind: Kind,
     service: String,
     /// The `session` line of the service file, harness paths shortened.
     session_line: String,
-    runs: Vec<RunResult>,
+    runs: Vec<std::rc::Rc<RunResult>>,
 }
 
 impl StackResult {
@@ -142,8 +217,25 @@ impl StackResult {
     }
 }
 
+/// Everything measured at one registry size.
+pub struct Level {
+    sessions: u32,
+    /// Opening the sessions added for this size (none for 0).
+    top_up: Option<TopUp>,
+    /// vigild with nobody calling, before the rounds.
+    idle: Option<Window>,
+    /// vigild's RSS (KiB) before the first and after the last round.
+    rss_start_kib: u64,
+    rss_end_kib: u64,
+    /// /proc/loadavg's 1-minute figure after the level.
+    load_after: String,
+    stacks: Vec<StackResult>,
+}
 
 fn main() -> ExitCode {
+    if let Some(code) = holder::helper_role() {
+        return code;
+    }
     let cli = Cli::parse();
     if !vigil_e2e::is_root() {
         eprintln!(
@@ -159,56 +251,67 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let (begin, end) = cli.markers();
     if let Some(path) = &cli.update_md {
-        // Fail before a run of minutes, not after it.
-        if let Err(e) = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| replace_block(&t, "")) {
-            eprintln!("bench_pam: --update-md {}: {e}", path.display());
+        if let Err(e) = facts::check_block(path, begin, end) {
+            eprintln!("bench_pam: --update-md {e}");
             return ExitCode::from(2);
         }
     }
     catch_interrupts();
     let mut facts = Facts::gather();
-    let Some(stacks) = bench(&cli) else {
+    let Some(levels) = bench(&cli) else {
         eprintln!("bench_pam: interrupted; the harness has cleaned up");
         return ExitCode::from(130);
     };
-    facts.load_after = load1();
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&cli, &facts, &stacks)).expect("serializes"));
+    facts.load_after = facts::load1();
+    let (markdown, json) = if cli.preloading() {
+        (issue9::markdown(&cli, &facts, &levels), issue9::to_json(&cli, &facts, &levels))
     } else {
-        print!("{}", markdown(&cli, &facts, &stacks));
+        (issue2::markdown(&cli, &facts, &levels[0].stacks), issue2::to_json(&cli, &facts, &levels[0].stacks))
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&json).expect("serializes"));
+    } else {
+        print!("{markdown}");
     }
     if let Some(path) = &cli.update_md {
-        let text = std::fs::read_to_string(path).map_err(|e| e.to_string());
-        match text.and_then(|t| replace_block(&t, &markdown(&cli, &facts, &stacks))) {
-            Ok(new) => {
-                if let Err(e) = std::fs::write(path, new) {
-                    eprintln!("bench_pam: cannot write {}: {e}", path.display());
-                    return ExitCode::from(1);
-                }
-                eprintln!("bench_pam: updated {}", path.display());
-            }
-            Err(e) => {
-                eprintln!("bench_pam: --update-md {}: {e}", path.display());
-                return ExitCode::from(1);
-            }
+        if let Err(e) = facts::update_block(path, begin, end, &markdown) {
+            eprintln!("bench_pam: --update-md {e}");
+            return ExitCode::from(1);
         }
+        eprintln!("bench_pam: updated {}", path.display());
     }
     ExitCode::SUCCESS
 }
 
 /// Runs the whole benchmark inside one harness; `None` when interrupted.
-fn bench(cli: &Cli) -> Option<Vec<StackResult>> {
+fn bench(cli: &Cli) -> Option<Vec<Level>> {
     eprintln!("bench_pam: starting rsyslogd, dbus-daemon and vigild");
     let mut h = Harness::with_syslog();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
+    let mut opts = VigildOpts::default();
+    if cli.preloading() {
+        opts = opts.config(holder::QUIET_POLICY);
+    }
+    if cli.no_bus {
+        opts = opts.no_bus();
+    } else {
+        h.start_bus(BusPolicy::Packaging);
+    }
+    h.start_vigild(opts);
+    if let Some(limit) = cli.vigild_nofile {
+        set_nofile(h.vigild().pid(), limit);
+    }
     let user = h.create_user("bench");
     let module = paths::pam_module();
     let dir = h.dir().display().to_string();
     let root = paths::workspace_root().display().to_string();
 
-    let mut stacks: Vec<StackResult> = KINDS
+    let kinds: Vec<Kind> = [Kind::Permit, Kind::VigilSocket, Kind::VigilBus, Kind::ExecTrue]
+        .into_iter()
+        .filter(|&k| !(cli.no_bus && k == Kind::VigilBus) && !(cli.preloading() && k == Kind::ExecTrue))
+        .collect();
+    let stacks: Vec<StackResult> = kinds
         .iter()
         .map(|&kind| {
             let stack = match kind {
@@ -235,10 +338,61 @@ fn bench(cli: &Cli) -> Option<Vec<StackResult>> {
         })
         .collect();
 
+    // Declared after the harness: dropped first, so its sessions end while vigild runs.
+    let mut holder: Option<Holder> = None;
+    let mut levels = Vec::new();
+    for sessions in cli.levels() {
+        let top_up = if sessions > 0 {
+            let holder = holder.get_or_insert_with(|| {
+                Holder::spawn(&h.private_socket(), &user.name, cli.in_flight, cli.per_leader, &h.path("holder.stderr"))
+            });
+            eprintln!("bench_pam: opening sessions up to {sessions}");
+            let top_up = holder.top_up(sessions).unwrap_or_else(|e| panic!("preloading {sessions} sessions: {e}"));
+            eprintln!(
+                "bench_pam: {} sessions opened in {:.1} s ({:.0} µs each)",
+                top_up.added,
+                top_up.seconds,
+                top_up.us_each()
+            );
+            Some(top_up)
+        } else {
+            None
+        };
+        if interrupted() {
+            return None;
+        }
+        let vigild = h.vigild().pid();
+        let idle = (cli.preloading() && cli.idle_window > 0).then(|| {
+            std::thread::sleep(SETTLE);
+            eprintln!("bench_pam: watching vigild for {} s with {sessions} sessions and no caller", cli.idle_window);
+            usage::idle_window(vigild, cli.idle_window)
+        });
+        let rss_start_kib = usage::rss_kib(vigild);
+        let stacks = measure(cli, &h, &user.name, &stacks, sessions)?;
+        let rss_end_kib = usage::rss_kib(vigild);
+        // Every measured session was closed again; the held ones are all there.
+        let registered = registered(&h);
+        assert_eq!(registered, sessions, "sessions registered after measuring at {sessions}");
+        levels.push(Level {
+            sessions,
+            top_up,
+            idle,
+            rss_start_kib,
+            rss_end_kib,
+            load_after: facts::load1(),
+            stacks,
+        });
+    }
+    Some(levels)
+}
+
+/// The warm-up and the rounds of every stack at one registry size.
+fn measure(cli: &Cli, h: &Harness, user: &str, stacks: &[StackResult], sessions: u32) -> Option<Vec<StackResult>> {
+    let mut stacks: Vec<StackResult> = stacks.to_vec();
     if cli.warmup > 0 {
         eprintln!("bench_pam: warm-up, {} cycles per stack", cli.warmup);
         for stack in &stacks {
-            run_stack(&h, &user.name, stack, cli.warmup, 0)?;
+            run_stack(h, user, stack, cli.warmup, 0)?;
         }
     }
     for round in 1..=cli.rounds {
@@ -248,23 +402,45 @@ fn bench(cli: &Cli) -> Option<Vec<StackResult>> {
             order.reverse();
         }
         for i in order {
-            let run = run_stack(&h, &user.name, &stacks[i], n, round)?;
+            let run = run_stack(h, user, &stacks[i], n, round)?;
             let s = Stats::from_samples(&run.samples);
             eprintln!(
-                "bench_pam: round {round}/{}: {:<26} {n} cycles  p50 {} µs  p99 {} µs  max {} µs",
+                "bench_pam: {sessions} held, round {round}/{}: {:<26} {n} cycles  p50 {} µs  p99 {} µs  max {} µs",
                 cli.rounds,
                 stacks[i].kind.label(),
                 s.p50,
                 s.p99,
                 s.max
             );
-            stacks[i].runs.push(run);
+            stacks[i].runs.push(std::rc::Rc::new(run));
         }
     }
-    // Every pam_vigil session was closed again.
-    let left = h.vigild().list_sessions();
-    assert!(left.is_empty(), "{} sessions still registered after the benchmark, e.g. {:?}", left.len(), left.first());
     Some(stacks)
+}
+
+/// Sets the soft limit of open files of `pid` (a process this program started), as a
+/// service manager would have; the hard limit stays.
+fn set_nofile(pid: u32, soft: u64) {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit reads the limit into `old`, a valid struct.
+    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0, "prlimit({pid}) read: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit { rlim_cur: soft.min(old.rlim_max), rlim_max: old.rlim_max };
+    // SAFETY: as above, with `new` a valid struct.
+    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit({pid}) set: {}", std::io::Error::last_os_error());
+    eprintln!("bench_pam: vigild's open-file limit set to {} (hard {})", new.rlim_cur, new.rlim_max);
+}
+
+/// How many sessions vigild holds (Status over the private socket).
+fn registered(h: &Harness) -> u32 {
+    let target = Target::Socket(h.private_socket());
+    let status = zruntime::block_on(async {
+        let connection = target.connect().await.map_err(|e| e.to_string())?;
+        let manager = ManagerProxy::new(&connection).await.map_err(|e| e.to_string())?;
+        manager.status().await.map_err(|e| e.to_string())
+    });
+    status.unwrap_or_else(|e| panic!("Status over the private socket: {e}")).session_count
 }
 
 /// One pam_host run of `cycles` cycles on `stack`'s service, checked; `None` when
@@ -279,9 +455,9 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
     command.args(cmd.args()).arg("--samples").arg(&samples_path);
     let deadline = Duration::from_secs(120) + Duration::from_millis(10) * cycles;
     let pids = daemon_pids(h);
-    let cpu_before = pids.map(cpu_us);
+    let cpu_before = pids.map(usage::cpu_us);
     let out = run_bounded(&mut command, deadline, &format!("pam_host for {}", stack.kind.label()));
-    let cpu_after = pids.map(cpu_us);
+    let cpu_after = pids.map(usage::cpu_us);
     let daemon_cpu_us: [u64; 3] = std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i]));
     if interrupted() {
         return None;
@@ -308,23 +484,6 @@ fn daemon_pids(h: &Harness) -> [Option<u32>; 3] {
     DAEMONS.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
 }
 
-/// utime + stime of a process, all its threads (µs; the kernel counts clock ticks).
-fn cpu_us(pid: Option<u32>) -> u64 {
-    let Some(stat) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok()) else {
-        return 0;
-    };
-    // After "pid (comm)": state is field 3 of the line; utime and stime are fields 14 and 15.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-    ticks * 1_000_000 / clk_tck()
-}
-
-fn clk_tck() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
-}
-
 /// Every cycle opened and closed, and pam_vigil really registered each session.
 fn check(kind: Kind, cycles: u32, r: &PamHostReport, out: &std::process::Output) {
     let ok = r.start_rc == PAM_SUCCESS
@@ -345,114 +504,7 @@ fn check(kind: Kind, cycles: u32, r: &PamHostReport, out: &std::process::Output)
     }
 }
 
-// ---- facts about the machine and the build ----------------------------------------------
-
-struct Facts {
-    date: String,
-    /// `<short hash>` or `<short hash>+dirty`.
-    commit: String,
-    /// With `+dirty`: what `git status --porcelain` lists (paths).
-    dirty: Vec<String>,
-    nproc: usize,
-    cpu: String,
-    kernel: String,
-    os: String,
-    module_built: String,
-    command: String,
-    /// Processes on the machine when the run started (vigild looks at /proc per call).
-    processes: usize,
-    /// /proc/loadavg's 1-minute figure before and after the run (other load skews it).
-    load_before: String,
-    load_after: String,
-}
-
-impl Facts {
-    fn gather() -> Facts {
-        let root = paths::workspace_root();
-        let exe = std::env::current_exe().ok();
-        let program = exe
-            .as_deref()
-            .and_then(|e| e.strip_prefix(&root).ok().map(Path::to_path_buf).or_else(|| Some(e.to_path_buf())))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "bench_pam".to_string());
-        let mut command = vec![program];
-        command.extend(std::env::args().skip(1));
-        let module = paths::bin_dir().join("libpam_vigil.so");
-        let (commit, dirty) = commit(&root);
-        Facts {
-            date: output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default(),
-            commit,
-            dirty,
-            nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            cpu: cpuinfo_model().unwrap_or_else(|| "unknown".into()),
-            kernel: format!(
-                "Linux {} {}",
-                std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-                std::env::consts::ARCH
-            ),
-            os: os_release().unwrap_or_else(|| "unknown".into()),
-            module_built: output(Command::new("date").arg("-u").arg("-r").arg(&module).arg("+%Y-%m-%d %H:%M UTC"))
-                .unwrap_or_else(|| "unknown".into()),
-            command: command.join(" "),
-            processes: process_count(),
-            load_before: load1(),
-            load_after: String::new(),
-        }
-    }
-}
-
-fn process_count() -> usize {
-    std::fs::read_dir("/proc")
-        .map(|d| d.flatten().filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok())).count())
-        .unwrap_or(0)
-}
-
-fn load1() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// stdout of a short command (date, git), trimmed; `None` if it failed or is missing.
-fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd.stdin(std::process::Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// `git rev-parse --short HEAD`, plus `+dirty` when `git status` shows anything
-/// (untracked files included), and the paths it shows.
-fn commit(root: &Path) -> (String, Vec<String>) {
-    let git = |args: &[&str]| output(Command::new("git").arg("-C").arg(root).args(args));
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        // Each line is `XY path`; the leading status column may be a space, so the
-        // output is split untrimmed.
-        Some(hash) => match Command::new("git").arg("-C").arg(root).args(["status", "--porcelain"]).output() {
-            Ok(out) if out.status.success() && out.stdout.is_empty() => (hash, Vec::new()),
-            Ok(out) if out.status.success() => (
-                format!("{hash}+dirty"),
-                String::from_utf8_lossy(&out.stdout).lines().map(|l| l.get(3..).unwrap_or(l).to_string()).collect(),
-            ),
-            _ => (format!("{hash}+dirty"), vec!["(git status failed)".to_string()]),
-        },
-        None => ("unknown (not a git checkout)".into(), Vec::new()),
-    }
-}
-
-fn cpuinfo_model() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    text.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-}
-
-fn os_release() -> Option<String> {
-    let text = std::fs::read_to_string("/etc/os-release").ok()?;
-    text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string())
-}
-
-// ---- output ---------------------------------------------------------------------------
+// ---- shared by the two reports ---------------------------------------------------------
 
 fn added(value: u64, base: u64) -> i64 {
     value as i64 - base as i64
@@ -462,184 +514,8 @@ fn signed(v: i64) -> String {
     if v >= 0 { format!("+{v}") } else { v.to_string() }
 }
 
-fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
-    let base = stacks[0].pooled();
-    let per_round = cli.cycles / cli.rounds;
-    let mut md = String::new();
-    md.push_str(BEGIN);
-    md.push('\n');
-    md.push_str(&format!("Command (as root, from the repository): `{}`\n\n", f.command));
-    md.push_str(&format!(
-        "- {} cycles of pam_open_session + pam_close_session per stack, through real libpam (`pam_host`): {} rounds \
-         of {}{} cycles, one pam_host run per stack and round, stack order alternating; {} warm-up cycles per \
-         stack discarded\n",
-        cli.cycles,
-        cli.rounds,
-        per_round,
-        if cli.cycles % cli.rounds == 0 { String::new() } else { "-".to_string() + &(per_round + 1).to_string() },
-        cli.warmup
-    ));
-    let dirty = match f.dirty.len() {
-        0 => String::new(),
-        n if n <= 4 => format!(" ({})", f.dirty.join(", ")),
-        n => format!(" ({}, … {n} paths)", f.dirty[..3].join(", ")),
-    };
-    md.push_str(&format!(
-        "- date: {}; commit: {}{dirty}; libpam_vigil.so built {}\n",
-        f.date, f.commit, f.module_built
-    ));
-    md.push_str(&format!(
-        "- machine: {} CPUs (nproc), {}, {}, {}; {} processes at the start; load average (1 min) {} before, {} after\n",
-        f.nproc, f.cpu, f.kernel, f.os, f.processes, f.load_before, f.load_after
-    ));
-    md.push_str(
-        "- vigild, dbus-daemon and rsyslogd (the harness's own) run on the same machine; vigild writes an audit \
-         line per open and close\n\n",
-    );
-    md.push_str(
-        "| stack | cycles | p50 µs | p99 µs | max µs | p50 added over pam_permit | p99 added over pam_permit |\n",
-    );
-    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for s in stacks {
-        let st = s.pooled();
-        let (a50, a99) = if s.kind == Kind::Permit {
-            ("—".to_string(), "—".to_string())
-        } else {
-            (signed(added(st.p50, base.p50)), signed(added(st.p99, base.p99)))
-        };
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            s.kind.label(),
-            st.n,
-            st.p50,
-            st.p99,
-            st.max,
-            a50,
-            a99
-        ));
-    }
-    md.push('\n');
-    md.push_str(&format!(
-        "Target (issue 2): pam_vigil adds ≤ {TARGET_P50_US} µs p50 and ≤ {TARGET_P99_US} µs p99 over pam_permit.\n"
-    ));
-    for s in stacks.iter().filter(|s| s.kind.is_vigil()) {
-        let st = s.pooled();
-        let (a50, a99) = (added(st.p50, base.p50), added(st.p99, base.p99));
-        let verdict = |v: i64, t: i64| if v <= t { "met" } else { "**missed**" };
-        md.push_str(&format!(
-            "- {}: p50 {} µs ({}), p99 {} µs ({})\n",
-            s.kind.label(),
-            signed(a50),
-            verdict(a50, TARGET_P50_US),
-            signed(a99),
-            verdict(a99, TARGET_P99_US)
-        ));
-    }
-    md.push('\n');
-    md.push_str(
-        "Per round, p50 / p99 µs of open+close (round order alternates; open and close p50 from pam_host):\n\n",
-    );
-    md.push_str("| stack |");
-    for r in 1..=cli.rounds {
-        md.push_str(&format!(" round {r} |"));
-    }
-    md.push_str(" open p50 / close p50 (per round) |\n| --- |");
-    for _ in 1..=cli.rounds {
-        md.push_str(" ---: |");
-    }
-    md.push_str(" --- |\n");
-    for s in stacks {
-        md.push_str(&format!("| {} |", s.kind.label()));
-        for run in &s.runs {
-            let st = Stats::from_samples(&run.samples);
-            md.push_str(&format!(" {} / {} |", st.p50, st.p99));
-        }
-        let split: Vec<String> =
-            s.runs.iter().map(|r| format!("{}/{}", r.report.open_us.p50, r.report.close_us.p50)).collect();
-        md.push_str(&format!(" {} |\n", split.join(", ")));
-    }
-    md.push_str(&format!(
-        "\nCPU time of the harness's daemons per measured cycle while each stack ran (µs; utime+stime from \
-         /proc in {} ms ticks, so ±{:.0} µs per cycle at these counts; includes vigild's periodic work):\n\n",
-        1000 / clk_tck(),
-        (1_000_000.0 / clk_tck() as f64) * cli.rounds as f64 / cli.cycles as f64
-    ));
-    md.push_str("| stack |");
-    for d in DAEMONS {
-        md.push_str(&format!(" {d} |"));
-    }
-    md.push_str("\n| --- |");
-    for _ in DAEMONS {
-        md.push_str(" ---: |");
-    }
-    md.push('\n');
-    for s in stacks {
-        md.push_str(&format!("| {} |", s.kind.label()));
-        for v in s.daemon_cpu_per_cycle() {
-            md.push_str(&format!(" {v:.0} |"));
-        }
-        md.push('\n');
-    }
-    md.push_str(
-        "\nSession lines (`$DIR` is the harness's directory under /tmp; auth and account are pam_permit):\n\n```\n",
-    );
-    for s in stacks {
-        md.push_str(&s.session_line);
-        md.push('\n');
-    }
-    md.push_str("```\n");
-    md.push_str(END);
-    md.push('\n');
-    md
-}
-
 fn stats_json(s: &Stats) -> Value {
     json!({"n": s.n, "p50": s.p50, "p99": s.p99, "max": s.max})
-}
-
-fn to_json(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> Value {
-    let base = stacks[0].pooled();
-    let stacks_json: Vec<Value> = stacks
-        .iter()
-        .map(|s| {
-            let st = s.pooled();
-            json!({
-                "stack": s.kind.key(),
-                "label": s.kind.label(),
-                "session_line": s.session_line,
-                "cycle_us": stats_json(&st),
-                "added_over_permit_us": {"p50": added(st.p50, base.p50), "p99": added(st.p99, base.p99)},
-                "daemon_cpu_us_per_cycle": DAEMONS.iter().zip(s.daemon_cpu_per_cycle())
-                    .map(|(d, v)| (d.to_string(), json!((v * 10.0).round() / 10.0)))
-                    .collect::<serde_json::Map<String, Value>>(),
-                "runs": s.runs.iter().map(|r| json!({
-                    "round": r.round,
-                    "cycle_us": stats_json(&Stats::from_samples(&r.samples)),
-                    "open_us": stats_json(&r.report.open_us),
-                    "close_us": stats_json(&r.report.close_us),
-                    "total_ms": r.report.total_ms,
-                    "daemon_cpu_us": DAEMONS.iter().zip(r.daemon_cpu_us)
-                        .map(|(d, v)| (d.to_string(), json!(v)))
-                        .collect::<serde_json::Map<String, Value>>(),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "benchmark": "pam_open_close",
-        "command": f.command,
-        "date": f.date,
-        "commit": f.commit,
-        "dirty": f.dirty,
-        "module_built": f.module_built,
-        "machine": {"nproc": f.nproc, "cpu": f.cpu, "kernel": f.kernel, "os": f.os, "processes": f.processes,
-                    "load1_before": f.load_before, "load1_after": f.load_after},
-        "cycles": cli.cycles,
-        "rounds": cli.rounds,
-        "warmup": cli.warmup,
-        "target_added_us": {"p50": TARGET_P50_US, "p99": TARGET_P99_US},
-        "stacks": stacks_json,
-    })
 }
 
 /// `line` without the `,guid=<hex>` of a D-Bus address.
@@ -652,16 +528,4 @@ fn strip_guid(line: &str) -> String {
         }
         None => line.to_string(),
     }
-}
-
-/// `text` with the block between [`BEGIN`] and [`END`] (markers included) replaced by
-/// `block` (which carries its own markers).
-fn replace_block(text: &str, block: &str) -> Result<String, String> {
-    let start = text.find(BEGIN).ok_or_else(|| format!("no {BEGIN} line"))?;
-    let end_rel = text[start..].find(END).ok_or_else(|| format!("no {END} line after {BEGIN}"))?;
-    let mut end = start + end_rel + END.len();
-    if text[end..].starts_with('\n') {
-        end += 1;
-    }
-    Ok(format!("{}{}{}", &text[..start], block, &text[end..]))
 }

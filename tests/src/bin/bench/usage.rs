@@ -1,0 +1,86 @@
+//! What a daemon uses, from /proc: CPU time (utime + stime of all its threads, counted
+//! by the kernel in clock ticks), resident memory, and its threads' context switches.
+//! Shared by the bench_* programs (`#[path]` module).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
+}
+
+/// utime + stime of a process, all its threads, in clock ticks; `None` once it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (comm)": state is field 3 of the line; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11..13)?.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
+/// [`cpu_ticks`] in µs (0 for no process).
+pub fn cpu_us(pid: Option<u32>) -> u64 {
+    pid.and_then(cpu_ticks).map_or(0, |ticks| ticks * 1_000_000 / clk_tck())
+}
+
+/// VmRSS in KiB (0 when it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Context switches (voluntary + involuntary) per thread id.
+fn switches_by_thread(pid: u32) -> HashMap<String, u64> {
+    let mut by_thread = HashMap::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let n: u64 = status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:").or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum();
+            by_thread.insert(task.file_name().to_string_lossy().into_owned(), n);
+        }
+    }
+    by_thread
+}
+
+/// What a process did over a window in which nobody called it.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub seconds: u64,
+    pub cpu_ms: f64,
+    /// Threads come and go (tokio's blocking pool): only threads alive at both ends count.
+    pub switches: u64,
+    pub rss_kib: u64,
+}
+
+impl Window {
+    pub fn cpu_percent(&self) -> f64 {
+        self.cpu_ms / (self.seconds.max(1) as f64 * 1000.0) * 100.0
+    }
+}
+
+/// Watches `pid` for `seconds` of wall time.
+pub fn idle_window(pid: u32, seconds: u64) -> Window {
+    let t0 = cpu_ticks(pid).unwrap_or(0);
+    let s0 = switches_by_thread(pid);
+    std::thread::sleep(Duration::from_secs(seconds));
+    let t1 = cpu_ticks(pid).unwrap_or(0);
+    let s1 = switches_by_thread(pid);
+    let switches = s1.iter().filter_map(|(tid, n)| s0.get(tid).map(|before| n.saturating_sub(*before))).sum();
+    Window {
+        seconds,
+        cpu_ms: t1.saturating_sub(t0) as f64 * 1000.0 / clk_tck() as f64,
+        switches,
+        rss_kib: rss_kib(pid),
+    }
+}
