@@ -125,6 +125,15 @@ impl<'i> Document<'i> {
 
     /// The span of the value at `path`, if the document has one there.
     pub(crate) fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
+        self.find(path).map(|(span, _)| span)
+    }
+
+    /// The value at `path` (`None` for the top level, which is not a value).
+    pub(crate) fn value_at(&self, path: &KeyPath) -> Option<&DeValue<'i>> {
+        self.find(path).and_then(|(_, value)| value)
+    }
+
+    fn find(&self, path: &KeyPath) -> Option<(Range<usize>, Option<&DeValue<'i>>)> {
         let mut span = self.root.span();
         let mut value: Option<&DeValue<'i>> = None;
         let mut table = Some(self.root.get_ref());
@@ -143,7 +152,7 @@ impl<'i> Document<'i> {
                 _ => None,
             };
         }
-        Some(span)
+        Some((span, value))
     }
 }
 

@@ -1,12 +1,16 @@
 //! vigil's policy file, `/etc/vigil/vigil.toml`: its schema, its validation (every
-//! refusal names file, line, column and key), and the resolution of the policy that
-//! applies to one session.
+//! refusal names file, line, column and key), its warnings (accepted, but probably not
+//! what was meant: [`Config::warnings`]), and the resolution of the policy that applies
+//! to one session.
 //!
 //! ```no_run
 //! use std::path::Path;
 //! use vigil_config::{Config, SessionFacts, DEFAULT_PATH};
 //!
 //! let config = Config::load(Path::new(DEFAULT_PATH))?;
+//! for warning in config.warnings(&vigil_config::NssAccounts) {
+//!     eprintln!("warning: {warning}");
+//! }
 //! let groups = vec!["ops".to_owned()];
 //! let policy = config.resolve(&SessionFacts {
 //!     user: "alice",
@@ -27,6 +31,7 @@ mod parse;
 mod resolve;
 mod schema;
 mod validate;
+mod warnings;
 
 #[cfg(test)]
 mod tests;
@@ -36,8 +41,10 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use resolve::{IdleAction, ResolvedPolicy};
+pub use warnings::{Accounts, ConfigWarning, MAX_LOOKUPS, NssAccounts, WarningKind};
 
 use validate::Policy;
+use warnings::Lint;
 
 /// Where vigild and `vigilctl check-config` look when given no path.
 pub const DEFAULT_PATH: &str = "/etc/vigil/vigil.toml";
@@ -93,6 +100,8 @@ pub struct Config {
     defaults: ResolvedPolicy,
     /// `[[policy]]` blocks in file order, each already resolved against `defaults`.
     policies: Vec<Policy>,
+    /// What [`Config::warnings`] reports.
+    lint: Lint,
 }
 
 impl Config {
@@ -116,10 +125,15 @@ impl Config {
         Self::from_bytes(&bytes, path)
     }
 
-    /// Parses and checks `text`; `origin` names the file in errors.
+    /// Parses and checks `text`; `origin` names the file in errors and warnings.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let (defaults, policies, audit) = parse::parse(text, origin)?;
-        Ok(Config { audit, defaults, policies })
+        parse::parse(text, origin)
+    }
+
+    /// Like [`Config::parse`], from the file's bytes (which must be UTF-8): what
+    /// [`Config::load`] does once it has read the file.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Config, ConfigError> {
+        Self::parse(parse::utf8(bytes, origin)?, origin)
     }
 
     /// The configuration used when there is no file: built-in defaults, no policies.
@@ -128,6 +142,7 @@ impl Config {
             audit: AuditSettings::default(),
             defaults: ResolvedPolicy::builtin(),
             policies: Vec::new(),
+            lint: Lint::default(),
         }
     }
 
@@ -151,7 +166,11 @@ impl Config {
         self.policies.len()
     }
 
-    fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Config, ConfigError> {
-        Self::parse(parse::utf8(bytes, origin)?, origin)
+    /// What in this accepted file probably does not do what its author meant, in file
+    /// order (see [`ConfigWarning`]): user and group names that `accounts` does not
+    /// know, and blocks that match every session. Names are looked up at each call
+    /// (with [`NssAccounts`] each may block on NSS: call it off an async runtime).
+    pub fn warnings(&self, accounts: &dyn Accounts) -> Vec<ConfigWarning> {
+        self.lint.warnings(accounts)
     }
 }

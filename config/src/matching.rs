@@ -25,6 +25,22 @@ pub(crate) struct Criteria {
 }
 
 impl Criteria {
+    /// No criterion at all (`match = {}` or no `match`): the block matches every session.
+    pub(crate) fn is_empty(&self) -> bool {
+        let Self {
+            users,
+            groups,
+            services,
+            tty,
+            rhosts,
+        } = self;
+        users.is_none()
+            && groups.is_none()
+            && services.is_none()
+            && tty.is_none()
+            && rhosts.is_none()
+    }
+
     pub(crate) fn matches(&self, session: &SessionFacts<'_>) -> bool {
         any_glob(&self.users, [session.user])
             && any_glob(&self.groups, session.groups.iter().map(String::as_str))

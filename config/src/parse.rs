@@ -5,18 +5,16 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
+use crate::Config;
 use crate::document::{Document, KeyPath};
 use crate::error::ConfigError;
 use crate::explain;
-use crate::resolve::ResolvedPolicy;
 use crate::schema::FileDoc;
-use crate::validate::{self, Policy, Problem};
+use crate::validate::{self, Problem};
+use crate::warnings::Lint;
 
-/// Parses and checks `text`; `origin` only names the file in errors.
-pub(crate) fn parse(
-    text: &str,
-    origin: &Path,
-) -> Result<(ResolvedPolicy, Vec<Policy>, crate::AuditSettings), ConfigError> {
+/// Parses and checks `text`; `origin` only names the file in errors and warnings.
+pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let (doc, syntax_errors) = Document::parse(text);
     let first_syntax_error = syntax_errors
         .iter()
@@ -34,8 +32,14 @@ pub(crate) fn parse(
         chain: file.audit.chain.unwrap_or(defaults.chain),
         spool_max_bytes: file.audit.spool_max_bytes.unwrap_or(defaults.spool_max_bytes),
     };
-    let (resolved, policies) = validate::assemble(file).map_err(|p| explain::problem(&doc, origin, p))?;
-    Ok((resolved, policies, audit))
+    let (defaults, policies) = validate::assemble(file).map_err(|p| explain::problem(&doc, origin, p))?;
+    let lint = Lint::gather(&doc, origin, &policies);
+    Ok(Config {
+        audit,
+        defaults,
+        policies,
+        lint,
+    })
 }
 
 /// Refuses bytes that are not UTF-8, pointing at the first bad byte.

@@ -52,13 +52,12 @@ pub(crate) fn assemble(file: FileDoc) -> Result<(ResolvedPolicy, Vec<Policy>), P
             });
         }
         let layer = block.layer();
+        let criteria = block.criteria.unwrap_or_default();
+        check_exempt_has_criteria(&criteria, &layer, &path)?;
         let mut resolved = defaults.clone().overridden_by(&layer);
         resolved.policy_name = name;
         check_idle_pair(&resolved, &layer, &path, Some(&file.defaults))?;
-        policies.push(Policy {
-            criteria: block.criteria.unwrap_or_default(),
-            resolved,
-        });
+        policies.push(Policy { criteria, resolved });
     }
     Ok((defaults, policies))
 }
@@ -93,6 +92,25 @@ fn check_name(name: &str, path: &KeyPath) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+/// A block that matches every session and exempts it switches vigil off for everyone:
+/// never what an admin means, so it is refused rather than warned about.
+fn check_exempt_has_criteria(
+    criteria: &Criteria,
+    layer: &Layer,
+    block: &KeyPath,
+) -> Result<(), Problem> {
+    if layer.exempt != Some(true) || !criteria.is_empty() {
+        return Ok(());
+    }
+    Err(Problem {
+        path: block.clone().key("exempt"),
+        message: "exempt = true in a block with an empty match exempts every session; \
+                  expected match criteria (users, groups, services, tty or rhosts) naming \
+                  the sessions to exempt"
+            .to_owned(),
+    })
 }
 
 /// The warning must come before the end: `idle_warning < idle_timeout` once the block's

@@ -15,9 +15,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::manager::{Manager, Orphan};
+use crate::manager::{Manager, now_usec};
+use crate::records::session_record;
+use crate::registry::{Identity, Session};
 use crate::procfs::{self, NO_AUDIT_SESSION, Stat};
-use crate::ttys;
+use crate::ttys::{self, TtyNr};
 
 /// How often /proc is swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -32,6 +34,72 @@ pub enum Scope {
     All,
     /// `--adopt-users`: only these users' logins (tests, and trying adoption out).
     Users(HashSet<String>),
+}
+
+/// A new session found by the sweep rather than registered (see `adopt.rs`).
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub audit_session_id: u32,
+    pub leader_pid: u32,
+    pub leader_start: u64,
+    pub uid: u32,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub service: String,
+    pub ttys: Vec<TtyNr>,
+}
+
+impl Manager {
+    /// Supervises a login nobody registered. False when a session holds its audit
+    /// session by now.
+    pub fn adopt_session(&self, orphan: Orphan) -> bool {
+        let config = self.config();
+        let now = now_usec();
+        let who = Identity {
+            user: orphan.user,
+            uid: orphan.uid,
+            groups: orphan.groups,
+            service: orphan.service,
+            tty: String::new(),
+            rhost: String::new(),
+            ruser: String::new(),
+            rport: None,
+            leader_pid: orphan.leader_pid,
+            leader_start: orphan.leader_start,
+            audit_session_id: orphan.audit_session_id,
+            owns_audit_session: true,
+            inherited_tty: 0,
+            parent: 0,
+            started_usec: now,
+            adopted: true,
+        };
+        let policy = crate::registry::resolve(&config, &who, !orphan.ttys.is_empty());
+        let id = self.allocate_id();
+        let session = {
+            let mut registry = self.registry();
+            if registry.holds_audit_session(orphan.audit_session_id) {
+                return false;
+            }
+            registry.insert(Session::new(id, who, policy, now));
+            for &tty in &orphan.ttys {
+                registry.adopt_tty(id, tty);
+            }
+            registry.get(id).cloned()
+        };
+        let Some(session) = session else { return false };
+        self.save(Some(session.saved()));
+        self.audit.write(session_record("session_adopted", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
+        for hooks in self.hooks() {
+            hooks.session_added(session.id, session.who.leader_pid);
+        }
+        true
+    }
+
+    /// Which of `candidates` (audit session ids) no session stands for.
+    pub fn unheld_audit_sessions(&self, candidates: impl IntoIterator<Item = u32>) -> Vec<u32> {
+        let registry = self.registry();
+        candidates.into_iter().filter(|&ses| !registry.holds_audit_session(ses)).collect()
+    }
 }
 
 /// Starts the sweep: once now, then every `SWEEP_EVERY`.
@@ -116,6 +184,50 @@ fn describe(ses: u32, leader: Stat, stats: &[Stat]) -> Option<Orphan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    use vigil_protocol::OpenRequest;
+
+    use crate::audit_log::AuditLog;
+    use crate::caller::Caller;
+    use crate::ids::IdAllocator;
+    use crate::store::SessionStore;
+
+    /// A process with an audit session of its own, as pam_loginuid gives a login.
+    fn login_process() -> std::process::Child {
+        let child = std::process::Command::new("sh").args(["-c", "echo 0 > /proc/self/loginuid && exec sleep 30"]).spawn().expect("sh");
+        for _ in 0..200 {
+            if procfs::audit_session_id(child.id()) != NO_AUDIT_SESSION && procfs::comm(child.id()).as_deref() == Some("sleep") {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("no audit session for the child: this test needs root (CAP_AUDIT_CONTROL)");
+    }
+
+    #[tokio::test]
+    async fn an_adopted_login_is_taken_over_by_its_late_registration() {
+        let core = Arc::new(Manager::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), Arc::new(AuditLog::for_tests()), IdAllocator::open(None), SessionStore::none()));
+        let mut child = login_process();
+        let (pid, ses) = (child.id(), procfs::audit_session_id(child.id()));
+        let leader = procfs::stat(pid).unwrap();
+        let orphan = Orphan { audit_session_id: ses, leader_pid: pid, leader_start: leader.start_time, uid: 0, user: "root".into(), groups: vec![], service: "sleep".into(), ttys: vec![] };
+        assert_eq!(core.unheld_audit_sessions([ses, ses + 1]), vec![ses, ses + 1]);
+        assert!(core.adopt_session(orphan.clone()));
+        assert!(!core.adopt_session(orphan), "an audit session is adopted once");
+        assert_eq!(core.unheld_audit_sessions([ses]), Vec::<u32>::new());
+        let adopted = core.session_ids()[0];
+        assert!(core.session(adopted).unwrap().who.adopted);
+        // The module's call, late: it replaces the adopted session.
+        let request = OpenRequest { user: "root".into(), service: "sshd".into(), tty: "ssh".into(), rhost: String::new(), ruser: String::new(), leader_pid: pid, audit_session_id: ses, truncated: vec![] };
+        let id = core.open_session(Caller { uid: 0, pid }, request).await.expect("registered");
+        assert_eq!(core.session_ids(), vec![id]);
+        let session = core.session(id).unwrap();
+        assert!(!session.who.adopted && session.who.owns_audit_session);
+        assert_eq!(core.registry().by_audit_session(ses), Some(id));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 
     #[test]
     fn the_leader_is_the_process_whose_parent_is_outside() {

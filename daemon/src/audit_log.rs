@@ -230,4 +230,18 @@ mod tests {
         log.close();
         assert!(log.thread.lock().unwrap().is_none());
     }
+
+    #[test]
+    fn the_audit_dir_is_created_0700_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("vigil-audit-dir-{}", std::process::id())).join("audit");
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+        let settings = AuditSettings { chain: true, ..AuditSettings::default() };
+        let (log, key) = AuditLog::open(PathBuf::from("/nonexistent/vigil-test-log"), Some(dir.clone()), &settings, false).unwrap();
+        assert!(key.is_some(), "a new chain starts in a new directory");
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(dir.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700, "parents vigild creates are not left to the umask either");
+        log.close();
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    }
 }

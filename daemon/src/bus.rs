@@ -84,7 +84,7 @@ impl ManagerIface {
     }
 
     async fn reload(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
-        self.core.reload(self.caller(connection, &header).await?)
+        self.core.reload(self.caller(connection, &header).await?).await
     }
 
     async fn status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<StatusReply, VigilError> {
@@ -222,9 +222,9 @@ impl SessionObjects {
         }
     }
 
-    /// Gives `connection` the object at `path` if it names a live session (called for
-    /// each incoming call's path, before the call is dispatched).
-    pub async fn serve(&self, connection: &Connection, path: &str) {
+    /// Gives a connection (its object server) the object at `path` if it names a live
+    /// session (called for each incoming call's path, before the call is dispatched).
+    pub async fn serve(&self, server: &zbus::ObjectServer, path: &str) {
         let Some(id) = path.strip_prefix(vigil_protocol::SESSION_PATH_PREFIX).and_then(|rest| rest.strip_prefix('/')).and_then(|n| n.parse::<u64>().ok()) else {
             return;
         };
@@ -232,7 +232,7 @@ impl SessionObjects {
             return;
         }
         // `at` leaves an object the connection has already in place.
-        let _ = connection.object_server().at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+        let _ = server.at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
     }
 }
 
@@ -307,7 +307,7 @@ mod tests {
         assert_eq!((listed[0].id, listed[0].tty.as_str(), listed[0].rhost.as_str(), listed[0].leader_pid), (id, "pts/7", "203.0.113.7", pid));
         // The session object answers its properties over the same connection, served
         // on demand (the private socket's reader asks for it as the call arrives).
-        objects.serve(&server, &session_path(id)).await;
+        objects.serve(server.object_server(), &session_path(id)).await;
         let props = zbus::fdo::PropertiesProxy::builder(&client).destination(vigil_protocol::BUS_NAME).path(session_path(id)).build().await.unwrap();
         let user = props.get(vigil_protocol::SESSION_INTERFACE.try_into().unwrap(), "User").await.unwrap();
         assert_eq!(String::try_from(user).unwrap(), "root");

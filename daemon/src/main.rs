@@ -1,6 +1,7 @@
 //! vigild: registers login sessions, ends idle ones, decides re-authentication, and
 //! audits every decision. This file parses arguments and wires the pieces together.
 
+mod admission;
 mod adopt;
 mod audit_log;
 mod bus;
@@ -18,6 +19,7 @@ mod reauth_calls;
 mod records;
 mod registry;
 mod restore;
+mod rlimit;
 mod store;
 mod supervisor;
 mod terminate;
@@ -105,6 +107,9 @@ fn initial_config(path: &PathBuf) -> Result<(Config, &'static str), String> {
 
 async fn run(args: Args) -> Result<(), String> {
     let (config, config_source) = initial_config(&args.config)?;
+    // Every private-socket peer is a descriptor: take the whole hard limit (admission
+    // keeps users far below it), so that running out never costs a login.
+    let nofile = rlimit::raise_nofile_soft_to_hard().map_err(|e| eprintln!("vigild: cannot raise RLIMIT_NOFILE: {e}")).ok();
     // /run/vigil holds the private socket every user connects to: 0755, like
     // /run/systemd; what is in it is private (sessions/ 0700, files 0600).
     store::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
@@ -143,9 +148,13 @@ async fn run(args: Args) -> Result<(), String> {
             .text("config", args.config.as_os_str().as_encoded_bytes())
             .text("config_source", config_source)
             .text("socket", args.socket.as_os_str().as_encoded_bytes())
-            .text("bus", if bus.is_some() { "yes" } else { "no" }),
+            .text("bus", if bus.is_some() { "yes" } else { "no" })
+            .number_opt("nofile", nofile.map(|(_, soft)| soft)),
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    for warning in core.audit_config_warnings(core.config()).await {
+        eprintln!("vigild: warning: {warning}");
+    }
 
     let (restored, gone, unreadable) = restore::restore(&core);
     if restored + gone + unreadable > 0 {
@@ -213,7 +222,7 @@ async fn wait_for_signals(core: &Arc<Manager>) -> &'static str {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Err(e) = core.reload_config("sighup") {
+                if let Err(e) = core.reload_config("sighup").await {
                     eprintln!("vigild: reload failed: {e}");
                 }
             }

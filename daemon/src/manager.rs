@@ -8,12 +8,13 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use vigil_config::Config;
+use vigil_config::{Config, NssAccounts};
 use vigil_protocol::audit::Record;
 use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, SessionInfo, StatusReply, VigilError};
 
+use crate::admission::{REPORT_PERIOD, ReportThrottle};
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
 use crate::ids::IdAllocator;
@@ -27,6 +28,8 @@ use crate::users;
 
 /// Fields the module may name as cut in `OpenSessionEx`.
 const TRUNCATABLE: [&str; 5] = ["user", "service", "tty", "rhost", "ruser"];
+/// Most `config_warning` records one load writes (a `kind=more` record counts the rest).
+const MAX_WARNING_RECORDS: usize = 32;
 /// How far up the process tree a new session looks for the session it is nested in.
 const MAX_ANCESTORS: usize = 64;
 
@@ -55,23 +58,13 @@ pub struct Manager {
     store: SessionStore,
     hooks: RwLock<Vec<Arc<dyn Hooks>>>,
     accounts: users::AccountCache,
+    /// Refused calls of unprivileged users are recorded once per user and method a
+    /// minute: a user looping on a refused call must not flood the trail.
+    refusals: Mutex<ReportThrottle<(u32, &'static str)>>,
 }
 
 pub fn now_usec() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
-/// A new session found by the sweep rather than registered (see `adopt.rs`).
-#[derive(Debug, Clone)]
-pub struct Orphan {
-    pub audit_session_id: u32,
-    pub leader_pid: u32,
-    pub leader_start: u64,
-    pub uid: u32,
-    pub user: String,
-    pub groups: Vec<String>,
-    pub service: String,
-    pub ttys: Vec<TtyNr>,
 }
 
 impl Manager {
@@ -85,6 +78,7 @@ impl Manager {
             store,
             hooks: RwLock::new(Vec::new()),
             accounts: users::AccountCache::new(),
+            refusals: Mutex::new(ReportThrottle::new(REPORT_PERIOD)),
         }
     }
 
@@ -92,13 +86,18 @@ impl Manager {
         self.hooks.write().unwrap_or_else(|p| p.into_inner()).push(hooks);
     }
 
-    fn hooks(&self) -> Vec<Arc<dyn Hooks>> {
+    pub(crate) fn hooks(&self) -> Vec<Arc<dyn Hooks>> {
         self.hooks.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The one lock. Never held across I/O or an await.
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new session id (never reused, across restarts too).
+    pub(crate) fn allocate_id(&self) -> u64 {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).allocate()
     }
 
     pub fn store(&self) -> &SessionStore {
@@ -109,9 +108,15 @@ impl Manager {
         self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Audits and returns an AccessDenied for `method`.
+    /// Audits and returns an AccessDenied for `method` (an unprivileged caller's at
+    /// most once per user and method a minute, with `suppressed=` the ones not recorded).
     pub(crate) fn refuse(&self, caller: &Caller, method: &'static str, why: &str) -> VigilError {
-        self.audit.write(Record::new("call_refused").text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why));
+        let record = Record::new("call_refused").text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why);
+        if caller.is_root() {
+            self.audit.write(record);
+        } else if let Some(suppressed) = self.refusals.lock().unwrap_or_else(|p| p.into_inner()).should_report((caller.uid, method), Instant::now()) {
+            self.audit.write(record.number("suppressed", suppressed));
+        }
         VigilError::AccessDenied(format!("{method}: {why}"))
     }
 
@@ -121,7 +126,7 @@ impl Manager {
 
     /// Writes a session's file; a failure is reported, never fatal (the session stays
     /// supervised by this vigild).
-    fn save(&self, saved: Option<SavedSession>) {
+    pub(crate) fn save(&self, saved: Option<SavedSession>) {
         let Some(saved) = saved else { return };
         if let Err(e) = self.store.save(&saved) {
             self.audit.write(Record::new("session_save_failed").number("session", saved.id).text("error", e.to_string()));
@@ -192,14 +197,15 @@ impl Manager {
 
         let (session, replaced) = {
             let mut registry = self.registry();
-            let nested_in = registry.enclosing_session(caller.pid, |pid| ancestors.iter().find(|s| s.pid == pid).map(|s| s.ppid));
             // A session the sweep adopted before this registration arrived (a module
-            // that gave up on a busy vigild, then a late call) is this one.
-            let replaced = (owns_audit_session && nested_in.is_none())
+            // that gave up on a busy vigild, then a late call) is this one: its leader is
+            // the caller, so it goes before the caller's nesting is looked at.
+            let replaced = owns_audit_session
                 .then(|| registry.by_audit_session(ses))
                 .flatten()
                 .filter(|&old| registry.get(old).is_some_and(|s| s.who.adopted))
                 .and_then(|old| registry.remove(old));
+            let nested_in = registry.enclosing_session(caller.pid, |pid| ancestors.iter().find(|s| s.pid == pid).map(|s| s.ppid));
             let who = Identity {
                 user: r.user.clone(),
                 uid: account.uid,
@@ -290,73 +296,6 @@ impl Manager {
             hooks.session_removed(id);
         }
         true
-    }
-
-    /// Registers a session saved by an earlier vigild whose leader still runs.
-    pub fn restore_session(&self, session: Session) {
-        let (id, leader) = (session.id, session.who.leader_pid);
-        let restored = {
-            let mut registry = self.registry();
-            registry.insert(session);
-            registry.get(id).cloned()
-        };
-        let Some(restored) = restored else { return };
-        self.save(Some(restored.saved()));
-        self.audit.write(session_record("session_restored", &restored));
-        for hooks in self.hooks() {
-            hooks.session_added(id, leader);
-        }
-    }
-
-    /// Supervises a login nobody registered. False when a session holds its audit
-    /// session by now.
-    pub fn adopt_session(&self, orphan: Orphan) -> bool {
-        let config = self.config();
-        let now = now_usec();
-        let who = Identity {
-            user: orphan.user,
-            uid: orphan.uid,
-            groups: orphan.groups,
-            service: orphan.service,
-            tty: String::new(),
-            rhost: String::new(),
-            ruser: String::new(),
-            rport: None,
-            leader_pid: orphan.leader_pid,
-            leader_start: orphan.leader_start,
-            audit_session_id: orphan.audit_session_id,
-            owns_audit_session: true,
-            inherited_tty: 0,
-            parent: 0,
-            started_usec: now,
-            adopted: true,
-        };
-        let policy = crate::registry::resolve(&config, &who, !orphan.ttys.is_empty());
-        let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).allocate();
-        let session = {
-            let mut registry = self.registry();
-            if registry.holds_audit_session(orphan.audit_session_id) {
-                return false;
-            }
-            registry.insert(Session::new(id, who, policy, now));
-            for &tty in &orphan.ttys {
-                registry.adopt_tty(id, tty);
-            }
-            registry.get(id).cloned()
-        };
-        let Some(session) = session else { return false };
-        self.save(Some(session.saved()));
-        self.audit.write(session_record("session_adopted", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
-        for hooks in self.hooks() {
-            hooks.session_added(session.id, session.who.leader_pid);
-        }
-        true
-    }
-
-    /// Which of `candidates` (audit session ids) no session stands for.
-    pub fn unheld_audit_sessions(&self, candidates: impl IntoIterator<Item = u32>) -> Vec<u32> {
-        let registry = self.registry();
-        candidates.into_iter().filter(|&ses| !registry.holds_audit_session(ses)).collect()
     }
 
     /// Adds a tty to a session (once; a tty belongs to one session) and saves it.
@@ -458,13 +397,36 @@ impl Manager {
     }
 
     /// Reload: root only over D-Bus; SIGHUP calls `reload_config` directly.
-    pub fn reload(&self, caller: Caller) -> Result<String, VigilError> {
+    pub async fn reload(&self, caller: Caller) -> Result<String, VigilError> {
         self.require_root(&caller, "Reload")?;
-        self.reload_config("dbus").map_err(VigilError::ConfigInvalid)
+        self.reload_config("dbus").await.map_err(VigilError::ConfigInvalid)
+    }
+
+    /// Records what in the running configuration probably does not do what its author
+    /// meant (users and groups NSS does not know, blocks that match every session):
+    /// `config_warning`, one record each up to `MAX_WARNING_RECORDS`. Returns them, for
+    /// the reload's answer. NSS may block: the lookups run off the async thread.
+    pub async fn audit_config_warnings(&self, config: Arc<Config>) -> Vec<String> {
+        let warnings = tokio::task::spawn_blocking(move || config.warnings(&NssAccounts)).await.unwrap_or_default();
+        for warning in warnings.iter().take(MAX_WARNING_RECORDS) {
+            self.audit.write(
+                Record::new("config_warning")
+                    .text("path", warning.path.as_os_str().as_encoded_bytes())
+                    .number("line", warning.line as u64)
+                    .number("column", warning.column as u64)
+                    .text("key", &warning.key)
+                    .text("kind", warning.kind.name())
+                    .text("message", &warning.message),
+            );
+        }
+        if warnings.len() > MAX_WARNING_RECORDS {
+            self.audit.write(Record::new("config_warning").text("kind", "more").number("count", (warnings.len() - MAX_WARNING_RECORDS) as u64));
+        }
+        warnings.iter().map(ToString::to_string).collect()
     }
 
     /// Re-reads the configuration. A bad file keeps the running policy.
-    pub fn reload_config(&self, trigger: &'static str) -> Result<String, String> {
+    pub async fn reload_config(&self, trigger: &'static str) -> Result<String, String> {
         let path = self.config_path.as_os_str().as_encoded_bytes();
         match Config::load(&self.config_path) {
             Ok(config) => {
@@ -481,7 +443,11 @@ impl Manager {
                 for hooks in self.hooks() {
                     hooks.policy_changed();
                 }
-                Ok(summary)
+                let warnings = self.audit_config_warnings(config).await;
+                Ok(match warnings.len() {
+                    0 => summary,
+                    n => format!("{summary}, {n} warning(s):\n{}", warnings.join("\n")),
+                })
             }
             Err(error) => {
                 self.audit.write(
@@ -495,6 +461,18 @@ impl Manager {
                 Err(format!("{error}; the running policy is unchanged"))
             }
         }
+    }
+
+    /// AuditInit (root only): a new chain key from the next record on.
+    pub fn audit_init(&self, caller: Caller) -> Result<String, VigilError> {
+        self.require_root(&caller, "AuditInit")?;
+        self.audit.new_key().map(|key| key.render()).map_err(|e| VigilError::Failed(e.to_string()))
+    }
+
+    /// AuditSeal (root only): a `seal` record; returns its seq.
+    pub fn audit_seal(&self, caller: Caller) -> Result<u64, VigilError> {
+        self.require_root(&caller, "AuditSeal")?;
+        Ok(self.audit.seal())
     }
 
     pub fn status(&self, _caller: Caller) -> StatusReply {

@@ -1,19 +1,29 @@
 //! The private socket: the same D-Bus objects, peer-to-peer, without a broker
 //! (like systemd's /run/systemd/private). Logins never wait on dbus-daemon.
+//!
+//! Every local user may connect, so the socket is built to hold against them: a
+//! bounded number of connections per uid and in total, with a pool of its own for root
+//! (the PAM module calls as root, so users can never crowd out logins); each
+//! connection's input passes the frame guard (see `peer_socket`); a connection holds
+//! its slot and its descriptor only while it is open. A limit that bites is audited at
+//! most once per uid per minute.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
+use vigil_protocol::audit::Record;
+use vigil_protocol::frame::{MAX_MESSAGE_BYTES, Refusal};
 use zbus::Guid;
 use zbus::connection::Builder;
 
+use crate::admission::{Admission, Limits, REPORT_PERIOD, ReportThrottle};
 use crate::bus::{ManagerIface, SessionObjects};
-use crate::peer_socket::peer_socket;
 use crate::caller::Caller;
 use crate::manager::Manager;
+use crate::peer_socket::{Services, peer_socket};
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
@@ -22,7 +32,9 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 /// each method decides from the peer's credentials what the caller may do.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            crate::store::create_dir_with_mode(dir, 0o755)?;
+        }
     }
     // A stale socket from a previous run would make bind fail.
     match std::fs::remove_file(path) {
@@ -34,25 +46,54 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Accepts peers forever; each gets its own connection task.
+/// Accepts peers forever; each admitted one gets its own connection task.
 pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<SessionObjects>) {
     let guid = Guid::generate();
+    let admission = Admission::new(Limits::DEFAULT);
+    let refusals = Arc::new(Mutex::new(ReportThrottle::new(REPORT_PERIOD)));
+    spawn_unreported_summary(&core, &admission, &refusals);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
+                // Out of descriptors (EMFILE) included: wait for connections to close.
                 eprintln!("vigild: accept on the private socket failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let (core, _objects, guid) = (core.clone(), objects.clone(), guid.to_owned());
+        // Read once here; the connection is given these credentials, so that the
+        // handshake does not resolve the peer's groups through NSS on a worker thread
+        // (vigild never uses them) while a login waits.
+        let Ok(peer) = Caller::of_socket(&stream) else { continue };
+        let permit = match admission.admit(peer.uid, Instant::now()) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                // Closed before the handshake: the peer costs nothing more.
+                drop(stream);
+                if let Some(suppressed) = refused.report {
+                    core.audit.write(
+                        Record::new("connection_refused")
+                            .number("uid", peer.uid)
+                            .number("pid", peer.pid)
+                            .text("reason", refused.reason.as_str())
+                            .number("limit", refused.limit as u64)
+                            .number("suppressed", suppressed),
+                    );
+                }
+                continue;
+            }
+        };
+        let services = Arc::new(Services {
+            objects: objects.clone(),
+            object_server: OnceLock::new(),
+            early_paths: Mutex::default(),
+            on_refusal: refusal_auditor(&core, &refusals),
+        });
+        let (core, guid) = (core.clone(), guid.to_owned());
         tokio::spawn(async move {
-            // Read once here; the connection is given these credentials, so that the
-            // handshake does not resolve the peer's groups through NSS on a worker
-            // thread (vigild never uses them) while a login waits.
-            let Ok(peer) = Caller::of_socket(&stream) else { return };
-            let pending = Builder::socket(peer_socket(stream, peer))
+            let _permit = permit;
+            let pending = Builder::socket(peer_socket(stream, peer, services.clone()))
                 .server(guid)
                 .p2p()
                 .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core, peer: Some(peer) })
@@ -60,7 +101,48 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
             let Ok(Ok(connection)) = tokio::time::timeout(HANDSHAKE_DEADLINE, pending).await else {
                 return;
             };
+            services.connected(connection.object_server()).await;
             connection.closed().await;
         });
     }
+}
+
+/// Refusals held back for a user who then went quiet would never be counted in a later
+/// record: once a period, what is left is recorded (`refusals_unreported`).
+fn spawn_unreported_summary(core: &Arc<Manager>, admission: &Admission, refusals: &Arc<Mutex<ReportThrottle<u32>>>) {
+    let (core, admission, refusals) = (Arc::downgrade(core), admission.clone(), refusals.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(REPORT_PERIOD).await;
+            let Some(core) = core.upgrade() else { return };
+            let connections = admission.take_unreported();
+            let messages = refusals.lock().unwrap_or_else(|p| p.into_inner()).take_unreported();
+            if connections + messages > 0 {
+                core.audit.write(Record::new("refusals_unreported").number("connections", connections).number("messages", messages));
+            }
+        }
+    });
+}
+
+/// Audits a peer whose input the frame guard refused, at most once per uid a minute.
+fn refusal_auditor(core: &Arc<Manager>, throttle: &Arc<Mutex<ReportThrottle<u32>>>) -> Box<dyn Fn(Caller, &Refusal) + Send + Sync> {
+    let (core, throttle) = (Arc::downgrade(core), throttle.clone());
+    Box::new(move |peer: Caller, refusal: &Refusal| {
+        let Some(core) = core.upgrade() else { return };
+        let report = throttle.lock().unwrap_or_else(|p| p.into_inner()).should_report(peer.uid, Instant::now());
+        let Some(suppressed) = report else { return };
+        let bytes = match refusal {
+            Refusal::TooLarge { bytes } => Some(*bytes),
+            _ => None,
+        };
+        core.audit.write(
+            Record::new("message_refused")
+                .number("uid", peer.uid)
+                .number("pid", peer.pid)
+                .text("reason", refusal.reason())
+                .number_opt("bytes", bytes)
+                .number("limit", MAX_MESSAGE_BYTES as u64)
+                .number("suppressed", suppressed),
+        );
+    })
 }

@@ -192,16 +192,4 @@ impl Manager {
             session: session.info(),
         })
     }
-
-    /// AuditInit (root only): a new chain key from the next record on.
-    pub fn audit_init(&self, caller: Caller) -> Result<String, VigilError> {
-        self.require_root(&caller, "AuditInit")?;
-        self.audit.new_key().map(|key| key.render()).map_err(|e| VigilError::Failed(e.to_string()))
-    }
-
-    /// AuditSeal (root only): a `seal` record; returns its seq.
-    pub fn audit_seal(&self, caller: Caller) -> Result<u64, VigilError> {
-        self.require_root(&caller, "AuditSeal")?;
-        Ok(self.audit.seal())
-    }
 }

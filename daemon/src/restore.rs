@@ -16,6 +16,24 @@ use crate::procfs;
 use crate::records::session_record;
 use crate::registry::Session;
 
+impl Manager {
+    /// Registers a session saved by an earlier vigild whose leader still runs.
+    pub fn restore_session(&self, session: Session) {
+        let (id, leader) = (session.id, session.who.leader_pid);
+        let restored = {
+            let mut registry = self.registry();
+            registry.insert(session);
+            registry.get(id).cloned()
+        };
+        let Some(restored) = restored else { return };
+        self.save(Some(restored.saved()));
+        self.audit.write(session_record("session_restored", &restored));
+        for hooks in self.hooks() {
+            hooks.session_added(id, leader);
+        }
+    }
+}
+
 /// What a start found: (restored, ended meanwhile, unreadable files).
 pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
     let store = core.store();

@@ -396,6 +396,34 @@ fn reload_bad_config_keeps_policy() {
     }
 }
 
+/// Lines 5 and 7 name a user and a group that do not exist; the block on line 9 has an
+/// empty match (it applies to everyone).
+const WARNING_CONFIG: &str = "[defaults]\nidle_timeout = \"15m\"\n\n[[policy]]\nmatch = { users = [\"vigil-e2e-nobody-such\"] }\n[[policy]]\nmatch = { groups = [\"vigil-e2e-no-group\"] }\n[[policy]]\nmatch = {}\n";
+
+/// A reload of a file that names users and groups NSS does not know, or matches
+/// everyone, is accepted, answered with the warnings and recorded (`config_warning`
+/// with file, line, column and key).
+#[test]
+fn reload_warns_about_names_that_do_not_resolve() {
+    require_root!();
+    let mut h = harness();
+    h.start_vigild(VigildOpts::default().no_bus().config(GOOD_CONFIG_FIRST));
+    let vigild = h.vigild();
+    vigild.write_config(WARNING_CONFIG);
+    let out = vigild.vigilctl(&["reload"]);
+    assert!(out.status.success(), "a file with warnings is accepted: {}", describe_output(&out));
+    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(answer.contains("3 warning(s)") && answer.contains("vigil-e2e-nobody-such") && answer.contains("vigil-e2e-no-group"), "{answer}");
+    let config_path = vigild.config_path().display().to_string();
+    for (kind, line) in [("unknown_user", "5"), ("unknown_group", "7")] {
+        let record = h.wait_for_log(LOG_WAIT, &format!("vigild event=config_warning kind={kind}"), |l| l.is_event("vigild", "config_warning") && l.has("kind", kind));
+        assert_eq!(record.field("line").as_deref(), Some(line), "{}", record.raw);
+        assert!(record.message.contains(&config_path) && record.field("key").is_some_and(|k| k.starts_with("policy[")), "{}", record.raw);
+    }
+    h.wait_for_log(LOG_WAIT, "vigild event=config_warning kind=empty_match", |l| l.is_event("vigild", "config_warning") && l.has("kind", "empty_match"));
+    assert!(vigild.is_running());
+}
+
 #[test]
 fn vigilctl_fails_clearly_without_daemon() {
     require_root!();

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::ORIGIN;
+use super::warnings::Fake;
 use crate::{Config, ConfigError};
 
 const SHIPPED: &str = include_str!("../../../packaging/vigil.toml");
@@ -84,20 +85,29 @@ const PIECES: &[&str] = &[
     "defaults",
 ];
 
+/// Refusals and warnings are placed at real positions and say something.
 fn check(result: Result<Config, ConfigError>, input: &dyn std::fmt::Debug) {
-    if let Err(ConfigError::Invalid {
-        line,
-        column,
-        key,
-        message,
-        ..
-    }) = result
-    {
+    let placed = |line: usize, column: usize, key: &str, message: &str| {
         assert!(line >= 1 && column >= 1, "{line}:{column} for {input:?}");
         assert!(
             !key.is_empty() && !message.is_empty(),
             "{key:?} {message:?} for {input:?}"
         );
+    };
+    match result {
+        Ok(config) => {
+            for w in config.warnings(&Fake::new(&["a"], &["a"])) {
+                placed(w.line, w.column, &w.key, &w.message);
+            }
+        }
+        Err(ConfigError::Invalid {
+            line,
+            column,
+            key,
+            message,
+            ..
+        }) => placed(line, column, &key, &message),
+        Err(ConfigError::Read { .. }) => {}
     }
 }
 

@@ -5,6 +5,7 @@ mod errors;
 mod garbage;
 mod resolution;
 mod shipped;
+mod warnings;
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
+use super::warnings::Fake;
 use super::{parse, session};
-use crate::{Config, ResolvedPolicy};
+use crate::{Config, ResolvedPolicy, WarningKind};
 
 const SHIPPED: &str = include_str!("../../../packaging/vigil.toml");
 
@@ -32,9 +33,8 @@ fn shipped_file_sets_every_key_of_defaults() {
     }
 }
 
-/// The commented-out examples must parse too once uncommented.
-#[test]
-fn shipped_examples_parse_when_uncommented() {
+/// The shipped file with its commented-out `[[policy]]` examples uncommented.
+fn uncommented() -> String {
     let mut in_example = false;
     let mut uncommented = String::new();
     for line in SHIPPED.lines() {
@@ -47,7 +47,13 @@ fn shipped_examples_parse_when_uncommented() {
         uncommented.push_str(line);
         uncommented.push('\n');
     }
-    let config = parse(&uncommented);
+    uncommented
+}
+
+/// The commented-out examples must parse too once uncommented.
+#[test]
+fn shipped_examples_parse_when_uncommented() {
+    let config = parse(&uncommented());
     assert_eq!(config.policy_count(), 2);
     let backup = config.resolve(&session().user("svc-backup").tty(false).facts());
     assert_eq!(backup.policy_name, "backup-account");
@@ -60,4 +66,26 @@ fn shipped_examples_parse_when_uncommented() {
     );
     assert_eq!(ops.policy_name, "operators");
     assert_eq!(ops.idle_timeout, Some(std::time::Duration::from_secs(3600)));
+}
+
+#[test]
+fn shipped_file_has_no_warnings_and_its_examples_name_accounts() {
+    let nobody = Fake::new(&[], &[]);
+    assert!(parse(SHIPPED).warnings(&nobody).is_empty());
+    assert!(nobody.asked.borrow().is_empty());
+    let examples = parse(&uncommented());
+    let warned: Vec<(String, WarningKind)> = examples
+        .warnings(&nobody)
+        .into_iter()
+        .map(|w| (w.key, w.kind))
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            ("policy[1].match.users".to_owned(), WarningKind::UnknownUser),
+            ("policy[2].match.groups".to_owned(), WarningKind::UnknownGroup),
+        ]
+    );
+    let everyone = Fake::new(&["svc-backup"], &["ops"]);
+    assert!(examples.warnings(&everyone).is_empty());
 }
