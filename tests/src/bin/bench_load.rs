@@ -5,7 +5,7 @@
 //! auth.log (the harness's rsyslogd) must hold exactly one `session_open` and one
 //! `session_close` from vigild for each session id a host got.
 //!
-//! `bench_load [--hosts 16] [--seconds 10] [--bus] [--json] [--update-md FILE]`
+//! `bench_load [--hosts 16] [--seconds 10] [--bus] [--state-on-disk] [--json] [--update-md FILE]`
 //!
 //! Each host is this program run again (`bench_load/worker.rs`): it loads the modules
 //! with pam_start, waits for the common start time, runs cycles until the end time,
@@ -14,7 +14,8 @@
 //! cycle. vigild's, rsyslogd's and dbus-daemon's CPU (utime+stime from /proc) over the
 //! same time give their share of a core and their cost per cycle. After the load, the
 //! wait for the audit trail is bounded: until every id has its two lines, or nothing
-//! new has come for 15 s (at most 180 s).
+//! new has come for 15 s (at most 180 s). vigild's session files are on tmpfs, as in
+//! production (`bench/tmpfs_state.rs`), unless `--state-on-disk`.
 //!
 //! stdout is markdown between `<!-- bench_load:begin -->` and `<!-- bench_load:end -->`
 //! (`--update-md FILE` also replaces that block in FILE); `--json` prints JSON instead.
@@ -30,6 +31,8 @@ mod conv;
 #[allow(dead_code)] // pam_host's declarations: auth and strerror are not called here
 #[path = "pam_host/ffi.rs"]
 mod ffi;
+#[path = "bench/tmpfs_state.rs"]
+mod tmpfs_state;
 #[allow(dead_code)] // the idle window is bench_pam's
 #[path = "bench/usage.rs"]
 mod usage;
@@ -50,6 +53,7 @@ use vigil_e2e::{BusPolicy, Harness, PamStack, Stats, VigildOpts, paths};
 
 use audit_count::{AuditCount, Trail};
 use facts::Facts;
+use tmpfs_state::TmpfsState;
 use worker::{Job, now_usec};
 
 const BEGIN: &str = "<!-- bench_load:begin -->";
@@ -74,6 +78,10 @@ struct Cli {
     /// Also load pam_vigil over the harness's private system bus.
     #[arg(long)]
     bus: bool,
+    /// Leave vigild's session files under the harness's directory in /tmp instead of
+    /// on tmpfs (where /run/vigil is in production).
+    #[arg(long)]
+    state_on_disk: bool,
     #[arg(long)]
     json: bool,
     #[arg(long, value_name = "FILE")]
@@ -167,7 +175,11 @@ fn main() -> ExitCode {
 
 fn bench(cli: &Cli) -> Option<Vec<Load>> {
     eprintln!("bench_load: starting rsyslogd{} and vigild", if cli.bus { ", dbus-daemon" } else { "" });
+    let state = (!cli.state_on_disk).then(TmpfsState::new);
     let mut h = Harness::with_syslog();
+    if let Some(state) = &state {
+        state.link(&h);
+    }
     let opts = if cli.bus {
         h.start_bus(BusPolicy::Packaging);
         VigildOpts::default()
@@ -320,8 +332,10 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
         cli.hosts, cli.seconds
     ));
     md.push_str(&format!(
-        "- vigild with the default policy, {}; rsyslogd writes each record to auth.log and all.log\n",
-        if cli.bus { "on its private socket and the harness's private system bus" } else { "private socket only (`--no-bus`)" }
+        "- vigild with the default policy, {}; rsyslogd writes each record to auth.log and all.log; vigild's \
+         session files {}\n",
+        if cli.bus { "on its private socket and the harness's private system bus" } else { "private socket only (`--no-bus`)" },
+        if cli.state_on_disk { "under /tmp (`--state-on-disk`)" } else { "on tmpfs, as /run/vigil is" }
     ));
     md.push_str(&format!("- date: {}; commit: {}; libpam_vigil.so built {}\n", f.date, f.commit_line(), f.module_built));
     md.push_str(&f.machine_line());

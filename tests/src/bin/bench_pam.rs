@@ -2,8 +2,8 @@
 //! same against the number of sessions vigild holds (issue 9's, `--preload`).
 //!
 //! `bench_pam [--cycles N (2000)] [--rounds R (4)] [--warmup W (50)] [--no-bus]
-//!            [--preload N,N,... [--in-flight K (16)] [--idle-window S (10)]]
-//!            [--json] [--update-md FILE]`
+//!            [--preload N,N,... [--in-flight K (16)] [--per-leader K (0)] [--idle-window S (10)]]
+//!            [--state-on-disk] [--json] [--update-md FILE]`
 //!
 //! One harness (private rsyslogd, private system bus with the packaging policy, vigild
 //! on both its private socket and that bus), one test user, and PAM services whose
@@ -15,6 +15,10 @@
 //!   pointing nowhere so that only the bus can register the session),
 //! - `pam_exec.so /bin/true` (what a fork+exec per open and close costs; not with
 //!   `--preload`).
+//!
+//! vigild's session files (`--state-dir`) are on tmpfs, as /run/vigil is in production
+//! (`bench/tmpfs_state.rs`); `--state-on-disk` leaves them under the harness's
+//! directory in /tmp.
 //!
 //! `--no-bus` runs vigild without a bus (`--no-bus`) and drops the bus stack: what the
 //! session objects on the bus connection cost shows against a run with it.
@@ -32,7 +36,8 @@
 //! With `--preload 0,1000,10000,100000` the whole measurement is repeated at each
 //! registry size, in one harness and one vigild: before a size is measured, a helper
 //! process (`bench/holder.rs`; not an ancestor of the PAM hosts) tops the sessions it
-//! holds up to that number over one private-socket connection, K calls in flight; the
+//! holds up to that number over one private-socket connection, K calls in flight (or,
+//! with `--per-leader K`, with one leader process per K sessions, as logins have); the
 //! time it took, vigild's RSS, and vigild's CPU and context switches over S seconds in
 //! which nobody calls it (no deadline is near: `notty_idle_timeout = "4h"`) are
 //! reported with the latencies. The sessions end when the helper exits.
@@ -54,6 +59,8 @@ mod holder;
 mod issue2;
 #[path = "bench_pam/issue9.rs"]
 mod issue9;
+#[path = "bench/tmpfs_state.rs"]
+mod tmpfs_state;
 #[path = "bench/usage.rs"]
 mod usage;
 
@@ -71,6 +78,7 @@ use vigil_protocol::{ManagerProxy, Target};
 
 use facts::Facts;
 use holder::{Holder, TopUp};
+use tmpfs_state::TmpfsState;
 use usage::Window;
 
 /// Issue 2's target: what pam_vigil may add over pam_permit.
@@ -109,13 +117,13 @@ pub struct Cli {
     /// (each becomes `sleep infinity`); 0: the helper leads them all.
     #[arg(long, default_value_t = 0, value_name = "K")]
     per_leader: u32,
-    /// Soft RLIMIT_NOFILE set on the harness's vigild after it starts (systemd's default
-    /// for a service is 1024); by default vigild keeps what it inherits.
-    #[arg(long, value_name = "N")]
-    vigild_nofile: Option<u64>,
     /// With --preload: seconds vigild is watched, with nobody calling it, at each size (0: not).
     #[arg(long, default_value_t = 10)]
     idle_window: u64,
+    /// Leave vigild's session files where the harness puts them (under /tmp) instead
+    /// of on tmpfs, where /run/vigil is in production.
+    #[arg(long)]
+    state_on_disk: bool,
     /// Print one JSON object instead of markdown.
     #[arg(long)]
     json: bool,
@@ -288,7 +296,11 @@ fn main() -> ExitCode {
 /// Runs the whole benchmark inside one harness; `None` when interrupted.
 fn bench(cli: &Cli) -> Option<Vec<Level>> {
     eprintln!("bench_pam: starting rsyslogd, dbus-daemon and vigild");
+    let state = (!cli.state_on_disk).then(TmpfsState::new);
     let mut h = Harness::with_syslog();
+    if let Some(state) = &state {
+        state.link(&h);
+    }
     let mut opts = VigildOpts::default();
     if cli.preloading() {
         opts = opts.config(holder::QUIET_POLICY);
@@ -299,9 +311,6 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
         h.start_bus(BusPolicy::Packaging);
     }
     h.start_vigild(opts);
-    if let Some(limit) = cli.vigild_nofile {
-        set_nofile(h.vigild().pid(), limit);
-    }
     let user = h.create_user("bench");
     let module = paths::pam_module();
     let dir = h.dir().display().to_string();
@@ -418,20 +427,6 @@ fn measure(cli: &Cli, h: &Harness, user: &str, stacks: &[StackResult], sessions:
     Some(stacks)
 }
 
-/// Sets the soft limit of open files of `pid` (a process this program started), as a
-/// service manager would have; the hard limit stays.
-fn set_nofile(pid: u32, soft: u64) {
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: prlimit reads the limit into `old`, a valid struct.
-    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
-    assert_eq!(rc, 0, "prlimit({pid}) read: {}", std::io::Error::last_os_error());
-    let new = libc::rlimit { rlim_cur: soft.min(old.rlim_max), rlim_max: old.rlim_max };
-    // SAFETY: as above, with `new` a valid struct.
-    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
-    assert_eq!(rc, 0, "prlimit({pid}) set: {}", std::io::Error::last_os_error());
-    eprintln!("bench_pam: vigild's open-file limit set to {} (hard {})", new.rlim_cur, new.rlim_max);
-}
-
 /// How many sessions vigild holds (Status over the private socket).
 fn registered(h: &Harness) -> u32 {
     let target = Target::Socket(h.private_socket());
@@ -505,6 +500,16 @@ fn check(kind: Kind, cycles: u32, r: &PamHostReport, out: &std::process::Output)
 }
 
 // ---- shared by the two reports ---------------------------------------------------------
+
+/// Where vigild's session files were, as a line of the report.
+fn state_line(cli: &Cli) -> String {
+    if cli.state_on_disk {
+        "- vigild's session files under the harness's directory in /tmp (`--state-on-disk`; /tmp is not tmpfs here)\n".into()
+    } else {
+        "- vigild's session files on tmpfs (/dev/shm), as /run/vigil is in production; its audit directory under /tmp\n"
+            .into()
+    }
+}
 
 fn added(value: u64, base: u64) -> i64 {
     value as i64 - base as i64

@@ -34,20 +34,23 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Context switches (voluntary + involuntary) per thread id.
-fn switches_by_thread(pid: u32) -> HashMap<String, u64> {
+/// Per thread id: context switches (voluntary + involuntary) and time on a CPU (ns,
+/// /proc/PID/task/TID/schedstat: exact, where utime+stime count 10 ms ticks).
+fn threads(pid: u32) -> HashMap<String, (u64, u64)> {
     let mut by_thread = HashMap::new();
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            let n: u64 = status
+            let switches: u64 = status
                 .lines()
                 .filter_map(|l| {
                     l.strip_prefix("voluntary_ctxt_switches:").or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
                 })
                 .filter_map(|v| v.trim().parse::<u64>().ok())
                 .sum();
-            by_thread.insert(task.file_name().to_string_lossy().into_owned(), n);
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let ns = schedstat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            by_thread.insert(task.file_name().to_string_lossy().into_owned(), (switches, ns));
         }
     }
     by_thread
@@ -58,29 +61,31 @@ fn switches_by_thread(pid: u32) -> HashMap<String, u64> {
 pub struct Window {
     pub seconds: u64,
     pub cpu_ms: f64,
-    /// Threads come and go (tokio's blocking pool): only threads alive at both ends count.
+    /// Threads come and go (tokio's blocking pool): only threads alive at both ends count
+    /// in these two (a thread that starts in the window counts from zero).
     pub switches: u64,
+    pub cpu_us_exact: u64,
     pub rss_kib: u64,
-}
-
-impl Window {
-    pub fn cpu_percent(&self) -> f64 {
-        self.cpu_ms / (self.seconds.max(1) as f64 * 1000.0) * 100.0
-    }
 }
 
 /// Watches `pid` for `seconds` of wall time.
 pub fn idle_window(pid: u32, seconds: u64) -> Window {
     let t0 = cpu_ticks(pid).unwrap_or(0);
-    let s0 = switches_by_thread(pid);
+    let s0 = threads(pid);
     std::thread::sleep(Duration::from_secs(seconds));
     let t1 = cpu_ticks(pid).unwrap_or(0);
-    let s1 = switches_by_thread(pid);
-    let switches = s1.iter().filter_map(|(tid, n)| s0.get(tid).map(|before| n.saturating_sub(*before))).sum();
+    let s1 = threads(pid);
+    let (mut switches, mut ns) = (0, 0);
+    for (tid, (n1, ns1)) in &s1 {
+        let (n0, ns0) = s0.get(tid).copied().unwrap_or((0, 0));
+        switches += n1.saturating_sub(n0);
+        ns += ns1.saturating_sub(ns0);
+    }
     Window {
         seconds,
         cpu_ms: t1.saturating_sub(t0) as f64 * 1000.0 / clk_tck() as f64,
         switches,
+        cpu_us_exact: ns / 1000,
         rss_kib: rss_kib(pid),
     }
 }

@@ -32,8 +32,10 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
     md.push_str(&f.machine_line());
     md.push_str(
         "- vigild, dbus-daemon and rsyslogd (the harness's own) run on the same machine; vigild writes an audit \
-         line per open and close\n\n",
+         line per open and close\n",
     );
+    md.push_str(&crate::state_line(cli));
+    md.push('\n');
     md.push_str(
         "| stack | cycles | p50 µs | p99 µs | max µs | p50 added over pam_permit | p99 added over pam_permit |\n",
     );

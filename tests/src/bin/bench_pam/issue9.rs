@@ -66,15 +66,13 @@ pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
         ));
     }
     md.push_str("; they have no tty and `notty_idle_timeout = \"4h\"` (sampled hourly), so no deadline falls within the run\n");
-    if let Some(n) = cli.vigild_nofile {
-        md.push_str(&format!("- vigild's soft open-file limit set to {n} after its start (prlimit)\n"));
-    }
     md.push_str(if cli.no_bus {
         "- vigild **without a bus** (`--no-bus`): private socket only\n"
     } else {
         "- vigild on its private socket and on the harness's private system bus (dbus-daemon, packaging policy): \
          every session also has its object on the bus connection\n"
     });
+    md.push_str(&crate::state_line(cli));
     md.push_str(&format!("- date: {}; commit: {}; libpam_vigil.so built {}\n", f.date, f.commit_line(), f.module_built));
     md.push_str(&f.machine_line());
 
@@ -105,8 +103,9 @@ pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
     }
 
     md.push_str(
-        "\nvigild per registry size (CPU from /proc/PID/stat utime+stime over the measured cycles, 10 ms ticks; \
-         the idle window is vigild with nobody calling, after the sessions were opened and 2 s of settling):\n\n",
+        "\nvigild per registry size (CPU per login from /proc/PID/stat utime+stime over the measured cycles, 10 ms \
+         ticks; the idle window is vigild with nobody calling, after the sessions were opened and 2 s of settling, \
+         its CPU from the threads' schedstat):\n\n",
     );
     md.push_str("| registered sessions | opening them | vigild RSS MiB (before → after the rounds) |");
     for k in &vigil {
@@ -115,7 +114,7 @@ pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
     if vigil.contains(&Kind::VigilBus) {
         md.push_str(" dbus-daemon CPU µs per login, bus |");
     }
-    md.push_str(" rsyslogd CPU µs per login, socket | idle window: vigild CPU ms / context switches | load (1 min) after |\n");
+    md.push_str(" rsyslogd CPU µs per login, socket | idle window: vigild CPU µs (schedstat) / context switches | load (1 min) after |\n");
     md.push_str("| ---: | ---: | ---: |");
     for _ in &vigil {
         md.push_str(" ---: |");
@@ -143,7 +142,7 @@ pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
             md.push_str(&format!(" {cpu:.0} |"));
         }
         let syslog = stack(level, Kind::VigilSocket).map_or(0.0, |s| s.daemon_cpu_per_cycle()[2]);
-        let idle = level.idle.map_or("—".to_string(), |w| format!("{:.0} / {} over {} s", w.cpu_ms, w.switches, w.seconds));
+        let idle = level.idle.map_or("—".to_string(), |w| format!("{} / {} over {} s", w.cpu_us_exact, w.switches, w.seconds));
         md.push_str(&format!(" {syslog:.0} | {idle} | {} |\n", level.load_after));
     }
     md.push_str(&targets(levels, &vigil));
@@ -209,13 +208,15 @@ fn targets(levels: &[Level], vigil: &[Kind]) -> String {
             mib(rss),
             verdict(rss <= RSS_LIMIT_KIB)
         ));
+        let idle_zero = at(0).and_then(|l| l.idle).map_or("not measured".to_string(), |w| format!("{} µs", w.cpu_us_exact));
         match big.idle {
             Some(w) => md.push_str(&format!(
-                "; with nobody calling, {:.0} ms CPU and {} context switches in {} s (no CPU between deadlines: {})\n",
-                w.cpu_ms,
+                "; with nobody calling, {} µs CPU and {} context switches in {} s (no CPU between deadlines: {}; \
+                 with no session: {idle_zero})\n",
+                w.cpu_us_exact,
                 w.switches,
                 w.seconds,
-                verdict(w.cpu_ms == 0.0)
+                verdict(w.cpu_us_exact == 0)
             )),
             None => md.push_str("; idle window not measured (--idle-window 0)\n"),
         }
@@ -240,7 +241,7 @@ pub fn to_json(cli: &Cli, f: &Facts, levels: &[Level]) -> Value {
                 "opening": level.top_up.map(|t| json!({"added": t.added, "seconds": t.seconds, "us_each": t.us_each()})),
                 "vigild_rss_kib": {"before": level.rss_start_kib, "after": level.rss_end_kib},
                 "idle_window": level.idle.map(|w| json!({
-                    "seconds": w.seconds, "cpu_ms": w.cpu_ms, "cpu_percent": w.cpu_percent(),
+                    "seconds": w.seconds, "cpu_ms": w.cpu_ms, "cpu_us_schedstat": w.cpu_us_exact,
                     "context_switches": w.switches, "rss_kib": w.rss_kib,
                 })),
                 "load1_after": level.load_after,
