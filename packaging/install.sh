@@ -15,15 +15,23 @@ if ! dpkg -s libpam0g-dev >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpam0g-dev
 fi
 
-cargo build --release --locked -p vigil-daemon -p pam_vigil
+# Two cargo invocations, never one: built together, cargo unifies zbus's features and
+# the daemon's `tokio` reaches pam_vigil.so, which sshd and sudo load.
+cargo build --release --locked -p vigil-daemon
+cargo build --release --locked -p pam_vigil
+target=${CARGO_TARGET_DIR:-target}
+if grep -q tokio "$target/release/libpam_vigil.so"; then
+    echo "install.sh: $target/release/libpam_vigil.so carries tokio; not installed (build it alone: cargo build --release -p pam_vigil)" >&2
+    exit 1
+fi
 
 # The directory holding the system's PAM modules (multiarch on Debian).
 pam_dir=$(dirname "$(find /lib /usr/lib -name pam_unix.so -path '*security*' 2>/dev/null | head -n 1)")
 [ -d "$pam_dir" ] || { echo "install.sh: cannot find the PAM module directory" >&2; exit 1; }
 
-install -D -m 0755 target/release/vigild /usr/sbin/vigild
-install -D -m 0755 target/release/vigilctl /usr/bin/vigilctl
-install -D -m 0644 target/release/libpam_vigil.so "$pam_dir/pam_vigil.so"
+install -D -m 0755 "$target/release/vigild" /usr/sbin/vigild
+install -D -m 0755 "$target/release/vigilctl" /usr/bin/vigilctl
+install -D -m 0644 "$target/release/libpam_vigil.so" "$pam_dir/pam_vigil.so"
 install -D -m 0644 packaging/dbus/org.vigil1.conf /usr/share/dbus-1/system.d/org.vigil1.conf
 install -D -m 0644 packaging/systemd/vigild.service /lib/systemd/system/vigild.service
 install -D -m 0644 packaging/pam-configs/vigil /usr/share/pam-configs/vigil

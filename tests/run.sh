@@ -27,7 +27,26 @@ if [ -n "$missing" ]; then
     rm -f /usr/sbin/policy-rc.d.vigil-tests
 fi
 
-cargo build --release --locked --workspace --bins --lib
-cargo test --release --locked --workspace --exclude vigil-e2e
+# The module is built by cargo invocations of its own: in one with the daemon cargo
+# unifies zbus's features and the daemon's tokio lands in libpam_vigil.so. Its build
+# comes last, so that nothing overwrites the file the e2e tests load.
+cargo build --release --locked --workspace --exclude pam_vigil --bins --lib
+cargo test --release --locked --workspace --exclude vigil-e2e --exclude pam_vigil
+cargo test --release --locked -p pam_vigil
+cargo build --release --locked -p pam_vigil
+
+# The e2e tests load $VIGIL_BIN_DIR/libpam_vigil.so (tests/src/paths.rs): that file
+# must carry no async runtime.
+target=${CARGO_TARGET_DIR:-$repo/target}
+export VIGIL_BIN_DIR="${VIGIL_BIN_DIR:-$target/release}"
+module="$VIGIL_BIN_DIR/libpam_vigil.so"
+[ -f "$module" ] || { echo "tests/run.sh: FAIL: $module was not built" >&2; exit 1; }
+tokio=$(grep -a -o tokio "$module" | wc -l)
+if [ "$tokio" -ne 0 ]; then
+    echo "tests/run.sh: FAIL: $module carries tokio ($tokio mentions): the module was built together with the daemon" >&2
+    exit 1
+fi
+echo "tests/run.sh: $module carries no tokio"
+
 # End-to-end tests one at a time: they time deadlines and share the machine.
 cargo test --release --locked -p vigil-e2e -- --test-threads=1

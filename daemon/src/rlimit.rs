@@ -5,9 +5,6 @@
 //! what would make a login go unregistered, while the admission limits keep the count
 //! far below it.
 
-// Used by the private socket once it is wired there; drop this line then.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit. Returns (old soft, new soft); never

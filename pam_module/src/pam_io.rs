@@ -26,8 +26,8 @@ pub enum Mark {
     Granted,
     /// vigil let the password be asked: if account is reached, a password was accepted.
     PasswordAsked,
-    /// vigild did not answer in auth: account does not wait for it a second time.
-    DaemonUnreachable,
+    /// vigild did not answer in auth, or refused: account does not call it again.
+    DaemonFailed,
 }
 
 impl Mark {
@@ -35,7 +35,7 @@ impl Mark {
         match self {
             Mark::Granted => "pam_vigil_granted",
             Mark::PasswordAsked => "pam_vigil_password_asked",
-            Mark::DaemonUnreachable => "pam_vigil_daemon_unreachable",
+            Mark::DaemonFailed => "pam_vigil_daemon_failed",
         }
     }
 }

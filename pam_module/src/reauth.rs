@@ -21,7 +21,7 @@ use crate::args::ModuleArgs;
 use crate::client::Daemon;
 use crate::host_log::HostLog;
 use crate::pam_io::{Item, Mark, PamIo};
-use crate::session::Verdict;
+use crate::session::{Verdict, failure};
 
 fn pam_user(pam: &dyn PamIo) -> String {
     pam.item(Item::User).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
@@ -96,15 +96,29 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
         }
         Err(error) => {
             pam.set_mark(Mark::PasswordAsked);
-            pam.set_mark(Mark::DaemonUnreachable);
-            log.record(
-                &Record::new("reauth_required")
+            // Whatever went wrong, account does not call vigild again: a daemon that
+            // did not answer would cost the deadline twice, one that refused would
+            // refuse again.
+            pam.set_mark(Mark::DaemonFailed);
+            let user = pam.item(Item::User).unwrap_or_default();
+            let record = if error.is_refusal() {
+                failure(
+                    Record::new("call_refused")
+                        .text("call", "check_reauth")
+                        .text("service", &service)
+                        .text("user", user)
+                        .number("pid", std::process::id()),
+                    &error,
+                )
+            } else {
+                Record::new("reauth_required")
                     .text("reason", "daemon_unreachable")
                     .text("service", &service)
-                    .text("user", pam.item(Item::User).unwrap_or_default())
+                    .text("user", user)
                     .number("pid", std::process::id())
-                    .text("error", error.to_string()),
-            );
+                    .text("error", error.to_string())
+            };
+            log.record(&record);
             Verdict::Ignore
         }
     }
@@ -113,14 +127,24 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
 /// pam_sm_authenticate with `authfail`: the password was wrong.
 pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> Verdict {
     let service = service(pam);
-    if let Err(error) = daemon.record_auth_failure(&service) {
-        log.record(
+    match daemon.record_auth_failure(&service) {
+        Ok(()) => {}
+        Err(error) if error.is_refusal() => log.record(&failure(
+            Record::new("call_refused")
+                .text("call", "record_auth_failure")
+                .text("service", &service)
+                .text("user", pam.item(Item::User).unwrap_or_default())
+                .number("pid", std::process::id()),
+            &error,
+        )),
+        // vigild cannot record the wrong password: the module does.
+        Err(error) => log.record(
             &Record::new("reauth_failed")
                 .text("service", &service)
                 .text("user", pam.item(Item::User).unwrap_or_default())
                 .number("pid", std::process::id())
                 .text("error", error.to_string()),
-        );
+        ),
     }
     // This line sits where only a failed password leads: keep the stack failing.
     Verdict::AuthError
@@ -137,12 +161,22 @@ pub fn account(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> V
 /// pam_sm_acct_mgmt for `invoker`. The auth hook marks only a password of the caller's
 /// own; PAM_USER is checked again in case a module changed it in between.
 pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, invoker: &Invoker) -> Verdict {
-    // A vigild that did not answer in auth is not waited for again (sudo would pay the
-    // deadline twice); the proof is simply not recorded.
-    if pam.has_mark(Mark::PasswordAsked) && !pam.has_mark(Mark::Granted) && !pam.has_mark(Mark::DaemonUnreachable) && invoker.is_pam_user(pam) {
+    // A vigild that did not answer (or refused) in auth is not called again (sudo
+    // would pay the deadline twice); the proof is simply not recorded.
+    if pam.has_mark(Mark::PasswordAsked) && !pam.has_mark(Mark::Granted) && !pam.has_mark(Mark::DaemonFailed) && invoker.is_pam_user(pam) {
         let service = service(pam);
-        if let Err(error) = daemon.record_auth(&service, &pam_user(pam)) {
-            log.debug(&format!("could not record the proof for {service}: {error}"));
+        match daemon.record_auth(&service, &pam_user(pam)) {
+            Ok(()) => {}
+            // An answer that refuses is vigild's word on the module's call: recorded.
+            Err(error) if error.is_refusal() => log.record(&failure(
+                Record::new("call_refused")
+                    .text("call", "record_auth")
+                    .text("service", &service)
+                    .text("user", pam.item(Item::User).unwrap_or_default())
+                    .number("pid", std::process::id()),
+                &error,
+            )),
+            Err(error) => log.debug(&format!("could not record the proof for {service}: {error}")),
         }
     }
     Verdict::Ignore
@@ -277,6 +311,54 @@ mod tests {
         assert_eq!(authenticate_as(&mut pam, &d, &log, &ModuleArgs::default(), &ALICE), Verdict::Ignore);
         assert_eq!(account_as(&mut pam, &d, &log, &ALICE), Verdict::Ignore);
         assert!(d.recorded.borrow().is_empty(), "account must not call a daemon that just timed out");
+    }
+
+    #[test]
+    fn a_refusal_in_auth_is_recorded_as_one_and_asks_the_password() {
+        let (mut pam, log) = (Pam::default(), Log::default());
+        let d = Daemon2 {
+            answer: || Err(ClientError::Refused { name: "org.vigil1.Error.AccessDenied".into(), message: "CheckReauth: root only".into() }),
+            recorded: RefCell::default(),
+        };
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
+        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert!(d.recorded.borrow().is_empty(), "vigild refused once: account does not ask again");
+        let lines = log.0.borrow();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("event=call_refused call=check_reauth service=sudo user=alice pid="), "{}", lines[0]);
+        assert!(lines[0].contains(" reason=access_denied error_name=org.vigil1.Error.AccessDenied error="), "{}", lines[0]);
+        assert!(!lines[0].contains("daemon_unreachable"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn refused_proof_and_failure_records_say_refused() {
+        struct Refusing;
+        impl Daemon for Refusing {
+            fn open_session(&self, _: &OpenRequest) -> Result<u64, ClientError> {
+                unreachable!()
+            }
+            fn close_session(&self, _: u64) -> Result<(), ClientError> {
+                unreachable!()
+            }
+            fn check_reauth(&self, _: &str, _: &str) -> Result<ReauthAnswer, ClientError> {
+                Ok(answer(false))
+            }
+            fn record_auth(&self, _: &str, _: &str) -> Result<(), ClientError> {
+                Err(ClientError::Refused { name: "org.vigil1.Error.InvalidArgument".into(), message: "x".into() })
+            }
+            fn record_auth_failure(&self, _: &str) -> Result<(), ClientError> {
+                Err(ClientError::Refused { name: "org.vigil1.Error.Failed".into(), message: "y".into() })
+            }
+        }
+        let (mut pam, log) = (Pam::default(), Log::default());
+        assert_eq!(authenticate_as(&mut pam, &Refusing, &log, &ModuleArgs::default(), &ALICE), Verdict::Ignore);
+        assert_eq!(account_as(&mut pam, &Refusing, &log, &ALICE), Verdict::Ignore);
+        assert_eq!(authentication_failed(&mut pam, &Refusing, &log), Verdict::AuthError);
+        let lines = log.0.borrow();
+        assert!(lines[0].starts_with("event=call_refused call=record_auth service=sudo"), "{lines:?}");
+        assert!(lines[0].contains(" reason=invalid_argument "), "{lines:?}");
+        assert!(lines[1].starts_with("event=call_refused call=record_auth_failure service=sudo"), "{lines:?}");
+        assert!(lines[1].contains(" reason=failed error_name=org.vigil1.Error.Failed error=y"), "{lines:?}");
     }
 
     #[test]

@@ -16,6 +16,9 @@ use std::fmt::Write as _;
 /// messages at 8 KiB; a record must stay whole.
 pub const MAX_VALUE_BYTES: usize = 256;
 
+/// The key naming cut values; a record carries it at most once, after its other fields.
+const TRUNCATED: &str = "truncated";
+
 /// One value of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -78,13 +81,35 @@ impl Record {
         &self.fields
     }
 
+    /// The keys written as `truncated=`, once: those a `truncated` field of the record
+    /// already names (a cut made before the record, e.g. the PAM module's cut to the
+    /// wire limit), then the keys whose values this record cuts, without repeats.
+    fn truncated_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (key, value) in &self.fields {
+            if let (&TRUNCATED, Value::Text(given)) = (key, value) {
+                names.extend(String::from_utf8_lossy(given).split(',').filter(|n| !n.is_empty()).map(str::to_string));
+            }
+        }
+        for (key, value) in &self.fields {
+            if let Value::Text(bytes) = value
+                && *key != TRUNCATED
+                && bytes.len() > MAX_VALUE_BYTES
+            {
+                names.push(key.to_string());
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        names
+    }
+
     /// Renders the record as one `key=value` line (no trailing newline).
     pub fn to_kv_line(&self) -> String {
         let mut line = String::with_capacity(64 + self.fields.len() * 24);
         line.push_str("event=");
         line.push_str(self.event);
-        let mut truncated: Vec<&str> = Vec::new();
-        for (key, value) in &self.fields {
+        for (key, value) in self.fields.iter().filter(|(key, _)| *key != TRUNCATED) {
             line.push(' ');
             line.push_str(key);
             line.push('=');
@@ -92,15 +117,10 @@ impl Record {
                 Value::Number(n) => {
                     let _ = write!(line, "{n}");
                 }
-                Value::Text(bytes) => {
-                    let cut = bytes.len() > MAX_VALUE_BYTES;
-                    if cut {
-                        truncated.push(key);
-                    }
-                    push_escaped(&mut line, &bytes[..bytes.len().min(MAX_VALUE_BYTES)]);
-                }
+                Value::Text(bytes) => push_escaped(&mut line, &bytes[..bytes.len().min(MAX_VALUE_BYTES)]),
             }
         }
+        let truncated = self.truncated_names();
         if !truncated.is_empty() {
             line.push_str(" truncated=");
             line.push_str(&truncated.join(","));
@@ -119,9 +139,8 @@ impl Record {
         line.push_str("{\"event\":\"");
         line.push_str(self.event);
         line.push('"');
-        let mut truncated: Vec<&str> = Vec::new();
         let mut not_utf8: Vec<&str> = Vec::new();
-        for (key, value) in &self.fields {
+        for (key, value) in self.fields.iter().filter(|(key, _)| *key != TRUNCATED) {
             line.push_str(",\"");
             line.push_str(key);
             line.push_str("\":");
@@ -130,9 +149,6 @@ impl Record {
                     let _ = write!(line, "{n}");
                 }
                 Value::Text(bytes) => {
-                    if bytes.len() > MAX_VALUE_BYTES {
-                        truncated.push(key);
-                    }
                     let text = match std::str::from_utf8(bytes) {
                         // Cut at a character boundary: valid UTF-8 stays valid.
                         Ok(text) => std::borrow::Cow::Borrowed(&text[..text.floor_char_boundary(MAX_VALUE_BYTES)]),
@@ -145,7 +161,9 @@ impl Record {
                 }
             }
         }
-        for (name, keys) in [("truncated", &truncated), ("not_utf8", &not_utf8)] {
+        let truncated = self.truncated_names();
+        let truncated: Vec<&str> = truncated.iter().map(String::as_str).collect();
+        for (name, keys) in [(TRUNCATED, &truncated), ("not_utf8", &not_utf8)] {
             if !keys.is_empty() {
                 let _ = write!(line, ",\"{name}\":");
                 push_json_string(&mut line, &keys.join(","));
@@ -370,6 +388,21 @@ mod tests {
         assert!(line.len() < 1024, "line of {} bytes", line.len());
         assert!(line.ends_with(" truncated=user,tty"), "{line}");
         assert_round_trip(&big, &vec![b'"'; 64 * 1024], b"t");
+    }
+
+    #[test]
+    fn a_cut_made_before_the_record_and_its_own_are_named_once() {
+        // The module cut tty and rhost to the wire limit; both are over 256 bytes too.
+        let record = session_record(b"alice", &[b'h'; 1024], &[b't'; 1024]).text("truncated", "tty,rhost").text("exempt", "no");
+        let line = record.to_kv_line();
+        assert_eq!(line.matches("truncated=").count(), 1, "{line}");
+        assert!(line.ends_with(" exempt=no truncated=tty,rhost"), "{line}");
+        let json = record.to_json_line();
+        assert_eq!(json.matches("\"truncated\"").count(), 1, "{json}");
+        assert!(json.ends_with(",\"exempt\":\"no\",\"truncated\":\"tty,rhost\"}"), "{json}");
+        // A cut the record makes alone is added after the given ones.
+        let line = session_record(&[b'u'; 300], b"h", b"t").text("truncated", "rhost").to_kv_line();
+        assert!(line.ends_with(" truncated=rhost,user"), "{line}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where the harness finds what it tests: the workspace, the release binaries
 //! (`VIGIL_BIN_DIR` overrides `<workspace>/target/release`), the PAM host program and
-//! the packaging files it installs from.
+//! the packaging files it installs from. The module must have been built by a cargo
+//! invocation of its own (tests/run.sh does so), never together with the daemon.
 
 use std::path::{Path, PathBuf};
 
@@ -25,8 +26,25 @@ pub fn vigilctl_bin() -> PathBuf {
     require(bin_dir().join("vigilctl"))
 }
 
+/// `libpam_vigil.so`, refused when it carries tokio: built in one cargo invocation
+/// with the daemon (`cargo build --release` of the whole workspace), it gets zbus's
+/// `tokio` feature, and the tests would not test the module that install.sh installs.
 pub fn pam_module() -> PathBuf {
-    require(bin_dir().join("libpam_vigil.so"))
+    let path = require(bin_dir().join("libpam_vigil.so"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        !carries_tokio(&bytes),
+        "{} carries tokio: it was built together with the daemon. Build the module on its own, \
+         after the rest: `cargo build --release -p pam_vigil` in {}",
+        path.display(),
+        workspace_root().display()
+    );
+    path
+}
+
+/// True when a built file names tokio anywhere (symbols, panic locations).
+pub fn carries_tokio(bytes: &[u8]) -> bool {
+    bytes.windows(5).any(|w| w == b"tokio")
 }
 
 /// The repository's bus policy; the private bus includes it by this path, never a copy.

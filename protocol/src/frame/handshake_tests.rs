@@ -159,3 +159,14 @@ fn the_guard_reports_the_call_after_each_accepted_handshake() {
         assert_eq!(paths, [MANAGER_PATH], "{script:?}");
     }
 }
+
+/// zbus 6.2's server handshake panics (an index out of bounds in its line reader) on a
+/// line that is a bare `\n` after a complete line; the guard refuses that `\n` before
+/// zbus sees it.
+#[test]
+fn a_bare_line_feed_that_makes_zbus_panic_is_refused() {
+    let script = b"\0AUTH EXTERNAL 31303030\r\n\n";
+    let mut guard = FrameGuard::new(UID);
+    assert_eq!(guard.observe(&script[..script.len() - 1], &mut |_| {}), Ok(()));
+    assert_eq!(guard.observe(b"\n", &mut |_| {}), Err(Refusal::Malformed("handshake line not ended by CR LF")));
+}

@@ -278,3 +278,47 @@ fn bytes_after_begin_in_the_same_chunk_are_a_message() {
         Err(Refusal::Malformed("unknown byte order"))
     );
 }
+
+/// The guard's cost for one login's input (zbus client handshake + `OpenSession`), in
+/// the chunks vigild's read half gets them (the handshake's 1024-byte reads, then a
+/// 16-byte header read, then the rest), beside zbus deserialising the same call's body,
+/// which vigild does for every call anyway. For BENCHMARKS.md:
+/// `cargo test --release -p vigil-protocol -- --ignored --nocapture bench_guard_cost_of_a_login`.
+#[test]
+#[ignore]
+fn bench_guard_cost_of_a_login() {
+    use std::hint::black_box;
+    use std::time::Instant;
+    const ROUNDS: u32 = 200_000;
+    let message = open_session(ZEndian::Little);
+    let (hello, bytes) = (handshake(UID), message.data().to_vec());
+    let chunks = [hello.as_slice(), &bytes[..16], &bytes[16..]];
+    let best_of_5 = |f: &dyn Fn()| {
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                (0..ROUNDS).for_each(|_| f());
+                start.elapsed() / ROUNDS
+            })
+            .min()
+            .expect("5 runs")
+    };
+    let guard = best_of_5(&|| {
+        let mut guard = FrameGuard::new(UID);
+        for chunk in chunks {
+            black_box(guard.observe(black_box(chunk), &mut |path| {
+                black_box(path);
+            }))
+            .expect("a login passes");
+        }
+    });
+    let body = best_of_5(&|| {
+        let body = black_box(&message).body();
+        let args: (&str, &str, &str, &str, &str, u32, u32) = body.deserialize().expect("body");
+        black_box(args);
+    });
+    println!(
+        "{} bytes: guard {guard:?} per login; baseline, zbus deserialising the OpenSession body: {body:?} (best of 5 x {ROUNDS})",
+        hello.len() + bytes.len()
+    );
+}
