@@ -31,6 +31,9 @@ mod conv;
 #[allow(dead_code)] // pam_host's declarations: auth and strerror are not called here
 #[path = "pam_host/ffi.rs"]
 mod ffi;
+#[allow(dead_code)] // only vigild's options: bench_load holds no sessions
+#[path = "bench/holder.rs"]
+mod holder;
 #[path = "bench/tmpfs_state.rs"]
 mod tmpfs_state;
 #[allow(dead_code)] // the idle window is bench_pam's
@@ -49,7 +52,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use vigil_e2e::interrupt::{catch_interrupts, interrupted};
-use vigil_e2e::{BusPolicy, Harness, PamStack, Stats, VigildOpts, paths};
+use vigil_e2e::{BusPolicy, Harness, PamStack, Stats, paths};
 
 use audit_count::{AuditCount, Trail};
 use facts::Facts;
@@ -119,6 +122,8 @@ struct Load {
     ids: Vec<u64>,
     /// CPU µs of each of [`DAEMONS`] over the load.
     daemon_cpu_us: [u64; 3],
+    /// CPU µs of the hosts (their libpam and modules), from getrusage(RUSAGE_CHILDREN).
+    hosts_cpu_us: u64,
     audit: Option<AuditCount>,
     /// vigild's RSS (KiB) after the load.
     vigild_rss_kib: u64,
@@ -180,14 +185,15 @@ fn bench(cli: &Cli) -> Option<Vec<Load>> {
     if let Some(state) = &state {
         state.link(&h);
     }
+    let user = h.create_user("load");
+    let opts = holder::vigild_opts(&user.name);
     let opts = if cli.bus {
         h.start_bus(BusPolicy::Packaging);
-        VigildOpts::default()
+        opts
     } else {
-        VigildOpts::default().no_bus()
+        opts.no_bus()
     };
     h.start_vigild(opts);
-    let user = h.create_user("load");
     let module = paths::pam_module();
     let mut kinds = vec![Kind::Permit, Kind::VigilSocket];
     if cli.bus {
@@ -219,6 +225,18 @@ fn bench(cli: &Cli) -> Option<Vec<Load>> {
         }
     }
     Some(loads)
+}
+
+/// User + system time of this process's reaped children (µs): the hosts, once waited for.
+fn children_cpu_us() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_CHILDREN is a valid target.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(usage.ru_utime) + us(usage.ru_stime)
 }
 
 /// The pids of [`DAEMONS`] (the last of each name the harness started).
@@ -254,6 +272,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
         hosts.push((child, out));
     }
     let pids = daemon_pids(h);
+    let children_before = children_cpu_us();
     std::thread::sleep(Duration::from_micros(start_usec.saturating_sub(now_usec())));
     let cpu_before = pids.map(usage::cpu_us);
     // Bounded: the run's length and a minute for the hosts to finish; then killed by pid.
@@ -274,6 +293,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
         statuses.push(status);
     }
     let cpu_after = pids.map(usage::cpu_us);
+    let hosts_cpu_us = children_cpu_us().saturating_sub(children_before);
     if interrupted() {
         return None;
     }
@@ -317,6 +337,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
         unregistered,
         ids,
         daemon_cpu_us,
+        hosts_cpu_us,
         audit: None,
         vigild_rss_kib: pids[0].map_or(0, usage::rss_kib),
         load_after: String::new(),
@@ -341,17 +362,18 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
     md.push_str(&f.machine_line());
     md.push_str(
         "\n| stack | cycles | seconds | **cycles/s** | open+close p50 / p99 µs | failed | unregistered | \
-         vigild: % of a core, µs per cycle | rsyslogd | dbus-daemon | audited (ids with one open and one close line) | vigild RSS MiB after | load (1 min) after |\n",
+         hosts: % of a core, µs per cycle | vigild | rsyslogd | dbus-daemon | audited (ids with one open and one close line) | vigild RSS MiB after | load (1 min) after |\n",
     );
-    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |\n");
+    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |\n");
     for l in loads {
-        let cpu = |i: usize| {
-            let us = l.daemon_cpu_us[i] as f64;
+        let share = |us: u64| {
+            let us = us as f64;
             format!("{:.0} %, {:.0}", us / (l.seconds * 1e6).max(1.0) * 100.0, us / l.cycles.max(1) as f64)
         };
+        let cpu = |i: usize| share(l.daemon_cpu_us[i]);
         let audited = l.audit.as_ref().map_or("—".to_string(), AuditCount::describe);
         md.push_str(&format!(
-            "| {} | {} | {:.2} | **{:.0}** | {} / {} | {} | {} | {} | {} | {} | {audited} | {:.1} | {} |\n",
+            "| {} | {} | {:.2} | **{:.0}** | {} / {} | {} | {} | {} | {} | {} | {} | {audited} | {:.1} | {} |\n",
             l.kind.label(),
             l.cycles,
             l.seconds,
@@ -360,6 +382,7 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
             l.latency.p99,
             l.failed,
             if l.kind == Kind::Permit { "—".to_string() } else { l.unregistered.to_string() },
+            share(l.hosts_cpu_us),
             cpu(0),
             cpu(1),
             cpu(2),
@@ -394,7 +417,7 @@ fn to_json(cli: &Cli, f: &Facts, loads: &[Load]) -> Value {
         "stacks": loads.iter().map(|l| json!({
             "stack": l.kind.label(), "cycles": l.cycles, "seconds": l.seconds, "per_second": l.per_second(),
             "cycle_us": {"p50": l.latency.p50, "p99": l.latency.p99, "max": l.latency.max},
-            "failed": l.failed, "unregistered": l.unregistered,
+            "failed": l.failed, "unregistered": l.unregistered, "hosts_cpu_us": l.hosts_cpu_us,
             "daemon_cpu_us": DAEMONS.iter().zip(l.daemon_cpu_us).map(|(d, v)| (d.to_string(), json!(v))).collect::<serde_json::Map<String, Value>>(),
             "audit": l.audit.as_ref().map(AuditCount::to_json), "vigild_rss_kib": l.vigild_rss_kib,
             "load1_after": l.load_after,

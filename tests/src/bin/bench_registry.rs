@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use vigil_e2e::{BusPolicy, Harness, VigildOpts};
+use vigil_e2e::{BusPolicy, Harness};
 
 use holder::Holder;
 use tmpfs_state::TmpfsState;
@@ -69,7 +69,8 @@ fn main() -> ExitCode {
     if let Some(state) = &state {
         state.link(&h);
     }
-    let mut opts = VigildOpts::default().config(holder::QUIET_POLICY);
+    let user = h.create_user("bench");
+    let mut opts = holder::vigild_opts(&user.name).config(holder::QUIET_POLICY);
     if args.bus {
         h.start_bus(BusPolicy::Packaging);
     } else {
@@ -77,7 +78,6 @@ fn main() -> ExitCode {
     }
     h.start_vigild(opts);
     let pid = h.vigild().pid();
-    let user = h.create_user("bench");
 
     eprintln!("baseline: {} s with no session", args.window);
     let base = usage::idle_window(pid, args.window);

@@ -43,6 +43,15 @@ const RHOST: &str = "192.0.2.1";
 /// A policy whose nearest limit for the held sessions (no tty) is hours away.
 pub const QUIET_POLICY: &str = "[defaults]\nidle_timeout = \"4h\"\nnotty_idle_timeout = \"4h\"\n";
 
+/// vigild's options for a benchmark whose only user is `user`: the adoption sweep runs
+/// as in production (every 5 s over /proc), but adopts only that user's logins. Left to
+/// adopt every login, the harness's vigild takes in the ssh sessions of whatever else
+/// runs on the machine (other test suites' sshd logins, an admin's own), supervises
+/// them and counts them among its sessions.
+pub fn vigild_opts(user: &str) -> vigil_e2e::VigildOpts {
+    vigil_e2e::VigildOpts::default().arg("--adopt-users").arg(user)
+}
+
 /// Runs the helper's or a leader's part when this process is one: `Some(exit code)`.
 pub fn helper_role() -> Option<ExitCode> {
     match std::env::args().nth(1).as_deref() {
