@@ -37,7 +37,7 @@ use vigil_protocol::{ManagerProxy, Target};
 pub const HOLD_ARG: &str = "--hold-sessions";
 pub const LEAF_ARG: &str = "--hold-leaf";
 /// How long a leader may take to open its sessions (SIGALRM ends it after that).
-const LEAF_SECONDS: u32 = 60;
+const LEAF_SECONDS: u32 = 120;
 const SERVICE: &str = "vigil-bench-hold";
 const RHOST: &str = "192.0.2.1";
 /// A policy whose nearest limit for the held sessions (no tty) is hours away.
@@ -139,7 +139,15 @@ impl Holder {
                 let us: f64 = words.get(2).and_then(|w| w.parse().ok()).ok_or_else(|| format!("holder said {line:?}"))?;
                 Ok(TopUp { added, seconds: us / 1e6 })
             }
-            _ => Err(format!("the holder stopped at {held} sessions: {}", words.get(2).unwrap_or(&""))),
+            _ => {
+                let stderr = vigil_e2e::process::read_lossy(&self.stderr);
+                let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+                Err(format!(
+                    "the holder stopped at {held} sessions: {}; its stderr ends:\n{}",
+                    words.get(2).unwrap_or(&""),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ))
+            }
         }
     }
 }
@@ -253,11 +261,16 @@ fn start_leaves(
         if let Some(stdout) = leaf.stdout.take() {
             let _ = BufReader::new(stdout).read_line(&mut line);
         }
-        leaves.push(leaf);
         match line.trim().strip_prefix("OK ").and_then(|n| n.parse::<u32>().ok()) {
             Some(n) => opened += n,
+            // No line: its stdout closed, so it has exited (waiting for it is bounded).
+            None if line.is_empty() => {
+                let status = leaf.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
+                error = error.or(Some(format!("a leader exited without answering ({status})")));
+            }
             None => error = error.or(Some(format!("a leader said {:?}", line.trim()))),
         }
+        leaves.push(leaf);
     }
     (opened, error)
 }
