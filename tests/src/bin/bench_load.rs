@@ -51,7 +51,7 @@ use clap::Parser;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use vigil_e2e::interrupt::{catch_interrupts, interrupted};
+use vigil_e2e::interrupt::interrupted;
 use vigil_e2e::{BusPolicy, Harness, PamStack, Stats, paths};
 
 use audit_count::{AuditCount, Trail};
@@ -149,33 +149,13 @@ fn main() -> ExitCode {
         eprintln!("bench_load: --hosts and --seconds must be at least 1");
         return ExitCode::from(2);
     }
-    if let Some(path) = &cli.update_md {
-        if let Err(e) = facts::check_block(path, BEGIN, END) {
-            eprintln!("bench_load: --update-md {e}");
-            return ExitCode::from(2);
-        }
+    let report = facts::Report { program: "bench_load", markers: (BEGIN, END), update_md: cli.update_md.as_deref(), json: cli.json };
+    match report.run(|| bench(&cli), |facts, loads| (markdown(&cli, facts, loads), to_json(&cli, facts, loads))) {
+        // Exit 3 when a cycle went unaudited: a script can tell.
+        Ok(loads) if loads.iter().filter_map(|l| l.audit.as_ref()).all(AuditCount::complete) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(3),
+        Err(code) => code,
     }
-    catch_interrupts();
-    let mut facts = Facts::gather();
-    let Some(loads) = bench(&cli) else {
-        eprintln!("bench_load: interrupted; the harness has cleaned up");
-        return ExitCode::from(130);
-    };
-    facts.load_after = facts::load1();
-    let md = markdown(&cli, &facts, &loads);
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&cli, &facts, &loads)).expect("serializes"));
-    } else {
-        print!("{md}");
-    }
-    if let Some(path) = &cli.update_md {
-        if let Err(e) = facts::update_block(path, BEGIN, END, &md) {
-            eprintln!("bench_load: --update-md {e}");
-            return ExitCode::from(1);
-        }
-    }
-    let audited = loads.iter().filter_map(|l| l.audit.as_ref()).all(AuditCount::complete);
-    if audited { ExitCode::SUCCESS } else { ExitCode::from(3) }
 }
 
 fn bench(cli: &Cli) -> Option<Vec<Load>> {

@@ -71,13 +71,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
-use vigil_e2e::interrupt::{catch_interrupts, interrupted};
+use vigil_e2e::interrupt::interrupted;
 use vigil_e2e::process::{describe_output, run_bounded};
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, paths};
 use vigil_protocol::{ManagerProxy, Target};
 
-use facts::Facts;
 use holder::{Holder, TopUp};
 use tmpfs_state::TmpfsState;
 use usage::Window;
@@ -260,38 +259,21 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let (begin, end) = cli.markers();
-    if let Some(path) = &cli.update_md {
-        if let Err(e) = facts::check_block(path, begin, end) {
-            eprintln!("bench_pam: --update-md {e}");
-            return ExitCode::from(2);
-        }
+    let report = facts::Report { program: "bench_pam", markers: cli.markers(), update_md: cli.update_md.as_deref(), json: cli.json };
+    let rendered = report.run(
+        || bench(&cli),
+        |facts, levels| {
+            if cli.preloading() {
+                (issue9::markdown(&cli, facts, levels), issue9::to_json(&cli, facts, levels))
+            } else {
+                (issue2::markdown(&cli, facts, &levels[0].stacks), issue2::to_json(&cli, facts, &levels[0].stacks))
+            }
+        },
+    );
+    match rendered {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
-    catch_interrupts();
-    let mut facts = Facts::gather();
-    let Some(levels) = bench(&cli) else {
-        eprintln!("bench_pam: interrupted; the harness has cleaned up");
-        return ExitCode::from(130);
-    };
-    facts.load_after = facts::load1();
-    let (markdown, json) = if cli.preloading() {
-        (issue9::markdown(&cli, &facts, &levels), issue9::to_json(&cli, &facts, &levels))
-    } else {
-        (issue2::markdown(&cli, &facts, &levels[0].stacks), issue2::to_json(&cli, &facts, &levels[0].stacks))
-    };
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&json).expect("serializes"));
-    } else {
-        print!("{markdown}");
-    }
-    if let Some(path) = &cli.update_md {
-        if let Err(e) = facts::update_block(path, begin, end, &markdown) {
-            eprintln!("bench_pam: --update-md {e}");
-            return ExitCode::from(1);
-        }
-        eprintln!("bench_pam: updated {}", path.display());
-    }
-    ExitCode::SUCCESS
 }
 
 /// Runs the whole benchmark inside one harness; `None` when interrupted.

@@ -3,8 +3,9 @@
 //! replace. Shared by the bench_* programs (`#[path]` module).
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
+use vigil_e2e::interrupt::catch_interrupts;
 use vigil_e2e::paths;
 
 pub struct Facts {
@@ -133,7 +134,7 @@ fn os_release() -> Option<String> {
 
 /// `text` with the block between `begin` and `end` (markers included) replaced by
 /// `block` (which carries its own markers).
-pub fn replace_block(text: &str, begin: &str, end: &str, block: &str) -> Result<String, String> {
+fn replace_block(text: &str, begin: &str, end: &str, block: &str) -> Result<String, String> {
     let start = text.find(begin).ok_or_else(|| format!("no {begin} line"))?;
     let end_rel = text[start..].find(end).ok_or_else(|| format!("no {end} line after {begin}"))?;
     let mut stop = start + end_rel + end.len();
@@ -144,14 +145,63 @@ pub fn replace_block(text: &str, begin: &str, end: &str, block: &str) -> Result<
 }
 
 /// Fails before a run of minutes, not after it: `path` must hold the block.
-pub fn check_block(path: &Path, begin: &str, end: &str) -> Result<(), String> {
+fn check_block(path: &Path, begin: &str, end: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     replace_block(&text, begin, end, "").map(|_| ()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Replaces the block in `path` with `block`.
-pub fn update_block(path: &Path, begin: &str, end: &str, block: &str) -> Result<(), String> {
+fn update_block(path: &Path, begin: &str, end: &str, block: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let new = replace_block(&text, begin, end, block).map_err(|e| format!("{}: {e}", path.display()))?;
     std::fs::write(path, new).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Where a benchmark's report goes: stdout (markdown, or JSON), and with `--update-md`
+/// its block in that file.
+pub struct Report<'a> {
+    pub program: &'static str,
+    pub markers: (&'static str, &'static str),
+    pub update_md: Option<&'a Path>,
+    pub json: bool,
+}
+
+impl Report<'_> {
+    /// Checks the `--update-md` file before a run of minutes, runs `bench` with Ctrl-C
+    /// caught (it returns `None` once interrupted), then prints what `render` makes of
+    /// the result (markdown and JSON) and replaces the block. `Err`: the exit code.
+    pub fn run<T>(
+        &self,
+        bench: impl FnOnce() -> Option<T>,
+        render: impl FnOnce(&Facts, &T) -> (String, serde_json::Value),
+    ) -> Result<T, ExitCode> {
+        let (begin, end) = self.markers;
+        if let Some(path) = self.update_md {
+            if let Err(e) = check_block(path, begin, end) {
+                eprintln!("{}: --update-md {e}", self.program);
+                return Err(ExitCode::from(2));
+            }
+        }
+        catch_interrupts();
+        let mut facts = Facts::gather();
+        let Some(result) = bench() else {
+            eprintln!("{}: interrupted; the harness has cleaned up", self.program);
+            return Err(ExitCode::from(130));
+        };
+        facts.load_after = load1();
+        let (markdown, json) = render(&facts, &result);
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&json).expect("serializes"));
+        } else {
+            print!("{markdown}");
+        }
+        if let Some(path) = self.update_md {
+            if let Err(e) = update_block(path, begin, end, &markdown) {
+                eprintln!("{}: --update-md {e}", self.program);
+                return Err(ExitCode::from(1));
+            }
+            eprintln!("{}: updated {}", self.program, path.display());
+        }
+        Ok(result)
+    }
 }

@@ -25,8 +25,8 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::os::fd::AsRawFd;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -78,7 +78,7 @@ impl TopUp {
 pub struct Holder {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
+    stdout: BufReader<ChildStdout>,
     held: u32,
     stderr: PathBuf,
 }
@@ -100,19 +100,32 @@ impl Holder {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the session holder: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        // Ends when the helper's stdout closes.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let stdin = child.stdin.take();
-        Holder { child, stdin, lines, held: 0, stderr: stderr.to_path_buf() }
+        Holder { child, stdin, stdout, held: 0, stderr: stderr.to_path_buf() }
+    }
+
+    /// The helper's next line, waiting at most `timeout` for it to start (it writes
+    /// each line at once); `Ok(None)` when its stdout has closed.
+    fn next_line(&mut self, timeout: Duration) -> Result<Option<String>, String> {
+        if self.stdout.buffer().is_empty() {
+            let mut pollfd = libc::pollfd { fd: self.stdout.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd for a descriptor this struct owns.
+            let ready = unsafe { libc::poll(&mut pollfd, 1, ms) };
+            if ready == 0 {
+                return Err(format!("no answer within {timeout:?}"));
+            }
+            if ready < 0 {
+                return Err(format!("poll: {} (interrupted?)", std::io::Error::last_os_error()));
+            }
+        }
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some(line.trim_end().to_string())),
+            Err(e) => Err(format!("read from the holder: {e}")),
+        }
     }
 
     /// Opens sessions until the helper holds `total`; bounded by 60 s + 5 ms a session.
@@ -123,10 +136,10 @@ impl Holder {
         let stdin = self.stdin.as_mut().ok_or("the holder's input is closed")?;
         writeln!(stdin, "{total}").and_then(|_| stdin.flush()).map_err(|e| format!("write to the holder: {e}"))?;
         let timeout = Duration::from_secs(60) + Duration::from_millis(5) * (total - self.held);
-        let line = match self.lines.recv_timeout(timeout) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => return Err(format!("the holder did not reach {total} within {timeout:?}")),
-            Err(RecvTimeoutError::Disconnected) => {
+        let line = match self.next_line(timeout) {
+            Ok(Some(line)) => line,
+            Err(e) => return Err(format!("the holder did not reach {total}: {e}")),
+            Ok(None) => {
                 return Err(format!("the holder exited; its stderr:\n{}", vigil_e2e::process::read_lossy(&self.stderr)));
             }
         };
