@@ -34,6 +34,8 @@ mod ffi;
 #[allow(dead_code)] // only vigild's options: bench_load holds no sessions
 #[path = "bench/holder.rs"]
 mod holder;
+#[path = "bench/stacks.rs"]
+mod stacks;
 #[path = "bench/tmpfs_state.rs"]
 mod tmpfs_state;
 #[allow(dead_code)] // the idle window is bench_pam's
@@ -52,7 +54,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use vigil_e2e::interrupt::interrupted;
-use vigil_e2e::{BusPolicy, Harness, PamStack, Stats, paths};
+use vigil_e2e::{BusPolicy, Harness, PamStack, Stats};
 
 use audit_count::{AuditCount, Trail};
 use facts::Facts;
@@ -81,14 +83,8 @@ struct Cli {
     /// Also load pam_vigil over the harness's private system bus.
     #[arg(long)]
     bus: bool,
-    /// Leave vigild's session files under the harness's directory in /tmp instead of
-    /// on tmpfs (where /run/vigil is in production).
-    #[arg(long)]
-    state_on_disk: bool,
-    #[arg(long)]
-    json: bool,
-    #[arg(long, value_name = "FILE")]
-    update_md: Option<PathBuf>,
+    #[command(flatten)]
+    common: facts::CommonArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +145,7 @@ fn main() -> ExitCode {
         eprintln!("bench_load: --hosts and --seconds must be at least 1");
         return ExitCode::from(2);
     }
-    let report = facts::Report { program: "bench_load", markers: (BEGIN, END), update_md: cli.update_md.as_deref(), json: cli.json };
+    let report = facts::Report { program: "bench_load", markers: (BEGIN, END), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
     match report.run(|| bench(&cli), |facts, loads| (markdown(&cli, facts, loads), to_json(&cli, facts, loads))) {
         // Exit 3 when a cycle went unaudited: a script can tell.
         Ok(loads) if loads.iter().filter_map(|l| l.audit.as_ref()).all(AuditCount::complete) => ExitCode::SUCCESS,
@@ -160,7 +156,7 @@ fn main() -> ExitCode {
 
 fn bench(cli: &Cli) -> Option<Vec<Load>> {
     eprintln!("bench_load: starting rsyslogd{} and vigild", if cli.bus { ", dbus-daemon" } else { "" });
-    let state = (!cli.state_on_disk).then(TmpfsState::new);
+    let state = (!cli.common.state_on_disk).then(TmpfsState::new);
     let mut h = Harness::with_syslog();
     if let Some(state) = &state {
         state.link(&h);
@@ -174,7 +170,6 @@ fn bench(cli: &Cli) -> Option<Vec<Load>> {
         opts.no_bus()
     };
     h.start_vigild(opts);
-    let module = paths::pam_module();
     let mut kinds = vec![Kind::Permit, Kind::VigilSocket];
     if cli.bus {
         kinds.push(Kind::VigilBus);
@@ -184,11 +179,8 @@ fn bench(cli: &Cli) -> Option<Vec<Load>> {
     for kind in kinds {
         let stack = match kind {
             Kind::Permit => PamStack::permit_only(),
-            Kind::VigilSocket => PamStack::vigil_session(&module, &h.vigil_args()),
-            Kind::VigilBus => PamStack::vigil_session(
-                &module,
-                &h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket")),
-            ),
+            Kind::VigilSocket => stacks::vigil_socket(&h),
+            Kind::VigilBus => stacks::vigil_bus(&h),
         };
         let service = h.install_pam_service(&format!("load-{}", loads.len()), &stack);
         eprintln!("bench_load: {}: {} hosts for {} s", kind.label(), cli.hosts, cli.seconds);
@@ -219,12 +211,6 @@ fn children_cpu_us() -> u64 {
     us(usage.ru_utime) + us(usage.ru_stime)
 }
 
-/// The pids of [`DAEMONS`] (the last of each name the harness started).
-fn daemon_pids(h: &Harness) -> [Option<u32>; 3] {
-    let spawned = h.spawned();
-    DAEMONS.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
-}
-
 /// Runs the hosts on `service` and reads what they wrote.
 fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Option<Load> {
     let start_usec = now_usec() + LEAD_IN.as_micros() as u64;
@@ -251,7 +237,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
             .unwrap_or_else(|e| panic!("cannot start a load host: {e}"));
         hosts.push((child, out));
     }
-    let pids = daemon_pids(h);
+    let pids = usage::pids_of(h, DAEMONS);
     let children_before = children_cpu_us();
     std::thread::sleep(Duration::from_micros(start_usec.saturating_sub(now_usec())));
     let cpu_before = pids.map(usage::cpu_us);
@@ -336,7 +322,7 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
         "- vigild with the default policy, {}; rsyslogd writes each record to auth.log and all.log; vigild's \
          session files {}\n",
         if cli.bus { "on its private socket and the harness's private system bus" } else { "private socket only (`--no-bus`)" },
-        if cli.state_on_disk { "under /tmp (`--state-on-disk`)" } else { "on tmpfs, as /run/vigil is" }
+        if cli.common.state_on_disk { "under /tmp (`--state-on-disk`)" } else { "on tmpfs, as /run/vigil is" }
     ));
     md.push_str(&format!("- date: {}; commit: {}; libpam_vigil.so built {}\n", f.date, f.commit_line(), f.module_built));
     md.push_str(&f.machine_line());

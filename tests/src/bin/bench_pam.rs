@@ -60,12 +60,13 @@ mod holder;
 mod issue2;
 #[path = "bench_pam/issue9.rs"]
 mod issue9;
+#[path = "bench/stacks.rs"]
+mod stacks;
 #[path = "bench/tmpfs_state.rs"]
 mod tmpfs_state;
 #[path = "bench/usage.rs"]
 mod usage;
 
-use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -120,16 +121,8 @@ pub struct Cli {
     /// With --preload: seconds vigild is watched, with nobody calling it, at each size (0: not).
     #[arg(long, default_value_t = 10)]
     idle_window: u64,
-    /// Leave vigild's session files where the harness puts them (under /tmp) instead
-    /// of on tmpfs, where /run/vigil is in production.
-    #[arg(long)]
-    state_on_disk: bool,
-    /// Print one JSON object instead of markdown.
-    #[arg(long)]
-    json: bool,
-    /// Also replace this benchmark's block (between its begin/end markers) in this file.
-    #[arg(long, value_name = "FILE")]
-    update_md: Option<PathBuf>,
+    #[command(flatten)]
+    common: facts::CommonArgs,
 }
 
 impl Cli {
@@ -259,7 +252,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let report = facts::Report { program: "bench_pam", markers: cli.markers(), update_md: cli.update_md.as_deref(), json: cli.json };
+    let report = facts::Report { program: "bench_pam", markers: cli.markers(), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
     let rendered = report.run(
         || bench(&cli),
         |facts, levels| {
@@ -279,7 +272,7 @@ fn main() -> ExitCode {
 /// Runs the whole benchmark inside one harness; `None` when interrupted.
 fn bench(cli: &Cli) -> Option<Vec<Level>> {
     eprintln!("bench_pam: starting rsyslogd, dbus-daemon and vigild");
-    let state = (!cli.state_on_disk).then(TmpfsState::new);
+    let state = (!cli.common.state_on_disk).then(TmpfsState::new);
     let mut h = Harness::with_syslog();
     if let Some(state) = &state {
         state.link(&h);
@@ -296,7 +289,6 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
         h.start_bus(BusPolicy::Packaging);
     }
     h.start_vigild(opts);
-    let module = paths::pam_module();
     let dir = h.dir().display().to_string();
     let root = paths::workspace_root().display().to_string();
 
@@ -309,11 +301,8 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
         .map(|&kind| {
             let stack = match kind {
                 Kind::Permit => PamStack::permit_only(),
-                Kind::VigilSocket => PamStack::vigil_session(&module, &h.vigil_args()),
-                Kind::VigilBus => PamStack::vigil_session(
-                    &module,
-                    &h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket")),
-                ),
+                Kind::VigilSocket => stacks::vigil_socket(&h),
+                Kind::VigilBus => stacks::vigil_bus(&h),
                 Kind::ExecTrue => PamStack::exec_true(),
             };
             let session_line = stack
@@ -433,7 +422,7 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
     let mut command = Command::new(&cmd.bin);
     command.args(cmd.args()).arg("--samples").arg(&samples_path);
     let deadline = Duration::from_secs(120) + Duration::from_millis(10) * cycles;
-    let pids = daemon_pids(h);
+    let pids = usage::pids_of(h, DAEMONS);
     let cpu_before = pids.map(usage::cpu_us);
     let out = run_bounded(&mut command, deadline, &format!("pam_host for {}", stack.kind.label()));
     let cpu_after = pids.map(usage::cpu_us);
@@ -455,12 +444,6 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
         text.lines().map(|l| l.trim().parse().unwrap_or_else(|_| panic!("bad sample line {l:?}"))).collect();
     assert_eq!(samples.len(), cycles as usize, "samples in {}", samples_path.display());
     Some(RunResult { round, report, samples, daemon_cpu_us })
-}
-
-/// The pids of [`DAEMONS`]: the last process of each name the harness started.
-fn daemon_pids(h: &Harness) -> [Option<u32>; 3] {
-    let spawned = h.spawned();
-    DAEMONS.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
 }
 
 /// Every cycle opened and closed, and pam_vigil really registered each session.
@@ -487,7 +470,7 @@ fn check(kind: Kind, cycles: u32, r: &PamHostReport, out: &std::process::Output)
 
 /// Where vigild's session files were, and what it adopts, as lines of the report.
 fn state_line(cli: &Cli) -> String {
-    let files = if cli.state_on_disk {
+    let files = if cli.common.state_on_disk {
         "- vigild's session files under the harness's directory in /tmp (`--state-on-disk`; /tmp is not tmpfs here)\n"
     } else {
         "- vigild's session files on tmpfs (/dev/shm), as /run/vigil is in production; its audit directory under /tmp\n"

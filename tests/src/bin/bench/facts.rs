@@ -157,6 +157,21 @@ fn update_block(path: &Path, begin: &str, end: &str, block: &str) -> Result<(), 
     std::fs::write(path, new).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// The options every benchmark with a report takes (`#[command(flatten)]`).
+#[derive(clap::Args, Debug)]
+pub struct CommonArgs {
+    /// Leave vigild's session files where the harness puts them (under /tmp) instead
+    /// of on tmpfs, where /run/vigil is in production.
+    #[arg(long)]
+    pub state_on_disk: bool,
+    /// Print one JSON object instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+    /// Also replace this benchmark's block (between its begin/end markers) in this file.
+    #[arg(long, value_name = "FILE")]
+    pub update_md: Option<std::path::PathBuf>,
+}
+
 /// Where a benchmark's report goes: stdout (markdown, or JSON), and with `--update-md`
 /// its block in that file.
 pub struct Report<'a> {

@@ -5,6 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The pids of the processes named `names`: the last of each name the harness started.
+pub fn pids_of<const N: usize>(h: &vigil_e2e::Harness, names: [&str; N]) -> [Option<u32>; N] {
+    let spawned = h.spawned();
+    names.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
+}
+
 pub fn clk_tck() -> u64 {
     // SAFETY: sysconf has no preconditions.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
