@@ -15,9 +15,11 @@ use crate::verify::verify_readers;
 pub(crate) fn exercise(data: &[u8]) {
     let keys = [sample_key(1)];
     let report = verify_readers(vec![(PathBuf::from("input"), data)], &keys).unwrap_or_else(|e| panic!("reading a slice failed: {e}"));
-    let text = report.render();
-    assert!(text.bytes().all(|b| b == b'\n' || (0x20..=0x7e).contains(&b)), "non-printable report: {text:?}");
-    let _ = report.is_clean();
+    for strict in [false, true] {
+        let text = report.render_with(strict);
+        assert!(text.bytes().all(|b| b == b'\n' || (0x20..=0x7e).contains(&b)), "non-printable report: {text:?}");
+        assert_eq!(report.passes(strict), report.is_clean() && (!strict || report.unauthenticated().count() == 0));
+    }
     for json in [false, true] {
         let filter = Filter { user: Some("alice".into()), ..Filter::default() };
         for filter in [Filter::default(), filter] {

@@ -8,7 +8,10 @@
 //!
 //! Nothing from the file reaches the terminal raw: values are printed in their escaped
 //! record form (plain ASCII), JSON output is ASCII with `\uXXXX` escapes. This does not
-//! check the chain (that is `verify`): a record here may be forged.
+//! check the chain (that is `verify`): a record here may be forged. Records that carry
+//! no mac at all (every `pam_vigil` record, and `vigild` lines without `mac=`) cannot be
+//! authenticated even by `verify`: they are labelled `unauthenticated` (text) and
+//! `"authenticated":false` (JSON), and never give a session its header, open or end.
 
 // Nested `if let`s: let chains need Rust 1.88, the workspace declares 1.85.
 #![allow(clippy::collapsible_if)]
@@ -65,6 +68,21 @@ impl Event {
     fn get(&self, key: &str) -> Option<&[u8]> {
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
     }
+
+    /// No mac to check: the module's own records (any local user can write one with
+    /// `logger -t pam_vigil`), and vigild records written without the chain.
+    fn unauthenticated(&self) -> bool {
+        self.module || self.get("mac").is_none()
+    }
+
+    /// How the text timeline labels it, after the event name.
+    fn label(&self) -> &'static str {
+        match (self.module, self.unauthenticated()) {
+            (true, _) => " (pam_vigil, unauthenticated)",
+            (false, true) => " (no mac, unauthenticated)",
+            (false, false) => "",
+        }
+    }
 }
 
 struct Block {
@@ -74,16 +92,23 @@ struct Block {
 }
 
 impl Block {
+    /// A header value from vigild's records first: a forged module line placed before
+    /// the open must not name the session's user.
     fn header(&self, key: &str) -> Option<&[u8]> {
-        self.events.iter().find_map(|e| e.get(key))
+        self.events.iter().filter(|e| !e.module).find_map(|e| e.get(key)).or_else(|| self.events.iter().find_map(|e| e.get(key)))
     }
 
+    /// Only vigild opens and ends sessions: a `pam_vigil` line saying so is forged.
     fn open(&self) -> Option<&Event> {
-        self.events.iter().find(|e| e.name == OPEN_EVENT)
+        self.events.iter().find(|e| !e.module && e.name == OPEN_EVENT)
     }
 
     fn end(&self) -> Option<&Event> {
-        self.events.iter().rev().find(|e| END_EVENTS.contains(&e.name.as_slice()))
+        self.events.iter().rev().find(|e| !e.module && END_EVENTS.contains(&e.name.as_slice()))
+    }
+
+    fn all_unauthenticated(&self) -> bool {
+        self.events.iter().all(Event::unauthenticated)
     }
 
     /// The time offsets count from: the open, else the first record with a time.
@@ -123,6 +148,7 @@ struct Counts {
     not_syslog: u64,
     not_records: u64,
     records: u64,
+    unauthenticated: u64,
 }
 
 /// Reads `paths` in order and renders the timeline (text, or one JSON object per line
@@ -164,6 +190,9 @@ pub fn show_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, json
             let time = parsed.timestamp.and_then(|t| clock.resolve(t, now));
             let time_text = if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || b" :.+-".contains(&b)) { parsed.timestamp_text.to_string() } else { "?".into() };
             let event = Event { file, line, module, time, time_text, name, fields };
+            if event.unauthenticated() {
+                counts.unauthenticated += 1;
+            }
             let session = event.get("session").and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok());
             let key = (parsed.host.to_string(), session);
             let slot = *index.entry(key).or_insert_with(|| {
@@ -193,9 +222,13 @@ pub fn show_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, json
         }
     }
     if !json {
+        let unauthenticated = match counts.unauthenticated {
+            0 => String::new(),
+            n => format!("; {n} unauthenticated (no mac: pam_vigil, or vigild without the chain)"),
+        };
         let _ = writeln!(
             out,
-            "{shown_sessions} session{}, {shown_daemon} daemon block{} shown; {} records in {} lines ({} not syslog, {} vigild/pam_vigil lines that are not records)",
+            "{shown_sessions} session{}, {shown_daemon} daemon block{} shown; {} records in {} lines ({} not syslog, {} vigild/pam_vigil lines that are not records){unauthenticated}",
             plural(shown_sessions),
             plural(shown_daemon),
             counts.records,
@@ -235,7 +268,7 @@ fn select<'a>(block: &'a Block, filter: &Filter) -> Option<Vec<&'a Event>> {
 
 /// A record's event name and its other fields, from kv or JSON; `None` when it is not
 /// a record (hostile lines included).
-fn parse_record(message: &str) -> Option<Fields> {
+pub(crate) fn parse_record(message: &str) -> Option<Fields> {
     let mut fields: Vec<(String, Vec<u8>)> = if message.starts_with('{') {
         let value: serde_json::Value = serde_json::from_str(message).ok()?;
         let object = value.as_object()?;
@@ -312,6 +345,9 @@ fn render_text(out: &mut String, block: &Block, selected: &[&Event]) {
                     let _ = write!(out, " {key}={}", escaped(value));
                 }
             }
+            if block.all_unauthenticated() {
+                out.push_str(" (only unauthenticated records)");
+            }
             out.push('\n');
             match block.open() {
                 Some(open) => {
@@ -339,9 +375,7 @@ fn render_text(out: &mut String, block: &Block, selected: &[&Event]) {
         } else {
             let _ = write!(out, "  {:<15}  {}", event.time_text, escaped(&event.name));
         }
-        if event.module {
-            out.push_str(" (pam_vigil)");
-        }
+        out.push_str(event.label());
         for (key, value) in &event.fields {
             let key = key.as_str();
             if CHAIN_KEYS.contains(&key) || (block.session.is_some() && key == "session") {
@@ -454,6 +488,9 @@ fn render_json(out: &mut String, block: &Block, selected: &[&Event], names: &[St
         json_bytes(out, &event.name);
         out.push_str(",\"tag\":");
         push_json_string(out, if event.module { MODULE_TAG } else { DAEMON_TAG });
+        // false: no mac, nothing can authenticate it; null: it has a mac, which only
+        // `verify` checks
+        out.push_str(if event.unauthenticated() { ",\"authenticated\":false" } else { ",\"authenticated\":null" });
         out.push_str(",\"file\":");
         push_json_string(out, names.get(event.file).map(String::as_str).unwrap_or("?"));
         let _ = write!(out, ",\"line\":{},\"fields\":{{", event.line);

@@ -1,7 +1,8 @@
 //! `vigilctl audit verify`: checks the hash chain of vigild's records in syslog files.
 //!
 //! Files are streamed line by line (never held whole). Only lines tagged `vigild` are
-//! chained; `pam_vigil` records are counted as unchained module records. For each sealed
+//! chained; `pam_vigil` records (the module's own, without a mac) are warnings: listed
+//! with their lines as unauthenticated, failing only `--strict` ([`Report::passes`]). For each sealed
 //! record the mac is recomputed with the key of the chain it claims to belong to; the
 //! authentic records then give the chain: per host, seq must go up by exactly one in file
 //! order (files in the order given) and `prev=` must match the mac of the record before.
@@ -32,6 +33,10 @@ use vigil_protocol::audit::parse_kv_line;
 use crate::chain::{Encoding, Key, KeyDeriver, KeyFile, MAX_SEQ_SPAN, NO_PREV, PREV_HEX, split_mac};
 use crate::display::{display_path, escaped};
 use crate::syslog_line::{MAX_LINE_BYTES, for_each_line, parse_line};
+
+mod module_records;
+
+pub use module_records::{ModuleRecord, ModuleRecords};
 
 /// The tag of vigild's records (chained).
 pub const DAEMON_TAG: &str = "vigild";
@@ -180,7 +185,7 @@ pub struct FileStats {
     pub lines: u64,
     /// Lines tagged `vigild`.
     pub daemon_lines: u64,
-    /// Records tagged `pam_vigil` (not chained).
+    /// Records tagged `pam_vigil` (not chained: unauthenticated).
     pub module_records: u64,
     /// Syslog lines of other programs (and `pam_vigil` lines that are not records).
     pub other_lines: u64,
@@ -200,12 +205,23 @@ pub struct Report {
     findings: Vec<Finding>,
     /// Findings not kept in detail: (host, kind, how many).
     suppressed: Vec<(usize, FindingKind, u64)>,
+    module_records: ModuleRecords,
 }
 
 impl Report {
-    /// True when every record verifies: no failure at all (notes allowed).
+    /// True when every record verifies: no failure at all (notes and warnings allowed).
     pub fn is_clean(&self) -> bool {
         !self.findings.iter().any(|f| f.kind.is_failure()) && !self.suppressed.iter().any(|(_, k, n)| k.is_failure() && *n > 0) && !self.hosts.is_empty()
+    }
+
+    /// Whether `verify` exits 0: clean, and with `strict` also no unauthenticated record.
+    pub fn passes(&self, strict: bool) -> bool {
+        self.is_clean() && !(strict && self.module_records.count() > 0)
+    }
+
+    /// The warnings: records tagged `pam_vigil`, which carry no mac.
+    pub fn unauthenticated(&self) -> &ModuleRecords {
+        &self.module_records
     }
 
     /// Failures and notes, by host then place.
@@ -237,9 +253,15 @@ impl Report {
         format!("{}:{}", self.file_name(at.file), at.line)
     }
 
-    /// Human text: per file counts, per host the verified ranges and the findings, each
-    /// with `FILE:LINE`, then the result. The wording is stable (scripts and tests read it).
+    /// [`Report::render_with`] without `--strict`.
     pub fn render(&self) -> String {
+        self.render_with(false)
+    }
+
+    /// Human text: per file counts, per host the verified ranges and the findings, each
+    /// with `FILE:LINE`, the unauthenticated records (warnings), then the result (which
+    /// with `strict` fails on warnings). The wording is stable (scripts and tests read it).
+    pub fn render_with(&self, strict: bool) -> String {
         let mut out = String::new();
         for f in &self.files {
             let _ = writeln!(
@@ -281,13 +303,18 @@ impl Report {
                 }
             }
         }
+        self.module_records.render(&mut out, |at| self.place(at));
         let failures = self.failure_count();
-        if self.is_clean() {
-            let _ = writeln!(out, "result: OK: every vigild record verifies");
+        let warned = self.module_records.count() > 0;
+        let warnings = if warned { format!(" (warnings: {})", self.module_records.summary()) } else { String::new() };
+        if self.is_clean() && strict && warned {
+            let _ = writeln!(out, "result: FAILED (--strict): every vigild record verifies, but {}", self.module_records.summary());
+        } else if self.is_clean() {
+            let _ = writeln!(out, "result: OK: every vigild record verifies{warnings}");
         } else if failures == 0 {
-            let _ = writeln!(out, "result: FAILED: no vigild record to verify");
+            let _ = writeln!(out, "result: FAILED: no vigild record to verify{warnings}");
         } else {
-            let _ = writeln!(out, "result: FAILED: {failures} finding{}", if failures == 1 { "" } else { "s" });
+            let _ = writeln!(out, "result: FAILED: {failures} finding{}{warnings}", if failures == 1 { "" } else { "s" });
         }
         out
     }
@@ -542,6 +569,7 @@ struct Verifier {
     per_kind: HashMap<(usize, FindingKind), u64>,
     /// Lines of hosts beyond MAX_HOSTS (reported on the first such host).
     overflow_host: Option<usize>,
+    module_records: ModuleRecords,
 }
 
 impl Verifier {
@@ -555,6 +583,7 @@ impl Verifier {
             findings: Vec::new(),
             per_kind: HashMap::new(),
             overflow_host: None,
+            module_records: ModuleRecords::default(),
         }
     }
 
@@ -603,6 +632,7 @@ impl Verifier {
         let looks_like_record = |m: &str| m.starts_with("event=") || m.starts_with('{');
         if parsed.tag == MODULE_TAG && !cut && looks_like_record(parsed.message) {
             stats.module_records += 1;
+            self.module_records.add(Location { file, line }, parsed.host, parsed.message);
             return;
         }
         if parsed.tag != DAEMON_TAG {
@@ -995,6 +1025,7 @@ impl Verifier {
             key_starts: self.keys.iter().map(|k| k.start).collect(),
             findings,
             suppressed,
+            module_records: self.module_records,
         }
     }
 }

@@ -174,6 +174,33 @@ pub(crate) fn line_col(text: &str, pos: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// [`line_col`] of each of `offsets`, which must ascend (a smaller one starts the count
+/// over): one pass over the text for all of them.
+pub(crate) fn line_cols(text: &str, offsets: &[usize]) -> Vec<(usize, usize)> {
+    let (mut at, mut line, mut column) = (0_usize, 1_usize, 1_usize);
+    let mut positions = Vec::with_capacity(offsets.len());
+    for &pos in offsets {
+        let mut end = pos.min(text.len());
+        while !text.is_char_boundary(end) {
+            end = end.saturating_sub(1);
+        }
+        if end < at {
+            (at, line, column) = (0, 1, 1);
+        }
+        for c in text.get(at..end).unwrap_or_default().chars() {
+            if c == '\n' {
+                line = line.saturating_add(1);
+                column = 1;
+            } else {
+                column = column.saturating_add(1);
+            }
+        }
+        at = end;
+        positions.push((line, column));
+    }
+    positions
+}
+
 fn covers(span: &Range<usize>, pos: usize) -> bool {
     span.start <= pos && (pos < span.end || pos == span.start)
 }
@@ -276,6 +303,20 @@ mod tests {
         assert_eq!(line_col("é=1\nx", 3), (1, 3));
         assert_eq!(line_col("é", 1), (1, 1));
         assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    #[test]
+    fn line_cols_agree_with_line_col() {
+        let text = "é=1\nab\n\n[x]\n\u{202e}y = \"\u{1F600}\"\n";
+        let offsets: Vec<usize> = (0..=text.len() + 2).collect();
+        let one_by_one: Vec<(usize, usize)> =
+            offsets.iter().map(|&pos| line_col(text, pos)).collect();
+        assert_eq!(line_cols(text, &offsets), one_by_one);
+        // out of order: counted again from the start
+        assert_eq!(
+            line_cols(text, &[9, 1, 0]),
+            [line_col(text, 9), line_col(text, 1), (1, 1)]
+        );
     }
 
     #[test]

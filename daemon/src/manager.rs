@@ -270,12 +270,11 @@ impl Manager {
         Ok(id)
     }
 
-    /// CloseSession: root only. Id 0 closes the latest session the caller leads (a
-    /// module that gave up waiting for OpenSession's answer has no id to give).
+    /// CloseSession: root only. A registration that reached vigild after the module
+    /// gave up waiting has no close: its leader's exit ends it (`leader_gone`).
     pub fn close_session(&self, caller: Caller, id: u64) -> Result<(), VigilError> {
         self.require_root(&caller, "CloseSession")?;
-        let id = if id == 0 { self.registry().led_by(caller.pid).unwrap_or(0) } else { id };
-        if id != 0 && self.end(id, EndReason::Closed, None) {
+        if self.end(id, EndReason::Closed, None) {
             Ok(())
         } else {
             Err(VigilError::NoSuchSession(format!("no session {id}")))

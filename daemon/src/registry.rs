@@ -200,6 +200,9 @@ pub struct Registry {
     by_audit_session: HashMap<u32, u64>,
     /// Audit session id → how many sessions carry it (owned or inherited).
     audit_session_refs: HashMap<u32, usize>,
+    /// Uid → how many sessions its user has (a new pty owned by a user with none cannot
+    /// be a session's).
+    uid_refs: HashMap<u32, usize>,
 }
 
 impl Registry {
@@ -207,6 +210,7 @@ impl Registry {
     /// are dropped from it (a tty belongs to one session).
     pub fn insert(&mut self, mut session: Session) {
         let id = session.id;
+        *self.uid_refs.entry(session.who.uid).or_default() += 1;
         if session.who.audit_session_id != NO_AUDIT_SESSION {
             *self.audit_session_refs.entry(session.who.audit_session_id).or_default() += 1;
         }
@@ -245,12 +249,8 @@ impl Registry {
         if self.by_audit_session.get(&ses) == Some(&id) {
             self.by_audit_session.remove(&ses);
         }
-        if let Some(refs) = self.audit_session_refs.get_mut(&ses) {
-            *refs -= 1;
-            if *refs == 0 {
-                self.audit_session_refs.remove(&ses);
-            }
-        }
+        release(&mut self.audit_session_refs, ses);
+        release(&mut self.uid_refs, session.who.uid);
         Some(session)
     }
 
@@ -287,6 +287,11 @@ impl Registry {
     /// inherited it): the sweep leaves those alone.
     pub fn holds_audit_session(&self, ses: u32) -> bool {
         self.audit_session_refs.contains_key(&ses)
+    }
+
+    /// Whether the user with this uid has any session.
+    pub fn has_sessions_of(&self, uid: u32) -> bool {
+        self.uid_refs.contains_key(&uid)
     }
 
     /// The latest login session led by `pid`.
@@ -344,6 +349,16 @@ impl Registry {
     }
 }
 
+/// Drops one reference to `key`, and the key with its last one.
+fn release(refs: &mut HashMap<u32, usize>, key: u32) {
+    if let Some(n) = refs.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            refs.remove(&key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +393,7 @@ mod tests {
         let mut r = Registry::default();
         r.insert(session(1, 100, 5));
         r.insert(session(2, 100, NO_AUDIT_SESSION));
+        assert!(r.has_sessions_of(1000) && !r.has_sessions_of(0));
         assert!(r.adopt_tty(1, 34816));
         assert!(!r.adopt_tty(2, 34816), "a tty belongs to one session");
         assert_eq!(r.owner_of_tty(34816), Some(1));
@@ -389,7 +405,7 @@ mod tests {
         assert_eq!((r.owner_of_tty(34816), r.by_audit_session(5), r.led_by(100)), (None, None, Some(2)));
         r.remove(2);
         assert_eq!((r.len(), r.led_by(100)), (0, None));
-        assert!(r.by_leader.is_empty() && r.by_tty.is_empty() && r.by_audit_session.is_empty() && r.audit_session_refs.is_empty());
+        assert!(r.by_leader.is_empty() && r.by_tty.is_empty() && r.by_audit_session.is_empty() && r.audit_session_refs.is_empty() && r.uid_refs.is_empty());
     }
 
     #[test]

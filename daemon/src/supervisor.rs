@@ -160,13 +160,16 @@ impl Task {
                 },
                 () = tokio::time::sleep(sleep) => {
                     let now = now_usec();
-                    // Bounded: each pass removes one due entry.
+                    // Bounded: each pass removes one due entry. New ptys due together
+                    // share one look at /proc.
+                    let mut new_ptys = Vec::new();
                     while let Some(entry) = self.timers.pop_due(now) {
                         match entry {
                             Entry::Session(id) => self.check_session(id),
-                            Entry::PtsScan { n, attempt } => self.scan_new_pts(n, attempt),
+                            Entry::PtsScan { n, attempt } => new_ptys.push((n, attempt)),
                         }
                     }
+                    self.scan_new_ptys(&new_ptys);
                 }
             }
         }
@@ -193,29 +196,53 @@ impl Task {
         }
     }
 
-    /// Finds which session a new pty belongs to: its processes' ancestry leads to a
-    /// session leader.
-    fn scan_new_pts(&mut self, n: u32, attempt: usize) {
-        let tty = ttys::pts_tty_nr(n);
+    /// Finds which session each new pty belongs to: its processes' ancestry leads to a
+    /// session leader. A pty is its user's (sshd and login chown it before the shell
+    /// starts), so one owned by a user without sessions is nobody's here and costs no
+    /// /proc walk (a burst of 100 sshpass clients makes 100 ptys of the caller's); one
+    /// still owned by root may be about to be chowned and is looked at again later. The
+    /// ptys due together share one walk.
+    fn scan_new_ptys(&mut self, due: &[(u32, usize)]) {
+        let mut candidates = Vec::new();
+        for &(n, attempt) in due {
+            let owner = std::fs::metadata(format!("/dev/pts/{n}")).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+            match owner {
+                // Gone already.
+                Err(_) => {}
+                Ok(uid) if self.core.registry().has_sessions_of(uid) => candidates.push((n, attempt)),
+                Ok(0) => self.retry_pts(n, attempt),
+                Ok(_) => {}
+            }
+        }
+        if candidates.is_empty() {
+            return;
+        }
         // /proc unreadable (out of fds) is no answer: the next attempt looks again.
         let stats = procfs::all_stats().unwrap_or_default();
         let parents: HashMap<u32, u32> = stats.iter().map(|s| (s.pid, s.ppid)).collect();
-        let owner = {
-            let registry = self.core.registry();
-            stats.iter().filter(|s| s.tty_nr == tty).find_map(|s| registry.enclosing_session(s.pid, |pid| parents.get(&pid).copied()))
-        };
-        match owner {
-            Some(id) => {
-                if self.adopt(id, tty) {
-                    self.check_session(id);
+        for (n, attempt) in candidates {
+            let tty = ttys::pts_tty_nr(n);
+            let owner = {
+                let registry = self.core.registry();
+                stats.iter().filter(|s| s.tty_nr == tty).find_map(|s| registry.enclosing_session(s.pid, |pid| parents.get(&pid).copied()))
+            };
+            match owner {
+                Some(id) => {
+                    if self.adopt(id, tty) {
+                        self.check_session(id);
+                    }
                 }
+                // Not (yet) a session's pty: a local tmux, a container console, or a
+                // pty whose first process has not made it its controlling tty yet.
+                None => self.retry_pts(n, attempt),
             }
-            None if attempt + 1 < PTS_SCAN_DELAYS_MS.len() => {
-                let next = attempt + 1;
-                self.timers.set(Entry::PtsScan { n, attempt: next }, now_usec() + PTS_SCAN_DELAYS_MS[next] * 1000);
-            }
-            // Not a session's pty (a local tmux, a container console): ignore it.
-            None => {}
+        }
+    }
+
+    fn retry_pts(&mut self, n: u32, attempt: usize) {
+        if attempt + 1 < PTS_SCAN_DELAYS_MS.len() {
+            let next = attempt + 1;
+            self.timers.set(Entry::PtsScan { n, attempt: next }, now_usec() + PTS_SCAN_DELAYS_MS[next] * 1000);
         }
     }
 

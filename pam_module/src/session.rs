@@ -91,20 +91,9 @@ pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &
             log.debug(&format!("registered session {id}"));
             Verdict::Success
         }
-        Err(error) => {
-            // vigild may still register the session after the deadline (a busy machine):
-            // close then asks it to close whatever session this process leads (id 0).
-            if matches!(error, ClientError::Timeout(_)) && !pam.store_session_id(LATE_REGISTRATION) {
-                log.debug("pam_set_data failed; a late registration ends with the leader");
-            }
-            not_registered(log, args, &request, &error)
-        }
+        Err(error) => not_registered(log, args, &request, &error),
     }
 }
-
-/// The session id kept when OpenSession timed out: `CloseSession(0)` closes the latest
-/// session the calling process leads, if the registration reached vigild after all.
-const LATE_REGISTRATION: u64 = 0;
 
 /// pam_sm_close_session. Never fails the logout: a session vigild does not close here,
 /// it closes itself when the leader process ends.
@@ -285,26 +274,12 @@ mod tests {
             let d = daemon(|| Err(ClientError::Timeout(Duration::from_secs(2))));
             let args = ModuleArgs { fail, ..ModuleArgs::default() };
             assert_eq!(open(&mut p, &d, &log, &args, 1, 1), verdict);
-            // A registration may still arrive: close asks vigild for "the session I lead".
-            assert!(p.env.is_empty() && p.id == Some(0));
+            assert!(p.env.is_empty() && p.id.is_none());
             let lines = log.0.borrow();
             assert_eq!(lines.len(), 1);
             assert!(lines[0].starts_with("event=daemon_unreachable call=open_session user=alice"), "{}", lines[0]);
             assert!(lines[0].contains(&format!("fail={} reason=timeout", fail.as_str())), "{}", lines[0]);
         }
-    }
-
-    #[test]
-    fn a_timed_out_open_is_closed_by_leader_and_an_unreachable_one_is_not() {
-        let (mut p, log) = (pam(), FakeLog::default());
-        let d = daemon(|| Err(ClientError::Timeout(Duration::from_secs(2))));
-        open(&mut p, &d, &log, &ModuleArgs::default(), 1, 1);
-        assert_eq!(close(&mut p, &d, &log, &ModuleArgs::default()), Verdict::Success);
-        assert_eq!(d.calls.borrow().last().map(String::as_str), Some("close 0"));
-        let (mut p, d) = (pam(), daemon(|| Err(ClientError::Unreachable("no".into()))));
-        open(&mut p, &d, &log, &ModuleArgs::default(), 1, 1);
-        close(&mut p, &d, &log, &ModuleArgs::default());
-        assert_eq!(d.calls.borrow().len(), 1, "no close after an open that never reached vigild");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::bus::{Bus, BusPolicy};
+use crate::flood::Flood;
 use crate::host::{PamHostCmd, PamHostRun, PamHostSession};
 use crate::logs::{LogLine, read_log};
 use crate::pam::{Fail, PamService, PamStack, VigilArgs};
@@ -329,6 +330,24 @@ impl Harness {
         let cmd = SshCommand::spawn(self.dir.path(), self.next(), self.sshd(), user, opts, &self.ledger);
         self.ssh_commands.borrow_mut().push(cmd.clone());
         cmd
+    }
+
+    // ---- the flood tool (see flood.rs) ------------------------------------------------
+
+    /// Runs `flood --socket <private> ARGS` as `user`; returns at once (see
+    /// [`Flood::wait_ready`]). Ended on drop at the latest, like the user's processes.
+    pub fn flood_as(&self, user: &TestUser, args: &[&str]) -> Flood {
+        self.flood(Some(&user.name), args)
+    }
+
+    /// [`Harness::flood_as`] as root (the PAM module's uid: its own pool of connections).
+    pub fn flood_as_root(&self, args: &[&str]) -> Flood {
+        self.flood(None, args)
+    }
+
+    fn flood(&self, user: Option<&str>, args: &[&str]) -> Flood {
+        let socket = self.private_socket();
+        Flood::spawn(&paths::flood_bin(), user, &socket, args, self.dir.path(), self.next(), &self.ledger)
     }
 
     // ---- other commands -------------------------------------------------------------

@@ -6,7 +6,10 @@
 //! when dropped; with [`Harness::start_sshd`] also a real sshd and interactive ssh
 //! sessions in tmux panes. See `tests/README.md` for what it needs and how to run it.
 
+pub mod bench;
 pub mod bus;
+pub mod dbus_wire;
+pub mod flood;
 pub mod harness;
 pub mod host;
 pub mod interrupt;
@@ -26,8 +29,10 @@ pub mod tmux;
 pub mod users;
 pub mod vigild;
 pub mod wait;
+pub mod watch;
 
 pub use bus::{Bus, BusPolicy};
+pub use flood::{Flood, FloodReport};
 pub use harness::Harness;
 pub use host::{PamHostCmd, PamHostRun, PamHostSession};
 pub use logs::LogLine;

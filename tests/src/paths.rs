@@ -57,18 +57,28 @@ pub fn bus_policy_file() -> PathBuf {
 /// The `pam_host` program built with this crate: `VIGIL_PAM_HOST` if set, else next to
 /// the running test binary's `deps/` directory, where cargo puts a package's binaries.
 pub fn pam_host_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("VIGIL_PAM_HOST").filter(|p| !p.is_empty()) {
+    package_bin("pam_host", "VIGIL_PAM_HOST")
+}
+
+/// The `flood` program built with this crate: `VIGIL_FLOOD` if set, else found as
+/// [`pam_host_bin`] is.
+pub fn flood_bin() -> PathBuf {
+    package_bin("flood", "VIGIL_FLOOD")
+}
+
+fn package_bin(name: &str, env: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("current_exe");
     let mut candidates = Vec::new();
     for dir in exe.ancestors().skip(1).take(2) {
-        candidates.push(dir.join("pam_host"));
+        candidates.push(dir.join(name));
     }
     candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
         panic!(
-            "pam_host not found (looked at {candidates:?}); build it with \
-                 `cargo build -p vigil-e2e --bin pam_host` or set VIGIL_PAM_HOST"
+            "{name} not found (looked at {candidates:?}); build it with \
+                 `cargo build -p vigil-e2e --bin {name}` or set {env}"
         )
     })
 }

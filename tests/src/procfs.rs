@@ -204,6 +204,26 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
         .collect()
 }
 
+/// How many descriptors `pid` holds (`/proc/PID/fd`); `None` if it cannot be read.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// Resident memory of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim().parse().ok()
+}
+
+/// The soft and hard `Max open files` of `pid` (`/proc/PID/limits`; `u64::MAX` for
+/// unlimited).
+pub fn nofile_limits(pid: u32) -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let rest = limits.lines().find_map(|l| l.strip_prefix("Max open files"))?;
+    let mut words = rest.split_whitespace().map(|w| if w == "unlimited" { Some(u64::MAX) } else { w.parse().ok() });
+    Some((words.next()??, words.next()??))
+}
+
 /// One line of `/proc/net/tcp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpConn {
@@ -261,6 +281,16 @@ mod tests {
         assert_eq!(tty_path((136 << 8) | 0x10_0000 | 5), Some(PathBuf::from("/dev/pts/261"))); // minor 0x105
         assert_eq!(tty_path((137 << 8) | 3), Some(PathBuf::from("/dev/pts/259")));
         assert_eq!(tty_path((4 << 8) | 1), Some(PathBuf::from("/dev/tty1")));
+    }
+
+    #[test]
+    fn reads_own_descriptors_memory_and_limits() {
+        let me = std::process::id();
+        assert!(fd_count(me).is_some_and(|n| n >= 3), "stdin, stdout, stderr at least");
+        assert!(rss_kib(me).is_some_and(|kib| kib > 0));
+        let (soft, hard) = nofile_limits(me).expect("Max open files");
+        let (rsoft, rhard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        assert_eq!((soft, hard), (rsoft, rhard));
     }
 
     #[test]

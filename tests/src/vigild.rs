@@ -29,11 +29,24 @@ pub struct VigildOpts {
     pub use_bus: bool,
     /// Extra command-line arguments, appended last.
     pub extra_args: Vec<String>,
+    /// `--adopt-users u1,u2`: adopt only these users' unregistered login sessions. When
+    /// `None`, `--no-adopt` (if this vigild has adoption at all): a test's vigild must
+    /// never adopt the machine's own sessions.
+    pub adopt_users: Option<Vec<String>>,
+    /// Start vigild with this soft RLIMIT_NOFILE (the hard limit unchanged), e.g. 1024
+    /// as systemd gives a service by default.
+    pub nofile_soft: Option<u64>,
 }
 
 impl Default for VigildOpts {
     fn default() -> Self {
-        VigildOpts { config: "[defaults]\n".to_string(), use_bus: true, extra_args: Vec::new() }
+        VigildOpts {
+            config: "[defaults]\n".to_string(),
+            use_bus: true,
+            extra_args: Vec::new(),
+            adopt_users: None,
+            nofile_soft: None,
+        }
     }
 }
 
@@ -52,6 +65,26 @@ impl VigildOpts {
         self.extra_args.push(arg.to_string());
         self
     }
+
+    pub fn adopt_users(mut self, users: &[&str]) -> Self {
+        self.adopt_users = Some(users.iter().map(|u| u.to_string()).collect());
+        self
+    }
+
+    pub fn nofile_soft(mut self, soft: u64) -> Self {
+        self.nofile_soft = Some(soft);
+        self
+    }
+}
+
+/// True when this vigild takes `--no-adopt` (asked once per test process from its
+/// `--help`): one that does not know the flag adopts nothing.
+fn knows_no_adopt() -> bool {
+    static KNOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KNOWS.get_or_init(|| {
+        let out = run_bounded(Command::new(vigild_bin()).arg("--help"), VIGILCTL_TIMEOUT, "vigild --help");
+        String::from_utf8_lossy(&out.stdout).contains("--no-adopt")
+    })
 }
 
 /// One entry of `vigilctl list --json`.
@@ -149,9 +182,35 @@ impl Vigild {
             // The audit chain and spool live beside the state: never /var/lib/vigil.
             .arg("--audit-dir")
             .arg(self.state_dir.join("audit"))
-            .arg("--foreground")
-            .args(&self.opts.extra_args)
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+            .arg("--foreground");
+        match &self.opts.adopt_users {
+            Some(users) => {
+                cmd.arg("--adopt-users").arg(users.join(","));
+            }
+            None if knows_no_adopt() => {
+                cmd.arg("--no-adopt");
+            }
+            None => {}
+        }
+        cmd.args(&self.opts.extra_args).env_remove("DBUS_SESSION_BUS_ADDRESS");
+        if let Some(soft) = self.opts.nofile_soft {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only getrlimit/setrlimit run, both
+            // async-signal-safe system calls; nothing allocates.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = ManagedChild::spawn_logged("vigild", &mut cmd, &self.dir, &self.ledger);
         *self.child.borrow_mut() = Some(child);
         self.wait_ready(READY_TIMEOUT);
@@ -188,6 +247,18 @@ impl Vigild {
 
     pub fn is_running(&self) -> bool {
         self.child.borrow_mut().as_mut().is_some_and(|c| c.is_running())
+    }
+
+    /// vigild's open descriptors now (`/proc/PID/fd`).
+    #[track_caller]
+    pub fn fd_count(&self) -> usize {
+        crate::procfs::fd_count(self.pid()).unwrap_or_else(|| panic!("cannot read /proc/{}/fd", self.pid()))
+    }
+
+    /// vigild's resident memory now (KiB).
+    #[track_caller]
+    pub fn rss_kib(&self) -> u64 {
+        crate::procfs::rss_kib(self.pid()).unwrap_or_else(|| panic!("cannot read /proc/{}/status", self.pid()))
     }
 
     /// The exit status, if vigild has exited (it is reaped then).

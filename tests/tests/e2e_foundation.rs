@@ -247,9 +247,21 @@ fn non_root_open_session_refused() {
     let out = open_session_as(&h, &user.name, &peer);
     assert_refused_by_vigild(&h, &out, user.uid, before, "private socket");
 
+    // A user's refused calls are recorded once per method a minute: the bus is tried by
+    // another user.
+    let other = h.create_user("nonroot2");
+    let before = refusals_of(&h, other.uid);
+    let out = open_session_as(&h, &other.name, &format!("--bus={}", h.bus_address()));
+    assert_refused_by_vigild(&h, &out, other.uid, before, "permissive bus");
+
+    // The first user again, within the minute: refused, not recorded again (a user
+    // looping on a refused call cannot flood the trail).
     let before = refusals_of(&h, user.uid);
-    let out = open_session_as(&h, &user.name, &format!("--bus={}", h.bus_address()));
-    assert_refused_by_vigild(&h, &out, user.uid, before, "permissive bus");
+    let out = open_session_as(&h, &user.name, &peer);
+    assert!(!out.status.success(), "refused again: {}", describe_output(&out));
+    h.wait_for_event(LOG_WAIT, "vigild", "call_refused", &[("uid", &other.uid.to_string())]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(refusals_of(&h, user.uid), before, "a second refusal within the minute is not recorded");
 
     let sessions = h.vigild().list_sessions();
     assert!(sessions.is_empty(), "a refused call registered a session: {sessions:#?}");

@@ -23,9 +23,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(report) = verify_readers_limited(vec![(PathBuf::from("input"), data)], &keys, 1 << 12) else {
         panic!("reading a byte slice cannot fail");
     };
-    let text = report.render();
-    assert!(printable(&text), "non-printable report: {text:?}");
-    let _ = report.is_clean();
+    for strict in [false, true] {
+        let text = report.render_with(strict);
+        assert!(printable(&text), "non-printable report: {text:?}");
+        assert_eq!(report.passes(strict), report.is_clean() && (!strict || report.unauthenticated().count() == 0));
+    }
     let now = UNIX_EPOCH + Duration::from_secs(1_795_666_450 + 86_400);
     let filters = [Filter::default(), Filter { user: Some("alice".into()), session: Some(1), ..Filter::default() }];
     for json in [false, true] {

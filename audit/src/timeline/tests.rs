@@ -59,7 +59,7 @@ fn a_session_renders_in_order_with_durations() {
             format!("  {}  +2m13s    idle_warning ends_in_s=60 limit=idle", ts(T + 133)),
             format!("  {}  +3m20s    reauth_granted method=password", ts(T + 200)),
             format!("  {}  +15m50s   session_end reason=idle", ts(T + 950)),
-            format!("  {}  +15m51s   daemon_unreachable (pam_vigil) call=close_session reason=timeout", ts(T + 951)),
+            format!("  {}  +15m51s   daemon_unreachable (pam_vigil, unauthenticated) call=close_session reason=timeout", ts(T + 951)),
             format!("  ended {} (session_end), lasted 15m50s", ts(T + 950)),
         ];
         // JSON records come back with their keys sorted; kv keeps the written order.
@@ -72,7 +72,7 @@ fn a_session_renders_in_order_with_durations() {
         assert!(out.contains("config_reload result=ok"), "{out}");
         assert!(out.contains("session 13 on host1: user=bob"), "{out}");
         assert!(out.contains("  still open at the end of these files\n"), "{out}");
-        assert!(out.ends_with("2 sessions, 1 daemon block shown; 8 records in 9 lines (0 not syslog, 0 vigild/pam_vigil lines that are not records)\n"), "{out}");
+        assert!(out.ends_with("2 sessions, 1 daemon block shown; 8 records in 9 lines (0 not syslog, 0 vigild/pam_vigil lines that are not records); 1 unauthenticated (no mac: pam_vigil, or vigild without the chain)\n"), "{out}");
     }
 }
 
@@ -166,4 +166,79 @@ fn durations() {
     assert_eq!(duration(Duration::from_secs(3733)), "1h02m13s");
     assert_eq!(duration(Duration::from_secs(3 * 86_400 + 4 * 3600 + 5 * 60)), "3d04h05m");
     assert_eq!(signed_duration(at(100), at(95)), "-5s");
+}
+
+/// A local user's `logger -t pam_vigil` lines about alice's session 12: one before the
+/// open claiming the session is root's, one claiming it ended, and one for a session
+/// that does not exist.
+fn forged(encoding: Encoding) -> String {
+    let mut text = day(encoding, Layout::HighPrecision);
+    let line = |secs: u64, message: &str| syslog_line(Layout::HighPrecision, secs, 0, "host1", "pam_vigil", 6666, message) + "\n";
+    text.insert_str(0, &line(T - 5, "event=daemon_unreachable call=open_session session=12 user=root uid=0 fail=open"));
+    text.push_str(&line(T + 300, "{\"event\":\"session_end\",\"session\":12,\"reason\":\"idle\"}"));
+    text.push_str(&line(T + 301, "event=session_open session=99 user=root"));
+    text
+}
+
+#[test]
+fn module_records_are_labelled_and_never_shape_a_session() {
+    for encoding in [Encoding::KeyValue, Encoding::Json] {
+        let out = show(&forged(encoding), &Filter { session: Some(12), ..Filter::default() }, false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("session 12 on host1: user=alice uid=1012 "), "vigild's records give the header: {out}");
+        assert!(!lines[0].contains("unauthenticated"), "{out}");
+        let forged_open = lines.iter().find(|l| l.contains("call=open_session")).unwrap_or_else(|| panic!("{out}"));
+        assert!(forged_open.contains(" daemon_unreachable (pam_vigil, unauthenticated) call=open_session user=root uid=0 fail=open"), "{forged_open}");
+        let forged_end = lines.iter().find(|l| l.contains("  +5m00s ")).unwrap_or_else(|| panic!("{out}"));
+        assert!(forged_end.ends_with(" session_end (pam_vigil, unauthenticated) reason=idle"), "{forged_end}");
+        assert!(out.contains("(session_end), lasted 15m50s"), "the end is vigild's: {out}");
+        let sealed = lines.iter().filter(|l| l.contains(" +") && !l.contains("unauthenticated")).count();
+        assert_eq!(sealed, 4, "vigild's own records are not labelled: {out}");
+
+        let out = show(&forged(encoding), &Filter { session: Some(99), ..Filter::default() }, false);
+        assert!(out.starts_with("session 99 on host1: user=root (only unauthenticated records)\n  opened before these files"), "{out}");
+        assert!(out.contains("  still open at the end of these files"), "{out}");
+        assert!(out.ends_with("; 4 unauthenticated (no mac: pam_vigil, or vigild without the chain)\n"), "{out}");
+    }
+}
+
+#[test]
+fn json_says_which_records_cannot_be_authenticated() {
+    let out = show(&forged(Encoding::KeyValue), &Filter { session: Some(12), ..Filter::default() }, true);
+    let block: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(block["user"], "alice");
+    assert_eq!(block["ended"], block["events"][4]["time"], "{block}");
+    let flags: Vec<(&str, &str, serde_json::Value)> = block["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["tag"].as_str().unwrap(), e["authenticated"].clone()))
+        .collect();
+    let (no, unknown) = (serde_json::Value::Bool(false), serde_json::Value::Null);
+    assert_eq!(
+        flags,
+        [
+            ("daemon_unreachable", "pam_vigil", no.clone()),
+            ("session_open", "vigild", unknown.clone()),
+            ("idle_warning", "vigild", unknown.clone()),
+            ("reauth_granted", "vigild", unknown.clone()),
+            ("session_end", "vigild", unknown),
+            ("daemon_unreachable", "pam_vigil", no.clone()),
+            ("session_end", "pam_vigil", no),
+        ]
+    );
+}
+
+#[test]
+fn vigild_records_without_a_mac_are_unauthenticated_too() {
+    let lines = [
+        syslog_line(Layout::HighPrecision, T, 0, "host1", "vigild", 1, &session_record("session_open", 4, "dave").to_kv_line()),
+        syslog_line(Layout::HighPrecision, T + 5, 0, "host1", "vigild", 1, &session_record("session_close", 4, "dave").to_json_line()),
+    ];
+    let out = show(&lines.join("\n"), &Filter::default(), false);
+    assert!(out.starts_with("session 4 on host1: user=dave uid=1004 service=sshd tty=ssh rhost=203.0.113.7 ses=7 (only unauthenticated records)\n"), "{out}");
+    assert!(out.contains(" session_open (no mac, unauthenticated) ruser="), "{out}");
+    assert!(out.contains("(session_close), lasted 5s"), "vigild's records still open and end a session: {out}");
+    let out = show(&lines.join("\n"), &Filter::default(), true);
+    assert_eq!(out.matches("\"authenticated\":false").count(), 2, "{out}");
 }

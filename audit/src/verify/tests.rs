@@ -48,6 +48,13 @@ impl Log {
         self.lines.len() as u64
     }
 
+    /// A log holding one [`Log::typical_run`].
+    fn typical(key: &KeyFile, encoding: Encoding, layout: Layout) -> Self {
+        let mut log = Log::new(key, encoding, layout);
+        log.typical_run(1);
+        log
+    }
+
     /// A daemon run: start, two sessions with warnings and reauths, other programs'
     /// lines in between, stop.
     fn typical_run(&mut self, first_session: u64) {
@@ -92,7 +99,9 @@ fn notes(report: &Report) -> Vec<(FindingKind, u64)> {
 
 fn assert_clean(report: &Report) {
     assert!(report.is_clean(), "{}", report.render());
-    assert!(report.render().ends_with("result: OK: every vigild record verifies\n"), "{}", report.render());
+    let render = report.render();
+    let result = render.lines().last().unwrap_or_default();
+    assert!(result == "result: OK: every vigild record verifies" || result.starts_with("result: OK: every vigild record verifies (warnings: "), "{render}");
 }
 
 #[test]
@@ -130,8 +139,7 @@ fn rfc5424_with_structured_data_and_bom_verifies() {
 #[test]
 fn deleting_one_line_is_a_missing_seq_at_the_next_record() {
     let k = key(3, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let deleted = log.line_of(5) as usize;
     let mut lines = log.lines.clone();
     lines.remove(deleted - 1);
@@ -142,15 +150,14 @@ fn deleting_one_line_is_a_missing_seq_at_the_next_record() {
     let render = report.render();
     let expected = format!("  auth.log:{next}: FAIL: missing seqs 5..5 (between auth.log:{} and line {next})\n", log.line_of(4));
     assert!(render.contains(&expected), "{render}");
-    assert!(render.ends_with("result: FAILED: 1 finding\n"), "{render}");
+    assert!(render.ends_with("result: FAILED: 1 finding (warnings: 2 unauthenticated pam_vigil records)\n"), "{render}");
 }
 
 #[test]
 fn editing_one_value_is_reported_at_its_line() {
     for encoding in [Encoding::KeyValue, Encoding::Json] {
         let k = key(4, 1);
-        let mut log = Log::new(&k, encoding, Layout::Traditional);
-        log.typical_run(1);
+        let log = Log::typical(&k, encoding, Layout::Traditional);
         let edited = log.line_of(4) as usize;
         let mut lines = log.lines.clone();
         lines[edited - 1] = lines[edited - 1].replace("alice", "alicf");
@@ -166,8 +173,7 @@ fn editing_one_value_is_reported_at_its_line() {
 #[test]
 fn swapping_two_lines_is_reordered_where_it_happened() {
     let k = key(5, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let (a, b) = (log.line_of(6) as usize, log.line_of(7) as usize);
     let mut lines = log.lines.clone();
     lines.swap(a - 1, b - 1);
@@ -181,8 +187,7 @@ fn swapping_two_lines_is_reordered_where_it_happened() {
 #[test]
 fn a_cut_tail_then_a_seal_is_missing_before_the_seal() {
     let k = key(6, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let mut log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let cut_from = log.line_of(8) as usize;
     log.lines.truncate(cut_from - 1);
     // The tail alone: only a note (verify cannot know), at the last record.
@@ -203,8 +208,7 @@ fn a_cut_tail_then_a_seal_is_missing_before_the_seal() {
 #[test]
 fn a_cut_run_before_the_next_daemon_start() {
     let k = key(7, 1);
-    let mut log = Log::new(&k, Encoding::Json, Layout::HighPrecision);
-    log.typical_run(1);
+    let mut log = Log::typical(&k, Encoding::Json, Layout::HighPrecision);
     let stop = log.line_of(10) as usize;
     log.lines.truncate(stop - 3); // seqs 8..10 gone
     log.typical_run(3);
@@ -217,8 +221,7 @@ fn a_cut_run_before_the_next_daemon_start() {
 #[test]
 fn a_line_forged_with_logger_is_reported_at_its_line() {
     let k = key(8, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let forged = format!(
         "Nov 26 04:20:00 host1 vigild: event=session_open session=99 ses=1 user=root uid=0 service=sshd tty=ssh rhost=evil seq=5 prev={} mac={}",
         "0123456789abcdef", "0123456789abcdef0123456789abcdef"
@@ -233,8 +236,7 @@ fn a_line_forged_with_logger_is_reported_at_its_line() {
 #[test]
 fn unsealed_and_non_record_vigild_lines_are_findings() {
     let k = key(9, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let mut lines = log.lines.clone();
     lines.insert(3, "Nov 26 04:20:00 host1 vigild: event=session_open session=99 user=root".into());
     lines.insert(4, "Nov 26 04:20:00 host1 vigild[812]: hello \u{1b}[31mworld".into());
@@ -250,8 +252,7 @@ fn unsealed_and_non_record_vigild_lines_are_findings() {
 #[test]
 fn duplicate_line_is_reported() {
     let k = key(10, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let mut lines = log.lines.clone();
     let copy = lines[log.line_of(3) as usize - 1].clone();
     lines.insert(log.line_of(6) as usize, copy);
@@ -407,8 +408,7 @@ fn hosts_are_separate_chains() {
 #[test]
 fn several_files_in_order() {
     let k = key(19, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let mut log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     log.typical_run(3);
     let (old, new) = log.lines.split_at(20);
     let join = |l: &[String]| {
@@ -429,8 +429,7 @@ fn several_files_in_order() {
 #[test]
 fn forged_huge_seqs_do_not_stall_verify() {
     let k = key(20, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let mut lines = log.lines.clone();
     for seq in [u64::MAX, 1 << 40, crate::chain::MAX_SEQ_SPAN, 1 << 31, (1 << 31) + 1, 99_999_999_999_999_999] {
         lines.insert(3, format!("Nov 26 04:20:00 host1 vigild: event=x seq={seq} prev=0000000000000000 mac=0123456789abcdef0123456789abcdef"));
@@ -448,8 +447,7 @@ fn forged_huge_seqs_do_not_stall_verify() {
 #[test]
 fn hostile_lines_never_panic() {
     let k = key(21, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let mut text = log.lines[..8].join("\n");
     text.push('\n');
     let mut hostile: Vec<Vec<u8>> = vec![
@@ -533,8 +531,7 @@ fn hostile_lines_never_panic() {
 #[test]
 fn no_keys_or_no_records() {
     let k = key(22, 1);
-    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.typical_run(1);
+    let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let report = verify_lines(&log.lines, &[]);
     assert!(!report.is_clean());
     assert_eq!(failures(&report), [(FindingKind::NoKey, 1)], "{}", report.render());
@@ -581,4 +578,67 @@ fn keys_at_the_end_of_the_seq_space_do_not_overflow() {
         let report = verify_lines(&lines, &[k]);
         assert_eq!(failures(&report), [(FindingKind::DuplicateSeq, lines.len() as u64)], "{}", report.render());
     }
+}
+
+#[test]
+fn module_records_are_warnings_with_their_lines() {
+    for encoding in [Encoding::KeyValue, Encoding::Json] {
+        let k = key(25, 1);
+        let mut log = Log::typical(&k, encoding, Layout::Traditional);
+        // what any local user can write: `logger -t pam_vigil -p authpriv.err '...'`
+        let forged_kv = log.tagged("pam_vigil", "event=daemon_unreachable call=open_session session=1 user=alice fail=open");
+        let forged_json = log.tagged("pam_vigil", "{\"event\":\"session_end\",\"session\":2,\"reason\":\"idle\"}");
+        log.tagged("pam_vigil", "hello: not a record");
+        let report = verify_lines(&log.lines, &[k]);
+        assert!(report.is_clean() && report.passes(false) && !report.passes(true), "{}", report.render());
+        let found = report.unauthenticated();
+        assert_eq!(found.count(), 4);
+        let listed: Vec<_> = found.listed().iter().map(|r| (r.at.line, r.event.as_deref(), r.session)).collect();
+        assert_eq!(
+            listed,
+            [
+                (5, Some(&b"module_argument_ignored"[..]), None),
+                (11, Some(&b"module_argument_ignored"[..]), None),
+                (forged_kv, Some(&b"daemon_unreachable"[..]), Some(1)),
+                (forged_json, Some(&b"session_end"[..]), Some(2)),
+            ]
+        );
+        let render = report.render();
+        assert!(render.contains(&format!("  auth.log:{forged_kv}: warning: daemon_unreachable session=1 host=host1\n")), "{render}");
+        assert!(render.contains(&format!("  auth.log:{forged_json}: warning: session_end session=2 host=host1\n")), "{render}");
+        assert!(render.ends_with("result: OK: every vigild record verifies (warnings: 4 unauthenticated pam_vigil records)\n"), "{render}");
+        let strict = report.render_with(true);
+        assert!(strict.ends_with("result: FAILED (--strict): every vigild record verifies, but 4 unauthenticated pam_vigil records\n"), "{strict}");
+    }
+}
+
+#[test]
+fn without_module_records_strict_changes_nothing() {
+    let k = key(26, 1);
+    let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
+    log.record(Record::new("daemon_start").text("version", "0.1.0"));
+    log.record(Record::new("daemon_stop").text("signal", "SIGTERM"));
+    let report = verify_lines(&log.lines, &[k]);
+    assert!(report.passes(true) && report.unauthenticated().count() == 0);
+    assert_eq!(report.render_with(true), report.render());
+    assert!(report.render().ends_with("\nresult: OK: every vigild record verifies\n"), "{}", report.render());
+    // a failing report fails either way
+    let report = verify_text("Nov 26 04:14:10 h pam_vigil[1]: event=x\n", &[key(26, 1)]);
+    assert!(!report.passes(false) && !report.passes(true));
+    assert!(report.render().ends_with("result: FAILED: no vigild record to verify (warnings: 1 unauthenticated pam_vigil record)\n"), "{}", report.render());
+}
+
+#[test]
+fn many_module_records_are_counted_and_capped() {
+    let mut text = String::new();
+    for i in 0..(MAX_FINDINGS_PER_KIND + 7) {
+        text.push_str(&format!("Nov 26 04:14:10 h\u{1b}[2J pam_vigil[1]: event=x\u{7} n={i}\n"));
+    }
+    let report = verify_text(&text, &[key(27, 1)]);
+    assert_eq!(report.unauthenticated().count(), MAX_FINDINGS_PER_KIND as u64 + 7);
+    assert_eq!(report.unauthenticated().listed().len(), MAX_FINDINGS_PER_KIND);
+    let render = report.render();
+    assert!(render.contains("  warning: ... and 7 more unauthenticated records, not listed\n"), "{render}");
+    assert!(render.contains("auth.log:1: warning: (not a readable record) host=\"h\\x1b[2J\"\n"), "{render}");
+    assert!(render.bytes().all(|b| b == b'\n' || (0x20..=0x7e).contains(&b)), "{render:?}");
 }

@@ -186,3 +186,23 @@ fn deep_nesting() {
         check(Config::parse(&text, Path::new(ORIGIN)), &text.get(..40));
     }
 }
+
+/// The fuzz target's seed corpus (config/fuzz/corpus/config_parse), replayed on stable.
+#[test]
+fn the_fuzz_corpus_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/config_parse");
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 15, "only {} corpus files", entries.len());
+    let mut accepted = 0;
+    for path in entries {
+        let bytes = std::fs::read(&path).unwrap();
+        let result = Config::from_bytes(&bytes, Path::new(ORIGIN));
+        accepted += usize::from(result.is_ok());
+        check(result, &path);
+    }
+    assert!(accepted >= 8, "the corpus reaches the warnings: {accepted} files accepted");
+}

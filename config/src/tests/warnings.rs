@@ -59,6 +59,19 @@ fn warnings_of(text: &str, accounts: &Fake) -> Vec<ConfigWarning> {
     parse(text).warnings(accounts)
 }
 
+/// Asserts that `text` gets one warning, at `place`, saying `says`.
+#[track_caller]
+fn assert_one_warning(
+    text: &str,
+    accounts: &Fake,
+    place: (usize, usize, &str, WarningKind),
+    says: &str,
+) {
+    let warnings = warnings_of(text, accounts);
+    assert_eq!(places(&warnings), [place]);
+    assert!(warnings[0].message.contains(says), "{}", warnings[0]);
+}
+
 #[test]
 fn unknown_user_is_placed_and_shown_like_an_error() {
     let text = "[[policy]]\nname = \"a\"\nmatch = { users = [\"alice\", \"bobb\"] }\n";
@@ -78,17 +91,11 @@ fn unknown_user_is_placed_and_shown_like_an_error() {
 fn unknown_group_in_a_match_table() {
     let text = "[[policy]]\nmatch = { tty = true }\n\n[[policy]]\nname = \"ops\"\n\
                 [policy.match]\ngroups = [\n  \"wheel\",\n  \"opps\",\n]\n";
-    let warnings = warnings_of(text, &Fake::new(&[], &["wheel", "ops"]));
-    assert_eq!(
-        places(&warnings),
-        [(9, 3, "policy[2].match.groups", WarningKind::UnknownGroup)]
-    );
-    assert!(
-        warnings[0]
-            .message
-            .starts_with("no group \"opps\" on this system (getgrnam found none)"),
-        "{}",
-        warnings[0]
+    assert_one_warning(
+        text,
+        &Fake::new(&[], &["wheel", "ops"]),
+        (9, 3, "policy[2].match.groups", WarningKind::UnknownGroup),
+        "no group \"opps\" on this system (getgrnam found none)",
     );
 }
 
@@ -125,17 +132,11 @@ fn names_that_resolve_give_no_warning() {
 fn a_failed_lookup_is_its_own_warning() {
     let mut fake = Fake::new(&[], &[]);
     fake.failing.insert("carol");
-    let warnings = warnings_of("[[policy]]\nmatch = { users = [\"carol\"] }\n", &fake);
-    assert_eq!(
-        places(&warnings),
-        [(2, 20, "policy[1].match.users", WarningKind::LookupFailed)]
-    );
-    assert!(
-        warnings[0]
-            .message
-            .contains("user \"carol\" could not be looked up (getpwnam: ldap server timed out)"),
-        "{}",
-        warnings[0]
+    assert_one_warning(
+        "[[policy]]\nmatch = { users = [\"carol\"] }\n",
+        &fake,
+        (2, 20, "policy[1].match.users", WarningKind::LookupFailed),
+        "user \"carol\" could not be looked up (getpwnam: ldap server timed out)",
     );
 }
 
@@ -200,20 +201,11 @@ fn an_empty_match_is_a_warning_at_its_table() {
         "/etc/vigil/vigil.toml:3:9: policy[1].match: empty match: this block applies to every \
          session that no block before it matched; expected users, groups, services, tty or rhosts"
     );
-    let warnings = warnings_of(
+    assert_one_warning(
         "[[policy]]\nname = \"all\"\n[policy.match]\n\n[[policy]]\nmatch = { tty = false }\n",
         &Fake::default(),
-    );
-    assert_eq!(
-        places(&warnings),
-        [(3, 1, "policy[1].match", WarningKind::EmptyMatch)]
-    );
-    assert!(
-        warnings[0]
-            .message
-            .contains("; the block after it never applies;"),
-        "{}",
-        warnings[0]
+        (3, 1, "policy[1].match", WarningKind::EmptyMatch),
+        "; the block after it never applies;",
     );
 }
 
@@ -221,18 +213,12 @@ fn an_empty_match_is_a_warning_at_its_table() {
 fn no_match_is_a_warning_at_the_block() {
     let text = "[defaults]\nidle_timeout = \"20m\"\n\n[[policy]]\nname = \"x\"\nidle_timeout = \"1h\"\n\
                 [[policy]]\nmatch = { users = [\"a\"] }\n[[policy]]\nmatch = { tty = true }\n";
-    let warnings = warnings_of(text, &Fake::new(&["a"], &[]));
-    assert_eq!(
-        places(&warnings),
-        [(4, 1, "policy[1]", WarningKind::EmptyMatch)]
-    );
-    assert!(
-        warnings[0].message.starts_with(
-            "no match: this block applies to every session that no block before it matched; \
-             the 2 blocks after it never apply"
-        ),
-        "{}",
-        warnings[0]
+    assert_one_warning(
+        text,
+        &Fake::new(&["a"], &[]),
+        (4, 1, "policy[1]", WarningKind::EmptyMatch),
+        "no match: this block applies to every session that no block before it matched; \
+         the 2 blocks after it never apply",
     );
 }
 
@@ -322,4 +308,32 @@ fn the_system_accounts_through_nss() {
         places(&config.warnings(&nss)),
         [(2, 28, "policy[1].match.users", WarningKind::UnknownUser)]
     );
+}
+
+#[test]
+fn names_reach_the_terminal_escaped() {
+    let text = "[[policy]]\nmatch = { users = [\"a\\u001b[2J\\u202eb\\n\"] }\n";
+    let warnings = warnings_of(text, &Fake::default());
+    assert_eq!(warnings.len(), 1);
+    let shown = warnings[0].to_string();
+    assert!(shown.contains(r#"no user "a\u{1b}[2J\u{202e}b\n" on this system"#), "{shown}");
+    assert!(shown.chars().all(|c| c == ' ' || c.is_ascii_graphic()), "{shown:?}");
+}
+
+/// 100,000 names in a file near the 1 MiB limit, on one line: placed in one pass over
+/// the text (placing each from the start would take minutes), looked up at most
+/// MAX_LOOKUPS times.
+#[test]
+fn a_huge_list_is_placed_in_one_pass() {
+    let names: Vec<String> = (0..100_000).map(|i| format!("\"n{i}\"")).collect();
+    let text = format!("[[policy]]\nmatch = {{ users = [{}] }}\n", names.join(","));
+    assert!(text.len() < 1024 * 1024);
+    let fake = Fake::new(&["n99999"], &[]);
+    let warnings = warnings_of(&text, &fake);
+    assert_eq!(fake.asked.borrow().len(), MAX_LOOKUPS);
+    assert_eq!(warnings.len(), MAX_LOOKUPS + 1);
+    let last = &warnings[MAX_LOOKUPS - 1];
+    let column = "match = { users = [".len() + (0..MAX_LOOKUPS - 1).map(|i| format!("\"n{i}\",").len()).sum::<usize>() + 1;
+    assert_eq!((last.line, last.column), (2, column), "{last}");
+    assert_eq!(warnings[MAX_LOOKUPS].kind, WarningKind::NotChecked);
 }

@@ -40,8 +40,14 @@ enum Command {
     Terminate { id: u64 },
     /// Make vigild re-read its configuration (root only).
     Reload,
-    /// Check a configuration file without touching the running daemon.
-    CheckConfig { file: Option<PathBuf> },
+    /// Check a configuration file without touching the running daemon: errors and
+    /// warnings (users and groups that do not exist, blocks that match every session).
+    CheckConfig {
+        file: Option<PathBuf>,
+        /// Exit non-zero on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Your own session: idle time, when it will be ended, whether sudo will ask.
     Status {
         #[arg(long)]
@@ -73,12 +79,16 @@ enum AuditCommand {
     /// Write a seal record now (root), so that a cut before it is detected.
     Seal,
     /// Check the chain in syslog files; exit 0 only when everything verifies.
+    /// Records tagged pam_vigil (no mac) are listed as unauthenticated warnings.
     Verify {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Key file(s) from `audit init` or /var/lib/vigil/audit-initial.key.
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
+        /// Exit 1 also when there are unauthenticated (pam_vigil) records.
+        #[arg(long)]
+        strict: bool,
     },
     /// A timeline per session from syslog files.
     Show {
@@ -103,8 +113,8 @@ enum AuditCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Command::CheckConfig { file } => check_config(file.clone()),
-        Command::Audit { command: AuditCommand::Verify { files, keys } } => return verify(files, keys),
+        Command::CheckConfig { file, strict } => check_config(file.clone(), *strict),
+        Command::Audit { command: AuditCommand::Verify { files, keys, strict } } => return verify(files, keys, *strict),
         Command::Audit { command: AuditCommand::Show { files, user, session, event, since, until, json } } => {
             let filter = vigil_audit::timeline::Filter { user: user.clone(), session: *session, event: event.clone(), since: *since, until: *until };
             vigil_audit::timeline::show_files(files, &filter, *json).map(|text| print!("{text}")).map_err(|e| e.to_string())
@@ -120,8 +130,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `audit verify`: exit 0 only when every record verifies.
-fn verify(files: &[PathBuf], keys: &[PathBuf]) -> ExitCode {
+/// `audit verify`: exit 0 only when every record verifies (and, with `strict`, no
+/// record is unauthenticated); 1 when not; 2 when a file or key cannot be read.
+fn verify(files: &[PathBuf], keys: &[PathBuf], strict: bool) -> ExitCode {
     let mut key_files = Vec::new();
     for path in keys {
         let parsed = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| vigil_audit::chain::KeyFile::parse(&text));
@@ -135,8 +146,8 @@ fn verify(files: &[PathBuf], keys: &[PathBuf]) -> ExitCode {
     }
     match vigil_audit::verify::verify_files(files, &key_files) {
         Ok(report) => {
-            print!("{}", report.render());
-            if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            print!("{}", report.render_with(strict));
+            if report.passes(strict) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Err(e) => {
             eprintln!("vigilctl: {e}");
@@ -145,10 +156,23 @@ fn verify(files: &[PathBuf], keys: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn check_config(file: Option<PathBuf>) -> Result<(), String> {
+/// `check-config`: errors fail; warnings go to stderr and fail only with `strict`.
+fn check_config(file: Option<PathBuf>, strict: bool) -> Result<(), String> {
     let path = file.unwrap_or_else(|| PathBuf::from(vigil_config::DEFAULT_PATH));
     let config = vigil_config::Config::load(&path).map_err(|e| e.to_string())?;
-    println!("{}: OK, {} policy block(s)", path.display(), config.policy_count());
+    let warnings = config.warnings(&vigil_config::NssAccounts);
+    for warning in &warnings {
+        eprintln!("vigilctl: warning: {warning}");
+    }
+    let count = match warnings.len() {
+        0 => String::new(),
+        1 => ", 1 warning".to_owned(),
+        n => format!(", {n} warnings"),
+    };
+    if strict && !warnings.is_empty() {
+        return Err(format!("{}: refused with --strict: {} policy block(s){count}", path.display(), config.policy_count()));
+    }
+    println!("{}: OK, {} policy block(s){count}", path.display(), config.policy_count());
     Ok(())
 }
 

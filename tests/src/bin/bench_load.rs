@@ -53,6 +53,7 @@ use clap::Parser;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+use vigil_e2e::bench::cpu_us;
 use vigil_e2e::interrupt::interrupted;
 use vigil_e2e::{BusPolicy, Harness, PamStack, Stats};
 
@@ -189,7 +190,7 @@ fn bench(cli: &Cli) -> Option<Vec<Load>> {
             eprintln!("bench_load: waiting for {} sessions' records in auth.log", load.ids.len());
             load.audit = Some(trail.wait_for(&load.ids, &interrupted));
         }
-        load.load_after = facts::load1();
+        load.load_after = vigil_e2e::bench::load1();
         eprintln!("bench_load: {}: {:.0} cycles/s", kind.label(), load.per_second());
         loads.push(load);
         if interrupted() {
@@ -240,7 +241,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
     let pids = usage::pids_of(h, DAEMONS);
     let children_before = children_cpu_us();
     std::thread::sleep(Duration::from_micros(start_usec.saturating_sub(now_usec())));
-    let cpu_before = pids.map(usage::cpu_us);
+    let cpu_before = pids.map(cpu_us);
     // Bounded: the run's length and a minute for the hosts to finish; then killed by pid.
     let deadline = Instant::now() + Duration::from_secs(cli.seconds + 60);
     let mut statuses = Vec::new();
@@ -258,7 +259,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
         };
         statuses.push(status);
     }
-    let cpu_after = pids.map(usage::cpu_us);
+    let cpu_after = pids.map(cpu_us);
     let hosts_cpu_us = children_cpu_us().saturating_sub(children_before);
     if interrupted() {
         return None;
@@ -305,7 +306,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
         daemon_cpu_us,
         hosts_cpu_us,
         audit: None,
-        vigild_rss_kib: pids[0].map_or(0, usage::rss_kib),
+        vigild_rss_kib: pids[0].and_then(vigil_e2e::procfs::rss_kib).unwrap_or(0),
         load_after: String::new(),
     })
 }
@@ -324,8 +325,7 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
         if cli.bus { "on its private socket and the harness's private system bus" } else { "private socket only (`--no-bus`)" },
         if cli.common.state_on_disk { "under /tmp (`--state-on-disk`)" } else { "on tmpfs, as /run/vigil is" }
     ));
-    md.push_str(&format!("- date: {}; commit: {}; libpam_vigil.so built {}\n", f.date, f.commit_line(), f.module_built));
-    md.push_str(&f.machine_line());
+    md.push_str(&f.markdown_lines());
     md.push_str(
         "\n| stack | cycles | seconds | **cycles/s** | open+close p50 / p99 µs | failed | unregistered | \
          hosts: % of a core, µs per cycle | vigild | rsyslogd | dbus-daemon | audited (ids with one open and one close line) | vigild RSS MiB after | load (1 min) after |\n",

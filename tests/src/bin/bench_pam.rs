@@ -67,13 +67,14 @@ mod tmpfs_state;
 #[path = "bench/usage.rs"]
 mod usage;
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
 use vigil_e2e::interrupt::interrupted;
-use vigil_e2e::process::{describe_output, run_bounded};
+use vigil_e2e::bench::{SampledRun, cpu_us, run_sampled};
+use vigil_e2e::process::describe_output;
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, paths};
 use vigil_protocol::{ManagerProxy, Target};
@@ -349,9 +350,9 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
             eprintln!("bench_pam: watching vigild for {} s with {sessions} sessions and no caller", cli.idle_window);
             usage::idle_window(vigild, cli.idle_window)
         });
-        let rss_start_kib = usage::rss_kib(vigild);
+        let rss_start_kib = vigil_e2e::procfs::rss_kib(vigild).unwrap_or(0);
         let stacks = measure(cli, &h, &user.name, &stacks, sessions)?;
-        let rss_end_kib = usage::rss_kib(vigild);
+        let rss_end_kib = vigil_e2e::procfs::rss_kib(vigild).unwrap_or(0);
         // Every measured session was closed again; the held ones are all there.
         let registered = registered(&h);
         assert_eq!(registered, sessions, "sessions registered after measuring at {sessions}");
@@ -361,7 +362,7 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
             idle,
             rss_start_kib,
             rss_end_kib,
-            load_after: facts::load1(),
+            load_after: vigil_e2e::bench::load1(),
             stacks,
         });
     }
@@ -419,30 +420,15 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
     }
     let cmd: PamHostCmd = h.pam_host(&stack.service, user).tty(TTY).rhost(RHOST).cycles(cycles);
     let samples_path = h.path(&format!("samples-{}-{round}.txt", stack.kind.key()));
-    let mut command = Command::new(&cmd.bin);
-    command.args(cmd.args()).arg("--samples").arg(&samples_path);
-    let deadline = Duration::from_secs(120) + Duration::from_millis(10) * cycles;
     let pids = usage::pids_of(h, DAEMONS);
-    let cpu_before = pids.map(usage::cpu_us);
-    let out = run_bounded(&mut command, deadline, &format!("pam_host for {}", stack.kind.label()));
-    let cpu_after = pids.map(usage::cpu_us);
+    let cpu_before = pids.map(cpu_us);
+    let SampledRun { out, report, samples } = run_sampled(&cmd, &samples_path, stack.kind.label());
+    let cpu_after = pids.map(cpu_us);
     let daemon_cpu_us: [u64; 3] = std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i]));
     if interrupted() {
         return None;
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Option<PamHostReport> =
-        stdout.lines().rev().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok());
-    let report = match report {
-        Some(r) if out.status.success() => r,
-        _ => panic!("pam_host gave no report for {}:\n{}", stack.kind.label(), describe_output(&out)),
-    };
     check(stack.kind, cycles, &report, &out);
-    let text = std::fs::read_to_string(&samples_path)
-        .unwrap_or_else(|e| panic!("pam_host wrote no samples to {}: {e}", samples_path.display()));
-    let samples: Vec<u64> =
-        text.lines().map(|l| l.trim().parse().unwrap_or_else(|_| panic!("bad sample line {l:?}"))).collect();
-    assert_eq!(samples.len(), cycles as usize, "samples in {}", samples_path.display());
     Some(RunResult { round, report, samples, daemon_cpu_us })
 }
 

@@ -44,12 +44,12 @@ const RHOST: &str = "192.0.2.1";
 pub const QUIET_POLICY: &str = "[defaults]\nidle_timeout = \"4h\"\nnotty_idle_timeout = \"4h\"\n";
 
 /// vigild's options for a benchmark whose only user is `user`: the adoption sweep runs
-/// as in production (every 5 s over /proc), but adopts only that user's logins. Left to
-/// adopt every login, the harness's vigild takes in the ssh sessions of whatever else
-/// runs on the machine (other test suites' sshd logins, an admin's own), supervises
-/// them and counts them among its sessions.
+/// as in production (every 5 s over /proc; the harness's default, `--no-adopt`, would
+/// leave it out of the figures), but adopts only that user's logins: adopting every
+/// login, vigild took in the ssh sessions of another test suite running on the machine
+/// and counted them among its sessions.
 pub fn vigild_opts(user: &str) -> vigil_e2e::VigildOpts {
-    vigil_e2e::VigildOpts::default().arg("--adopt-users").arg(user)
+    vigil_e2e::VigildOpts::default().adopt_users(&[user])
 }
 
 /// Runs the helper's or a leader's part when this process is one: `Some(exit code)`.

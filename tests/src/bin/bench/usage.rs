@@ -1,9 +1,13 @@
-//! What a daemon uses, from /proc: CPU time (utime + stime of all its threads, counted
-//! by the kernel in clock ticks), resident memory, and its threads' context switches.
-//! Shared by the bench_* programs (`#[path]` module).
+//! What a daemon does while nobody calls it, from /proc: CPU time (utime + stime in
+//! clock ticks, and each thread's exact schedstat), its threads' context switches,
+//! resident memory. Shared by the bench_* programs (`#[path]` module); CPU time per
+//! call is `vigil_e2e::bench::cpu_us`.
 
 use std::collections::HashMap;
 use std::time::Duration;
+
+use vigil_e2e::bench::clk_tck;
+use vigil_e2e::procfs::rss_kib;
 
 /// The pids of the processes named `names`: the last of each name the harness started.
 pub fn pids_of<const N: usize>(h: &vigil_e2e::Harness, names: [&str; N]) -> [Option<u32>; N] {
@@ -11,33 +15,13 @@ pub fn pids_of<const N: usize>(h: &vigil_e2e::Harness, names: [&str; N]) -> [Opt
     names.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
 }
 
-pub fn clk_tck() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
-}
-
 /// utime + stime of a process, all its threads, in clock ticks; `None` once it is gone.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
+fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After "pid (comm)": state is field 3 of the line; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     Some(fields.get(11..13)?.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-}
-
-/// [`cpu_ticks`] in µs (0 for no process).
-pub fn cpu_us(pid: Option<u32>) -> u64 {
-    pid.and_then(cpu_ticks).map_or(0, |ticks| ticks * 1_000_000 / clk_tck())
-}
-
-/// VmRSS in KiB (0 when it cannot be read).
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Per thread id: context switches (voluntary + involuntary) and time on a CPU (ns,
@@ -92,6 +76,6 @@ pub fn idle_window(pid: u32, seconds: u64) -> Window {
         cpu_ms: t1.saturating_sub(t0) as f64 * 1000.0 / clk_tck() as f64,
         switches,
         cpu_us_exact: ns / 1000,
-        rss_kib: rss_kib(pid),
+        rss_kib: rss_kib(pid).unwrap_or(0),
     }
 }

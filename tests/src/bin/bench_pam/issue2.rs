@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use vigil_e2e::Stats;
 
 use crate::facts::Facts;
-use crate::usage::clk_tck;
+use vigil_e2e::bench::clk_tck;
 use crate::{Cli, DAEMONS, Kind, StackResult, TARGET_P50_US, TARGET_P99_US, added, signed, stats_json};
 
 pub const BEGIN: &str = "<!-- bench_pam:begin -->";
@@ -28,8 +28,7 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
         if cli.cycles % cli.rounds == 0 { String::new() } else { "-".to_string() + &(per_round + 1).to_string() },
         cli.warmup
     ));
-    md.push_str(&format!("- date: {}; commit: {}; libpam_vigil.so built {}\n", f.date, f.commit_line(), f.module_built));
-    md.push_str(&f.machine_line());
+    md.push_str(&f.markdown_lines());
     md.push_str(
         "- vigild, dbus-daemon and rsyslogd (the harness's own) run on the same machine; vigild writes an audit \
          line per open and close\n",

@@ -73,8 +73,7 @@ pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
          every session also has its object on the bus connection\n"
     });
     md.push_str(&crate::state_line(cli));
-    md.push_str(&format!("- date: {}; commit: {}; libpam_vigil.so built {}\n", f.date, f.commit_line(), f.module_built));
-    md.push_str(&f.machine_line());
+    md.push_str(&f.markdown_lines());
 
     md.push_str("\nopen+close through real libpam, µs (pooled over the rounds; added = over pam_permit, same size):\n\n");
     md.push_str("| registered sessions | pam_permit p50 / p99 |");

@@ -1,0 +1,350 @@
+//! End-to-end attacks on supervision itself (issue 8, items 3 to 5): a forged tty atime,
+//! vigild killed with SIGKILL while 200 sessions are open, a login while vigild is down,
+//! and a burst of 100 ssh logins that outruns the module's deadline. Real sshd (with
+//! pam_loginuid where audit sessions matter), real ssh clients, vigild killed and
+//! restarted with the same arguments; what is asserted is the contract: every session
+//! whose leader lives is supervised again (restored or adopted, with its record, never
+//! a second `session_open`), the dead ones are ended as `leader_gone`, and idleness
+//! still ends them.
+//!
+//! The private socket's attacks are in e2e_hostile.rs. Needs root and the release
+//! build: see tests/README.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use vigil_e2e::login::login_with;
+use vigil_e2e::procfs::ProcInfo;
+use vigil_e2e::rc::PAM_SUCCESS;
+use vigil_e2e::sshd::unix_stack;
+use vigil_e2e::tmux::LOGIN_TIMEOUT;
+use vigil_e2e::wait::try_wait_for_polling;
+use vigil_e2e::{
+    Harness, LogLine, PamHostSession, PamStack, SshOpts, SshSession, SshdOpts, VigildOpts, paths, require_root, wait_for,
+};
+
+const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
+const IDLE_CONFIG: &str = "[defaults]\nidle_timeout = \"6s\"\nidle_warning = \"3s\"\nkill_grace = \"1s\"\n";
+/// Long enough for a kill and a restart inside the idle timeout.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(12);
+const IDLE_CONFIG_RESTORE: &str = "[defaults]\nidle_timeout = \"12s\"\nidle_warning = \"4s\"\nkill_grace = \"1s\"\n";
+/// Nothing ends by idleness while a test looks (tty and notty sessions alike).
+const QUIET_CONFIG: &str = "[defaults]\nidle_timeout = \"1h\"\nnotty_idle_timeout = \"1h\"\n";
+const IDLE_WARNING_TEXT: &str = "*** vigil: no input on this session for ";
+/// The contract: an unregistered login session is adopted this long after the login
+/// (or after vigild starts, for one made while it was down).
+const ADOPT_WITHIN: Duration = Duration::from_secs(15);
+/// Added to every expected time before a wait gives up.
+const SLACK: Duration = Duration::from_secs(10);
+const STEP: Duration = Duration::from_secs(10);
+
+/// sshd's session stack: pam_unix, then (with `loginuid`) pam_loginuid, which gives the
+/// session its kernel audit session as Debian's own sshd stack does, then pam_vigil.
+fn ssh_stack(h: &Harness, loginuid: bool) -> PamStack {
+    let module = paths::pam_module().display().to_string();
+    let stack = unix_stack();
+    let stack = if loginuid { stack.session("required", "pam_loginuid.so", &[]) } else { stack };
+    stack.session("required", &module, &h.vigil_args().to_args())
+}
+
+/// vigild's records `event` for session `id`, in log order.
+fn records(h: &Harness, event: &str, id: u64) -> Vec<LogLine> {
+    let id = id.to_string();
+    h.auth_log().into_iter().filter(|l| l.is_event("vigild", event) && l.has("session", &id)).collect()
+}
+
+/// The session ids of every vigild record `event`, with how often each appears.
+fn ids_of(h: &Harness, event: &str) -> BTreeMap<u64, usize> {
+    let mut ids = BTreeMap::new();
+    for l in h.auth_log().iter().filter(|l| l.is_event("vigild", event)) {
+        if let Some(id) = l.field("session").and_then(|s| s.parse().ok()) {
+            *ids.entry(id).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+fn raw(lines: &[LogLine]) -> Vec<&str> {
+    lines.iter().map(|l| l.raw.as_str()).collect()
+}
+
+/// `/proc/PID/sessionid`: the kernel audit session pam_loginuid started.
+fn audit_session(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/sessionid")).ok()?.trim().parse().ok().filter(|&s| s != u32::MAX)
+}
+
+/// Waits for vigild's idle warning on the client's terminal.
+#[track_caller]
+fn wait_warning(client: &SshSession, within: Duration) {
+    client.wait_for(within, "the idle warning", |s| s.contains(IDLE_WARNING_TEXT).then_some(()));
+}
+
+/// SIGKILL to vigild (what the OOM killer or a crash does), then the same command line
+/// again, as systemd's `Restart=on-failure` would.
+fn kill_and_restart(h: &Harness, between: impl FnOnce()) {
+    h.vigild().signal(Signal::SIGKILL);
+    let status = h.vigild().wait_exit(STEP).expect("vigild to die of SIGKILL");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status}");
+    h.vigild().stop(); // reaps; nothing else
+    between();
+    h.vigild().start();
+}
+
+// ---- 3. a forged atime ---------------------------------------------------------------
+
+#[test]
+fn future_tty_atime_is_not_activity() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG));
+    let stack = ssh_stack(&h, false);
+    h.start_sshd(SshdOpts::default().stack(stack));
+    let user = h.create_user("atime");
+    let login = login_with(&h, &user, &SshOpts::default(), STEP);
+    let (id, tty) = (login.id(), login.tty());
+    let pty = login.server.tty().expect("the shell's pty");
+
+    // Once, by the session's own user, on the terminal they own.
+    login.client.send_line("touch -a -d 2099-01-01 $(tty); echo TOUCHED-$?");
+    let last_input = Instant::now();
+    login.client.wait_for_text("TOUCHED-0", STEP);
+    let atime = std::fs::metadata(&pty).unwrap_or_else(|e| panic!("stat {}: {e}", pty.display())).atime();
+    assert!(atime > 4_000_000_000, "{} has its atime in 2099: {atime}", pty.display());
+
+    wait_warning(&login.client, IDLE_TIMEOUT + SLACK);
+    let warned_after = last_input.elapsed();
+    let code = login.client.wait_exit(IDLE_TIMEOUT + SLACK);
+    let ended_after = last_input.elapsed();
+    let end = h.wait_for_event(STEP, "vigild", "session_end", &[("session", &id.to_string()), ("reason", "idle")]);
+    // `tty=` is the session's PAM_TTY in every session record (`ssh` under sshd): the
+    // terminal whose time was forged is `suspect_tty=`.
+    let suspect = h.wait_for_event(
+        STEP,
+        "vigild",
+        "activity_suspect",
+        &[("session", &id.to_string()), ("source", "atime"), ("suspect_tty", &tty), ("reason", "future")],
+    );
+    let suspects = records(&h, "activity_suspect", id);
+    assert!(suspects.len() <= 1 + (ended_after.as_secs() / 60) as usize, "once per minute: {:#?}", raw(&suspects));
+    eprintln!(
+        "future atime: warned {warned_after:?} and ended {ended_after:?} after the touch (timeout {IDLE_TIMEOUT:?}); \
+         ssh exit {code}; {}; {}",
+        suspect.raw,
+        end.raw
+    );
+}
+
+// ---- 4. SIGKILL with sessions open ---------------------------------------------------
+
+const HELD: usize = 200;
+const LEADERS_KILLED: usize = 20;
+
+#[test]
+fn sigkill_with_200_sessions_restores_the_living_and_ends_the_dead() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    h.set_pam_host_bin(env!("CARGO_BIN_EXE_pam_host"));
+    h.start_vigild(VigildOpts::default().no_bus().config(QUIET_CONFIG));
+    let user = h.create_user("crash");
+    let service = h.install_vigil_service("crash", &h.vigil_args());
+    let files = h.vigild().state_dir().join("sessions");
+    let file = |id: u64| files.join(id.to_string());
+
+    // 200 leaders (pam_host processes, as sshd's [priv] would be), each holding a session.
+    let mut held: Vec<(u64, PamHostSession)> = Vec::with_capacity(HELD);
+    for _ in 0..HELD {
+        let session = h.open_pam_session(&h.pam_host(&service, &user.name));
+        assert_eq!(session.open_rc(), PAM_SUCCESS, "stderr:\n{}", session.stderr_text());
+        let id = session.session_id_u64();
+        // On disk before OpenSession returned.
+        assert!(file(id).is_file(), "{} exists once open_session returned", file(id).display());
+        held.push((id, session));
+    }
+    assert_eq!(h.vigild().list_sessions().len(), HELD);
+
+    let (dead, living) = held.split_at_mut(LEADERS_KILLED);
+    kill_and_restart(&h, || {
+        // While vigild is dead, 20 leaders die too (no close_session: nobody to tell).
+        for (_, session) in dead.iter_mut() {
+            session.kill();
+        }
+    });
+    let dead_ids: BTreeSet<u64> = dead.iter().map(|(id, _)| *id).collect();
+    let living_ids: BTreeSet<u64> = living.iter().map(|(id, _)| *id).collect();
+
+    let restored: BTreeMap<u64, usize> = wait_for(STEP, "180 session_restored and 20 leader_gone records", || {
+        let restored = ids_of(&h, "session_restored");
+        let gone: BTreeSet<u64> = h
+            .auth_log()
+            .iter()
+            .filter(|l| l.is_event("vigild", "session_end") && l.has("reason", "leader_gone"))
+            .filter_map(|l| l.field("session")?.parse().ok())
+            .collect();
+        if restored.len() >= living_ids.len() && dead_ids.is_subset(&gone) {
+            Ok(restored)
+        } else {
+            Err(format!("{} restored, {} of the dead ended", restored.len(), dead_ids.intersection(&gone).count()))
+        }
+    });
+    assert_eq!(restored.keys().copied().collect::<BTreeSet<u64>>(), living_ids, "exactly the living are restored");
+    assert!(restored.values().all(|&n| n == 1), "one session_restored each: {restored:?}");
+    for &id in &dead_ids {
+        let ends: Vec<LogLine> = records(&h, "session_end", id);
+        assert_eq!(ends.len(), 1, "session {id}: {:#?}", raw(&ends));
+        assert!(ends[0].has("reason", "leader_gone"), "{}", ends[0].raw);
+        assert!(!file(id).exists(), "{} is removed with its session", file(id).display());
+    }
+    let opens = ids_of(&h, "session_open");
+    let twice: Vec<(&u64, &usize)> = opens.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "one session_open per session, never a second after the restart: {twice:?}");
+    assert_eq!(opens.len(), HELD, "{opens:?}");
+    assert!(ids_of(&h, "session_adopted").is_empty(), "nothing adopted (--no-adopt)");
+    let listed: BTreeSet<u64> = h.vigild().list_sessions().iter().map(|s| s.id).collect();
+    assert_eq!(listed, living_ids, "`vigilctl list` after the restart");
+    assert!(living_ids.iter().all(|&id| file(id).is_file()), "the living keep their files");
+
+    // The restored sessions are vigild's as before: their leaders close them normally.
+    for (id, session) in held.drain(LEADERS_KILLED..) {
+        let (closed, run) = session.close();
+        assert_eq!(closed, Some(PAM_SUCCESS), "close of restored session {id}; stderr:\n{}", run.stderr);
+    }
+    let closes = ids_of(&h, "session_close");
+    assert!(living_ids.iter().all(|id| closes.get(id) == Some(&1)), "one session_close each: {closes:?}");
+    assert!(h.vigild().list_sessions().is_empty());
+    wait_for(STEP, "every session file to be removed", || {
+        let left: Vec<PathBuf> = std::fs::read_dir(&files).map_err(|e| e.to_string())?.flatten().map(|e| e.path()).collect();
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    });
+}
+
+#[test]
+fn restored_session_still_ends_when_idle() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG_RESTORE));
+    let stack = ssh_stack(&h, false);
+    h.start_sshd(SshdOpts::default().stack(stack));
+    let user = h.create_user("restore");
+    let login = login_with(&h, &user, &SshOpts::default(), STEP);
+    let last_input = Instant::now(); // no key is sent after the login
+    let id = login.id();
+    kill_and_restart(&h, || {});
+    h.wait_for_event(STEP, "vigild", "session_restored", &[("session", &id.to_string())]);
+    wait_warning(&login.client, RESTORE_TIMEOUT + SLACK);
+    login.client.wait_exit(RESTORE_TIMEOUT + SLACK);
+    let ended_after = last_input.elapsed();
+    h.wait_for_event(STEP, "vigild", "session_end", &[("session", &id.to_string()), ("reason", "idle")]);
+    assert_eq!(records(&h, "session_open", id).len(), 1, "{:#?}", raw(&records(&h, "session_open", id)));
+    assert_eq!(records(&h, "session_end", id).len(), 1);
+    eprintln!("restored idle: ended {ended_after:?} after the last input (timeout {RESTORE_TIMEOUT:?})");
+}
+
+// ---- 5. vigild down, and a burst --------------------------------------------------------
+
+#[test]
+fn login_while_vigild_is_down_is_adopted_and_ended_when_idle() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    let user = h.create_user("down");
+    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG).adopt_users(&[&user.name]));
+    let stack = ssh_stack(&h, true);
+    h.start_sshd(SshdOpts::default().stack(stack));
+    h.vigild().stop();
+
+    // fail=open: the login proceeds, unsupervised, and the module says so.
+    let unreachable_before = count(&h, "pam_vigil", "daemon_unreachable");
+    let client = h.ssh_session(&user);
+    let server = client.wait_ready(h.sshd(), LOGIN_TIMEOUT);
+    let leader = server.priv_pid();
+    let ses = audit_session(leader).unwrap_or_else(|| panic!("pam_loginuid gave [priv] {leader} no audit session"));
+    wait_for(STEP, "pam_vigil's daemon_unreachable line for the login", || {
+        let n = count(&h, "pam_vigil", "daemon_unreachable");
+        if n > unreachable_before { Ok(()) } else { Err(format!("{n} lines")) }
+    });
+
+    h.vigild().start();
+    let started = Instant::now();
+    let adopted = h.wait_for_event(ADOPT_WITHIN, "vigild", "session_adopted", &[("leader_pid", &leader.to_string())]);
+    let adopted_after = started.elapsed();
+    let comm = ProcInfo::read(leader).expect("[priv] runs").comm;
+    for (key, value) in [
+        ("ses", ses.to_string()),
+        ("user", user.name.clone()),
+        ("uid", user.uid.to_string()),
+        ("service", comm.clone()),
+    ] {
+        assert!(adopted.has(key, &value), "{key}={value}: {}", adopted.raw);
+    }
+    let id: u64 = adopted.field("session").and_then(|s| s.parse().ok()).expect("session=");
+    let listed = h.vigild().session(id).unwrap_or_else(|| panic!("session {id} listed"));
+    assert_eq!(listed.leader_pid, leader, "{listed:#?}");
+    assert_eq!(listed.audit_session_id.as_u64(), Some(u64::from(ses)), "{listed:#?}");
+
+    // Supervised like any other: nobody types, and it ends by idleness.
+    let code = client.wait_exit(IDLE_TIMEOUT + SLACK);
+    h.wait_for_event(STEP, "vigild", "session_end", &[("session", &id.to_string()), ("reason", "idle")]);
+    assert!(records(&h, "session_open", id).is_empty(), "adopted, not opened: {:#?}", raw(&records(&h, "session_open", id)));
+    eprintln!("vigild down: adopted {adopted_after:?} after vigild started (ses={ses}, service={comm}); ssh exit {code}");
+}
+
+fn count(h: &Harness, tag: &str, event: &str) -> usize {
+    h.auth_log().iter().filter(|l| l.is_event(tag, event)).count()
+}
+
+const BURST: usize = 100;
+
+#[test]
+fn burst_of_100_ssh_logins_is_all_supervised() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    let user = h.create_user("burst");
+    h.start_vigild(VigildOpts::default().no_bus().config(QUIET_CONFIG).adopt_users(&[&user.name]));
+    let stack = ssh_stack(&h, true);
+    // sshd's default MaxStartups (10:30:100) would drop most of a 100-connection burst
+    // before authentication: the burst must reach PAM.
+    h.start_sshd(SshdOpts::default().stack(stack).config("MaxStartups 200"));
+
+    let started = Instant::now();
+    let clients: Vec<_> = (0..BURST).map(|_| h.ssh_command(&user, "sleep 120")).collect();
+    // Polled every 500 ms: a /proc scan per poll must not steal the burst's CPU.
+    let sessions = try_wait_for_polling(Duration::from_secs(180), Duration::from_millis(500), || {
+        let up: Vec<_> = h.sshd().sessions_of(&user.name).into_iter().filter(|s| s.user_proc.is_some()).collect();
+        if up.len() >= BURST { Ok(up) } else { Err(format!("{} of {BURST} logged in", up.len())) }
+    })
+    .unwrap_or_else(|e| panic!("the burst's logins: {e}; clients running: {}", clients.iter().filter(|c| c.is_running()).count()));
+    let last_login = Instant::now();
+    let logins_took = started.elapsed();
+    let leaders: BTreeMap<u32, Option<u32>> = sessions.iter().map(|s| (s.priv_pid(), audit_session(s.priv_pid()))).collect();
+    assert_eq!(leaders.len(), BURST);
+    let audit_sessions: BTreeSet<u32> = leaders.values().flatten().copied().collect();
+    assert_eq!(audit_sessions.len(), BURST, "pam_loginuid gave each login its own audit session: {leaders:?}");
+
+    let supervised = wait_for(ADOPT_WITHIN, "every login of the burst supervised by vigild", || {
+        let listed = h.vigild().try_list_sessions()?;
+        let mine: Vec<_> = listed.into_iter().filter(|s| leaders.contains_key(&s.leader_pid)).collect();
+        let covered: BTreeSet<u32> = mine.iter().map(|s| s.leader_pid).collect();
+        if covered.len() == BURST { Ok(mine) } else { Err(format!("{} of {BURST} leaders supervised", covered.len())) }
+    });
+    let supervised_after = last_login.elapsed();
+    assert_eq!(supervised.len(), BURST, "one session per login, none twice: {supervised:#?}");
+    for s in &supervised {
+        assert_eq!(
+            s.audit_session_id.as_u64().map(|v| v as u32),
+            leaders[&s.leader_pid],
+            "the session carries its leader's audit session: {s:#?}"
+        );
+    }
+    let (opens, adoptions) = (ids_of(&h, "session_open"), ids_of(&h, "session_adopted"));
+    for s in &supervised {
+        let n = opens.get(&s.id).unwrap_or(&0) + adoptions.get(&s.id).unwrap_or(&0);
+        assert_eq!(n, 1, "session {} has one session_open or session_adopted record, not {n}", s.id);
+    }
+    let (opened, adopted) = (opens.len(), adoptions.len());
+    eprintln!(
+        "burst: {BURST} logins up {logins_took:?} after the first client started; all supervised \
+         {supervised_after:?} after the last ({opened} registered by pam_vigil, {adopted} adopted)"
+    );
+}
