@@ -161,3 +161,41 @@ impl Trail {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn line(event: &str, id: u64) -> String {
+        format!("Dec  1 10:00:00 vm vigild[7]: event={event} session={id} user=u service=s\n")
+    }
+
+    #[test]
+    fn counts_each_id_from_a_growing_file_with_a_line_cut_in_two() {
+        let path = std::env::temp_dir().join(format!("vigil-bench-trail-{}", std::process::id()));
+        let mut file = std::fs::File::create(&path).unwrap();
+        let mut trail = Trail::new(path.clone());
+        let first = format!("{}{}{}", line("session_open", 1), line("session_open", 2), line("session_close", 1));
+        // The writer is in the middle of a line when the file is read.
+        let cut = line("session_close", 2);
+        let (head, tail) = cut.split_at(20);
+        write!(file, "{first}{head}").unwrap();
+        assert_eq!(trail.read_new(), 3);
+        let c = trail.count(&[1, 2], 0.0, false);
+        assert_eq!((c.complete, c.missing_open, c.missing_close), (1, 0, 1));
+        write!(file, "{tail}{}", line("session_open", 3)).unwrap();
+        write!(file, "Dec  1 10:00:01 vm pam_vigil[9]: event=session_open session=4\n").unwrap();
+        write!(file, "Dec  1 10:00:01 vm vigild[7]: event=records_dropped count=5 where=queue\n").unwrap();
+        write!(file, "{}", line("session_open", 3)).unwrap();
+        assert_eq!(trail.read_new(), 5);
+        let c = trail.count(&[1, 2, 3, 4], 0.0, false);
+        assert_eq!(c.complete, 2, "{c:?}");
+        assert_eq!(c.repeated, 1, "id 3 opened twice: {c:?}");
+        assert_eq!(c.missing_open, 1, "id 4 was only the module's line: {c:?}");
+        assert_eq!(c.dropped_records, 5);
+        assert!(!c.complete());
+        std::fs::remove_file(&path).unwrap();
+    }
+}

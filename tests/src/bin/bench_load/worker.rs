@@ -136,3 +136,26 @@ fn run_cycles(pamh: *mut PamHandle, job: &Job) -> Vec<String> {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_survives_its_command_line() {
+        let job = Job {
+            service: "vigil-test-load-1-2-3".into(),
+            user: "vtest-load-1-3".into(),
+            tty: "pts/9".into(),
+            rhost: "203.0.113.7".into(),
+            start_usec: 1_796_000_000_000_000,
+            seconds: 10,
+            out: "/tmp/x/load-0.txt".into(),
+        };
+        let args = job.args();
+        assert_eq!(args[0], WORKER_ARG);
+        let back = Job::parse(&args[1..]).expect("parses");
+        assert_eq!(back.args(), args);
+        assert!(Job::parse(&args[1..4]).is_none());
+    }
+}
