@@ -18,7 +18,7 @@
 use vigil_protocol::audit::Record;
 
 use crate::args::ModuleArgs;
-use crate::client::Daemon;
+use crate::client::{ClientError, Daemon};
 use crate::host_log::HostLog;
 use crate::pam_io::{Item, Mark, PamIo};
 use crate::session::{Verdict, failure};
@@ -100,21 +100,13 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
             // did not answer would cost the deadline twice, one that refused would
             // refuse again.
             pam.set_mark(Mark::DaemonFailed);
-            let user = pam.item(Item::User).unwrap_or_default();
             let record = if error.is_refusal() {
-                failure(
-                    Record::new("call_refused")
-                        .text("call", "check_reauth")
-                        .text("service", &service)
-                        .text("user", user)
-                        .number("pid", std::process::id()),
-                    &error,
-                )
+                refused(pam, "check_reauth", &service, &error)
             } else {
                 Record::new("reauth_required")
                     .text("reason", "daemon_unreachable")
                     .text("service", &service)
-                    .text("user", user)
+                    .text("user", pam.item(Item::User).unwrap_or_default())
                     .number("pid", std::process::id())
                     .text("error", error.to_string())
             };
@@ -124,19 +116,22 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
     }
 }
 
+/// The module's record of a re-authentication call vigild answered with an error.
+fn refused(pam: &dyn PamIo, call: &str, service: &str, error: &ClientError) -> Record {
+    let record = Record::new("call_refused")
+        .text("call", call)
+        .text("service", service)
+        .text("user", pam.item(Item::User).unwrap_or_default())
+        .number("pid", std::process::id());
+    failure(record, error)
+}
+
 /// pam_sm_authenticate with `authfail`: the password was wrong.
 pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> Verdict {
     let service = service(pam);
     match daemon.record_auth_failure(&service) {
         Ok(()) => {}
-        Err(error) if error.is_refusal() => log.record(&failure(
-            Record::new("call_refused")
-                .text("call", "record_auth_failure")
-                .text("service", &service)
-                .text("user", pam.item(Item::User).unwrap_or_default())
-                .number("pid", std::process::id()),
-            &error,
-        )),
+        Err(error) if error.is_refusal() => log.record(&refused(pam, "record_auth_failure", &service, &error)),
         // vigild cannot record the wrong password: the module does.
         Err(error) => log.record(
             &Record::new("reauth_failed")
@@ -168,14 +163,7 @@ pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, i
         match daemon.record_auth(&service, &pam_user(pam)) {
             Ok(()) => {}
             // An answer that refuses is vigild's word on the module's call: recorded.
-            Err(error) if error.is_refusal() => log.record(&failure(
-                Record::new("call_refused")
-                    .text("call", "record_auth")
-                    .text("service", &service)
-                    .text("user", pam.item(Item::User).unwrap_or_default())
-                    .number("pid", std::process::id()),
-                &error,
-            )),
+            Err(error) if error.is_refusal() => log.record(&refused(pam, "record_auth", &service, &error)),
             Err(error) => log.debug(&format!("could not record the proof for {service}: {error}")),
         }
     }
@@ -189,7 +177,7 @@ mod tests {
     use vigil_protocol::ReauthAnswer;
 
     use super::*;
-    use crate::client::{ClientError, OpenRequest};
+    use crate::client::OpenRequest;
 
     #[derive(Default)]
     struct Pam {

@@ -195,6 +195,20 @@ pub fn run_sampled(cmd: &PamHostCmd, samples: &Path, what: &str) -> SampledRun {
 
 // ---- BENCHMARKS.md ----------------------------------------------------------------------
 
+/// Fails (before a run of minutes, not after it) unless `path` reads and holds the
+/// block from `begin` to `end`.
+pub fn check_md_block(path: &Path, begin: &str, end: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    replace_block(&text, begin, end, "").map(drop)
+}
+
+/// Replaces the block from `begin` to `end` in the file `path` by `block`.
+pub fn write_md_block(path: &Path, begin: &str, end: &str, block: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let new = replace_block(&text, begin, end, block)?;
+    std::fs::write(path, new).map_err(|e| format!("cannot write: {e}"))
+}
+
 /// `text` with the block from `begin` to `end` (markers included) replaced by `block`
 /// (which carries its own markers).
 pub fn replace_block(text: &str, begin: &str, end: &str, block: &str) -> Result<String, String> {

@@ -7,15 +7,13 @@
 //! closes, on SIGTERM/SIGINT, or after `--max-hold`. See `src/bin/flood.rs`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::process::{Ledger, ManagedChild, read_lossy};
+use crate::process::{Ledger, ManagedChild, StdoutLines, read_lossy};
 use crate::wait::try_wait_for;
 
 /// What one flood did, as counted by the attacker's side.
@@ -66,9 +64,8 @@ pub const FLOOD_STEP_TIMEOUT: Duration = Duration::from_secs(180);
 /// for a user, then SIGKILL) when dropped.
 pub struct Flood {
     child: ManagedChild,
-    lines: Receiver<String>,
+    lines: StdoutLines,
     stderr_path: PathBuf,
-    seen: Vec<String>,
 }
 
 impl Flood {
@@ -100,18 +97,8 @@ impl Flood {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).expect("create the flood's stderr file"));
         let mut child = ManagedChild::spawn(&name, &mut cmd, ledger);
-        let stdout = child.child_mut().stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        // Ends when the tool's stdout closes.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Flood { child, lines, stderr_path, seen: Vec::new() }
+        let lines = StdoutLines::spawn(child.child_mut().stdout.take().expect("piped stdout"));
+        Flood { child, lines, stderr_path }
     }
 
     /// The pid of runuser (the tool is its child), or of the tool run as root.
@@ -142,31 +129,9 @@ impl Flood {
 
     #[track_caller]
     fn expect(&mut self, word: &str, timeout: Duration) -> FloodReport {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if let Some(json) = line.strip_prefix(word).and_then(|rest| rest.strip_prefix(' ')) {
-                        return serde_json::from_str(json)
-                            .unwrap_or_else(|e| panic!("flood printed a {word} line that does not parse ({e}): {line}"));
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "flood printed no {word} line within {timeout:?}; stdout: {:?}; stderr:\n{}",
-                    self.seen,
-                    self.stderr_text()
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait_exit(Duration::from_secs(5));
-                    panic!(
-                        "flood exited ({status:?}) before printing {word}; stdout: {:?}; stderr:\n{}",
-                        self.seen,
-                        self.stderr_text()
-                    )
-                }
-            }
-        }
+        let json = self.lines.expect(&mut self.child, &self.stderr_path, word, timeout, |line| {
+            Some(line.strip_prefix(word)?.strip_prefix(' ')?.to_string())
+        });
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("flood printed a {word} line that does not parse ({e}): {json}"))
     }
 }

@@ -2,14 +2,13 @@
 //! open until the test says so ([`PamHostSession`], `--wait-stdin`).
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use crate::process::{Ledger, ManagedChild, read_lossy};
+use crate::process::{Ledger, ManagedChild, StdoutLines, read_lossy};
 use crate::report::PamHostReport;
 use crate::wait::{try_wait_for, try_wait_for_polling};
 
@@ -179,20 +178,10 @@ impl PamHostCmd {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).expect("create pam_host stderr file"));
         let mut child = ManagedChild::spawn(&name, &mut cmd, ledger);
-        let stdout = child.child_mut().stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        // Ends when pam_host's stdout closes (it exited or was killed).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut session = PamHostSession { child, lines, stderr_path, seen: Vec::new(), open: None };
+        let lines = StdoutLines::spawn(child.child_mut().stdout.take().expect("piped stdout"));
+        let mut session = PamHostSession { child, lines, stderr_path, open: None };
         let (rc, id) = session.expect_line("OPEN");
-        let rc = rc.unwrap_or_else(|| panic!("OPEN line without a return code: {:?}", session.seen));
+        let rc = rc.unwrap_or_else(|| panic!("OPEN line without a return code: {:?}", session.lines.seen));
         session.open = Some((rc, id));
         session
     }
@@ -232,9 +221,8 @@ impl PamHostRun {
 /// A pam_host holding a session open (`--wait-stdin`); ended when dropped.
 pub struct PamHostSession {
     child: ManagedChild,
-    lines: Receiver<String>,
+    lines: StdoutLines,
     stderr_path: PathBuf,
-    seen: Vec<String>,
     open: Option<(i32, Option<String>)>,
 }
 
@@ -283,10 +271,8 @@ impl PamHostSession {
         let status = try_wait_for(STEP_TIMEOUT, || self.child.try_exited().ok_or_else(|| "running".to_string()))
             .unwrap_or_else(|_| panic!("pam_host did not exit after CLOSED; stderr:\n{}", self.stderr_text()));
         // The reader thread ends with pam_host's stdout; collect what is left.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        let stdout = self.seen.join("\n");
+        self.lines.drain(Duration::from_secs(5));
+        let stdout = self.lines.seen.join("\n");
         let run = PamHostRun::new(self.child.pid(), status, stdout, self.stderr_text(), start.elapsed());
         (closed.0, run)
     }
@@ -298,35 +284,13 @@ impl PamHostSession {
 
     /// Reads lines until one starts with `word`: `WORD <rc> [<session id>|-]`.
     fn expect_line(&mut self, word: &str) -> (Option<i32>, Option<String>) {
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    let mut words = line.split_whitespace();
-                    if words.next() == Some(word) {
-                        let rc = words.next().and_then(|w| w.parse().ok());
-                        let id = words.next().filter(|w| *w != "-").map(str::to_string);
-                        return (rc, id);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "pam_host printed no {word} line within {STEP_TIMEOUT:?}; stdout so far: {:?}; stderr:\n{}",
-                        self.seen,
-                        self.stderr_text()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait_exit(Duration::from_secs(5));
-                    panic!(
-                        "pam_host exited ({status:?}) before printing {word}; stdout: {:?}; stderr:\n{}",
-                        self.seen,
-                        self.stderr_text()
-                    )
-                }
-            }
-        }
+        self.lines.expect(&mut self.child, &self.stderr_path, word, STEP_TIMEOUT, |line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(word)).then(|| {
+                let rc = words.next().and_then(|w| w.parse().ok());
+                let id = words.next().filter(|w| *w != "-").map(str::to_string);
+                (rc, id)
+            })
+        })
     }
 }

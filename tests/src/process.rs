@@ -6,8 +6,10 @@ use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::rc::Rc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -143,6 +145,77 @@ impl ManagedChild {
 impl Drop for ManagedChild {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+/// The lines a child writes on stdout, read by a thread (which ends when the pipe
+/// closes) and handed over as they come; every line read is kept in `seen`.
+pub struct StdoutLines {
+    rx: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl StdoutLines {
+    pub fn spawn(stdout: ChildStdout) -> StdoutLines {
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        StdoutLines { rx, seen: Vec::new() }
+    }
+
+    /// Waits up to `timeout` for a line `pick` accepts and returns what it made of it;
+    /// panics, with the lines seen and `child`'s stderr, on timeout or when the child's
+    /// stdout closes first. `what` names the line awaited.
+    #[track_caller]
+    pub fn expect<T>(
+        &mut self,
+        child: &mut ManagedChild,
+        stderr: &Path,
+        what: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    let picked = pick(&line);
+                    self.seen.push(line);
+                    if let Some(value) = picked {
+                        return value;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{} printed no {what} line within {timeout:?}; stdout so far: {:?}; stderr:\n{}",
+                    child.name(),
+                    self.seen,
+                    read_lossy(stderr)
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = child.wait_exit(Duration::from_secs(5));
+                    panic!(
+                        "{} exited ({status:?}) before printing {what}; stdout: {:?}; stderr:\n{}",
+                        child.name(),
+                        self.seen,
+                        read_lossy(stderr)
+                    )
+                }
+            }
+        }
+    }
+
+    /// Collects what is left until the pipe closes (at most `per_line` per line).
+    pub fn drain(&mut self, per_line: Duration) {
+        while let Ok(line) = self.rx.recv_timeout(per_line) {
+            self.seen.push(line);
+        }
     }
 }
 

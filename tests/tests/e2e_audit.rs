@@ -883,22 +883,28 @@ fn rsyslog_stopped_records_spool_then_arrive_in_order() {
     h.rsyslog().stop();
     let mut ids = Vec::new();
     let mut sizes = Vec::new();
+    // vigild's writer thread sends records after the PAM calls return: the spool is
+    // read once it has grown (bounded wait).
+    let grown = |before: u64| wait_for(Duration::from_secs(5), "the spool to grow", || {
+        let now = spool_len();
+        if now > before { Ok(now) } else { Err(format!("{now} bytes")) }
+    });
     for _ in 0..5 {
         // Sessions still open and close while syslog is away.
         let (_, id) = one_session(&h, &service, &user.name);
         ids.push(id);
-        sizes.push(spool_len());
+        sizes.push(grown(sizes.last().copied().unwrap_or(0)));
     }
     // A burst: 100 sessions on one handle (200 records), far more than the socket's
     // queue holds (net.unix.max_dgram_qlen, 10 by default).
     let burst = h.run_pam_host(&h.pam_host(&service, &user.name).tty(TTY).rhost(RHOST).cycles(100));
     let r = burst.report();
     assert!(r.open_rc.all(PAM_SUCCESS) && r.close_rc.all(PAM_SUCCESS) && r.open_rc.total() == 100, "{r:?}");
-    sizes.push(spool_len());
+    sizes.push(grown(sizes[sizes.len() - 1]));
     // A session held open across the restart.
     let held = h.open_pam_session(&h.pam_host(&service, &user.name).tty(TTY).rhost(RHOST));
     let held_id = held.session_id_u64();
-    sizes.push(spool_len());
+    sizes.push(grown(sizes[sizes.len() - 1]));
     eprintln!("spool sizes while rsyslogd is stopped: {sizes:?}");
     assert!(sizes[0] > 0, "the first records went to the spool {}", spool.display());
     for pair in sizes.windows(2) {

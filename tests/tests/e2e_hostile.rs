@@ -48,6 +48,32 @@ fn start_vigild(h: &mut Harness) {
     h.start_vigild(VigildOpts::default().no_bus().nofile_soft(1024));
 }
 
+/// A harness with vigild ([`start_vigild`]), a login user, a PAM service whose session
+/// stack is pam_vigil (run as root by pam_host, as sshd's [priv] process would), and
+/// vigild's descriptor count before any attack.
+struct Target {
+    h: Harness,
+    user: TestUser,
+    service: String,
+    baseline: usize,
+}
+
+fn target() -> Target {
+    let mut h = harness();
+    start_vigild(&mut h);
+    let user = h.create_user("login");
+    let service = h.install_vigil_service("root", &h.vigil_args());
+    let baseline = settled_fds(&h, &service, &user);
+    Target { h, user, service, baseline }
+}
+
+impl Target {
+    #[track_caller]
+    fn root_logins(&self, cycles: u32) {
+        root_logins(&self.h, &self.service, &self.user, cycles);
+    }
+}
+
 /// vigild's descriptor count once it is steady: after one root login (which opens
 /// whatever vigild opens lazily), two equal readings 200 ms apart.
 fn settled_fds(h: &Harness, service: &str, user: &TestUser) -> usize {
@@ -133,12 +159,9 @@ fn vigild_raises_its_descriptor_soft_limit() {
 #[test]
 fn fd_flood_is_capped_per_uid_and_released_when_the_flooder_exits() {
     require_root!();
-    let mut h = harness();
-    start_vigild(&mut h);
+    let t = target();
+    let (h, baseline) = (&t.h, t.baseline);
     let attacker = h.create_user("flood");
-    let user = h.create_user("login");
-    let service = h.install_vigil_service("root", &h.vigil_args());
-    let baseline = settled_fds(&h, &service, &user);
     let watch = ProcWatch::start(h.vigild().pid(), WATCH_INTERVAL, WATCH_SPAN);
 
     // A ping a second: no idle timeout may be what frees the held connections.
@@ -150,12 +173,12 @@ fn fd_flood_is_capped_per_uid_and_released_when_the_flooder_exits() {
         (PER_UID_LIMIT, 3000 - PER_UID_LIMIT, 0),
         "16 accepted, the rest closed before the handshake: {ready:?}"
     );
-    let refusal = one_record_for(&h, "connection_refused", "per_uid_limit", attacker.uid);
+    let refusal = one_record_for(h, "connection_refused", "per_uid_limit", attacker.uid);
     assert!(refusal.has("limit", &PER_UID_LIMIT.to_string()), "{}", refusal.raw);
 
     // Root's logins are served while the flood holds its connections.
     let during = Instant::now();
-    root_logins(&h, &service, &user, 20);
+    t.root_logins(20);
     let root_ms = during.elapsed().as_millis();
     // Held past the idle close: the pinging connections are served, not dropped.
     std::thread::sleep((USER_IDLE_CLOSE + Duration::from_secs(1)).saturating_sub(ready_at.elapsed()));
@@ -164,7 +187,7 @@ fn fd_flood_is_capped_per_uid_and_released_when_the_flooder_exits() {
     let (done, status) = flood.finish(STEP);
     let exited = Instant::now();
     assert!(status.success(), "flood: {status}");
-    let released_in = wait_fds(&h, baseline, RELEASE_DEADLINE, "after the flooder exited");
+    let released_in = wait_fds(h, baseline, RELEASE_DEADLINE, "after the flooder exited");
     let peaks = watch.stop();
     assert!(
         peaks.max_fds <= baseline + PER_UID_LIMIT as usize + FD_SLACK,
@@ -177,7 +200,7 @@ fn fd_flood_is_capped_per_uid_and_released_when_the_flooder_exits() {
         "the 16 accepted connections stayed served while they pinged: {done:?}"
     );
     assert!(done.messages_received > 0, "vigild answered the pings: {done:?}");
-    let refusals = vigild_records(&h, "connection_refused");
+    let refusals = vigild_records(h, "connection_refused");
     assert_eq!(refusals.len(), 1, "one record for 2,984 refusals within the minute: {:#?}", raw(&refusals));
     eprintln!(
         "fd flood: baseline {baseline} fds, peak {} ({flooded_fds} while held), back to baseline {released_in:?} \
@@ -192,11 +215,8 @@ fn fd_flood_is_capped_per_uid_and_released_when_the_flooder_exits() {
 #[test]
 fn connections_over_the_total_limit_are_refused_and_root_keeps_its_pool() {
     require_root!();
-    let mut h = harness();
-    start_vigild(&mut h);
-    let user = h.create_user("login");
-    let service = h.install_vigil_service("root", &h.vigil_args());
-    let baseline = settled_fds(&h, &service, &user);
+    let t = target();
+    let (h, baseline) = (&t.h, t.baseline);
     let users: Vec<TestUser> = (0..=TOTAL_LIMIT / PER_UID_LIMIT).map(|i| h.create_user(&format!("tot{i}"))).collect();
 
     // 16 users × 16 connections fill the non-root pool; the 17th user gets none.
@@ -213,14 +233,14 @@ fn connections_over_the_total_limit_are_refused_and_root_keeps_its_pool() {
         assert_eq!((r.accepted, r.refused), (PER_UID_LIMIT, 0), "within the total limit: {r:?}");
     }
     assert_eq!((last.accepted, last.refused), (0, PER_UID_LIMIT), "over the total limit: {last:?}");
-    let refusal = one_record_for(&h, "connection_refused", "total_limit", last.uid);
+    let refusal = one_record_for(h, "connection_refused", "total_limit", last.uid);
     assert!(refusal.has("limit", &TOTAL_LIMIT.to_string()), "{}", refusal.raw);
 
     // Root's own pool: 100 connections of root's and root's logins still get in.
     let mut root_flood = h.flood_as_root(&["--ping-every", "2", "conns", "100"]);
     let root_ready = root_flood.wait_ready(FLOOD_STEP_TIMEOUT);
     assert_eq!((root_ready.accepted, root_ready.refused), (100, 0), "root's pool: {root_ready:?}");
-    root_logins(&h, &service, &user, 10);
+    t.root_logins(10);
 
     let (root_done, _) = root_flood.finish(STEP);
     assert_eq!(root_done.open_now, 100, "{root_done:?}");
@@ -228,21 +248,18 @@ fn connections_over_the_total_limit_are_refused_and_root_keeps_its_pool() {
         let (done, _) = flood.finish(STEP);
         assert_eq!(done.closed_while_held, 0, "{done:?}");
     }
-    wait_fds(&h, baseline, RELEASE_DEADLINE, "after every flooder exited");
+    wait_fds(h, baseline, RELEASE_DEADLINE, "after every flooder exited");
     let refused_uids: BTreeSet<String> =
-        vigild_records(&h, "connection_refused").iter().filter_map(|l| l.field("uid")).collect();
+        vigild_records(h, "connection_refused").iter().filter_map(|l| l.field("uid")).collect();
     assert_eq!(refused_uids, BTreeSet::from([last.uid.to_string()]), "only the 17th user was refused");
 }
 
 #[test]
 fn idle_connections_are_closed_after_5s_but_roots_are_kept() {
     require_root!();
-    let mut h = harness();
-    start_vigild(&mut h);
+    let t = target();
+    let (h, baseline) = (&t.h, t.baseline);
     let attacker = h.create_user("idle");
-    let user = h.create_user("login");
-    let service = h.install_vigil_service("root", &h.vigil_args());
-    let baseline = settled_fds(&h, &service, &user);
 
     // No pings: the connections authenticate and then send nothing.
     let mut flood = h.flood_as(&attacker, &["conns", "3"]);
@@ -251,7 +268,7 @@ fn idle_connections_are_closed_after_5s_but_roots_are_kept() {
     let root_ready = root_flood.wait_ready(FLOOD_STEP_TIMEOUT);
     let since = Instant::now();
     assert_eq!((ready.accepted, root_ready.accepted), (3, 3), "{ready:?} {root_ready:?}");
-    let closed_in = wait_fds(&h, baseline + 3, USER_IDLE_CLOSE + STEP, "the user's idle connections");
+    let closed_in = wait_fds(h, baseline + 3, USER_IDLE_CLOSE + STEP, "the user's idle connections");
     let closed_after = since.elapsed();
     // Root's connections (30 s) outlive the user's (5 s) by far.
     std::thread::sleep(Duration::from_secs(3));
@@ -271,11 +288,8 @@ fn idle_connections_are_closed_after_5s_but_roots_are_kept() {
 #[test]
 fn big_header_flood_is_refused_before_allocation() {
     require_root!();
-    let mut h = harness();
-    start_vigild(&mut h);
-    let user = h.create_user("login");
-    let service = h.install_vigil_service("root", &h.vigil_args());
-    let baseline = settled_fds(&h, &service, &user);
+    let t = target();
+    let (h, baseline) = (&t.h, t.baseline);
     let rss_before = h.vigild().rss_kib();
     let watch = ProcWatch::start(h.vigild().pid(), WATCH_INTERVAL, WATCH_SPAN);
 
@@ -288,13 +302,13 @@ fn big_header_flood_is_refused_before_allocation() {
         assert_eq!((r.accepted, r.headers_sent), (10, 10), "every header was written: {r:?}");
         assert!(r.claimed_total_bytes > 120_000_000, "{r:?}");
     }
-    wait_fds(&h, baseline, STEP, "the big-header connections");
-    root_logins(&h, &service, &user, 5);
+    wait_fds(h, baseline, STEP, "the big-header connections");
+    t.root_logins(5);
     let rss_after = h.vigild().rss_kib();
     for (flood, attacker) in floods.into_iter().zip(&attackers) {
         let (done, _) = flood.finish(STEP);
         assert_eq!(done.open_now, 0, "vigild closed every connection of {}: {done:?}", attacker.name);
-        let line = one_record_for(&h, "message_refused", "too_large", attacker.uid);
+        let line = one_record_for(h, "message_refused", "too_large", attacker.uid);
         assert!(
             line.has("bytes", &done.claimed_total_bytes.to_string()) && line.has("limit", &MESSAGE_LIMIT.to_string()),
             "bytes= is what the header claimed ({}), limit={MESSAGE_LIMIT}: {}",
@@ -319,11 +333,8 @@ fn big_header_flood_is_refused_before_allocation() {
 #[test]
 fn malformed_header_and_endless_handshake_are_refused() {
     require_root!();
-    let mut h = harness();
-    start_vigild(&mut h);
-    let user = h.create_user("login");
-    let service = h.install_vigil_service("root", &h.vigil_args());
-    let baseline = settled_fds(&h, &service, &user);
+    let t = target();
+    let (h, baseline) = (&t.h, t.baseline);
     let (bad, chatty) = (h.create_user("badhdr"), h.create_user("longauth"));
 
     let mut malformed = h.flood_as(&bad, &["malformed", "3"]);
@@ -332,8 +343,8 @@ fn malformed_header_and_endless_handshake_are_refused() {
     let l = longauth.wait_ready(FLOOD_STEP_TIMEOUT);
     assert_eq!((m.accepted, m.headers_sent), (3, 3), "{m:?}");
     assert_eq!(l.accepted, 3, "connected: {l:?}");
-    wait_fds(&h, baseline, STEP, "the malformed and endless-handshake connections");
-    root_logins(&h, &service, &user, 1);
+    wait_fds(h, baseline, STEP, "the malformed and endless-handshake connections");
+    t.root_logins(1);
     let (m_done, _) = malformed.finish(STEP);
     let (l_done, _) = longauth.finish(STEP);
     for done in [&m_done, &l_done] {
@@ -343,6 +354,6 @@ fn malformed_header_and_endless_handshake_are_refused() {
             "vigild closed every connection: {done:?}"
         );
     }
-    one_record_for(&h, "message_refused", "malformed", bad.uid);
-    one_record_for(&h, "message_refused", "handshake_too_long", chatty.uid);
+    one_record_for(h, "message_refused", "malformed", bad.uid);
+    one_record_for(h, "message_refused", "handshake_too_long", chatty.uid);
 }

@@ -21,7 +21,7 @@ use vigil_e2e::procfs::ProcInfo;
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::sshd::unix_stack;
 use vigil_e2e::tmux::LOGIN_TIMEOUT;
-use vigil_e2e::wait::try_wait_for_polling;
+use vigil_e2e::wait::{try_wait_for, try_wait_for_polling};
 use vigil_e2e::{
     Harness, LogLine, PamHostSession, PamStack, SshOpts, SshSession, SshdOpts, VigildOpts, paths, require_root, wait_for,
 };
@@ -48,6 +48,15 @@ fn ssh_stack(h: &Harness, loginuid: bool) -> PamStack {
     let stack = unix_stack();
     let stack = if loginuid { stack.session("required", "pam_loginuid.so", &[]) } else { stack };
     stack.session("required", &module, &h.vigil_args().to_args())
+}
+
+/// vigild (private socket, `config`) and sshd whose session stack ends with pam_vigil.
+fn ssh_harness(config: &str) -> Harness {
+    let mut h = Harness::with_syslog();
+    h.start_vigild(VigildOpts::default().no_bus().config(config));
+    let stack = ssh_stack(&h, false);
+    h.start_sshd(SshdOpts::default().stack(stack));
+    h
 }
 
 /// vigild's records `event` for session `id`, in log order.
@@ -98,10 +107,7 @@ fn kill_and_restart(h: &Harness, between: impl FnOnce()) {
 #[test]
 fn future_tty_atime_is_not_activity() {
     require_root!();
-    let mut h = Harness::with_syslog();
-    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG));
-    let stack = ssh_stack(&h, false);
-    h.start_sshd(SshdOpts::default().stack(stack));
+    let h = ssh_harness(IDLE_CONFIG);
     let user = h.create_user("atime");
     let login = login_with(&h, &user, &SshOpts::default(), STEP);
     let (id, tty) = (login.id(), login.tty());
@@ -211,7 +217,11 @@ fn sigkill_with_200_sessions_restores_the_living_and_ends_the_dead() {
         let (closed, run) = session.close();
         assert_eq!(closed, Some(PAM_SUCCESS), "close of restored session {id}; stderr:\n{}", run.stderr);
     }
-    let closes = ids_of(&h, "session_close");
+    // vigild's audit writer runs after the reply: the last records may still be on their way.
+    let closes = wait_for(STEP, "a session_close record for each restored session", || {
+        let closes = ids_of(&h, "session_close");
+        if living_ids.iter().all(|id| closes.contains_key(id)) { Ok(closes) } else { Err(format!("{closes:?}")) }
+    });
     assert!(living_ids.iter().all(|id| closes.get(id) == Some(&1)), "one session_close each: {closes:?}");
     assert!(h.vigild().list_sessions().is_empty());
     wait_for(STEP, "every session file to be removed", || {
@@ -223,10 +233,7 @@ fn sigkill_with_200_sessions_restores_the_living_and_ends_the_dead() {
 #[test]
 fn restored_session_still_ends_when_idle() {
     require_root!();
-    let mut h = Harness::with_syslog();
-    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG_RESTORE));
-    let stack = ssh_stack(&h, false);
-    h.start_sshd(SshdOpts::default().stack(stack));
+    let h = ssh_harness(IDLE_CONFIG_RESTORE);
     let user = h.create_user("restore");
     let login = login_with(&h, &user, &SshOpts::default(), STEP);
     let last_input = Instant::now(); // no key is sent after the login
@@ -322,11 +329,31 @@ fn burst_of_100_ssh_logins_is_all_supervised() {
     let audit_sessions: BTreeSet<u32> = leaders.values().flatten().copied().collect();
     assert_eq!(audit_sessions.len(), BURST, "pam_loginuid gave each login its own audit session: {leaders:?}");
 
-    let supervised = wait_for(ADOPT_WITHIN, "every login of the burst supervised by vigild", || {
-        let listed = h.vigild().try_list_sessions()?;
+    let mut listed_last = String::from("never listed");
+    let mut missing: Vec<u32> = leaders.keys().copied().collect();
+    let supervised = try_wait_for(ADOPT_WITHIN, || {
+        let listed = h.vigild().try_list_sessions().map_err(|e| format!("{e}; before that: {listed_last}"))?;
         let mine: Vec<_> = listed.into_iter().filter(|s| leaders.contains_key(&s.leader_pid)).collect();
         let covered: BTreeSet<u32> = mine.iter().map(|s| s.leader_pid).collect();
-        if covered.len() == BURST { Ok(mine) } else { Err(format!("{} of {BURST} leaders supervised", covered.len())) }
+        missing = leaders.keys().filter(|p| !covered.contains(p)).copied().collect();
+        listed_last = format!("{} of {BURST} leaders supervised", covered.len());
+        if covered.len() == BURST { Ok(mine) } else { Err(listed_last.clone()) }
+    })
+    .unwrap_or_else(|last| {
+        // What vigild and the module said about the leaders it does not list.
+        let about: Vec<String> = h
+            .auth_log()
+            .into_iter()
+            .filter(|l| missing.iter().any(|p| l.has("leader_pid", &p.to_string()) || l.pid == Some(*p)))
+            .map(|l| l.raw)
+            .collect();
+        let alive: Vec<(u32, bool, Option<u32>)> =
+            missing.iter().map(|&p| (p, vigil_e2e::process::pid_alive(p), leaders[&p])).collect();
+        panic!(
+            "not every login of the burst supervised within {ADOPT_WITHIN:?}: {last}; missing (leader, alive, \
+             audit session): {alive:?}; their records:\n{}",
+            about.join("\n")
+        )
     });
     let supervised_after = last_login.elapsed();
     assert_eq!(supervised.len(), BURST, "one session per login, none twice: {supervised:#?}");
@@ -337,7 +364,13 @@ fn burst_of_100_ssh_logins_is_all_supervised() {
             "the session carries its leader's audit session: {s:#?}"
         );
     }
-    let (opens, adoptions) = (ids_of(&h, "session_open"), ids_of(&h, "session_adopted"));
+    // The records follow the replies through vigild's audit writer and rsyslogd.
+    let (opens, adoptions) = wait_for(STEP, "a session_open or session_adopted record for each", || {
+        let (opens, adoptions) = (ids_of(&h, "session_open"), ids_of(&h, "session_adopted"));
+        let without: Vec<u64> =
+            supervised.iter().map(|s| s.id).filter(|id| !opens.contains_key(id) && !adoptions.contains_key(id)).collect();
+        if without.is_empty() { Ok((opens, adoptions)) } else { Err(format!("none yet for {without:?}")) }
+    });
     for s in &supervised {
         let n = opens.get(&s.id).unwrap_or(&0) + adoptions.get(&s.id).unwrap_or(&0);
         assert_eq!(n, 1, "session {} has one session_open or session_adopted record, not {n}", s.id);

@@ -33,7 +33,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vigil_e2e::bench::{Facts, SampledRun, cpu_us, load1, replace_block, run_sampled};
+use vigil_e2e::bench::{Facts, SampledRun, check_md_block, cpu_us, load1, run_sampled, write_md_block};
 use vigil_e2e::flood::FLOOD_STEP_TIMEOUT;
 use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use vigil_e2e::procfs::nofile_limits;
@@ -136,8 +136,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Some(path) = &cli.update_md {
-        let check = std::fs::read_to_string(path).map_err(|e| e.to_string());
-        if let Err(e) = check.and_then(|t| replace_block(&t, BEGIN, END, "")) {
+        if let Err(e) = check_md_block(path, BEGIN, END) {
             eprintln!("bench_flood: --update-md {}: {e}", path.display());
             return ExitCode::from(2);
         }
@@ -152,15 +151,8 @@ fn main() -> ExitCode {
     let md = markdown(&cli, &facts, limits, &runs);
     print!("{md}");
     if let Some(path) = &cli.update_md {
-        let text = std::fs::read_to_string(path).map_err(|e| e.to_string());
-        match text.and_then(|t| replace_block(&t, BEGIN, END, &md)) {
-            Ok(new) => {
-                if let Err(e) = std::fs::write(path, new) {
-                    eprintln!("bench_flood: cannot write {}: {e}", path.display());
-                    return ExitCode::from(1);
-                }
-                eprintln!("bench_flood: updated {}", path.display());
-            }
+        match write_md_block(path, BEGIN, END, &md) {
+            Ok(()) => eprintln!("bench_flood: updated {}", path.display()),
             Err(e) => {
                 eprintln!("bench_flood: --update-md {}: {e}", path.display());
                 return ExitCode::from(1);
@@ -323,7 +315,10 @@ fn markdown(cli: &Cli, f: &Facts, limits: (u64, u64), results: &[(Scenario, Vec<
         let base_rss = runs.iter().map(|r| r.base_rss_kib).max().unwrap_or(0);
         let peak_rss = runs.iter().map(|r| r.peaks.max_rss_kib).max().unwrap_or(0);
         let released = match runs.iter().map(|r| r.released).collect::<Option<Vec<Duration>>>() {
-            Some(all) => format!("≤ {:.1} ms", all.iter().max().copied().unwrap_or_default().as_secs_f64() * 1000.0),
+            Some(all) => match all.iter().max().copied().unwrap_or_default() {
+                worst if worst < Duration::from_millis(1) => format!("≤ {} µs", worst.as_micros()),
+                worst => format!("≤ {:.1} ms", worst.as_secs_f64() * 1000.0),
+            },
             None => format!("not within {} s", RELEASE_WAIT.as_secs()),
         };
         let registered: usize = runs.iter().map(|r| r.registered).sum();

@@ -6,23 +6,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use vigil_e2e::bench::{load1, replace_block};
+use vigil_e2e::bench::{check_md_block, load1, write_md_block};
 use vigil_e2e::interrupt::catch_interrupts;
 
 pub use vigil_e2e::bench::Facts;
-
-/// Fails before a run of minutes, not after it: `path` must hold the block.
-fn check_block(path: &Path, begin: &str, end: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    replace_block(&text, begin, end, "").map(|_| ()).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Replaces the block in `path` with `block`.
-fn update_block(path: &Path, begin: &str, end: &str, block: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let new = replace_block(&text, begin, end, block).map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::write(path, new).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
 
 /// The options every benchmark with a report takes (`#[command(flatten)]`).
 #[derive(clap::Args, Debug)]
@@ -59,8 +46,8 @@ impl Report<'_> {
     ) -> Result<T, ExitCode> {
         let (begin, end) = self.markers;
         if let Some(path) = self.update_md {
-            if let Err(e) = check_block(path, begin, end) {
-                eprintln!("{}: --update-md {e}", self.program);
+            if let Err(e) = check_md_block(path, begin, end) {
+                eprintln!("{}: --update-md {}: {e}", self.program, path.display());
                 return Err(ExitCode::from(2));
             }
         }
@@ -78,8 +65,8 @@ impl Report<'_> {
             print!("{markdown}");
         }
         if let Some(path) = self.update_md {
-            if let Err(e) = update_block(path, begin, end, &markdown) {
-                eprintln!("{}: --update-md {e}", self.program);
+            if let Err(e) = write_md_block(path, begin, end, &markdown) {
+                eprintln!("{}: --update-md {}: {e}", self.program, path.display());
                 return Err(ExitCode::from(1));
             }
             eprintln!("{}: updated {}", self.program, path.display());
