@@ -1,17 +1,28 @@
-//! bench_pam: PAM open+close latency through real libpam (issue 2's benchmark).
+//! bench_pam: PAM open+close latency through real libpam (issue 2's benchmark), and the
+//! same against the number of sessions vigild holds (issue 9's, `--preload`).
 //!
-//! `bench_pam [--cycles N (2000)] [--rounds R (4)] [--warmup W (50)] [--json]
-//!            [--update-md FILE]`
+//! `bench_pam [--cycles N (2000)] [--rounds R (4)] [--warmup W (50)] [--no-bus]
+//!            [--preload N,N,... [--in-flight K (16)] [--per-leader K (0)] [--idle-window S (10)]]
+//!            [--state-on-disk] [--json] [--update-md FILE]`
 //!
 //! One harness (private rsyslogd, private system bus with the packaging policy, vigild
-//! on both its private socket and that bus), one test user, and four PAM services whose
+//! on both its private socket and that bus), one test user, and PAM services whose
 //! session stacks are:
 //!
 //! - `pam_permit.so` (the baseline),
 //! - `pam_vigil.so` over the private socket (`h.vigil_args()`),
 //! - `pam_vigil.so` over the bus (`h.vigil_args().bus(<address>)`, the socket argument
 //!   pointing nowhere so that only the bus can register the session),
-//! - `pam_exec.so /bin/true` (what a fork+exec per open and close costs).
+//! - `pam_exec.so /bin/true` (what a fork+exec per open and close costs; not with
+//!   `--preload`).
+//!
+//! vigild's session files (`--state-dir`) are on tmpfs, as /run/vigil is in production
+//! (`bench/tmpfs_state.rs`); `--state-on-disk` leaves them under the harness's
+//! directory in /tmp. vigild adopts only the benchmark user's logins
+//! (`holder::vigild_opts`).
+//!
+//! `--no-bus` runs vigild without a bus (`--no-bus`) and drops the bus stack: what the
+//! session objects on the bus connection cost shows against a run with it.
 //!
 //! Each stack first runs W warm-up cycles (discarded), then N cycles split into R
 //! rounds; the order of the stacks alternates from round to round, so that machine
@@ -20,38 +31,69 @@
 //! through `pam_host --samples FILE`; the rounds are pooled for the percentiles
 //! (nearest rank, as pam_host computes them). Every cycle must succeed, and every
 //! pam_vigil open must set `VIGIL_SESSION_ID` (with `fail=open` a daemon that cannot be
-//! reached would otherwise look fast).
+//! reached would otherwise look fast). vigild's CPU per cycle is the utime+stime
+//! delta of /proc/PID/stat over each run.
+//!
+//! With `--preload 0,1000,10000,100000` the whole measurement is repeated at each
+//! registry size, in one harness and one vigild: before a size is measured, a helper
+//! process (`bench/holder.rs`; not an ancestor of the PAM hosts) tops the sessions it
+//! holds up to that number over one private-socket connection, K calls in flight (or,
+//! with `--per-leader K`, with one leader process per K sessions, as logins have); the
+//! time it took, vigild's RSS, and vigild's CPU and context switches over S seconds in
+//! which nobody calls it (no deadline is near: `notty_idle_timeout = "4h"`) are
+//! reported with the latencies. The sessions end when the helper exits.
 //!
 //! stdout is the markdown for BENCHMARKS.md, between `<!-- bench_pam:begin -->` and
-//! `<!-- bench_pam:end -->`; `--update-md FILE` also replaces that block in FILE.
-//! `--json` prints one JSON object instead. Progress goes to stderr.
+//! `<!-- bench_pam:end -->` (with `--preload`: `bench_pam_preload`, or
+//! `bench_pam_preload_no_bus` with `--no-bus`); `--update-md FILE` also replaces that
+//! block in FILE. `--json` prints one JSON object instead. Progress goes to stderr.
 //!
 //! Needs root (like the e2e tests) and the release build: `cargo build --release`, then
 //! `cargo build --release -p vigil-e2e --bins`. Everything the harness creates is
 //! removed at the end, also on a panic or Ctrl-C.
 
-use std::path::PathBuf;
+#[path = "bench/facts.rs"]
+mod facts;
+#[path = "bench/holder.rs"]
+mod holder;
+#[path = "bench_pam/issue2.rs"]
+mod issue2;
+#[path = "bench_pam/issue9.rs"]
+mod issue9;
+#[path = "bench/stacks.rs"]
+mod stacks;
+#[path = "bench/tmpfs_state.rs"]
+mod tmpfs_state;
+#[path = "bench/usage.rs"]
+mod usage;
+
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use serde_json::{Value, json};
-use vigil_e2e::bench::{Facts, SampledRun, check_md_block, clk_tck, cpu_us, load1, run_sampled, write_md_block};
+use vigil_e2e::interrupt::interrupted;
+use vigil_e2e::bench::{SampledRun, cpu_us, run_sampled};
 use vigil_e2e::process::describe_output;
 use vigil_e2e::rc::PAM_SUCCESS;
-use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, VigildOpts, paths};
+use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, paths};
+use vigil_protocol::{ManagerProxy, Target};
 
-const BEGIN: &str = "<!-- bench_pam:begin -->";
-const END: &str = "<!-- bench_pam:end -->";
+use holder::{Holder, TopUp};
+use tmpfs_state::TmpfsState;
+use usage::Window;
+
 /// Issue 2's target: what pam_vigil may add over pam_permit.
 const TARGET_P50_US: i64 = 300;
 const TARGET_P99_US: i64 = 1000;
 const TTY: &str = "pts/9";
 const RHOST: &str = "203.0.113.7";
+/// How long vigild may take to settle after a top-up before it is watched.
+const SETTLE: Duration = Duration::from_secs(2);
 
 #[derive(Parser, Debug)]
 #[command(name = "bench_pam", about = "PAM open+close latency: pam_permit, pam_vigil (socket, bus), pam_exec")]
-struct Cli {
+pub struct Cli {
     /// open+close cycles per stack (pooled over the rounds).
     #[arg(long, default_value_t = 2000)]
     cycles: u32,
@@ -62,23 +104,57 @@ struct Cli {
     /// Warm-up cycles per stack before the first round (not counted).
     #[arg(long, default_value_t = 50)]
     warmup: u32,
-    /// Print one JSON object instead of markdown.
+    /// vigild without a bus, and no bus stack.
     #[arg(long)]
-    json: bool,
-    /// Also replace the bench_pam block (between the begin/end markers) in this file.
-    #[arg(long, value_name = "FILE")]
-    update_md: Option<PathBuf>,
+    no_bus: bool,
+    /// Registry sizes to measure at (sessions held open by a helper process), e.g.
+    /// `0,1000,10000,100000`; without it, one run with none (issue 2's report).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    preload: Vec<u32>,
+    /// OpenSession calls (or, with --per-leader, leader processes starting) in flight
+    /// while preloading.
+    #[arg(long, default_value_t = 16)]
+    in_flight: u32,
+    /// With --preload: one leader process per K held sessions, as real logins have
+    /// (each becomes `sleep infinity`); 0: the helper leads them all.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    per_leader: u32,
+    /// With --preload: seconds vigild is watched, with nobody calling it, at each size (0: not).
+    #[arg(long, default_value_t = 10)]
+    idle_window: u64,
+    #[command(flatten)]
+    common: facts::CommonArgs,
+}
+
+impl Cli {
+    fn preloading(&self) -> bool {
+        !self.preload.is_empty()
+    }
+
+    /// The registry sizes, ascending (one of 0 without --preload).
+    fn levels(&self) -> Vec<u32> {
+        let mut levels = if self.preloading() { self.preload.clone() } else { vec![0] };
+        levels.sort_unstable();
+        levels.dedup();
+        levels
+    }
+
+    fn markers(&self) -> (&'static str, &'static str) {
+        match (self.preloading(), self.no_bus) {
+            (false, _) => (issue2::BEGIN, issue2::END),
+            (true, false) => (issue9::BEGIN, issue9::END),
+            (true, true) => (issue9::BEGIN_NO_BUS, issue9::END_NO_BUS),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Permit,
     VigilSocket,
     VigilBus,
     ExecTrue,
 }
-
-const KINDS: [Kind; 4] = [Kind::Permit, Kind::VigilSocket, Kind::VigilBus, Kind::ExecTrue];
 
 impl Kind {
     fn key(self) -> &'static str {
@@ -105,7 +181,7 @@ impl Kind {
 }
 
 /// One pam_host run of one stack.
-struct RunResult {
+pub struct RunResult {
     round: u32,
     report: PamHostReport,
     samples: Vec<u64>,
@@ -114,14 +190,15 @@ struct RunResult {
 }
 
 /// The harness's daemons whose CPU time is sampled around each run.
-const DAEMONS: [&str; 3] = ["vigild", "dbus-daemon", "rsyslogd"];
+pub const DAEMONS: [&str; 3] = ["vigild", "dbus-daemon", "rsyslogd"];
 
-struct StackResult {
+#[derive(Clone)]
+pub struct StackResult {
     kind: Kind,
     service: String,
     /// The `session` line of the service file, harness paths shortened.
     session_line: String,
-    runs: Vec<RunResult>,
+    runs: Vec<std::rc::Rc<RunResult>>,
 }
 
 impl StackResult {
@@ -142,8 +219,25 @@ impl StackResult {
     }
 }
 
+/// Everything measured at one registry size.
+pub struct Level {
+    sessions: u32,
+    /// Opening the sessions added for this size (none for 0).
+    top_up: Option<TopUp>,
+    /// vigild with nobody calling, before the rounds.
+    idle: Option<Window>,
+    /// vigild's RSS (KiB) before the first and after the last round.
+    rss_start_kib: u64,
+    rss_end_kib: u64,
+    /// /proc/loadavg's 1-minute figure after the level.
+    load_after: String,
+    stacks: Vec<StackResult>,
+}
 
 fn main() -> ExitCode {
+    if let Some(code) = holder::helper_role() {
+        return code;
+    }
     let cli = Cli::parse();
     if !vigil_e2e::is_root() {
         eprintln!(
@@ -159,57 +253,57 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if let Some(path) = &cli.update_md {
-        if let Err(e) = check_md_block(path, BEGIN, END) {
-            eprintln!("bench_pam: --update-md {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    }
-    catch_interrupts();
-    let mut facts = Facts::gather("bench_pam");
-    let Some(stacks) = bench(&cli) else {
-        eprintln!("bench_pam: interrupted; the harness has cleaned up");
-        return ExitCode::from(130);
-    };
-    facts.load_after = load1();
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&cli, &facts, &stacks)).expect("serializes"));
-    } else {
-        print!("{}", markdown(&cli, &facts, &stacks));
-    }
-    if let Some(path) = &cli.update_md {
-        match write_md_block(path, BEGIN, END, &markdown(&cli, &facts, &stacks)) {
-            Ok(()) => eprintln!("bench_pam: updated {}", path.display()),
-            Err(e) => {
-                eprintln!("bench_pam: --update-md {}: {e}", path.display());
-                return ExitCode::from(1);
+    let report = facts::Report { program: "bench_pam", markers: cli.markers(), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
+    let rendered = report.run(
+        || bench(&cli),
+        |facts, levels| {
+            if cli.preloading() {
+                (issue9::markdown(&cli, facts, levels), issue9::to_json(&cli, facts, levels))
+            } else {
+                (issue2::markdown(&cli, facts, &levels[0].stacks), issue2::to_json(&cli, facts, &levels[0].stacks))
             }
-        }
+        },
+    );
+    match rendered {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
-    ExitCode::SUCCESS
 }
 
 /// Runs the whole benchmark inside one harness; `None` when interrupted.
-fn bench(cli: &Cli) -> Option<Vec<StackResult>> {
+fn bench(cli: &Cli) -> Option<Vec<Level>> {
     eprintln!("bench_pam: starting rsyslogd, dbus-daemon and vigild");
+    let state = (!cli.common.state_on_disk).then(TmpfsState::new);
     let mut h = Harness::with_syslog();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
+    if let Some(state) = &state {
+        state.link(&h);
+    }
+    // The user first: vigild adopts no login but the benchmark's own (see holder::vigild_opts).
     let user = h.create_user("bench");
-    let module = paths::pam_module();
+    let mut opts = holder::vigild_opts(&user.name);
+    if cli.preloading() {
+        opts = opts.config(holder::QUIET_POLICY);
+    }
+    if cli.no_bus {
+        opts = opts.no_bus();
+    } else {
+        h.start_bus(BusPolicy::Packaging);
+    }
+    h.start_vigild(opts);
     let dir = h.dir().display().to_string();
     let root = paths::workspace_root().display().to_string();
 
-    let mut stacks: Vec<StackResult> = KINDS
+    let kinds: Vec<Kind> = [Kind::Permit, Kind::VigilSocket, Kind::VigilBus, Kind::ExecTrue]
+        .into_iter()
+        .filter(|&k| !(cli.no_bus && k == Kind::VigilBus) && !(cli.preloading() && k == Kind::ExecTrue))
+        .collect();
+    let stacks: Vec<StackResult> = kinds
         .iter()
         .map(|&kind| {
             let stack = match kind {
                 Kind::Permit => PamStack::permit_only(),
-                Kind::VigilSocket => PamStack::vigil_session(&module, &h.vigil_args()),
-                Kind::VigilBus => PamStack::vigil_session(
-                    &module,
-                    &h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket")),
-                ),
+                Kind::VigilSocket => stacks::vigil_socket(&h),
+                Kind::VigilBus => stacks::vigil_bus(&h),
                 Kind::ExecTrue => PamStack::exec_true(),
             };
             let session_line = stack
@@ -227,10 +321,61 @@ fn bench(cli: &Cli) -> Option<Vec<StackResult>> {
         })
         .collect();
 
+    // Declared after the harness: dropped first, so its sessions end while vigild runs.
+    let mut holder: Option<Holder> = None;
+    let mut levels = Vec::new();
+    for sessions in cli.levels() {
+        let top_up = if sessions > 0 {
+            let holder = holder.get_or_insert_with(|| {
+                Holder::spawn(&h.private_socket(), &user.name, cli.in_flight, cli.per_leader, &h.path("holder.stderr"))
+            });
+            eprintln!("bench_pam: opening sessions up to {sessions}");
+            let top_up = holder.top_up(sessions).unwrap_or_else(|e| panic!("preloading {sessions} sessions: {e}"));
+            eprintln!(
+                "bench_pam: {} sessions opened in {:.1} s ({:.0} µs each)",
+                top_up.added,
+                top_up.seconds,
+                top_up.us_each()
+            );
+            Some(top_up)
+        } else {
+            None
+        };
+        if interrupted() {
+            return None;
+        }
+        let vigild = h.vigild().pid();
+        let idle = (cli.preloading() && cli.idle_window > 0).then(|| {
+            std::thread::sleep(SETTLE);
+            eprintln!("bench_pam: watching vigild for {} s with {sessions} sessions and no caller", cli.idle_window);
+            usage::idle_window(vigild, cli.idle_window)
+        });
+        let rss_start_kib = vigil_e2e::procfs::rss_kib(vigild).unwrap_or(0);
+        let stacks = measure(cli, &h, &user.name, &stacks, sessions)?;
+        let rss_end_kib = vigil_e2e::procfs::rss_kib(vigild).unwrap_or(0);
+        // Every measured session was closed again; the held ones are all there.
+        let registered = registered(&h);
+        assert_eq!(registered, sessions, "sessions registered after measuring at {sessions}");
+        levels.push(Level {
+            sessions,
+            top_up,
+            idle,
+            rss_start_kib,
+            rss_end_kib,
+            load_after: vigil_e2e::bench::load1(),
+            stacks,
+        });
+    }
+    Some(levels)
+}
+
+/// The warm-up and the rounds of every stack at one registry size.
+fn measure(cli: &Cli, h: &Harness, user: &str, stacks: &[StackResult], sessions: u32) -> Option<Vec<StackResult>> {
+    let mut stacks: Vec<StackResult> = stacks.to_vec();
     if cli.warmup > 0 {
         eprintln!("bench_pam: warm-up, {} cycles per stack", cli.warmup);
         for stack in &stacks {
-            run_stack(&h, &user.name, stack, cli.warmup, 0)?;
+            run_stack(h, user, stack, cli.warmup, 0)?;
         }
     }
     for round in 1..=cli.rounds {
@@ -240,23 +385,31 @@ fn bench(cli: &Cli) -> Option<Vec<StackResult>> {
             order.reverse();
         }
         for i in order {
-            let run = run_stack(&h, &user.name, &stacks[i], n, round)?;
+            let run = run_stack(h, user, &stacks[i], n, round)?;
             let s = Stats::from_samples(&run.samples);
             eprintln!(
-                "bench_pam: round {round}/{}: {:<26} {n} cycles  p50 {} µs  p99 {} µs  max {} µs",
+                "bench_pam: {sessions} held, round {round}/{}: {:<26} {n} cycles  p50 {} µs  p99 {} µs  max {} µs",
                 cli.rounds,
                 stacks[i].kind.label(),
                 s.p50,
                 s.p99,
                 s.max
             );
-            stacks[i].runs.push(run);
+            stacks[i].runs.push(std::rc::Rc::new(run));
         }
     }
-    // Every pam_vigil session was closed again.
-    let left = h.vigild().list_sessions();
-    assert!(left.is_empty(), "{} sessions still registered after the benchmark, e.g. {:?}", left.len(), left.first());
     Some(stacks)
+}
+
+/// How many sessions vigild holds (Status over the private socket).
+fn registered(h: &Harness) -> u32 {
+    let target = Target::Socket(h.private_socket());
+    let status = zruntime::block_on(async {
+        let connection = target.connect().await.map_err(|e| e.to_string())?;
+        let manager = ManagerProxy::new(&connection).await.map_err(|e| e.to_string())?;
+        manager.status().await.map_err(|e| e.to_string())
+    });
+    status.unwrap_or_else(|e| panic!("Status over the private socket: {e}")).session_count
 }
 
 /// One pam_host run of `cycles` cycles on `stack`'s service, checked; `None` when
@@ -267,7 +420,7 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
     }
     let cmd: PamHostCmd = h.pam_host(&stack.service, user).tty(TTY).rhost(RHOST).cycles(cycles);
     let samples_path = h.path(&format!("samples-{}-{round}.txt", stack.kind.key()));
-    let pids = daemon_pids(h);
+    let pids = usage::pids_of(h, DAEMONS);
     let cpu_before = pids.map(cpu_us);
     let SampledRun { out, report, samples } = run_sampled(&cmd, &samples_path, stack.kind.label());
     let cpu_after = pids.map(cpu_us);
@@ -277,12 +430,6 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
     }
     check(stack.kind, cycles, &report, &out);
     Some(RunResult { round, report, samples, daemon_cpu_us })
-}
-
-/// The pids of [`DAEMONS`]: the last process of each name the harness started.
-fn daemon_pids(h: &Harness) -> [Option<u32>; 3] {
-    let spawned = h.spawned();
-    DAEMONS.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
 }
 
 /// Every cycle opened and closed, and pam_vigil really registered each session.
@@ -305,7 +452,20 @@ fn check(kind: Kind, cycles: u32, r: &PamHostReport, out: &std::process::Output)
     }
 }
 
-// ---- output ---------------------------------------------------------------------------
+// ---- shared by the two reports ---------------------------------------------------------
+
+/// Where vigild's session files were, and what it adopts, as lines of the report.
+fn state_line(cli: &Cli) -> String {
+    let files = if cli.common.state_on_disk {
+        "- vigild's session files under the harness's directory in /tmp (`--state-on-disk`; /tmp is not tmpfs here)\n"
+    } else {
+        "- vigild's session files on tmpfs (/dev/shm), as /run/vigil is in production; its audit directory under /tmp\n"
+    };
+    format!(
+        "{files}- vigild adopts only the benchmark user's logins (`--adopt-users`): its sweep of /proc runs every 5 s as \
+         in production, but takes in no ssh login of other programs on this shared machine\n"
+    )
+}
 
 fn added(value: u64, base: u64) -> i64 {
     value as i64 - base as i64
@@ -315,172 +475,8 @@ fn signed(v: i64) -> String {
     if v >= 0 { format!("+{v}") } else { v.to_string() }
 }
 
-fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
-    let base = stacks[0].pooled();
-    let per_round = cli.cycles / cli.rounds;
-    let mut md = String::new();
-    md.push_str(BEGIN);
-    md.push('\n');
-    md.push_str(&format!("Command (as root, from the repository): `{}`\n\n", f.command));
-    md.push_str(&format!(
-        "- {} cycles of pam_open_session + pam_close_session per stack, through real libpam (`pam_host`): {} rounds \
-         of {}{} cycles, one pam_host run per stack and round, stack order alternating; {} warm-up cycles per \
-         stack discarded\n",
-        cli.cycles,
-        cli.rounds,
-        per_round,
-        if cli.cycles % cli.rounds == 0 { String::new() } else { "-".to_string() + &(per_round + 1).to_string() },
-        cli.warmup
-    ));
-    md.push_str(&f.markdown_lines());
-    md.push_str(
-        "- vigild, dbus-daemon and rsyslogd (the harness's own) run on the same machine; vigild writes an audit \
-         line per open and close\n\n",
-    );
-    md.push_str(
-        "| stack | cycles | p50 µs | p99 µs | max µs | p50 added over pam_permit | p99 added over pam_permit |\n",
-    );
-    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for s in stacks {
-        let st = s.pooled();
-        let (a50, a99) = if s.kind == Kind::Permit {
-            ("—".to_string(), "—".to_string())
-        } else {
-            (signed(added(st.p50, base.p50)), signed(added(st.p99, base.p99)))
-        };
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            s.kind.label(),
-            st.n,
-            st.p50,
-            st.p99,
-            st.max,
-            a50,
-            a99
-        ));
-    }
-    md.push('\n');
-    md.push_str(&format!(
-        "Target (issue 2): pam_vigil adds ≤ {TARGET_P50_US} µs p50 and ≤ {TARGET_P99_US} µs p99 over pam_permit.\n"
-    ));
-    for s in stacks.iter().filter(|s| s.kind.is_vigil()) {
-        let st = s.pooled();
-        let (a50, a99) = (added(st.p50, base.p50), added(st.p99, base.p99));
-        let verdict = |v: i64, t: i64| if v <= t { "met" } else { "**missed**" };
-        md.push_str(&format!(
-            "- {}: p50 {} µs ({}), p99 {} µs ({})\n",
-            s.kind.label(),
-            signed(a50),
-            verdict(a50, TARGET_P50_US),
-            signed(a99),
-            verdict(a99, TARGET_P99_US)
-        ));
-    }
-    md.push('\n');
-    md.push_str(
-        "Per round, p50 / p99 µs of open+close (round order alternates; open and close p50 from pam_host):\n\n",
-    );
-    md.push_str("| stack |");
-    for r in 1..=cli.rounds {
-        md.push_str(&format!(" round {r} |"));
-    }
-    md.push_str(" open p50 / close p50 (per round) |\n| --- |");
-    for _ in 1..=cli.rounds {
-        md.push_str(" ---: |");
-    }
-    md.push_str(" --- |\n");
-    for s in stacks {
-        md.push_str(&format!("| {} |", s.kind.label()));
-        for run in &s.runs {
-            let st = Stats::from_samples(&run.samples);
-            md.push_str(&format!(" {} / {} |", st.p50, st.p99));
-        }
-        let split: Vec<String> =
-            s.runs.iter().map(|r| format!("{}/{}", r.report.open_us.p50, r.report.close_us.p50)).collect();
-        md.push_str(&format!(" {} |\n", split.join(", ")));
-    }
-    md.push_str(&format!(
-        "\nCPU time of the harness's daemons per measured cycle while each stack ran (µs; utime+stime from \
-         /proc in {} ms ticks, so ±{:.0} µs per cycle at these counts; includes vigild's periodic work):\n\n",
-        1000 / clk_tck(),
-        (1_000_000.0 / clk_tck() as f64) * cli.rounds as f64 / cli.cycles as f64
-    ));
-    md.push_str("| stack |");
-    for d in DAEMONS {
-        md.push_str(&format!(" {d} |"));
-    }
-    md.push_str("\n| --- |");
-    for _ in DAEMONS {
-        md.push_str(" ---: |");
-    }
-    md.push('\n');
-    for s in stacks {
-        md.push_str(&format!("| {} |", s.kind.label()));
-        for v in s.daemon_cpu_per_cycle() {
-            md.push_str(&format!(" {v:.0} |"));
-        }
-        md.push('\n');
-    }
-    md.push_str(
-        "\nSession lines (`$DIR` is the harness's directory under /tmp; auth and account are pam_permit):\n\n```\n",
-    );
-    for s in stacks {
-        md.push_str(&s.session_line);
-        md.push('\n');
-    }
-    md.push_str("```\n");
-    md.push_str(END);
-    md.push('\n');
-    md
-}
-
 fn stats_json(s: &Stats) -> Value {
     json!({"n": s.n, "p50": s.p50, "p99": s.p99, "max": s.max})
-}
-
-fn to_json(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> Value {
-    let base = stacks[0].pooled();
-    let stacks_json: Vec<Value> = stacks
-        .iter()
-        .map(|s| {
-            let st = s.pooled();
-            json!({
-                "stack": s.kind.key(),
-                "label": s.kind.label(),
-                "session_line": s.session_line,
-                "cycle_us": stats_json(&st),
-                "added_over_permit_us": {"p50": added(st.p50, base.p50), "p99": added(st.p99, base.p99)},
-                "daemon_cpu_us_per_cycle": DAEMONS.iter().zip(s.daemon_cpu_per_cycle())
-                    .map(|(d, v)| (d.to_string(), json!((v * 10.0).round() / 10.0)))
-                    .collect::<serde_json::Map<String, Value>>(),
-                "runs": s.runs.iter().map(|r| json!({
-                    "round": r.round,
-                    "cycle_us": stats_json(&Stats::from_samples(&r.samples)),
-                    "open_us": stats_json(&r.report.open_us),
-                    "close_us": stats_json(&r.report.close_us),
-                    "total_ms": r.report.total_ms,
-                    "daemon_cpu_us": DAEMONS.iter().zip(r.daemon_cpu_us)
-                        .map(|(d, v)| (d.to_string(), json!(v)))
-                        .collect::<serde_json::Map<String, Value>>(),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "benchmark": "pam_open_close",
-        "command": f.command,
-        "date": f.date,
-        "commit": f.commit,
-        "dirty": f.dirty,
-        "module_built": f.module_built,
-        "machine": {"nproc": f.nproc, "cpu": f.cpu, "kernel": f.kernel, "os": f.os, "processes": f.processes,
-                    "load1_before": f.load_before, "load1_after": f.load_after},
-        "cycles": cli.cycles,
-        "rounds": cli.rounds,
-        "warmup": cli.warmup,
-        "target_added_us": {"p50": TARGET_P50_US, "p99": TARGET_P99_US},
-        "stacks": stacks_json,
-    })
 }
 
 /// `line` without the `,guid=<hex>` of a D-Bus address.

@@ -1,0 +1,81 @@
+//! What a daemon does while nobody calls it, from /proc: CPU time (utime + stime in
+//! clock ticks, and each thread's exact schedstat), its threads' context switches,
+//! resident memory. Shared by the bench_* programs (`#[path]` module); CPU time per
+//! call is `vigil_e2e::bench::cpu_us`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use vigil_e2e::bench::clk_tck;
+use vigil_e2e::procfs::rss_kib;
+
+/// The pids of the processes named `names`: the last of each name the harness started.
+pub fn pids_of<const N: usize>(h: &vigil_e2e::Harness, names: [&str; N]) -> [Option<u32>; N] {
+    let spawned = h.spawned();
+    names.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
+}
+
+/// utime + stime of a process, all its threads, in clock ticks; `None` once it is gone.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (comm)": state is field 3 of the line; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11..13)?.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
+/// Per thread id: context switches (voluntary + involuntary) and time on a CPU (ns,
+/// /proc/PID/task/TID/schedstat: exact, where utime+stime count 10 ms ticks).
+fn threads(pid: u32) -> HashMap<String, (u64, u64)> {
+    let mut by_thread = HashMap::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let switches: u64 = status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:").or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum();
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let ns = schedstat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            by_thread.insert(task.file_name().to_string_lossy().into_owned(), (switches, ns));
+        }
+    }
+    by_thread
+}
+
+/// What a process did over a window in which nobody called it.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub seconds: u64,
+    pub cpu_ms: f64,
+    /// Threads come and go (tokio's blocking pool): only threads alive at both ends count
+    /// in these two (a thread that starts in the window counts from zero).
+    pub switches: u64,
+    pub cpu_us_exact: u64,
+    pub rss_kib: u64,
+}
+
+/// Watches `pid` for `seconds` of wall time.
+pub fn idle_window(pid: u32, seconds: u64) -> Window {
+    let t0 = cpu_ticks(pid).unwrap_or(0);
+    let s0 = threads(pid);
+    std::thread::sleep(Duration::from_secs(seconds));
+    let t1 = cpu_ticks(pid).unwrap_or(0);
+    let s1 = threads(pid);
+    let (mut switches, mut ns) = (0, 0);
+    for (tid, (n1, ns1)) in &s1 {
+        let (n0, ns0) = s0.get(tid).copied().unwrap_or((0, 0));
+        switches += n1.saturating_sub(n0);
+        ns += ns1.saturating_sub(ns0);
+    }
+    Window {
+        seconds,
+        cpu_ms: t1.saturating_sub(t0) as f64 * 1000.0 / clk_tck() as f64,
+        switches,
+        cpu_us_exact: ns / 1000,
+        rss_kib: rss_kib(pid).unwrap_or(0),
+    }
+}
