@@ -139,19 +139,22 @@ fn orphans(core: &Manager, own: u32, scope: &Scope, seen_before: &HashSet<u32>) 
         }
     }
     let unheld = core.unheld_audit_sessions(by_ses.keys().copied());
+    // `--adopt-users` as uids, looked up once a sweep (a handful of names).
+    let allowed: Option<HashSet<u32>> = match scope {
+        Scope::Users(names) => Some(names.iter().filter_map(|n| nix::unistd::User::from_name(n).ok().flatten()).map(|u| u.uid.as_raw()).collect()),
+        _ => None,
+    };
     let mut found = Vec::new();
     for &ses in unheld.iter().filter(|ses| seen_before.contains(ses)) {
         let stats: Vec<Stat> = procfs::stats_of(&by_ses[&ses]);
         let Some(leader) = topmost(&stats) else { continue };
-        let Some(orphan) = describe(ses, leader, &stats) else { continue };
-        if NOT_LOGINS.contains(&orphan.service.as_str()) {
+        // The cheap tests first: NSS is asked only about logins that may be adopted.
+        let comm = procfs::comm(leader.pid).unwrap_or_default();
+        let Some(uid) = procfs::login_uid(leader.pid) else { continue };
+        if NOT_LOGINS.contains(&comm.as_str()) || allowed.as_ref().is_some_and(|uids| !uids.contains(&uid)) {
             continue;
         }
-        if let Scope::Users(users) = scope {
-            if !users.contains(&orphan.user) {
-                continue;
-            }
-        }
+        let Some(orphan) = describe(ses, leader, uid, comm, &stats) else { continue };
         found.push(orphan);
     }
     (found, unheld.into_iter().collect())
@@ -164,8 +167,7 @@ fn topmost(stats: &[Stat]) -> Option<Stat> {
     stats.iter().filter(|s| !members.contains(&s.ppid)).min_by_key(|s| (s.start_time, s.pid)).copied()
 }
 
-fn describe(ses: u32, leader: Stat, stats: &[Stat]) -> Option<Orphan> {
-    let uid = procfs::login_uid(leader.pid)?;
+fn describe(ses: u32, leader: Stat, uid: u32, comm: String, stats: &[Stat]) -> Option<Orphan> {
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
     let account = crate::users::lookup(&user.name)?;
     let pids: Vec<u32> = stats.iter().map(|s| s.pid).collect();
@@ -176,7 +178,7 @@ fn describe(ses: u32, leader: Stat, stats: &[Stat]) -> Option<Orphan> {
         uid,
         user: user.name,
         groups: account.groups,
-        service: procfs::comm(leader.pid).unwrap_or_default(),
+        service: comm,
         ttys: ttys::ttys_of(&pids, stats),
     })
 }
