@@ -39,7 +39,7 @@ enum Item {
 }
 
 pub struct AuditLog {
-    queue: Mutex<mpsc::Sender<Item>>,
+    queue: mpsc::Sender<Item>,
     queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -86,7 +86,7 @@ impl AuditLog {
             let (queued, dropped) = (queued.clone(), dropped.clone());
             std::thread::Builder::new().name("audit-writer".into()).spawn(move || run_writer(writer, rx, &queued, &dropped))?
         };
-        Ok((Self { queue: Mutex::new(tx), queued, dropped, thread: Mutex::new(Some(thread)) }, key))
+        Ok((Self { queue: tx, queued, dropped, thread: Mutex::new(Some(thread)) }, key))
     }
 
     /// For unit tests: no chain, no spool, syslog somewhere that does not exist.
@@ -105,7 +105,7 @@ impl AuditLog {
             return false;
         }
         self.queued.fetch_add(1, Ordering::Relaxed);
-        let sent = self.queue.lock().unwrap_or_else(|p| p.into_inner()).send(item).is_ok();
+        let sent = self.queue.send(item).is_ok();
         if !sent {
             self.queued.fetch_sub(1, Ordering::Relaxed);
         }

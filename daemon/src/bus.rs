@@ -26,6 +26,12 @@ impl ManagerIface {
         }
         Caller::identify(connection, header).await.map_err(|e| VigilError::Failed(format!("cannot identify the caller: {e}")))
     }
+
+    /// OpenSession and OpenSessionEx: one request, from the transport's caller.
+    async fn open(&self, request: OpenRequest, header: &Header<'_>, connection: &Connection) -> Result<u64, VigilError> {
+        let caller = self.caller(connection, header).await?;
+        self.core.open_session(caller, request).await
+    }
 }
 
 #[interface(name = "org.vigil1.Manager")]
@@ -43,9 +49,8 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<u64, VigilError> {
-        let caller = self.caller(connection, &header).await?;
         let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated: Vec::new() };
-        self.core.open_session(caller, request).await
+        self.open(request, &header, connection).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -62,9 +67,8 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<u64, VigilError> {
-        let caller = self.caller(connection, &header).await?;
         let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated };
-        self.core.open_session(caller, request).await
+        self.open(request, &header, connection).await
     }
 
     async fn close_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {

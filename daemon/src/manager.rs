@@ -241,13 +241,12 @@ impl Manager {
         tokio::spawn(async move {
             let mut session = session;
             if !session.who.rhost.is_empty() {
+                // Not saved now (a second file write per login): the file gets it with
+                // the next change, and a restarted vigild asks the leader's socket again
+                // (`restore_session`).
                 session.who.rport = procfs::remote_port(session.who.leader_pid);
-                if session.who.rport.is_some() {
-                    let saved = manager.registry().get_mut(session.id).map(|s| {
-                        s.who.rport = session.who.rport;
-                        s.saved()
-                    });
-                    manager.save(saved);
+                if let Some(live) = manager.registry().get_mut(session.id) {
+                    live.who.rport = session.who.rport;
                 }
             }
             record.send(

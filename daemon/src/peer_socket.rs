@@ -40,6 +40,9 @@ fn credentials(peer: Caller) -> ConnectionCredentials {
     ConnectionCredentials::default().set_unix_user_id(peer.uid).set_process_id(peer.pid)
 }
 
+/// Told when the guard refuses a peer's input (one for all connections).
+pub type RefusalAuditor = Arc<dyn Fn(Caller, &Refusal) + Send + Sync>;
+
 /// What a connection's reader needs from the rest of vigild.
 pub struct Services {
     pub objects: Arc<SessionObjects>,
@@ -49,7 +52,7 @@ pub struct Services {
     /// behind BEGIN), served as soon as the connection is built.
     pub early_paths: Mutex<Vec<String>>,
     /// Told once when the guard refuses the peer's input.
-    pub on_refusal: Box<dyn Fn(Caller, &Refusal) + Send + Sync>,
+    pub on_refusal: RefusalAuditor,
 }
 
 struct PeerRead {

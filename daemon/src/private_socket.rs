@@ -23,7 +23,7 @@ use crate::admission::{Admission, Limits, REPORT_PERIOD, ReportThrottle};
 use crate::bus::{ManagerIface, SessionObjects};
 use crate::caller::Caller;
 use crate::manager::Manager;
-use crate::peer_socket::{Services, peer_socket};
+use crate::peer_socket::{RefusalAuditor, Services, peer_socket};
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
@@ -52,6 +52,7 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
     let admission = Admission::new(Limits::DEFAULT);
     let refusals = Arc::new(Mutex::new(ReportThrottle::new(REPORT_PERIOD)));
     spawn_unreported_summary(&core, &admission, &refusals);
+    let on_refusal = refusal_auditor(&core, &refusals);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -88,7 +89,7 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
             objects: objects.clone(),
             object_server: OnceLock::new(),
             early_paths: Mutex::default(),
-            on_refusal: refusal_auditor(&core, &refusals),
+            on_refusal: on_refusal.clone(),
         });
         let (core, guid) = (core.clone(), guid.to_owned());
         tokio::spawn(async move {
@@ -125,9 +126,9 @@ fn spawn_unreported_summary(core: &Arc<Manager>, admission: &Admission, refusals
 }
 
 /// Audits a peer whose input the frame guard refused, at most once per uid a minute.
-fn refusal_auditor(core: &Arc<Manager>, throttle: &Arc<Mutex<ReportThrottle<u32>>>) -> Box<dyn Fn(Caller, &Refusal) + Send + Sync> {
+fn refusal_auditor(core: &Arc<Manager>, throttle: &Arc<Mutex<ReportThrottle<u32>>>) -> RefusalAuditor {
     let (core, throttle) = (Arc::downgrade(core), throttle.clone());
-    Box::new(move |peer: Caller, refusal: &Refusal| {
+    Arc::new(move |peer: Caller, refusal: &Refusal| {
         let Some(core) = core.upgrade() else { return };
         let report = throttle.lock().unwrap_or_else(|p| p.into_inner()).should_report(peer.uid, Instant::now());
         let Some(suppressed) = report else { return };

@@ -18,8 +18,12 @@ use crate::registry::Session;
 
 impl Manager {
     /// Registers a session saved by an earlier vigild whose leader still runs.
-    pub fn restore_session(&self, session: Session) {
+    pub fn restore_session(&self, mut session: Session) {
         let (id, leader) = (session.id, session.who.leader_pid);
+        // The client's port is not in the file: the leader still holds the connection.
+        if !session.who.rhost.is_empty() && session.who.rport.is_none() {
+            session.who.rport = procfs::remote_port(leader);
+        }
         let restored = {
             let mut registry = self.registry();
             registry.insert(session);
