@@ -132,34 +132,43 @@ pub fn comm(pid: u32) -> Option<String> {
     read_small(&format!("/proc/{pid}/comm")).map(|s| s.trim_end_matches('\n').to_string())
 }
 
+/// Whether a failed /proc read says the process is gone, rather than that vigild could
+/// not read (out of file descriptors or memory): only the first is an answer.
+pub fn is_gone(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ESRCH)
+}
+
 /// `pid` and its descendants, walked through `/proc/PID/task/TID/children`: costs the
-/// size of the tree, not of the whole process table. `None` when the kernel has no
-/// children files (CONFIG_PROC_CHILDREN off); then use `process_tree`.
-pub fn descendants(pid: u32) -> Option<Vec<u32>> {
+/// size of the tree, not of the whole process table. `Ok(None)` when the kernel has no
+/// children files (CONFIG_PROC_CHILDREN off); then use `process_tree`. An empty tree
+/// when `pid` is gone; an error when a read failed for another reason (EMFILE), so
+/// that a failed read is never taken for "no processes".
+pub fn descendants(pid: u32) -> std::io::Result<Option<Vec<u32>>> {
     let mut tree = vec![pid];
     let mut i = 0;
     // Bounded: a pid is added once per parent read, and the walk stops at 100,000.
     while i < tree.len() && tree.len() < 100_000 {
         let parent = tree[i];
         i += 1;
-        let Ok(tasks) = fs::read_dir(format!("/proc/{parent}/task")) else {
-            if parent == pid {
-                return Some(Vec::new());
-            }
-            continue;
+        let tasks = match fs::read_dir(format!("/proc/{parent}/task")) {
+            Ok(tasks) => tasks,
+            Err(e) if is_gone(&e) && parent == pid => return Ok(Some(Vec::new())),
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => return Err(e),
         };
-        for task in tasks.flatten() {
-            let path = task.path().join("children");
+        for task in tasks {
+            let path = task?.path().join("children");
             match fs::read_to_string(&path) {
                 Ok(text) => tree.extend(text.split_ascii_whitespace().filter_map(|c| c.parse::<u32>().ok())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent == pid => return None,
-                Err(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent == pid => return Ok(None),
+                Err(e) if is_gone(&e) => {}
+                Err(e) => return Err(e),
             }
         }
     }
     tree.sort_unstable();
     tree.dedup();
-    Some(tree)
+    Ok(Some(tree))
 }
 
 /// The stats of the given pids (vanished ones are skipped).
@@ -180,17 +189,25 @@ pub fn process_tree(pid: u32, stats: &[Stat]) -> Vec<u32> {
     tree
 }
 
-/// Bytes read plus bytes written by a process (`rchar + wchar` of /proc/PID/io): its
-/// I/O on files, pipes, sockets and ttys alike.
-pub fn io_total(pid: u32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+/// Bytes read plus bytes written by the processes (`rchar + wchar` of /proc/PID/io):
+/// their I/O on files, pipes, sockets and ttys alike. A process gone meanwhile adds
+/// nothing; a read that failed otherwise (EMFILE) is an error, never a smaller sum
+/// (a changed sum is activity).
+pub fn io_total(pids: &[u32]) -> std::io::Result<u64> {
     let mut total = 0u64;
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("rchar: ").or_else(|| line.strip_prefix("wchar: ")) {
-            total = total.saturating_add(v.trim().parse().ok()?);
+    for &pid in pids {
+        let text = match fs::read_to_string(format!("/proc/{pid}/io")) {
+            Ok(text) => text,
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("rchar: ").or_else(|| line.strip_prefix("wchar: ")) {
+                total = total.saturating_add(v.trim().parse().unwrap_or(0));
+            }
         }
     }
-    Some(total)
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -208,10 +225,26 @@ mod tests {
     #[test]
     fn descendants_finds_a_child() {
         let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
-        let tree = descendants(std::process::id()).expect("children files");
+        let tree = descendants(std::process::id()).unwrap().expect("children files");
         assert!(tree.contains(&std::process::id()) && tree.contains(&child.id()), "{tree:?}");
         child.kill().unwrap();
         child.wait().unwrap();
+        // Reaped: gone is an answer (no processes), not an error.
+        assert_eq!(descendants(child.id()).unwrap(), Some(Vec::new()));
+        assert_eq!(io_total(&[child.id()]).unwrap(), 0);
+    }
+
+    #[test]
+    fn io_total_counts_this_process() {
+        assert!(io_total(&[std::process::id()]).unwrap() > 0);
+    }
+
+    #[test]
+    fn only_a_missing_process_is_gone() {
+        assert!(is_gone(&std::io::Error::from(std::io::ErrorKind::NotFound)));
+        assert!(is_gone(&std::io::Error::from_raw_os_error(libc::ESRCH)));
+        assert!(!is_gone(&std::io::Error::from_raw_os_error(libc::EMFILE)));
+        assert!(!is_gone(&std::io::Error::from_raw_os_error(libc::ENOMEM)));
     }
 
     #[test]

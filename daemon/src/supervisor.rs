@@ -35,6 +35,8 @@ const PTS_SCAN_DELAYS_MS: [u64; 5] = [20, 100, 400, 1500, 5000];
 /// When ending a session failed (vigild could not see or hold its processes), the
 /// next try.
 const TERMINATE_RETRY_USEC: u64 = 5_000_000;
+/// When /proc could not be read (vigild out of fds), the check comes again after this.
+const UNREADABLE_RETRY_USEC: u64 = 5_000_000;
 /// A tty time later than this past "now", or past the last input inotify saw, is not
 /// activity (clock grain and event delivery stay within it).
 const TIME_SLACK_USEC: u64 = 1_000_000;
@@ -278,13 +280,25 @@ impl Task {
         }
         let leader = session.who.leader_pid;
         let tree_and_stats = match procfs::descendants(leader) {
-            Some(tree) => {
+            Ok(Some(tree)) => {
                 let stats = procfs::stats_of(&tree);
                 Ok((tree, stats))
             }
-            None => procfs::all_stats().map(|stats| (procfs::process_tree(leader, &stats), stats)),
+            Ok(None) => procfs::all_stats().map(|stats| (procfs::process_tree(leader, &stats), stats)),
+            Err(e) => Err(e),
         };
-        let (tree, stats) = tree_and_stats.unwrap_or_default();
+        // /proc unreadable (vigild out of fds) says nothing about the processes: a tty
+        // session is still measured by its ttys' times (no new tty is found this time);
+        // a session without one is looked at again soon, its activity neither counted
+        // nor ended.
+        let (tree, stats) = match tree_and_stats {
+            Ok(found) => found,
+            Err(_) if !session.ttys().is_empty() => (Vec::new(), Vec::new()),
+            Err(_) => {
+                self.timers.set(Entry::Session(id), now_usec() + UNREADABLE_RETRY_USEC);
+                return;
+            }
+        };
         for tty in ttys::ttys_of(&tree, &stats) {
             self.adopt(id, tty);
         }
@@ -294,7 +308,10 @@ impl Task {
         let Some(session) = self.core.session(id) else { return };
         let now = now_usec();
         let watching_since = self.watching_since.get(&id).copied();
-        let seen = measure_activity(&session, &tree, now, watching_since);
+        let Some(seen) = measure_activity(&session, &tree, now, watching_since) else {
+            self.timers.set(Entry::Session(id), now + UNREADABLE_RETRY_USEC);
+            return;
+        };
         if let Some((tty, reason)) = seen.suspect {
             if now.saturating_sub(session.activity.suspect_reported_usec) >= SUSPECT_REPORT_USEC {
                 self.core.audit.write(session_record("activity_suspect", &session).text("source", "atime").text("suspect_tty", ttys::short_name(tty)).text("reason", reason));
@@ -408,7 +425,7 @@ struct Seen {
 /// in the future, or later than the last input inotify saw once it watches the tty, is
 /// not activity. What remains forgeable is real: a user who types, or reads from their
 /// tty, is active.
-fn measure_activity(session: &Session, tree: &[u32], now: u64, watching_since: Option<u64>) -> Seen {
+fn measure_activity(session: &Session, tree: &[u32], now: u64, watching_since: Option<u64>) -> Option<Seen> {
     let mut last = session.last_activity_usec;
     let mut suspect = None;
     if !session.ttys().is_empty() {
@@ -428,9 +445,10 @@ fn measure_activity(session: &Session, tree: &[u32], now: u64, watching_since: O
                 }
             }
         }
-        return Seen { last, io_total: None, suspect };
+        return Some(Seen { last, io_total: None, suspect });
     }
-    let total = tree.iter().filter_map(|&p| procfs::io_total(p)).fold(0u64, u64::saturating_add);
+    // Counters that could not be read are no sample: `None`, and the check is retried.
+    let total = procfs::io_total(tree).ok()?;
     // A change since the last sample is activity now. The first sample has nothing to
     // compare with, and comes FIRST_CHECK_DELAY_USEC after the open: the session's I/O
     // before it (starting its command) also counts as now, else an idle clock started
@@ -438,7 +456,7 @@ fn measure_activity(session: &Session, tree: &[u32], now: u64, watching_since: O
     if session.activity.io_total != Some(total) {
         last = now;
     }
-    Seen { last, io_total: Some(total), suspect }
+    Some(Seen { last, io_total: Some(total), suspect })
 }
 
 /// Whether a tty time can be activity: not in the future, and, once inotify watches the

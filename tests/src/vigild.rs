@@ -36,6 +36,9 @@ pub struct VigildOpts {
     /// Start vigild with this soft RLIMIT_NOFILE (the hard limit unchanged), e.g. 1024
     /// as systemd gives a service by default.
     pub nofile_soft: Option<u64>,
+    /// Start vigild with this hard (and soft) RLIMIT_NOFILE: a vigild that can be run
+    /// out of descriptors, which raising the soft limit cannot undo.
+    pub nofile_hard: Option<u64>,
 }
 
 impl Default for VigildOpts {
@@ -46,6 +49,7 @@ impl Default for VigildOpts {
             extra_args: Vec::new(),
             adopt_users: None,
             nofile_soft: None,
+            nofile_hard: None,
         }
     }
 }
@@ -73,6 +77,11 @@ impl VigildOpts {
 
     pub fn nofile_soft(mut self, soft: u64) -> Self {
         self.nofile_soft = Some(soft);
+        self
+    }
+
+    pub fn nofile_hard(mut self, hard: u64) -> Self {
+        self.nofile_hard = Some(hard);
         self
     }
 }
@@ -193,7 +202,8 @@ impl Vigild {
             None => {}
         }
         cmd.args(&self.opts.extra_args).env_remove("DBUS_SESSION_BUS_ADDRESS");
-        if let Some(soft) = self.opts.nofile_soft {
+        if self.opts.nofile_soft.is_some() || self.opts.nofile_hard.is_some() {
+            let (soft, hard) = (self.opts.nofile_soft, self.opts.nofile_hard);
             use std::os::unix::process::CommandExt;
             // SAFETY: between fork and exec only getrlimit/setrlimit run, both
             // async-signal-safe system calls; nothing allocates.
@@ -203,7 +213,10 @@ impl Vigild {
                     if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if let Some(hard) = hard {
+                        limit.rlim_max = hard.min(limit.rlim_max);
+                    }
+                    limit.rlim_cur = soft.unwrap_or(limit.rlim_max).min(limit.rlim_max);
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use vigil_e2e::flood::FLOOD_STEP_TIMEOUT;
 use vigil_e2e::login::login_with;
 use vigil_e2e::procfs::ProcInfo;
 use vigil_e2e::rc::PAM_SUCCESS;
@@ -247,6 +248,69 @@ fn restored_session_still_ends_when_idle() {
     assert_eq!(records(&h, "session_open", id).len(), 1, "{:#?}", raw(&records(&h, "session_open", id)));
     assert_eq!(records(&h, "session_end", id).len(), 1);
     eprintln!("restored idle: ended {ended_after:?} after the last input (timeout {RESTORE_TIMEOUT:?})");
+}
+
+// ---- 1. out of descriptors: an end that cannot see is not an end ---------------------
+
+/// vigild's hard descriptor limit in the test below: room for its own files and a few
+/// connections, so root's connections (whose pool, 1024, is far larger) fill it.
+const NOFILE_HARD: u64 = 64;
+/// vigild tries a failed end again this long after (daemon/src/supervisor.rs).
+const TERMINATE_RETRY: Duration = Duration::from_secs(5);
+
+#[test]
+fn idle_end_while_vigild_is_out_of_descriptors_is_retried_not_faked() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG).nofile_hard(NOFILE_HARD));
+    let stack = ssh_stack(&h, false);
+    h.start_sshd(SshdOpts::default().stack(stack));
+    let user = h.create_user("emfile");
+    let login = login_with(&h, &user, &SshOpts::default(), STEP);
+    let id = login.id();
+    let session = id.to_string();
+
+    // Root's connections take every descriptor vigild has left; the few beyond wait in
+    // the listen backlog until the tool gives up on them.
+    let free = NOFILE_HARD as usize - h.vigild().fd_count();
+    let conns = (free + 4).to_string();
+    let mut flood = h.flood_as_root(&["--timeout-ms", "300", "conns", &conns]);
+    let ready = flood.wait_ready(FLOOD_STEP_TIMEOUT);
+    let flooded = Instant::now();
+    let full = h.vigild().fd_count();
+    assert!(full as u64 >= NOFILE_HARD - 2, "vigild at its limit ({full} of {NOFILE_HARD} fds): {ready:?}");
+
+    // The idle deadline passes while vigild cannot list processes: recorded as a
+    // failure, the session kept, its shell untouched.
+    let failed = h.wait_for_event(
+        IDLE_TIMEOUT + SLACK,
+        "vigild",
+        "terminate_failed",
+        &[("session", &session), ("reason", "cannot_list_processes"), ("by", "idle")],
+    );
+    assert!(records(&h, "session_end", id).is_empty(), "no end while nothing was ended: {:#?}", raw(&records(&h, "session_end", id)));
+    let shell = login.server.shell().map(|p| p.pid).expect("the shell");
+    assert!(login.client.is_alive() && ProcInfo::read(shell).is_some(), "the shell still runs: {}", failed.raw);
+
+    // Descriptors back: the next try ends it, for real.
+    let (done, _) = flood.finish(STEP);
+    let released = Instant::now();
+    let code = login.client.wait_exit(TERMINATE_RETRY + SLACK);
+    let end = h.wait_for_event(STEP, "vigild", "session_end", &[("session", &session), ("reason", "idle")]);
+    let (failures, ends) = (records(&h, "terminate_failed", id), records(&h, "session_end", id));
+    assert_eq!(ends.len(), 1, "{:#?}", raw(&ends));
+    let log = h.auth_log();
+    let position = |raw: &str| log.iter().position(|l| l.raw == raw);
+    assert!(position(&failures[0].raw) < position(&end.raw), "the failure before the end: {:#?}", raw(&log));
+    eprintln!(
+        "out of descriptors: {} terminate_failed record(s) over {:?} flooded ({} root connections held, {} fds); \
+         ended {:?} after the release; ssh exit {code}",
+        failures.len(),
+        released - flooded,
+        done.accepted,
+        full,
+        released.elapsed()
+    );
 }
 
 // ---- 5. vigild down, and a burst --------------------------------------------------------
