@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::schema::{Dur, Layer};
 
 /// What happens when a session reaches its idle timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdleAction {
     /// Warn, then end the session (SIGHUP, then SIGKILL after `kill_grace`).
@@ -27,7 +27,8 @@ impl fmt::Display for IdleAction {
 
 /// The settings that apply to one session. Durations that can be switched off are
 /// `Option`s: `None` means disabled (the file says `"0"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Hash`: vigild shares one copy of each distinct policy among its sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResolvedPolicy {
     /// Name of the `[[policy]]` block that matched, or `"defaults"` when none did.
     pub policy_name: String,

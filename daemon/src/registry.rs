@@ -7,7 +7,8 @@
 //! registry so the tty index can never disagree with them; the wire struct
 //! (`SessionInfo`) is built from a session at the D-Bus edge and stored nowhere.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use vigil_config::{Config, ResolvedPolicy, SessionFacts};
@@ -57,7 +58,9 @@ pub struct Identity {
 pub struct Session {
     pub id: u64,
     pub who: Identity,
-    pub policy: ResolvedPolicy,
+    /// Shared with every session resolved to the same policy ([`resolve`]): change it
+    /// through `Arc::make_mut`.
+    pub policy: Arc<ResolvedPolicy>,
     /// Last activity seen (µs since the epoch).
     pub last_activity_usec: u64,
     /// When the session ends unless there is activity (0: no limit applies).
@@ -89,7 +92,7 @@ pub struct Activity {
 }
 
 impl Session {
-    pub fn new(id: u64, who: Identity, policy: ResolvedPolicy, now: u64) -> Self {
+    pub fn new(id: u64, who: Identity, policy: Arc<ResolvedPolicy>, now: u64) -> Self {
         Self { id, who, policy, last_activity_usec: now, deadline_usec: 0, activity: Activity::default(), ttys: BTreeSet::new() }
     }
 
@@ -163,15 +166,37 @@ impl Session {
     }
 }
 
-/// The policy for a session of `who`, with or without a tty.
-pub fn resolve(config: &Config, who: &Identity, has_tty: bool) -> ResolvedPolicy {
-    config.resolve(&SessionFacts {
+/// The policy for a session of `who`, with or without a tty: one shared copy per
+/// distinct policy, so 100,000 sessions under three policies hold three (each copy has
+/// a policy name and a list of services on the heap).
+pub fn resolve(config: &Config, who: &Identity, has_tty: bool) -> Arc<ResolvedPolicy> {
+    let policy = config.resolve(&SessionFacts {
         user: &who.user,
         groups: &who.groups,
         service: &who.service,
         has_tty,
         rhost: (!who.rhost.is_empty()).then_some(who.rhost.as_str()),
-    })
+    });
+    shared(policy)
+}
+
+/// Policies seen; those no session holds any more are dropped when the set grows past
+/// this (a reload leaves the previous configuration's behind).
+const SHARED_POLICIES_PRUNE_AT: usize = 256;
+
+fn shared(policy: ResolvedPolicy) -> Arc<ResolvedPolicy> {
+    static POLICIES: Mutex<Option<HashSet<Arc<ResolvedPolicy>>>> = Mutex::new(None);
+    let mut guard = POLICIES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let set = guard.get_or_insert_with(HashSet::new);
+    if let Some(known) = set.get(&policy) {
+        return Arc::clone(known);
+    }
+    if set.len() >= SHARED_POLICIES_PRUNE_AT {
+        set.retain(|p| Arc::strong_count(p) > 1);
+    }
+    let policy = Arc::new(policy);
+    set.insert(Arc::clone(&policy));
+    policy
 }
 
 /// One session's file under `/run/vigil/sessions/ID`.
@@ -191,9 +216,12 @@ impl SavedSession {
 /// Every session, and the indexes over them.
 #[derive(Default)]
 pub struct Registry {
-    sessions: BTreeMap<u64, Session>,
-    /// Leader pid → the login (non-nested) sessions it leads.
-    by_leader: HashMap<u32, BTreeSet<u64>>,
+    /// Boxed: a B-tree node holds 11 entries and is about half full when ids come in
+    /// order, so inline sessions (some 400 bytes) would waste that much again.
+    sessions: BTreeMap<u64, Box<Session>>,
+    /// (leader pid, session id) of every login (non-nested) session: one set for all
+    /// leaders rather than one per leader (a set each cost a tree node per session).
+    by_leader: BTreeSet<(u32, u64)>,
     /// Which session each adopted tty belongs to.
     by_tty: HashMap<TtyNr, u64>,
     /// Audit session id → the login session that owns it.
@@ -215,7 +243,7 @@ impl Registry {
             *self.audit_session_refs.entry(session.who.audit_session_id).or_default() += 1;
         }
         if !session.is_nested() {
-            self.by_leader.entry(session.who.leader_pid).or_default().insert(id);
+            self.by_leader.insert((session.who.leader_pid, id));
             if session.who.owns_audit_session && session.who.audit_session_id != NO_AUDIT_SESSION {
                 self.by_audit_session.insert(session.who.audit_session_id, id);
             }
@@ -228,23 +256,18 @@ impl Registry {
                 true
             }
         });
-        self.sessions.insert(id, session);
+        self.sessions.insert(id, Box::new(session));
     }
 
     /// Removes a session and every index entry of it.
     pub fn remove(&mut self, id: u64) -> Option<Session> {
-        let session = self.sessions.remove(&id)?;
+        let session = *self.sessions.remove(&id)?;
         for tty in &session.ttys {
             if self.by_tty.get(tty) == Some(&id) {
                 self.by_tty.remove(tty);
             }
         }
-        if let Some(ids) = self.by_leader.get_mut(&session.who.leader_pid) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_leader.remove(&session.who.leader_pid);
-            }
-        }
+        self.by_leader.remove(&(session.who.leader_pid, id));
         let ses = session.who.audit_session_id;
         if self.by_audit_session.get(&ses) == Some(&id) {
             self.by_audit_session.remove(&ses);
@@ -255,11 +278,11 @@ impl Registry {
     }
 
     pub fn get(&self, id: u64) -> Option<&Session> {
-        self.sessions.get(&id)
+        self.sessions.get(&id).map(|s| &**s)
     }
 
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Session> {
-        self.sessions.get_mut(&id)
+        self.sessions.get_mut(&id).map(|s| &mut **s)
     }
 
     pub fn len(&self) -> usize {
@@ -271,11 +294,11 @@ impl Registry {
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Session> {
-        self.sessions.values()
+        self.sessions.values().map(|s| &**s)
     }
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Session> {
-        self.sessions.values_mut()
+        self.sessions.values_mut().map(|s| &mut **s)
     }
 
     /// The login session that owns audit session `ses`.
@@ -296,7 +319,7 @@ impl Registry {
 
     /// The latest login session led by `pid`.
     pub fn led_by(&self, pid: u32) -> Option<u64> {
-        self.by_leader.get(&pid).and_then(|ids| ids.last()).copied()
+        self.by_leader.range((pid, 0)..=(pid, u64::MAX)).next_back().map(|&(_, id)| id)
     }
 
     pub fn owner_of_tty(&self, tty: TtyNr) -> Option<u64> {
@@ -385,7 +408,7 @@ mod tests {
     }
 
     fn session(id: u64, leader: u32, ses: u32) -> Session {
-        Session::new(id, identity(leader, ses), crate::manager::policy_for_tests(), 1)
+        Session::new(id, identity(leader, ses), Arc::new(crate::manager::policy_for_tests()), 1)
     }
 
     #[test]

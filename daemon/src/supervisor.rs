@@ -353,7 +353,7 @@ impl Task {
                 self.core.update_session(id, |s| match limit {
                     Limit::Idle => s.activity.idle_reported = true,
                     // Recorded once; the age limit does not come back.
-                    Limit::MaxAge => s.policy.max_session_age = None,
+                    Limit::MaxAge => std::sync::Arc::make_mut(&mut s.policy).max_session_age = None,
                 });
                 self.check_session(id);
             }
