@@ -112,14 +112,25 @@ pub fn spawn(core: Arc<Manager>, scope: Scope) {
         // Audit sessions seen unheld by the last sweep: adopted when seen again, so a
         // registration on its way (the module's deadline is 2 s by default) is not raced.
         let mut seen_before: HashSet<u32> = HashSet::new();
+        let mut last_pid_swept = None;
         loop {
-            // NSS lookups and the /proc walk run off the async thread.
-            let (scope, sweeper, previous) = (scope.clone(), core.clone(), std::mem::take(&mut seen_before));
-            let swept = tokio::task::spawn_blocking(move || orphans(&sweeper, own, &scope, &previous)).await;
-            if let Ok((found, unheld)) = swept {
-                seen_before = unheld;
-                for orphan in found {
-                    core.adopt_session(orphan);
+            // A login that could be used has forked since its audit session began (its
+            // shell, sshd's user process): when nothing was forked since the last sweep
+            // and no login waits for its second sighting, there is nothing new to find,
+            // and an idle server pays one small read every 5 s. Read before the walk,
+            // so that a fork during it brings the next sweep.
+            let last_pid = procfs::last_pid();
+            let nothing_new = last_pid.is_some() && last_pid == last_pid_swept && seen_before.is_empty();
+            if !nothing_new {
+                last_pid_swept = last_pid;
+                // NSS lookups and the /proc walk run off the async thread.
+                let (scope, sweeper, previous) = (scope.clone(), core.clone(), std::mem::take(&mut seen_before));
+                let swept = tokio::task::spawn_blocking(move || orphans(&sweeper, own, &scope, &previous)).await;
+                if let Ok((found, unheld)) = swept {
+                    seen_before = unheld;
+                    for orphan in found {
+                        core.adopt_session(orphan);
+                    }
                 }
             }
             tokio::time::sleep(SWEEP_EVERY).await;

@@ -105,6 +105,16 @@ pub fn all_pids() -> std::io::Result<Vec<u32>> {
     Ok(pids)
 }
 
+/// The pid most recently handed out in vigild's pid namespace (the last field of
+/// /proc/loadavg): unchanged means nothing was forked since it was last read.
+pub fn last_pid() -> Option<u32> {
+    parse_last_pid(&read_small("/proc/loadavg")?)
+}
+
+fn parse_last_pid(loadavg: &str) -> Option<u32> {
+    loadavg.split_ascii_whitespace().nth(4)?.parse().ok()
+}
+
 /// Every process's stat (the ones that vanish while reading are skipped).
 pub fn all_stats() -> std::io::Result<Vec<Stat>> {
     Ok(all_pids()?.into_iter().filter_map(stat).collect())
@@ -232,6 +242,16 @@ mod tests {
         // Reaped: gone is an answer (no processes), not an error.
         assert_eq!(descendants(child.id()).unwrap(), Some(Vec::new()));
         assert_eq!(io_total(&[child.id()]).unwrap(), 0);
+    }
+
+    #[test]
+    fn last_pid_moves_with_a_fork() {
+        assert_eq!(parse_last_pid("0.52 0.58 0.59 3/467 14272\n"), Some(14272));
+        assert_eq!(parse_last_pid("0.52 0.58"), None);
+        let before = last_pid().expect("/proc/loadavg");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        assert_ne!(last_pid(), Some(before), "a fork hands out a new pid");
     }
 
     #[test]
