@@ -235,13 +235,14 @@ impl Report {
     /// The report as a terminal shows it.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = write!(out, "{:<10}  {:<16}", "DAY", "USER");
+        let width = self.days.iter().map(|r| r.user.len()).max().unwrap_or(0).max(16);
+        let _ = write!(out, "{:<10}  {:<width$}", "DAY", "USER");
         for (heading, _, _) in COLUMNS {
             let _ = write!(out, " {heading:>7}");
         }
         out.push('\n');
         let row = |out: &mut String, day: &str, user: &str, counts: Counts| {
-            let _ = write!(out, "{day:<10}  {user:<16}");
+            let _ = write!(out, "{day:<10}  {user:<width$}");
             for value in counts.values() {
                 let _ = write!(out, " {value:>7}");
             }
