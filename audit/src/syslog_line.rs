@@ -294,6 +294,12 @@ fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The calendar year of `t` in local time.
+pub fn local_year(t: SystemTime) -> i32 {
+    let secs = unix_secs(t);
+    civil_year_of(secs.saturating_add(i64::from(local_offset(secs)))) as i32
+}
+
 fn civil_year_of(secs: i64) -> i64 {
     let z = secs.div_euclid(DAY) + 719_468;
     let era = z.div_euclid(146_097);

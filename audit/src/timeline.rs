@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_protocol::audit::{parse_kv_line, push_json_string};
 
 use crate::display::{display_path, escaped};
-use crate::syslog_line::{Timestamp, for_each_line, parse_line};
+use crate::syslog_line::{Timestamp, for_each_line, local_year, parse_line};
 use crate::verify::{DAEMON_TAG, MODULE_TAG};
 
 /// What to show. Every criterion given must hold.
@@ -54,24 +54,32 @@ const CHAIN_KEYS: [&str; 3] = ["seq", "prev", "mac"];
 const OPEN_EVENT: &[u8] = b"session_open";
 const END_EVENTS: [&[u8]; 2] = [b"session_end", b"session_close"];
 
-struct Event {
+pub(crate) struct Event {
     file: usize,
     line: u64,
-    module: bool,
+    pub(crate) module: bool,
     time: Option<SystemTime>,
     time_text: String,
-    name: Vec<u8>,
+    /// The host's calendar day and hour as the line gives them (year guessed from the
+    /// resolved time when the line has none), for `audit report`.
+    pub(crate) stamp: Option<(i32, u8, u8, u8)>,
+    pub(crate) name: Vec<u8>,
     fields: Vec<(String, Vec<u8>)>,
 }
 
 impl Event {
-    fn get(&self, key: &str) -> Option<&[u8]> {
+    /// File index and line number.
+    pub(crate) fn position(&self) -> (usize, u64) {
+        (self.file, self.line)
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
     }
 
     /// No mac to check: the module's own records (any local user can write one with
     /// `logger -t pam_vigil`), and vigild records written without the chain.
-    fn unauthenticated(&self) -> bool {
+    pub(crate) fn unauthenticated(&self) -> bool {
         self.module || self.get("mac").is_none()
     }
 
@@ -85,16 +93,16 @@ impl Event {
     }
 }
 
-struct Block {
-    host: String,
-    session: Option<u64>,
-    events: Vec<Event>,
+pub(crate) struct Block {
+    pub(crate) host: String,
+    pub(crate) session: Option<u64>,
+    pub(crate) events: Vec<Event>,
 }
 
 impl Block {
     /// A header value from vigild's records first: a forged module line placed before
     /// the open must not name the session's user.
-    fn header(&self, key: &str) -> Option<&[u8]> {
+    pub(crate) fn header(&self, key: &str) -> Option<&[u8]> {
         self.events.iter().filter(|e| !e.module).find_map(|e| e.get(key)).or_else(|| self.events.iter().find_map(|e| e.get(key)))
     }
 
@@ -154,17 +162,36 @@ struct Counts {
 /// Reads `paths` in order and renders the timeline (text, or one JSON object per line
 /// and block).
 pub fn show_files(paths: &[PathBuf], filter: &Filter, json: bool) -> io::Result<String> {
+    show_readers(open_files(paths)?, filter, json, SystemTime::now())
+}
+
+/// The files given, read: records grouped by host and session, in file order. What
+/// `show` and `report` both read, so that their numbers agree.
+pub(crate) struct Trail {
+    pub(crate) blocks: Vec<Block>,
+    counts: Counts,
+    names: Vec<String>,
+}
+
+/// Opens `paths`, in order, for [`read_trail`].
+pub(crate) fn open_files(paths: &[PathBuf]) -> io::Result<Vec<(PathBuf, BufReader<File>)>> {
     let mut inputs = Vec::with_capacity(paths.len());
     for path in paths {
         let file = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", display_path(path))))?;
         inputs.push((path.clone(), BufReader::with_capacity(256 * 1024, file)));
     }
-    show_readers(inputs, filter, json, SystemTime::now())
+    Ok(inputs)
 }
 
 /// Like [`show_files`], from readers; `now` is used to guess the year of traditional
 /// timestamps.
 pub fn show_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, json: bool, now: SystemTime) -> io::Result<String> {
+    let Trail { blocks, counts, names } = read_trail(inputs, now)?;
+    render(&blocks, &counts, &names, filter, json)
+}
+
+/// Reads every record of `inputs` (files in that order).
+pub(crate) fn read_trail<R: BufRead>(inputs: Vec<(PathBuf, R)>, now: SystemTime) -> io::Result<Trail> {
     let mut blocks: Vec<Block> = Vec::new();
     let mut index: HashMap<(String, Option<u64>), usize> = HashMap::new();
     let mut counts = Counts::default();
@@ -188,8 +215,9 @@ pub fn show_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, json
             };
             counts.records += 1;
             let time = parsed.timestamp.and_then(|t| clock.resolve(t, now));
+            let stamp = parsed.timestamp.zip(time).map(|(t, at)| (t.year.unwrap_or_else(|| local_year(at)), t.month, t.day, t.hour));
             let time_text = if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || b" :.+-".contains(&b)) { parsed.timestamp_text.to_string() } else { "?".into() };
-            let event = Event { file, line, module, time, time_text, name, fields };
+            let event = Event { file, line, module, time, time_text, stamp, name, fields };
             if event.unauthenticated() {
                 counts.unauthenticated += 1;
             }
@@ -205,10 +233,14 @@ pub fn show_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, json
         })?;
         counts.lines += read.lines;
     }
+    Ok(Trail { blocks, counts, names })
+}
+
+fn render(blocks: &[Block], counts: &Counts, names: &[String], filter: &Filter, json: bool) -> io::Result<String> {
     let mut out = String::new();
     let mut shown_sessions = 0u64;
     let mut shown_daemon = 0u64;
-    for block in &blocks {
+    for block in blocks {
         let Some(selected) = select(block, filter) else { continue };
         if block.session.is_some() {
             shown_sessions += 1;
@@ -216,7 +248,7 @@ pub fn show_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, json
             shown_daemon += 1;
         }
         if json {
-            render_json(&mut out, block, &selected, &names);
+            render_json(&mut out, block, &selected, names);
         } else {
             render_text(&mut out, block, &selected);
         }
@@ -245,7 +277,7 @@ fn plural(n: u64) -> &'static str {
 }
 
 /// The events of `block` the filter keeps, or `None` when the block is left out.
-fn select<'a>(block: &'a Block, filter: &Filter) -> Option<Vec<&'a Event>> {
+pub(crate) fn select<'a>(block: &'a Block, filter: &Filter) -> Option<Vec<&'a Event>> {
     if let Some(id) = filter.session {
         if block.session != Some(id) {
             return None;

@@ -55,6 +55,9 @@ pub struct ResolvedPolicy {
     pub sensitive_services: Vec<String>,
     /// Exempt sessions are never ended by vigil (they are still audited).
     pub exempt: bool,
+    /// Longest idle inhibitor a user may take on a session (`vigilctl inhibit --for`);
+    /// `None` = inhibitors are forbidden (the file says `"0"`).
+    pub max_inhibit: Option<Duration>,
 }
 
 /// The name a session's policy carries when no `[[policy]]` block matched.
@@ -78,6 +81,7 @@ impl ResolvedPolicy {
             // The PAM service names: `sudo -i` is sudo-i, `su -` is su-l, pkexec is polkit-1.
             sensitive_services: ["sudo", "sudo-i", "su", "su-l", "polkit-1"].map(String::from).to_vec(),
             exempt: false,
+            max_inhibit: Some(minutes(240)),
         }
     }
 
@@ -96,6 +100,7 @@ impl ResolvedPolicy {
             reauth_after_idle,
             sensitive_services,
             exempt,
+            max_inhibit,
         } = layer;
         let set = |target: &mut Option<Duration>, value: &Option<Dur>| {
             if let Some(Dur(d)) = value {
@@ -107,6 +112,7 @@ impl ResolvedPolicy {
         set(&mut self.notty_idle_timeout, notty_idle_timeout);
         set(&mut self.reauth_window, reauth_window);
         set(&mut self.reauth_after_idle, reauth_after_idle);
+        set(&mut self.max_inhibit, max_inhibit);
         if let Some(Dur(d)) = idle_warning {
             self.idle_warning = *d;
         }

@@ -79,6 +79,7 @@ settings! {
     reauth_after_idle: Dur,
     sensitive_services: Vec<String>,
     exempt: bool,
+    max_inhibit: Dur,
 }
 
 /// A human duration such as `"15m"`, `"1h30m"` or `"90s"`; `"0"` is zero.

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use vigil_protocol::{MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError, session_path};
+use vigil_protocol::{InhibitorInfo, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError, session_path};
 use zbus::message::Header;
 use zbus::{Connection, interface};
 
@@ -121,6 +121,18 @@ impl ManagerIface {
 
     async fn my_status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<MyStatus, VigilError> {
         self.core.my_status(self.caller(connection, &header).await?)
+    }
+
+    async fn inhibit(&self, duration_usec: u64, why: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<u64, VigilError> {
+        self.core.inhibit(self.caller(connection, &header).await?, duration_usec, &why)
+    }
+
+    async fn cancel_inhibit(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<bool, VigilError> {
+        self.core.cancel_inhibit(self.caller(connection, &header).await?, id)
+    }
+
+    async fn list_inhibitors(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<Vec<InhibitorInfo>, VigilError> {
+        Ok(self.core.list_inhibitors(self.caller(connection, &header).await?))
     }
 }
 

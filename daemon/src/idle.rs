@@ -55,6 +55,8 @@ pub struct Clock {
     pub idle_reported: bool,
     /// With `idle_action = "none"`, the max-age end already recorded.
     pub age_reported: bool,
+    /// The user's idle inhibitor holds off the idle end until then (0: none).
+    pub inhibited_until: u64,
 }
 
 fn usec(d: Duration) -> u64 {
@@ -77,7 +79,7 @@ pub fn next_end(policy: &ResolvedPolicy, c: &Clock) -> Option<(Limit, u64)> {
     if policy.exempt {
         return None;
     }
-    let idle_end = idle_timeout(policy, c).filter(|_| !c.idle_reported).map(|t| c.last_activity.saturating_add(usec(t)));
+    let idle_end = idle_timeout(policy, c).filter(|_| !c.idle_reported).map(|t| c.last_activity.saturating_add(usec(t)).max(c.inhibited_until));
     let age_end = policy.max_session_age.filter(|_| !c.age_reported).map(|a| c.started.saturating_add(usec(a)));
     match (idle_end, age_end) {
         (None, None) => None,
@@ -140,7 +142,7 @@ mod tests {
     }
 
     fn clock(now: u64) -> Clock {
-        Clock { now: now * S, started: 0, last_activity: 0, warned: None, has_tty: true, idle_reported: false, age_reported: false }
+        Clock { now: now * S, started: 0, last_activity: 0, warned: None, has_tty: true, idle_reported: false, age_reported: false, inhibited_until: 0 }
     }
 
     #[test]
@@ -196,6 +198,21 @@ mod tests {
         assert_eq!(decide(&p, c), Decision::SleepUntil(10 * S));
         let c = Clock { has_tty: false, ..clock(40) };
         assert_eq!(decide(&p, c), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 40 * S });
+    }
+
+    #[test]
+    fn an_inhibitor_holds_off_the_idle_end_not_the_max_age() {
+        let mut p = policy();
+        let c = Clock { inhibited_until: 200 * S, ..clock(50) };
+        // Warned a warning's length before the inhibitor expires, ended at its expiry.
+        assert_eq!(decide(&p, c), Decision::SleepUntil(190 * S));
+        assert_eq!(decide(&p, Clock { now: 190 * S, ..c }), Decision::Warn { limit: Limit::Idle, ends_at: 200 * S });
+        let warned = Clock { now: 200 * S, warned: Some((Limit::Idle, 190 * S)), ..c };
+        assert_eq!(decide(&p, warned), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 200 * S });
+        // Input after the expiry counts as ever.
+        assert_eq!(decide(&p, Clock { now: 210 * S, last_activity: 205 * S, ..c }), Decision::SleepUntil(255 * S));
+        p.max_session_age = Some(Duration::from_secs(100));
+        assert_eq!(decide(&p, Clock { now: 90 * S, ..c }), Decision::Warn { limit: Limit::MaxAge, ends_at: 100 * S });
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod bus;
 mod caller;
 mod idle;
 mod ids;
+mod inhibit;
 mod leaders;
 mod manager;
 mod peer_socket;

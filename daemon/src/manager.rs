@@ -47,6 +47,8 @@ pub trait Hooks: Send + Sync {
     fn session_removed(&self, id: u64);
     /// The policy of live sessions may have changed (reload).
     fn policy_changed(&self) {}
+    /// One session's deadlines may have changed (an idle inhibitor taken or dropped).
+    fn session_changed(&self, _id: u64) {}
 }
 
 pub struct Manager {
@@ -277,6 +279,7 @@ impl Manager {
     pub fn end(&self, id: u64, reason: EndReason, extra: Option<(&'static str, i128)>) -> bool {
         let Some(session) = self.registry().remove(id) else { return false };
         let _ = self.store.remove(id);
+        self.inhibitor_ended_with(&session);
         let duration = now_usec().saturating_sub(session.who.started_usec) / 1_000_000;
         let mut record = session_record(reason.event(), &session).text("reason", reason.as_str()).number("duration_s", duration);
         if let Some((key, value)) = extra {

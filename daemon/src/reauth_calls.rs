@@ -161,7 +161,7 @@ impl Manager {
 
     /// The session the caller runs in (its user must be the caller), and the caller's
     /// tty.
-    fn caller_session(&self, caller: &Caller, method: &'static str) -> Result<(u64, TtyNr), VigilError> {
+    pub(crate) fn caller_session(&self, caller: &Caller, method: &'static str) -> Result<(u64, TtyNr), VigilError> {
         let process = CallerProcess::read(caller.pid);
         let id = process
             .as_ref()

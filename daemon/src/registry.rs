@@ -15,6 +15,7 @@ use vigil_config::{Config, ResolvedPolicy, SessionFacts};
 use vigil_protocol::SessionInfo;
 
 use crate::idle::Limit;
+use crate::inhibit::Inhibitor;
 use crate::procfs::NO_AUDIT_SESSION;
 use crate::reauth::Proof;
 use crate::ttys::{self, TtyNr};
@@ -69,6 +70,8 @@ pub struct Session {
     /// The session's terminals, found in /proc. Private: changed only through the
     /// registry, which keeps its tty index in step.
     ttys: BTreeSet<TtyNr>,
+    /// The user's idle inhibitor (`vigilctl inhibit`), until it expires.
+    pub inhibitor: Option<Inhibitor>,
 }
 
 /// What the idle supervisor knows and has done about a session.
@@ -93,7 +96,7 @@ pub struct Activity {
 
 impl Session {
     pub fn new(id: u64, who: Identity, policy: Arc<ResolvedPolicy>, now: u64) -> Self {
-        Self { id, who, policy, last_activity_usec: now, deadline_usec: 0, activity: Activity::default(), ttys: BTreeSet::new() }
+        Self { id, who, policy, last_activity_usec: now, deadline_usec: 0, activity: Activity::default(), ttys: BTreeSet::new(), inhibitor: None }
     }
 
     pub fn ttys(&self) -> &BTreeSet<TtyNr> {
@@ -154,6 +157,7 @@ impl Session {
             who: self.who.clone(),
             ttys: self.ttys.iter().copied().collect(),
             last_activity_usec: self.last_activity_usec,
+            inhibitor: self.inhibitor.clone(),
         }
     }
 
@@ -162,6 +166,7 @@ impl Session {
         let policy = resolve(config, &saved.who, !saved.ttys.is_empty());
         let mut session = Session::new(saved.id, saved.who, policy, saved.last_activity_usec);
         session.ttys = saved.ttys.into_iter().collect();
+        session.inhibitor = saved.inhibitor;
         session
     }
 }
@@ -207,6 +212,9 @@ pub struct SavedSession {
     pub who: Identity,
     pub ttys: Vec<TtyNr>,
     pub last_activity_usec: u64,
+    /// Absent in files written before inhibitors existed, and when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibitor: Option<Inhibitor>,
 }
 
 impl SavedSession {
@@ -383,7 +391,7 @@ fn release(refs: &mut HashMap<u32, usize>, key: u32) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub fn identity(leader_pid: u32, ses: u32) -> Identity {

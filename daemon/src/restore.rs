@@ -55,6 +55,7 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
             restored += 1;
         } else {
             let _ = store.remove(session.id);
+            core.inhibitor_ended_with(&session);
             core.audit.write(session_record("session_end", &session).text("reason", "leader_gone").text("while", "vigild was stopped"));
             gone += 1;
         }

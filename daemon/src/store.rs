@@ -143,7 +143,7 @@ mod tests {
             started_usec: 5,
             adopted: false,
         };
-        SavedSession { version: SavedSession::VERSION, id, who, ttys: vec![1025], last_activity_usec: 6 }
+        SavedSession { version: SavedSession::VERSION, id, who, ttys: vec![1025], last_activity_usec: 6, inhibitor: None }
     }
 
     #[test]

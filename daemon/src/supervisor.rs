@@ -18,6 +18,7 @@ use crate::manager::{Hooks, Manager, TtyActivity, now_usec};
 use crate::records::{EndReason, session_record};
 use crate::registry::Session;
 use crate::idle::{self, Clock, Decision, Limit};
+use crate::inhibit;
 use crate::procfs;
 use crate::terminate::Targets;
 use crate::ttys::{self, TtyEvent, TtyNr, TtyWatcher};
@@ -46,6 +47,8 @@ const SUSPECT_REPORT_USEC: u64 = 60_000_000;
 enum Command {
     /// A new session: first look after FIRST_CHECK_DELAY_USEC.
     Added(u64),
+    /// Look at a session now (its inhibitor changed).
+    Check(u64),
     Forget(u64),
     CheckAll,
 }
@@ -70,6 +73,9 @@ impl Hooks for Supervisor {
     }
     fn policy_changed(&self) {
         let _ = self.tx.send(Command::CheckAll);
+    }
+    fn session_changed(&self, id: u64) {
+        let _ = self.tx.send(Command::Check(id));
     }
 }
 
@@ -142,6 +148,7 @@ impl Task {
                         }
                         self.timers.set(Entry::Session(id), now_usec() + FIRST_CHECK_DELAY_USEC);
                     }
+                    Some(Command::Check(id)) => self.check_session(id),
                     Some(Command::Forget(id)) => {
                         self.timers.remove(Entry::Session(id));
                         self.watching_since.remove(&id);
@@ -305,6 +312,7 @@ impl Task {
         for &tty in session.ttys() {
             self.watch(id, tty);
         }
+        self.core.expire_inhibitor(id, now_usec());
         let Some(session) = self.core.session(id) else { return };
         let now = now_usec();
         let watching_since = self.watching_since.get(&id).copied();
@@ -327,6 +335,7 @@ impl Task {
             has_tty: !session.ttys().is_empty(),
             idle_reported: session.activity.idle_reported,
             age_reported: false,
+            inhibited_until: session.inhibitor.as_ref().map_or(0, |i| i.until_usec),
         };
         let deadline = idle::next_end(&session.policy, &clock).map_or(0, |(_, end)| end);
         self.core.update_session(id, |s| {
@@ -334,12 +343,12 @@ impl Task {
             s.activity.io_total = seen.io_total;
             s.deadline_usec = deadline;
         });
-        match idle::decide(&session.policy, clock) {
+        match inhibit::with_expiry(idle::decide(&session.policy, clock), session.inhibitor.as_ref()) {
             Decision::NoDeadline => self.timers.remove(Entry::Session(id)),
             Decision::SleepUntil(when) => self.timers.set(Entry::Session(id), when),
             Decision::Warn { limit, ends_at } => {
                 self.warn(&session, limit, ends_at, now);
-                self.timers.set(Entry::Session(id), ends_at);
+                self.timers.set(Entry::Session(id), inhibit::earliest(ends_at, session.inhibitor.as_ref()));
             }
             Decision::End { limit, action: IdleAction::Terminate, deadline } => self.end(&session, limit, deadline, now),
             Decision::End { limit, action: IdleAction::None, deadline } => {
@@ -363,7 +372,11 @@ impl Task {
     fn warn(&mut self, session: &Session, limit: Limit, ends_at: u64, now: u64) {
         let idle_for = Duration::from_secs(now.saturating_sub(session.last_activity_usec) / 1_000_000);
         let left = Duration::from_secs(ends_at.saturating_sub(now).div_ceil(1_000_000));
-        let text = warning::text(limit, idle_for, left, session.policy.max_session_age);
+        let mut text = warning::text(limit, idle_for, left, session.policy.max_session_age);
+        let inhibitor_note = if limit == Limit::Idle { inhibit::warning_note(session.inhibitor.as_ref(), now, ends_at) } else { None };
+        if let Some(note) = &inhibitor_note {
+            text.insert_str(0, note);
+        }
         let written = warning::write_to_ttys(session.ttys(), &text);
         // Someone who may have walked away must type the password again.
         if !session.activity.proofs.is_empty() {
@@ -378,7 +391,8 @@ impl Task {
                 .text("limit", limit.as_str())
                 .number("idle_s", idle_for.as_secs())
                 .number("ends_in_s", left.as_secs())
-                .number("ttys_warned", written as i128),
+                .number("ttys_warned", written as i128)
+                .text_opt("inhibitor", inhibitor_note.is_some().then_some("expiring")),
         );
     }
 

@@ -10,7 +10,7 @@ mod wire;
 
 pub use target::Target;
 
-pub use wire::{MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply};
+pub use wire::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply};
 
 /// Well-known name vigild owns on the system bus.
 pub const BUS_NAME: &str = "org.vigil1";
@@ -141,4 +141,20 @@ pub trait Manager {
     /// Writes a `seal` record now (root only), so that `vigilctl audit verify` can tell
     /// whether records before it were cut. Returns its seq.
     fn audit_seal(&self) -> Result<u64, VigilError>;
+
+    /// Takes an idle inhibitor on the caller's own session (any user, for a session of
+    /// theirs; found from the transport like `MyStatus`): the session is neither warned
+    /// nor ended for idleness for `duration_usec` from now (max_session_age still
+    /// applies). Refused over the policy's `max_inhibit`, or when it is `"0"`. A new
+    /// inhibitor replaces the session's current one. Returns when it expires (µs since
+    /// the epoch).
+    fn inhibit(&self, duration_usec: u64, why: &str) -> Result<u64, VigilError>;
+
+    /// Drops the idle inhibitor of session `id` (0: the caller's own session); root, or
+    /// the session's user. Returns whether there was one.
+    fn cancel_inhibit(&self, id: u64) -> Result<bool, VigilError>;
+
+    /// Idle inhibitors of the sessions visible to the caller (all for root, the
+    /// caller's own otherwise).
+    fn list_inhibitors(&self) -> Result<Vec<InhibitorInfo>, VigilError>;
 }

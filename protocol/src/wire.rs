@@ -83,3 +83,20 @@ pub struct MyStatus {
     /// Age of this terminal's proof of identity, in microseconds (0 when none).
     pub proof_age_usec: u64,
 }
+
+/// Longest `why` an idle inhibitor may carry, in bytes: it is the user's own text,
+/// written into every `inhibit_start` record and shown in `vigilctl list`.
+pub const MAX_INHIBIT_WHY_BYTES: usize = 200;
+
+/// An idle inhibitor, as `ListInhibitors` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct InhibitorInfo {
+    /// The inhibited session.
+    pub session: u64,
+    /// When it was taken, in microseconds since the Unix epoch.
+    pub since_usec: u64,
+    /// When it expires, in microseconds since the Unix epoch.
+    pub until_usec: u64,
+    /// The user's reason (at most [`MAX_INHIBIT_WHY_BYTES`] bytes).
+    pub why: String,
+}

@@ -89,7 +89,7 @@ fn unknown_key_in_defaults() {
     assert_eq!(
         refusal.message,
         "unknown key; expected one of idle_timeout, idle_warning, idle_action, output_is_activity, \
-         max_session_age, notty_idle_timeout, kill_grace, reauth_window, reauth_after_idle, sensitive_services, exempt"
+         max_session_age, notty_idle_timeout, kill_grace, reauth_window, reauth_after_idle, sensitive_services, exempt, max_inhibit"
     );
 }
 
@@ -267,6 +267,13 @@ fn bad_duration() {
         17,
         "defaults.reauth_window",
         "invalid duration \"-5m\"",
+    );
+    assert_refused(
+        "[[policy]]\nname = \"ops\"\nmax_inhibit = \"4 hours please\"\n",
+        3,
+        15,
+        "policy[1].max_inhibit",
+        "invalid duration \"4 hours please\"",
     );
 }
 

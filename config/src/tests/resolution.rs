@@ -36,6 +36,7 @@ fn builtin_values() {
             reauth_after_idle: Some(mins(2)),
             sensitive_services: ["sudo", "sudo-i", "su", "su-l", "polkit-1"].map(String::from).to_vec(),
             exempt: false,
+            max_inhibit: Some(mins(240)),
         }
     );
     assert_eq!(Config::builtin().policy_count(), 0);
@@ -79,6 +80,19 @@ fn defaults_override_builtins_key_by_key() {
     assert_eq!(p.reauth_window, Some(mins(1)));
     assert_eq!(p.reauth_after_idle, Some(Duration::from_secs(30)));
     assert!(p.exempt);
+}
+
+#[test]
+fn max_inhibit_is_per_block_and_zero_forbids() {
+    let config = parse(
+        "[defaults]\nmax_inhibit = \"1h\"\n\n\
+         [[policy]]\nname = \"interns\"\nmatch = { users = [\"bob\"] }\nmax_inhibit = \"0\"\n\n\
+         [[policy]]\nname = \"dba\"\nmatch = { users = [\"carol\"] }\nmax_inhibit = \"8h\"\n",
+    );
+    assert_eq!(config.resolve(&session().facts()).max_inhibit, Some(mins(60)), "from [defaults]");
+    assert_eq!(config.resolve(&session().user("bob").facts()).max_inhibit, None, "\"0\" forbids");
+    assert_eq!(config.resolve(&session().user("carol").facts()).max_inhibit, Some(mins(480)));
+    assert_eq!(Config::builtin().resolve(&session().facts()).max_inhibit, Some(mins(240)), "built-in 4h");
 }
 
 #[test]

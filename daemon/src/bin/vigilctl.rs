@@ -1,5 +1,10 @@
 //! vigilctl: the admin and user CLI for vigild.
 
+#[path = "vigilctl/inhibit.rs"]
+mod inhibit;
+#[path = "vigilctl/table.rs"]
+mod table;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,6 +60,22 @@ enum Command {
     },
     /// Daemon version, configuration and session count.
     Daemon,
+    /// Hold off the idle timeout of your own session for a long job (bounded by the
+    /// policy's max_inhibit); `--cancel` drops the inhibitor.
+    Inhibit {
+        /// How long, e.g. 2h or 45m.
+        #[arg(long = "for", value_parser = humantime::parse_duration, required_unless_present = "cancel")]
+        duration: Option<Duration>,
+        /// What the session waits for (recorded in the audit trail; at most 200 bytes).
+        #[arg(long, required_unless_present = "cancel")]
+        why: Option<String>,
+        /// Drop the inhibitor now.
+        #[arg(long, conflicts_with_all = ["duration", "why"])]
+        cancel: bool,
+        /// With --cancel: another session's (root, or your own session by id).
+        #[arg(long, requires = "cancel")]
+        session: Option<u64>,
+    },
     /// Re-authentication: `--revoke` drops your proof of identity, so that the next
     /// sudo, su or pkexec asks the password (like `sudo -k`, for all of them).
     Reauth {
@@ -108,6 +129,23 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A summary per day and user (logins, idle/max-age/admin ends, re-auth asked,
+    /// granted and failed, refused calls, inhibitors), the chain's state per host and
+    /// idle ends by hour of day. Counts what `audit show` lists for the same filters.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Start time (RFC 3339, e.g. 2026-11-26T04:00:00Z).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        since: Option<std::time::SystemTime>,
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        until: Option<std::time::SystemTime>,
+        /// Key file(s): the chain is verified too (as `audit verify` does).
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -119,6 +157,7 @@ fn main() -> ExitCode {
             let filter = vigil_audit::timeline::Filter { user: user.clone(), session: *session, event: event.clone(), since: *since, until: *until };
             vigil_audit::timeline::show_files(files, &filter, *json).map(|text| print!("{text}")).map_err(|e| e.to_string())
         }
+        Command::Audit { command: AuditCommand::Report { files, since, until, keys, json } } => report(files, *since, *until, keys, *json),
         _ => talk_to_vigild(&cli),
     };
     match outcome {
@@ -130,20 +169,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// `audit report`: the same reading and filters as `audit show`.
+fn report(files: &[PathBuf], since: Option<SystemTime>, until: Option<SystemTime>, keys: &[PathBuf], json: bool) -> Result<(), String> {
+    let keys = keys.iter().map(read_key).collect::<Result<Vec<_>, _>>()?;
+    let filter = vigil_audit::timeline::Filter { since, until, ..Default::default() };
+    let report = vigil_audit::report::report_files(files, &filter, &keys).map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+fn read_key(path: &PathBuf) -> Result<vigil_audit::chain::KeyFile, String> {
+    std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| vigil_audit::chain::KeyFile::parse(&text)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// `audit verify`: exit 0 only when every record verifies (and, with `strict`, no
 /// record is unauthenticated); 1 when not; 2 when a file or key cannot be read.
 fn verify(files: &[PathBuf], keys: &[PathBuf], strict: bool) -> ExitCode {
-    let mut key_files = Vec::new();
-    for path in keys {
-        let parsed = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| vigil_audit::chain::KeyFile::parse(&text));
-        match parsed {
-            Ok(key) => key_files.push(key),
-            Err(e) => {
-                eprintln!("vigilctl: {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
+    let key_files = match keys.iter().map(read_key).collect::<Result<Vec<_>, _>>() {
+        Ok(keys) => keys,
+        Err(e) => {
+            eprintln!("vigilctl: {e}");
+            return ExitCode::from(2);
         }
-    }
+    };
     match vigil_audit::verify::verify_files(files, &key_files) {
         Ok(report) => {
             print!("{}", report.render_with(strict));
@@ -201,7 +253,9 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&sessions.iter().map(session_json).collect::<Vec<_>>()).map_err(|e| e.to_string())?);
             } else {
-                print_table(&sessions);
+                // An older vigild has no inhibitors to list.
+                let inhibitors = manager.list_inhibitors().await.unwrap_or_default();
+                table::print_table(sessions, &inhibitors, table::colour_wanted());
             }
         }
         Command::Show { id, json } => {
@@ -223,12 +277,14 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
         }
         Command::Status { json } => {
             let s = manager.my_status().await.map_err(explain)?;
+            let inhibitor = inhibit::of_session(&manager, s.session.id).await;
             if *json {
                 let mut value = session_json(&s.session);
                 value["idle"] = serde_json::json!(s.idle_usec / 1_000_000);
                 value["next_sudo_asks"] = serde_json::json!(s.next_sudo_asks);
                 value["reauth_reason"] = serde_json::json!(s.reauth_reason);
                 value["proof_age"] = serde_json::json!(s.proof_age_usec / 1_000_000);
+                value["inhibitor"] = inhibitor.map_or(serde_json::Value::Null, |i| serde_json::json!({"until": i.until_usec / 1_000_000, "why": i.why}));
                 println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
             } else {
                 print_session(&s.session);
@@ -239,8 +295,12 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
                     format!("does not ask (password typed {} ago)", humantime::format_duration(Duration::from_secs(s.proof_age_usec / 1_000_000)))
                 };
                 println!("  next sudo:     {sudo}");
+                if let Some(i) = &inhibitor {
+                    println!("  inhibited:     {}", inhibit::describe(i));
+                }
             }
         }
+        Command::Inhibit { duration, why, cancel, session } => inhibit::run(&manager, *duration, why.as_deref(), *cancel, *session).await?,
         Command::Reauth { revoke } => {
             if !*revoke {
                 return Err("say what to do: vigilctl reauth --revoke".into());
@@ -348,30 +408,6 @@ fn deadline_column(s: &SessionInfo) -> String {
 
 fn or_dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { printable(s) }
-}
-
-fn print_table(sessions: &[SessionInfo]) {
-    println!(
-        "{:>6} {:<12} {:>6} {:<12} {:<8} {:<18} {:>7} {:>8} {:>8} {:>8}  POLICY",
-        "ID", "USER", "UID", "SERVICE", "TTY", "RHOST", "LEADER", "AGE", "IDLE", "ENDS IN"
-    );
-    for s in sessions {
-        println!(
-            "{:>6} {:<12} {:>6} {:<12} {:<8} {:<18} {:>7} {:>8} {:>8} {:>8}  {}",
-            s.id,
-            or_dash(&s.user),
-            s.uid,
-            or_dash(&s.service),
-            tty_column(s),
-            or_dash(&s.rhost),
-            s.leader_pid,
-            age(s.started_usec),
-            age(s.last_activity_usec),
-            deadline_column(s),
-            printable(&s.policy)
-        );
-    }
-    println!("{} session(s)", sessions.len());
 }
 
 fn print_session(s: &SessionInfo) {

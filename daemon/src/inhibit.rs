@@ -1,0 +1,278 @@
+//! Idle inhibitors: a user declares a long job (`vigilctl inhibit --for 2h --why
+//! "db migration"`) and the session is neither warned nor ended for idleness until the
+//! inhibitor expires. Bounded by the policy's `max_inhibit` (`"0"` forbids them);
+//! `max_session_age` still applies. The inhibitor is part of the session (saved with it,
+//! so it survives a restart of vigild) and its end is one more deadline of the idle
+//! supervisor: nothing runs between deadlines.
+//!
+//! Records: `inhibit_start` (`why`, `until`, `duration_s`), `inhibit_end`
+//! (`reason=expired|cancelled|session_end`). `why` is the user's text: bounded here and
+//! escaped by the record encoding like every value.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use vigil_config::ResolvedPolicy;
+use vigil_protocol::audit::Record;
+use vigil_protocol::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, VigilError};
+
+use crate::caller::Caller;
+use crate::idle::Decision;
+use crate::manager::{Manager, now_usec};
+use crate::records::session_record;
+use crate::registry::Session;
+
+/// A session's idle inhibitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inhibitor {
+    pub since_usec: u64,
+    pub until_usec: u64,
+    pub why: String,
+}
+
+/// Why a request for an inhibitor is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("idle inhibitors are forbidden for this session (policy {policy:?} sets max_inhibit = \"0\")")]
+    Forbidden { policy: String },
+    #[error("{asked} is longer than max_inhibit ({max}, policy {policy:?}); ask for {max} or less")]
+    TooLong { asked: String, max: String, policy: String },
+    #[error("the duration is 0; expected a duration like \"30m\" or \"2h\"")]
+    Zero,
+    #[error("the reason is empty; say what the session waits for (e.g. --why \"db migration\")")]
+    NoWhy,
+    #[error("the reason is {0} bytes long; expected at most {MAX_INHIBIT_WHY_BYTES} bytes")]
+    WhyTooLong(usize),
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Whether `policy` allows an inhibitor of `duration` with this reason.
+pub fn check(policy: &ResolvedPolicy, duration: Duration, why: &str) -> Result<(), Refusal> {
+    if why.len() > MAX_INHIBIT_WHY_BYTES {
+        return Err(Refusal::WhyTooLong(why.len()));
+    }
+    if why.trim().is_empty() {
+        return Err(Refusal::NoWhy);
+    }
+    let Some(max) = policy.max_inhibit else {
+        return Err(Refusal::Forbidden { policy: policy.policy_name.clone() });
+    };
+    if duration.is_zero() {
+        return Err(Refusal::Zero);
+    }
+    if duration > max {
+        return Err(Refusal::TooLong { asked: human(duration), max: human(max), policy: policy.policy_name.clone() });
+    }
+    Ok(())
+}
+
+/// `until` as RFC 3339 (UTC, seconds): bare in a record, readable by an admin.
+fn rfc3339(usec: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(usec)).to_string()
+}
+
+/// The supervisor's decision, with the inhibitor's expiry as one more deadline: the
+/// session is looked at when its inhibitor ends, so that the end is recorded on time
+/// even when no idle limit would wake vigild.
+pub fn with_expiry(decision: Decision, inhibitor: Option<&Inhibitor>) -> Decision {
+    match (decision, inhibitor) {
+        (Decision::NoDeadline, Some(i)) => Decision::SleepUntil(i.until_usec),
+        (Decision::SleepUntil(when), Some(i)) => Decision::SleepUntil(when.min(i.until_usec)),
+        (decision, _) => decision,
+    }
+}
+
+/// The earlier of `when` and the inhibitor's expiry.
+pub fn earliest(when: u64, inhibitor: Option<&Inhibitor>) -> u64 {
+    inhibitor.map_or(when, |i| when.min(i.until_usec))
+}
+
+/// The line put before an idle warning when the inhibitor ends before the session
+/// would: the user took it, the user should know it is running out. The reason is
+/// shown with control characters escaped.
+pub fn warning_note(inhibitor: Option<&Inhibitor>, now: u64, ends_at: u64) -> Option<String> {
+    let i = inhibitor.filter(|i| i.until_usec > now && i.until_usec <= ends_at)?;
+    let why: String = i.why.chars().flat_map(char::escape_default).collect();
+    let left = Duration::from_secs(i.until_usec.saturating_sub(now).div_ceil(1_000_000));
+    Some(format!("\r\n*** vigil: your idle inhibitor (\"{why}\") expires in {}. ***", human(left)))
+}
+
+fn inhibit_end(session: &Session, inhibitor: &Inhibitor, reason: &str) -> Record {
+    session_record("inhibit_end", session).text("reason", reason).text("why", &inhibitor.why).text("until", rfc3339(inhibitor.until_usec))
+}
+
+impl Manager {
+    /// Inhibit: any user, for the session they call from.
+    pub fn inhibit(&self, caller: Caller, duration_usec: u64, why: &str) -> Result<u64, VigilError> {
+        // Checked before anything is looked up: a megabyte of reason costs nothing.
+        if why.len() > MAX_INHIBIT_WHY_BYTES {
+            return Err(VigilError::InvalidArgument(Refusal::WhyTooLong(why.len()).to_string()));
+        }
+        let (id, _) = self.caller_session(&caller, "Inhibit")?;
+        let now = now_usec();
+        let duration = Duration::from_micros(duration_usec);
+        let (old, session) = {
+            let mut registry = self.registry();
+            let session = registry.get_mut(id).ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
+            check(&session.policy, duration, why).map_err(|refusal| VigilError::InvalidArgument(refusal.to_string()))?;
+            let new = Inhibitor { since_usec: now, until_usec: now.saturating_add(duration_usec), why: why.to_owned() };
+            let old = session.inhibitor.replace(new);
+            (old, session.clone())
+        };
+        self.save(Some(session.saved()));
+        if let Some(old) = &old {
+            self.audit.write(inhibit_end(&session, old, "cancelled").text("by", "replaced"));
+        }
+        let until = session.inhibitor.as_ref().map_or(now, |i| i.until_usec);
+        self.audit.write(
+            session_record("inhibit_start", &session).text("why", why).text("until", rfc3339(until)).number("duration_s", duration.as_secs()).number("pid", caller.pid),
+        );
+        self.session_changed(id);
+        Ok(until)
+    }
+
+    /// CancelInhibit: `id` 0 is the caller's own session; another session only for root
+    /// or its user (anyone else is told it does not exist, as with GetSession).
+    pub fn cancel_inhibit(&self, caller: Caller, id: u64) -> Result<bool, VigilError> {
+        let id = if id == 0 { self.caller_session(&caller, "CancelInhibit")?.0 } else { id };
+        let by = if caller.is_root() { "root" } else { "user" };
+        let (old, session) = {
+            let mut registry = self.registry();
+            let session = registry
+                .get_mut(id)
+                .filter(|s| caller.is_root() || s.who.uid == caller.uid)
+                .ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
+            let Some(old) = session.inhibitor.take() else { return Ok(false) };
+            (old, session.clone())
+        };
+        self.save(Some(session.saved()));
+        self.audit.write(inhibit_end(&session, &old, "cancelled").text("by", by).number("pid", caller.pid));
+        self.session_changed(id);
+        Ok(true)
+    }
+
+    /// ListInhibitors: like ListSessions, root sees all, a user their own.
+    pub fn list_inhibitors(&self, caller: Caller) -> Vec<InhibitorInfo> {
+        self.registry()
+            .values()
+            .filter(|s| caller.is_root() || caller.uid == s.who.uid)
+            .filter_map(|s| {
+                let i = s.inhibitor.as_ref()?;
+                Some(InhibitorInfo { session: s.id, since_usec: i.since_usec, until_usec: i.until_usec, why: i.why.clone() })
+            })
+            .collect()
+    }
+
+    /// Drops the session's inhibitor once it has expired (the supervisor's check).
+    pub fn expire_inhibitor(&self, id: u64, now: u64) {
+        let expired = {
+            let mut registry = self.registry();
+            let Some(session) = registry.get_mut(id) else { return };
+            if session.inhibitor.as_ref().is_none_or(|i| i.until_usec > now) {
+                return;
+            }
+            session.inhibitor.take().map(|old| (old, session.clone()))
+        };
+        let Some((old, session)) = expired else { return };
+        self.save(Some(session.saved()));
+        self.audit.write(inhibit_end(&session, &old, "expired"));
+    }
+
+    /// The session ended with its inhibitor still running: recorded before its end.
+    pub fn inhibitor_ended_with(&self, session: &Session) {
+        if let Some(old) = &session.inhibitor {
+            self.audit.write(inhibit_end(session, old, "session_end"));
+        }
+    }
+
+    fn session_changed(&self, id: u64) {
+        for hooks in self.hooks() {
+            hooks.session_changed(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    fn policy(max: Option<u64>) -> ResolvedPolicy {
+        let mut p = crate::manager::policy_for_tests();
+        p.max_inhibit = max.map(Duration::from_secs);
+        p
+    }
+
+    #[test]
+    fn requests_are_bounded_by_max_inhibit_and_zero_forbids() {
+        let p = policy(Some(3600));
+        assert_eq!(check(&p, Duration::from_secs(3600), "migration"), Ok(()));
+        let refusal = check(&p, Duration::from_secs(3601), "migration").unwrap_err();
+        assert_eq!(refusal.to_string(), "1h 1s is longer than max_inhibit (1h, policy \"defaults\"); ask for 1h or less");
+        assert_eq!(check(&p, Duration::ZERO, "x"), Err(Refusal::Zero));
+        assert!(matches!(check(&policy(None), Duration::from_secs(1), "x"), Err(Refusal::Forbidden { .. })));
+        assert!(check(&policy(None), Duration::from_secs(1), "x").unwrap_err().to_string().contains("max_inhibit = \"0\""));
+    }
+
+    #[test]
+    fn the_reason_is_required_and_bounded() {
+        let p = policy(Some(3600));
+        assert_eq!(check(&p, Duration::from_secs(60), " "), Err(Refusal::NoWhy));
+        let long = "x".repeat(MAX_INHIBIT_WHY_BYTES + 1);
+        assert_eq!(check(&p, Duration::from_secs(60), &long), Err(Refusal::WhyTooLong(MAX_INHIBIT_WHY_BYTES + 1)));
+        assert_eq!(check(&p, Duration::from_secs(60), &long[1..]), Ok(()));
+    }
+
+    #[test]
+    fn a_hostile_reason_cannot_forge_a_record() {
+        let mut session = Session::new(3, crate::registry::tests::identity(10, 4), policy(Some(60)), 1);
+        let why = "x\" reason=expired\nevent=session_end session=3 \u{1b}[2J";
+        session.inhibitor = Some(Inhibitor { since_usec: 0, until_usec: 60 * S, why: why.into() });
+        let line = inhibit_end(&session, session.inhibitor.as_ref().unwrap(), "cancelled").to_kv_line();
+        assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line}");
+        let fields = vigil_protocol::audit::parse_kv_line(&line).unwrap();
+        let get = |k: &str| fields.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+        assert_eq!(get("why"), vec![why.as_bytes().to_vec()]);
+        assert_eq!(get("reason"), vec![b"cancelled".to_vec()]);
+        assert_eq!(get("event"), vec![b"inhibit_end".to_vec()]);
+        assert_eq!(get("until"), vec![b"1970-01-01T00:01:00Z".to_vec()]);
+    }
+
+    #[test]
+    fn the_expiry_is_a_deadline() {
+        let i = Inhibitor { since_usec: 0, until_usec: 100 * S, why: "job".into() };
+        assert_eq!(with_expiry(Decision::NoDeadline, Some(&i)), Decision::SleepUntil(100 * S));
+        assert_eq!(with_expiry(Decision::SleepUntil(300 * S), Some(&i)), Decision::SleepUntil(100 * S));
+        assert_eq!(with_expiry(Decision::SleepUntil(30 * S), Some(&i)), Decision::SleepUntil(30 * S));
+        assert_eq!(with_expiry(Decision::NoDeadline, None), Decision::NoDeadline);
+        assert_eq!(earliest(300 * S, Some(&i)), 100 * S);
+    }
+
+    #[test]
+    fn the_warning_mentions_an_inhibitor_that_runs_out() {
+        let i = Inhibitor { since_usec: 0, until_usec: 100 * S, why: "db\u{7}migration".into() };
+        let note = warning_note(Some(&i), 40 * S, 100 * S).unwrap();
+        assert!(note.contains("(\"db\\u{7}migration\") expires in 1m"), "{note}");
+        assert_eq!(warning_note(Some(&i), 40 * S, 90 * S), None, "ends before the inhibitor: no note");
+        assert_eq!(warning_note(Some(&i), 120 * S, 200 * S), None, "already over");
+    }
+
+    #[test]
+    fn old_session_files_load_without_an_inhibitor() {
+        let mut session = Session::new(5, crate::registry::tests::identity(10, 4), policy(Some(60)), 1);
+        let saved = session.saved();
+        let mut value = serde_json::to_value(&saved).unwrap();
+        assert!(value.get("inhibitor").is_none(), "absent when none: files stay as before");
+        value.as_object_mut().unwrap().remove("inhibitor");
+        let back: crate::registry::SavedSession = serde_json::from_value(value).unwrap();
+        assert_eq!(back.inhibitor, None);
+        session.inhibitor = Some(Inhibitor { since_usec: 1, until_usec: 2, why: "w".into() });
+        let text = serde_json::to_string(&session.saved()).unwrap();
+        let restored = Session::from_saved(serde_json::from_str(&text).unwrap(), &vigil_config::Config::builtin());
+        assert_eq!(restored.inhibitor, session.inhibitor);
+    }
+}

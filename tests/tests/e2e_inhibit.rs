@@ -1,0 +1,212 @@
+//! End-to-end tests of idle inhibitors and `vigilctl audit report` (issue 11): a real
+//! sshd whose session stack ends with `pam_vigil.so`, vigild with timeouts of seconds,
+//! interactive ssh sessions in tmux ptys; the user runs `vigilctl inhibit` in their
+//! session. What is checked is what the user and an admin see: the session that
+//! outlives its idle timeout, the warning that names the inhibitor, the disconnect once
+//! it expires, the refusals on the user's terminal, the records in auth.log, and
+//! `audit report` counting what `audit show` lists.
+//!
+//! Timing: only lower bounds are asserted; upper bounds are generous waits.
+//!
+//! Needs root and the release build of the workspace: see tests/README.md.
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use vigil_e2e::login::{Login, login_with};
+use vigil_e2e::sshd::unix_stack;
+use vigil_e2e::sudo::run_prompted;
+use vigil_e2e::{Answer, Harness, LogLine, Prompted, SshOpts, SshdOpts, TestUser, VigildOpts, paths, require_root};
+
+const TIMEOUT: Duration = Duration::from_secs(6);
+const INHIBIT_FOR: Duration = Duration::from_secs(14);
+const SLACK: Duration = Duration::from_secs(10);
+const EARLY: Duration = Duration::from_millis(1000);
+const STEP: Duration = Duration::from_secs(10);
+const IDLE_WARNING_TEXT: &str = "*** vigil: no input on this session for ";
+const INHIBITOR_NOTE: &str = "*** vigil: your idle inhibitor (";
+/// A reason that tries to end the record, add fields and clear the admin's screen.
+const HOSTILE_WHY: &str = "db \"migration\" reason=cancelled\nevent=session_end reason=idle \u{1b}[2J";
+
+/// rsyslogd, vigild with `idle_timeout = 6s`, `max_inhibit = 20s` (and `"0"` for
+/// `forbidden`, when given), sshd with pam_vigil in its session stack.
+fn harness(forbidden: Option<&TestUser>, h: Harness) -> Harness {
+    let mut h = h;
+    let mut config = "[defaults]\nidle_timeout = \"6s\"\nidle_warning = \"3s\"\nkill_grace = \"1s\"\nmax_inhibit = \"20s\"\n".to_string();
+    if let Some(user) = forbidden {
+        config.push_str(&format!("\n[[policy]]\nname = \"no-inhibit\"\nmatch = {{ users = [\"{}\"] }}\nmax_inhibit = \"0\"\n", user.name));
+    }
+    h.start_vigild(VigildOpts::default().no_bus().config(&config));
+    let module = paths::pam_module().display().to_string();
+    let stack = unix_stack().session("required", &module, &h.vigil_args().to_args());
+    h.start_sshd(SshdOpts::default().stack(stack));
+    h
+}
+
+fn tag() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TAG: AtomicU32 = AtomicU32::new(0);
+    format!("i{}", TAG.fetch_add(1, Ordering::Relaxed) + 1)
+}
+
+/// `vigilctl ARGS` typed in the session by its user.
+#[track_caller]
+fn vigilctl_in(h: &Harness, login: &Login, args: &str) -> Prompted {
+    let command = format!("{} --socket {} {args}", paths::vigilctl_bin().display(), h.vigild().socket().display());
+    run_prompted(&login.client, &tag(), &command, "Password:", &Answer::Interrupt, STEP)
+}
+
+fn records(h: &Harness, id: u64, event: &str) -> Vec<LogLine> {
+    let id = id.to_string();
+    h.auth_log().into_iter().filter(|l| l.is_event("vigild", event) && l.has("session", &id)).collect()
+}
+
+#[track_caller]
+fn wait_record(h: &Harness, id: u64, event: &str, fields: &[(&str, &str)]) -> LogLine {
+    let id = id.to_string();
+    let mut all = vec![("session", id.as_str())];
+    all.extend_from_slice(fields);
+    h.wait_for_event(STEP, "vigild", event, &all)
+}
+
+#[track_caller]
+fn assert_alive(h: &Harness, login: &Login, when: &str) {
+    let ends: Vec<String> = records(h, login.id(), "session_end").into_iter().map(|l| l.raw).collect();
+    assert!(login.client.is_alive() && ends.is_empty(), "{when}: session {} ended: {ends:?}\n{}", login.id(), login.client.capture());
+}
+
+/// `audit report --json` totals against the events `audit show --json --event E` lists
+/// (vigild's, with the reason the column counts).
+#[track_caller]
+fn assert_report_matches_show(h: &Harness) {
+    let log = h.path("auth.log").display().to_string();
+    let out = h.vigild().vigilctl(&["audit", "report", &log, "--json"]);
+    assert!(out.status.success(), "audit report: {out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let columns = [
+        ("logins", "session_open", None),
+        ("idle_ends", "session_end", Some("idle")),
+        ("max_age_ends", "session_end", Some("max_age")),
+        ("inhibitors", "inhibit_start", None),
+        ("refused", "call_refused", None),
+    ];
+    for (column, event, reason) in columns {
+        let shown = h.vigild().vigilctl(&["audit", "show", &log, "--json", "--event", event]);
+        assert!(shown.status.success(), "audit show: {shown:?}");
+        let mut n = 0u64;
+        for line in String::from_utf8_lossy(&shown.stdout).lines() {
+            let block: serde_json::Value = serde_json::from_str(line).expect("show JSON");
+            for e in block["events"].as_array().into_iter().flatten() {
+                if e["tag"] == "vigild" && reason.is_none_or(|r| e["fields"]["reason"] == r) {
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(report["total"][column].as_u64(), Some(n), "{column}: report {} vs show {n}", report["total"]);
+    }
+    let text = h.vigild().vigilctl(&["audit", "report", &log]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("idle ends by hour of day:") && text.contains("chain per host"), "{text}");
+    eprintln!("audit report:\n{text}");
+}
+
+#[test]
+fn inhibited_idle_session_survives_its_timeout_and_ends_when_the_inhibitor_expires() {
+    require_root!();
+    let h = harness(None, Harness::with_syslog());
+    let user = h.create_user("inhibit");
+    let login = login_with(&h, &user, &SshOpts::default(), STEP);
+    let id = login.id();
+
+    let why = HOSTILE_WHY.replace('\n', "\\n").replace('\u{1b}', "\\e");
+    let run = vigilctl_in(&h, &login, &format!("inhibit --for {}s --why \"$(printf '%b' '{why}')\"", INHIBIT_FOR.as_secs()));
+    let taken = Instant::now();
+    assert_eq!(run.rc, 0, "inhibit: {run:?}");
+    assert!(run.output.iter().any(|l| l.contains("will not be ended for idleness")), "{run:?}");
+
+    // The reason lands as one value of one record: no field, line or escape forged.
+    let start = wait_record(&h, id, "inhibit_start", &[]);
+    assert_eq!(start.field("why").as_deref(), Some(HOSTILE_WHY), "{}", start.raw);
+    assert!(!start.raw.contains('\u{1b}'), "{}", start.raw);
+    let count = |key: &str| start.fields().iter().filter(|(k, _)| k == key).count();
+    assert_eq!((count("event"), count("reason"), count("why")), (1, 0, 1), "{}", start.raw);
+    assert_eq!(start.field("duration_s").as_deref(), Some("14"), "{}", start.raw);
+
+    // Root's list marks it; the user's status shows it (typed: input, before the wait).
+    let list = h.vigild().vigilctl(&["list"]);
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(list.contains(" * ") && list.contains("inhibited") && !list.contains('\u{1b}'), "{list}");
+    let status = vigilctl_in(&h, &login, "status");
+    assert!(status.output.iter().any(|l| l.contains("inhibited:")), "{status:?}");
+    let last_input = Instant::now();
+
+    // Idle well past its timeout: kept, and not warned before the inhibitor runs out.
+    let watch_until = taken + INHIBIT_FOR - Duration::from_secs(4);
+    for _ in 0..200 {
+        if Instant::now() >= watch_until {
+            break;
+        }
+        assert_alive(&h, &login, &format!("{:?} after the last input", last_input.elapsed()));
+        assert!(records(&h, id, "idle_warning").is_empty(), "warned while inhibited");
+        sleep(Duration::from_millis(250));
+    }
+    assert!(last_input.elapsed() > TIMEOUT + Duration::from_secs(2), "idle longer than the timeout");
+
+    // The warning names the inhibitor; the session ends once it has expired.
+    let screen = login.client.wait_for(SLACK, "the idle warning", |s| s.contains(IDLE_WARNING_TEXT).then(|| s.to_string()));
+    assert!(screen.contains(INHIBITOR_NOTE) && screen.contains("expires in"), "{screen}");
+    login.client.wait_exit(SLACK);
+    let ended_after = taken.elapsed();
+    assert!(ended_after + EARLY >= INHIBIT_FOR, "ended {ended_after:?} after the inhibitor was taken");
+    let warning = wait_record(&h, id, "idle_warning", &[("inhibitor", "expiring")]);
+    let expired = wait_record(&h, id, "inhibit_end", &[("reason", "expired")]);
+    let end = wait_record(&h, id, "session_end", &[("reason", "idle")]);
+    let log = h.auth_log();
+    let at = |l: &LogLine| log.iter().position(|x| x == l);
+    assert!(at(&warning) < at(&expired) && at(&expired) < at(&end), "warning, expiry, end in that order");
+    eprintln!("inhibit: session ended {ended_after:?} after a {INHIBIT_FOR:?} inhibitor (idle timeout {TIMEOUT:?}); late_ms={:?}", end.field("late_ms"));
+    assert_report_matches_show(&h);
+}
+
+#[test]
+fn requests_over_max_inhibit_or_forbidden_are_refused_and_cancel_ends_one() {
+    require_root!();
+    let base = Harness::with_syslog();
+    let forbidden = base.create_user("noinh");
+    let h = harness(Some(&forbidden), base);
+    let user = h.create_user("inhmax");
+    let a = login_with(&h, &user, &SshOpts::default(), STEP);
+    let b = login_with(&h, &forbidden, &SshOpts::default(), STEP);
+
+    let over = vigilctl_in(&h, &a, "inhibit --for 1h --why 'too long'");
+    assert_ne!(over.rc, 0, "{over:?}");
+    assert!(over.output.iter().any(|l| l.contains("longer than max_inhibit (20s")), "{over:?}");
+    let zero = vigilctl_in(&h, &b, "inhibit --for 5s --why 'anything'");
+    assert_ne!(zero.rc, 0, "{zero:?}");
+    assert!(zero.output.iter().any(|l| l.contains("forbidden") && l.contains("max_inhibit = \"0\"")), "{zero:?}");
+    let long_why = vigilctl_in(&h, &a, &format!("inhibit --for 5s --why {}", "x".repeat(201)));
+    assert_ne!(long_why.rc, 0, "{long_why:?}");
+    assert!(records(&h, a.id(), "inhibit_start").is_empty() && records(&h, b.id(), "inhibit_start").is_empty());
+
+    let ok = vigilctl_in(&h, &a, "inhibit --for 20s --why backup");
+    assert_eq!(ok.rc, 0, "{ok:?}");
+    wait_record(&h, a.id(), "inhibit_start", &[("why", "backup")]);
+    let cancel = vigilctl_in(&h, &a, "inhibit --cancel");
+    assert_eq!(cancel.rc, 0, "{cancel:?}");
+    assert!(cancel.output.iter().any(|l| l.contains("idle inhibitor cancelled")), "{cancel:?}");
+    let end = wait_record(&h, a.id(), "inhibit_end", &[("reason", "cancelled"), ("by", "user")]);
+    assert_eq!(end.field("why").as_deref(), Some("backup"), "{}", end.raw);
+    let again = vigilctl_in(&h, &a, "inhibit --cancel");
+    assert!(again.output.iter().any(|l| l.contains("no idle inhibitor")), "{again:?}");
+
+    // Another user's session is not theirs to touch.
+    let other = vigilctl_in(&h, &b, &format!("inhibit --cancel --session {}", a.id()));
+    assert_ne!(other.rc, 0, "{other:?}");
+
+    // Cancelled: idleness counts again, the session ends on its idle timeout.
+    let cancelled = Instant::now();
+    a.client.wait_exit(TIMEOUT + SLACK);
+    assert!(cancelled.elapsed() + EARLY >= TIMEOUT, "ended {:?} after the cancel", cancelled.elapsed());
+    wait_record(&h, a.id(), "session_end", &[("reason", "idle")]);
+    assert_report_matches_show(&h);
+}
