@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_hostile_reason_cannot_forge_a_record() {
-        let mut session = Session::new(3, crate::registry::tests::identity(10, 4), policy(Some(60)), 1);
+        let mut session = Session::new(3, crate::registry::tests::identity(10, 4), std::sync::Arc::new(policy(Some(60))), 1);
         let why = "x\" reason=expired\nevent=session_end session=3 \u{1b}[2J";
         session.inhibitor = Some(Inhibitor { since_usec: 0, until_usec: 60 * S, why: why.into() });
         let line = inhibit_end(&session, session.inhibitor.as_ref().unwrap(), "cancelled").to_kv_line();
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn old_session_files_load_without_an_inhibitor() {
-        let mut session = Session::new(5, crate::registry::tests::identity(10, 4), policy(Some(60)), 1);
+        let mut session = Session::new(5, crate::registry::tests::identity(10, 4), std::sync::Arc::new(policy(Some(60))), 1);
         let saved = session.saved();
         let mut value = serde_json::to_value(&saved).unwrap();
         assert!(value.get("inhibitor").is_none(), "absent when none: files stay as before");
