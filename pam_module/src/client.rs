@@ -182,8 +182,47 @@ fn is_unknown_method(error: &VigilError) -> bool {
     matches!(error, VigilError::ZBus(zbus::Error::FDO(e)) if matches!(**e, zbus::fdo::Error::UnknownMethod(_)))
 }
 
+impl DbusDaemon {
+    /// vigild's private socket, when that is the target: each call is one blocking
+    /// exchange (`socket_call`) instead of a zbus connection.
+    fn socket(&self) -> Option<&std::path::Path> {
+        match &self.target {
+            Target::Socket(path) => Some(path),
+            Target::Bus(_) => None,
+        }
+    }
+
+    /// `member(body)` over the private socket, its reply's body read as `R`.
+    fn direct<B, R>(&self, path: &std::path::Path, member: &str, body: &B) -> Result<R, ClientError>
+    where
+        B: serde::Serialize + zbus::wire::DynamicType,
+        R: for<'d> serde::Deserialize<'d> + zbus::wire::Type,
+    {
+        let reply = crate::socket_call::call(path, member, body, self.timeout)?;
+        reply.body().deserialize::<R>().map_err(|e| ClientError::Unreachable(format!("{member}: vigild's reply does not parse: {e}")))
+    }
+
+    fn open_direct(&self, path: &std::path::Path, r: &OpenRequest) -> Result<u64, ClientError> {
+        let truncated: Vec<&str> = r.truncated.iter().map(String::as_str).collect();
+        let (user, service, tty, rhost, ruser) = (r.user.as_str(), r.service.as_str(), r.tty.as_str(), r.rhost.as_str(), r.ruser.as_str());
+        let ex = (user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id, truncated);
+        match self.direct(path, "OpenSessionEx", &ex) {
+            Err(ClientError::Refused { name, .. }) if name == UNKNOWN_METHOD => {
+                self.direct(path, "OpenSession", &(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id))
+            }
+            answer => answer,
+        }
+    }
+}
+
+/// The error name of a call to a method the peer does not have.
+const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
+
 impl Daemon for DbusDaemon {
     fn open_session(&self, r: &OpenRequest) -> Result<u64, ClientError> {
+        if let Some(path) = self.socket() {
+            return self.open_direct(path, r);
+        }
         let r = r.clone();
         self.with_manager(move |m| async move {
             let truncated: Vec<&str> = r.truncated.iter().map(String::as_str).collect();
@@ -198,20 +237,32 @@ impl Daemon for DbusDaemon {
     }
 
     fn close_session(&self, id: u64) -> Result<(), ClientError> {
+        if let Some(path) = self.socket() {
+            return self.direct(path, "CloseSession", &(id,));
+        }
         self.with_manager(move |m| async move { m.close_session(id).await })
     }
 
     fn check_reauth(&self, service: &str, user: &str) -> Result<ReauthAnswer, ClientError> {
+        if let Some(path) = self.socket() {
+            return self.direct(path, "CheckReauth", &(service, user));
+        }
         let (service, user) = (service.to_string(), user.to_string());
         self.with_manager(move |m| async move { m.check_reauth(&service, &user).await })
     }
 
     fn record_auth(&self, service: &str, user: &str) -> Result<(), ClientError> {
+        if let Some(path) = self.socket() {
+            return self.direct(path, "RecordAuth", &(service, user));
+        }
         let (service, user) = (service.to_string(), user.to_string());
         self.with_manager(move |m| async move { m.record_auth(&service, &user).await })
     }
 
     fn record_auth_failure(&self, service: &str) -> Result<(), ClientError> {
+        if let Some(path) = self.socket() {
+            return self.direct(path, "RecordAuthFailure", &(service,));
+        }
         let service = service.to_string();
         self.with_manager(move |m| async move { m.record_auth_failure(&service).await })
     }

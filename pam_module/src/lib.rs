@@ -17,6 +17,7 @@ pub mod host_log;
 pub mod pam_io;
 pub mod reauth;
 pub mod session;
+pub mod socket_call;
 
 use args::{FailMode, ModuleArgs};
 use client::DbusDaemon;
