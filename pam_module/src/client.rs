@@ -1,8 +1,9 @@
 //! The module's calls to vigild, each under one deadline.
 //!
-//! A PAM module lives in someone else's process (sshd, sudo). Each call connects,
-//! authenticates, calls and drops the connection inside one `zruntime::block_on` on the
-//! calling thread: no thread and no descriptor outlives the call (zbus 6 hands a
+//! A PAM module lives in someone else's process (sshd, sudo). On the private socket (the
+//! default) each call is one blocking exchange (`socket_call.rs`). On a bus each call
+//! connects, authenticates, calls and drops the connection inside one
+//! `zruntime::block_on` on the calling thread: no thread and no descriptor outlives the call (zbus 6 hands a
 //! connection that is still alive at the end of `block_on` to a helper thread, so the
 //! connection never leaves the future). `zruntime::block_on` is used directly rather
 //! than `zbus::block_on`, which switches to a process-wide Tokio runtime whenever
