@@ -37,29 +37,36 @@ fn to_code(verdict: Verdict) -> PamResultCode {
     }
 }
 
-/// Runs a hook with its panic guard; `on_panic` is what a bug turns into.
-fn guarded(args: &[&CStr], on_panic: impl FnOnce(&ModuleArgs) -> Verdict, hook: impl FnOnce(&ModuleArgs) -> Verdict) -> PamResultCode {
-    let args = ModuleArgs::parse(args.iter().map(|a| a.to_bytes()));
-    match catch_unwind(AssertUnwindSafe(|| hook(&args))) {
+/// Runs a hook with its panic guard; `on_panic` is what a bug turns into. The
+/// arguments are parsed inside the guard, so a bug in the parser follows `fail=` too.
+fn guarded(args: &[&CStr], on_panic: impl FnOnce(FailMode) -> Verdict, hook: impl FnOnce(&ModuleArgs) -> Verdict) -> PamResultCode {
+    let run = || hook(&ModuleArgs::parse(args.iter().map(|a| a.to_bytes())));
+    match catch_unwind(AssertUnwindSafe(run)) {
         Ok(verdict) => to_code(verdict),
         Err(payload) => {
             // Dropping a panic payload can itself panic; forget it instead.
             std::mem::forget(payload);
-            to_code(on_panic(&args))
+            to_code(on_panic(fail_mode_of(args)))
         }
     }
 }
 
+/// `fail=` read again without the parser (which may be what panicked): `fail=closed`
+/// anywhere on the line wins, as the stricter choice.
+fn fail_mode_of(args: &[&CStr]) -> FailMode {
+    if args.iter().any(|a| a.to_bytes() == b"fail=closed") { FailMode::Closed } else { FailMode::Open }
+}
+
 /// A session hook's bug counts as a vigild failure: the login follows `fail=`.
-fn session_fallback(args: &ModuleArgs) -> Verdict {
-    match args.fail {
+fn session_fallback(fail: FailMode) -> Verdict {
+    match fail {
         FailMode::Open => Verdict::Success,
         FailMode::Closed => Verdict::SessionError,
     }
 }
 
 /// An auth or account hook's bug never grants: the password is asked.
-fn ask_password(_: &ModuleArgs) -> Verdict {
+fn ask_password(_: FailMode) -> Verdict {
     Verdict::Ignore
 }
 
@@ -106,5 +113,33 @@ impl PamHooks for PamVigil {
     fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         // auth sufficient pam_vigil.so reauth makes libpam call setcred on it.
         PamResultCode::PAM_IGNORE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_session_hook_follows_fail() {
+        let closed = [c"socket=/x", c"fail=closed"];
+        assert_eq!(guarded(&closed, session_fallback, |_| panic!("a bug")), PamResultCode::PAM_SESSION_ERR);
+        let open = [c"fail=open"];
+        assert_eq!(guarded(&open, session_fallback, |_| panic!("a bug")), PamResultCode::PAM_SUCCESS);
+        assert_eq!(guarded(&[], session_fallback, |_| panic!("a bug")), PamResultCode::PAM_SUCCESS);
+    }
+
+    #[test]
+    fn a_panic_in_an_auth_hook_asks_the_password() {
+        assert_eq!(guarded(&[c"fail=open"], ask_password, |_| panic!("a bug")), PamResultCode::PAM_IGNORE);
+    }
+
+    #[test]
+    fn the_hook_sees_the_parsed_arguments() {
+        let code = guarded(&[c"fail=closed", c"timeout=1s"], session_fallback, |args| {
+            assert_eq!((args.fail, args.timeout), (FailMode::Closed, std::time::Duration::from_secs(1)));
+            Verdict::Success
+        });
+        assert_eq!(code, PamResultCode::PAM_SUCCESS);
     }
 }
