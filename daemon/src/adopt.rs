@@ -152,7 +152,7 @@ fn orphans(core: &Manager, own: u32, scope: &Scope, seen_before: &HashSet<u32>) 
     let unheld = core.unheld_audit_sessions(by_ses.keys().copied());
     // `--adopt-users` as uids, looked up once a sweep (a handful of names).
     let allowed: Option<HashSet<u32>> = match scope {
-        Scope::Users(names) => Some(names.iter().filter_map(|n| nix::unistd::User::from_name(n).ok().flatten()).map(|u| u.uid.as_raw()).collect()),
+        Scope::Users(names) => Some(names.iter().filter_map(|n| vigil_host::users::by_name(n)).map(|u| u.uid.as_raw()).collect()),
         _ => None,
     };
     let mut found = Vec::new();
@@ -179,7 +179,7 @@ fn topmost(stats: &[Stat]) -> Option<Stat> {
 }
 
 fn describe(ses: u32, leader: Stat, uid: u32, comm: String, stats: &[Stat]) -> Option<Orphan> {
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
+    let user = vigil_host::users::by_uid(uid)?;
     let account = crate::users::lookup(&user.name)?;
     let pids: Vec<u32> = stats.iter().map(|s| s.pid).collect();
     Some(Orphan {

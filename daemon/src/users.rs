@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::unistd::{Group, User, getgrouplist};
+use nix::unistd::{Group, getgrouplist};
 
 /// A user's uid and the names of their groups (primary first).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct Account {
 /// Looks the user up; `None` when NSS does not know them. Blocking: NSS may go to the
 /// network, so callers run this off the async threads.
 pub fn lookup(name: &str) -> Option<Account> {
-    let user = User::from_name(name).ok()??;
+    let user = vigil_host::users::by_name(name)?;
     let cname = CString::new(name).ok()?;
     let gids = getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]);
     let groups = gids

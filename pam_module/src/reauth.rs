@@ -15,6 +15,7 @@
 //! proves nothing about the caller. So the module answers only when PAM_USER is the
 //! real uid's user; otherwise it steps aside (the password is asked) and records nothing.
 
+use vigil_host::users::uid_of_name;
 use vigil_protocol::audit::Record;
 
 use crate::args::ModuleArgs;
@@ -44,20 +45,6 @@ impl Invoker<'_> {
     /// typed here a proof about the caller, and the caller's proof enough here.
     fn is_pam_user(&self, pam: &dyn PamIo) -> bool {
         pam.item(Item::User).filter(|u| !u.is_empty()).and_then(|u| (self.uid_of)(&u)) == Some(self.uid)
-    }
-}
-
-/// The uid of `name` through NSS (`getpwnam_r`).
-pub fn uid_of_name(name: &[u8]) -> Option<u32> {
-    let name = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: a zeroed passwd is a valid out-parameter; `buf` outlives the call and
-    // only `pw_uid` (a plain integer) is read afterwards.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result);
-        (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
     }
 }
 

@@ -21,16 +21,9 @@ pub enum Verdict {
 /// The environment variable that carries the vigil session id into the session.
 pub const SESSION_ENV: &str = "VIGIL_SESSION_ID";
 
-/// The kernel's "no audit session" value in /proc/PID/sessionid.
-pub const NO_AUDIT_SESSION: u32 = u32::MAX;
-
-/// This process's kernel audit session id, `u32::MAX` when unset or unreadable.
-pub fn own_audit_session_id() -> u32 {
-    std::fs::read_to_string("/proc/self/sessionid")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(NO_AUDIT_SESSION)
-}
+// The audit-session reader is vigild's too (vigil-host): one parser for both sides of
+// the comparison vigild makes.
+pub use vigil_host::procfs::own_audit_session_id;
 
 fn text(pam: &dyn PamIo, item: Item) -> String {
     // D-Bus strings are UTF-8; a non-UTF-8 byte becomes U+FFFD on the wire. vigild's

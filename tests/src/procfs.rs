@@ -11,10 +11,14 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use vigil_host::procfs as host;
+use vigil_host::tty::device_path;
+
 use crate::wait::try_wait_for;
 
-/// How deep [`descendants`] follows the process tree (a bound, not a real limit).
-const MAX_DEPTH: usize = 32;
+/// The parsing of /proc/PID/stat and status is vigild's (vigil-host); what follows are
+/// the harness's conveniences over it.
+pub use vigil_host::procfs::rss_kib;
 
 /// One process as `/proc/PID/{stat,status,cmdline}` showed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +29,7 @@ pub struct ProcInfo {
     pub state: char,
     pub pgrp: i32,
     pub session: i32,
-    /// The controlling terminal as the kernel encodes it (0: none); see [`tty_path`].
+    /// The controlling terminal as the kernel encodes it (0: none); see [`device_path`].
     pub tty_nr: u32,
     /// Start time in clock ticks after boot: with the pid, it names one process.
     pub starttime: u64,
@@ -41,31 +45,25 @@ pub struct ProcInfo {
 impl ProcInfo {
     /// Reads a process; `None` if it does not exist (any more).
     pub fn read(pid: u32) -> Option<ProcInfo> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let open = stat.find('(')?;
-        let close = stat.rfind(')')?;
-        let comm = stat.get(open + 1..close)?.to_string();
-        let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-        // After ")": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
-        // cmajflt utime stime cutime cstime priority nice num_threads itrealvalue starttime
-        let state = fields.first()?.chars().next()?;
-        let ppid = fields.get(1)?.parse().ok()?;
-        let pgrp = fields.get(2)?.parse().ok()?;
-        let session = fields.get(3)?.parse().ok()?;
-        let tty_nr = fields.get(4)?.parse::<i64>().ok()? as u32;
-        let starttime = fields.get(19)?.parse().ok()?;
+        let text = host::stat_text(pid)?;
+        let stat = host::parse_stat_line(&text)?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let (uid, euid) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .map(|rest| {
-                let ids: Vec<u32> = rest.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-                (ids.first().copied().unwrap_or(u32::MAX), ids.get(1).copied().unwrap_or(u32::MAX))
-            })
-            .unwrap_or((u32::MAX, u32::MAX));
+        let (uid, euid) = host::status_uids(&status);
         let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_string();
-        Some(ProcInfo { pid, ppid, state, pgrp, session, tty_nr, starttime, uid, euid, comm, cmdline })
+        Some(ProcInfo {
+            pid,
+            ppid: stat.ppid,
+            state: stat.state,
+            pgrp: stat.pgrp,
+            session: stat.session,
+            tty_nr: stat.tty_nr,
+            starttime: stat.start_time,
+            uid: uid.unwrap_or(u32::MAX),
+            euid: euid.unwrap_or(u32::MAX),
+            comm: stat.comm.to_string(),
+            cmdline,
+        })
     }
 
     /// False for zombies: they have ended, only their parent has not collected them.
@@ -81,7 +79,7 @@ impl ProcInfo {
     /// The controlling terminal (`/dev/pts/N`, `/dev/ttyN`), from `tty_nr`; if the
     /// kernel shows none, where descriptor 0 points when that is a terminal.
     pub fn tty(&self) -> Option<PathBuf> {
-        tty_path(self.tty_nr).or_else(|| {
+        device_path(self.tty_nr).or_else(|| {
             let target = std::fs::read_link(format!("/proc/{}/fd/0", self.pid)).ok()?;
             let text = target.to_string_lossy();
             (text.starts_with("/dev/pts/") || text.starts_with("/dev/tty")).then_some(target)
@@ -96,21 +94,6 @@ impl ProcInfo {
     /// Sends `sig` if the pid still names this process; false if it has ended.
     pub fn signal(&self, sig: Signal) -> bool {
         self.still_running() && kill(Pid::from_raw(self.pid as i32), sig).is_ok()
-    }
-}
-
-/// The device path of a `tty_nr` (`/proc/PID/stat` field 7): Unix98 pty slaves
-/// (majors 136–143) are `/dev/pts/N`, major 4 minors below 64 are `/dev/ttyN`.
-pub fn tty_path(tty_nr: u32) -> Option<PathBuf> {
-    if tty_nr == 0 {
-        return None;
-    }
-    let major = (tty_nr >> 8) & 0xfff;
-    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
-    match major {
-        136..=143 => Some(PathBuf::from(format!("/dev/pts/{}", (major - 136) * 256 + minor))),
-        4 if minor < 64 => Some(PathBuf::from(format!("/dev/tty{minor}"))),
-        _ => None,
     }
 }
 
@@ -137,19 +120,12 @@ pub fn descendants(pid: u32) -> Vec<ProcInfo> {
     descendants_in(&all_processes(), pid)
 }
 
-/// [`descendants`] in a snapshot.
+/// [`descendants`] in a snapshot, walked as vigild walks a session's tree.
 pub fn descendants_in(procs: &[ProcInfo], pid: u32) -> Vec<ProcInfo> {
-    let mut out = Vec::new();
-    let mut level = vec![pid];
-    for _ in 0..MAX_DEPTH {
-        let next: Vec<ProcInfo> = procs.iter().filter(|p| level.contains(&p.ppid) && p.pid != pid).cloned().collect();
-        if next.is_empty() {
-            break;
-        }
-        level = next.iter().map(|p| p.pid).collect();
-        out.extend(next);
-    }
-    out
+    let links: Vec<host::Stat> =
+        procs.iter().map(|p| host::Stat { pid: p.pid, ppid: p.ppid, tty_nr: p.tty_nr, start_time: p.starttime }).collect();
+    let tree = host::process_tree(pid, &links);
+    tree.iter().skip(1).filter_map(|d| procs.iter().find(|p| p.pid == *d).cloned()).collect()
 }
 
 /// Processes whose real or effective uid is `uid`.
@@ -207,12 +183,6 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
 /// How many descriptors `pid` holds (`/proc/PID/fd`); `None` if it cannot be read.
 pub fn fd_count(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
-}
-
-/// Resident memory of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 /// The soft and hard `Max open files` of `pid` (`/proc/PID/limits`; `u64::MAX` for
@@ -273,15 +243,6 @@ pub fn tcp_connections_of(pid: u32) -> Vec<TcpConn> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tty_nr_decodes() {
-        assert_eq!(tty_path(0), None);
-        assert_eq!(tty_path(34818), Some(PathBuf::from("/dev/pts/2"))); // 136:2, seen on this machine
-        assert_eq!(tty_path((136 << 8) | 0x10_0000 | 5), Some(PathBuf::from("/dev/pts/261"))); // minor 0x105
-        assert_eq!(tty_path((137 << 8) | 3), Some(PathBuf::from("/dev/pts/259")));
-        assert_eq!(tty_path((4 << 8) | 1), Some(PathBuf::from("/dev/tty1")));
-    }
 
     #[test]
     fn reads_own_descriptors_memory_and_limits() {

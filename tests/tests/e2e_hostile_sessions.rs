@@ -83,7 +83,7 @@ fn raw(lines: &[LogLine]) -> Vec<&str> {
 
 /// `/proc/PID/sessionid`: the kernel audit session pam_loginuid started.
 fn audit_session(pid: u32) -> Option<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/sessionid")).ok()?.trim().parse().ok().filter(|&s| s != u32::MAX)
+    Some(vigil_host::procfs::audit_session_id(pid)).filter(|&s| s != vigil_host::procfs::NO_AUDIT_SESSION)
 }
 
 /// Waits for vigild's idle warning on the client's terminal.

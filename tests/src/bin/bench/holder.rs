@@ -339,7 +339,7 @@ fn leaf_main() -> ExitCode {
 }
 
 fn own_audit_session() -> u32 {
-    std::fs::read_to_string("/proc/self/sessionid").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(u32::MAX)
+    vigil_host::procfs::own_audit_session_id()
 }
 
 /// Opens sessions `range` (their ttys are `hold<N>`), `in_flight` calls at a time; the
