@@ -18,6 +18,8 @@ pub mod pam_io;
 pub mod reauth;
 pub mod session;
 pub mod socket_call;
+#[cfg(test)]
+mod test_doubles;
 
 use args::{FailMode, ModuleArgs};
 use client::DbusDaemon;

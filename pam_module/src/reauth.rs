@@ -165,37 +165,11 @@ mod tests {
 
     use super::*;
     use crate::client::OpenRequest;
+    use crate::test_doubles::{FakeLog, FakePam};
 
-    #[derive(Default)]
-    struct Pam {
-        marks: Vec<Mark>,
-        /// PAM_USER; `None` means alice.
-        user: Option<&'static [u8]>,
-    }
-    impl PamIo for Pam {
-        fn item(&self, item: Item) -> Option<Vec<u8>> {
-            Some(match item {
-                Item::Service => b"sudo".to_vec(),
-                Item::User => self.user.unwrap_or(b"alice").to_vec(),
-                _ => b"alice".to_vec(),
-            })
-        }
-        fn put_env(&mut self, _: &str, _: &str) -> bool {
-            true
-        }
-        fn store_session_id(&mut self, _: u64) -> bool {
-            true
-        }
-        fn session_id(&self) -> Option<u64> {
-            None
-        }
-        fn set_mark(&mut self, mark: Mark) -> bool {
-            self.marks.push(mark);
-            true
-        }
-        fn has_mark(&self, mark: Mark) -> bool {
-            self.marks.contains(&mark)
-        }
+    /// sudo run by alice; PAM_USER is `user`.
+    fn sudo_pam(user: &[u8]) -> FakePam {
+        FakePam::with(&[("service", b"sudo"), ("user", user), ("tty", b"alice"), ("rhost", b"alice"), ("ruser", b"alice")])
     }
 
     struct Daemon2 {
@@ -222,15 +196,6 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct Log(RefCell<Vec<String>>);
-    impl HostLog for Log {
-        fn record(&self, r: &Record) {
-            self.0.borrow_mut().push(r.to_kv_line());
-        }
-        fn debug(&self, _: &str) {}
-    }
-
     /// alice (uid 1000) runs the program; bob is 1001; nobody else exists.
     fn uid_of(name: &[u8]) -> Option<u32> {
         match name {
@@ -241,11 +206,11 @@ mod tests {
     }
     const ALICE: Invoker<'static> = Invoker { uid: 1000, uid_of: &uid_of };
 
-    fn authenticate(pam: &mut Pam, d: &Daemon2, log: &Log, args: &ModuleArgs) -> Verdict {
+    fn authenticate(pam: &mut FakePam, d: &Daemon2, log: &FakeLog, args: &ModuleArgs) -> Verdict {
         authenticate_as(pam, d, log, args, &ALICE)
     }
 
-    fn account(pam: &mut Pam, d: &Daemon2, log: &Log) -> Verdict {
+    fn account(pam: &mut FakePam, d: &Daemon2, log: &FakeLog) -> Verdict {
         account_as(pam, d, log, &ALICE)
     }
 
@@ -255,7 +220,7 @@ mod tests {
 
     #[test]
     fn fresh_grants_and_records_nothing() {
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(true)), recorded: RefCell::default() };
         assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Success);
         assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
@@ -264,7 +229,7 @@ mod tests {
 
     #[test]
     fn stale_asks_the_password_then_records_the_proof() {
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
         assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
         assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
@@ -273,7 +238,7 @@ mod tests {
 
     #[test]
     fn unreachable_daemon_asks_the_password_and_says_so() {
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Err(ClientError::Unreachable("down".into())), recorded: RefCell::default() };
         assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
         assert!(log.0.borrow()[0].starts_with("event=reauth_required reason=daemon_unreachable service=sudo"));
@@ -281,7 +246,7 @@ mod tests {
 
     #[test]
     fn unreachable_in_auth_is_not_waited_for_again_in_account() {
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Err(ClientError::Timeout(std::time::Duration::from_secs(1))), recorded: RefCell::default() };
         assert_eq!(authenticate_as(&mut pam, &d, &log, &ModuleArgs::default(), &ALICE), Verdict::Ignore);
         assert_eq!(account_as(&mut pam, &d, &log, &ALICE), Verdict::Ignore);
@@ -290,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_refusal_in_auth_is_recorded_as_one_and_asks_the_password() {
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 {
             answer: || Err(ClientError::Refused { name: "org.vigil1.Error.AccessDenied".into(), message: "CheckReauth: root only".into() }),
             recorded: RefCell::default(),
@@ -325,7 +290,7 @@ mod tests {
                 Err(ClientError::Refused { name: "org.vigil1.Error.Failed".into(), message: "y".into() })
             }
         }
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         assert_eq!(authenticate_as(&mut pam, &Refusing, &log, &ModuleArgs::default(), &ALICE), Verdict::Ignore);
         assert_eq!(account_as(&mut pam, &Refusing, &log, &ALICE), Verdict::Ignore);
         assert_eq!(authentication_failed(&mut pam, &Refusing, &log), Verdict::AuthError);
@@ -339,7 +304,7 @@ mod tests {
     #[test]
     fn account_without_auth_records_nothing() {
         // sudo with NOPASSWD calls account without authenticate.
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
         assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
         assert!(d.recorded.borrow().is_empty());
@@ -347,7 +312,7 @@ mod tests {
 
     #[test]
     fn authfail_records_and_keeps_failing() {
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
         assert_eq!(authentication_failed(&mut pam, &d, &log), Verdict::AuthError);
         assert_eq!(*d.recorded.borrow(), vec!["failure"]);
@@ -356,7 +321,7 @@ mod tests {
     #[test]
     fn another_users_password_is_asked_and_proves_nothing() {
         // `su bob` by alice: alice's fresh proof must not let her in as bob...
-        let (mut pam, log) = (Pam { user: Some(b"bob"), ..Pam::default() }, Log::default());
+        let (mut pam, log) = (sudo_pam(b"bob"), FakeLog::default());
         let d = Daemon2 { answer: || panic!("vigild must not be asked about another user"), recorded: RefCell::default() };
         assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
         assert!(log.0.borrow()[0].starts_with("event=reauth_required reason=other_user service=sudo user=bob uid=1000"), "{:?}", log.0.borrow());
@@ -365,17 +330,17 @@ mod tests {
         assert!(d.recorded.borrow().is_empty());
         // Unknown and empty user names are someone else too.
         for user in [&b"mallory"[..], b""] {
-            let mut pam = Pam { user: Some(user), ..Pam::default() };
+            let mut pam = sudo_pam(user);
             assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
         }
     }
 
     #[test]
     fn pam_user_changed_after_auth_records_nothing() {
-        let (mut pam, log) = (Pam::default(), Log::default());
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
         assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
-        pam.user = Some(b"bob");
+        pam.items.insert("user", b"bob".to_vec());
         assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
         assert!(d.recorded.borrow().is_empty());
     }

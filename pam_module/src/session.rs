@@ -158,47 +158,10 @@ fn report_unknown_args(log: &dyn HostLog, args: &ModuleArgs) {
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use super::*;
-
-    #[derive(Default)]
-    struct FakePam {
-        items: HashMap<&'static str, Vec<u8>>,
-        env: Vec<String>,
-        id: Option<u64>,
-    }
-
-    impl PamIo for FakePam {
-        fn item(&self, item: Item) -> Option<Vec<u8>> {
-            let key = match item {
-                Item::User => "user",
-                Item::Service => "service",
-                Item::Tty => "tty",
-                Item::RHost => "rhost",
-                Item::RUser => "ruser",
-            };
-            self.items.get(key).cloned()
-        }
-        fn put_env(&mut self, name: &str, value: &str) -> bool {
-            self.env.push(format!("{name}={value}"));
-            true
-        }
-        fn store_session_id(&mut self, id: u64) -> bool {
-            self.id = Some(id);
-            true
-        }
-        fn session_id(&self) -> Option<u64> {
-            self.id
-        }
-        fn set_mark(&mut self, _: crate::pam_io::Mark) -> bool {
-            true
-        }
-        fn has_mark(&self, _: crate::pam_io::Mark) -> bool {
-            false
-        }
-    }
+    use crate::test_doubles::{FakeLog, FakePam};
 
     /// Answers from a script; records the calls it got.
     struct FakeDaemon {
@@ -228,22 +191,8 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct FakeLog(RefCell<Vec<String>>);
-    impl HostLog for FakeLog {
-        fn record(&self, record: &Record) {
-            self.0.borrow_mut().push(record.to_kv_line());
-        }
-        fn debug(&self, _: &str) {}
-    }
-
     fn pam() -> FakePam {
-        let mut p = FakePam::default();
-        p.items.insert("user", b"alice".to_vec());
-        p.items.insert("service", b"sshd".to_vec());
-        p.items.insert("tty", b"ssh".to_vec());
-        p.items.insert("rhost", b"203.0.113.7".to_vec());
-        p
+        FakePam::with(&[("user", b"alice"), ("service", b"sshd"), ("tty", b"ssh"), ("rhost", b"203.0.113.7")])
     }
 
     fn daemon(answer: fn() -> Result<u64, ClientError>) -> FakeDaemon {
