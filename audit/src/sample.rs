@@ -8,6 +8,7 @@
 use std::io::{self, Write};
 
 use vigil_protocol::audit::Record;
+use vigil_protocol::time::civil_from_days;
 
 use crate::chain::{ChainState, Encoding, Key, KEY_BYTES, KeyFile};
 
@@ -32,17 +33,8 @@ pub const SAMPLE_EPOCH: u64 = 1_795_666_450;
 
 /// (year, month, day, hour, minute, second) of a Unix time (UTC).
 pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day, (rem / 3600) as u32, (rem / 60 % 60) as u32, (rem % 60) as u32)
 }
 

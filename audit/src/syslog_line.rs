@@ -19,6 +19,8 @@
 use std::io::{self, BufRead};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use vigil_protocol::time::{civil_from_days, days_from_civil};
+
 /// The longest line kept; the rest of a longer line is read and dropped. A vigil record
 /// is far shorter (values are cut at 256 bytes): a longer line is never a record.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -283,17 +285,6 @@ fn skip_structured_data(text: &str) -> Option<&str> {
 
 const DAY: i64 = 86_400;
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// The calendar year of `t` in local time.
 pub fn local_year(t: SystemTime) -> i32 {
     let secs = unix_secs(t);
@@ -301,14 +292,7 @@ pub fn local_year(t: SystemTime) -> i32 {
 }
 
 fn civil_year_of(secs: i64) -> i64 {
-    let z = secs.div_euclid(DAY) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(month <= 2)
+    civil_from_days(secs.div_euclid(DAY)).0
 }
 
 fn to_unix(secs: i64, nanos: u32) -> Option<SystemTime> {
@@ -340,7 +324,7 @@ impl Timestamp {
     /// Seconds since the epoch for this wall-clock time, taking `year` and `offset` as
     /// given.
     fn unix_with(&self, year: i64, offset: i64) -> i64 {
-        days_from_civil(year, self.month, self.day) * DAY + i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second) - offset
+        days_from_civil(year, u32::from(self.month), u32::from(self.day)) * DAY + i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second) - offset
     }
 
     /// The time this timestamp stands for. Without a year (the traditional layout), the

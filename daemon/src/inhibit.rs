@@ -9,11 +9,13 @@
 //! (`reason=expired|cancelled|session_end`). `why` is the user's text: bounded here and
 //! escaped by the record encoding like every value.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vigil_config::ResolvedPolicy;
 use vigil_protocol::audit::Record;
+// `until` as RFC 3339 (UTC, seconds): bare in a record, readable by an admin.
+use vigil_protocol::time::{human, rfc3339_seconds as rfc3339};
 use vigil_protocol::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, VigilError};
 
 use crate::caller::Caller;
@@ -45,10 +47,6 @@ pub enum Refusal {
     WhyTooLong(usize),
 }
 
-fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
 /// Whether `policy` allows an inhibitor of `duration` with this reason.
 pub fn check(policy: &ResolvedPolicy, duration: Duration, why: &str) -> Result<(), Refusal> {
     if why.len() > MAX_INHIBIT_WHY_BYTES {
@@ -67,11 +65,6 @@ pub fn check(policy: &ResolvedPolicy, duration: Duration, why: &str) -> Result<(
         return Err(Refusal::TooLong { asked: human(duration), max: human(max), policy: policy.policy_name.clone() });
     }
     Ok(())
-}
-
-/// `until` as RFC 3339 (UTC, seconds): bare in a record, readable by an admin.
-fn rfc3339(usec: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(usec)).to_string()
 }
 
 /// The supervisor's decision, with the inhibitor's expiry as one more deadline: the

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use vigil_config::{Config, NssAccounts};
 use vigil_protocol::audit::Record;
@@ -70,9 +70,7 @@ fn open_refused(caller: &Caller, reason: &str) -> Record {
     Record::new("call_refused").text("method", "OpenSession").number("uid", caller.uid).number("pid", caller.pid).text("reason", reason)
 }
 
-pub fn now_usec() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
+pub use vigil_protocol::time::now_usec;
 
 impl Manager {
     pub fn new(config: Config, config_path: PathBuf, audit: Arc<AuditLog>, ids: IdAllocator, store: SessionStore) -> Self {

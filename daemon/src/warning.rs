@@ -5,12 +5,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
+use vigil_protocol::time::human;
+
 use crate::idle::Limit;
 use crate::ttys::{self, TtyNr};
-
-fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
 
 /// The text, with CR LF so that it reads right in raw mode (vim, less) too.
 pub fn text(limit: Limit, idle_for: Duration, left: Duration, max_age: Option<Duration>) -> String {

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod frame;
 mod target;
+pub mod time;
 mod wire;
 
 pub use target::Target;

@@ -7,9 +7,10 @@ mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
+use vigil_protocol::time::{compact, now_usec};
 use vigil_protocol::{ManagerProxy, SessionInfo, Target, VigilError};
 
 #[derive(Parser, Debug)]
@@ -377,13 +378,9 @@ fn session_json(s: &SessionInfo) -> serde_json::Value {
     })
 }
 
-fn now_usec() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
 fn age(usec: u64) -> String {
     let secs = now_usec().saturating_sub(usec) / 1_000_000;
-    humantime::format_duration(Duration::from_secs(secs)).to_string().replace(' ', "")
+    compact(Duration::from_secs(secs))
 }
 
 /// Names and hosts come from users and remote peers: show control characters escaped
@@ -403,7 +400,7 @@ fn deadline_column(s: &SessionInfo) -> String {
         return "-".into();
     }
     let left = s.deadline_usec.saturating_sub(now_usec()) / 1_000_000;
-    humantime::format_duration(Duration::from_secs(left)).to_string().replace(' ', "")
+    compact(Duration::from_secs(left))
 }
 
 fn or_dash(s: &str) -> String {

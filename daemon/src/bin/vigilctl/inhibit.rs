@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use vigil_protocol::time::{human, rfc3339_seconds};
 use vigil_protocol::{InhibitorInfo, ManagerProxy};
 
 use super::{explain, now_usec, printable};
@@ -35,9 +36,9 @@ pub fn describe(i: &InhibitorInfo) -> String {
 }
 
 fn words(until: u64) -> String {
-    humantime::format_duration(Duration::from_secs(until.saturating_sub(now_usec()).div_ceil(1_000_000))).to_string()
+    human(Duration::from_secs(until.saturating_sub(now_usec()).div_ceil(1_000_000)))
 }
 
 fn clock(usec: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_micros(usec)).to_string()
+    rfc3339_seconds(usec)
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use vigil_protocol::time::compact;
 use vigil_protocol::{InhibitorInfo, SessionInfo};
 
 use super::{age, deadline_column, now_usec, or_dash, printable, tty_column};
@@ -60,7 +61,7 @@ fn inhibitor_column(i: Option<&InhibitorInfo>, now: u64) -> String {
         None => String::new(),
         Some(i) => {
             let left = Duration::from_secs(i.until_usec.saturating_sub(now) / 1_000_000);
-            format!("inhibited {} \"{}\"", humantime::format_duration(left).to_string().replace(' ', ""), printable(&i.why))
+            format!("inhibited {} \"{}\"", compact(left), printable(&i.why))
         }
     }
 }

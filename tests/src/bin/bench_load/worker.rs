@@ -8,7 +8,7 @@ use std::ffi::{CStr, CString, c_int};
 use std::io::Write;
 use std::process::ExitCode;
 use std::ptr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::conv::ConvState;
 use crate::ffi::{self, PamHandle};
@@ -19,9 +19,7 @@ pub fn is_worker() -> bool {
     std::env::args().nth(1).as_deref() == Some(WORKER_ARG)
 }
 
-pub fn now_usec() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
+pub use vigil_protocol::time::now_usec;
 
 /// The arguments the benchmark gives a worker.
 pub struct Job {
