@@ -94,9 +94,7 @@ impl Facts {
 }
 
 pub fn process_count() -> usize {
-    std::fs::read_dir("/proc")
-        .map(|d| d.flatten().filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok())).count())
-        .unwrap_or(0)
+    vigil_host::procfs::all_pids().map_or(0, |pids| pids.len())
 }
 
 pub fn load1() -> String {
@@ -148,13 +146,8 @@ fn os_release() -> Option<String> {
 
 /// utime + stime of a process, all its threads (µs; the kernel counts clock ticks).
 pub fn cpu_us(pid: Option<u32>) -> u64 {
-    let Some(stat) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok()) else {
-        return 0;
-    };
-    // After "pid (comm)": state is field 3 of the line; utime and stime are fields 14 and 15.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    let stat = pid.and_then(vigil_host::procfs::stat_text);
+    let ticks = stat.as_deref().and_then(vigil_host::procfs::parse_stat_line).map_or(0, |s| s.cpu_ticks);
     ticks * 1_000_000 / clk_tck()
 }
 

@@ -279,32 +279,17 @@ pub fn describe_output(out: &Output) -> String {
 
 /// True when `/proc/PID` exists and the process is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => process_state(&stat) != Some('Z'),
-        Err(_) => false,
-    }
+    pid_state(pid).is_some_and(|state| state != 'Z')
 }
 
 /// The state letter of `/proc/PID/stat` (R, S, T, Z, ...), if the process exists.
 pub fn pid_state(pid: u32) -> Option<char> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(process_state)
-}
-
-fn process_state(stat: &str) -> Option<char> {
-    // "pid (comm) S ...": comm may contain spaces and parentheses; the state follows the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.trim_start().chars().next()
+    Some(vigil_host::procfs::parse_stat_line(&vigil_host::procfs::stat_text(pid)?)?.state)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn state_parses_comm_with_parens() {
-        assert_eq!(process_state("12 (a) b)) T 1 2"), Some('T'));
-        assert_eq!(process_state("12 (sleep) S 1"), Some('S'));
-    }
 
     #[test]
     fn managed_child_is_ended_on_drop() {

@@ -17,11 +17,7 @@ pub fn pids_of<const N: usize>(h: &vigil_e2e::Harness, names: [&str; N]) -> [Opt
 
 /// utime + stime of a process, all its threads, in clock ticks; `None` once it is gone.
 fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After "pid (comm)": state is field 3 of the line; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11..13)?.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+    Some(vigil_host::procfs::parse_stat_line(&vigil_host::procfs::stat_text(pid)?)?.cpu_ticks)
 }
 
 /// Per thread id: context switches (voluntary + involuntary) and time on a CPU (ns,
@@ -31,12 +27,9 @@ fn threads(pid: u32) -> HashMap<String, (u64, u64)> {
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            let switches: u64 = status
-                .lines()
-                .filter_map(|l| {
-                    l.strip_prefix("voluntary_ctxt_switches:").or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
-                })
-                .filter_map(|v| v.trim().parse::<u64>().ok())
+            let switches: u64 = ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+                .iter()
+                .filter_map(|key| vigil_host::procfs::status_value(&status, key)?.parse::<u64>().ok())
                 .sum();
             let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
             let ns = schedstat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
