@@ -286,7 +286,7 @@ impl Task {
             return;
         }
         let leader = session.who.leader_pid;
-        let tree_and_stats = match procfs::descendants(leader) {
+        let tree_and_stats = match procfs::process_tree_live(leader) {
             Ok(Some(tree)) => {
                 let stats = procfs::stats_of(&tree);
                 Ok((tree, stats))

@@ -188,7 +188,7 @@ pub fn is_gone(error: &std::io::Error) -> bool {
 /// children files (CONFIG_PROC_CHILDREN off); then use `process_tree`. An empty tree
 /// when `pid` is gone; an error when a read failed for another reason (EMFILE), so
 /// that a failed read is never taken for "no processes".
-pub fn descendants(pid: u32) -> std::io::Result<Option<Vec<u32>>> {
+pub fn process_tree_live(pid: u32) -> std::io::Result<Option<Vec<u32>>> {
     let mut tree = vec![pid];
     let mut i = 0;
     // Bounded: a pid is added once per parent read, and the walk stops at 100,000.
@@ -291,14 +291,14 @@ mod tests {
     }
 
     #[test]
-    fn descendants_finds_a_child() {
+    fn live_tree_finds_a_child() {
         let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
-        let tree = descendants(std::process::id()).unwrap().expect("children files");
+        let tree = process_tree_live(std::process::id()).unwrap().expect("children files");
         assert!(tree.contains(&std::process::id()) && tree.contains(&child.id()), "{tree:?}");
         child.kill().unwrap();
         child.wait().unwrap();
         // Reaped: gone is an answer (no processes), not an error.
-        assert_eq!(descendants(child.id()).unwrap(), Some(Vec::new()));
+        assert_eq!(process_tree_live(child.id()).unwrap(), Some(Vec::new()));
         assert_eq!(io_total(&[child.id()]).unwrap(), 0);
     }
 

@@ -32,7 +32,7 @@ pub struct ProcInfo {
     /// The controlling terminal as the kernel encodes it (0: none); see [`device_path`].
     pub tty_nr: u32,
     /// Start time in clock ticks after boot: with the pid, it names one process.
-    pub starttime: u64,
+    pub start_time: u64,
     /// Real and effective uid.
     pub uid: u32,
     pub euid: u32,
@@ -58,7 +58,7 @@ impl ProcInfo {
             pgrp: stat.pgrp,
             session: stat.session,
             tty_nr: stat.tty_nr,
-            starttime: stat.start_time,
+            start_time: stat.start_time,
             uid: uid.unwrap_or(u32::MAX),
             euid: euid.unwrap_or(u32::MAX),
             comm: stat.comm.to_string(),
@@ -73,7 +73,7 @@ impl ProcInfo {
 
     /// True while `/proc/PID` is this same process (same start time) and not a zombie.
     pub fn still_running(&self) -> bool {
-        ProcInfo::read(self.pid).is_some_and(|now| now.starttime == self.starttime && now.is_alive())
+        ProcInfo::read(self.pid).is_some_and(|now| now.start_time == self.start_time && now.is_alive())
     }
 
     /// The controlling terminal (`/dev/pts/N`, `/dev/ttyN`), from `tty_nr`; if the
@@ -123,7 +123,7 @@ pub fn descendants(pid: u32) -> Vec<ProcInfo> {
 /// [`descendants`] in a snapshot, walked as vigild walks a session's tree.
 pub fn descendants_in(procs: &[ProcInfo], pid: u32) -> Vec<ProcInfo> {
     let links: Vec<host::Stat> =
-        procs.iter().map(|p| host::Stat { pid: p.pid, ppid: p.ppid, tty_nr: p.tty_nr, start_time: p.starttime }).collect();
+        procs.iter().map(|p| host::Stat { pid: p.pid, ppid: p.ppid, tty_nr: p.tty_nr, start_time: p.start_time }).collect();
     let tree = host::process_tree(pid, &links);
     tree.iter().skip(1).filter_map(|d| procs.iter().find(|p| p.pid == *d).cloned()).collect()
 }

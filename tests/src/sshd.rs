@@ -550,7 +550,7 @@ mod tests {
             pgrp: 1,
             session: 1,
             tty_nr: 0,
-            starttime: 0,
+            start_time: 0,
             uid,
             euid: uid,
             comm: comm.to_string(),
