@@ -337,19 +337,7 @@ fn signed_duration(from: SystemTime, to: SystemTime) -> String {
 }
 
 /// `0s`, `59s`, `2m13s`, `1h02m13s`, `3d04h05m`.
-pub fn duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    if days > 0 {
-        format!("{days}d{hours:02}h{minutes:02}m")
-    } else if hours > 0 {
-        format!("{hours}h{minutes:02}m{seconds:02}s")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds:02}s")
-    } else {
-        format!("{seconds}s")
-    }
-}
+pub use vigil_protocol::time::padded as duration;
 
 /// How long the session lasted: from its open to its end by the timestamps, else the
 /// end record's own `duration_s` (when the open is not in these files).

@@ -22,6 +22,22 @@ pub fn compact(d: Duration) -> String {
     human(d).replace(' ', "")
 }
 
+/// `0s`, `59s`, `2m13s`, `1h02m13s`, `3d04h05m`: a duration in a timeline, two digits
+/// for each unit after the largest, so that a column of them lines up by unit.
+pub fn padded(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if days > 0 {
+        format!("{days}d{hours:02}h{minutes:02}m")
+    } else if hours > 0 {
+        format!("{hours}h{minutes:02}m{seconds:02}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds:02}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
 /// `2026-11-26T04:14:10Z`: a time in µs since the epoch, UTC, whole seconds.
 pub fn rfc3339_seconds(usec: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(usec)).to_string()
@@ -85,6 +101,9 @@ mod tests {
         assert_eq!(human(d), "1h 2m 3s");
         assert_eq!(compact(d), "1h2m3s");
         assert_eq!(compact(Duration::ZERO), "0s");
+        assert_eq!(padded(d), "1h02m03s");
+        assert_eq!(padded(Duration::from_secs(3 * 86_400 + 4 * 3600 + 5 * 60 + 6)), "3d04h05m");
+        assert_eq!(padded(Duration::from_secs(133)), "2m13s");
         assert!(now_usec() > 1_700_000_000_000_000);
     }
 }
