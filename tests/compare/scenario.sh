@@ -6,7 +6,8 @@
 #   output   runs `while :; do date; sleep 1; done` and is never touched again
 #   cat      runs `cat` (a program waiting for input) and is never touched again
 #   escape   `unset TMOUT`, then `exec env -u TMOUT bash` (how a user sheds a readonly TMOUT)
-#   stopped  like idle, then the ssh client is stopped (SIGSTOP): a dead peer
+#   stopped  like idle, then the ssh client is stopped (SIGSTOP): a dead peer (its "last
+#            key" is then the moment it stopped)
 # Each session's end is seen on the machine: its shell's pid leaves /proc (0.1 s steps).
 
 declare -A S_USER S_PORT S_KIND S_OFF S_PID S_LAST S_END
@@ -37,7 +38,7 @@ run_scenario() { # NAME SPEC...
         case ${S_KIND[$w]} in idle | partial | stopped)
             stop=$(awk -v s="$start" -v o="${S_OFF[$w]}" 'BEGIN { printf "%.3f", s + 8 + o }')
             S_STOP[$w]=$stop
-            maxstop=$(awk -v a="$maxstop" -v b="$stop" 'BEGIN { print (b > a) ? b : a }') ;;
+            maxstop=$(awk -v a="$maxstop" -v b="$stop" 'BEGIN { printf "%.3f", (b > a) ? b : a }') ;;
         esac
     done
     # The users type: every active session once a second until its stop time; bounded
@@ -52,6 +53,7 @@ run_scenario() { # NAME SPEC...
                 S_STOPPED[$w]=$(client_pid "${S_USER[$w]}" "${S_PORT[$w]}")
                 [ -n "${S_STOPPED[$w]}" ] || die "$w: no ssh client to stop"
                 kill -STOP "${S_STOPPED[$w]}"
+                S_LAST[$w]=$(now) # its last sign of life
             fi
         done
         sleep 0.5

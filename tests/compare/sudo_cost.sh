@@ -20,18 +20,23 @@ sudo_step() {
 # Both users run the same steps at the same moments: sudo's timestamp (cmp-s1) and
 # vigil (cmp-s2, reauth_window = REAUTH_WINDOW, reauth_after_idle = REAUTH_IDLE).
 run_sudo() {
-    local t0 step i at what
+    local t0 step i at what end typed
     ssh_open sudo-plain cmp-s1 2201 >/dev/null
     ssh_open sudo-vigil cmp-s2 2202 >/dev/null
     t0=$(now)
     # step  at (s after the first)  what happens before it
     for step in "1 0 first" "2 3 active" "3 $((3 + REAUTH_IDLE + 4)) idle" \
-        "4 $((REAUTH_WINDOW + 5)) active" "5 $((3 + REAUTH_IDLE + 4 + REAUTH_WINDOW + 2)) active"; do
+        "4 $((REAUTH_WINDOW + 5)) active" "5 $((3 + REAUTH_IDLE + 4 + REAUTH_WINDOW + 2)) active" \
+        "6 $((3 + REAUTH_IDLE + 4 + 2 * REAUTH_WINDOW + 5)) active"; do
         read -r i at what <<<"$step"
         # Before an "active" step the users type every 2 s; before "idle" nothing.
-        while awk -v t="$(now)" -v e="$(awk -v a="$t0" -v b="$at" 'BEGIN { print a + b }')" 'BEGIN { exit !(t < e) }'; do
-            if [ "$what" = active ]; then type_key sudo-plain; type_key sudo-vigil; fi
-            sleep 2
+        end=$(awk -v a="$t0" -v b="$at" 'BEGIN { printf "%.3f", a + b }')
+        typed=0
+        while awk -v t="$(now)" -v e="$end" 'BEGIN { exit !(t < e) }'; do
+            if [ "$what" = active ] && [ $((SECONDS - typed)) -ge 2 ]; then
+                type_key sudo-plain; type_key sudo-vigil; typed=$SECONDS
+            fi
+            sleep 0.25
         done
         printf 'sudo step %s at +%ss after %s: sudo timestamp: %s; vigil: %s\n' "$i" \
             "$(dt "$t0" "$(now)")" "$what" "$(sudo_step sudo-plain "p$i")" "$(sudo_step sudo-vigil "v$i")" |
@@ -40,8 +45,8 @@ run_sudo() {
     tm kill-window -t sudo-plain; tm kill-window -t sudo-vigil
 }
 
-# login_ms PORT: wall time of one full ssh password login that runs `true`, in ms.
-login_ms() {
+# login_us PORT: wall time of one full ssh password login that runs `true`, in µs.
+login_us() {
     local a b
     a=$(date +%s%N)
     ctnet sshpass -p "$PASSWORD" ssh -p "$1" -o PubkeyAuthentication=no -o StrictHostKeyChecking=no \
@@ -54,7 +59,7 @@ login_ms() {
 # round so that neither stack always follows the other; 3 rounds of warm-up first.
 run_cost() {
     local r port
-    for r in 1 2 3; do for port in 2200 2201 2202; do login_ms $port >/dev/null; done; done
+    for r in 1 2 3; do for port in 2200 2201 2202; do login_us $port >/dev/null; done; done
     : >"$OUT/cost.tsv"
     for r in $(seq "$PAIRS"); do
         case $((r % 3)) in
@@ -62,9 +67,17 @@ run_cost() {
             1) set -- 2201 2202 2200 ;;
             2) set -- 2202 2200 2201 ;;
         esac
-        for port in "$@"; do printf '%s\t%s\n' "$port" "$(login_ms "$port")" >>"$OUT/cost.tsv"; done
+        for port in "$@"; do printf '%s\t%s\n' "$port" "$(login_us "$port")" >>"$OUT/cost.tsv"; done
     done
     for port in 2200 2201 2202; do
         awk -v p=$port '$1 == p { print $2 / 1000 }' "$OUT/cost.tsv" | median >"$OUT/cost-$port.median"
+    done
+    # Per round: what each module adds to that round's base login, in % (the median of
+    # these is less sensitive to the machine's load drifting than a ratio of medians).
+    for port in 2201 2202; do
+        awk -v p=$port '{ v[NR] = $2; k[NR] = $1 } END {
+            for (i = 1; i + 2 <= NR; i += 3) { b = x = 0
+                for (j = i; j < i + 3; j++) { if (k[j] == 2200) b = v[j]; if (k[j] == p) x = v[j] }
+                printf "%.2f\n", (x / b - 1) * 100 } }' "$OUT/cost.tsv" | median >"$OUT/cost-$port.added"
     done
 }
