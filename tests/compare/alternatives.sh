@@ -12,7 +12,7 @@
 #
 # Environment: VIGIL_BIN_DIR (vigild, vigilctl, libpam_vigil.so; default
 # $CARGO_TARGET_DIR/release or target/release), COMPARE_TIMEOUT (idle timeout of every
-# mechanism, s, default 20), COMPARE_PAIRS (login rounds, default 20), COMPARE_OUT
+# mechanism, s, default 20), COMPARE_PAIRS (login rounds, default 30), COMPARE_OUT
 # (where raw results go, default a new /tmp/vigil-compare.XXXX), COMPARE_PHASES (default
 # "logind others sudo cost": a subset re-measures part of the table).
 set -eu
@@ -26,7 +26,7 @@ T=${COMPARE_TIMEOUT:-20}
 WARN=$((T * 2 / 5))
 REAUTH_WINDOW=15
 REAUTH_IDLE=6
-PAIRS=${COMPARE_PAIRS:-20}
+PAIRS=${COMPARE_PAIRS:-30}
 PHASES=" ${COMPARE_PHASES:-logind others sudo cost} "
 export VIGIL_CT_DIR=/var/tmp/vigil-compare VIGIL_CT_NAME=vigil-compare
 root=$VIGIL_CT_DIR/root

@@ -29,7 +29,7 @@ wait_text() {
 # the prompt and prints the machine's pid of the session's shell (from the container's
 # pid the shell reports, through NSpid in /proc/PID/status).
 ssh_open() {
-    local win=$1 user=$2 port=$3 cpid hpid f
+    local win=$1 user=$2 port=$3 cpid hpid f ns
     tm new-window -d -n "$win" "nsenter -t $LEADER -n sshpass -p '$PASSWORD' ssh -tt -p $port \
         -o PubkeyAuthentication=no -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
         -o LogLevel=ERROR $user@127.0.0.1"
@@ -37,7 +37,11 @@ ssh_open() {
     tm send-keys -t "$win" 'echo SHELLPID=$$' Enter
     wait_text "$win" '^SHELLPID=[0-9]+' 10 || die "$win: no shell pid"
     cpid=$(pane_text "$win" | grep -Eo '^SHELLPID=[0-9]+' | tail -1 | cut -d= -f2)
+    # Only in the container's pid namespace: other containers on the machine have the
+    # same small pids.
+    ns=$(readlink "/proc/$LEADER/ns/pid")
     for f in $(grep -l -P "^NSpid:\t[0-9]+\t$cpid\$" /proc/[0-9]*/status 2>/dev/null); do
+        [ "$(readlink "${f%status}ns/pid" 2>/dev/null)" = "$ns" ] || continue
         [ "$(cat "${f%status}comm" 2>/dev/null)" = bash ] && hpid=${f#/proc/} && hpid=${hpid%/status}
     done
     [ -n "${hpid:-}" ] || die "$win: shell pid $cpid not found on the machine"

@@ -4,7 +4,8 @@
 # sudo_step WINDOW TAG: one `sudo true`; answers the password if asked. Prints "asked"
 # or "not-asked" and the exit code.
 sudo_step() {
-    local w=$1 tag=$2 rc asked=not-asked
+    local w=$1 tag=$2 rc asked=not-asked at
+    at=$(dt "$T0" "$(now)")
     tm send-keys -t "$w" "echo BEGIN-$tag; sudo -S -p 'ASK-$tag:' true; echo RC-$tag=\$?" Enter
     wait_text "$w" "^ASK-$tag:|RC-$tag=[0-9]" 10 || die "$w: sudo $tag did not answer"
     if pane_text "$w" | grep -q "^ASK-$tag:"; then
@@ -14,23 +15,23 @@ sudo_step() {
         wait_text "$w" "RC-$tag=[0-9]" 10 || die "$w: sudo $tag did not finish"
     fi
     rc=$(pane_text "$w" | grep -Eo "RC-$tag=[0-9]+" | tail -1 | cut -d= -f2)
-    echo "$asked rc=$rc"
+    echo "$asked at +$at s rc=$rc"
 }
 
 # Both users run the same steps at the same moments: sudo's timestamp (cmp-s1) and
 # vigil (cmp-s2, reauth_window = REAUTH_WINDOW, reauth_after_idle = REAUTH_IDLE).
 run_sudo() {
-    local t0 step i at what end typed
+    local step i at what end typed
     ssh_open sudo-plain cmp-s1 2201 >/dev/null
     ssh_open sudo-vigil cmp-s2 2202 >/dev/null
-    t0=$(now)
+    T0=$(now)
     # step  at (s after the first)  what happens before it
     for step in "1 0 first" "2 3 active" "3 $((3 + REAUTH_IDLE + 4)) idle" \
         "4 $((REAUTH_WINDOW + 5)) active" "5 $((3 + REAUTH_IDLE + 4 + REAUTH_WINDOW + 2)) active" \
-        "6 $((3 + REAUTH_IDLE + 4 + 2 * REAUTH_WINDOW + 5)) active"; do
+        "6 $((3 + REAUTH_IDLE + 4 + 2 * REAUTH_WINDOW + 10)) active"; do
         read -r i at what <<<"$step"
         # Before an "active" step the users type every 2 s; before "idle" nothing.
-        end=$(awk -v a="$t0" -v b="$at" 'BEGIN { printf "%.3f", a + b }')
+        end=$(awk -v a="$T0" -v b="$at" 'BEGIN { printf "%.3f", a + b }')
         typed=0
         while awk -v t="$(now)" -v e="$end" 'BEGIN { exit !(t < e) }'; do
             if [ "$what" = active ] && [ $((SECONDS - typed)) -ge 2 ]; then
@@ -38,8 +39,8 @@ run_sudo() {
             fi
             sleep 0.25
         done
-        printf 'sudo step %s at +%ss after %s: sudo timestamp: %s; vigil: %s\n' "$i" \
-            "$(dt "$t0" "$(now)")" "$what" "$(sudo_step sudo-plain "p$i")" "$(sudo_step sudo-vigil "v$i")" |
+        printf 'sudo step %s after %s: sudo timestamp: %s; vigil: %s\n' "$i" \
+            "$what" "$(sudo_step sudo-plain "p$i")" "$(sudo_step sudo-vigil "v$i")" |
             tee -a "$OUT/sudo.txt"
     done
     tm kill-window -t sudo-plain; tm kill-window -t sudo-vigil
@@ -78,6 +79,9 @@ run_cost() {
         awk -v p=$port '{ v[NR] = $2; k[NR] = $1 } END {
             for (i = 1; i + 2 <= NR; i += 3) { b = x = 0
                 for (j = i; j < i + 3; j++) { if (k[j] == 2200) b = v[j]; if (k[j] == p) x = v[j] }
-                printf "%.2f\n", (x / b - 1) * 100 } }' "$OUT/cost.tsv" | median >"$OUT/cost-$port.added"
+                printf "%.2f\n", (x / b - 1) * 100 } }' "$OUT/cost.tsv" | sort -n >"$OUT/cost-$port.rounds"
+        median <"$OUT/cost-$port.rounds" >"$OUT/cost-$port.added"
+        awk '{ a[NR] = $1 } END { printf "%s to %s\n", a[int(NR / 4) + 1], a[int(3 * NR / 4) + 1] }' \
+            "$OUT/cost-$port.rounds" >"$OUT/cost-$port.iqr"
     done
 }
