@@ -1,7 +1,9 @@
 # The idle scenarios of tests/compare/alternatives.sh (sourced, bash).
 #
 # A scenario is a set of ssh sessions, each "WINDOW USER PORT KIND OFFSET":
-#   idle     the user types (':' Enter, once a second) until START+8+OFFSET, then nothing
+#   idle     the user types (': N' Enter, N counting, about once a second) until
+#            START+8+OFFSET, then nothing. Its last key is the last one its shell echoed
+#            (on a loaded machine a key sent is not yet a key read).
 #   partial  the user types one character a second without Enter, until START+8+OFFSET
 #   output   runs `while :; do date; sleep 1; done` and is never touched again
 #   cat      runs `cat` (a program waiting for input) and is never touched again
@@ -22,6 +24,9 @@ run_scenario() { # NAME SPEC...
         S_USER[$w]=$u; S_PORT[$w]=$p; S_KIND[$w]=$k; S_OFF[$w]=$o; S_END[$w]=
         S_PID[$w]=$(ssh_open "$w" "$u" "$p")
         tm send-keys -t "$w" 'clear' Enter
+        # Logins take seconds on a loaded machine: the sessions already open get a key
+        # each, so that none is idle before the scenario starts.
+        for o in "${wins[@]}"; do [ "$o" = "$w" ] || tm send-keys -t "$o" ': 0' Enter; done
     done
     log "$name: ${#wins[@]} sessions logged in"
     sleep 1
@@ -47,8 +52,15 @@ run_scenario() { # NAME SPEC...
         for w in "${wins[@]}"; do
             [ -n "${S_STOP[$w]:-}" ] || continue
             if awk -v t="$(now)" -v s="${S_STOP[$w]}" 'BEGIN { exit !(t < s) }'; then
-                if [ "${S_KIND[$w]}" = partial ]; then tm send-keys -t "$w" x; else type_key "$w"; fi
-                S_LAST[$w]=$(now)
+                if [ "${S_KIND[$w]}" = partial ]; then
+                    tm send-keys -t "$w" x
+                    S_LAST[$w]=$(now)
+                else
+                    S_N[$w]=$((${S_N[$w]:-0} + 1))
+                    tm send-keys -t "$w" ": ${S_N[$w]}" Enter
+                    S_AT[$w,${S_N[$w]}]=$(now)
+                    S_LAST[$w]=${S_AT[$w,${S_N[$w]}]}
+                fi
             elif [ "${S_KIND[$w]}" = stopped ] && [ -z "${S_STOPPED[$w]:-}" ]; then
                 S_STOPPED[$w]=$(client_pid "${S_USER[$w]}" "${S_PORT[$w]}")
                 [ -n "${S_STOPPED[$w]}" ] || die "$w: no ssh client to stop"
@@ -82,15 +94,21 @@ run_scenario() { # NAME SPEC...
     for w in "${wins[@]}"; do report_session "$w"; done
 }
 
-declare -A S_STOP S_STOPPED
+declare -A S_STOP S_STOPPED S_N S_AT
 
 # One line per session: what it did, when it ended after its last key, what its
 # terminal showed at the end.
 report_session() {
-    local w=$1 ended shown
+    local w=$1 ended shown seen keys=""
+    if [ -n "${S_N[$w]:-}" ]; then
+        seen=$(pane_text "$w" | grep -Eo '\$ : [0-9]+ *$' | awk '{ print $3 }' | sort -n | tail -1)
+        keys="keys sent ${S_N[$w]}, last echoed ${seen:-none}"
+        if [ "${S_KIND[$w]}" = idle ] && [ -n "$seen" ]; then S_LAST[$w]=${S_AT[$w,$seen]}; fi
+    fi
     if [ -n "${S_END[$w]}" ]; then ended="ended $(dt "${S_LAST[$w]}" "${S_END[$w]}") s after the last key"
     else ended="alive $(dt "${S_LAST[$w]}" "$(now)") s after the last key"; fi
     shown=$(pane_text "$w" | grep -Ei 'vigil:|timed out|auto-logout|closed|readonly|broken pipe|timeout' | tr '\n' '|' | cut -c1-200)
-    printf '%s\t%s\t%s\t%s\t%s\n' "$w" "${S_USER[$w]}" "${S_KIND[$w]}" "$ended" "${shown:--}" | tee -a "$OUT/sessions.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "${S_USER[$w]}" "${S_KIND[$w]}" "$ended" "${shown:--}" "$keys" |
+        tee -a "$OUT/sessions.tsv"
     tm kill-window -t "$w" 2>/dev/null || true
 }
