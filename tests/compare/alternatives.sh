@@ -77,6 +77,7 @@ tm set -g remain-on-exit on
     echo "sudo: $(ct sudo -V | head -1)"
     echo "vigild: $(ct vigilctl daemon 2>/dev/null | head -1)"
     echo "idle timeout of every mechanism: ${T}s (vigil idle_warning ${WARN}s)"
+    echo "load average at the start: $(cut -d" " -f1-3 /proc/loadavg)"
 } | tee "$OUT/facts.txt"
 
 phase() { case $PHASES in *" $1 "*) return 0 ;; esac; return 1; }

@@ -1,10 +1,10 @@
 # The idle scenarios of tests/compare/alternatives.sh (sourced, bash).
 #
 # A scenario is a set of ssh sessions, each "WINDOW USER PORT KIND OFFSET":
-#   idle     the user types (': N' Enter, N counting, about once a second) until
+#   idle     the user types (': N' Enter, N counting, about twice a second) until
 #            START+8+OFFSET, then nothing. Its last key is the last one its shell echoed
 #            (on a loaded machine a key sent is not yet a key read).
-#   partial  the user types one character a second without Enter, until START+8+OFFSET
+#   partial  the user types characters (about two a second) without Enter, until START+8+OFFSET
 #   output   runs `while :; do date; sleep 1; done` and is never touched again
 #   cat      runs `cat` (a program waiting for input) and is never touched again
 #   escape   `unset TMOUT`, then `exec env -u TMOUT bash` (how a user sheds a readonly TMOUT)
