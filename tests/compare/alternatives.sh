@@ -55,6 +55,8 @@ trap 'exit 1' INT TERM
 
 log "container up ($VIGIL_CT_DIR); raw results in $OUT"
 LEADER=$(sh "$CT_TOOLS/up.sh")
+# Everything below writes under $root: it must be the container's overlay.
+mountpoint -q "$root" || die "$root is not mounted"
 ssh-keygen -q -t ed25519 -N '' -f "$root/etc/ssh/cmp_host_key"
 make_users
 install_vigil

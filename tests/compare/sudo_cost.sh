@@ -21,7 +21,7 @@ sudo_step() {
 # Both users run the same steps at the same moments: sudo's timestamp (cmp-s1) and
 # vigil (cmp-s2, reauth_window = REAUTH_WINDOW, reauth_after_idle = REAUTH_IDLE).
 run_sudo() {
-    local step i at what end typed
+    local step i at what end typed plain vigil
     ssh_open sudo-plain cmp-s1 2201 >/dev/null
     ssh_open sudo-vigil cmp-s2 2202 >/dev/null
     T0=$(now)
@@ -39,8 +39,9 @@ run_sudo() {
             fi
             sleep 0.25
         done
-        printf 'sudo step %s after %s: sudo timestamp: %s; vigil: %s\n' "$i" \
-            "$what" "$(sudo_step sudo-plain "p$i")" "$(sudo_step sudo-vigil "v$i")" |
+        plain=$(sudo_step sudo-plain "p$i")
+        vigil=$(sudo_step sudo-vigil "v$i")
+        printf 'sudo step %s after %s: sudo timestamp: %s; vigil: %s\n' "$i" "$what" "$plain" "$vigil" |
             tee -a "$OUT/sudo.txt"
     done
     tm kill-window -t sudo-plain; tm kill-window -t sudo-vigil
@@ -50,8 +51,9 @@ run_sudo() {
 login_us() {
     local a b
     a=$(date +%s%N)
-    ctnet sshpass -p "$PASSWORD" ssh -p "$1" -o PubkeyAuthentication=no -o StrictHostKeyChecking=no \
-        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR cmp-c1@127.0.0.1 true || die "ssh login on $1 failed"
+    timeout 30 nsenter -t "$LEADER" -n sshpass -p "$PASSWORD" ssh -p "$1" -o ConnectTimeout=10 \
+        -o PubkeyAuthentication=no -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o LogLevel=ERROR cmp-c1@127.0.0.1 true || die "ssh login on $1 failed"
     b=$(date +%s%N)
     echo $(((b - a) / 1000))
 }
