@@ -103,7 +103,7 @@ report_session() {
     if [ -n "${S_N[$w]:-}" ]; then
         seen=$(pane_text "$w" | grep -Eo '\$ : [0-9]+ *$' | awk '{ print $3 }' | sort -n | tail -1)
         keys="keys sent ${S_N[$w]}, last echoed ${seen:-none}"
-        if [ "${S_KIND[$w]}" = idle ] && [ -n "$seen" ]; then S_LAST[$w]=${S_AT[$w,$seen]}; fi
+        if [ "${S_KIND[$w]}" = idle ] && [ -n "${S_AT[$w,${seen:-none}]:-}" ]; then S_LAST[$w]=${S_AT[$w,$seen]}; fi
     fi
     if [ -n "${S_END[$w]}" ]; then ended="ended $(dt "${S_LAST[$w]}" "${S_END[$w]}") s after the last key"
     else ended="alive $(dt "${S_LAST[$w]}" "$(now)") s after the last key"; fi
