@@ -43,6 +43,8 @@ PASSWORD=$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 for f in "$CT_TOOLS/up.sh" "$CT_TOOLS/down.sh" "$BIN/vigild" "$BIN/vigilctl" "$BIN/libpam_vigil.so"; do
     [ -e "$f" ] || die "missing $f (VIGIL_CT_TOOLS, VIGIL_BIN_DIR)"
 done
+# As install.sh: a module built together with the daemon carries tokio into sshd.
+! grep -q tokio "$BIN/libpam_vigil.so" || die "$BIN/libpam_vigil.so carries tokio (build it alone: cargo build --release -p pam_vigil)"
 for c in tmux sshpass ssh nsenter; do command -v $c >/dev/null || die "needs $c"; done
 
 cleanup() {
