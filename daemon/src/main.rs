@@ -10,6 +10,7 @@ mod cli;
 mod idle;
 mod ids;
 mod leaders;
+mod logind;
 mod manager;
 mod peer_socket;
 mod pidfd;
