@@ -2,6 +2,8 @@
 # Builds the vigil Debian package and installs it with apt, which starts vigild.
 # Run as root from the repository:   sh packaging/install.sh
 # It never turns vigil on in a PAM stack: pam-auth-update --enable vigil (README.md).
+# VIGIL_BUILD_ONLY=1: build the package, do not install it. VIGIL_PREBUILT=1: package
+# the binaries already in the target directory (tests/run.sh, after its own build).
 set -eu
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
