@@ -179,5 +179,28 @@ check "no state left (/etc/vigil, /var/lib/vigil, /run/vigil)" sh -c "! ct_state
 check "vigild is gone" sh -c "! nsenter -t $leader -a pgrep -x vigild"
 check "a login still works after the purge" sh -c "ssh_out=\$(timeout 30 nsenter -t $leader -n sshpass -p '$pw' ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o PubkeyAuthentication=no -o LogLevel=ERROR ctssh@127.0.0.1 'echo LOGGED-IN') && [ \"\$ssh_out\" = LOGGED-IN ]"
 
+# ---- without systemd as PID 1 ------------------------------------------------------------
+# The same overlay in a chroot of its own pid and mount namespaces (no /run/systemd/system,
+# no system bus, no /dev/log): postinst starts vigild in the background, remove stops
+# it. Everything in the namespace ends with it.
+without_systemd() {
+    unshare --pid --fork --mount sh -c "
+        mount --make-rprivate /
+        mount -t proc proc $root/proc && mount -t tmpfs tmpfs $root/run && mount -t tmpfs tmpfs $root/dev &&
+        cp -a /dev/null /dev/zero /dev/random /dev/urandom $root/dev/ || exit 9
+        exec chroot $root sh -c '
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get install -y -q /var/cache/vigil-test/$(basename "$deb") >>/var/log/vigil-ct-nosystemd.log 2>&1 || exit 10
+            pid=\$(cat /run/vigil/vigild.pid 2>/dev/null) || exit 11
+            [ \"\$(cat /proc/\$pid/comm)\" = vigild ] || exit 12
+            vigilctl daemon >/dev/null || exit 13
+            apt-get remove -y -q vigil >>/var/log/vigil-ct-nosystemd.log 2>&1 || exit 14
+            i=0; while [ -d /proc/\$pid ] && [ \$i -lt 50 ]; do sleep 0.1; i=\$((i + 1)); done
+            [ ! -d /proc/\$pid ] || exit 15
+            apt-get purge -y -q vigil >>/var/log/vigil-ct-nosystemd.log 2>&1 || exit 16
+        '"
+}
+check "without systemd as PID 1: apt starts vigild in the background, remove stops it" without_systemd
+
 echo "container: $failures failure(s) in $(( $(date +%s) - started )) s"
 [ "$failures" = 0 ]
