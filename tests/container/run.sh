@@ -18,6 +18,7 @@ cleanup() {
     # VIGIL_CT_KEEP=1: leave the container up to look into a failure (down.sh ends it).
     [ "${VIGIL_CT_KEEP:-}" = 1 ] && return 0
     tmux -L "$tmux_sock" kill-server 2>/dev/null || true
+    rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$tmux_sock"
     [ -n "${held_pid:-}" ] && kill "$held_pid" 2>/dev/null || true
     sh "$here/down.sh"
 }
