@@ -57,7 +57,10 @@ write_config() { # the policy for the tests' two users, then TOML lines for ctco
 
 # ---- install ------------------------------------------------------------------------
 pw=ct-Pw-$$
-ct sh -c "useradd -m -s /bin/bash ctssh && useradd -m -s /bin/bash -G sudo ctcons && printf 'ctssh:$pw\nctcons:$pw\n' | chpasswd"
+# Uids far from those the machine's own tests give their users: without a user
+# namespace a uid is the same on both sides, and a test on the machine that ends its
+# user's processes would end these too.
+ct sh -c "useradd -m -u 59701 -s /bin/bash ctssh && useradd -m -u 59702 -s /bin/bash -G sudo ctcons && printf 'ctssh:$pw\nctcons:$pw\n' | chpasswd"
 # man-db's trigger rebuilds its index for minutes' worth of pages: not under test.
 ct sh -c 'echo "man-db man-db/auto-update boolean false" | debconf-set-selections'
 mkdir -p "$root/var/cache/vigil-test"
@@ -77,7 +80,10 @@ check "pam-auth-update puts vigil in common-session only" sh -c \
 write_config 'idle_timeout = "10m"' 'idle_timeout = "0"'
 ct systemctl reload vigild
 held=$VIGIL_CT_DIR/held.out
-ssh_as ctssh "$pw" 'echo "$VIGIL_SESSION_ID $(cat /proc/self/sessionid) $XDG_SESSION_ID"; exec sleep 600' >"$held" 2>&1 &
+# Held open until killed (timeout passes the SIGTERM on to ssh), 5 minutes at most.
+timeout 300 nsenter -t "$leader" -n sshpass -p "$pw" ssh -p 22 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o PubkeyAuthentication=no -o LogLevel=ERROR ctssh@127.0.0.1 \
+    'echo "$VIGIL_SESSION_ID $(cat /proc/self/sessionid) $XDG_SESSION_ID"; exec sleep 600' >"$held" 2>&1 &
 held_pid=$!
 wait_for 100 test -s "$held" || true
 read -r vid ses xdg <"$held" || true
@@ -168,12 +174,17 @@ check "logind ended the session too" wait_for 50 sh -c "! nsenter -t $leader -a 
 check "vigild's TerminateSession call to logind did not fail" sh -c "! nsenter -t $leader -a journalctl -t vigild -o cat | grep -q logind_terminate_failed"
 check "idle records name logind's session" sh -c "nsenter -t $leader -a journalctl -t vigild -o cat | grep 'event=session_end session=$cid ' | grep -q 'logind_session='"
 
-[ "$failures" = 0 ] || { echo "container: the console's terminal:"; pane | grep -v '^$' | tail -40; }
+if [ "$failures" != 0 ]; then
+    echo "container: the console's terminal:"; pane | grep -v '^$' | tail -40
+    echo "container: vigild's records:"; vigild_log | grep -v session_restored | tail -15 | cut -c1-300
+    ct vigilctl show "$cid" || true
+fi
 
 # ---- purge ------------------------------------------------------------------------------
 rm -f "$root/etc/pam.d/polkit-1"
 check "apt-get purge vigil" apt_get purge vigil
-check "no PAM line names vigil" sh -c "! grep -rqs -e pam_vigil -e vigil-reauth $root/etc/pam.d"
+# (/etc/pam.d/vigil-test-* are the machine's own e2e tests' files, seen through the overlay.)
+check "no PAM line names vigil" sh -c "! grep -rqs --exclude='vigil-test-*' -e pam_vigil -e vigil-reauth $root/etc/pam.d"
 check "no binary, module, unit or policy left" sh -c "! ls $root/usr/sbin/vigild $root/usr/bin/vigilctl $root/lib/*/security/pam_vigil.so \
     $root/lib/systemd/system/vigild.service $root/usr/share/dbus-1/system.d/org.vigil1.conf $root/usr/share/pam-configs/vigil 2>/dev/null | grep -q ."
 check "no state left (/etc/vigil, /var/lib/vigil, /run/vigil)" sh -c "! ct_state=\$(nsenter -t $leader -a ls -d /etc/vigil /var/lib/vigil /run/vigil 2>/dev/null) || [ -z \"\$ct_state\" ]"
