@@ -7,10 +7,12 @@ mod audit_log;
 mod bus;
 mod bus_socket;
 mod caller;
+mod cli;
 mod idle;
 mod ids;
 mod inhibit;
 mod leaders;
+mod logind;
 mod manager;
 mod peer_socket;
 mod pidfd;
@@ -40,45 +42,11 @@ use vigil_protocol::audit::Record;
 use zbus::connection::Builder;
 
 use crate::audit_log::AuditLog;
+use crate::cli::Args;
 use crate::bus::{ManagerIface, SessionObjects};
 use crate::ids::IdAllocator;
 use crate::manager::Manager;
 use crate::store::SessionStore;
-
-#[derive(Parser, Debug)]
-#[command(name = "vigild", version, about = "vigil session guard daemon")]
-struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = vigil_config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Private peer-to-peer D-Bus socket.
-    #[arg(long, default_value = vigil_protocol::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// D-Bus bus address to own org.vigil1 on (default: the system bus, when one runs).
-    #[arg(long, conflicts_with = "no_bus")]
-    bus: Option<String>,
-    /// Do not use any message bus; serve the private socket only.
-    #[arg(long)]
-    no_bus: bool,
-    /// Syslog socket for audit records.
-    #[arg(long, default_value = "/dev/log")]
-    syslog_socket: PathBuf,
-    /// Directory for state that survives restarts (session id counter).
-    #[arg(long, default_value = "/run/vigil")]
-    state_dir: PathBuf,
-    /// Audit chain state and spool (must survive reboots).
-    #[arg(long, default_value = "/var/lib/vigil")]
-    audit_dir: PathBuf,
-    /// Also print every audit record on stderr.
-    #[arg(long)]
-    foreground: bool,
-    /// Do not look for login sessions nobody registered (adoption).
-    #[arg(long, conflicts_with = "adopt_users")]
-    no_adopt: bool,
-    /// Adopt only these users' unregistered logins (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    adopt_users: Vec<String>,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

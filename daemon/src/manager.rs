@@ -18,6 +18,7 @@ use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
 use crate::ids::IdAllocator;
+use crate::logind;
 use crate::procfs::{self, NO_AUDIT_SESSION};
 use crate::records::{EndReason, session_record};
 use crate::registry::{Identity, Registry, SavedSession, Session};
@@ -308,6 +309,12 @@ impl Manager {
             record = record.number(key, value);
         }
         self.audit.write(record);
+        // vigild ends the processes; logind, where it tracks the login, ends its session too.
+        if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge)
+            && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
+        {
+            logind::terminate(logind_id, id, self.audit.clone());
+        }
         for hooks in self.hooks() {
             hooks.session_removed(id);
         }

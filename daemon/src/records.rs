@@ -54,4 +54,5 @@ pub fn session_record(event: &'static str, s: &Session) -> Record {
         .text("policy", &s.policy.policy_name)
         .number("parent", s.who.parent)
         .text_opt("ttys", (!ttys.is_empty()).then(|| ttys.join(",")))
+        .text_opt("logind_session", crate::logind::session_of(s.who.audit_session_id))
 }

@@ -67,6 +67,9 @@ fn open_request(pam: &dyn PamIo, pid: u32, ses: u32) -> OpenRequest {
 
 /// pam_sm_open_session.
 pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs, pid: u32, ses: u32) -> Verdict {
+    if ignored(pam, args) {
+        return Verdict::Ignore;
+    }
     report_unknown_args(log, args);
     let request = open_request(pam, pid, ses);
     if request.user.is_empty() {
@@ -98,6 +101,9 @@ pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &
 /// pam_sm_close_session. Never fails the logout: a session vigild does not close here,
 /// it closes itself when the leader process ends.
 pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs) -> Verdict {
+    if ignored(pam, args) {
+        return Verdict::Ignore;
+    }
     report_unknown_args(log, args);
     let Some(id) = pam.session_id() else {
         log.debug("close_session: no vigil session on this handle");
@@ -117,6 +123,12 @@ pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: 
         )),
     }
     Verdict::Success
+}
+
+/// A service that opens no login session (`systemd-user`, `ignore_services=`): the
+/// hook steps aside like pam_systemd does for it, with no record and no daemon call.
+fn ignored(pam: &dyn PamIo, args: &ModuleArgs) -> bool {
+    pam.item(Item::Service).is_some_and(|service| args.ignores(&service))
 }
 
 /// The module's record of a call that failed: `daemon_unreachable` when nobody
@@ -279,6 +291,20 @@ mod tests {
             assert_eq!(lines.len(), 1);
             assert!(lines[0].starts_with("event=daemon_unreachable call=open_session user=alice"), "{}", lines[0]);
             assert!(lines[0].contains(&format!("fail={} reason=timeout", fail.as_str())), "{}", lines[0]);
+        }
+    }
+
+    #[test]
+    fn ignored_services_open_and_close_nothing() {
+        let args = ModuleArgs::parse([b"ignore_services=cron".as_slice(), b"typo".as_slice()]);
+        for service in ["systemd-user", "cron"] {
+            let (mut p, d, log) = (pam(), daemon(|| Ok(5)), FakeLog::default());
+            p.items.insert("service", service.as_bytes().to_vec());
+            assert_eq!(open(&mut p, &d, &log, &args, 1, 1), Verdict::Ignore);
+            p.id = Some(5);
+            assert_eq!(close(&mut p, &d, &log, &args), Verdict::Ignore);
+            assert!(d.calls.borrow().is_empty() && p.env.is_empty(), "{service}");
+            assert!(log.0.borrow().is_empty(), "not even the unknown argument: {:?}", log.0.borrow());
         }
     }
 
