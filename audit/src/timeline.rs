@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vigil_protocol::audit::{parse_kv_line, push_json_string};
+use vigil_protocol::events::Event as EventName;
 
 use crate::display::{display_path, escaped};
 use crate::syslog_line::{Timestamp, for_each_line, local_year, parse_line};
@@ -51,8 +52,8 @@ const HEADER_KEYS: [&str; 6] = ["user", "uid", "service", "tty", "rhost", "ses"]
 const REPEATED_KEYS: [&str; 5] = ["ruser", "leader_pid", "policy", "parent", "session"];
 /// Chain fields: not shown in text (JSON keeps seq).
 const CHAIN_KEYS: [&str; 3] = ["seq", "prev", "mac"];
-const OPEN_EVENT: &[u8] = b"session_open";
-const END_EVENTS: [&[u8]; 2] = [b"session_end", b"session_close"];
+const OPEN_EVENT: EventName = EventName::SessionOpen;
+const END_EVENTS: [EventName; 2] = [EventName::SessionEnd, EventName::SessionClose];
 
 pub(crate) struct Event {
     file: usize,
@@ -71,6 +72,11 @@ impl Event {
     /// File index and line number.
     pub(crate) fn position(&self) -> (usize, u64) {
         (self.file, self.line)
+    }
+
+    /// Whether this is a record of `event`.
+    pub(crate) fn is(&self, event: EventName) -> bool {
+        self.name == event.as_str().as_bytes()
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
@@ -108,11 +114,11 @@ impl Block {
 
     /// Only vigild opens and ends sessions: a `pam_vigil` line saying so is forged.
     fn open(&self) -> Option<&Event> {
-        self.events.iter().find(|e| !e.module && e.name == OPEN_EVENT)
+        self.events.iter().find(|e| !e.module && e.is(OPEN_EVENT))
     }
 
     fn end(&self) -> Option<&Event> {
-        self.events.iter().rev().find(|e| !e.module && END_EVENTS.contains(&e.name.as_slice()))
+        self.events.iter().rev().find(|e| !e.module && END_EVENTS.iter().any(|&end| e.is(end)))
     }
 
     fn all_unauthenticated(&self) -> bool {

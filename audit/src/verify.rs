@@ -29,6 +29,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 
 use vigil_protocol::audit::parse_kv_line;
+use vigil_protocol::events::Event;
 
 use crate::chain::{Encoding, Key, KeyDeriver, KeyFile, MAX_SEQ_SPAN, NO_PREV, PREV_HEX, split_mac};
 use crate::display::{display_path, escaped};
@@ -43,10 +44,10 @@ pub const DAEMON_TAG: &str = "vigild";
 /// The tag of the PAM module's records (not chained).
 pub const MODULE_TAG: &str = "pam_vigil";
 /// Events after which nothing is expected: the chain's end is known.
-pub const END_EVENTS: [&str; 2] = ["seal", "daemon_stop"];
+pub const END_EVENTS: [Event; 2] = [Event::Seal, Event::DaemonStop];
 /// Events that start a run (or mark a point): a gap just before one of them means the
 /// end of the previous run was cut.
-pub const RUN_START_EVENTS: [&str; 2] = ["daemon_start", "seal"];
+pub const RUN_START_EVENTS: [Event; 2] = [Event::DaemonStart, Event::Seal];
 
 /// Key evolutions allowed up front (a file may start far into a chain: rotated logs).
 pub const WORK_BASE: u64 = 1 << 24;
@@ -801,7 +802,7 @@ impl Verifier {
         }
         self.remember_last(host, seq, mac);
         self.check_next_keys(host, k, seq, at);
-        let dropped = if event == "records_dropped" { dropped_claim(body, encoding) } else { None };
+        let dropped = if event == Event::RecordsDropped.as_str() { dropped_claim(body, encoding) } else { None };
         self.place_in_chain(host, at, k, seq, &event, dropped);
         self.keys[k].confirm(seq, key);
     }
@@ -983,14 +984,14 @@ impl Verifier {
         let Some(segment) = self.hosts[host].segment.take() else { return };
         for (first, gap) in &segment.gaps {
             let mut detail = format!("missing seqs {first}..{} (between {} and {})", gap.end, self.place(gap.before), self.line_ref(gap.after, gap.before));
-            if RUN_START_EVENTS.contains(&gap.after_event.as_str()) {
+            if RUN_START_EVENTS.iter().any(|e| e.as_str() == gap.after_event) {
                 let _ = write!(detail, ": before {} at {}: the end of the previous run was cut", gap.after_event, self.line_ref(gap.after, gap.before));
             }
             if let Some(f) = self.add(FindingKind::MissingSeqs, host, gap.after, Some(*first), detail).and_then(|i| self.findings.get_mut(i)) {
                 f.seq_end = Some(gap.end);
             }
         }
-        if !END_EVENTS.contains(&segment.frontier_event.as_str()) {
+        if !END_EVENTS.iter().any(|e| e.as_str() == segment.frontier_event) {
             let detail = format!(
                 "records after seq {} may be missing: run `vigilctl audit seal`, then verify again (the last record is {}, not a seal or daemon_stop)",
                 segment.frontier,
