@@ -4,7 +4,7 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event;
 
 use super::*;
-use crate::chain::{ChainState, Encoding, Key, KEY_BYTES, KeyFile, with_position};
+use crate::chain::{ChainState, Encoding, Key, KEY_BYTES, KeyFile, split_mac, with_position};
 use crate::sample::{Layout, SAMPLE_EPOCH, session_record, syslog_line};
 
 /// A syslog file under construction: vigild's sealed records and other lines.
