@@ -229,6 +229,43 @@ impl<K: Hash + Eq> ReportThrottle<K> {
     }
 }
 
+/// At most `per_period` calls per key and period. Unprivileged users' calls that write
+/// an audit record each (Inhibit, CancelInhibit, RevokeReauth) spend from it, so a user
+/// looping on them cannot flood the trail. The map holds only keys whose period is
+/// current (pruned once a period).
+#[derive(Debug)]
+pub struct CallBudget<K> {
+    per_period: u32,
+    period: Duration,
+    /// Key → (start of its period, calls spent in it).
+    entries: HashMap<K, (Instant, u32)>,
+    last_prune: Option<Instant>,
+}
+
+impl<K: Hash + Eq> CallBudget<K> {
+    pub fn new(per_period: u32, period: Duration) -> Self {
+        Self { per_period, period, entries: HashMap::new(), last_prune: None }
+    }
+
+    /// Spends one call of `key`'s budget; false when none is left this period.
+    pub fn spend(&mut self, key: K, now: Instant) -> bool {
+        let period = self.period;
+        let entry = self.entries.entry(key).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= period {
+            *entry = (now, 0);
+        }
+        let allowed = entry.1 < self.per_period;
+        if allowed {
+            entry.1 += 1;
+        }
+        if !self.last_prune.is_some_and(|at| now.saturating_duration_since(at) < period) {
+            self.last_prune = Some(now);
+            self.entries.retain(|_, (start, _)| now.saturating_duration_since(*start) < period);
+        }
+        allowed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +374,21 @@ mod tests {
             most = most.max(throttle.len());
         }
         assert!(most <= 2 * 6_000 + 1, "{most} keys tracked for 6,000 new keys per period");
+    }
+
+    #[test]
+    fn a_call_budget_refuses_past_its_count_until_the_period_turns() {
+        let t0 = Instant::now();
+        let mut budget = CallBudget::new(3, Duration::from_secs(60));
+        assert!((0..3).all(|_| budget.spend(1000u32, t0)));
+        assert!(!budget.spend(1000, t0 + Duration::from_secs(59)), "a fourth call in the minute");
+        assert!(budget.spend(1001, t0), "another user has a budget of their own");
+        assert!(budget.spend(1000, t0 + Duration::from_secs(60)), "a new period");
+        // Keys whose period is over are dropped: the map does not grow with users.
+        for uid in 0..10_000u32 {
+            budget.spend(uid, t0 + Duration::from_secs(120));
+        }
+        budget.spend(1, t0 + Duration::from_secs(200));
+        assert!(budget.entries.len() <= 2, "{}", budget.entries.len());
     }
 }

@@ -3,6 +3,7 @@
 //! the private socket alike. Session objects are served from the registry on demand
 //! (`SessionObjects`), never copied onto every connection: a PAM call pays for none.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 
 use vigil_protocol::{InhibitorInfo, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError, session_path};
@@ -211,17 +212,27 @@ impl SessionIface {
     }
 }
 
-/// The session objects, served on demand. A private-socket connection gets
-/// `/org/vigil1/session/ID` when a call for that path arrives on it (`serve`: the
-/// socket's reader calls it before the call is dispatched); the system bus connection
-/// (one for every client) gets each session's object when it is registered, and loses
-/// it when the session ends. The object reads the registry at each call, so on a
-/// private connection (short-lived: closed when idle) an ended session's object
-/// answers UnknownObject until the connection goes.
+/// The session objects, served on demand: a connection gets `/org/vigil1/session/ID`
+/// when a call for that path arrives on it (`serve`: the socket's reader calls it before
+/// the call is dispatched), on the private socket and on the system bus alike
+/// (`bus_socket`). The bus connection (one for every client) loses a session's object
+/// when the session ends; a private connection is short-lived (closed when idle), and
+/// the object reads the registry at each call, so there an ended session's object
+/// answers UnknownObject until the connection goes. On a bus that vigild does not
+/// connect to itself (not a `unix:` address), every session is served from the start.
 pub struct SessionObjects {
     core: Weak<Manager>,
-    /// The system bus connection, which serves every session.
-    bus: Mutex<Option<Connection>>,
+    /// The system bus connection, which serves every client.
+    bus: Mutex<Option<BusObjects>>,
+}
+
+struct BusObjects {
+    connection: Connection,
+    /// Every session is put in the bus's object tree when registered (zbus connected
+    /// to the bus; no reader of vigild's sees the calls).
+    eager: bool,
+    /// The sessions whose object is in the bus's tree (on demand).
+    served: HashSet<u64>,
 }
 
 impl SessionObjects {
@@ -229,9 +240,18 @@ impl SessionObjects {
         Arc::new(Self { core: Arc::downgrade(core), bus: Mutex::default() })
     }
 
-    /// Serves every current session, and each new one, on the system bus connection.
-    pub async fn attach_bus(&self, connection: &Connection) {
-        *self.bus.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
+    fn bus(&self) -> std::sync::MutexGuard<'_, Option<BusObjects>> {
+        self.bus.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The system bus connection. `on_demand`: its reader hands over each call's path
+    /// (`serve_on_bus`); otherwise every current session, and each new one, is served
+    /// on it from the start.
+    pub async fn attach_bus(&self, connection: &Connection, on_demand: bool) {
+        *self.bus() = Some(BusObjects { connection: connection.clone(), eager: !on_demand, served: HashSet::new() });
+        if on_demand {
+            return;
+        }
         let Some(core) = self.core.upgrade() else { return };
         for id in core.session_ids() {
             let _ = connection.object_server().at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
@@ -241,20 +261,37 @@ impl SessionObjects {
     /// Gives a connection (its object server) the object at `path` if it names a live
     /// session (called for each incoming call's path, before the call is dispatched).
     pub async fn serve(&self, server: &zbus::ObjectServer, path: &str) {
-        let Some(id) = path.strip_prefix(vigil_protocol::SESSION_PATH_PREFIX).and_then(|rest| rest.strip_prefix('/')).and_then(|n| n.parse::<u64>().ok()) else {
-            return;
-        };
-        if self.core.upgrade().and_then(|core| core.session_info(id)).is_none() {
-            return;
-        }
+        let Some(id) = self.live_session(path) else { return };
         // `at` leaves an object the connection has already in place.
         let _ = server.at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+    }
+
+    /// `serve` on the bus connection, remembering the object so that the session's end
+    /// takes it out of the tree again.
+    pub async fn serve_on_bus(&self, server: &zbus::ObjectServer, path: &str) {
+        let Some(id) = self.live_session(path) else { return };
+        let added = match self.bus().as_mut() {
+            Some(bus) => bus.served.insert(id),
+            None => return,
+        };
+        if added {
+            let _ = server.at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+        }
+    }
+
+    /// The id in `path` if it names a session that is registered now.
+    fn live_session(&self, path: &str) -> Option<u64> {
+        let id = path.strip_prefix(vigil_protocol::SESSION_PATH_PREFIX)?.strip_prefix('/')?.parse::<u64>().ok()?;
+        self.core.upgrade()?.session_info(id).map(|_| id)
     }
 }
 
 impl Hooks for SessionObjects {
     fn session_added(&self, id: u64, _leader_pid: u32) {
-        let Some(bus) = self.bus.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
+        let bus = match self.bus().as_ref() {
+            Some(bus) if bus.eager => bus.connection.clone(),
+            _ => return,
+        };
         let iface = SessionIface { core: self.core.clone(), id };
         tokio::spawn(async move {
             let _ = bus.object_server().at(session_path(id), iface).await;
@@ -262,7 +299,15 @@ impl Hooks for SessionObjects {
     }
 
     fn session_removed(&self, id: u64) {
-        let Some(bus) = self.bus.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
+        let bus = {
+            let mut guard = self.bus();
+            let Some(bus) = guard.as_mut() else { return };
+            let served = bus.served.remove(&id);
+            if !bus.eager && !served {
+                return;
+            }
+            bus.connection.clone()
+        };
         tokio::spawn(async move {
             let _ = bus.object_server().remove::<SessionIface, _>(session_path(id)).await;
         });

@@ -112,6 +112,7 @@ impl Manager {
         if why.len() > MAX_INHIBIT_WHY_BYTES {
             return Err(VigilError::InvalidArgument(Refusal::WhyTooLong(why.len()).to_string()));
         }
+        self.spend_user_call(&caller, "Inhibit")?;
         let (id, _) = self.caller_session(&caller, "Inhibit")?;
         let now = now_usec();
         let duration = Duration::from_micros(duration_usec);
@@ -138,6 +139,7 @@ impl Manager {
     /// CancelInhibit: `id` 0 is the caller's own session; another session only for root
     /// or its user (anyone else is told it does not exist, as with GetSession).
     pub fn cancel_inhibit(&self, caller: Caller, id: u64) -> Result<bool, VigilError> {
+        self.spend_user_call(&caller, "CancelInhibit")?;
         let id = if id == 0 { self.caller_session(&caller, "CancelInhibit")?.0 } else { id };
         let by = if caller.is_root() { InhibitCancelledBy::Root } else { InhibitCancelledBy::User };
         let (old, session) = {

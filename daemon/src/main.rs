@@ -5,6 +5,7 @@ mod admission;
 mod adopt;
 mod audit_log;
 mod bus;
+mod bus_socket;
 mod caller;
 mod idle;
 mod ids;
@@ -138,10 +139,7 @@ async fn run(args: Args) -> Result<(), String> {
     core.add_hooks(supervisor);
 
     let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
-    let bus = connect_bus(&args, &core).await?;
-    if let Some(bus) = &bus {
-        objects.attach_bus(bus).await;
-    }
+    let bus = connect_bus(&args, &core, &objects).await?;
 
     core.audit.write(
         Record::new(Event::DaemonStart)
@@ -188,29 +186,41 @@ fn adoption_scope(args: &Args) -> adopt::Scope {
 
 /// Owns org.vigil1 on the bus given by --bus, or on the system bus when one runs.
 /// A missing system bus is normal (containers, minimal hosts); a --bus that fails is
-/// an error.
-async fn connect_bus(args: &Args, core: &Arc<Manager>) -> Result<Option<zbus::Connection>, String> {
+/// an error. Session objects are served on demand when vigild connects the socket
+/// itself (`bus_socket`: every `unix:` address), from the start otherwise.
+async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObjects>) -> Result<Option<zbus::Connection>, String> {
     if args.no_bus {
         return Ok(None);
     }
     let explicit = args.bus.is_some();
-    let builder = match &args.bus {
-        Some(address) => Builder::address(address.as_str()),
-        None => Builder::system(),
+    let address = args.bus.clone().unwrap_or_else(bus_socket::system_bus_address);
+    let unavailable = |e: String| {
+        if explicit {
+            Err(format!("cannot own {} on {}: {e}", vigil_protocol::BUS_NAME, address))
+        } else {
+            eprintln!("vigild: no system bus ({e}); serving the private socket only");
+            Ok(None)
+        }
+    };
+    let (builder, services) = match bus_socket::connect(&address, objects).await {
+        Ok(Some((socket, services))) => (Builder::socket(socket), Some(services)),
+        Ok(None) => (Builder::address(address.as_str()), None),
+        Err(e) => return unavailable(e.to_string()),
     };
     let built = builder
         .name(vigil_protocol::BUS_NAME)
         .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone(), peer: None })
         .build()
         .await;
-    match built {
-        Ok(connection) => Ok(Some(connection)),
-        Err(e) if explicit => Err(format!("cannot own {} on {}: {e}", vigil_protocol::BUS_NAME, args.bus.as_deref().unwrap_or(""))),
-        Err(e) => {
-            eprintln!("vigild: no system bus ({e}); serving the private socket only");
-            Ok(None)
-        }
+    let connection = match built {
+        Ok(connection) => connection,
+        Err(e) => return unavailable(e.to_string()),
+    };
+    if let Some(services) = &services {
+        services.connected(connection.object_server()).await;
     }
+    objects.attach_bus(&connection, services.is_some()).await;
+    Ok(Some(connection))
 }
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration.

@@ -8,14 +8,14 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use vigil_config::{Config, NssAccounts};
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{Event, ReloadResult};
 use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, SessionInfo, StatusReply, VigilError};
 
-use crate::admission::{REPORT_PERIOD, ReportThrottle};
+use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
 use crate::ids::IdAllocator;
@@ -64,7 +64,14 @@ pub struct Manager {
     /// Refused calls of unprivileged users are recorded once per user and method a
     /// minute: a user looping on a refused call must not flood the trail.
     refusals: Mutex<ReportThrottle<(u32, &'static str)>>,
+    /// Calls of unprivileged users that each write a record (Inhibit, CancelInhibit,
+    /// RevokeReauth): at most `USER_CALLS_PER_MINUTE` per user.
+    user_calls: Mutex<CallBudget<u32>>,
 }
+
+/// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
+/// a minute: far more than anyone types, few enough that a loop cannot flood syslog.
+pub const USER_CALLS_PER_MINUTE: u32 = 30;
 
 /// The record of an OpenSession vigild refused for what it carried.
 fn open_refused(caller: &Caller, reason: &str) -> Record {
@@ -87,6 +94,7 @@ impl Manager {
             hooks: RwLock::new(Vec::new()),
             accounts: users::AccountCache::new(),
             refusals: Mutex::new(ReportThrottle::new(REPORT_PERIOD)),
+            user_calls: Mutex::new(CallBudget::new(USER_CALLS_PER_MINUTE, Duration::from_secs(60))),
         }
     }
 
@@ -126,6 +134,17 @@ impl Manager {
             self.audit.write(record.number("suppressed", suppressed));
         }
         VigilError::AccessDenied(format!("{method}: {why}"))
+    }
+
+    /// Spends one of an unprivileged caller's record-writing calls for the minute;
+    /// refused (and the refusal recorded, once a minute) when none is left. Root's calls
+    /// are not counted.
+    pub(crate) fn spend_user_call(&self, caller: &Caller, method: &'static str) -> Result<(), VigilError> {
+        if caller.is_root() || self.user_calls.lock().unwrap_or_else(|p| p.into_inner()).spend(caller.uid, Instant::now()) {
+            return Ok(());
+        }
+        self.refuse(caller, method, "rate_limited");
+        Err(VigilError::AccessDenied(format!("{method}: more than {USER_CALLS_PER_MINUTE} calls a minute; try again later")))
     }
 
     pub(crate) fn require_root(&self, caller: &Caller, method: &'static str) -> Result<(), VigilError> {
@@ -247,7 +266,10 @@ impl Manager {
                 // Not saved now (a second file write per login): the file gets it with
                 // the next change, and a restarted vigild asks the leader's socket again
                 // (`restore_session`).
-                session.who.rport = procfs::remote_port(session.who.leader_pid);
+                // Off the runtime's thread: a readlink per descriptor of the leader and a
+                // pidfd_getfd per socket, which the next login need not wait behind.
+                let leader = session.who.leader_pid;
+                session.who.rport = tokio::task::spawn_blocking(move || procfs::remote_port(leader)).await.ok().flatten();
                 if let Some(live) = manager.registry().get_mut(session.id) {
                     live.who.rport = session.who.rport;
                 }

@@ -53,6 +53,9 @@ pub struct Services {
     pub early_paths: Mutex<Vec<String>>,
     /// Told once when the guard refuses the peer's input.
     pub on_refusal: RefusalAuditor,
+    /// The connection is vigild's system bus connection (`bus_socket`), whose served
+    /// objects are taken out again when their session ends.
+    pub on_bus: bool,
 }
 
 struct PeerRead {
@@ -95,14 +98,7 @@ impl ReadHalf for PeerRead {
             (self.services.on_refusal)(self.peer, &refusal);
             return Err(io::Error::new(io::ErrorKind::InvalidData, refusal.to_string()));
         }
-        match self.services.object_server.get() {
-            Some(server) => {
-                for path in paths {
-                    self.services.objects.serve(server, &path).await;
-                }
-            }
-            None => self.services.early_paths.lock().unwrap_or_else(|p| p.into_inner()).extend(paths),
-        }
+        self.services.serve(paths).await;
         Ok((n, Vec::new()))
     }
 
@@ -136,7 +132,31 @@ impl Services {
         let _ = self.object_server.set(server.clone());
         let early = std::mem::take(&mut *self.early_paths.lock().unwrap_or_else(|p| p.into_inner()));
         for path in early {
-            self.objects.serve(server, &path).await;
+            self.serve_one(server, &path).await;
+        }
+    }
+
+    async fn serve_one(&self, server: &ObjectServer, path: &str) {
+        if self.on_bus {
+            self.objects.serve_on_bus(server, path).await;
+        } else {
+            self.objects.serve(server, path).await;
+        }
+    }
+
+    /// Gives the connection the session objects these calls (just read) are for, or
+    /// keeps their paths until the connection is built.
+    pub async fn serve(&self, paths: Vec<String>) {
+        if paths.is_empty() {
+            return;
+        }
+        match self.object_server.get() {
+            Some(server) => {
+                for path in paths {
+                    self.serve_one(server, &path).await;
+                }
+            }
+            None => self.early_paths.lock().unwrap_or_else(|p| p.into_inner()).extend(paths),
         }
     }
 }

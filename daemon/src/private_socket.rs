@@ -91,6 +91,7 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
             object_server: OnceLock::new(),
             early_paths: Mutex::default(),
             on_refusal: on_refusal.clone(),
+            on_bus: false,
         });
         let (core, guid) = (core.clone(), guid.to_owned());
         tokio::spawn(async move {

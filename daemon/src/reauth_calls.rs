@@ -156,6 +156,7 @@ impl Manager {
 
     /// RevokeReauth: any user, for the session they call from.
     pub fn revoke_reauth(&self, caller: Caller) -> Result<u32, VigilError> {
+        self.spend_user_call(&caller, "RevokeReauth")?;
         let (id, _) = self.caller_session(&caller, "RevokeReauth")?;
         Ok(self.revoke_proofs(id, RevokeReason::User))
     }

@@ -20,6 +20,12 @@
 //!   that vigild can serve a session object on demand before zbus dispatches to it.
 //!
 //! The result depends only on the bytes, never on how they are split into chunks.
+//!
+//! [`FrameGuard::for_bus`] follows vigild's own connection to the system bus the same
+//! way, from the other side: the bus daemon's handshake answers, then its messages, up
+//! to the specification's largest (the bus bounds what it relays); it is there to hand
+//! over each call's object path, so that session objects are served on demand on the
+//! bus connection too.
 
 mod fields;
 #[cfg(test)]
@@ -43,6 +49,12 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const MAX_HANDSHAKE_LINE_BYTES: usize = 512;
 /// Most handshake lines, `BEGIN` included. A legitimate client sends two or three.
 pub const MAX_HANDSHAKE_LINES: usize = 16;
+
+/// The largest message the D-Bus specification allows: what a bus may relay.
+pub const MAX_BUS_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
+/// Longest handshake answer line a bus sends (`OK` and a 32-digit GUID, `REJECTED`
+/// with its mechanisms), with room to spare.
+const MAX_SERVER_LINE_BYTES: usize = 1024;
 
 /// Length of a D-Bus message's primary header (the fixed part of the header).
 const PRIMARY_HEADER_BYTES: usize = 16;
@@ -93,6 +105,9 @@ impl Endian {
 #[derive(Debug)]
 enum Phase {
     Handshake(Sasl),
+    /// A bus's handshake answers, as its client reads them: lines, until a message's
+    /// first byte starts a line (no answer starts with `l` or `B`).
+    ServerLines { line_bytes: usize, lines: usize },
     /// Collecting a primary header.
     Header { bytes: [u8; PRIMARY_HEADER_BYTES], have: usize },
     /// Collecting a method call's header fields array (`need` bytes in all).
@@ -106,6 +121,8 @@ enum Phase {
 pub struct FrameGuard {
     phase: Phase,
     refused: Option<Refusal>,
+    /// Largest message accepted, headers included.
+    max_message: u64,
 }
 
 impl FrameGuard {
@@ -113,12 +130,19 @@ impl FrameGuard {
     /// server accepts `AUTH EXTERNAL` for that uid only, and the guard must leave the
     /// handshake exactly when zbus does.
     pub fn new(peer_uid: u32) -> Self {
-        Self { phase: Phase::Handshake(Sasl::new(peer_uid)), refused: None }
+        Self { phase: Phase::Handshake(Sasl::new(peer_uid)), refused: None, max_message: MAX_MESSAGE_BYTES as u64 }
+    }
+
+    /// A guard for what vigild reads from its bus: the bus's handshake answers, then
+    /// messages of up to [`MAX_BUS_MESSAGE_BYTES`] (the bus bounds what it relays; a call
+    /// with header fields over [`MAX_MESSAGE_BYTES`] is passed over without its path).
+    pub fn for_bus() -> Self {
+        Self { phase: Phase::ServerLines { line_bytes: 0, lines: 0 }, refused: None, max_message: MAX_BUS_MESSAGE_BYTES as u64 }
     }
 
     /// Whether the handshake is over (the peer now sends messages).
     pub fn in_messages(&self) -> bool {
-        !matches!(self.phase, Phase::Handshake(_))
+        !matches!(self.phase, Phase::Handshake(_) | Phase::ServerLines { .. })
     }
 
     /// Observes the next `chunk` read from the peer, before it is handed on. Calls
@@ -143,7 +167,8 @@ impl FrameGuard {
         Ok(())
     }
 
-    /// Consumes a prefix of `input` (at least one byte) and returns its length.
+    /// Consumes a prefix of `input` and returns its length: at least one byte, but for
+    /// the step that only leaves the bus's handshake answers (then none).
     fn step(&mut self, input: &[u8], on_call: &mut dyn FnMut(&str)) -> Result<usize, Refusal> {
         match &mut self.phase {
             Phase::Handshake(sasl) => {
@@ -153,13 +178,33 @@ impl FrameGuard {
                 }
                 Ok(used)
             }
+            Phase::ServerLines { line_bytes, lines } => {
+                if *line_bytes == 0 && matches!(input[0], b'l' | b'B') {
+                    self.phase = Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 };
+                    return Ok(0);
+                }
+                let line_end = input.iter().position(|&b| b == b'\n');
+                let used = line_end.map_or(input.len(), |at| at + 1);
+                *line_bytes += used;
+                if *line_bytes > MAX_SERVER_LINE_BYTES {
+                    return Err(Refusal::HandshakeTooLong);
+                }
+                if line_end.is_some() {
+                    *line_bytes = 0;
+                    *lines += 1;
+                    if *lines > MAX_HANDSHAKE_LINES {
+                        return Err(Refusal::HandshakeTooLong);
+                    }
+                }
+                Ok(used)
+            }
             Phase::Header { bytes, have } => {
                 let used = (PRIMARY_HEADER_BYTES - *have).min(input.len());
                 bytes[*have..*have + used].copy_from_slice(&input[..used]);
                 *have += used;
                 if *have == PRIMARY_HEADER_BYTES {
                     let header = *bytes;
-                    self.phase = start_message(&header)?;
+                    self.phase = start_message(&header, self.max_message)?;
                     self.finish_fields_if_complete(on_call)?;
                 }
                 Ok(used)
@@ -203,7 +248,7 @@ fn after(left: u64) -> Phase {
 }
 
 /// Checks a primary header and bounds the message; returns how to read the rest.
-fn start_message(header: &[u8; PRIMARY_HEADER_BYTES]) -> Result<Phase, Refusal> {
+fn start_message(header: &[u8; PRIMARY_HEADER_BYTES], max_message: u64) -> Result<Phase, Refusal> {
     let endian = match header[0] {
         b'l' => Endian::Little,
         b'B' => Endian::Big,
@@ -226,14 +271,15 @@ fn start_message(header: &[u8; PRIMARY_HEADER_BYTES]) -> Result<Phase, Refusal> 
     let header_len = (PRIMARY_HEADER_BYTES as u64) + u64::from(fields_len);
     let body_start = header_len.next_multiple_of(8);
     let total = body_start + u64::from(body_len);
-    if total > MAX_MESSAGE_BYTES as u64 {
+    if total > max_message {
         return Err(Refusal::TooLarge { bytes: total });
     }
     let after_fields = total - header_len;
-    if kind != METHOD_CALL {
+    // Header fields are buffered (for the path) only within MAX_MESSAGE_BYTES: a bus's
+    // larger message is passed over without a look.
+    if kind != METHOD_CALL || total > MAX_MESSAGE_BYTES as u64 {
         return Ok(after(total - PRIMARY_HEADER_BYTES as u64));
     }
-    // Bounded by MAX_MESSAGE_BYTES just above.
     let need = fields_len as usize;
     Ok(Phase::Fields { endian, bytes: Vec::with_capacity(need), need, then_skip: after_fields })
 }

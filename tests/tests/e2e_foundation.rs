@@ -491,6 +491,13 @@ fn session_properties_only_for_their_user() {
         assert!(String::from_utf8_lossy(&theirs.stderr).contains("AccessDenied"), "{}", describe_output(&theirs));
     }
     session.close();
+    // Served on demand on the bus, and taken out of its tree when the session ends.
+    let bus = format!("--bus={}", h.bus_address());
+    wait_for(LOG_WAIT, "the ended session's object gone from the bus", || {
+        let out = get_user("root", &bus);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() && stderr.contains("UnknownObject") { Ok(()) } else { Err(describe_output(&out)) }
+    });
 }
 
 /// A restart of vigild keeps the live sessions (saved at shutdown, restored when the

@@ -416,6 +416,39 @@ fn t7_revoke_by_the_user_and_status() {
     assert!(again.contains("does not ask"), "{again}");
 }
 
+/// The calls a user may loop on to write records (RevokeReauth, Inhibit, CancelInhibit)
+/// are limited per user and minute (`USER_CALLS_PER_MINUTE` in daemon/src/manager.rs).
+const USER_CALLS_PER_MINUTE: usize = 30;
+
+/// A user looping on `vigilctl reauth --revoke` gets 30 records a minute, then refusals,
+/// recorded once.
+#[test]
+fn t10_a_user_looping_on_revoke_cannot_flood_the_trail() {
+    require_root!();
+    let e = env();
+    let a = login(&e.h, &e.user);
+    let socket = e.h.private_socket().display().to_string();
+    let vigilctl = paths::vigilctl_bin().display().to_string();
+    let from = mark(&e.h);
+    let tries = 2 * USER_CALLS_PER_MINUTE;
+    let command = format!(
+        "ok=0; no=0; for i in $(seq {tries}); do if {vigilctl} --socket {socket} reauth --revoke >/dev/null 2>&1; \
+         then ok=$((ok+1)); else no=$((no+1)); fi; done; echo LOOP-ok=$ok-no=$no"
+    );
+    let run = run_in(&a, &command);
+    let summary = run.output.iter().find(|l| l.contains("LOOP-ok=")).unwrap_or_else(|| panic!("{run:?}"));
+    assert!(
+        summary.contains(&format!("LOOP-ok={USER_CALLS_PER_MINUTE}-no={}", tries - USER_CALLS_PER_MINUTE)),
+        "30 revokes a minute, the rest refused: {summary}"
+    );
+    let refused = e.h.wait_for_event(STEP, "vigild", "call_refused", &[("method", "RevokeReauth"), ("reason", "rate_limited")]);
+    let revoked = records_after(&e.h, from, "reauth_revoked");
+    assert_eq!(revoked.len(), USER_CALLS_PER_MINUTE, "one record per allowed call");
+    let refusals: Vec<LogLine> = records_after(&e.h, from, "call_refused");
+    assert_eq!(refusals.len(), 1, "refusals recorded once a minute: {refusals:#?}");
+    assert!(refused.has("uid", &e.user.uid.to_string()), "{}", refused.raw);
+}
+
 /// su in the session: `su [-] -c 'echo SU-AS-$(id -un)' TARGET`, typing `password` if asked.
 #[track_caller]
 fn su(login: &Login, dash: bool, target: &str, password: &str) -> Prompted {

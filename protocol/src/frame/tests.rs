@@ -322,3 +322,55 @@ fn bench_guard_cost_of_a_login() {
         hello.len() + bytes.len()
     );
 }
+
+// ---- vigild's bus connection -----------------------------------------------------------
+
+/// What a bus daemon answers zbus's pipelined client handshake with (no fd passing).
+const BUS_ANSWER: &[u8] = b"OK 0123456789abcdef0123456789abcdef\r\n";
+
+fn run_bus(bytes: &[u8], size: usize) -> (Vec<String>, Option<Refusal>) {
+    let mut guard = FrameGuard::for_bus();
+    let mut paths = Vec::new();
+    let chunks: Vec<&[u8]> = if size == 0 { vec![bytes] } else { bytes.chunks(size).collect() };
+    for chunk in chunks {
+        if let Err(refusal) = guard.observe(chunk, &mut |path| paths.push(path.to_owned())) {
+            return (paths, Some(refusal));
+        }
+    }
+    (paths, None)
+}
+
+#[test]
+fn on_the_bus_each_call_path_is_reported_after_the_answer_line_whatever_the_chunking() {
+    let stream = [
+        BUS_ANSWER.to_vec(),
+        not_calls(),
+        call("/org/vigil1/session/12", "Get", ZEndian::Little),
+        call("/org/vigil1/session/13", "Get", ZEndian::Big),
+    ]
+    .concat();
+    for size in [0, 1, 2, 7, 64] {
+        let (paths, refusal) = run_bus(&stream, size);
+        assert_eq!(paths, ["/org/vigil1/session/12", "/org/vigil1/session/13"], "chunks of {size}");
+        assert_eq!(refusal, None, "chunks of {size}");
+    }
+}
+
+#[test]
+fn on_the_bus_a_message_over_the_peer_limit_passes_unread_and_the_next_is_seen() {
+    // 1 MiB: more than a private-socket peer may send, well within what a bus relays.
+    let big = raw(1, &[], 1 << 20);
+    let stream = [BUS_ANSWER.to_vec(), big, call("/org/vigil1/session/4", "Get", ZEndian::Little)].concat();
+    assert_eq!(run_bus(&stream, 4096), (vec!["/org/vigil1/session/4".to_owned()], None));
+}
+
+#[test]
+fn on_the_bus_only_what_no_bus_relays_is_refused() {
+    let too_big = raw(1, &[], 0).into_iter().take(16).collect::<Vec<u8>>();
+    let mut header = too_big;
+    header[4..8].copy_from_slice(&(MAX_BUS_MESSAGE_BYTES as u32).to_le_bytes());
+    let (_, refusal) = run_bus(&[BUS_ANSWER.to_vec(), header].concat(), 0);
+    assert!(matches!(refusal, Some(Refusal::TooLarge { .. })), "{refusal:?}");
+    let endless = [b"OK ".to_vec(), vec![b'0'; 2000]].concat();
+    assert_eq!(run_bus(&endless, 100).1, Some(Refusal::HandshakeTooLong));
+}
