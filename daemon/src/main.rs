@@ -39,6 +39,7 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use vigil_config::Config;
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
 use zbus::connection::Builder;
 
 use crate::audit_log::AuditLog;
@@ -92,7 +93,7 @@ async fn run(args: Args) -> Result<(), String> {
     let audit = Arc::new(audit);
     if let Some(key) = &first_key {
         audit.write(
-            Record::new("audit_key_init")
+            Record::new(Event::AuditKeyInit)
                 .number("start_seq", key.start_seq)
                 .text("key_file", args.audit_dir.join(vigil_audit::writer::INITIAL_KEY_FILE).as_os_str().as_encoded_bytes())
                 .text("by", "vigild first start"),
@@ -109,7 +110,7 @@ async fn run(args: Args) -> Result<(), String> {
     let bus = connect_bus(&args, &core, &objects).await?;
 
     core.audit.write(
-        Record::new("daemon_start")
+        Record::new(Event::DaemonStart)
             .text("version", env!("CARGO_PKG_VERSION"))
             .number("pid", std::process::id())
             .text("config", args.config.as_os_str().as_encoded_bytes())
@@ -135,7 +136,7 @@ async fn run(args: Args) -> Result<(), String> {
     server.abort();
     // The sessions stay on disk while vigild restarts: the next vigild takes them over.
     let _ = std::fs::remove_file(&args.socket);
-    core.audit.write(Record::new("daemon_stop").text("signal", stop_reason).number("sessions", core.session_count() as i128));
+    core.audit.write(Record::new(Event::DaemonStop).text("signal", stop_reason).number("sessions", core.session_count() as i128));
     core.audit.close();
     drop(bus);
     Ok(())

@@ -3,6 +3,7 @@
 
 use vigil_protocol::MAX_FIELD_BYTES;
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::{Event, ModuleCall, ModuleFailure};
 
 use crate::args::{FailMode, ModuleArgs};
 use crate::client::{ClientError, Daemon, OpenRequest};
@@ -74,11 +75,11 @@ pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &
     let request = open_request(pam, pid, ses);
     if request.user.is_empty() {
         // No user means a broken stack; vigild would refuse it anyway, so it is not asked.
-        let error = ClientError::NotSent("no_user", "PAM_USER is not set; vigild was not called");
+        let error = ClientError::NotSent(ModuleFailure::NoUser, "PAM_USER is not set; vigild was not called");
         return not_registered(log, args, &request, &error);
     }
     if request.user.len() > vigil_protocol::MAX_FIELD_BYTES {
-        let error = ClientError::NotSent("user_too_long", "PAM_USER is longer than 1024 bytes; vigild was not called");
+        let error = ClientError::NotSent(ModuleFailure::UserTooLong, "PAM_USER is longer than 1024 bytes; vigild was not called");
         return not_registered(log, args, &request, &error);
     }
     match daemon.open_session(&request) {
@@ -115,7 +116,7 @@ pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: 
         Err(ClientError::NoSuchSession) => log.debug(&format!("close_session: vigild had already ended session {id}")),
         Err(error) => log.record(&failure(
             Record::new(failure_event(&error))
-                .text("call", "close_session")
+                .text("call", ModuleCall::CloseSession)
                 .number("session", id)
                 .text("user", text(pam, Item::User))
                 .text("service", text(pam, Item::Service)),
@@ -133,8 +134,8 @@ fn ignored(pam: &dyn PamIo, args: &ModuleArgs) -> bool {
 
 /// The module's record of a call that failed: `daemon_unreachable` when nobody
 /// answered, `call_refused` when vigild (or the bus) answered with an error.
-pub fn failure_event(error: &ClientError) -> &'static str {
-    if error.is_refusal() { "call_refused" } else { "daemon_unreachable" }
+pub fn failure_event(error: &ClientError) -> Event {
+    if error.is_refusal() { Event::CallRefused } else { Event::DaemonUnreachable }
 }
 
 /// Appends why a call failed: `reason`, the D-Bus `error_name` of a refusal, `error`.
@@ -152,7 +153,7 @@ pub fn failure(record: Record, error: &ClientError) -> Record {
 fn not_registered(log: &dyn HostLog, args: &ModuleArgs, r: &OpenRequest, error: &ClientError) -> Verdict {
     log.record(&failure(
         Record::new(failure_event(error))
-            .text("call", "open_session")
+            .text("call", ModuleCall::OpenSession)
             .text("user", &r.user)
             .text("service", &r.service)
             .text("tty", &r.tty)
@@ -170,7 +171,7 @@ fn not_registered(log: &dyn HostLog, args: &ModuleArgs, r: &OpenRequest, error: 
 
 fn report_unknown_args(log: &dyn HostLog, args: &ModuleArgs) {
     for arg in &args.unknown {
-        log.record(&Record::new("module_argument_ignored").text("argument", arg));
+        log.record(&Record::new(Event::ModuleArgumentIgnored).text("argument", arg));
     }
 }
 

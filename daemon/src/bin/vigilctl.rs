@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use vigil_protocol::events::ReauthReason;
 use vigil_protocol::{ManagerProxy, SessionInfo, Target, VigilError};
 
 use cli::{AuditCommand, Cli, Command};
@@ -206,14 +207,18 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
     Ok(())
 }
 
+/// Why the password will be asked, in words; a reason this vigilctl does not know (a
+/// newer vigild's) as vigild wrote it.
 fn reauth_words(reason: &str) -> &str {
-    match reason {
-        "none" => "no password typed in this session yet",
-        "expired" => "the last password is older than reauth_window",
-        "idle" => "the session sat idle since the last password",
-        "revoked" => "the proof was revoked",
-        "always" => "policy: always ask",
-        other => other,
+    match reason.parse::<ReauthReason>() {
+        Ok(ReauthReason::NoProof) => "no password typed in this session yet",
+        Ok(ReauthReason::Expired) => "the last password is older than reauth_window",
+        Ok(ReauthReason::Idle) => "the session sat idle since the last password",
+        Ok(ReauthReason::Revoked) => "the proof was revoked",
+        Ok(ReauthReason::Always) => "policy: always ask",
+        // Not MyStatus answers today (they concern another user, service or caller),
+        // shown as vigild wrote them.
+        Ok(ReauthReason::OtherUser | ReauthReason::NotSensitive | ReauthReason::UnknownSession | ReauthReason::DaemonUnreachable) | Err(_) => reason,
     }
 }
 
