@@ -17,6 +17,11 @@ if [ -f "$dir/nspawn.pid" ]; then
 fi
 umount "$dir/root" 2>/dev/null || umount -l "$dir/root" 2>/dev/null
 umount "$dir/up" 2>/dev/null || umount -l "$dir/up" 2>/dev/null
-for h in unified systemd; do rmdir "/sys/fs/cgroup/$h/$cgroup" 2>/dev/null; done
+# systemd in the container made cgroups below ours: empty now, removed deepest first
+# (a cgroup directory goes only with rmdir, and only once its children are gone).
+for h in unified systemd; do
+    [ -d "/sys/fs/cgroup/$h/$cgroup" ] || continue
+    find "/sys/fs/cgroup/$h/$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null
+done
 rm -rf "$dir"
 exit 0
