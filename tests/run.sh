@@ -12,6 +12,10 @@ command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Ru
 
 # The real parts the end-to-end tests start themselves (none of them is left running).
 packages="rsyslog dbus openssh-server openssh-client sudo sshpass tmux libpam0g-dev procps passwd util-linux"
+# The package and its tests under a real systemd (tests/container/run.sh). Installing
+# systemd-container upgrades systemd 252.38 to 252.39 on Debian 12: harmless. polkitd
+# and pkexec: the container's pkexec test (the container runs the machine's own root).
+packages="$packages debhelper dpkg-dev lintian systemd-container polkitd pkexec"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -50,3 +54,12 @@ echo "tests/run.sh: $module carries no tokio"
 
 # End-to-end tests one at a time: they time deadlines and share the machine.
 cargo test --release --locked -p vigil-e2e -- --test-threads=1
+
+# The Debian package, built from the binaries the end-to-end tests just ran
+# (VIGIL_PREBUILT=1: no second compile), checked by lintian, then installed and tried
+# under a real systemd in a container (tests/container/run.sh; always torn down).
+VIGIL_PREBUILT=1 VIGIL_BUILD_ONLY=1 CARGO_TARGET_DIR="$target" sh packaging/install.sh
+deb="$target/debian/vigil_$(dpkg-parsechangelog -S Version)_$(dpkg-architecture -qDEB_HOST_ARCH).deb"
+lintian --fail-on error,warning "$deb"
+echo "tests/run.sh: lintian: no error, no warning (infos explained in debian/vigil.lintian-overrides)"
+sh tests/container/run.sh "$deb"

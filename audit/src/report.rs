@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use vigil_protocol::events::{EndReason, Event as EventName};
 
 use crate::chain::KeyFile;
 use crate::display::escaped;
@@ -51,16 +52,16 @@ pub struct Counts {
 
 /// The columns, in order: heading, and which events they count (name, and `reason=`
 /// when it matters).
-const COLUMNS: [(&str, &str, Option<&str>); 9] = [
-    ("LOGINS", "session_open", None),
-    ("IDLE", "session_end", Some("idle")),
-    ("MAXAGE", "session_end", Some("max_age")),
-    ("ADMIN", "session_end", Some("admin")),
-    ("ASKED", "reauth_required", None),
-    ("GRANTED", "reauth_granted", None),
-    ("FAILED", "reauth_failed", None),
-    ("REFUSED", "call_refused", None),
-    ("INHIBIT", "inhibit_start", None),
+const COLUMNS: [(&str, EventName, Option<EndReason>); 9] = [
+    ("LOGINS", EventName::SessionOpen, None),
+    ("IDLE", EventName::SessionEnd, Some(EndReason::Idle)),
+    ("MAXAGE", EventName::SessionEnd, Some(EndReason::MaxAge)),
+    ("ADMIN", EventName::SessionEnd, Some(EndReason::Admin)),
+    ("ASKED", EventName::ReauthRequired, None),
+    ("GRANTED", EventName::ReauthGranted, None),
+    ("FAILED", EventName::ReauthFailed, None),
+    ("REFUSED", EventName::CallRefused, None),
+    ("INHIBIT", EventName::InhibitStart, None),
 ];
 
 impl Counts {
@@ -84,7 +85,7 @@ impl Counts {
 
     /// Counts `event` in the column it belongs to; false when it belongs to none.
     fn add(&mut self, event: &Event) -> bool {
-        let column = COLUMNS.iter().position(|(_, name, reason)| event.name == name.as_bytes() && reason.is_none_or(|r| event.get("reason") == Some(r.as_bytes())));
+        let column = COLUMNS.iter().position(|&(_, name, reason)| event.is(name) && reason.is_none_or(|r| event.get("reason") == Some(r.as_str().as_bytes())));
         let Some(column) = column else { return false };
         if let Some(slot) = self.slots().into_iter().nth(column) {
             *slot += 1;
@@ -165,7 +166,7 @@ pub fn report_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, ve
             }
             days.insert((day, user), row);
             total.add(event);
-            if event.name == b"session_end" && event.get("reason") == Some(b"idle") {
+            if event.is(EventName::SessionEnd) && event.get("reason") == Some(EndReason::Idle.as_str().as_bytes()) {
                 if let Some(slot) = event.stamp.and_then(|(_, _, _, h)| by_hour.get_mut(usize::from(h))) {
                     *slot += 1;
                 }

@@ -8,6 +8,7 @@
 use std::io::{self, Write};
 
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::{EndReason, Event, Limit, ReauthReason};
 use vigil_protocol::time::civil_from_days;
 
 use crate::chain::{ChainState, Encoding, Key, KEY_BYTES, KeyFile};
@@ -61,7 +62,7 @@ fn encode(record: &Record, encoding: Encoding) -> String {
 }
 
 /// A session record as vigild writes it (`core::session_record`'s fields).
-pub fn session_record(event: &'static str, session: u64, user: &str) -> Record {
+pub fn session_record(event: Event, session: u64, user: &str) -> Record {
     Record::new(event)
         .number("session", session)
         .number("ses", session + 3)
@@ -91,9 +92,9 @@ pub fn write_sample_log<W: Write>(out: W, lines: u64, layout: Layout, encoding: 
         let secs = SAMPLE_EPOCH + written / 4;
         let micros = (written % 1_000_000) as u32;
         let record = if written == 0 {
-            Record::new("daemon_start").text("version", "0.1.0").number("pid", 812).text("config", "/etc/vigil/vigil.toml")
+            Record::new(Event::DaemonStart).text("version", "0.1.0").number("pid", 812).text("config", "/etc/vigil/vigil.toml")
         } else if written == lines - 1 {
-            Record::new("daemon_stop").text("signal", "SIGTERM").number("sessions", 0)
+            Record::new(Event::DaemonStop).text("signal", "SIGTERM").number("sessions", 0)
         } else if written % 10 == 9 {
             let line = syslog_line(layout, secs, micros, host, "sshd", 4242, "Accepted publickey for alice from 203.0.113.7 port 50522 ssh2");
             writeln!(out, "{line}")?;
@@ -104,12 +105,12 @@ pub fn write_sample_log<W: Write>(out: W, lines: u64, layout: Layout, encoding: 
             match step % 5 {
                 1 => {
                     session += 1;
-                    session_record("session_open", session, "alice")
+                    session_record(Event::SessionOpen, session, "alice")
                 }
-                2 => session_record("idle_warning", session, "alice").text("limit", "idle").number("ends_in_s", 60),
-                3 => session_record("reauth_required", session, "alice").text("reason", "idle"),
-                4 => session_record("reauth_granted", session, "alice").text("method", "password"),
-                _ => session_record("session_end", session, "alice").text("reason", "idle"),
+                2 => session_record(Event::IdleWarning, session, "alice").text("limit", Limit::Idle).number("ends_in_s", 60),
+                3 => session_record(Event::ReauthRequired, session, "alice").text("reason", ReauthReason::Idle),
+                4 => session_record(Event::ReauthGranted, session, "alice").text("method", "password"),
+                _ => session_record(Event::SessionEnd, session, "alice").text("reason", EndReason::Idle),
             }
         };
         let message = chain.seal(&encode(&record, encoding), encoding);

@@ -21,13 +21,16 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use vigil_protocol::audit::{parse_kv_line, push_json_string};
+use vigil_protocol::audit::parse_kv_line;
+use vigil_protocol::events::Event as EventName;
 
 use crate::display::{display_path, escaped};
 use crate::syslog_line::{Timestamp, for_each_line, local_year, parse_line};
 use crate::verify::{DAEMON_TAG, MODULE_TAG};
+
+mod json;
 
 /// What to show. Every criterion given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,8 +54,8 @@ const HEADER_KEYS: [&str; 6] = ["user", "uid", "service", "tty", "rhost", "ses"]
 const REPEATED_KEYS: [&str; 5] = ["ruser", "leader_pid", "policy", "parent", "session"];
 /// Chain fields: not shown in text (JSON keeps seq).
 const CHAIN_KEYS: [&str; 3] = ["seq", "prev", "mac"];
-const OPEN_EVENT: &[u8] = b"session_open";
-const END_EVENTS: [&[u8]; 2] = [b"session_end", b"session_close"];
+const OPEN_EVENT: EventName = EventName::SessionOpen;
+const END_EVENTS: [EventName; 2] = [EventName::SessionEnd, EventName::SessionClose];
 
 pub(crate) struct Event {
     file: usize,
@@ -71,6 +74,11 @@ impl Event {
     /// File index and line number.
     pub(crate) fn position(&self) -> (usize, u64) {
         (self.file, self.line)
+    }
+
+    /// Whether this is a record of `event`.
+    pub(crate) fn is(&self, event: EventName) -> bool {
+        self.name == event.as_str().as_bytes()
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
@@ -108,11 +116,11 @@ impl Block {
 
     /// Only vigild opens and ends sessions: a `pam_vigil` line saying so is forged.
     fn open(&self) -> Option<&Event> {
-        self.events.iter().find(|e| !e.module && e.name == OPEN_EVENT)
+        self.events.iter().find(|e| !e.module && e.is(OPEN_EVENT))
     }
 
     fn end(&self) -> Option<&Event> {
-        self.events.iter().rev().find(|e| !e.module && END_EVENTS.contains(&e.name.as_slice()))
+        self.events.iter().rev().find(|e| !e.module && END_EVENTS.iter().any(|&end| e.is(end)))
     }
 
     fn all_unauthenticated(&self) -> bool {
@@ -248,7 +256,9 @@ fn render(blocks: &[Block], counts: &Counts, names: &[String], filter: &Filter, 
             shown_daemon += 1;
         }
         if json {
-            render_json(&mut out, block, &selected, names);
+            let mut object = Vec::new();
+            json::render_json(&mut object, block, &selected, names)?;
+            out.push_str(&String::from_utf8_lossy(&object));
         } else {
             render_text(&mut out, block, &selected);
         }
@@ -431,105 +441,6 @@ fn render_text(out: &mut String, block: &Block, selected: &[&Event]) {
         }
     }
     out.push('\n');
-}
-
-fn json_bytes(out: &mut String, bytes: &[u8]) {
-    push_json_string(out, &String::from_utf8_lossy(bytes));
-}
-
-fn unix_seconds(t: SystemTime) -> Option<f64> {
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as f64 / 1000.0)
-}
-
-fn offset_seconds(from: SystemTime, to: SystemTime) -> f64 {
-    match to.duration_since(from) {
-        Ok(d) => d.as_millis() as f64 / 1000.0,
-        Err(e) => -(e.duration().as_millis() as f64 / 1000.0),
-    }
-}
-
-fn render_json(out: &mut String, block: &Block, selected: &[&Event], names: &[String]) {
-    let origin = block.origin();
-    out.push_str("{\"host\":");
-    json_bytes(out, block.host.as_bytes());
-    match block.session {
-        Some(id) => {
-            let _ = write!(out, ",\"session\":{id}");
-            for key in HEADER_KEYS {
-                if let Some(value) = block.header(key) {
-                    let _ = write!(out, ",\"{key}\":");
-                    json_bytes(out, value);
-                }
-            }
-            out.push_str(",\"opened\":");
-            match block.open() {
-                Some(open) => push_json_string(out, &open.time_text),
-                None => out.push_str("null"),
-            }
-            out.push_str(",\"ended\":");
-            match block.end() {
-                Some(end) => push_json_string(out, &end.time_text),
-                None => out.push_str("null"),
-            }
-            out.push_str(",\"duration_s\":");
-            match lasted(block) {
-                Some(d) => {
-                    let _ = write!(out, "{}", d.as_millis() as f64 / 1000.0);
-                }
-                None => out.push_str("null"),
-            }
-        }
-        None => out.push_str(",\"session\":null,\"daemon\":true"),
-    }
-    out.push_str(",\"events\":[");
-    for (i, event) in selected.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"time\":");
-        push_json_string(out, &event.time_text);
-        out.push_str(",\"unix_time\":");
-        match event.time.and_then(unix_seconds) {
-            Some(t) => {
-                let _ = write!(out, "{t}");
-            }
-            None => out.push_str("null"),
-        }
-        if block.session.is_some() {
-            out.push_str(",\"offset_s\":");
-            match (origin, event.time) {
-                (Some(o), Some(t)) => {
-                    let _ = write!(out, "{}", offset_seconds(o, t));
-                }
-                _ => out.push_str("null"),
-            }
-        }
-        out.push_str(",\"event\":");
-        json_bytes(out, &event.name);
-        out.push_str(",\"tag\":");
-        push_json_string(out, if event.module { MODULE_TAG } else { DAEMON_TAG });
-        // false: no mac, nothing can authenticate it; null: it has a mac, which only
-        // `verify` checks
-        out.push_str(if event.unauthenticated() { ",\"authenticated\":false" } else { ",\"authenticated\":null" });
-        out.push_str(",\"file\":");
-        push_json_string(out, names.get(event.file).map(String::as_str).unwrap_or("?"));
-        let _ = write!(out, ",\"line\":{},\"fields\":{{", event.line);
-        let mut first = true;
-        for (key, value) in &event.fields {
-            if key == "prev" || key == "mac" {
-                continue;
-            }
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            push_json_string(out, key);
-            out.push(':');
-            json_bytes(out, value);
-        }
-        out.push_str("}}");
-    }
-    out.push_str("]}\n");
 }
 
 #[cfg(test)]

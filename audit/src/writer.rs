@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use syslog::{Facility, Formatter3164, LogFormat, Severity};
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
 
 use crate::chain::{ChainState, Encoding, Key, KeyFile};
 
@@ -260,7 +261,7 @@ impl Writer {
         if self.dropped > 0 {
             let count = std::mem::take(&mut self.dropped);
             let first = self.dropped_first_seq.take();
-            let record = Record::new("records_dropped")
+            let record = Record::new(Event::RecordsDropped)
                 .number("count", count)
                 .text("why", "syslog unreachable and the spool full")
                 .number("first_seq", first.map_or(-1, i128::from));
@@ -364,13 +365,13 @@ mod tests {
         let key = key.expect("a new chain gives its key");
         assert!(dir.join("state").join(INITIAL_KEY_FILE).exists());
         for i in 0..3 {
-            assert_eq!(w.write(&Record::new("test").number("n", i)), Outcome::Sent);
+            assert_eq!(w.write(&Record::new(Event::Seal).number("n", i)), Outcome::Sent);
         }
         drop(w);
         let (mut w, again) = Writer::open(config(&dir, 1 << 20)).unwrap();
         assert!(again.is_none(), "the chain goes on after a restart");
         assert_eq!(w.next_seq(), Some(4));
-        w.write(&Record::new("test").number("n", 3));
+        w.write(&Record::new(Event::Seal).number("n", 3));
         let lines = receive_all(&syslog);
         assert_eq!(lines.len(), 4);
         let mut deriver = KeyDeriver::new(&key);
@@ -386,11 +387,11 @@ mod tests {
         let dir = temp_dir("spool");
         let (mut w, _) = Writer::open(config(&dir, 1 << 20)).unwrap();
         for i in 0..5 {
-            assert_eq!(w.write(&Record::new("test").number("n", i)), Outcome::Spooled);
+            assert_eq!(w.write(&Record::new(Event::Seal).number("n", i)), Outcome::Spooled);
         }
         let syslog = UnixDatagram::bind(dir.join("log.sock")).unwrap();
         // Still queued behind the spool until it is flushed.
-        assert_eq!(w.write(&Record::new("test").number("n", 5)), Outcome::Spooled);
+        assert_eq!(w.write(&Record::new(Event::Seal).number("n", 5)), Outcome::Spooled);
         assert!(w.flush_spool());
         let lines = receive_all(&syslog);
         let ns: Vec<String> = lines.iter().map(|l| l.split_whitespace().nth(1).unwrap().to_string()).collect();
@@ -403,7 +404,7 @@ mod tests {
     fn full_spool_keeps_the_oldest_and_says_how_many_were_dropped() {
         let dir = temp_dir("full");
         let (mut w, _) = Writer::open(config(&dir, 400)).unwrap();
-        let outcomes: Vec<Outcome> = (0..10).map(|i| w.write(&Record::new("test").number("n", i))).collect();
+        let outcomes: Vec<Outcome> = (0..10).map(|i| w.write(&Record::new(Event::Seal).number("n", i))).collect();
         let kept = outcomes.iter().filter(|o| **o == Outcome::Spooled).count();
         assert!(kept >= 1 && kept < 10, "{outcomes:?}");
         assert!(outcomes[..kept].iter().all(|o| *o == Outcome::Spooled));
@@ -421,7 +422,7 @@ mod tests {
         let dir = temp_dir("nochain");
         let (mut w, key) = Writer::open(WriterConfig { chain: false, ..config(&dir, 40) }).unwrap();
         assert!(key.is_none());
-        let outcomes: Vec<Outcome> = (0..3).map(|_| w.write(&Record::new("test").text("tty", "x seq=77"))).collect();
+        let outcomes: Vec<Outcome> = (0..3).map(|_| w.write(&Record::new(Event::Seal).text("tty", "x seq=77"))).collect();
         assert!(outcomes.contains(&Outcome::Dropped), "{outcomes:?}");
         let syslog = UnixDatagram::bind(dir.join("log.sock")).unwrap();
         assert!(w.flush_spool());

@@ -33,21 +33,7 @@ impl Limits {
 }
 
 /// Which limit refused a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusedReason {
-    PerUid,
-    Total,
-}
-
-impl RefusedReason {
-    /// A stable word for audit records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusedReason::PerUid => "per_uid_limit",
-            RefusedReason::Total => "total_limit",
-        }
-    }
-}
+pub use vigil_protocol::events::ConnectionRefusal as RefusedReason;
 
 /// A connection refused: the caller closes it, and audits the refusal when `report` is
 /// `Some(refusals for this uid not audited since the last report)`.
@@ -116,11 +102,11 @@ impl Admission {
         let mut state = lock(&self.state);
         let limits = state.limits;
         let refused = if uid == 0 {
-            (state.root >= limits.root_total).then_some((RefusedReason::Total, limits.root_total))
+            (state.root >= limits.root_total).then_some((RefusedReason::TotalLimit, limits.root_total))
         } else if state.per_uid.get(&uid).copied().unwrap_or(0) >= limits.per_uid {
-            Some((RefusedReason::PerUid, limits.per_uid))
+            Some((RefusedReason::PerUidLimit, limits.per_uid))
         } else {
-            (state.unprivileged >= limits.unprivileged_total).then_some((RefusedReason::Total, limits.unprivileged_total))
+            (state.unprivileged >= limits.unprivileged_total).then_some((RefusedReason::TotalLimit, limits.unprivileged_total))
         };
         if let Some((reason, limit)) = refused {
             let report = state.throttle.should_report(uid, now);
@@ -293,8 +279,8 @@ mod tests {
     #[test]
     fn the_defaults_are_the_documented_ones() {
         assert_eq!(Limits::DEFAULT, Limits { per_uid: 16, unprivileged_total: 256, root_total: 1024 });
-        assert_eq!(RefusedReason::PerUid.as_str(), "per_uid_limit");
-        assert_eq!(RefusedReason::Total.as_str(), "total_limit");
+        assert_eq!(RefusedReason::PerUidLimit.as_str(), "per_uid_limit");
+        assert_eq!(RefusedReason::TotalLimit.as_str(), "total_limit");
     }
 
     #[test]
@@ -302,7 +288,7 @@ mod tests {
         let (admission, now) = (Admission::new(SMALL), Instant::now());
         let _held = admit_n(&admission, 1000, 2, now);
         let refused = admission.admit(1000, now).expect_err("a third");
-        assert_eq!(refused, Refused { reason: RefusedReason::PerUid, limit: 2, report: Some(0) });
+        assert_eq!(refused, Refused { reason: RefusedReason::PerUidLimit, limit: 2, report: Some(0) });
         assert_eq!(admission.counts(), (0, 2));
         // Another user still has room.
         let _other = admission.admit(1001, now).expect("another uid");
@@ -313,11 +299,11 @@ mod tests {
         let (admission, now) = (Admission::new(SMALL), Instant::now());
         let _users = [admit_n(&admission, 1000, 2, now), admit_n(&admission, 1001, 1, now)];
         let refused = admission.admit(1002, now).expect_err("over the users' total");
-        assert_eq!((refused.reason, refused.limit), (RefusedReason::Total, 3));
+        assert_eq!((refused.reason, refused.limit), (RefusedReason::TotalLimit, 3));
         // Root is not held back by the users, nor by the per-uid limit.
         let _root = admit_n(&admission, 0, 4, now);
         let refused = admission.admit(0, now).expect_err("over root's pool");
-        assert_eq!((refused.reason, refused.limit), (RefusedReason::Total, 4));
+        assert_eq!((refused.reason, refused.limit), (RefusedReason::TotalLimit, 4));
         assert_eq!(admission.counts(), (4, 3));
     }
 

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use vigil_protocol::events::Event;
+
 use crate::manager::{Manager, now_usec};
 use crate::records::session_record;
 use crate::registry::{Identity, Session};
@@ -88,7 +90,7 @@ impl Manager {
         };
         let Some(session) = session else { return false };
         self.save(Some(session.saved()));
-        self.audit.write(session_record("session_adopted", &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
+        self.audit.write(session_record(Event::SessionAdopted, &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
         for hooks in self.hooks() {
             hooks.session_added(session.id, session.who.leader_pid);
         }

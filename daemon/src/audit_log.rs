@@ -16,6 +16,7 @@ use vigil_audit::chain::{Encoding, KeyFile};
 use vigil_audit::writer::{Outcome, Writer, WriterConfig};
 use vigil_config::{AuditFormat, AuditSettings};
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
 
 /// How often the spool is retried while syslog is unreachable.
 const SPOOL_RETRY: Duration = Duration::from_secs(1);
@@ -151,7 +152,7 @@ impl AuditLog {
         // One writer for both: no other record may take the new key's first seq.
         let answer = self.call(|writer| match writer.new_key() {
             Ok(key) => {
-                let outcome = writer.write(&Record::new("audit_key_init").number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
+                let outcome = writer.write(&Record::new(Event::AuditKeyInit).number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
                 (Ok(key), outcome)
             }
             Err(e) => (Err(e), Outcome::Sent),
@@ -163,7 +164,7 @@ impl AuditLog {
     pub fn seal(&self) -> u64 {
         self.call(|writer| {
             let seq = writer.next_seq().unwrap_or(0);
-            let outcome = writer.write(&Record::new("seal").number("last_seq", seq.saturating_sub(1) as i128));
+            let outcome = writer.write(&Record::new(Event::Seal).number("last_seq", seq.saturating_sub(1) as i128));
             (seq, outcome)
         })
         .unwrap_or(0)
@@ -207,7 +208,7 @@ fn run_writer(mut writer: Writer, rx: mpsc::Receiver<Item>, queued: &AtomicUsize
         queued.fetch_sub(1, Ordering::Relaxed);
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            writer.write(&Record::new("records_dropped").number("count", lost).text("where", "queue"));
+            writer.write(&Record::new(Event::RecordsDropped).number("count", lost).text("where", "queue"));
         }
         if outcome != Outcome::Sent {
             spool_pending = true;
@@ -223,8 +224,8 @@ mod tests {
     fn calls_wait_for_the_records_before_them_and_close_joins() {
         let log = AuditLog::for_tests();
         let deferred = log.defer();
-        log.write(Record::new("after"));
-        std::thread::spawn(move || deferred.send(Record::new("late")));
+        log.write(Record::new(Event::SessionOpen));
+        std::thread::spawn(move || deferred.send(Record::new(Event::SessionClose)));
         // The seal comes after both; without a chain its seq is 0.
         assert_eq!(log.seal(), 0);
         log.close();

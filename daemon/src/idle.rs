@@ -7,21 +7,8 @@ use std::time::Duration;
 
 use vigil_config::{IdleAction, ResolvedPolicy};
 
-/// Why a session ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    Idle,
-    MaxAge,
-}
-
-impl Limit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::Idle => "idle",
-            Limit::MaxAge => "max_age",
-        }
-    }
-}
+/// Why a session ends (its wire name is the records' `limit=`).
+pub use vigil_protocol::events::Limit;
 
 /// What the supervisor should do for a session now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

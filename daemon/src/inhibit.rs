@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vigil_config::ResolvedPolicy;
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::{Event, InhibitCancelledBy, InhibitEndReason};
 // `until` as RFC 3339 (UTC, seconds): bare in a record, readable by an admin.
 use vigil_protocol::time::{human, rfc3339_seconds as rfc3339};
 use vigil_protocol::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, VigilError};
@@ -93,8 +94,8 @@ pub fn warning_note(inhibitor: Option<&Inhibitor>, now: u64, ends_at: u64) -> Op
     Some(format!("\r\n*** vigil: your idle inhibitor (\"{why}\") expires in {}. ***", human(left)))
 }
 
-fn inhibit_end(session: &Session, inhibitor: &Inhibitor, reason: &str) -> Record {
-    session_record("inhibit_end", session).text("reason", reason).text("why", &inhibitor.why).text("until", rfc3339(inhibitor.until_usec))
+fn inhibit_end(session: &Session, inhibitor: &Inhibitor, reason: InhibitEndReason) -> Record {
+    session_record(Event::InhibitEnd, session).text("reason", reason).text("why", &inhibitor.why).text("until", rfc3339(inhibitor.until_usec))
 }
 
 impl Manager {
@@ -118,11 +119,11 @@ impl Manager {
         };
         self.save(Some(session.saved()));
         if let Some(old) = &old {
-            self.audit.write(inhibit_end(&session, old, "cancelled").text("by", "replaced"));
+            self.audit.write(inhibit_end(&session, old, InhibitEndReason::Cancelled).text("by", InhibitCancelledBy::Replaced));
         }
         let until = session.inhibitor.as_ref().map_or(now, |i| i.until_usec);
         self.audit.write(
-            session_record("inhibit_start", &session).text("why", why).text("until", rfc3339(until)).number("duration_s", duration.as_secs()).number("pid", caller.pid),
+            session_record(Event::InhibitStart, &session).text("why", why).text("until", rfc3339(until)).number("duration_s", duration.as_secs()).number("pid", caller.pid),
         );
         self.session_changed(id);
         Ok(until)
@@ -133,7 +134,7 @@ impl Manager {
     pub fn cancel_inhibit(&self, caller: Caller, id: u64) -> Result<bool, VigilError> {
         self.spend_user_call(&caller, "CancelInhibit")?;
         let id = if id == 0 { self.caller_session(&caller, "CancelInhibit")?.0 } else { id };
-        let by = if caller.is_root() { "root" } else { "user" };
+        let by = if caller.is_root() { InhibitCancelledBy::Root } else { InhibitCancelledBy::User };
         let (old, session) = {
             let mut registry = self.registry();
             let session = registry
@@ -144,7 +145,7 @@ impl Manager {
             (old, session.clone())
         };
         self.save(Some(session.saved()));
-        self.audit.write(inhibit_end(&session, &old, "cancelled").text("by", by).number("pid", caller.pid));
+        self.audit.write(inhibit_end(&session, &old, InhibitEndReason::Cancelled).text("by", by).number("pid", caller.pid));
         self.session_changed(id);
         Ok(true)
     }
@@ -173,13 +174,13 @@ impl Manager {
         };
         let Some((old, session)) = expired else { return };
         self.save(Some(session.saved()));
-        self.audit.write(inhibit_end(&session, &old, "expired"));
+        self.audit.write(inhibit_end(&session, &old, InhibitEndReason::Expired));
     }
 
     /// The session ended with its inhibitor still running: recorded before its end.
     pub fn inhibitor_ended_with(&self, session: &Session) {
         if let Some(old) = &session.inhibitor {
-            self.audit.write(inhibit_end(session, old, "session_end"));
+            self.audit.write(inhibit_end(session, old, InhibitEndReason::SessionEnd));
         }
     }
 
@@ -227,7 +228,7 @@ mod tests {
         let mut session = Session::new(3, crate::registry::tests::identity(10, 4), std::sync::Arc::new(policy(Some(60))), 1);
         let why = "x\" reason=expired\nevent=session_end session=3 \u{1b}[2J";
         session.inhibitor = Some(Inhibitor { since_usec: 0, until_usec: 60 * S, why: why.into() });
-        let line = inhibit_end(&session, session.inhibitor.as_ref().unwrap(), "cancelled").to_kv_line();
+        let line = inhibit_end(&session, session.inhibitor.as_ref().unwrap(), InhibitEndReason::Cancelled).to_kv_line();
         assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line}");
         let fields = vigil_protocol::audit::parse_kv_line(&line).unwrap();
         let get = |k: &str| fields.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();

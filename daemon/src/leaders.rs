@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::task::AbortHandle;
+use vigil_protocol::events::Event;
 
 use crate::manager::{Hooks, Manager};
 use crate::records::{EndReason, session_record};
@@ -113,7 +114,7 @@ async fn end_leaderless(core: &Manager, id: u64) {
             }
             Err(error) => {
                 core.audit.write(
-                    session_record("terminate_failed", &session).text("reason", error.reason()).text("error", error.to_string()).number("attempt", attempt as u64).text("by", "leader_gone"),
+                    session_record(Event::TerminateFailed, &session).text("reason", error.reason()).text("error", error.to_string()).number("attempt", attempt as u64).text("by", EndReason::LeaderGone),
                 );
                 tokio::time::sleep(RETRY_EVERY).await;
             }

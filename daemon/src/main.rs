@@ -7,10 +7,12 @@ mod audit_log;
 mod bus;
 mod bus_socket;
 mod caller;
+mod cli;
 mod idle;
 mod ids;
 mod inhibit;
 mod leaders;
+mod logind;
 mod manager;
 mod peer_socket;
 mod pidfd;
@@ -37,48 +39,15 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use vigil_config::Config;
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
 use zbus::connection::Builder;
 
 use crate::audit_log::AuditLog;
+use crate::cli::Args;
 use crate::bus::{ManagerIface, SessionObjects};
 use crate::ids::IdAllocator;
 use crate::manager::Manager;
 use crate::store::SessionStore;
-
-#[derive(Parser, Debug)]
-#[command(name = "vigild", version, about = "vigil session guard daemon")]
-struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = vigil_config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Private peer-to-peer D-Bus socket.
-    #[arg(long, default_value = vigil_protocol::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// D-Bus bus address to own org.vigil1 on (default: the system bus, when one runs).
-    #[arg(long, conflicts_with = "no_bus")]
-    bus: Option<String>,
-    /// Do not use any message bus; serve the private socket only.
-    #[arg(long)]
-    no_bus: bool,
-    /// Syslog socket for audit records.
-    #[arg(long, default_value = "/dev/log")]
-    syslog_socket: PathBuf,
-    /// Directory for state that survives restarts (session id counter).
-    #[arg(long, default_value = "/run/vigil")]
-    state_dir: PathBuf,
-    /// Audit chain state and spool (must survive reboots).
-    #[arg(long, default_value = "/var/lib/vigil")]
-    audit_dir: PathBuf,
-    /// Also print every audit record on stderr.
-    #[arg(long)]
-    foreground: bool,
-    /// Do not look for login sessions nobody registered (adoption).
-    #[arg(long, conflicts_with = "adopt_users")]
-    no_adopt: bool,
-    /// Adopt only these users' unregistered logins (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    adopt_users: Vec<String>,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -124,7 +93,7 @@ async fn run(args: Args) -> Result<(), String> {
     let audit = Arc::new(audit);
     if let Some(key) = &first_key {
         audit.write(
-            Record::new("audit_key_init")
+            Record::new(Event::AuditKeyInit)
                 .number("start_seq", key.start_seq)
                 .text("key_file", args.audit_dir.join(vigil_audit::writer::INITIAL_KEY_FILE).as_os_str().as_encoded_bytes())
                 .text("by", "vigild first start"),
@@ -141,7 +110,7 @@ async fn run(args: Args) -> Result<(), String> {
     let bus = connect_bus(&args, &core, &objects).await?;
 
     core.audit.write(
-        Record::new("daemon_start")
+        Record::new(Event::DaemonStart)
             .text("version", env!("CARGO_PKG_VERSION"))
             .number("pid", std::process::id())
             .text("config", args.config.as_os_str().as_encoded_bytes())
@@ -167,7 +136,7 @@ async fn run(args: Args) -> Result<(), String> {
     server.abort();
     // The sessions stay on disk while vigild restarts: the next vigild takes them over.
     let _ = std::fs::remove_file(&args.socket);
-    core.audit.write(Record::new("daemon_stop").text("signal", stop_reason).number("sessions", core.session_count() as i128));
+    core.audit.write(Record::new(Event::DaemonStop).text("signal", stop_reason).number("sessions", core.session_count() as i128));
     core.audit.close();
     drop(bus);
     Ok(())

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use vigil_config::{Config, NssAccounts};
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::{Event, ReloadResult};
 use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, SessionInfo, StatusReply, VigilError};
 
 use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
 use crate::ids::IdAllocator;
+use crate::logind;
 use crate::procfs::{self, NO_AUDIT_SESSION};
 use crate::records::{EndReason, session_record};
 use crate::registry::{Identity, Registry, SavedSession, Session};
@@ -74,7 +76,7 @@ pub const USER_CALLS_PER_MINUTE: u32 = 30;
 
 /// The record of an OpenSession vigild refused for what it carried.
 fn open_refused(caller: &Caller, reason: &str) -> Record {
-    Record::new("call_refused").text("method", "OpenSession").number("uid", caller.uid).number("pid", caller.pid).text("reason", reason)
+    Record::new(Event::CallRefused).text("method", "OpenSession").number("uid", caller.uid).number("pid", caller.pid).text("reason", reason)
 }
 
 pub use vigil_protocol::time::now_usec;
@@ -124,7 +126,7 @@ impl Manager {
     /// Audits and returns an AccessDenied for `method` (an unprivileged caller's at
     /// most once per user and method a minute, with `suppressed=` the ones not recorded).
     pub(crate) fn refuse(&self, caller: &Caller, method: &'static str, why: &str) -> VigilError {
-        let record = Record::new("call_refused").text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why);
+        let record = Record::new(Event::CallRefused).text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why);
         if caller.is_root() {
             self.audit.write(record);
         } else if let Some(suppressed) = self.refusals.lock().unwrap_or_else(|p| p.into_inner()).should_report((caller.uid, method), Instant::now()) {
@@ -153,7 +155,7 @@ impl Manager {
     pub(crate) fn save(&self, saved: Option<SavedSession>) {
         let Some(saved) = saved else { return };
         if let Err(e) = self.store.save(&saved) {
-            self.audit.write(Record::new("session_save_failed").number("session", saved.id).text("error", e.to_string()));
+            self.audit.write(Record::new(Event::SessionSaveFailed).number("session", saved.id).text("error", e.to_string()));
         }
     }
 
@@ -272,7 +274,7 @@ impl Manager {
                 }
             }
             record.send(
-                session_record("session_open", &session)
+                session_record(Event::SessionOpen, &session)
                     .text("exempt", if session.policy.exempt { "yes" } else { "no" })
                     .text_opt("truncated", truncated)
                     .number_opt("replaces", replaced_id),
@@ -306,6 +308,12 @@ impl Manager {
             record = record.number(key, value);
         }
         self.audit.write(record);
+        // vigild ends the processes; logind, where it tracks the login, ends its session too.
+        if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge)
+            && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
+        {
+            logind::terminate(logind_id, id, self.audit.clone());
+        }
         for hooks in self.hooks() {
             hooks.session_removed(id);
         }
@@ -401,7 +409,7 @@ impl Manager {
         let targets = match terminate::Targets::of(&session.scope()) {
             Ok(targets) => targets,
             Err(why) => {
-                self.audit.write(session_record("terminate_failed", &session).text("reason", why.to_string()).text("by", "admin"));
+                self.audit.write(session_record(Event::TerminateFailed, &session).text("reason", why.reason()).text("error", why.to_string()).text("by", EndReason::Admin));
                 return Err(VigilError::Failed(format!("session {id} kept: {why}")));
             }
         };
@@ -424,7 +432,7 @@ impl Manager {
         let warnings = tokio::task::spawn_blocking(move || config.warnings(&NssAccounts)).await.unwrap_or_default();
         for warning in warnings.iter().take(MAX_WARNING_RECORDS) {
             self.audit.write(
-                Record::new("config_warning")
+                Record::new(Event::ConfigWarning)
                     .text("path", warning.path.as_os_str().as_encoded_bytes())
                     .number("line", warning.line as u64)
                     .number("column", warning.column as u64)
@@ -434,7 +442,7 @@ impl Manager {
             );
         }
         if warnings.len() > MAX_WARNING_RECORDS {
-            self.audit.write(Record::new("config_warning").text("kind", "more").number("count", (warnings.len() - MAX_WARNING_RECORDS) as u64));
+            self.audit.write(Record::new(Event::ConfigWarning).text("kind", "more").number("count", (warnings.len() - MAX_WARNING_RECORDS) as u64));
         }
         warnings.iter().map(ToString::to_string).collect()
     }
@@ -446,7 +454,7 @@ impl Manager {
             Ok(config) => {
                 let summary = format!("{} loaded, {} policy block(s)", self.config_path.display(), config.policy_count());
                 self.audit.write(
-                    Record::new("config_reload").text("result", "ok").text("trigger", trigger).text("path", path).number("policies", config.policy_count() as i128),
+                    Record::new(Event::ConfigReload).text("result", ReloadResult::Ok).text("trigger", trigger).text("path", path).number("policies", config.policy_count() as i128),
                 );
                 self.audit.set_format(config.audit().format);
                 let config = Arc::new(config);
@@ -465,8 +473,8 @@ impl Manager {
             }
             Err(error) => {
                 self.audit.write(
-                    Record::new("config_reload")
-                        .text("result", "failed")
+                    Record::new(Event::ConfigReload)
+                        .text("result", ReloadResult::Failed)
                         .text("trigger", trigger)
                         .text("path", path)
                         .text("error", error.to_string())

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
 use vigil_protocol::frame::{MAX_MESSAGE_BYTES, Refusal};
 use zbus::Guid;
 use zbus::connection::Builder;
@@ -74,7 +75,7 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
                 drop(stream);
                 if let Some(suppressed) = refused.report {
                     core.audit.write(
-                        Record::new("connection_refused")
+                        Record::new(Event::ConnectionRefused)
                             .number("uid", peer.uid)
                             .number("pid", peer.pid)
                             .text("reason", refused.reason.as_str())
@@ -120,7 +121,7 @@ fn spawn_unreported_summary(core: &Arc<Manager>, admission: &Admission, refusals
             let connections = admission.take_unreported();
             let messages = refusals.lock().unwrap_or_else(|p| p.into_inner()).take_unreported();
             if connections + messages > 0 {
-                core.audit.write(Record::new("refusals_unreported").number("connections", connections).number("messages", messages));
+                core.audit.write(Record::new(Event::RefusalsUnreported).number("connections", connections).number("messages", messages));
             }
         }
     });
@@ -138,7 +139,7 @@ fn refusal_auditor(core: &Arc<Manager>, throttle: &Arc<Mutex<ReportThrottle<u32>
             _ => None,
         };
         core.audit.write(
-            Record::new("message_refused")
+            Record::new(Event::MessageRefused)
                 .number("uid", peer.uid)
                 .number("pid", peer.pid)
                 .text("reason", refusal.reason())

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use vigil_config::ResolvedPolicy;
+use vigil_protocol::events::ReauthReason;
 
 /// A recorded proof of identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,13 +47,14 @@ pub enum Required {
 }
 
 impl Required {
-    pub fn as_str(self) -> &'static str {
+    /// The reason records and answers carry.
+    pub fn reason(self) -> ReauthReason {
         match self {
-            Required::NoProof => "none",
-            Required::Expired => "expired",
-            Required::Idle => "idle",
-            Required::Revoked => "revoked",
-            Required::Always => "always",
+            Required::NoProof => ReauthReason::NoProof,
+            Required::Expired => ReauthReason::Expired,
+            Required::Idle => ReauthReason::Idle,
+            Required::Revoked => ReauthReason::Revoked,
+            Required::Always => ReauthReason::Always,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! to, and what its proofs of identity say. The judgement itself is `reauth::judge`.
 
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::{Event, REAUTH_FRESH, ReauthReason, RevokeReason};
 use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, VigilError};
 
 use crate::caller::Caller;
@@ -62,14 +63,14 @@ impl Manager {
         let answer = |fresh: bool, reason: &str, age: u64, session: u64| ReauthAnswer { fresh, reason: reason.into(), proof_age_usec: age, session };
         let unknown = || {
             self.audit.write(
-                Record::new("reauth_required")
-                    .text("reason", "unknown_session")
+                Record::new(Event::ReauthRequired)
+                    .text("reason", ReauthReason::UnknownSession)
                     .text("service", service)
                     .number("pid", caller.pid)
                     .number("uid", process.as_ref().and_then(|p| p.real_uid).map_or(-1, i128::from))
                     .text("tty", ttys::short_name(tty)),
             );
-            Ok(answer(false, "unknown_session", 0, 0))
+            Ok(answer(false, ReauthReason::UnknownSession.as_str(), 0, 0))
         };
         let Some(id) = process.as_ref().and_then(|p| self.session_of(p)) else { return unknown() };
         let now = now_usec();
@@ -78,23 +79,23 @@ impl Manager {
         if user != session.who.user {
             // The password asked is someone else's (su bob): this session's proof does
             // not stand for it.
-            self.audit.write(record("reauth_required").text("reason", "other_user").text("target_user", user));
-            return Ok(answer(false, "other_user", 0, id));
+            self.audit.write(record(Event::ReauthRequired).text("reason", ReauthReason::OtherUser).text("target_user", user));
+            return Ok(answer(false, ReauthReason::OtherUser.as_str(), 0, id));
         }
         if !session.policy.is_sensitive(service) {
-            self.audit.write(record("reauth_required").text("reason", "not_sensitive"));
-            return Ok(answer(false, "not_sensitive", 0, id));
+            self.audit.write(record(Event::ReauthRequired).text("reason", ReauthReason::NotSensitive));
+            return Ok(answer(false, ReauthReason::NotSensitive.as_str(), 0, id));
         }
         let proof = session.activity.proofs.get(&tty).copied();
         let age = proof.map_or(0, |p| now.saturating_sub(p.at));
         match reauth::judge(&session.policy, proof, session.last_activity_usec, session.activity.proofs_revoked, now) {
             Verdict::Fresh { age } => {
-                self.audit.write(record("reauth_granted").number("proof_age_s", age / 1_000_000));
-                Ok(answer(true, "fresh", age, id))
+                self.audit.write(record(Event::ReauthGranted).number("proof_age_s", age / 1_000_000));
+                Ok(answer(true, REAUTH_FRESH, age, id))
             }
             Verdict::Required(why) => {
-                self.audit.write(record("reauth_required").text("reason", why.as_str()).number("proof_age_s", age / 1_000_000));
-                Ok(answer(false, why.as_str(), age, id))
+                self.audit.write(record(Event::ReauthRequired).text("reason", why.reason()).number("proof_age_s", age / 1_000_000));
+                Ok(answer(false, why.reason().as_str(), age, id))
             }
         }
     }
@@ -120,7 +121,7 @@ impl Manager {
             session.activity.proofs_revoked = false;
             session.clone()
         };
-        self.audit.write(session_record("reauth_recorded", &recorded).text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
+        self.audit.write(session_record(Event::ReauthRecorded, &recorded).text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
         Ok(())
     }
 
@@ -131,15 +132,15 @@ impl Manager {
         let process = CallerProcess::read(caller.pid);
         let tty = process.as_ref().map_or(0, |p| p.tty);
         let record = match process.as_ref().and_then(|p| self.session_of(p)).and_then(|id| self.session(id)) {
-            Some(session) => session_record("reauth_failed", &session),
-            None => Record::new("reauth_failed").number("uid", process.as_ref().and_then(|p| p.real_uid).map_or(-1, i128::from)),
+            Some(session) => session_record(Event::ReauthFailed, &session),
+            None => Record::new(Event::ReauthFailed).number("uid", process.as_ref().and_then(|p| p.real_uid).map_or(-1, i128::from)),
         };
         self.audit.write(record.text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
         Ok(())
     }
 
     /// Drops every proof of a session (idle warning, the user, an admin).
-    pub fn revoke_proofs(&self, id: u64, reason: &'static str) -> u32 {
+    pub fn revoke_proofs(&self, id: u64, reason: RevokeReason) -> u32 {
         let revoked = {
             let mut registry = self.registry();
             let Some(session) = registry.get_mut(id) else { return 0 };
@@ -149,7 +150,7 @@ impl Manager {
             (dropped, session.clone())
         };
         let (dropped, session) = revoked;
-        self.audit.write(session_record("reauth_revoked", &session).text("reason", reason).number("proofs", dropped));
+        self.audit.write(session_record(Event::ReauthRevoked, &session).text("reason", reason).number("proofs", dropped));
         dropped
     }
 
@@ -157,7 +158,7 @@ impl Manager {
     pub fn revoke_reauth(&self, caller: Caller) -> Result<u32, VigilError> {
         self.spend_user_call(&caller, "RevokeReauth")?;
         let (id, _) = self.caller_session(&caller, "RevokeReauth")?;
-        Ok(self.revoke_proofs(id, "user"))
+        Ok(self.revoke_proofs(id, RevokeReason::User))
     }
 
     /// The session the caller runs in (its user must be the caller), and the caller's
@@ -182,8 +183,8 @@ impl Manager {
         let proof = session.activity.proofs.get(&tty).copied();
         let verdict = reauth::judge(&session.policy, proof, session.last_activity_usec, session.activity.proofs_revoked, now);
         let (asks, reason) = match verdict {
-            Verdict::Fresh { .. } => (false, "fresh"),
-            Verdict::Required(why) => (true, why.as_str()),
+            Verdict::Fresh { .. } => (false, REAUTH_FRESH),
+            Verdict::Required(why) => (true, why.reason().as_str()),
         };
         Ok(MyStatus {
             idle_usec: now.saturating_sub(session.last_activity_usec),

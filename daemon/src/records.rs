@@ -1,44 +1,15 @@
 //! The audit records vigild writes about sessions: the fields every session record
-//! carries, so one grep links them, and why a registration ended.
+//! carries, so one grep links them. Why a registration ended is `EndReason`, in the
+//! protocol crate with every other event and reason.
 
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
+pub use vigil_protocol::events::EndReason;
 
 use crate::registry::Session;
 
-/// Why a session's registration ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// close_session from the module.
-    Closed,
-    /// The leader process exited without close_session.
-    LeaderGone,
-    /// An admin's TerminateSession.
-    Admin,
-    /// The idle supervisor: no activity for the idle timeout.
-    Idle,
-    /// The idle supervisor: older than max_session_age.
-    MaxAge,
-}
-
-impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Closed => "closed",
-            EndReason::LeaderGone => "leader_gone",
-            EndReason::Admin => "admin",
-            EndReason::Idle => "idle",
-            EndReason::MaxAge => "max_age",
-        }
-    }
-
-    /// `session_close` for the module's own close, `session_end` for everything else.
-    pub fn event(self) -> &'static str {
-        if self == EndReason::Closed { "session_close" } else { "session_end" }
-    }
-}
-
 /// The fields every session record carries.
-pub fn session_record(event: &'static str, s: &Session) -> Record {
+pub fn session_record(event: Event, s: &Session) -> Record {
     let ttys = s.tty_names();
     Record::new(event)
         .number("session", s.id)
@@ -54,4 +25,5 @@ pub fn session_record(event: &'static str, s: &Session) -> Record {
         .text("policy", &s.policy.policy_name)
         .number("parent", s.who.parent)
         .text_opt("ttys", (!ttys.is_empty()).then(|| ttys.join(",")))
+        .text_opt("logind_session", crate::logind::session_of(s.who.audit_session_id))
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::{EndReason, Event};
 
 use crate::manager::Manager;
 use crate::procfs;
@@ -31,7 +32,7 @@ impl Manager {
         };
         let Some(restored) = restored else { return };
         self.save(Some(restored.saved()));
-        self.audit.write(session_record("session_restored", &restored));
+        self.audit.write(session_record(Event::SessionRestored, &restored));
         for hooks in self.hooks() {
             hooks.session_added(id, leader);
         }
@@ -43,7 +44,7 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
     let store = core.store();
     let (saved, unreadable) = store.load_all();
     for bad in &unreadable {
-        core.audit.write(Record::new("session_file_unreadable").text("path", bad.path.as_os_str().as_encoded_bytes()).text("error", &bad.why));
+        core.audit.write(Record::new(Event::SessionFileUnreadable).text("path", bad.path.as_os_str().as_encoded_bytes()).text("error", &bad.why));
     }
     let config = core.config();
     let (mut restored, mut gone) = (0, 0);
@@ -56,7 +57,7 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
         } else {
             let _ = store.remove(session.id);
             core.inhibitor_ended_with(&session);
-            core.audit.write(session_record("session_end", &session).text("reason", "leader_gone").text("while", "vigild was stopped"));
+            core.audit.write(session_record(Event::SessionEnd, &session).text("reason", EndReason::LeaderGone).text("while", "vigild was stopped"));
             gone += 1;
         }
     }

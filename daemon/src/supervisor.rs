@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use vigil_config::IdleAction;
+use vigil_protocol::events::{Event, RevokeReason, SuspectReason};
 
 use crate::manager::{Hooks, Manager, TtyActivity, now_usec};
 use crate::records::{EndReason, session_record};
@@ -322,7 +323,7 @@ impl Task {
         };
         if let Some((tty, reason)) = seen.suspect {
             if now.saturating_sub(session.activity.suspect_reported_usec) >= SUSPECT_REPORT_USEC {
-                self.core.audit.write(session_record("activity_suspect", &session).text("source", "atime").text("suspect_tty", ttys::short_name(tty)).text("reason", reason));
+                self.core.audit.write(session_record(Event::ActivitySuspect, &session).text("source", "atime").text("suspect_tty", ttys::short_name(tty)).text("reason", reason));
                 self.core.update_session(id, |s| s.activity.suspect_reported_usec = now);
             }
         }
@@ -353,7 +354,7 @@ impl Task {
             Decision::End { limit, action: IdleAction::Terminate, deadline } => self.end(&session, limit, deadline, now),
             Decision::End { limit, action: IdleAction::None, deadline } => {
                 self.core.audit.write(
-                    session_record("idle_limit_reached", &session)
+                    session_record(Event::IdleLimitReached, &session)
                         .text("limit", limit.as_str())
                         .text("action", "none")
                         .number("idle_s", now.saturating_sub(last_activity) / 1_000_000)
@@ -380,14 +381,14 @@ impl Task {
         let written = warning::write_to_ttys(session.ttys(), &text);
         // Someone who may have walked away must type the password again.
         if !session.activity.proofs.is_empty() {
-            self.core.revoke_proofs(session.id, "idle_warning");
+            self.core.revoke_proofs(session.id, RevokeReason::IdleWarning);
         }
         self.core.update_session(session.id, |s| {
             s.activity.warned = Some((limit, now));
             s.activity.own_output_until = now_usec() + OWN_OUTPUT_WINDOW_USEC;
         });
         self.core.audit.write(
-            session_record("idle_warning", session)
+            session_record(Event::IdleWarning, session)
                 .text("limit", limit.as_str())
                 .number("idle_s", idle_for.as_secs())
                 .number("ends_in_s", left.as_secs())
@@ -405,7 +406,7 @@ impl Task {
             Ok(targets) => targets,
             Err(error) => {
                 self.core.audit.write(
-                    session_record("terminate_failed", session).text("reason", error.reason()).text("error", error.to_string()).text("by", limit.as_str()),
+                    session_record(Event::TerminateFailed, session).text("reason", error.reason()).text("error", error.to_string()).text("by", limit.as_str()),
                 );
                 self.timers.set(Entry::Session(session.id), now + TERMINATE_RETRY_USEC);
                 return;
@@ -428,7 +429,7 @@ struct Seen {
     io_total: Option<u64>,
     /// A tty time that cannot be input (in the future, or ahead of every input event
     /// inotify delivered): ignored, and recorded.
-    suspect: Option<(TtyNr, &'static str)>,
+    suspect: Option<(TtyNr, SuspectReason)>,
 }
 
 /// The session's last activity as seen now: inotify's time (already in the session),
@@ -476,12 +477,12 @@ fn measure_activity(session: &Session, tree: &[u32], now: u64, watching_since: O
 /// Whether a tty time can be activity: not in the future, and, once inotify watches the
 /// tty (`input_seen`: the later of the watch's start and the last input event), not
 /// later than what it saw.
-fn credible(time: u64, now: u64, input_seen: Option<u64>) -> Result<u64, &'static str> {
+fn credible(time: u64, now: u64, input_seen: Option<u64>) -> Result<u64, SuspectReason> {
     if time > now + TIME_SLACK_USEC {
-        return Err("future");
+        return Err(SuspectReason::Future);
     }
     match input_seen {
-        Some(seen) if time > seen + TIME_SLACK_USEC => Err("ahead_of_input"),
+        Some(seen) if time > seen + TIME_SLACK_USEC => Err(SuspectReason::AheadOfInput),
         _ => Ok(time),
     }
 }
@@ -495,12 +496,12 @@ mod tests {
     #[test]
     fn tty_times_that_cannot_be_input_are_not_activity() {
         // In the future: never, watched or not.
-        assert_eq!(credible(4_000_000_000 * S, 100 * S, None), Err("future"));
+        assert_eq!(credible(4_000_000_000 * S, 100 * S, None), Err(SuspectReason::Future));
         // Unwatched (inotify failed): the atime is all there is.
         assert_eq!(credible(90 * S, 100 * S, None), Ok(90 * S));
         // Watched since 50 s with the last input event at 70 s: a later atime was set,
         // not read.
-        assert_eq!(credible(90 * S, 100 * S, Some(70 * S)), Err("ahead_of_input"));
+        assert_eq!(credible(90 * S, 100 * S, Some(70 * S)), Err(SuspectReason::AheadOfInput));
         assert_eq!(credible(70 * S + S / 2, 100 * S, Some(70 * S)), Ok(70 * S + S / 2));
         // Before the watch began (a restored session): believed.
         assert_eq!(credible(40 * S, 100 * S, Some(50 * S)), Ok(40 * S));

@@ -9,6 +9,8 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use vigil_protocol::events::TerminateFailure;
+
 use crate::pidfd;
 use crate::procfs;
 use crate::ttys::TtyNr;
@@ -38,10 +40,10 @@ pub enum TerminateError {
 
 impl TerminateError {
     /// The word audit records use.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> TerminateFailure {
         match self {
-            TerminateError::CannotSee(_) => "cannot_list_processes",
-            TerminateError::CannotHold { .. } => "cannot_hold_process",
+            TerminateError::CannotSee(_) => TerminateFailure::CannotListProcesses,
+            TerminateError::CannotHold { .. } => TerminateFailure::CannotHoldProcess,
         }
     }
 }
@@ -144,6 +146,6 @@ mod tests {
         let scope = SessionScope { leader_pid: 4242, audit_session: None, ttys: vec![] };
         let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
         let failed = Targets::of_listing(&scope, Err(emfile));
-        assert!(matches!(&failed, Err(e) if e.reason() == "cannot_list_processes"), "{:?}", failed.as_ref().err());
+        assert!(matches!(&failed, Err(e) if e.reason() == TerminateFailure::CannotListProcesses), "{:?}", failed.as_ref().err());
     }
 }

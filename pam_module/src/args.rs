@@ -36,6 +36,9 @@ pub struct ModuleArgs {
     pub reauth: bool,
     /// auth: the line the stack reaches only after a failed password (`authfail`).
     pub authfail: bool,
+    /// PAM services whose sessions are not login sessions (`ignore_services=a,b`, added
+    /// to `systemd-user`): their hooks return before any daemon call.
+    pub ignore_services: Vec<String>,
     /// Arguments that were not understood; reported once per call, never fatal
     /// (a typo must not lock anyone out).
     pub unknown: Vec<String>,
@@ -44,6 +47,12 @@ pub struct ModuleArgs {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A deadline above this is refused: a login must never wait longer on vigild.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+/// Every user's `systemd --user` manager opens a PAM session (service `systemd-user`,
+/// through common-session-noninteractive): it is no login, as pam_systemd knows.
+pub const ALWAYS_IGNORED: &str = "systemd-user";
+/// More names than this in `ignore_services` are reported and dropped: the list is
+/// scanned on every session hook.
+pub const MAX_IGNORED: usize = 32;
 
 impl Default for ModuleArgs {
     fn default() -> Self {
@@ -55,6 +64,7 @@ impl Default for ModuleArgs {
             debug: false,
             reauth: false,
             authfail: false,
+            ignore_services: vec![ALWAYS_IGNORED.to_string()],
             unknown: Vec::new(),
         }
     }
@@ -111,6 +121,14 @@ impl ModuleArgs {
                     parsed.authfail = true;
                     true
                 }
+                ("ignore_services", Some(v)) => {
+                    let names: Vec<&str> = v.split(',').filter(|n| !n.is_empty()).collect();
+                    let fits = parsed.ignore_services.len() + names.len() <= MAX_IGNORED;
+                    if fits {
+                        parsed.ignore_services.extend(names.into_iter().map(str::to_string));
+                    }
+                    fits
+                }
                 _ => false,
             };
             if !understood {
@@ -118,6 +136,12 @@ impl ModuleArgs {
             }
         }
         parsed
+    }
+
+    /// Whether the session hooks step aside for this PAM service: plain comparisons,
+    /// made before anything else (no item but the service read, no daemon call).
+    pub fn ignores(&self, service: &[u8]) -> bool {
+        self.ignore_services.iter().any(|s| s.as_bytes() == service)
     }
 }
 
@@ -156,5 +180,26 @@ mod tests {
         assert_eq!(a.timeout, DEFAULT_TIMEOUT);
         assert_eq!(a.fail, FailMode::Open);
         assert_eq!(a.unknown.len(), 6);
+    }
+
+    #[test]
+    fn ignore_services_add_to_systemd_user() {
+        let a = parse(&[]);
+        assert!(a.ignores(b"systemd-user"));
+        assert!(!a.ignores(b"sshd") && !a.ignores(b"") && !a.ignores(b"systemd-user2"));
+        let b = parse(&["ignore_services=cron,atd,", "ignore_services=sudo"]);
+        assert!(b.unknown.is_empty());
+        for service in ["systemd-user", "cron", "atd", "sudo"] {
+            assert!(b.ignores(service.as_bytes()), "{service}");
+        }
+        assert!(!b.ignores(b"login") && !b.ignores(b"cron,atd"));
+    }
+
+    #[test]
+    fn too_many_ignored_services_are_reported() {
+        let many = (0..MAX_IGNORED).map(|i| format!("s{i}")).collect::<Vec<_>>().join(",");
+        let a = parse(&[&format!("ignore_services={many}")]);
+        assert_eq!(a.unknown.len(), 1);
+        assert_eq!(a.ignore_services, vec![ALWAYS_IGNORED.to_string()]);
     }
 }

@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use vigil_protocol::events::ModuleFailure;
 use vigil_protocol::{ManagerProxy, ReauthAnswer, VigilError};
 
 use crate::args::Target;
@@ -36,7 +37,7 @@ pub enum ClientError {
     NoSuchSession,
     /// The module did not call: vigild would refuse the request (`reason`, why).
     #[error("{1}")]
-    NotSent(&'static str, &'static str),
+    NotSent(ModuleFailure, &'static str),
 }
 
 /// Longest `reason` made from an error name; D-Bus names are at most 255 bytes.
@@ -53,11 +54,11 @@ impl ClientError {
     /// (`org.vigil1.Error.InvalidArgument` → `invalid_argument`).
     pub fn reason(&self) -> String {
         match self {
-            ClientError::Timeout(_) => "timeout".into(),
-            ClientError::Unreachable(_) => "unreachable".into(),
+            ClientError::Timeout(_) => ModuleFailure::Timeout.as_str().into(),
+            ClientError::Unreachable(_) => ModuleFailure::Unreachable.as_str().into(),
             ClientError::Refused { name, .. } => snake_case(name.rsplit('.').next().unwrap_or(name)),
             ClientError::NoSuchSession => "no_such_session".into(),
-            ClientError::NotSent(reason, _) => (*reason).into(),
+            ClientError::NotSent(reason, _) => reason.as_str().into(),
         }
     }
 

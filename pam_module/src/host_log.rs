@@ -120,12 +120,13 @@ pub fn bounded_text(message: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use vigil_protocol::audit::parse_kv_line;
+    use vigil_protocol::events::{Event, ModuleCall, ModuleFailure};
 
     use super::*;
 
     fn record(rhost: &[u8], error: &str) -> Record {
-        Record::new("call_refused")
-            .text("call", "open_session")
+        Record::new(Event::CallRefused)
+            .text("call", ModuleCall::OpenSession)
             .text("user", "alice")
             .text("service", "sshd")
             .text("tty", "\u{20ac}".repeat(700))
@@ -144,7 +145,7 @@ mod tests {
 
     #[test]
     fn short_records_are_unchanged() {
-        let r = Record::new("daemon_unreachable").text("call", "open_session").text("reason", "timeout");
+        let r = Record::new(Event::DaemonUnreachable).text("call", ModuleCall::OpenSession).text("reason", ModuleFailure::Timeout);
         assert_eq!(bounded_line(&r, MAX_MESSAGE_BYTES), r.to_kv_line());
     }
 

@@ -17,6 +17,7 @@
 
 use vigil_host::users::uid_of_name;
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::{Event, ModuleCall, ReauthReason};
 
 use crate::args::ModuleArgs;
 use crate::client::{ClientError, Daemon};
@@ -61,8 +62,8 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
     if !invoker.is_pam_user(pam) {
         // Someone else's password is asked: no cached grant, and (no mark) no proof after.
         log.record(
-            &Record::new("reauth_required")
-                .text("reason", "other_user")
+            &Record::new(Event::ReauthRequired)
+                .text("reason", ReauthReason::OtherUser)
                 .text("service", &service)
                 .text("user", pam.item(Item::User).unwrap_or_default())
                 .number("uid", invoker.uid)
@@ -88,10 +89,10 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
             // refuse again.
             pam.set_mark(Mark::DaemonFailed);
             let record = if error.is_refusal() {
-                refused(pam, "check_reauth", &service, &error)
+                refused(pam, ModuleCall::CheckReauth, &service, &error)
             } else {
-                Record::new("reauth_required")
-                    .text("reason", "daemon_unreachable")
+                Record::new(Event::ReauthRequired)
+                    .text("reason", ReauthReason::DaemonUnreachable)
                     .text("service", &service)
                     .text("user", pam.item(Item::User).unwrap_or_default())
                     .number("pid", std::process::id())
@@ -104,8 +105,8 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
 }
 
 /// The module's record of a re-authentication call vigild answered with an error.
-fn refused(pam: &dyn PamIo, call: &str, service: &str, error: &ClientError) -> Record {
-    let record = Record::new("call_refused")
+fn refused(pam: &dyn PamIo, call: ModuleCall, service: &str, error: &ClientError) -> Record {
+    let record = Record::new(Event::CallRefused)
         .text("call", call)
         .text("service", service)
         .text("user", pam.item(Item::User).unwrap_or_default())
@@ -118,10 +119,10 @@ pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn
     let service = service(pam);
     match daemon.record_auth_failure(&service) {
         Ok(()) => {}
-        Err(error) if error.is_refusal() => log.record(&refused(pam, "record_auth_failure", &service, &error)),
+        Err(error) if error.is_refusal() => log.record(&refused(pam, ModuleCall::RecordAuthFailure, &service, &error)),
         // vigild cannot record the wrong password: the module does.
         Err(error) => log.record(
-            &Record::new("reauth_failed")
+            &Record::new(Event::ReauthFailed)
                 .text("service", &service)
                 .text("user", pam.item(Item::User).unwrap_or_default())
                 .number("pid", std::process::id())
@@ -150,7 +151,7 @@ pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, i
         match daemon.record_auth(&service, &pam_user(pam)) {
             Ok(()) => {}
             // An answer that refuses is vigild's word on the module's call: recorded.
-            Err(error) if error.is_refusal() => log.record(&refused(pam, "record_auth", &service, &error)),
+            Err(error) if error.is_refusal() => log.record(&refused(pam, ModuleCall::RecordAuth, &service, &error)),
             Err(error) => log.debug(&format!("could not record the proof for {service}: {error}")),
         }
     }

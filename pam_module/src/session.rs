@@ -3,6 +3,7 @@
 
 use vigil_protocol::MAX_FIELD_BYTES;
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::{Event, ModuleCall, ModuleFailure};
 
 use crate::args::{FailMode, ModuleArgs};
 use crate::client::{ClientError, Daemon, OpenRequest};
@@ -60,15 +61,18 @@ fn open_request(pam: &dyn PamIo, pid: u32, ses: u32) -> OpenRequest {
 
 /// pam_sm_open_session.
 pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs, pid: u32, ses: u32) -> Verdict {
+    if ignored(pam, args) {
+        return Verdict::Ignore;
+    }
     report_unknown_args(log, args);
     let request = open_request(pam, pid, ses);
     if request.user.is_empty() {
         // No user means a broken stack; vigild would refuse it anyway, so it is not asked.
-        let error = ClientError::NotSent("no_user", "PAM_USER is not set; vigild was not called");
+        let error = ClientError::NotSent(ModuleFailure::NoUser, "PAM_USER is not set; vigild was not called");
         return not_registered(log, args, &request, &error);
     }
     if request.user.len() > vigil_protocol::MAX_FIELD_BYTES {
-        let error = ClientError::NotSent("user_too_long", "PAM_USER is longer than 1024 bytes; vigild was not called");
+        let error = ClientError::NotSent(ModuleFailure::UserTooLong, "PAM_USER is longer than 1024 bytes; vigild was not called");
         return not_registered(log, args, &request, &error);
     }
     match daemon.open_session(&request) {
@@ -91,6 +95,9 @@ pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &
 /// pam_sm_close_session. Never fails the logout: a session vigild does not close here,
 /// it closes itself when the leader process ends.
 pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs) -> Verdict {
+    if ignored(pam, args) {
+        return Verdict::Ignore;
+    }
     report_unknown_args(log, args);
     let Some(id) = pam.session_id() else {
         log.debug("close_session: no vigil session on this handle");
@@ -102,7 +109,7 @@ pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: 
         Err(ClientError::NoSuchSession) => log.debug(&format!("close_session: vigild had already ended session {id}")),
         Err(error) => log.record(&failure(
             Record::new(failure_event(&error))
-                .text("call", "close_session")
+                .text("call", ModuleCall::CloseSession)
                 .number("session", id)
                 .text("user", text(pam, Item::User))
                 .text("service", text(pam, Item::Service)),
@@ -112,10 +119,16 @@ pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: 
     Verdict::Success
 }
 
+/// A service that opens no login session (`systemd-user`, `ignore_services=`): the
+/// hook steps aside like pam_systemd does for it, with no record and no daemon call.
+fn ignored(pam: &dyn PamIo, args: &ModuleArgs) -> bool {
+    pam.item(Item::Service).is_some_and(|service| args.ignores(&service))
+}
+
 /// The module's record of a call that failed: `daemon_unreachable` when nobody
 /// answered, `call_refused` when vigild (or the bus) answered with an error.
-pub fn failure_event(error: &ClientError) -> &'static str {
-    if error.is_refusal() { "call_refused" } else { "daemon_unreachable" }
+pub fn failure_event(error: &ClientError) -> Event {
+    if error.is_refusal() { Event::CallRefused } else { Event::DaemonUnreachable }
 }
 
 /// Appends why a call failed: `reason`, the D-Bus `error_name` of a refusal, `error`.
@@ -133,7 +146,7 @@ pub fn failure(record: Record, error: &ClientError) -> Record {
 fn not_registered(log: &dyn HostLog, args: &ModuleArgs, r: &OpenRequest, error: &ClientError) -> Verdict {
     log.record(&failure(
         Record::new(failure_event(error))
-            .text("call", "open_session")
+            .text("call", ModuleCall::OpenSession)
             .text("user", &r.user)
             .text("service", &r.service)
             .text("tty", &r.tty)
@@ -151,7 +164,7 @@ fn not_registered(log: &dyn HostLog, args: &ModuleArgs, r: &OpenRequest, error: 
 
 fn report_unknown_args(log: &dyn HostLog, args: &ModuleArgs) {
     for arg in &args.unknown {
-        log.record(&Record::new("module_argument_ignored").text("argument", arg));
+        log.record(&Record::new(Event::ModuleArgumentIgnored).text("argument", arg));
     }
 }
 
@@ -221,6 +234,20 @@ mod tests {
             assert_eq!(lines.len(), 1);
             assert!(lines[0].starts_with("event=daemon_unreachable call=open_session user=alice"), "{}", lines[0]);
             assert!(lines[0].contains(&format!("fail={} reason=timeout", fail.as_str())), "{}", lines[0]);
+        }
+    }
+
+    #[test]
+    fn ignored_services_open_and_close_nothing() {
+        let args = ModuleArgs::parse([b"ignore_services=cron".as_slice(), b"typo".as_slice()]);
+        for service in ["systemd-user", "cron"] {
+            let (mut p, d, log) = (pam(), daemon(|| Ok(5)), FakeLog::default());
+            p.items.insert("service", service.as_bytes().to_vec());
+            assert_eq!(open(&mut p, &d, &log, &args, 1, 1), Verdict::Ignore);
+            p.id = Some(5);
+            assert_eq!(close(&mut p, &d, &log, &args), Verdict::Ignore);
+            assert!(d.calls.borrow().is_empty() && p.env.is_empty(), "{service}");
+            assert!(log.0.borrow().is_empty(), "not even the unknown argument: {:?}", log.0.borrow());
         }
     }
 

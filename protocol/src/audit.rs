@@ -12,6 +12,8 @@
 
 use std::fmt::Write as _;
 
+use crate::events::Event;
+
 /// Longest value, in raw bytes, written into a record. Syslog relays commonly cut
 /// messages at 8 KiB; a record must stay whole.
 pub const MAX_VALUE_BYTES: usize = 256;
@@ -32,18 +34,17 @@ pub enum Value {
 /// ASCII identifiers (`[a-z0-9_]`); values may be anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    event: &'static str,
+    event: Event,
     fields: Vec<(&'static str, Value)>,
 }
 
 impl Record {
-    pub fn new(event: &'static str) -> Self {
-        debug_assert!(is_key(event), "event names are identifiers");
+    pub fn new(event: Event) -> Self {
         Self { event, fields: Vec::with_capacity(12) }
     }
 
     /// The event name (`session_open`, ...).
-    pub fn event(&self) -> &'static str {
+    pub fn event(&self) -> Event {
         self.event
     }
 
@@ -108,7 +109,7 @@ impl Record {
     pub fn to_kv_line(&self) -> String {
         let mut line = String::with_capacity(64 + self.fields.len() * 24);
         line.push_str("event=");
-        line.push_str(self.event);
+        line.push_str(self.event.as_str());
         for (key, value) in self.fields.iter().filter(|(key, _)| *key != TRUNCATED) {
             line.push(' ');
             line.push_str(key);
@@ -137,7 +138,7 @@ impl Record {
     pub fn to_json_line(&self) -> String {
         let mut line = String::with_capacity(96 + self.fields.len() * 28);
         line.push_str("{\"event\":\"");
-        line.push_str(self.event);
+        line.push_str(self.event.as_str());
         line.push('"');
         let mut not_utf8: Vec<&str> = Vec::new();
         for (key, value) in self.fields.iter().filter(|(key, _)| *key != TRUNCATED) {
@@ -319,7 +320,7 @@ mod tests {
     use super::*;
 
     fn session_record(user: &[u8], rhost: &[u8], tty: &[u8]) -> Record {
-        Record::new("session_open")
+        Record::new(Event::SessionOpen)
             .number("session", 7)
             .text("user", user)
             .number("uid", 1000)
@@ -354,8 +355,8 @@ mod tests {
 
     #[test]
     fn empty_value_is_quoted() {
-        let line = Record::new("x").text("rhost", "").to_kv_line();
-        assert_eq!(line, r#"event=x rhost="""#);
+        let line = Record::new(Event::Seal).text("rhost", "").to_kv_line();
+        assert_eq!(line, r#"event=seal rhost="""#);
     }
 
     #[test]

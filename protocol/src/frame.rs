@@ -38,6 +38,8 @@ mod tests;
 
 use sasl::Sasl;
 
+use crate::events::MessageRefusal;
+
 /// Largest message vigild reads from a peer, in bytes, headers included. The largest
 /// legitimate call, `OpenSessionEx` with every string at [`crate::MAX_FIELD_BYTES`], is
 /// under 8 KiB.
@@ -75,11 +77,11 @@ pub enum Refusal {
 
 impl Refusal {
     /// A stable word for audit records.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> MessageRefusal {
         match self {
-            Refusal::TooLarge { .. } => "too_large",
-            Refusal::Malformed(_) => "malformed",
-            Refusal::HandshakeTooLong => "handshake_too_long",
+            Refusal::TooLarge { .. } => MessageRefusal::TooLarge,
+            Refusal::Malformed(_) => MessageRefusal::Malformed,
+            Refusal::HandshakeTooLong => MessageRefusal::HandshakeTooLong,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! tests call its served interface through [`ManagerProxy`], so a drift breaks a test.
 
 pub mod audit;
+pub mod events;
 pub mod frame;
 mod target;
 pub mod time;

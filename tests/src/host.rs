@@ -20,6 +20,8 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct PamHostCmd {
     pub bin: PathBuf,
     pub service: String,
+    /// The directory of the service file (`--confdir`); /etc/pam.d when unset.
+    pub confdir: Option<PathBuf>,
     pub user: String,
     pub tty: Option<String>,
     pub rhost: Option<String>,
@@ -39,6 +41,7 @@ impl PamHostCmd {
         PamHostCmd {
             bin: bin.to_path_buf(),
             service: service.to_string(),
+            confdir: None,
             user: user.to_string(),
             tty: None,
             rhost: None,
@@ -57,6 +60,12 @@ impl PamHostCmd {
         assert!(matches!(flag, "--user" | "--tty" | "--rhost" | "--ruser"), "raw value for {flag}");
         self.raw.retain(|(f, _)| *f != flag);
         self.raw.push((flag, value.to_vec()));
+        self
+    }
+
+    /// Reads the service file from `dir` (pam_start_confdir) instead of /etc/pam.d.
+    pub fn confdir(mut self, dir: &Path) -> Self {
+        self.confdir = Some(dir.to_path_buf());
         self
     }
 
@@ -105,6 +114,10 @@ impl PamHostCmd {
                 args.push(flag.into());
                 args.push(v.clone());
             }
+        }
+        if let Some(dir) = &self.confdir {
+            args.push("--confdir".into());
+            args.push(dir.display().to_string());
         }
         args.push("--cycles".into());
         args.push(self.cycles.to_string());

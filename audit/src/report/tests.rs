@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
 
 use super::*;
 use crate::chain::{ChainState, Encoding, KEY_BYTES, Key};
@@ -25,18 +26,18 @@ fn trail() -> String {
             lines.push(syslog_line(Layout::HighPrecision, secs, 0, "host1", "vigild", 812, &sealed));
         }
     };
-    add(T - 10, Record::new("daemon_start").text("version", "0.1.0"), true);
-    add(T, session_record("session_open", 12, "alice"), true);
-    add(T + 5, session_record("inhibit_start", 12, "alice").text("why", "db \"migration\"\nevent=x").text("until", "2026-11-26T06:14:15Z"), true);
-    add(T + 60, session_record("reauth_required", 12, "alice").text("reason", "none"), true);
-    add(T + 61, session_record("reauth_granted", 12, "alice").number("proof_age_s", 1), false);
-    add(T + 62, session_record("reauth_failed", 12, "alice"), false);
-    add(T + 950, session_record("session_end", 12, "alice").text("reason", "idle"), true);
-    add(T + 1000, Record::new("call_refused").text("method", "Reload").number("uid", 1000).text("reason", "root only"), true);
-    add(T + 86_400, session_record("session_open", 13, "bob"), true);
-    add(T + 86_400 + 3600, session_record("session_end", 13, "bob").text("reason", "max_age"), true);
-    add(T + 86_400 + 3700, session_record("session_open", 14, "bob"), true);
-    add(T + 86_400 + 7300, session_record("session_end", 14, "bob").text("reason", "idle"), true);
+    add(T - 10, Record::new(Event::DaemonStart).text("version", "0.1.0"), true);
+    add(T, session_record(Event::SessionOpen, 12, "alice"), true);
+    add(T + 5, session_record(Event::InhibitStart, 12, "alice").text("why", "db \"migration\"\nevent=x").text("until", "2026-11-26T06:14:15Z"), true);
+    add(T + 60, session_record(Event::ReauthRequired, 12, "alice").text("reason", "none"), true);
+    add(T + 61, session_record(Event::ReauthGranted, 12, "alice").number("proof_age_s", 1), false);
+    add(T + 62, session_record(Event::ReauthFailed, 12, "alice"), false);
+    add(T + 950, session_record(Event::SessionEnd, 12, "alice").text("reason", "idle"), true);
+    add(T + 1000, Record::new(Event::CallRefused).text("method", "Reload").number("uid", 1000).text("reason", "root only"), true);
+    add(T + 86_400, session_record(Event::SessionOpen, 13, "bob"), true);
+    add(T + 86_400 + 3600, session_record(Event::SessionEnd, 13, "bob").text("reason", "max_age"), true);
+    add(T + 86_400 + 3700, session_record(Event::SessionOpen, 14, "bob"), true);
+    add(T + 86_400 + 7300, session_record(Event::SessionEnd, 14, "bob").text("reason", "idle"), true);
     lines.push(syslog_line(Layout::HighPrecision, T + 20, 0, "host1", "pam_vigil", 4000, "event=session_end session=12 user=alice reason=idle"));
     lines.push(syslog_line(Layout::HighPrecision, T + 21, 0, "host1", "sshd", 4000, "Accepted publickey for alice"));
     let mut text = lines.join("\n");
@@ -102,7 +103,7 @@ fn numbers_equal_what_show_lists() {
         let r = report(&text, &filter);
         let got = r.total.values();
         for (i, (_, name, reason)) in COLUMNS.iter().enumerate() {
-            assert_eq!(got[i], shown(&text, &filter, name, *reason), "{name} {reason:?} {filter:?}");
+            assert_eq!(got[i], shown(&text, &filter, name.as_str(), reason.map(EndReason::as_str)), "{name} {reason:?} {filter:?}");
         }
         let by_day: u64 = r.days.iter().map(|d| d.counts.values().iter().sum::<u64>()).sum();
         assert_eq!(by_day, got.iter().sum::<u64>());
@@ -126,7 +127,7 @@ fn verified_with_the_key() {
 #[test]
 fn hostile_values_stay_escaped_in_text_and_json() {
     let mut chain = ChainState { next_seq: 1, key: Key::from_bytes([9; KEY_BYTES]), last_mac: String::new() };
-    let record = session_record("session_open", 1, "x\u{1b}[2J\nuser=root");
+    let record = session_record(Event::SessionOpen, 1, "x\u{1b}[2J\nuser=root");
     let line = syslog_line(Layout::HighPrecision, T, 0, "host1", "vigild", 1, &chain.seal(&record.to_kv_line(), Encoding::KeyValue));
     let r = report(&format!("{line}\n"), &Filter::default());
     let text = r.render();

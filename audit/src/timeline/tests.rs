@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
 
 use super::*;
 use crate::chain::{ChainState, Encoding, Key, KEY_BYTES};
@@ -21,13 +22,13 @@ fn day(encoding: Encoding, layout: Layout) -> String {
         };
         lines.push(syslog_line(layout, secs, 0, "host1", "vigild", 812, &chain.seal(&encoded, encoding)));
     };
-    add(T - 10, Record::new("daemon_start").text("version", "0.1.0"));
-    add(T, session_record("session_open", 12, "alice"));
-    add(T + 60, session_record("session_open", 13, "bob"));
-    add(T + 133, session_record("idle_warning", 12, "alice").text("limit", "idle").number("ends_in_s", 60));
-    add(T + 150, Record::new("config_reload").text("result", "ok"));
-    add(T + 200, session_record("reauth_granted", 12, "alice").text("method", "password"));
-    add(T + 950, session_record("session_end", 12, "alice").text("reason", "idle"));
+    add(T - 10, Record::new(Event::DaemonStart).text("version", "0.1.0"));
+    add(T, session_record(Event::SessionOpen, 12, "alice"));
+    add(T + 60, session_record(Event::SessionOpen, 13, "bob"));
+    add(T + 133, session_record(Event::IdleWarning, 12, "alice").text("limit", "idle").number("ends_in_s", 60));
+    add(T + 150, Record::new(Event::ConfigReload).text("result", "ok"));
+    add(T + 200, session_record(Event::ReauthGranted, 12, "alice").text("method", "password"));
+    add(T + 950, session_record(Event::SessionEnd, 12, "alice").text("reason", "idle"));
     lines.push(syslog_line(layout, T + 951, 0, "host1", "pam_vigil", 4000, "event=daemon_unreachable call=close_session session=12 user=alice reason=timeout"));
     lines.push(syslog_line(layout, T + 952, 0, "host1", "sshd", 4000, "pam_unix(sshd:session): session closed for user alice"));
     let mut text = lines.join("\n");
@@ -126,8 +127,8 @@ fn json_is_one_ascii_object_per_block() {
 #[test]
 fn hostile_values_never_reach_the_terminal_raw() {
     let user = "\u{1b}[31m\u{202e}root\u{7}";
-    let mut lines = vec![syslog_line(Layout::Traditional, T, 0, "host1", "vigild", 1, &session_record("session_open", 5, user).to_kv_line())];
-    lines.push(syslog_line(Layout::Traditional, T, 0, "host1", "vigild", 1, &session_record("session_end", 6, user).to_json_line()));
+    let mut lines = vec![syslog_line(Layout::Traditional, T, 0, "host1", "vigild", 1, &session_record(Event::SessionOpen, 5, user).to_kv_line())];
+    lines.push(syslog_line(Layout::Traditional, T, 0, "host1", "vigild", 1, &session_record(Event::SessionEnd, 6, user).to_json_line()));
     lines.push("Nov 26 04:14:10 host1 vigild[1]: {\"event\":\"x\\u001b[2J\",\"session\":7,\"user\":\"\\u202e\"}".to_string());
     lines.push("Nov 26 04:14:10 host1 vigild[1]: {\"event\":\"x\",\"Bad-Key\\u001b\":1}".into());
     lines.push("Nov 26 04:14:10 ho\u{1b}st1 vigild[1]: event=x".into());
@@ -148,8 +149,8 @@ fn hostile_values_never_reach_the_terminal_raw() {
 #[test]
 fn a_session_whose_open_is_in_an_earlier_file_uses_duration_s() {
     let lines = [
-        syslog_line(Layout::HighPrecision, T + 100, 0, "host1", "vigild", 1, &session_record("idle_warning", 3, "carol").text("limit", "idle").to_kv_line()),
-        syslog_line(Layout::HighPrecision, T + 200, 0, "host1", "vigild", 1, &session_record("session_end", 3, "carol").text("reason", "idle").number("duration_s", 4000).to_kv_line()),
+        syslog_line(Layout::HighPrecision, T + 100, 0, "host1", "vigild", 1, &session_record(Event::IdleWarning, 3, "carol").text("limit", "idle").to_kv_line()),
+        syslog_line(Layout::HighPrecision, T + 200, 0, "host1", "vigild", 1, &session_record(Event::SessionEnd, 3, "carol").text("reason", "idle").number("duration_s", 4000).to_kv_line()),
     ];
     let out = show(&lines.join("\n"), &Filter::default(), false);
     assert!(out.contains("  opened before these files (first record "), "{out}");
@@ -232,8 +233,8 @@ fn json_says_which_records_cannot_be_authenticated() {
 #[test]
 fn vigild_records_without_a_mac_are_unauthenticated_too() {
     let lines = [
-        syslog_line(Layout::HighPrecision, T, 0, "host1", "vigild", 1, &session_record("session_open", 4, "dave").to_kv_line()),
-        syslog_line(Layout::HighPrecision, T + 5, 0, "host1", "vigild", 1, &session_record("session_close", 4, "dave").to_json_line()),
+        syslog_line(Layout::HighPrecision, T, 0, "host1", "vigild", 1, &session_record(Event::SessionOpen, 4, "dave").to_kv_line()),
+        syslog_line(Layout::HighPrecision, T + 5, 0, "host1", "vigild", 1, &session_record(Event::SessionClose, 4, "dave").to_json_line()),
     ];
     let out = show(&lines.join("\n"), &Filter::default(), false);
     assert!(out.starts_with("session 4 on host1: user=dave uid=1004 service=sshd tty=ssh rhost=203.0.113.7 ses=7 (only unauthenticated records)\n"), "{out}");

@@ -1,9 +1,10 @@
 use std::path::PathBuf;
 
 use vigil_protocol::audit::Record;
+use vigil_protocol::events::Event;
 
 use super::*;
-use crate::chain::{ChainState, Encoding, Key, KEY_BYTES, KeyFile, with_position};
+use crate::chain::{ChainState, Encoding, Key, KEY_BYTES, KeyFile, split_mac, with_position};
 use crate::sample::{Layout, SAMPLE_EPOCH, session_record, syslog_line};
 
 /// A syslog file under construction: vigild's sealed records and other lines.
@@ -58,16 +59,16 @@ impl Log {
     /// A daemon run: start, two sessions with warnings and reauths, other programs'
     /// lines in between, stop.
     fn typical_run(&mut self, first_session: u64) {
-        self.record(Record::new("daemon_start").text("version", "0.1.0").number("pid", 812));
+        self.record(Record::new(Event::DaemonStart).text("version", "0.1.0").number("pid", 812));
         for session in first_session..first_session + 2 {
             self.tagged("sshd", "Accepted publickey for alice from 203.0.113.7 port 50522 ssh2");
-            self.record(session_record("session_open", session, "alice"));
-            self.record(session_record("idle_warning", session, "alice").text("limit", "idle").number("ends_in_s", 60));
+            self.record(session_record(Event::SessionOpen, session, "alice"));
+            self.record(session_record(Event::IdleWarning, session, "alice").text("limit", "idle").number("ends_in_s", 60));
             self.tagged("pam_vigil", "event=module_argument_ignored argument=bogus");
-            self.record(session_record("reauth_granted", session, "alice").text("method", "password"));
-            self.record(session_record("session_end", session, "alice").text("reason", "idle"));
+            self.record(session_record(Event::ReauthGranted, session, "alice").text("method", "password"));
+            self.record(session_record(Event::SessionEnd, session, "alice").text("reason", "idle"));
         }
-        self.record(Record::new("daemon_stop").text("signal", "SIGTERM").number("sessions", 0));
+        self.record(Record::new(Event::DaemonStop).text("signal", "SIGTERM").number("sessions", 0));
     }
 
     /// Line number (1-based) of the record with this seq.
@@ -196,7 +197,7 @@ fn a_cut_tail_then_a_seal_is_missing_before_the_seal() {
     assert_eq!(notes(&report), [(FindingKind::TailMayBeMissing, log.line_of(7))]);
     assert!(report.render().contains("records after seq 7 may be missing: run `vigilctl audit seal`, then verify again"), "{}", report.render());
     // vigild sealed 8, 9, 10 (now cut); `vigilctl audit seal` then writes 11.
-    let seal_line = log.record(Record::new("seal").text("by", "root"));
+    let seal_line = log.record(Record::new(Event::Seal).text("by", "root"));
     let report = verify_lines(&log.lines, &[k]);
     assert_eq!(failures(&report), [(FindingKind::MissingSeqs, seal_line)], "{}", report.render());
     let detail = &report.failures().next().unwrap().detail;
@@ -288,7 +289,7 @@ fn a_new_key_mid_file_verifies_both_ranges() {
     for _ in 1..25 {
         old.key.evolve();
     }
-    let forged = old.seal(&session_record("session_open", 77, "mallory").to_kv_line(), Encoding::KeyValue);
+    let forged = old.seal(&session_record(Event::SessionOpen, 77, "mallory").to_kv_line(), Encoding::KeyValue);
     let mut lines = log.lines.clone();
     lines.push(syslog_line(Layout::Traditional, SAMPLE_EPOCH + 9999, 0, "host1", "vigild", 812, &forged));
     let report = verify_lines(&lines, &[first.clone(), second.clone()]);
@@ -304,7 +305,7 @@ fn a_new_key_mid_file_verifies_both_ranges() {
     old.last_mac = split_mac(last.message).unwrap().1.to_string();
     let forged_from = lines.len() as u64 + 1;
     for n in 0..3 {
-        let sealed = old.seal(&session_record("session_open", 70 + n, "mallory").to_kv_line(), Encoding::KeyValue);
+        let sealed = old.seal(&session_record(Event::SessionOpen, 70 + n, "mallory").to_kv_line(), Encoding::KeyValue);
         lines.push(syslog_line(Layout::Traditional, SAMPLE_EPOCH + 9999, 0, "host1", "vigild", 812, &sealed));
     }
     let report = verify_lines(&lines, &[first.clone(), second.clone()]);
@@ -340,13 +341,13 @@ fn a_new_chain_after_a_state_reset_verifies_with_both_keys() {
 fn records_vigild_dropped_are_a_note_when_it_says_so() {
     let k = key(15, 1);
     let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.record(Record::new("daemon_start"));
-    log.record(session_record("session_open", 1, "alice"));
+    log.record(Record::new(Event::DaemonStart));
+    log.record(session_record(Event::SessionOpen, 1, "alice"));
     for _ in 0..3 {
         log.chain.seal("event=lost", Encoding::KeyValue); // sealed, then dropped: spool full
     }
-    let line = log.record(Record::new("records_dropped").number("count", 3).text("why", "syslog unreachable and the spool full").number("first_seq", 3));
-    log.record(Record::new("daemon_stop"));
+    let line = log.record(Record::new(Event::RecordsDropped).number("count", 3).text("why", "syslog unreachable and the spool full").number("first_seq", 3));
+    log.record(Record::new(Event::DaemonStop));
     let report = verify_lines(&log.lines, std::slice::from_ref(&k));
     assert_clean(&report);
     assert_eq!(notes(&report), [(FindingKind::DroppedByDaemon, line)]);
@@ -616,8 +617,8 @@ fn module_records_are_warnings_with_their_lines() {
 fn without_module_records_strict_changes_nothing() {
     let k = key(26, 1);
     let mut log = Log::new(&k, Encoding::KeyValue, Layout::Traditional);
-    log.record(Record::new("daemon_start").text("version", "0.1.0"));
-    log.record(Record::new("daemon_stop").text("signal", "SIGTERM"));
+    log.record(Record::new(Event::DaemonStart).text("version", "0.1.0"));
+    log.record(Record::new(Event::DaemonStop).text("signal", "SIGTERM"));
     let report = verify_lines(&log.lines, &[k]);
     assert!(report.passes(true) && report.unauthenticated().count() == 0);
     assert_eq!(report.render_with(true), report.render());

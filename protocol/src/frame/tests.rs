@@ -261,9 +261,9 @@ fn handshake_lines_are_bounded() {
 
 #[test]
 fn refusals_have_stable_reasons() {
-    assert_eq!(Refusal::TooLarge { bytes: 1 }.reason(), "too_large");
-    assert_eq!(Refusal::Malformed("x").reason(), "malformed");
-    assert_eq!(Refusal::HandshakeTooLong.reason(), "handshake_too_long");
+    assert_eq!(Refusal::TooLarge { bytes: 1 }.reason().as_str(), "too_large");
+    assert_eq!(Refusal::Malformed("x").reason().as_str(), "malformed");
+    assert_eq!(Refusal::HandshakeTooLong.reason().as_str(), "handshake_too_long");
 }
 
 #[test]

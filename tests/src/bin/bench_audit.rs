@@ -40,6 +40,7 @@ use vigil_audit::sample::{Layout, sample_key, session_record, write_sample_log};
 use vigil_audit::verify::verify_files;
 use vigil_audit::writer::{Outcome, Writer, WriterConfig};
 use vigil_e2e::Harness;
+use vigil_protocol::events::Event;
 
 /// Bound on waiting for rsyslogd to write a run's records.
 const LAND_TIMEOUT: Duration = Duration::from_secs(600);
@@ -172,7 +173,7 @@ fn writer_run(h: &Harness, records: u64, chain: bool) -> Option<(WriterRow, Opti
     let start = Instant::now();
     for n in 0..records {
         let record =
-            session_record("session_open", n + 1, "alice").text("exempt", "no").text("run", label).number("n", n);
+            session_record(Event::SessionOpen, n + 1, "alice").text("exempt", "no").text("run", label).number("n", n);
         match writer.write(&record) {
             Outcome::Sent => sent += 1,
             Outcome::Spooled => spooled += 1,

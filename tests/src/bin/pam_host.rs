@@ -1,7 +1,7 @@
 //! pam_host: a small PAM application linking the real libpam, for vigil's e2e tests
 //! and benchmark.
 //!
-//! `pam_host --service NAME --user U [--tty T] [--rhost H] [--ruser R] [--cycles N]
+//! `pam_host --service NAME [--confdir DIR] --user U [--tty T] [--rhost H] [--ruser R] [--cycles N]
 //!           [--password P] [--auth] [--wait-stdin] [--json] [--samples FILE]`
 //!
 //! pam_start, then (with `--auth`) pam_authenticate and pam_acct_mgmt once, then N
@@ -42,6 +42,10 @@ struct Cli {
     /// PAM service (a file in /etc/pam.d).
     #[arg(long)]
     service: String,
+    /// Read the service file from this directory (pam_start_confdir): a test plays a
+    /// service whose /etc/pam.d file it must not write (`systemd-user`).
+    #[arg(long)]
+    confdir: Option<std::path::PathBuf>,
     /// PAM_USER (any bytes but NUL: PAM items are C strings, not necessarily UTF-8).
     #[arg(long)]
     user: OsString,
@@ -123,6 +127,7 @@ fn run(cli: &Cli, samples: &mut Vec<u64>) -> PamHostReport {
     };
     let service = cstring("--service", cli.service.as_str());
     let user = cstring("--user", cli.user.as_bytes());
+    let confdir = cli.confdir.as_ref().map(|d| cstring("--confdir", d.as_os_str().as_bytes()));
     let items: Vec<(c_int, CString)> =
         [(ffi::PAM_TTY, &cli.tty), (ffi::PAM_RHOST, &cli.rhost), (ffi::PAM_RUSER, &cli.ruser)]
             .into_iter()
@@ -137,7 +142,10 @@ fn run(cli: &Cli, samples: &mut Vec<u64>) -> PamHostReport {
     let started = Instant::now();
     let mut pamh: *mut PamHandle = ptr::null_mut();
     // SAFETY: valid NUL-terminated strings and a conversation that outlives the handle.
-    report.start_rc = unsafe { ffi::pam_start(service.as_ptr(), user.as_ptr(), &conv, &mut pamh) };
+    report.start_rc = match &confdir {
+        Some(dir) => unsafe { ffi::pam_start_confdir(service.as_ptr(), user.as_ptr(), &conv, dir.as_ptr(), &mut pamh) },
+        None => unsafe { ffi::pam_start(service.as_ptr(), user.as_ptr(), &conv, &mut pamh) },
+    };
     rcs_seen.push(report.start_rc);
     if report.start_rc == ffi::PAM_SUCCESS {
         for (item, value) in &items {

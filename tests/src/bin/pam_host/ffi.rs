@@ -55,6 +55,14 @@ unsafe extern "C" {
         pam_conversation: *const PamConv,
         pamh: *mut *mut PamHandle,
     ) -> c_int;
+    /// Linux-PAM 1.4+: the service file is read from `confdir` instead of /etc/pam.d.
+    pub fn pam_start_confdir(
+        service_name: *const c_char,
+        user: *const c_char,
+        pam_conversation: *const PamConv,
+        confdir: *const c_char,
+        pamh: *mut *mut PamHandle,
+    ) -> c_int;
     pub fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
     pub fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
     pub fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;

@@ -1,0 +1,143 @@
+//! vigilctl's command line. vigil-docgen includes this file to write vigilctl(1) and
+//! the shell completions from it, so the documentation follows the code.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "vigilctl", version, about = "Inspect and control vigil sessions")]
+pub struct Cli {
+    /// vigild's private socket.
+    #[arg(long, env = "VIGIL_SOCKET", default_value = vigil_protocol::DEFAULT_SOCKET, global = true)]
+    pub socket: PathBuf,
+    /// Talk to vigild over this D-Bus bus address instead of the private socket.
+    #[arg(long, global = true)]
+    pub bus: Option<String>,
+    /// Give up on vigild after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List sessions (all for root, your own otherwise).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one session.
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a session: its processes get SIGHUP, then SIGKILL (root only).
+    Terminate { id: u64 },
+    /// Make vigild re-read its configuration (root only).
+    Reload,
+    /// Check a configuration file without touching the running daemon: errors and
+    /// warnings (users and groups that do not exist, blocks that match every session).
+    CheckConfig {
+        file: Option<PathBuf>,
+        /// Exit non-zero on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Your own session: idle time, when it will be ended, whether sudo will ask.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Daemon version, configuration and session count.
+    Daemon,
+    /// Hold off the idle timeout of your own session for a long job (bounded by the
+    /// policy's max_inhibit); `--cancel` drops the inhibitor.
+    Inhibit {
+        /// How long, e.g. 2h or 45m.
+        #[arg(long = "for", value_parser = humantime::parse_duration, required_unless_present = "cancel")]
+        duration: Option<Duration>,
+        /// What the session waits for (recorded in the audit trail; at most 200 bytes).
+        #[arg(long, required_unless_present = "cancel")]
+        why: Option<String>,
+        /// Drop the inhibitor now.
+        #[arg(long, conflicts_with_all = ["duration", "why"])]
+        cancel: bool,
+        /// With --cancel: another session's (root, or your own session by id).
+        #[arg(long, requires = "cancel")]
+        session: Option<u64>,
+    },
+    /// Re-authentication: `--revoke` drops your proof of identity, so that the next
+    /// sudo, su or pkexec asks the password (like `sudo -k`, for all of them).
+    Reauth {
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// The audit trail: start a chain key, seal, verify files, show timelines.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Start a new chain key from the next record on (root). Prints the key file, or
+    /// writes it to --out (mode 0400): keep it off this host.
+    Init {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a seal record now (root), so that a cut before it is detected.
+    Seal,
+    /// Check the chain in syslog files; exit 0 only when everything verifies.
+    /// Records tagged pam_vigil (no mac) are listed as unauthenticated warnings.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Key file(s) from `audit init` or /var/lib/vigil/audit-initial.key.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Exit 1 also when there are unauthenticated (pam_vigil) records.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// A timeline per session from syslog files.
+    Show {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        session: Option<u64>,
+        #[arg(long)]
+        event: Option<String>,
+        /// Start time (RFC 3339, e.g. 2026-11-26T04:00:00Z).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        since: Option<std::time::SystemTime>,
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        until: Option<std::time::SystemTime>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A summary per day and user (logins, idle/max-age/admin ends, re-auth asked,
+    /// granted and failed, refused calls, inhibitors), the chain's state per host and
+    /// idle ends by hour of day. Counts what `audit show` lists for the same filters.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Start time (RFC 3339, e.g. 2026-11-26T04:00:00Z).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        since: Option<std::time::SystemTime>,
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        until: Option<std::time::SystemTime>,
+        /// Key file(s): the chain is verified too (as `audit verify` does).
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
