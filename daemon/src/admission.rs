@@ -19,7 +19,7 @@ pub const REPORT_PERIOD: Duration = Duration::from_secs(60);
 
 /// Connection limits of the private socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct ConnectionLimits {
     /// Connections one unprivileged uid may hold.
     pub per_uid: usize,
     /// Connections all unprivileged uids may hold together.
@@ -28,8 +28,8 @@ pub struct Limits {
     pub root_total: usize,
 }
 
-impl Limits {
-    pub const DEFAULT: Limits = Limits { per_uid: 16, unprivileged_total: 256, root_total: 1024 };
+impl ConnectionLimits {
+    pub const DEFAULT: ConnectionLimits = ConnectionLimits { per_uid: 16, unprivileged_total: 256, root_total: 1024 };
 }
 
 /// Which limit refused a connection.
@@ -47,7 +47,7 @@ pub struct Refused {
 
 #[derive(Debug)]
 struct State {
-    limits: Limits,
+    limits: ConnectionLimits,
     root: usize,
     unprivileged: usize,
     /// Connections per unprivileged uid; a uid leaves the map with its last one.
@@ -85,7 +85,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Admission {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: ConnectionLimits) -> Self {
         let state = State {
             limits,
             root: 0,
@@ -270,7 +270,7 @@ impl<K: Hash + Eq> CallBudget<K> {
 mod tests {
     use super::*;
 
-    const SMALL: Limits = Limits { per_uid: 2, unprivileged_total: 3, root_total: 4 };
+    const SMALL: ConnectionLimits = ConnectionLimits { per_uid: 2, unprivileged_total: 3, root_total: 4 };
 
     fn admit_n(admission: &Admission, uid: u32, n: usize, now: Instant) -> Vec<Permit> {
         (0..n).map(|i| admission.admit(uid, now).unwrap_or_else(|e| panic!("uid {uid} #{i}: {e}"))).collect()
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn the_defaults_are_the_documented_ones() {
-        assert_eq!(Limits::DEFAULT, Limits { per_uid: 16, unprivileged_total: 256, root_total: 1024 });
+        assert_eq!(ConnectionLimits::DEFAULT, ConnectionLimits { per_uid: 16, unprivileged_total: 256, root_total: 1024 });
         assert_eq!(RefusedReason::PerUidLimit.as_str(), "per_uid_limit");
         assert_eq!(RefusedReason::TotalLimit.as_str(), "total_limit");
     }

@@ -26,7 +26,7 @@ pub enum Decision {
 
 /// The facts about one session that the decision needs.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub struct IdleFacts {
     pub now: u64,
     pub started: u64,
     /// Last input (or output, where it counts) seen on any of the session's ttys, or
@@ -57,12 +57,12 @@ pub fn notty_sample_interval(timeout: Duration) -> Duration {
     (timeout / 4).max(Duration::from_secs(1))
 }
 
-fn idle_timeout(policy: &ResolvedPolicy, c: &Clock) -> Option<Duration> {
+fn idle_timeout(policy: &ResolvedPolicy, c: &IdleFacts) -> Option<Duration> {
     if c.has_tty { policy.idle_timeout } else { policy.notty_idle_timeout }
 }
 
 /// The next limit the session runs into, and when, if no activity comes first.
-pub fn next_end(policy: &ResolvedPolicy, c: &Clock) -> Option<(Limit, u64)> {
+pub fn next_end(policy: &ResolvedPolicy, c: &IdleFacts) -> Option<(Limit, u64)> {
     if policy.exempt {
         return None;
     }
@@ -76,7 +76,7 @@ pub fn next_end(policy: &ResolvedPolicy, c: &Clock) -> Option<(Limit, u64)> {
     }
 }
 
-pub fn decide(policy: &ResolvedPolicy, c: Clock) -> Decision {
+pub fn decide(policy: &ResolvedPolicy, c: IdleFacts) -> Decision {
     let idle_timeout = idle_timeout(policy, &c);
     let Some((limit, end)) = next_end(policy, &c) else {
         // A reported idle stretch waits for activity; a notty session must still be
@@ -128,8 +128,8 @@ mod tests {
         p
     }
 
-    fn clock(now: u64) -> Clock {
-        Clock { now: now * S, started: 0, last_activity: 0, warned: None, has_tty: true, idle_reported: false, age_reported: false, inhibited_until: 0 }
+    fn clock(now: u64) -> IdleFacts {
+        IdleFacts { now: now * S, started: 0, last_activity: 0, warned: None, has_tty: true, idle_reported: false, age_reported: false, inhibited_until: 0 }
     }
 
     #[test]
@@ -137,16 +137,16 @@ mod tests {
         let p = policy();
         assert_eq!(decide(&p, clock(5)), Decision::SleepUntil(50 * S));
         assert_eq!(decide(&p, clock(50)), Decision::Warn { limit: Limit::Idle, ends_at: 60 * S });
-        let warned = Clock { warned: Some((Limit::Idle, 50 * S)), ..clock(55) };
+        let warned = IdleFacts { warned: Some((Limit::Idle, 50 * S)), ..clock(55) };
         assert_eq!(decide(&p, warned), Decision::SleepUntil(60 * S));
-        let at_end = Clock { warned: Some((Limit::Idle, 50 * S)), ..clock(60) };
+        let at_end = IdleFacts { warned: Some((Limit::Idle, 50 * S)), ..clock(60) };
         assert_eq!(decide(&p, at_end), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 60 * S });
     }
 
     #[test]
     fn activity_after_the_warning_starts_over() {
         let p = policy();
-        let c = Clock { warned: Some((Limit::Idle, 50 * S)), last_activity: 55 * S, ..clock(60) };
+        let c = IdleFacts { warned: Some((Limit::Idle, 50 * S)), last_activity: 55 * S, ..clock(60) };
         assert_eq!(decide(&p, c), Decision::SleepUntil(105 * S));
     }
 
@@ -154,7 +154,7 @@ mod tests {
     fn a_late_check_still_gives_the_whole_warning() {
         let p = policy();
         assert_eq!(decide(&p, clock(90)), Decision::Warn { limit: Limit::Idle, ends_at: 100 * S });
-        let c = Clock { warned: Some((Limit::Idle, 90 * S)), ..clock(95) };
+        let c = IdleFacts { warned: Some((Limit::Idle, 90 * S)), ..clock(95) };
         assert_eq!(decide(&p, c), Decision::SleepUntil(100 * S));
     }
 
@@ -172,43 +172,43 @@ mod tests {
     fn max_age_ends_an_active_session() {
         let mut p = policy();
         p.max_session_age = Some(Duration::from_secs(30));
-        let active = Clock { last_activity: 25 * S, ..clock(25) };
+        let active = IdleFacts { last_activity: 25 * S, ..clock(25) };
         assert_eq!(decide(&p, active), Decision::Warn { limit: Limit::MaxAge, ends_at: 35 * S });
-        let c = Clock { last_activity: 34 * S, warned: Some((Limit::MaxAge, 25 * S)), ..clock(35) };
+        let c = IdleFacts { last_activity: 34 * S, warned: Some((Limit::MaxAge, 25 * S)), ..clock(35) };
         assert_eq!(decide(&p, c), Decision::End { limit: Limit::MaxAge, action: IdleAction::Terminate, deadline: 30 * S });
     }
 
     #[test]
     fn notty_sessions_use_their_timeout_without_warning_and_are_sampled() {
         let p = policy();
-        let c = Clock { has_tty: false, ..clock(0) };
+        let c = IdleFacts { has_tty: false, ..clock(0) };
         assert_eq!(decide(&p, c), Decision::SleepUntil(10 * S));
-        let c = Clock { has_tty: false, ..clock(40) };
+        let c = IdleFacts { has_tty: false, ..clock(40) };
         assert_eq!(decide(&p, c), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 40 * S });
     }
 
     #[test]
     fn an_inhibitor_holds_off_the_idle_end_not_the_max_age() {
         let mut p = policy();
-        let c = Clock { inhibited_until: 200 * S, ..clock(50) };
+        let c = IdleFacts { inhibited_until: 200 * S, ..clock(50) };
         // Warned a warning's length before the inhibitor expires, ended at its expiry.
         assert_eq!(decide(&p, c), Decision::SleepUntil(190 * S));
-        assert_eq!(decide(&p, Clock { now: 190 * S, ..c }), Decision::Warn { limit: Limit::Idle, ends_at: 200 * S });
-        let warned = Clock { now: 200 * S, warned: Some((Limit::Idle, 190 * S)), ..c };
+        assert_eq!(decide(&p, IdleFacts { now: 190 * S, ..c }), Decision::Warn { limit: Limit::Idle, ends_at: 200 * S });
+        let warned = IdleFacts { now: 200 * S, warned: Some((Limit::Idle, 190 * S)), ..c };
         assert_eq!(decide(&p, warned), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 200 * S });
         // Input after the expiry counts as ever.
-        assert_eq!(decide(&p, Clock { now: 210 * S, last_activity: 205 * S, ..c }), Decision::SleepUntil(255 * S));
+        assert_eq!(decide(&p, IdleFacts { now: 210 * S, last_activity: 205 * S, ..c }), Decision::SleepUntil(255 * S));
         p.max_session_age = Some(Duration::from_secs(100));
-        assert_eq!(decide(&p, Clock { now: 90 * S, ..c }), Decision::Warn { limit: Limit::MaxAge, ends_at: 100 * S });
+        assert_eq!(decide(&p, IdleFacts { now: 90 * S, ..c }), Decision::Warn { limit: Limit::MaxAge, ends_at: 100 * S });
     }
 
     #[test]
     fn audit_only_reports_once_per_idle_stretch() {
         let mut p = policy();
         p.idle_action = IdleAction::None;
-        let c = Clock { warned: Some((Limit::Idle, 50 * S)), ..clock(60) };
+        let c = IdleFacts { warned: Some((Limit::Idle, 50 * S)), ..clock(60) };
         assert_eq!(decide(&p, c), Decision::End { limit: Limit::Idle, action: IdleAction::None, deadline: 60 * S });
-        let reported = Clock { idle_reported: true, ..c };
+        let reported = IdleFacts { idle_reported: true, ..c };
         assert_eq!(decide(&p, reported), Decision::NoDeadline);
     }
 }

@@ -4,7 +4,7 @@
 //! Every local user may connect, so the socket is built to hold against them: a
 //! bounded number of connections per uid and in total, with a pool of its own for root
 //! (the PAM module calls as root, so users can never crowd out logins); each
-//! connection's input passes the frame guard (see `peer_socket`); a connection holds
+//! connection's input passes the frame guard (see `guarded_socket`); a connection holds
 //! its slot and its descriptor only while it is open. A limit that bites is audited at
 //! most once per uid per minute.
 
@@ -20,11 +20,11 @@ use vigil_protocol::frame::{MAX_MESSAGE_BYTES, Refusal};
 use zbus::Guid;
 use zbus::connection::Builder;
 
-use crate::admission::{Admission, Limits, REPORT_PERIOD, ReportThrottle};
+use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
 use crate::bus::{ManagerIface, SessionObjects};
 use crate::caller::Caller;
 use crate::manager::Manager;
-use crate::peer_socket::{RefusalAuditor, Services, peer_socket};
+use crate::guarded_socket::{self, RefusalAuditor, Services};
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
@@ -50,7 +50,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// Accepts peers forever; each admitted one gets its own connection task.
 pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<SessionObjects>) {
     let guid = Guid::generate();
-    let admission = Admission::new(Limits::DEFAULT);
+    let admission = Admission::new(ConnectionLimits::DEFAULT);
     let refusals = Arc::new(Mutex::new(ReportThrottle::new(REPORT_PERIOD)));
     spawn_unreported_summary(&core, &admission, &refusals);
     let on_refusal = refusal_auditor(&core, &refusals);
@@ -96,7 +96,7 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
         let (core, guid) = (core.clone(), guid.to_owned());
         tokio::spawn(async move {
             let _permit = permit;
-            let pending = Builder::socket(peer_socket(stream, peer, services.clone()))
+            let pending = Builder::socket(guarded_socket::for_peer(stream, peer, services.clone()))
                 .server(guid)
                 .p2p()
                 .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core, peer: Some(peer) })

@@ -60,7 +60,7 @@ impl Required {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Judgement {
     Fresh { age: u64 },
     Required(Required),
 }
@@ -71,24 +71,24 @@ fn usec(d: Duration) -> u64 {
 
 /// `last_activity`: the session's last activity; the idle stretch still running counts
 /// too. `revoked`: the proofs were dropped and none was recorded since.
-pub fn judge(policy: &ResolvedPolicy, proof: Option<Proof>, last_activity: u64, revoked: bool, now: u64) -> Verdict {
+pub fn judge(policy: &ResolvedPolicy, proof: Option<Proof>, last_activity: u64, revoked: bool, now: u64) -> Judgement {
     let Some(window) = policy.reauth_window else {
-        return Verdict::Required(Required::Always);
+        return Judgement::Required(Required::Always);
     };
     let Some(proof) = proof else {
-        return Verdict::Required(if revoked { Required::Revoked } else { Required::NoProof });
+        return Judgement::Required(if revoked { Required::Revoked } else { Required::NoProof });
     };
     let age = now.saturating_sub(proof.at);
     if age > usec(window) {
-        return Verdict::Required(Required::Expired);
+        return Judgement::Required(Required::Expired);
     }
     if let Some(limit) = policy.reauth_after_idle {
         let idle_now = if last_activity >= proof.at { now.saturating_sub(last_activity) } else { age };
         if proof.longest_idle.max(idle_now) > usec(limit) {
-            return Verdict::Required(Required::Idle);
+            return Judgement::Required(Required::Idle);
         }
     }
-    Verdict::Fresh { age }
+    Judgement::Fresh { age }
 }
 
 #[cfg(test)]
@@ -107,40 +107,40 @@ mod tests {
     #[test]
     fn fresh_within_the_window_while_active() {
         let proof = Proof::new(100 * S);
-        assert_eq!(judge(&policy(), Some(proof), 150 * S, false, 155 * S), Verdict::Fresh { age: 55 * S });
+        assert_eq!(judge(&policy(), Some(proof), 150 * S, false, 155 * S), Judgement::Fresh { age: 55 * S });
     }
 
     #[test]
     fn expired_after_the_window() {
         let proof = Proof::new(100 * S);
-        assert_eq!(judge(&policy(), Some(proof), 160 * S, false, 161 * S), Verdict::Required(Required::Expired));
+        assert_eq!(judge(&policy(), Some(proof), 160 * S, false, 161 * S), Judgement::Required(Required::Expired));
     }
 
     #[test]
     fn idle_stretch_voids_it_even_inside_the_window() {
         // Idle right now for 25 s.
-        assert_eq!(judge(&policy(), Some(Proof::new(100 * S)), 105 * S, false, 130 * S), Verdict::Required(Required::Idle));
+        assert_eq!(judge(&policy(), Some(Proof::new(100 * S)), 105 * S, false, 130 * S), Judgement::Required(Required::Idle));
         // Idle for 25 s earlier, active again now.
         let mut proof = Proof::new(100 * S);
         proof.note_gap(25 * S);
-        assert_eq!(judge(&policy(), Some(proof), 139 * S, false, 140 * S), Verdict::Required(Required::Idle));
+        assert_eq!(judge(&policy(), Some(proof), 139 * S, false, 140 * S), Judgement::Required(Required::Idle));
         // No activity at all since the proof counts as idle since the proof.
-        assert_eq!(judge(&policy(), Some(Proof::new(100 * S)), 90 * S, false, 125 * S), Verdict::Required(Required::Idle));
+        assert_eq!(judge(&policy(), Some(Proof::new(100 * S)), 90 * S, false, 125 * S), Judgement::Required(Required::Idle));
     }
 
     #[test]
     fn no_proof_revoked_and_always() {
-        assert_eq!(judge(&policy(), None, 0, false, S), Verdict::Required(Required::NoProof));
-        assert_eq!(judge(&policy(), None, 0, true, S), Verdict::Required(Required::Revoked));
+        assert_eq!(judge(&policy(), None, 0, false, S), Judgement::Required(Required::NoProof));
+        assert_eq!(judge(&policy(), None, 0, true, S), Judgement::Required(Required::Revoked));
         let mut p = policy();
         p.reauth_window = None;
-        assert_eq!(judge(&p, Some(Proof::new(S)), S, false, S), Verdict::Required(Required::Always));
+        assert_eq!(judge(&p, Some(Proof::new(S)), S, false, S), Judgement::Required(Required::Always));
     }
 
     #[test]
     fn idle_limit_off_means_only_the_window_counts() {
         let mut p = policy();
         p.reauth_after_idle = None;
-        assert_eq!(judge(&p, Some(Proof::new(100 * S)), 100 * S, false, 150 * S), Verdict::Fresh { age: 50 * S });
+        assert_eq!(judge(&p, Some(Proof::new(100 * S)), 100 * S, false, 150 * S), Judgement::Fresh { age: 50 * S });
     }
 }

@@ -9,7 +9,7 @@ use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, VigilError};
 use crate::caller::Caller;
 use crate::manager::{Manager, now_usec};
 use crate::procfs::{self, NO_AUDIT_SESSION};
-use crate::reauth::{self, Proof, Verdict};
+use crate::reauth::{self, Proof, Judgement};
 use crate::records::session_record;
 use crate::ttys::{self, TtyNr};
 
@@ -89,11 +89,11 @@ impl Manager {
         let proof = session.activity.proofs.get(&tty).copied();
         let age = proof.map_or(0, |p| now.saturating_sub(p.at));
         match reauth::judge(&session.policy, proof, session.last_activity_usec, session.activity.proofs_revoked, now) {
-            Verdict::Fresh { age } => {
+            Judgement::Fresh { age } => {
                 self.audit.write(record(Event::ReauthGranted).number("proof_age_s", age / 1_000_000));
                 Ok(answer(true, REAUTH_FRESH, age, id))
             }
-            Verdict::Required(why) => {
+            Judgement::Required(why) => {
                 self.audit.write(record(Event::ReauthRequired).text("reason", why.reason()).number("proof_age_s", age / 1_000_000));
                 Ok(answer(false, why.reason().as_str(), age, id))
             }
@@ -183,8 +183,8 @@ impl Manager {
         let proof = session.activity.proofs.get(&tty).copied();
         let verdict = reauth::judge(&session.policy, proof, session.last_activity_usec, session.activity.proofs_revoked, now);
         let (asks, reason) = match verdict {
-            Verdict::Fresh { .. } => (false, REAUTH_FRESH),
-            Verdict::Required(why) => (true, why.reason().as_str()),
+            Judgement::Fresh { .. } => (false, REAUTH_FRESH),
+            Judgement::Required(why) => (true, why.reason().as_str()),
         };
         Ok(MyStatus {
             idle_usec: now.saturating_sub(session.last_activity_usec),

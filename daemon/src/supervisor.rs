@@ -18,7 +18,7 @@ use vigil_protocol::events::{Event, RevokeReason, SuspectReason};
 use crate::manager::{Hooks, Manager, TtyActivity, now_usec};
 use crate::records::{EndReason, session_record};
 use crate::registry::Session;
-use crate::idle::{self, Clock, Decision, Limit};
+use crate::idle::{self, IdleFacts, Decision, Limit};
 use crate::inhibit;
 use crate::procfs;
 use crate::terminate::Targets;
@@ -328,7 +328,7 @@ impl Task {
             }
         }
         let last_activity = seen.last;
-        let clock = Clock {
+        let clock = IdleFacts {
             now,
             started: session.who.started_usec,
             last_activity,

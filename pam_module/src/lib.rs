@@ -25,23 +25,23 @@ use args::{FailMode, ModuleArgs};
 use client::DbusDaemon;
 use host_log::Syslog;
 use pam_io::RealPam;
-use session::Verdict;
+use session::HookOutcome;
 
 struct PamVigil;
 pam::pam_hooks!(PamVigil);
 
-fn to_code(verdict: Verdict) -> PamResultCode {
+fn to_code(verdict: HookOutcome) -> PamResultCode {
     match verdict {
-        Verdict::Success => PamResultCode::PAM_SUCCESS,
-        Verdict::SessionError => PamResultCode::PAM_SESSION_ERR,
-        Verdict::Ignore => PamResultCode::PAM_IGNORE,
-        Verdict::AuthError => PamResultCode::PAM_AUTH_ERR,
+        HookOutcome::Success => PamResultCode::PAM_SUCCESS,
+        HookOutcome::SessionError => PamResultCode::PAM_SESSION_ERR,
+        HookOutcome::Ignore => PamResultCode::PAM_IGNORE,
+        HookOutcome::AuthError => PamResultCode::PAM_AUTH_ERR,
     }
 }
 
 /// Runs a hook with its panic guard; `on_panic` is what a bug turns into. The
 /// arguments are parsed inside the guard, so a bug in the parser follows `fail=` too.
-fn guarded(args: &[&CStr], on_panic: impl FnOnce(FailMode) -> Verdict, hook: impl FnOnce(&ModuleArgs) -> Verdict) -> PamResultCode {
+fn guarded(args: &[&CStr], on_panic: impl FnOnce(FailMode) -> HookOutcome, hook: impl FnOnce(&ModuleArgs) -> HookOutcome) -> PamResultCode {
     let run = || hook(&ModuleArgs::parse(args.iter().map(|a| a.to_bytes())));
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(verdict) => to_code(verdict),
@@ -60,16 +60,16 @@ fn fail_mode_of(args: &[&CStr]) -> FailMode {
 }
 
 /// A session hook's bug counts as a vigild failure: the login follows `fail=`.
-fn session_fallback(fail: FailMode) -> Verdict {
+fn session_fallback(fail: FailMode) -> HookOutcome {
     match fail {
-        FailMode::Open => Verdict::Success,
-        FailMode::Closed => Verdict::SessionError,
+        FailMode::Open => HookOutcome::Success,
+        FailMode::Closed => HookOutcome::SessionError,
     }
 }
 
 /// An auth or account hook's bug never grants: the password is asked.
-fn ask_password(_: FailMode) -> Verdict {
-    Verdict::Ignore
+fn ask_password(_: FailMode) -> HookOutcome {
+    HookOutcome::Ignore
 }
 
 fn daemon_for(args: &ModuleArgs) -> DbusDaemon {
@@ -86,7 +86,7 @@ impl PamHooks for PamVigil {
     }
 
     fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guarded(&args, |_| Verdict::Success, |args| {
+        guarded(&args, |_| HookOutcome::Success, |args| {
             let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
             session::close(&mut RealPam(pamh), &daemon_for(args), &log, args)
         })
@@ -100,7 +100,7 @@ impl PamHooks for PamVigil {
             } else if args.reauth {
                 reauth::authenticate(&mut RealPam(pamh), &daemon_for(args), &log, args)
             } else {
-                Verdict::Ignore
+                HookOutcome::Ignore
             }
         })
     }
@@ -140,7 +140,7 @@ mod tests {
     fn the_hook_sees_the_parsed_arguments() {
         let code = guarded(&[c"fail=closed", c"timeout=1s"], session_fallback, |args| {
             assert_eq!((args.fail, args.timeout), (FailMode::Closed, std::time::Duration::from_secs(1)));
-            Verdict::Success
+            HookOutcome::Success
         });
         assert_eq!(code, PamResultCode::PAM_SUCCESS);
     }

@@ -23,7 +23,7 @@ use crate::args::ModuleArgs;
 use crate::client::{ClientError, Daemon};
 use crate::host_log::HostLog;
 use crate::pam_io::{Item, Mark, PamIo};
-use crate::session::{Verdict, failure};
+use crate::session::{HookOutcome, failure};
 
 fn pam_user(pam: &dyn PamIo) -> String {
     pam.item(Item::User).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
@@ -50,14 +50,14 @@ impl Invoker<'_> {
 }
 
 /// pam_sm_authenticate with `reauth`, for the calling process.
-pub fn authenticate(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs) -> Verdict {
+pub fn authenticate(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs) -> HookOutcome {
     // SAFETY: getuid cannot fail.
     let invoker = Invoker { uid: unsafe { libc::getuid() }, uid_of: &uid_of_name };
     authenticate_as(pam, daemon, log, args, &invoker)
 }
 
 /// pam_sm_authenticate with `reauth`, for `invoker`.
-pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, _args: &ModuleArgs, invoker: &Invoker) -> Verdict {
+pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, _args: &ModuleArgs, invoker: &Invoker) -> HookOutcome {
     let service = service(pam);
     if !invoker.is_pam_user(pam) {
         // Someone else's password is asked: no cached grant, and (no mark) no proof after.
@@ -69,18 +69,18 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
                 .number("uid", invoker.uid)
                 .number("pid", std::process::id()),
         );
-        return Verdict::Ignore;
+        return HookOutcome::Ignore;
     }
     match daemon.check_reauth(&service, &pam_user(pam)) {
         Ok(answer) if answer.fresh => {
             pam.set_mark(Mark::Granted);
             log.debug(&format!("reauth granted for {service}: proof {} s old", answer.proof_age_usec / 1_000_000));
-            Verdict::Success
+            HookOutcome::Success
         }
         Ok(answer) => {
             pam.set_mark(Mark::PasswordAsked);
             log.debug(&format!("reauth required for {service}: {}", answer.reason));
-            Verdict::Ignore
+            HookOutcome::Ignore
         }
         Err(error) => {
             pam.set_mark(Mark::PasswordAsked);
@@ -99,7 +99,7 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
                     .text("error", error.to_string())
             };
             log.record(&record);
-            Verdict::Ignore
+            HookOutcome::Ignore
         }
     }
 }
@@ -115,7 +115,7 @@ fn refused(pam: &dyn PamIo, call: ModuleCall, service: &str, error: &ClientError
 }
 
 /// pam_sm_authenticate with `authfail`: the password was wrong.
-pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> Verdict {
+pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> HookOutcome {
     let service = service(pam);
     match daemon.record_auth_failure(&service) {
         Ok(()) => {}
@@ -130,12 +130,12 @@ pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn
         ),
     }
     // This line sits where only a failed password leads: keep the stack failing.
-    Verdict::AuthError
+    HookOutcome::AuthError
 }
 
 /// pam_sm_acct_mgmt: record the proof when a password was just accepted. Never
 /// changes the account decision.
-pub fn account(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> Verdict {
+pub fn account(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> HookOutcome {
     // SAFETY: getuid cannot fail.
     let invoker = Invoker { uid: unsafe { libc::getuid() }, uid_of: &uid_of_name };
     account_as(pam, daemon, log, &invoker)
@@ -143,7 +143,7 @@ pub fn account(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> V
 
 /// pam_sm_acct_mgmt for `invoker`. The auth hook marks only a password of the caller's
 /// own; PAM_USER is checked again in case a module changed it in between.
-pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, invoker: &Invoker) -> Verdict {
+pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, invoker: &Invoker) -> HookOutcome {
     // A vigild that did not answer (or refused) in auth is not called again (sudo
     // would pay the deadline twice); the proof is simply not recorded.
     if pam.has_mark(Mark::PasswordAsked) && !pam.has_mark(Mark::Granted) && !pam.has_mark(Mark::DaemonFailed) && invoker.is_pam_user(pam) {
@@ -155,7 +155,7 @@ pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, i
             Err(error) => log.debug(&format!("could not record the proof for {service}: {error}")),
         }
     }
-    Verdict::Ignore
+    HookOutcome::Ignore
 }
 
 #[cfg(test)]
@@ -207,11 +207,11 @@ mod tests {
     }
     const ALICE: Invoker<'static> = Invoker { uid: 1000, uid_of: &uid_of };
 
-    fn authenticate(pam: &mut FakePam, d: &Daemon2, log: &FakeLog, args: &ModuleArgs) -> Verdict {
+    fn authenticate(pam: &mut FakePam, d: &Daemon2, log: &FakeLog, args: &ModuleArgs) -> HookOutcome {
         authenticate_as(pam, d, log, args, &ALICE)
     }
 
-    fn account(pam: &mut FakePam, d: &Daemon2, log: &FakeLog) -> Verdict {
+    fn account(pam: &mut FakePam, d: &Daemon2, log: &FakeLog) -> HookOutcome {
         account_as(pam, d, log, &ALICE)
     }
 
@@ -223,8 +223,8 @@ mod tests {
     fn fresh_grants_and_records_nothing() {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(true)), recorded: RefCell::default() };
-        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Success);
-        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), HookOutcome::Success);
+        assert_eq!(account(&mut pam, &d, &log), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty(), "a cached grant must not make a new proof");
     }
 
@@ -232,8 +232,8 @@ mod tests {
     fn stale_asks_the_password_then_records_the_proof() {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
-        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
-        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), HookOutcome::Ignore);
+        assert_eq!(account(&mut pam, &d, &log), HookOutcome::Ignore);
         assert_eq!(*d.recorded.borrow(), vec!["proof"]);
     }
 
@@ -241,7 +241,7 @@ mod tests {
     fn unreachable_daemon_asks_the_password_and_says_so() {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Err(ClientError::Unreachable("down".into())), recorded: RefCell::default() };
-        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), HookOutcome::Ignore);
         assert!(log.0.borrow()[0].starts_with("event=reauth_required reason=daemon_unreachable service=sudo"));
     }
 
@@ -249,8 +249,8 @@ mod tests {
     fn unreachable_in_auth_is_not_waited_for_again_in_account() {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Err(ClientError::Timeout(std::time::Duration::from_secs(1))), recorded: RefCell::default() };
-        assert_eq!(authenticate_as(&mut pam, &d, &log, &ModuleArgs::default(), &ALICE), Verdict::Ignore);
-        assert_eq!(account_as(&mut pam, &d, &log, &ALICE), Verdict::Ignore);
+        assert_eq!(authenticate_as(&mut pam, &d, &log, &ModuleArgs::default(), &ALICE), HookOutcome::Ignore);
+        assert_eq!(account_as(&mut pam, &d, &log, &ALICE), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty(), "account must not call a daemon that just timed out");
     }
 
@@ -261,8 +261,8 @@ mod tests {
             answer: || Err(ClientError::Refused { name: "org.vigil1.Error.AccessDenied".into(), message: "CheckReauth: root only".into() }),
             recorded: RefCell::default(),
         };
-        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
-        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), HookOutcome::Ignore);
+        assert_eq!(account(&mut pam, &d, &log), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty(), "vigild refused once: account does not ask again");
         let lines = log.0.borrow();
         assert_eq!(lines.len(), 1, "{lines:?}");
@@ -292,9 +292,9 @@ mod tests {
             }
         }
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
-        assert_eq!(authenticate_as(&mut pam, &Refusing, &log, &ModuleArgs::default(), &ALICE), Verdict::Ignore);
-        assert_eq!(account_as(&mut pam, &Refusing, &log, &ALICE), Verdict::Ignore);
-        assert_eq!(authentication_failed(&mut pam, &Refusing, &log), Verdict::AuthError);
+        assert_eq!(authenticate_as(&mut pam, &Refusing, &log, &ModuleArgs::default(), &ALICE), HookOutcome::Ignore);
+        assert_eq!(account_as(&mut pam, &Refusing, &log, &ALICE), HookOutcome::Ignore);
+        assert_eq!(authentication_failed(&mut pam, &Refusing, &log), HookOutcome::AuthError);
         let lines = log.0.borrow();
         assert!(lines[0].starts_with("event=call_refused call=record_auth service=sudo"), "{lines:?}");
         assert!(lines[0].contains(" reason=invalid_argument "), "{lines:?}");
@@ -307,7 +307,7 @@ mod tests {
         // sudo with NOPASSWD calls account without authenticate.
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
-        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert_eq!(account(&mut pam, &d, &log), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty());
     }
 
@@ -315,7 +315,7 @@ mod tests {
     fn authfail_records_and_keeps_failing() {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
-        assert_eq!(authentication_failed(&mut pam, &d, &log), Verdict::AuthError);
+        assert_eq!(authentication_failed(&mut pam, &d, &log), HookOutcome::AuthError);
         assert_eq!(*d.recorded.borrow(), vec!["failure"]);
     }
 
@@ -324,15 +324,15 @@ mod tests {
         // `su bob` by alice: alice's fresh proof must not let her in as bob...
         let (mut pam, log) = (sudo_pam(b"bob"), FakeLog::default());
         let d = Daemon2 { answer: || panic!("vigild must not be asked about another user"), recorded: RefCell::default() };
-        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), HookOutcome::Ignore);
         assert!(log.0.borrow()[0].starts_with("event=reauth_required reason=other_user service=sudo user=bob uid=1000"), "{:?}", log.0.borrow());
         // ...and bob's password, accepted, is no proof about alice.
-        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert_eq!(account(&mut pam, &d, &log), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty());
         // Unknown and empty user names are someone else too.
         for user in [&b"mallory"[..], b""] {
             let mut pam = sudo_pam(user);
-            assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
+            assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), HookOutcome::Ignore);
         }
     }
 
@@ -340,9 +340,9 @@ mod tests {
     fn pam_user_changed_after_auth_records_nothing() {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
-        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), Verdict::Ignore);
+        assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), HookOutcome::Ignore);
         pam.items.insert("user", b"bob".to_vec());
-        assert_eq!(account(&mut pam, &d, &log), Verdict::Ignore);
+        assert_eq!(account(&mut pam, &d, &log), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty());
     }
 

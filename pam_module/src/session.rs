@@ -12,7 +12,7 @@ use crate::pam_io::{Item, PamIo};
 
 /// What a hook tells libpam.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum HookOutcome {
     Success,
     SessionError,
     Ignore,
@@ -60,9 +60,9 @@ fn open_request(pam: &dyn PamIo, pid: u32, ses: u32) -> OpenRequest {
 }
 
 /// pam_sm_open_session.
-pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs, pid: u32, ses: u32) -> Verdict {
+pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs, pid: u32, ses: u32) -> HookOutcome {
     if ignored(pam, args) {
-        return Verdict::Ignore;
+        return HookOutcome::Ignore;
     }
     report_unknown_args(log, args);
     let request = open_request(pam, pid, ses);
@@ -86,7 +86,7 @@ pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &
                 log.debug("pam_putenv VIGIL_SESSION_ID failed");
             }
             log.debug(&format!("registered session {id}"));
-            Verdict::Success
+            HookOutcome::Success
         }
         Err(error) => not_registered(log, args, &request, &error),
     }
@@ -94,14 +94,14 @@ pub fn open(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &
 
 /// pam_sm_close_session. Never fails the logout: a session vigild does not close here,
 /// it closes itself when the leader process ends.
-pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs) -> Verdict {
+pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs) -> HookOutcome {
     if ignored(pam, args) {
-        return Verdict::Ignore;
+        return HookOutcome::Ignore;
     }
     report_unknown_args(log, args);
     let Some(id) = pam.session_id() else {
         log.debug("close_session: no vigil session on this handle");
-        return Verdict::Success;
+        return HookOutcome::Success;
     };
     match daemon.close_session(id) {
         Ok(()) => {}
@@ -116,7 +116,7 @@ pub fn close(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: 
             &error,
         )),
     }
-    Verdict::Success
+    HookOutcome::Success
 }
 
 /// A service that opens no login session (`systemd-user`, `ignore_services=`): the
@@ -143,7 +143,7 @@ pub fn failure(record: Record, error: &ClientError) -> Record {
 /// A session vigild did not register: the record says why, and `fail=` decides. A
 /// refusal follows `fail=` like an outage: with `fail=closed` no session exists that
 /// vigild does not supervise, whatever the cause.
-fn not_registered(log: &dyn HostLog, args: &ModuleArgs, r: &OpenRequest, error: &ClientError) -> Verdict {
+fn not_registered(log: &dyn HostLog, args: &ModuleArgs, r: &OpenRequest, error: &ClientError) -> HookOutcome {
     log.record(&failure(
         Record::new(failure_event(error))
             .text("call", ModuleCall::OpenSession)
@@ -157,8 +157,8 @@ fn not_registered(log: &dyn HostLog, args: &ModuleArgs, r: &OpenRequest, error: 
         error,
     ));
     match args.fail {
-        FailMode::Open => Verdict::Success,
-        FailMode::Closed => Verdict::SessionError,
+        FailMode::Open => HookOutcome::Success,
+        FailMode::Closed => HookOutcome::SessionError,
     }
 }
 
@@ -215,16 +215,16 @@ mod tests {
     #[test]
     fn open_registers_and_exports_the_id_then_close_closes_it() {
         let (mut p, d, log, args) = (pam(), daemon(|| Ok(42)), FakeLog::default(), ModuleArgs::default());
-        assert_eq!(open(&mut p, &d, &log, &args, 1234, 7), Verdict::Success);
+        assert_eq!(open(&mut p, &d, &log, &args, 1234, 7), HookOutcome::Success);
         assert_eq!(p.env, vec!["VIGIL_SESSION_ID=42"]);
-        assert_eq!(close(&mut p, &d, &log, &args), Verdict::Success);
+        assert_eq!(close(&mut p, &d, &log, &args), HookOutcome::Success);
         assert_eq!(*d.calls.borrow(), vec!["open alice sshd ssh 203.0.113.7 1234", "close 42"]);
         assert!(log.0.borrow().is_empty());
     }
 
     #[test]
     fn unreachable_daemon_follows_fail_mode_and_logs_why() {
-        for (fail, verdict) in [(FailMode::Open, Verdict::Success), (FailMode::Closed, Verdict::SessionError)] {
+        for (fail, verdict) in [(FailMode::Open, HookOutcome::Success), (FailMode::Closed, HookOutcome::SessionError)] {
             let (mut p, log) = (pam(), FakeLog::default());
             let d = daemon(|| Err(ClientError::Timeout(Duration::from_secs(2))));
             let args = ModuleArgs { fail, ..ModuleArgs::default() };
@@ -243,9 +243,9 @@ mod tests {
         for service in ["systemd-user", "cron"] {
             let (mut p, d, log) = (pam(), daemon(|| Ok(5)), FakeLog::default());
             p.items.insert("service", service.as_bytes().to_vec());
-            assert_eq!(open(&mut p, &d, &log, &args, 1, 1), Verdict::Ignore);
+            assert_eq!(open(&mut p, &d, &log, &args, 1, 1), HookOutcome::Ignore);
             p.id = Some(5);
-            assert_eq!(close(&mut p, &d, &log, &args), Verdict::Ignore);
+            assert_eq!(close(&mut p, &d, &log, &args), HookOutcome::Ignore);
             assert!(d.calls.borrow().is_empty() && p.env.is_empty(), "{service}");
             assert!(log.0.borrow().is_empty(), "not even the unknown argument: {:?}", log.0.borrow());
         }
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn close_without_open_does_nothing() {
         let (mut p, d, log) = (pam(), daemon(|| Ok(1)), FakeLog::default());
-        assert_eq!(close(&mut p, &d, &log, &ModuleArgs::default()), Verdict::Success);
+        assert_eq!(close(&mut p, &d, &log, &ModuleArgs::default()), HookOutcome::Success);
         assert!(d.calls.borrow().is_empty());
     }
 
@@ -262,7 +262,7 @@ mod tests {
     fn an_overlong_user_is_not_sent_and_recorded_as_a_refusal() {
         let (mut p, d, log) = (pam(), daemon(|| Ok(1)), FakeLog::default());
         p.items.insert("user", vec![b'a'; vigil_protocol::MAX_FIELD_BYTES + 1]);
-        assert_eq!(open(&mut p, &d, &log, &ModuleArgs::default(), 1, 1), Verdict::Success);
+        assert_eq!(open(&mut p, &d, &log, &ModuleArgs::default(), 1, 1), HookOutcome::Success);
         assert!(d.calls.borrow().is_empty());
         let lines = log.0.borrow();
         assert!(lines[0].starts_with("event=call_refused call=open_session") && lines[0].contains("reason=user_too_long"), "{}", lines[0]);
@@ -273,7 +273,7 @@ mod tests {
         let (mut p, d, log) = (pam(), daemon(|| Ok(1)), FakeLog::default());
         p.items.remove("user");
         let args = ModuleArgs { fail: FailMode::Closed, ..ModuleArgs::default() };
-        assert_eq!(open(&mut p, &d, &log, &args, 1, 1), Verdict::SessionError);
+        assert_eq!(open(&mut p, &d, &log, &args, 1, 1), HookOutcome::SessionError);
         assert!(d.calls.borrow().is_empty());
     }
 
@@ -294,7 +294,7 @@ mod tests {
         let mut p = pam();
         p.items.extend(items.iter().cloned());
         let d = daemon(|| Ok(1));
-        assert_eq!(open(&mut p, &d, &FakeLog::default(), &ModuleArgs::default(), 1, 1), Verdict::Success);
+        assert_eq!(open(&mut p, &d, &FakeLog::default(), &ModuleArgs::default(), 1, 1), HookOutcome::Success);
         d.requests.borrow()[0].clone()
     }
 
@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_refusal_is_recorded_as_a_refusal_and_follows_fail_mode() {
-        for (fail, verdict) in [(FailMode::Open, Verdict::Success), (FailMode::Closed, Verdict::SessionError)] {
+        for (fail, verdict) in [(FailMode::Open, HookOutcome::Success), (FailMode::Closed, HookOutcome::SessionError)] {
             let (mut p, log) = (pam(), FakeLog::default());
             let d = daemon(|| {
                 Err(ClientError::Refused { name: "org.vigil1.Error.InvalidArgument".into(), message: "unknown user \"alice\"".into() })

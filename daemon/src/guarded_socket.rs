@@ -1,19 +1,23 @@
-//! The private socket's connections as zbus sockets: the peer credentials are the ones
-//! vigild read with SO_PEERCRED at accept, and every byte read passes the frame guard
-//! before zbus sees it.
+//! The socket halves vigild gives zbus, for its private socket's peers and for its own
+//! system bus connection: every byte read passes a frame guard before zbus sees it, and
+//! each method call's object path is handed over before the call is dispatched, so that
+//! a call to `/org/vigil1/session/ID` gets that session's object on the connection just
+//! then (session objects are served on demand, never copied onto connections).
 //!
-//! - zbus's own unix socket, as a server, resolves the peer's supplementary groups
-//!   through NSS (on a blocking-pool thread) during every handshake; vigild decides from
-//!   the uid and pid alone, and every PAM call is a new connection.
+//! For a private-socket peer (`for_peer`):
+//! - the credentials are the ones vigild read with SO_PEERCRED at accept: zbus's own
+//!   unix socket, as a server, resolves the peer's supplementary groups through NSS (on
+//!   a blocking-pool thread) during every handshake, and vigild decides from the uid and
+//!   pid alone while every PAM call is a new connection;
 //! - zbus allocates whatever length a message header claims; the guard
 //!   (`vigil_protocol::frame`) fails the read that delivers a header over 64 KiB, so
-//!   nothing is allocated for it, and the connection closes.
-//! - The guard hands over each method call's object path before the call is dispatched:
-//!   a call to `/org/vigil1/session/ID` gets that session's object on this connection
-//!   just then (session objects are served on demand, never copied onto connections).
-//! - An unprivileged peer that sends nothing for `UNPRIVILEGED_IDLE` is dropped.
+//!   nothing is allocated for it, and the connection closes;
+//! - an unprivileged peer that sends nothing for `UNPRIVILEGED_IDLE` is dropped.
 //!
-//! No file descriptors are passed on this socket (no method takes one).
+//! For the bus (`for_bus`, see `bus_socket`) the guard follows the bus daemon's side of
+//! the handshake and messages up to the specification's largest.
+//!
+//! No file descriptors are passed either way (no method takes one).
 
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -36,8 +40,13 @@ use crate::caller::Caller;
 /// processes to end) have no such limit.
 pub const UNPRIVILEGED_IDLE: Duration = Duration::from_secs(5);
 
-fn credentials(peer: Caller) -> ConnectionCredentials {
-    ConnectionCredentials::default().set_unix_user_id(peer.uid).set_process_id(peer.pid)
+/// A peer's credentials as read at accept; none for the bus (zbus, as a bus client,
+/// asks for none).
+fn credentials(source: Source) -> ConnectionCredentials {
+    match source {
+        Source::Peer(peer) => ConnectionCredentials::default().set_unix_user_id(peer.uid).set_process_id(peer.pid),
+        Source::Bus => ConnectionCredentials::default(),
+    }
 }
 
 /// Told when the guard refuses a peer's input (one for all connections).
@@ -51,43 +60,57 @@ pub struct Services {
     /// Paths of calls read during the handshake (a client sends its first call right
     /// behind BEGIN), served as soon as the connection is built.
     pub early_paths: Mutex<Vec<String>>,
-    /// Told once when the guard refuses the peer's input.
+    /// Told once when the guard refuses a private-socket peer's input.
     pub on_refusal: RefusalAuditor,
     /// The connection is vigild's system bus connection (`bus_socket`), whose served
     /// objects are taken out again when their session ends.
     pub on_bus: bool,
 }
 
-struct PeerRead {
+/// Whose bytes a read half reads.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// A private-socket peer, with the credentials read at accept.
+    Peer(Caller),
+    /// The bus daemon, on vigild's own bus connection.
+    Bus,
+}
+
+struct GuardedRead {
     inner: OwnedReadHalf,
-    peer: Caller,
+    source: Source,
     guard: FrameGuard,
     services: Arc<Services>,
 }
 
-impl std::fmt::Debug for PeerRead {
+impl std::fmt::Debug for GuardedRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerRead").field("peer", &self.peer).finish_non_exhaustive()
+        f.debug_struct("GuardedRead").field("source", &self.source).finish_non_exhaustive()
     }
 }
 
 #[derive(Debug)]
-struct PeerWrite {
+struct GuardedWrite {
     inner: OwnedWriteHalf,
-    peer: Caller,
+    source: Source,
+}
+
+impl GuardedRead {
+    async fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self.source {
+            Source::Peer(peer) if !peer.is_root() => match tokio::time::timeout(UNPRIVILEGED_IDLE, self.inner.read(buffer)).await {
+                Ok(read) => read,
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle unprivileged peer")),
+            },
+            _ => self.inner.read(buffer).await,
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl ReadHalf for PeerRead {
+impl ReadHalf for GuardedRead {
     async fn recvmsg(&mut self, buffer: &mut [u8]) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
-        let n = if self.peer.is_root() {
-            self.inner.read(buffer).await?
-        } else {
-            match tokio::time::timeout(UNPRIVILEGED_IDLE, self.inner.read(buffer)).await {
-                Ok(read) => read?,
-                Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle unprivileged peer")),
-            }
-        };
+        let n = self.read(buffer).await?;
         let mut paths: Vec<String> = Vec::new();
         let observed = self.guard.observe(&buffer[..n], &mut |path: &str| {
             if path.starts_with(vigil_protocol::SESSION_PATH_PREFIX) {
@@ -95,7 +118,13 @@ impl ReadHalf for PeerRead {
             }
         });
         if let Err(refusal) = observed {
-            (self.services.on_refusal)(self.peer, &refusal);
+            match self.source {
+                Source::Peer(peer) => (self.services.on_refusal)(peer, &refusal),
+                // The bus relays only well-formed messages of at most the
+                // specification's size: anything else is a broken bus, and the
+                // connection ends as zbus would end it.
+                Source::Bus => eprintln!("vigild: unexpected input from the bus: {refusal}"),
+            }
             return Err(io::Error::new(io::ErrorKind::InvalidData, refusal.to_string()));
         }
         self.services.serve(paths).await;
@@ -103,15 +132,15 @@ impl ReadHalf for PeerRead {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        Ok(credentials(self.peer))
+        Ok(credentials(self.source))
     }
 }
 
 #[async_trait::async_trait]
-impl WriteHalf for PeerWrite {
+impl WriteHalf for GuardedWrite {
     async fn sendmsg(&mut self, buffer: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<usize> {
         if !fds.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no file descriptors on vigild's private socket"));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "vigild passes no file descriptors"));
         }
         self.inner.write(buffer).await
     }
@@ -121,7 +150,7 @@ impl WriteHalf for PeerWrite {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        Ok(credentials(self.peer))
+        Ok(credentials(self.source))
     }
 }
 
@@ -161,8 +190,19 @@ impl Services {
     }
 }
 
-/// The accepted stream, for `zbus::connection::Builder::socket`.
-pub fn peer_socket(stream: UnixStream, peer: Caller, services: Arc<Services>) -> BoxedSplit {
+/// An accepted private-socket stream, for `zbus::connection::Builder::socket`.
+pub fn for_peer(stream: UnixStream, peer: Caller, services: Arc<Services>) -> BoxedSplit {
+    split(stream, Source::Peer(peer), FrameGuard::new(peer.uid), services)
+}
+
+/// vigild's own stream to the bus, for `zbus::connection::Builder::socket`.
+pub fn for_bus(stream: UnixStream, services: Arc<Services>) -> BoxedSplit {
+    split(stream, Source::Bus, FrameGuard::for_bus(), services)
+}
+
+fn split(stream: UnixStream, source: Source, guard: FrameGuard, services: Arc<Services>) -> BoxedSplit {
     let (read, write) = stream.into_split();
-    Split::new(Box::new(PeerRead { inner: read, peer, guard: FrameGuard::new(peer.uid), services }), Box::new(PeerWrite { inner: write, peer }))
+    let read: Box<dyn ReadHalf> = Box::new(GuardedRead { inner: read, source, guard, services });
+    let write: Box<dyn WriteHalf> = Box::new(GuardedWrite { inner: write, source });
+    Split::new(read, write)
 }
