@@ -237,7 +237,9 @@ impl KeyDeriver {
         while self.current_seq < seq {
             self.current.evolve();
             self.current_seq += 1;
-            if (self.current_seq - self.start_seq) % CHECKPOINT_EVERY == 0 && ((self.current_seq - self.start_seq) / CHECKPOINT_EVERY) as usize == self.checkpoints.len() {
+            if (self.current_seq - self.start_seq) % CHECKPOINT_EVERY == 0
+                && ((self.current_seq - self.start_seq) / CHECKPOINT_EVERY) as usize == self.checkpoints.len()
+            {
                 self.checkpoints.push(self.current.clone());
             }
         }

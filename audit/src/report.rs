@@ -85,7 +85,9 @@ impl Counts {
 
     /// Counts `event` in the column it belongs to; false when it belongs to none.
     fn add(&mut self, event: &Event) -> bool {
-        let column = COLUMNS.iter().position(|&(_, name, reason)| event.is(name) && reason.is_none_or(|r| event.get("reason") == Some(r.as_str().as_bytes())));
+        let column = COLUMNS
+            .iter()
+            .position(|&(_, name, reason)| event.is(name) && reason.is_none_or(|r| event.get("reason") == Some(r.as_str().as_bytes())));
         let Some(column) = column else { return false };
         if let Some(slot) = self.slots().into_iter().nth(column) {
             *slot += 1;
@@ -150,7 +152,12 @@ pub fn report_files(paths: &[PathBuf], filter: &Filter, keys: &[KeyFile]) -> io:
 }
 
 /// Like [`report_files`], from readers, with `verify`'s report when keys were given.
-pub fn report_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, verified: Option<&verify::Report>, now: SystemTime) -> io::Result<Report> {
+pub fn report_readers<R: BufRead>(
+    inputs: Vec<(PathBuf, R)>,
+    filter: &Filter,
+    verified: Option<&verify::Report>,
+    now: SystemTime,
+) -> io::Result<Report> {
     let trail = read_trail(inputs, now)?;
     let mut days: BTreeMap<(String, String), Counts> = BTreeMap::new();
     let mut total = Counts::default();
@@ -211,7 +218,13 @@ fn chains(blocks: &[Block], verified: Option<&verify::Report>) -> Vec<HostChain>
         .map(|(host, (records, unauthenticated, mut seqs))| {
             seqs.sort_unstable();
             let missing_seqs = seqs.windows(2).map(|w| w[1].2.saturating_sub(w[0].2).saturating_sub(1)).fold(0u64, u64::saturating_add);
-            HostChain { host: escaped(host.as_bytes()), records, unauthenticated, missing_seqs, verified: verified.and_then(|r| verified_host(r, host)) }
+            HostChain {
+                host: escaped(host.as_bytes()),
+                records,
+                unauthenticated,
+                missing_seqs,
+                verified: verified.and_then(|r| verified_host(r, host)),
+            }
         })
         .collect()
 }
@@ -255,11 +268,19 @@ impl Report {
         row(&mut out, "total", "", self.total);
         out.push_str("\nchain per host (all records of the files):\n");
         for h in &self.hosts {
-            let _ = write!(out, "  {}: {} vigild records, {} missing seqs by their seq= (unverified), {} unauthenticated lines", h.host, h.records, h.missing_seqs, h.unauthenticated);
+            let _ = write!(
+                out,
+                "  {}: {} vigild records, {} missing seqs by their seq= (unverified), {} unauthenticated lines",
+                h.host, h.records, h.missing_seqs, h.unauthenticated
+            );
             match &h.verified {
                 Some(v) => {
                     let verdict = if v.failures == 0 { "OK" } else { "FAILED" };
-                    let _ = writeln!(out, "\n    verified with the keys given: {verdict}: {} authentic records in {} range(s), {} missing seqs, {} failure(s) (details: vigilctl audit verify)", v.authentic, v.ranges, v.missing_seqs, v.failures);
+                    let _ = writeln!(
+                        out,
+                        "\n    verified with the keys given: {verdict}: {} authentic records in {} range(s), {} missing seqs, {} failure(s) (details: vigilctl audit verify)",
+                        v.authentic, v.ranges, v.missing_seqs, v.failures
+                    );
                 }
                 None => out.push_str("; not verified (give --key)\n"),
             }

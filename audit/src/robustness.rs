@@ -23,7 +23,8 @@ pub(crate) fn exercise(data: &[u8]) {
     for json in [false, true] {
         let filter = Filter { user: Some("alice".into()), ..Filter::default() };
         for filter in [Filter::default(), filter] {
-            let shown = show_readers(vec![(PathBuf::from("input"), data)], &filter, json, SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
+            let shown =
+                show_readers(vec![(PathBuf::from("input"), data)], &filter, json, SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
             assert!(shown.bytes().all(|b| b == b'\n' || (0x20..=0x7e).contains(&b)), "non-printable timeline: {shown:?}");
         }
     }
@@ -38,7 +39,8 @@ fn corpus_dir() -> PathBuf {
 
 #[test]
 fn the_fuzz_corpus_replays_without_panic() {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(corpus_dir()).unwrap_or_else(|e| panic!("{}: {e}", corpus_dir().display())).map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(corpus_dir()).unwrap_or_else(|e| panic!("{}: {e}", corpus_dir().display())).map(|e| e.unwrap().path()).collect();
     entries.sort();
     assert!(entries.len() >= 20, "only {} corpus files", entries.len());
     for path in entries {

@@ -11,7 +11,7 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{EndReason, Event, Limit, ReauthReason};
 use vigil_protocol::time::civil_from_days;
 
-use crate::chain::{ChainState, Encoding, Key, KEY_BYTES, KeyFile};
+use crate::chain::{ChainState, Encoding, KEY_BYTES, Key, KeyFile};
 
 /// How each line is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,8 @@ pub fn write_sample_log<W: Write>(out: W, lines: u64, layout: Layout, encoding: 
         } else if written == lines - 1 {
             Record::new(Event::DaemonStop).text("signal", "SIGTERM").number("sessions", 0)
         } else if written % 10 == 9 {
-            let line = syslog_line(layout, secs, micros, host, "sshd", 4242, "Accepted publickey for alice from 203.0.113.7 port 50522 ssh2");
+            let line =
+                syslog_line(layout, secs, micros, host, "sshd", 4242, "Accepted publickey for alice from 203.0.113.7 port 50522 ssh2");
             writeln!(out, "{line}")?;
             written += 1;
             continue;
@@ -163,7 +164,15 @@ pub fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
     for _ in 0..15 {
         chain.seal("event=x", Encoding::KeyValue);
     }
-    cut.push(syslog_line(Layout::Traditional, SAMPLE_EPOCH + 60, 0, "host1", "vigild", 812, &chain.seal("event=seal by=root", Encoding::KeyValue)));
+    cut.push(syslog_line(
+        Layout::Traditional,
+        SAMPLE_EPOCH + 60,
+        0,
+        "host1",
+        "vigild",
+        812,
+        &chain.seal("event=seal by=root", Encoding::KeyValue),
+    ));
     corpus.push(("tamper_cut_tail_then_seal", join(&cut)));
     corpus.push(("tamper_cut_tail", join(&kv[..9])));
     let mut forged = kv.clone();
@@ -175,13 +184,29 @@ pub fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
     let mut dropped = Vec::new();
     let mut chain = ChainState { next_seq: key.start_seq, key: key.key.clone(), last_mac: String::new() };
     for (i, record) in ["event=daemon_start", "event=session_open session=1 user=alice"].iter().enumerate() {
-        dropped.push(syslog_line(Layout::Traditional, SAMPLE_EPOCH + i as u64, 0, "host1", "vigild", 812, &chain.seal(record, Encoding::KeyValue)));
+        dropped.push(syslog_line(
+            Layout::Traditional,
+            SAMPLE_EPOCH + i as u64,
+            0,
+            "host1",
+            "vigild",
+            812,
+            &chain.seal(record, Encoding::KeyValue),
+        ));
     }
     for _ in 0..3 {
         chain.seal("event=lost", Encoding::KeyValue);
     }
     for record in ["event=records_dropped count=3 why=\"syslog unreachable and the spool full\" first_seq=3", "event=daemon_stop"] {
-        dropped.push(syslog_line(Layout::Traditional, SAMPLE_EPOCH + 9, 0, "host1", "vigild", 812, &chain.seal(record, Encoding::KeyValue)));
+        dropped.push(syslog_line(
+            Layout::Traditional,
+            SAMPLE_EPOCH + 9,
+            0,
+            "host1",
+            "vigild",
+            812,
+            &chain.seal(record, Encoding::KeyValue),
+        ));
     }
     corpus.push(("records_dropped", join(&dropped)));
     let mut two_hosts = Vec::new();
@@ -193,10 +218,21 @@ pub fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
     let mut new_chain = kv.clone();
     let other = KeyFile { start_seq: 1, key: Key::from_bytes([0x33; KEY_BYTES]) };
     let mut chain = ChainState { next_seq: 1, key: other.key.clone(), last_mac: String::new() };
-    new_chain.push(syslog_line(Layout::Traditional, SAMPLE_EPOCH + 99, 0, "host1", "vigild", 813, &chain.seal("event=daemon_start", Encoding::KeyValue)));
+    new_chain.push(syslog_line(
+        Layout::Traditional,
+        SAMPLE_EPOCH + 99,
+        0,
+        "host1",
+        "vigild",
+        813,
+        &chain.seal("event=daemon_start", Encoding::KeyValue),
+    ));
     new_chain.push(kv[3].clone());
     corpus.push(("new_chain_then_old_record", join(&new_chain)));
-    let sd: Vec<String> = sample(10, Layout::Rfc5424, Encoding::KeyValue).iter().map(|l| l.replacen(" - - ", " - [origin ip=\"10.0.0.1\" x=\"a\\\"]b\"][meta sequenceId=\"7\"] \u{feff}", 1)).collect();
+    let sd: Vec<String> = sample(10, Layout::Rfc5424, Encoding::KeyValue)
+        .iter()
+        .map(|l| l.replacen(" - - ", " - [origin ip=\"10.0.0.1\" x=\"a\\\"]b\"][meta sequenceId=\"7\"] \u{feff}", 1))
+        .collect();
     corpus.push(("rfc5424_structured_data_bom", join(&sd)));
     let mut hostile: Vec<u8> = join(&kv[..4]);
     for line in [
@@ -228,9 +264,25 @@ pub fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
     corpus.push(("mixed_layouts_and_encodings", join(&mixed)));
     let mut prev = Vec::new();
     let mut chain = ChainState { next_seq: key.start_seq, key: key.key.clone(), last_mac: String::new() };
-    prev.push(syslog_line(Layout::Traditional, SAMPLE_EPOCH, 0, "host1", "vigild", 812, &chain.seal("event=daemon_start", Encoding::KeyValue)));
+    prev.push(syslog_line(
+        Layout::Traditional,
+        SAMPLE_EPOCH,
+        0,
+        "host1",
+        "vigild",
+        812,
+        &chain.seal("event=daemon_start", Encoding::KeyValue),
+    ));
     chain.last_mac = "ffffffffffffffffffffffffffffffff".into();
-    prev.push(syslog_line(Layout::Traditional, SAMPLE_EPOCH, 0, "host1", "vigild", 812, &chain.seal("event=daemon_stop", Encoding::KeyValue)));
+    prev.push(syslog_line(
+        Layout::Traditional,
+        SAMPLE_EPOCH,
+        0,
+        "host1",
+        "vigild",
+        812,
+        &chain.seal("event=daemon_stop", Encoding::KeyValue),
+    ));
     corpus.push(("prev_mismatch", join(&prev)));
     corpus.push(("json_fragments", b"Nov 26 04:14:10 h vigild[1]: {\"event\":\"session_open\",\"session\":1,\"user\":{\"a\":[1,2,{}]},\"seq\":1,\"prev\":\"0000000000000000\",\"mac\":\"0123456789abcdef0123456789abcdef\"}\nNov 26 04:14:11 h vigild[1]: {\"event\":\"x\",\"seq\":2}\nNov 26 04:14:12 h vigild[1]: {\"EVENT\":\"x\"}\n".to_vec()));
     corpus

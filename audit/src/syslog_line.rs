@@ -79,11 +79,7 @@ pub fn parse_line(line: &str) -> Option<SyslogLine<'_>> {
         },
         None => (line, false),
     };
-    if rfc5424 {
-        parse_rfc5424(rest)
-    } else {
-        parse_bsd(rest)
-    }
+    if rfc5424 { parse_rfc5424(rest) } else { parse_bsd(rest) }
 }
 
 /// `<N>` with 1 to 3 digits, N ≤ 191.
@@ -136,7 +132,11 @@ fn split_tag(text: &str) -> (&str, Option<u32>, &str) {
     });
     match bracketed {
         Some((pid_text, message)) => {
-            let pid = if !pid_text.is_empty() && pid_text.len() <= 10 && pid_text.bytes().all(|b| b.is_ascii_digit()) { pid_text.parse().ok() } else { None };
+            let pid = if !pid_text.is_empty() && pid_text.len() <= 10 && pid_text.bytes().all(|b| b.is_ascii_digit()) {
+                pid_text.parse().ok()
+            } else {
+                None
+            };
             (tag, pid, message.trim_start_matches(' '))
         }
         None => ("", None, text.trim_start_matches(' ')),
@@ -324,7 +324,11 @@ impl Timestamp {
     /// Seconds since the epoch for this wall-clock time, taking `year` and `offset` as
     /// given.
     fn unix_with(&self, year: i64, offset: i64) -> i64 {
-        days_from_civil(year, u32::from(self.month), u32::from(self.day)) * DAY + i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second) - offset
+        days_from_civil(year, u32::from(self.month), u32::from(self.day)) * DAY
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+            - offset
     }
 
     /// The time this timestamp stands for. Without a year (the traditional layout), the

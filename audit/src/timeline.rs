@@ -224,7 +224,11 @@ pub(crate) fn read_trail<R: BufRead>(inputs: Vec<(PathBuf, R)>, now: SystemTime)
             counts.records += 1;
             let time = parsed.timestamp.and_then(|t| clock.resolve(t, now));
             let stamp = parsed.timestamp.zip(time).map(|(t, at)| (t.year.unwrap_or_else(|| local_year(at)), t.month, t.day, t.hour));
-            let time_text = if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || b" :.+-".contains(&b)) { parsed.timestamp_text.to_string() } else { "?".into() };
+            let time_text = if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || b" :.+-".contains(&b)) {
+                parsed.timestamp_text.to_string()
+            } else {
+                "?".into()
+            };
             let event = Event { file, line, module, time, time_text, stamp, name, fields };
             if event.unauthenticated() {
                 counts.unauthenticated += 1;
@@ -336,7 +340,6 @@ pub(crate) fn parse_record(message: &str) -> Option<Fields> {
     }
     Some((name, fields))
 }
-
 
 /// `+2m13s`, `-5s`, `+1h02m00s`, `+3d04h05m`.
 fn signed_duration(from: SystemTime, to: SystemTime) -> String {

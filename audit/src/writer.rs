@@ -71,7 +71,8 @@ impl Writer {
     /// Opens the chain state (starting a chain when there is none: the returned key
     /// file is then also written to `INITIAL_KEY_FILE`, mode 0400) and the spool.
     pub fn open(config: WriterConfig) -> io::Result<(Writer, Option<KeyFile>)> {
-        let formatter = Formatter3164 { facility: Facility::LOG_AUTHPRIV, hostname: None, process: config.tag.clone(), pid: std::process::id() };
+        let formatter =
+            Formatter3164 { facility: Facility::LOG_AUTHPRIV, hostname: None, process: config.tag.clone(), pid: std::process::id() };
         let mut new_key = None;
         let mut chain = None;
         let mut spool_bytes = 0;
@@ -207,7 +208,12 @@ impl Writer {
             self.dropped += 1;
             return Outcome::Dropped;
         }
-        let appended = OpenOptions::new().create(true).append(true).mode(0o600).open(&path).and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        let appended = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
         match appended {
             Ok(()) => {
                 self.spool_bytes += size;

@@ -71,10 +71,7 @@ impl fmt::Display for KeyPath {
 }
 
 fn is_bare_key(key: &str) -> bool {
-    !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// The parsed document tree with its source text.
@@ -113,13 +110,7 @@ impl<'i> Document<'i> {
             return path;
         }
         let mut header: Option<(usize, KeyPath)> = None;
-        last_header_before(
-            self.root.get_ref(),
-            self.text,
-            pos,
-            &KeyPath::root(),
-            &mut header,
-        );
+        last_header_before(self.root.get_ref(), self.text, pos, &KeyPath::root(), &mut header);
         header.map(|(_, path)| path).unwrap_or_default()
     }
 
@@ -165,12 +156,7 @@ pub(crate) fn line_col(text: &str, pos: usize) -> (usize, usize) {
     let before = text.get(..end).unwrap_or_default();
     let line = before.matches('\n').count().saturating_add(1);
     let line_start = before.rfind('\n').map_or(0, |i| i.saturating_add(1));
-    let column = before
-        .get(line_start..)
-        .unwrap_or_default()
-        .chars()
-        .count()
-        .saturating_add(1);
+    let column = before.get(line_start..).unwrap_or_default().chars().count().saturating_add(1);
     (line, column)
 }
 
@@ -236,13 +222,7 @@ fn deepest_at(table: &DeTable<'_>, pos: usize, prefix: &KeyPath, best: &mut Opti
 }
 
 /// Finds the `[table]` or `[[array]]` header that starts last before `pos`.
-fn last_header_before(
-    table: &DeTable<'_>,
-    text: &str,
-    pos: usize,
-    prefix: &KeyPath,
-    best: &mut Option<(usize, KeyPath)>,
-) {
+fn last_header_before(table: &DeTable<'_>, text: &str, pos: usize, prefix: &KeyPath, best: &mut Option<(usize, KeyPath)>) {
     for (key, value) in table.iter() {
         let here = prefix.clone().key(key.get_ref());
         match value.get_ref() {
@@ -264,22 +244,14 @@ fn last_header_before(
     }
 }
 
-fn consider_header(
-    text: &str,
-    span: Range<usize>,
-    pos: usize,
-    path: &KeyPath,
-    best: &mut Option<(usize, KeyPath)>,
-) {
+fn consider_header(text: &str, span: Range<usize>, pos: usize, path: &KeyPath, best: &mut Option<(usize, KeyPath)>) {
     // after a syntax error the recovered tree can hold odd spans: a header must start
     // with `[` and name the table
     let name = path.segments().iter().rev().find_map(|s| match s {
         Segment::Key(key) => Some(key.as_str()),
         Segment::Index(_) => None,
     });
-    let is_header = text
-        .get(span.clone())
-        .is_some_and(|s| s.starts_with('[') && name.is_some_and(|n| s.contains(n)));
+    let is_header = text.get(span.clone()).is_some_and(|s| s.starts_with('[') && name.is_some_and(|n| s.contains(n)));
     let later = best.as_ref().is_none_or(|(start, _)| span.start >= *start);
     if is_header && span.start <= pos && later {
         *best = Some((span.start, path.clone()));
@@ -309,14 +281,10 @@ mod tests {
     fn line_cols_agree_with_line_col() {
         let text = "é=1\nab\n\n[x]\n\u{202e}y = \"\u{1F600}\"\n";
         let offsets: Vec<usize> = (0..=text.len() + 2).collect();
-        let one_by_one: Vec<(usize, usize)> =
-            offsets.iter().map(|&pos| line_col(text, pos)).collect();
+        let one_by_one: Vec<(usize, usize)> = offsets.iter().map(|&pos| line_col(text, pos)).collect();
         assert_eq!(line_cols(text, &offsets), one_by_one);
         // out of order: counted again from the start
-        assert_eq!(
-            line_cols(text, &[9, 1, 0]),
-            [line_col(text, 9), line_col(text, 1), (1, 1)]
-        );
+        assert_eq!(line_cols(text, &[9, 1, 0]), [line_col(text, 9), line_col(text, 1), (1, 1)]);
     }
 
     #[test]
@@ -333,26 +301,16 @@ mod tests {
         assert_eq!(path("[\"z\"]"), "policy[2].match.users");
         assert_eq!(path("# c"), "(top level)");
         // a blank line inside [defaults] belongs to the table whose header precedes it
-        assert_eq!(
-            doc.path_at(at(DOC, "\n\n[[policy]]") + 1).to_string(),
-            "defaults"
-        );
+        assert_eq!(doc.path_at(at(DOC, "\n\n[[policy]]") + 1).to_string(), "defaults");
     }
 
     #[test]
     fn spans_of_paths() {
         let (doc, _) = Document::parse(DOC);
-        let path = KeyPath::root()
-            .key("policy")
-            .index(1)
-            .key("match")
-            .key("users");
+        let path = KeyPath::root().key("policy").index(1).key("match").key("users");
         let span = doc.span_of(&path).unwrap();
         assert_eq!(&DOC[span], "[\"z\"]");
-        assert!(
-            doc.span_of(&KeyPath::root().key("policy").index(5))
-                .is_none()
-        );
+        assert!(doc.span_of(&KeyPath::root().key("policy").index(5)).is_none());
         assert!(doc.span_of(&KeyPath::root().key("nope")).is_none());
     }
 

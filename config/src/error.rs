@@ -18,11 +18,5 @@ pub enum ConfigError {
     },
     /// The file was read but its content is refused.
     #[error("{path}:{line}:{column}: {key}: {message}")]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        key: String,
-        message: String,
-    },
+    Invalid { path: PathBuf, line: usize, column: usize, key: String, message: String },
 }

@@ -12,11 +12,7 @@ use crate::validate::Problem;
 
 /// A TOML syntax error. The tree recovered around it may be partial, so lines that
 /// are table headers are named from their own text.
-pub(crate) fn syntax_error(
-    doc: &Document<'_>,
-    origin: &Path,
-    error: &toml::de::Error,
-) -> ConfigError {
+pub(crate) fn syntax_error(doc: &Document<'_>, origin: &Path, error: &toml::de::Error) -> ConfigError {
     let span = error.span().unwrap_or_default();
     let message = error.message().trim();
     let header = header_at(doc, span.start);
@@ -33,10 +29,7 @@ pub(crate) fn syntax_error(
                 let key = doc.text().get(span.clone()).unwrap_or_default().trim();
                 // the repeated key is not in the tree: its table's path plus its text
                 let path = doc.path_at(span.start).key(key);
-                (
-                    path,
-                    "key is set twice; expected each key once per table".to_owned(),
-                )
+                (path, "key is set twice; expected each key once per table".to_owned())
             }
         };
         return invalid(doc, origin, span.start, path, message);
@@ -46,11 +39,7 @@ pub(crate) fn syntax_error(
 }
 
 /// A value serde refused (unknown key, wrong type, bad duration or pattern).
-pub(crate) fn value_error(
-    doc: &Document<'_>,
-    origin: &Path,
-    error: &toml::de::Error,
-) -> ConfigError {
+pub(crate) fn value_error(doc: &Document<'_>, origin: &Path, error: &toml::de::Error) -> ConfigError {
     let pos = error.span().map_or(0, |span| span.start);
     let path = doc.path_at(pos);
     let message = reword(&path, error.message().trim());
@@ -75,57 +64,25 @@ pub(crate) fn not_utf8(bytes: &[u8], error: Utf8Error, origin: &Path) -> ConfigE
     invalid(&doc, origin, pos, path, message)
 }
 
-fn invalid(
-    doc: &Document<'_>,
-    origin: &Path,
-    pos: usize,
-    path: KeyPath,
-    message: String,
-) -> ConfigError {
+fn invalid(doc: &Document<'_>, origin: &Path, pos: usize, path: KeyPath, message: String) -> ConfigError {
     let (line, column) = doc.line_col(pos);
-    ConfigError::Invalid {
-        path: origin.to_path_buf(),
-        line,
-        column,
-        key: path.to_string(),
-        message,
-    }
+    ConfigError::Invalid { path: origin.to_path_buf(), line, column, key: path.to_string(), message }
 }
 
 /// When `pos` is on a `[table]` or `[[array]]` header line: the header's text and its
 /// key path (with the array index when the tree knows it).
 fn header_at(doc: &Document<'_>, pos: usize) -> Option<(String, KeyPath)> {
     let text = doc.text();
-    let line_start = text
-        .get(..pos)
-        .and_then(|before| before.rfind('\n'))
-        .map_or(0, |i| i.saturating_add(1));
+    let line_start = text.get(..pos).and_then(|before| before.rfind('\n')).map_or(0, |i| i.saturating_add(1));
     let line = text.get(line_start..)?.lines().next()?.trim();
     if !line.starts_with('[') {
         return None;
     }
-    let header = line
-        .trim_start_matches('[')
-        .split(']')
-        .next()
-        .unwrap_or_default()
-        .trim();
-    let named = header
-        .split('.')
-        .fold(KeyPath::root(), |path, key| path.key(key.trim()));
+    let header = line.trim_start_matches('[').split(']').next().unwrap_or_default().trim();
+    let named = header.split('.').fold(KeyPath::root(), |path, key| path.key(key.trim()));
     let found = doc.path_at(pos);
-    let keys = |p: &KeyPath| {
-        p.segments()
-            .iter()
-            .filter(|s| matches!(s, Segment::Key(_)))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    let path = if keys(&found) == keys(&named) {
-        found
-    } else {
-        named
-    };
+    let keys = |p: &KeyPath| p.segments().iter().filter(|s| matches!(s, Segment::Key(_))).cloned().collect::<Vec<_>>();
+    let path = if keys(&found) == keys(&named) { found } else { named };
     Some((header.to_owned(), path))
 }
 
@@ -152,8 +109,7 @@ const IDLE_ACTIONS: &str = r#""terminate", "none""#;
 fn reword(path: &KeyPath, message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let key = rest.split('`').next().unwrap_or_default();
-        let in_defaults =
-            matches!(path.segments(), [Segment::Key(t), Segment::Key(_)] if t == "defaults");
+        let in_defaults = matches!(path.segments(), [Segment::Key(t), Segment::Key(_)] if t == "defaults");
         if in_defaults && (key == "match" || key == "name") {
             return format!(
                 "`{key}` belongs in a [[policy]] block, not in [defaults] (which applies to \
@@ -168,10 +124,7 @@ fn reword(path: &KeyPath, message: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let (value, expected) = rest.split_once("`, expected ").unwrap_or((rest, ""));
-        return format!(
-            "invalid value {value:?}; expected {}",
-            expected.replace('`', "\"")
-        );
+        return format!("invalid value {value:?}; expected {}", expected.replace('`', "\""));
     }
     if message == "wanted string or table" {
         // toml's refusal of a non-string for an enum; idle_action is the only enum
@@ -179,11 +132,7 @@ fn reword(path: &KeyPath, message: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-        return format!(
-            "wrong type: found {}, expected {}",
-            toml_type(found),
-            toml_type(expected)
-        );
+        return format!("wrong type: found {}, expected {}", toml_type(found), toml_type(expected));
     }
     message.to_owned()
 }

@@ -107,15 +107,10 @@ pub struct Config {
 impl Config {
     /// Reads, parses and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let read_error = |source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
+        let read_error = |source| ConfigError::Read { path: path.to_path_buf(), source };
         let file = std::fs::File::open(path).map_err(read_error)?;
         let mut bytes = Vec::new();
-        file.take(MAX_FILE_BYTES.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(read_error)?;
+        file.take(MAX_FILE_BYTES.saturating_add(1)).read_to_end(&mut bytes).map_err(read_error)?;
         if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_BYTES {
             return Err(read_error(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -138,22 +133,13 @@ impl Config {
 
     /// The configuration used when there is no file: built-in defaults, no policies.
     pub fn builtin() -> Config {
-        Config {
-            audit: AuditSettings::default(),
-            defaults: ResolvedPolicy::builtin(),
-            policies: Vec::new(),
-            lint: Lint::default(),
-        }
+        Config { audit: AuditSettings::default(), defaults: ResolvedPolicy::builtin(), policies: Vec::new(), lint: Lint::default() }
     }
 
     /// The policy for `session`: the first `[[policy]]` block that matches it, over
     /// `[defaults]`, over the built-in values. A pure function of the file and the facts.
     pub fn resolve(&self, session: &SessionFacts<'_>) -> ResolvedPolicy {
-        self.policies
-            .iter()
-            .find(|policy| policy.criteria.matches(session))
-            .map_or(&self.defaults, |policy| &policy.resolved)
-            .clone()
+        self.policies.iter().find(|policy| policy.criteria.matches(session)).map_or(&self.defaults, |policy| &policy.resolved).clone()
     }
 
     /// The `[audit]` settings.

@@ -27,18 +27,8 @@ pub(crate) struct Criteria {
 impl Criteria {
     /// No criterion at all (`match = {}` or no `match`): the block matches every session.
     pub(crate) fn is_empty(&self) -> bool {
-        let Self {
-            users,
-            groups,
-            services,
-            tty,
-            rhosts,
-        } = self;
-        users.is_none()
-            && groups.is_none()
-            && services.is_none()
-            && tty.is_none()
-            && rhosts.is_none()
+        let Self { users, groups, services, tty, rhosts } = self;
+        users.is_none() && groups.is_none() && services.is_none() && tty.is_none() && rhosts.is_none()
     }
 
     pub(crate) fn matches(&self, session: &SessionFacts<'_>) -> bool {
@@ -46,10 +36,10 @@ impl Criteria {
             && any_glob(&self.groups, session.groups.iter().map(String::as_str))
             && any_glob(&self.services, [session.service])
             && self.tty.is_none_or(|tty| tty == session.has_tty)
-            && self.rhosts.as_ref().is_none_or(|patterns| {
-                RemoteHost::parse(session.rhost)
-                    .is_some_and(|host| patterns.0.iter().any(|p| p.matches(&host)))
-            })
+            && self
+                .rhosts
+                .as_ref()
+                .is_none_or(|patterns| RemoteHost::parse(session.rhost).is_some_and(|host| patterns.0.iter().any(|p| p.matches(&host))))
     }
 }
 
@@ -58,9 +48,7 @@ fn any_glob<'n>(list: &Option<NonEmpty<Glob>>, names: impl IntoIterator<Item = &
     let Some(globs) = list else {
         return true;
     };
-    names
-        .into_iter()
-        .any(|name| globs.0.iter().any(|glob| glob.matches(name)))
+    names.into_iter().any(|name| globs.0.iter().any(|glob| glob.matches(name)))
 }
 
 /// A list that must have at least one entry: an empty list would match nothing,
@@ -111,21 +99,17 @@ enum HostPattern {
     Name(WildMatch),
 }
 
-const RHOST_EXAMPLES: &str = r#"expected a CIDR block like "10.0.0.0/8" or "2001:db8::/32", an IP address, or a host name glob like "*.example.com""#;
+const RHOST_EXAMPLES: &str =
+    r#"expected a CIDR block like "10.0.0.0/8" or "2001:db8::/32", an IP address, or a host name glob like "*.example.com""#;
 
 impl HostPattern {
     fn parse(text: &str) -> Result<Self, String> {
         let invalid = |why: &str| format!("invalid rhost pattern {text:?}: {why}{RHOST_EXAMPLES}");
         if let Some((addr, prefix)) = text.split_once('/') {
-            let addr: IpAddr = addr
-                .parse()
-                .map_err(|_| invalid(&format!("{addr:?} is not an IP address; ")))?;
+            let addr: IpAddr = addr.parse().map_err(|_| invalid(&format!("{addr:?} is not an IP address; ")))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix = prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| invalid(&format!("prefix length must be 0 to {max}; ")))?;
+            let prefix =
+                prefix.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| invalid(&format!("prefix length must be 0 to {max}; ")))?;
             let net = IpNet::new(addr, prefix).map_err(|_| invalid(""))?;
             return Ok(Self::Net(net.trunc()));
         }
@@ -167,20 +151,14 @@ impl RemoteHost {
         if text.is_empty() {
             return None;
         }
-        let bare = text
-            .strip_prefix('[')
-            .and_then(|t| t.strip_suffix(']'))
-            .unwrap_or(text);
+        let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
         let bare = bare.split_once('%').map_or(bare, |(addr, _zone)| addr);
         let addr = bare.parse::<IpAddr>().ok().map(|addr| match addr {
             // sshd on a dual-stack socket may report IPv4 peers as ::ffff:a.b.c.d
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
             IpAddr::V4(_) => addr,
         });
-        Some(Self {
-            lowercase: text.to_ascii_lowercase(),
-            addr,
-        })
+        Some(Self { lowercase: text.to_ascii_lowercase(), addr })
     }
 }
 
@@ -197,10 +175,7 @@ mod tests {
     fn cidr_v4_and_v6() {
         assert!(host("10.0.0.0/8", Some("10.1.2.3")));
         assert!(!host("10.0.0.0/8", Some("11.1.2.3")));
-        assert!(
-            host("10.1.2.3/8", Some("10.200.0.1")),
-            "host bits are ignored"
-        );
+        assert!(host("10.1.2.3/8", Some("10.200.0.1")), "host bits are ignored");
         assert!(host("2001:db8::/32", Some("2001:db8:1::5")));
         assert!(host("2001:db8::/32", Some("[2001:db8::1]")));
         assert!(!host("2001:db8::/32", Some("2001:db9::1")));
@@ -223,10 +198,7 @@ mod tests {
         assert!(!host("*.example.com", Some("example.org")));
         assert!(!host("*.example.com", Some("10.0.0.1")));
         assert!(host("*", Some("10.0.0.1")));
-        assert!(
-            host("10.0.0.*", Some("10.0.0.1")),
-            "a glob also sees the text of an address"
-        );
+        assert!(host("10.0.0.*", Some("10.0.0.1")), "a glob also sees the text of an address");
     }
 
     #[test]
@@ -238,28 +210,11 @@ mod tests {
 
     #[test]
     fn bad_patterns() {
-        for bad in [
-            "10.0.0.0/99",
-            "10.0.0.0/",
-            "10.0.0.300/8",
-            "2001:db8::/129",
-            "a b",
-            "",
-            "ex[am]ple",
-            "::1/x",
-            "host:22",
-        ] {
+        for bad in ["10.0.0.0/99", "10.0.0.0/", "10.0.0.300/8", "2001:db8::/129", "a b", "", "ex[am]ple", "::1/x", "host:22"] {
             let err = HostPattern::parse(bad).unwrap_err();
-            assert!(
-                err.starts_with(&format!("invalid rhost pattern {bad:?}: ")),
-                "{err}"
-            );
+            assert!(err.starts_with(&format!("invalid rhost pattern {bad:?}: ")), "{err}");
             assert!(err.ends_with(RHOST_EXAMPLES), "{err}");
         }
-        assert!(
-            HostPattern::parse("10.0.0.0/99")
-                .unwrap_err()
-                .contains("prefix length must be 0 to 32")
-        );
+        assert!(HostPattern::parse("10.0.0.0/99").unwrap_err().contains("prefix length must be 0 to 32"));
     }
 }

@@ -16,16 +16,13 @@ use crate::warnings::Lint;
 /// Parses and checks `text`; `origin` only names the file in errors and warnings.
 pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let (doc, syntax_errors) = Document::parse(text);
-    let first_syntax_error = syntax_errors
-        .iter()
-        .min_by_key(|e| e.span().map_or(0, |s| s.start));
+    let first_syntax_error = syntax_errors.iter().min_by_key(|e| e.span().map_or(0, |s| s.start));
     if let Some(error) = first_syntax_error {
         return Err(explain::syntax_error(&doc, origin, error));
     }
     check_shape(doc.root().get_ref()).map_err(|p| explain::problem(&doc, origin, p))?;
     let deserializer = toml::de::Deserializer::from(doc.root().clone());
-    let file =
-        FileDoc::deserialize(deserializer).map_err(|e| explain::value_error(&doc, origin, &e))?;
+    let file = FileDoc::deserialize(deserializer).map_err(|e| explain::value_error(&doc, origin, &e))?;
     let defaults = crate::AuditSettings::default();
     let audit = crate::AuditSettings {
         format: file.audit.format.unwrap_or(defaults.format),
@@ -34,12 +31,7 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     };
     let (defaults, policies) = validate::assemble(file).map_err(|p| explain::problem(&doc, origin, p))?;
     let lint = Lint::gather(&doc, origin, &policies);
-    Ok(Config {
-        audit,
-        defaults,
-        policies,
-        lint,
-    })
+    Ok(Config { audit, defaults, policies, lint })
 }
 
 /// Refuses bytes that are not UTF-8, pointing at the first bad byte.
@@ -87,8 +79,5 @@ fn expect_table(value: &DeValue<'_>, path: &KeyPath) -> Result<(), Problem> {
     if value.is_table() {
         return Ok(());
     }
-    Err(Problem {
-        path: path.clone(),
-        message: format!("wrong type: found {}, expected a table", value.type_str()),
-    })
+    Err(Problem { path: path.clone(), message: format!("wrong type: found {}, expected a table", value.type_str()) })
 }

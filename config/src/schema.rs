@@ -96,18 +96,12 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Dur, String> {
-    humantime::parse_duration(text.trim())
-        .map(Dur)
-        .map_err(|_| format!("invalid duration {text:?}: {DURATION_EXAMPLES}"))
+    humantime::parse_duration(text.trim()).map(Dur).map_err(|_| format!("invalid duration {text:?}: {DURATION_EXAMPLES}"))
 }
 
 /// Deserializes a string through `parse`. The check runs inside the value's own
 /// deserializer, so toml places an error on that value (not on its enclosing array).
-pub(crate) fn deserialize_str_with<'de, D, T, F>(
-    deserializer: D,
-    expecting: &'static str,
-    parse: F,
-) -> Result<T, D::Error>
+pub(crate) fn deserialize_str_with<'de, D, T, F>(deserializer: D, expecting: &'static str, parse: F) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     F: FnOnce(&str) -> Result<T, String>,

@@ -63,18 +63,11 @@ pub(crate) fn assemble(file: FileDoc) -> Result<(ResolvedPolicy, Vec<Policy>), P
 }
 
 fn block_key_or_self(block: &KeyPath, has_key: bool, key: &str) -> KeyPath {
-    if has_key {
-        block.clone().key(key)
-    } else {
-        block.clone()
-    }
+    if has_key { block.clone().key(key) } else { block.clone() }
 }
 
 fn check_name(name: &str, path: &KeyPath) -> Result<(), Problem> {
-    let problem = |why: &str| Problem {
-        path: path.clone(),
-        message: format!("invalid policy name {name:?}: {why}"),
-    };
+    let problem = |why: &str| Problem { path: path.clone(), message: format!("invalid policy name {name:?}: {why}") };
     if name.trim().is_empty() {
         return Err(problem(r#"expected a short name like "operators""#));
     }
@@ -82,25 +75,17 @@ fn check_name(name: &str, path: &KeyPath) -> Result<(), Problem> {
         return Err(problem("expected a name without control characters"));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(problem(&format!(
-            "expected at most {MAX_NAME_CHARS} characters"
-        )));
+        return Err(problem(&format!("expected at most {MAX_NAME_CHARS} characters")));
     }
     if name == DEFAULTS_NAME {
-        return Err(problem(
-            r#"expected another name: "defaults" is what sessions that match no policy report"#,
-        ));
+        return Err(problem(r#"expected another name: "defaults" is what sessions that match no policy report"#));
     }
     Ok(())
 }
 
 /// A block that matches every session and exempts it switches vigil off for everyone:
 /// never what an admin means, so it is refused rather than warned about.
-fn check_exempt_has_criteria(
-    criteria: &Criteria,
-    layer: &Layer,
-    block: &KeyPath,
-) -> Result<(), Problem> {
+fn check_exempt_has_criteria(criteria: &Criteria, layer: &Layer, block: &KeyPath) -> Result<(), Problem> {
     if layer.exempt != Some(true) || !criteria.is_empty() {
         return Ok(());
     }
@@ -117,12 +102,7 @@ fn check_exempt_has_criteria(
 /// values are combined with what it inherits. The error points at the key this block
 /// sets that makes the pair wrong: its `idle_warning` if it sets one, else its
 /// `idle_timeout`.
-fn check_idle_pair(
-    resolved: &ResolvedPolicy,
-    layer: &Layer,
-    block: &KeyPath,
-    inherited_from: Option<&Layer>,
-) -> Result<(), Problem> {
+fn check_idle_pair(resolved: &ResolvedPolicy, layer: &Layer, block: &KeyPath, inherited_from: Option<&Layer>) -> Result<(), Problem> {
     let Some(timeout) = resolved.idle_timeout else {
         return Ok(());
     };
@@ -161,8 +141,5 @@ fn check_idle_pair(
             ),
         )
     };
-    Err(Problem {
-        path: block.clone().key(key),
-        message,
-    })
+    Err(Problem { path: block.clone().key(key), message })
 }

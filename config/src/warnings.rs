@@ -99,15 +99,7 @@ pub struct ConfigWarning {
 
 impl fmt::Display for ConfigWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.path.display(),
-            self.line,
-            self.column,
-            self.key,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {}: {}", self.path.display(), self.line, self.column, self.key, self.message)
     }
 }
 
@@ -149,10 +141,7 @@ enum Slot {
 impl Lint {
     /// Gathers from the parsed document; `policies` are its blocks, in file order.
     pub(crate) fn gather(doc: &Document<'_>, origin: &Path, policies: &[Policy]) -> Self {
-        let mut lint = Self {
-            origin: origin.to_path_buf(),
-            ..Self::default()
-        };
+        let mut lint = Self { origin: origin.to_path_buf(), ..Self::default() };
         for (index, policy) in policies.iter().enumerate() {
             let block = KeyPath::root().key("policy").index(index);
             let criteria = block.clone().key("match");
@@ -194,15 +183,8 @@ impl Lint {
             if name.contains(['*', '?']) {
                 continue;
             }
-            self.offsets
-                .push((entry.span().start, Slot::Name(self.names.len())));
-            self.names.push(NameSite {
-                kind,
-                name: name.to_string(),
-                line: 0,
-                column: 0,
-                key: list.to_string(),
-            });
+            self.offsets.push((entry.span().start, Slot::Name(self.names.len())));
+            self.names.push(NameSite { kind, name: name.to_string(), line: 0, column: 0, key: list.to_string() });
         }
     }
 
@@ -285,22 +267,12 @@ impl Lint {
                      this entry matches no session until such a {what} exists"
                 ),
             ),
-            Err(error) => (
-                WarningKind::LookupFailed,
-                format!("{what} {name:?} could not be looked up ({call}: {error}); not checked"),
-            ),
+            Err(error) => (WarningKind::LookupFailed, format!("{what} {name:?} could not be looked up ({call}: {error}); not checked")),
         };
         Some(self.warning(site, kind, message))
     }
 
     fn warning(&self, site: &NameSite, kind: WarningKind, message: String) -> ConfigWarning {
-        ConfigWarning {
-            path: self.origin.clone(),
-            line: site.line,
-            column: site.column,
-            key: site.key.clone(),
-            kind,
-            message,
-        }
+        ConfigWarning { path: self.origin.clone(), line: site.line, column: site.column, key: site.key.clone(), kind, message }
     }
 }

@@ -86,13 +86,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl Admission {
     pub fn new(limits: ConnectionLimits) -> Self {
-        let state = State {
-            limits,
-            root: 0,
-            unprivileged: 0,
-            per_uid: HashMap::new(),
-            throttle: ReportThrottle::new(REPORT_PERIOD),
-        };
+        let state = State { limits, root: 0, unprivileged: 0, per_uid: HashMap::new(), throttle: ReportThrottle::new(REPORT_PERIOD) };
         Self { state: Arc::new(Mutex::new(state)) }
     }
 

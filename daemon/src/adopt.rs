@@ -18,9 +18,9 @@ use std::time::Duration;
 use vigil_protocol::events::Event;
 
 use crate::manager::{Manager, now_usec};
+use crate::procfs::{self, NO_AUDIT_SESSION, Stat};
 use crate::records::session_record;
 use crate::registry::{Identity, Session};
-use crate::procfs::{self, NO_AUDIT_SESSION, Stat};
 use crate::ttys::{self, TtyNr};
 
 /// How often /proc is swept.
@@ -222,11 +222,26 @@ mod tests {
 
     #[tokio::test]
     async fn an_adopted_login_is_taken_over_by_its_late_registration() {
-        let core = Arc::new(Manager::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), Arc::new(AuditLog::for_tests()), IdAllocator::open(None), SessionStore::none()));
+        let core = Arc::new(Manager::new(
+            vigil_config::Config::builtin(),
+            PathBuf::from("/nonexistent.toml"),
+            Arc::new(AuditLog::for_tests()),
+            IdAllocator::open(None),
+            SessionStore::none(),
+        ));
         let mut child = login_process();
         let (pid, ses) = (child.id(), procfs::audit_session_id(child.id()));
         let leader = procfs::stat(pid).unwrap();
-        let orphan = Orphan { audit_session_id: ses, leader_pid: pid, leader_start: leader.start_time, uid: 0, user: "root".into(), groups: vec![], service: "sleep".into(), ttys: vec![] };
+        let orphan = Orphan {
+            audit_session_id: ses,
+            leader_pid: pid,
+            leader_start: leader.start_time,
+            uid: 0,
+            user: "root".into(),
+            groups: vec![],
+            service: "sleep".into(),
+            ttys: vec![],
+        };
         assert_eq!(core.unheld_audit_sessions([ses, ses + 1]), vec![ses, ses + 1]);
         assert!(core.adopt_session(orphan.clone()));
         assert!(!core.adopt_session(orphan), "an audit session is adopted once");
@@ -234,7 +249,16 @@ mod tests {
         let adopted = core.session_ids()[0];
         assert!(core.session(adopted).unwrap().who.adopted);
         // The module's call, late: it replaces the adopted session.
-        let request = OpenRequest { user: "root".into(), service: "sshd".into(), tty: "ssh".into(), rhost: String::new(), ruser: String::new(), leader_pid: pid, audit_session_id: ses, truncated: vec![] };
+        let request = OpenRequest {
+            user: "root".into(),
+            service: "sshd".into(),
+            tty: "ssh".into(),
+            rhost: String::new(),
+            ruser: String::new(),
+            leader_pid: pid,
+            audit_session_id: ses,
+            truncated: vec![],
+        };
         let id = core.open_session(Caller { uid: 0, pid }, request).await.expect("registered");
         assert_eq!(core.session_ids(), vec![id]);
         let session = core.session(id).unwrap();

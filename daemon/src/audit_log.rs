@@ -66,7 +66,12 @@ pub fn encoding(format: AuditFormat) -> Encoding {
 impl AuditLog {
     /// `audit_dir`: chain state and spool (`/var/lib/vigil`); `None` in unit tests.
     /// Returns the first key when a new chain was started.
-    pub fn open(syslog_socket: PathBuf, audit_dir: Option<PathBuf>, settings: &AuditSettings, echo_stderr: bool) -> std::io::Result<(Self, Option<KeyFile>)> {
+    pub fn open(
+        syslog_socket: PathBuf,
+        audit_dir: Option<PathBuf>,
+        settings: &AuditSettings,
+        echo_stderr: bool,
+    ) -> std::io::Result<(Self, Option<KeyFile>)> {
         if let Some(dir) = &audit_dir {
             crate::store::create_private_dir(dir)?;
         }
@@ -152,7 +157,8 @@ impl AuditLog {
         // One writer for both: no other record may take the new key's first seq.
         let answer = self.call(|writer| match writer.new_key() {
             Ok(key) => {
-                let outcome = writer.write(&Record::new(Event::AuditKeyInit).number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
+                let outcome =
+                    writer.write(&Record::new(Event::AuditKeyInit).number("start_seq", key.start_seq).text("by", "vigilctl audit init"));
                 (Ok(key), outcome)
             }
             Err(e) => (Err(e), Outcome::Sent),
@@ -241,7 +247,11 @@ mod tests {
         let (log, key) = AuditLog::open(PathBuf::from("/nonexistent/vigil-test-log"), Some(dir.clone()), &settings, false).unwrap();
         assert!(key.is_some(), "a new chain starts in a new directory");
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::metadata(dir.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700, "parents vigild creates are not left to the umask either");
+        assert_eq!(
+            std::fs::metadata(dir.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+            0o700,
+            "parents vigild creates are not left to the umask either"
+        );
         log.close();
         std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }

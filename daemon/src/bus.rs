@@ -72,19 +72,38 @@ impl ManagerIface {
         self.open(request, &header, connection).await
     }
 
-    async fn close_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+    async fn close_session(
+        &self,
+        id: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), VigilError> {
         self.core.close_session(self.caller(connection, &header).await?, id)
     }
 
-    async fn list_sessions(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<Vec<SessionInfo>, VigilError> {
+    async fn list_sessions(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<SessionInfo>, VigilError> {
         Ok(self.core.list_sessions(self.caller(connection, &header).await?))
     }
 
-    async fn get_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<SessionInfo, VigilError> {
+    async fn get_session(
+        &self,
+        id: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<SessionInfo, VigilError> {
         self.core.get_session(self.caller(connection, &header).await?, id)
     }
 
-    async fn terminate_session(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+    async fn terminate_session(
+        &self,
+        id: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), VigilError> {
         self.core.terminate_session(self.caller(connection, &header).await?, id).await
     }
 
@@ -92,27 +111,56 @@ impl ManagerIface {
         self.core.reload(self.caller(connection, &header).await?).await
     }
 
-    async fn status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<StatusReply, VigilError> {
+    async fn status(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<StatusReply, VigilError> {
         Ok(self.core.status(self.caller(connection, &header).await?))
     }
 
-    async fn check_reauth(&self, service: String, user: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<ReauthAnswer, VigilError> {
+    async fn check_reauth(
+        &self,
+        service: String,
+        user: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<ReauthAnswer, VigilError> {
         self.core.check_reauth(self.caller(connection, &header).await?, &service, &user)
     }
 
-    async fn record_auth(&self, service: String, user: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+    async fn record_auth(
+        &self,
+        service: String,
+        user: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), VigilError> {
         self.core.record_auth(self.caller(connection, &header).await?, &service, &user)
     }
 
-    async fn record_auth_failure(&self, service: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<(), VigilError> {
+    async fn record_auth_failure(
+        &self,
+        service: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), VigilError> {
         self.core.record_auth_failure(self.caller(connection, &header).await?, &service)
     }
 
-    async fn revoke_reauth(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<u32, VigilError> {
+    async fn revoke_reauth(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<u32, VigilError> {
         self.core.revoke_reauth(self.caller(connection, &header).await?)
     }
 
-    async fn audit_init(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
+    async fn audit_init(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<String, VigilError> {
         self.core.audit_init(self.caller(connection, &header).await?)
     }
 
@@ -120,19 +168,38 @@ impl ManagerIface {
         self.core.audit_seal(self.caller(connection, &header).await?)
     }
 
-    async fn my_status(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<MyStatus, VigilError> {
+    async fn my_status(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<MyStatus, VigilError> {
         self.core.my_status(self.caller(connection, &header).await?)
     }
 
-    async fn inhibit(&self, duration_usec: u64, why: String, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<u64, VigilError> {
+    async fn inhibit(
+        &self,
+        duration_usec: u64,
+        why: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<u64, VigilError> {
         self.core.inhibit(self.caller(connection, &header).await?, duration_usec, &why)
     }
 
-    async fn cancel_inhibit(&self, id: u64, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<bool, VigilError> {
+    async fn cancel_inhibit(
+        &self,
+        id: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<bool, VigilError> {
         self.core.cancel_inhibit(self.caller(connection, &header).await?, id)
     }
 
-    async fn list_inhibitors(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<Vec<InhibitorInfo>, VigilError> {
+    async fn list_inhibitors(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<InhibitorInfo>, VigilError> {
         Ok(self.core.list_inhibitors(self.caller(connection, &header).await?))
     }
 }
@@ -171,7 +238,11 @@ impl SessionIface {
         self.id
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    async fn user(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+    async fn user(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<String> {
         Ok(self.info(header, connection).await?.user)
     }
     #[zbus(property(emits_changed_signal = "const"), name = "UID")]
@@ -179,35 +250,67 @@ impl SessionIface {
         Ok(self.info(header, connection).await?.uid)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    async fn service(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+    async fn service(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<String> {
         Ok(self.info(header, connection).await?.service)
     }
     #[zbus(property(emits_changed_signal = "const"), name = "TTY")]
-    async fn tty(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+    async fn tty(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<String> {
         Ok(self.info(header, connection).await?.tty)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    async fn remote_host(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+    async fn remote_host(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<String> {
         Ok(self.info(header, connection).await?.rhost)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    async fn leader(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u32> {
+    async fn leader(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<u32> {
         Ok(self.info(header, connection).await?.leader_pid)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    async fn audit_session_id(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u32> {
+    async fn audit_session_id(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<u32> {
         Ok(self.info(header, connection).await?.audit_session_id)
     }
     #[zbus(property(emits_changed_signal = "const"))]
-    async fn timestamp(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u64> {
+    async fn timestamp(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<u64> {
         Ok(self.info(header, connection).await?.started_usec)
     }
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn last_activity(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u64> {
+    async fn last_activity(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<u64> {
         Ok(self.info(header, connection).await?.last_activity_usec)
     }
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn policy(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<String> {
+    async fn policy(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> zbus::fdo::Result<String> {
         Ok(self.info(header, connection).await?.policy)
     }
 }
@@ -330,12 +433,22 @@ mod tests {
     use crate::ids::IdAllocator;
 
     async fn pair() -> (Arc<Manager>, Arc<SessionObjects>, zbus::Connection, zbus::Connection) {
-        let core = Arc::new(Manager::new(vigil_config::Config::builtin(), PathBuf::from("/nonexistent.toml"), Arc::new(AuditLog::for_tests()), IdAllocator::open(None), crate::store::SessionStore::none()));
+        let core = Arc::new(Manager::new(
+            vigil_config::Config::builtin(),
+            PathBuf::from("/nonexistent.toml"),
+            Arc::new(AuditLog::for_tests()),
+            IdAllocator::open(None),
+            crate::store::SessionStore::none(),
+        ));
         let objects = SessionObjects::new(&core);
         core.add_hooks(objects.clone());
         core.add_hooks(crate::leaders::LeaderWatch::new(&core));
         let (a, b) = UnixStream::pair().unwrap();
-        let server = Builder::unix_stream(a).server(zbus::Guid::generate()).p2p().serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone(), peer: None }).build();
+        let server = Builder::unix_stream(a)
+            .server(zbus::Guid::generate())
+            .p2p()
+            .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: core.clone(), peer: None })
+            .build();
         let client = Builder::unix_stream(b).p2p().build();
         let (server, client) = tokio::join!(server, client);
         (core, objects, server.unwrap(), client.unwrap())
@@ -363,11 +476,19 @@ mod tests {
         let id = manager.open_session("root", "vigil-unit", "pts/7", "203.0.113.7", "", pid, ses).await.unwrap();
         let listed = manager.list_sessions().await.unwrap();
         assert_eq!(listed.len(), 1);
-        assert_eq!((listed[0].id, listed[0].tty.as_str(), listed[0].rhost.as_str(), listed[0].leader_pid), (id, "pts/7", "203.0.113.7", pid));
+        assert_eq!(
+            (listed[0].id, listed[0].tty.as_str(), listed[0].rhost.as_str(), listed[0].leader_pid),
+            (id, "pts/7", "203.0.113.7", pid)
+        );
         // The session object answers its properties over the same connection, served
         // on demand (the private socket's reader asks for it as the call arrives).
         objects.serve(server.object_server(), &session_path(id)).await;
-        let props = zbus::fdo::PropertiesProxy::builder(&client).destination(vigil_protocol::BUS_NAME).path(session_path(id)).build().await.unwrap();
+        let props = zbus::fdo::PropertiesProxy::builder(&client)
+            .destination(vigil_protocol::BUS_NAME)
+            .path(session_path(id))
+            .build()
+            .await
+            .unwrap();
         let user = props.get(vigil_protocol::SESSION_INTERFACE.try_into().unwrap(), "User").await.unwrap();
         assert_eq!(String::try_from(user).unwrap(), "root");
         // A claimed leader that is not the caller is refused.

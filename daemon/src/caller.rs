@@ -28,10 +28,7 @@ impl Caller {
         let (uid, pid) = if connection.is_bus() {
             let sender = header.sender().ok_or("message without sender")?;
             let dbus = zbus::fdo::DBusProxy::new(connection).await.map_err(|e| e.to_string())?;
-            let creds = dbus
-                .get_connection_credentials(sender.clone().into())
-                .await
-                .map_err(|e| e.to_string())?;
+            let creds = dbus.get_connection_credentials(sender.clone().into()).await.map_err(|e| e.to_string())?;
             (creds.unix_user_id(), creds.process_id())
         } else {
             let creds = connection.peer_creds().await.map_err(|e| e.to_string())?;

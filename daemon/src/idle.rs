@@ -66,7 +66,8 @@ pub fn next_end(policy: &ResolvedPolicy, c: &IdleFacts) -> Option<(Limit, u64)> 
     if policy.exempt {
         return None;
     }
-    let idle_end = idle_timeout(policy, c).filter(|_| !c.idle_reported).map(|t| c.last_activity.saturating_add(usec(t)).max(c.inhibited_until));
+    let idle_end =
+        idle_timeout(policy, c).filter(|_| !c.idle_reported).map(|t| c.last_activity.saturating_add(usec(t)).max(c.inhibited_until));
     let age_end = policy.max_session_age.filter(|_| !c.age_reported).map(|a| c.started.saturating_add(usec(a)));
     match (idle_end, age_end) {
         (None, None) => None,
@@ -129,7 +130,16 @@ mod tests {
     }
 
     fn clock(now: u64) -> IdleFacts {
-        IdleFacts { now: now * S, started: 0, last_activity: 0, warned: None, has_tty: true, idle_reported: false, age_reported: false, inhibited_until: 0 }
+        IdleFacts {
+            now: now * S,
+            started: 0,
+            last_activity: 0,
+            warned: None,
+            has_tty: true,
+            idle_reported: false,
+            age_reported: false,
+            inhibited_until: 0,
+        }
     }
 
     #[test]

@@ -17,12 +17,7 @@ pub struct IdAllocator {
 impl IdAllocator {
     /// Starts after the last reserved block recorded in `file` (or at 1).
     pub fn open(file: Option<PathBuf>) -> Self {
-        let next = file
-            .as_ref()
-            .and_then(|f| fs::read_to_string(f).ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(1)
-            .max(1);
+        let next = file.as_ref().and_then(|f| fs::read_to_string(f).ok()).and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(1).max(1);
         Self { file, next, reserved_until: next }
     }
 

@@ -95,7 +95,10 @@ pub fn warning_note(inhibitor: Option<&Inhibitor>, now: u64, ends_at: u64) -> Op
 }
 
 fn inhibit_end(session: &Session, inhibitor: &Inhibitor, reason: InhibitEndReason) -> Record {
-    session_record(Event::InhibitEnd, session).text("reason", reason).text("why", &inhibitor.why).text("until", rfc3339(inhibitor.until_usec))
+    session_record(Event::InhibitEnd, session)
+        .text("reason", reason)
+        .text("why", &inhibitor.why)
+        .text("until", rfc3339(inhibitor.until_usec))
 }
 
 impl Manager {
@@ -123,7 +126,11 @@ impl Manager {
         }
         let until = session.inhibitor.as_ref().map_or(now, |i| i.until_usec);
         self.audit.write(
-            session_record(Event::InhibitStart, &session).text("why", why).text("until", rfc3339(until)).number("duration_s", duration.as_secs()).number("pid", caller.pid),
+            session_record(Event::InhibitStart, &session)
+                .text("why", why)
+                .text("until", rfc3339(until))
+                .number("duration_s", duration.as_secs())
+                .number("pid", caller.pid),
         );
         self.session_changed(id);
         Ok(until)

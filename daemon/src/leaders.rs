@@ -9,9 +9,9 @@ use tokio::task::AbortHandle;
 use vigil_protocol::events::Event;
 
 use crate::manager::{Hooks, Manager};
+use crate::pidfd;
 use crate::records::{EndReason, session_record};
 use crate::terminate::Targets;
-use crate::pidfd;
 
 #[derive(Default)]
 struct Watches {
@@ -114,7 +114,11 @@ async fn end_leaderless(core: &Manager, id: u64) {
             }
             Err(error) => {
                 core.audit.write(
-                    session_record(Event::TerminateFailed, &session).text("reason", error.reason()).text("error", error.to_string()).number("attempt", attempt as u64).text("by", EndReason::LeaderGone),
+                    session_record(Event::TerminateFailed, &session)
+                        .text("reason", error.reason())
+                        .text("error", error.to_string())
+                        .number("attempt", attempt as u64)
+                        .text("by", EndReason::LeaderGone),
                 );
                 tokio::time::sleep(RETRY_EVERY).await;
             }

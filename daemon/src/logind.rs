@@ -46,7 +46,12 @@ pub fn terminate(id: String, vigil_session: u64, audit: Arc<AuditLog>) {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer from logind within {CALL_TIMEOUT:?}"),
         };
-        audit.write(Record::new(vigil_protocol::events::Event::LogindTerminateFailed).number("session", vigil_session).text("logind_session", &id).text("error", error));
+        audit.write(
+            Record::new(vigil_protocol::events::Event::LogindTerminateFailed)
+                .number("session", vigil_session)
+                .text("logind_session", &id)
+                .text("error", error),
+        );
     });
 }
 

@@ -7,8 +7,8 @@ mod audit_log;
 mod bus;
 mod bus_socket;
 mod caller;
-mod guarded_socket;
 mod cli;
+mod guarded_socket;
 mod idle;
 mod ids;
 mod inhibit;
@@ -43,8 +43,8 @@ use vigil_protocol::events::Event;
 use zbus::connection::Builder;
 
 use crate::audit_log::AuditLog;
-use crate::cli::Args;
 use crate::bus::{ManagerIface, SessionObjects};
+use crate::cli::Args;
 use crate::ids::IdAllocator;
 use crate::manager::Manager;
 use crate::store::SessionStore;
@@ -126,7 +126,10 @@ async fn run(args: Args) -> Result<(), String> {
 
     let (restored, gone, unreadable) = restore::restore(&core);
     if restored + gone + unreadable > 0 {
-        eprintln!("vigild: {restored} session(s) restored from {}, {gone} ended meanwhile, {unreadable} unreadable", sessions_dir.display());
+        eprintln!(
+            "vigild: {restored} session(s) restored from {}, {gone} ended meanwhile, {unreadable} unreadable",
+            sessions_dir.display()
+        );
     }
     adopt::spawn(core.clone(), adoption_scope(&args));
 

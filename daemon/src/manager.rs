@@ -126,10 +126,13 @@ impl Manager {
     /// Audits and returns an AccessDenied for `method` (an unprivileged caller's at
     /// most once per user and method a minute, with `suppressed=` the ones not recorded).
     pub(crate) fn refuse(&self, caller: &Caller, method: &'static str, why: &str) -> VigilError {
-        let record = Record::new(Event::CallRefused).text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why);
+        let record =
+            Record::new(Event::CallRefused).text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why);
         if caller.is_root() {
             self.audit.write(record);
-        } else if let Some(suppressed) = self.refusals.lock().unwrap_or_else(|p| p.into_inner()).should_report((caller.uid, method), Instant::now()) {
+        } else if let Some(suppressed) =
+            self.refusals.lock().unwrap_or_else(|p| p.into_inner()).should_report((caller.uid, method), Instant::now())
+        {
             self.audit.write(record.number("suppressed", suppressed));
         }
         VigilError::AccessDenied(format!("{method}: {why}"))
@@ -290,11 +293,7 @@ impl Manager {
     /// gave up waiting has no close: its leader's exit ends it (`leader_gone`).
     pub fn close_session(&self, caller: Caller, id: u64) -> Result<(), VigilError> {
         self.require_root(&caller, "CloseSession")?;
-        if self.end(id, EndReason::Closed, None) {
-            Ok(())
-        } else {
-            Err(VigilError::NoSuchSession(format!("no session {id}")))
-        }
+        if self.end(id, EndReason::Closed, None) { Ok(()) } else { Err(VigilError::NoSuchSession(format!("no session {id}"))) }
     }
 
     /// Removes a session and audits why. False when it was not registered.
@@ -409,7 +408,12 @@ impl Manager {
         let targets = match terminate::Targets::of(&session.scope()) {
             Ok(targets) => targets,
             Err(why) => {
-                self.audit.write(session_record(Event::TerminateFailed, &session).text("reason", why.reason()).text("error", why.to_string()).text("by", EndReason::Admin));
+                self.audit.write(
+                    session_record(Event::TerminateFailed, &session)
+                        .text("reason", why.reason())
+                        .text("error", why.to_string())
+                        .text("by", EndReason::Admin),
+                );
                 return Err(VigilError::Failed(format!("session {id} kept: {why}")));
             }
         };
@@ -442,7 +446,9 @@ impl Manager {
             );
         }
         if warnings.len() > MAX_WARNING_RECORDS {
-            self.audit.write(Record::new(Event::ConfigWarning).text("kind", "more").number("count", (warnings.len() - MAX_WARNING_RECORDS) as u64));
+            self.audit.write(
+                Record::new(Event::ConfigWarning).text("kind", "more").number("count", (warnings.len() - MAX_WARNING_RECORDS) as u64),
+            );
         }
         warnings.iter().map(ToString::to_string).collect()
     }
@@ -454,7 +460,11 @@ impl Manager {
             Ok(config) => {
                 let summary = format!("{} loaded, {} policy block(s)", self.config_path.display(), config.policy_count());
                 self.audit.write(
-                    Record::new(Event::ConfigReload).text("result", ReloadResult::Ok).text("trigger", trigger).text("path", path).number("policies", config.policy_count() as i128),
+                    Record::new(Event::ConfigReload)
+                        .text("result", ReloadResult::Ok)
+                        .text("trigger", trigger)
+                        .text("path", path)
+                        .number("policies", config.policy_count() as i128),
                 );
                 self.audit.set_format(config.audit().format);
                 let config = Arc::new(config);

@@ -23,8 +23,8 @@ use zbus::connection::Builder;
 use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
 use crate::bus::{ManagerIface, SessionObjects};
 use crate::caller::Caller;
-use crate::manager::Manager;
 use crate::guarded_socket::{self, RefusalAuditor, Services};
+use crate::manager::Manager;
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);

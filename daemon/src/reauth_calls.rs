@@ -9,7 +9,7 @@ use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, VigilError};
 use crate::caller::Caller;
 use crate::manager::{Manager, now_usec};
 use crate::procfs::{self, NO_AUDIT_SESSION};
-use crate::reauth::{self, Proof, Judgement};
+use crate::reauth::{self, Judgement, Proof};
 use crate::records::session_record;
 use crate::ttys::{self, TtyNr};
 
@@ -60,7 +60,8 @@ impl Manager {
         check_field("user", user)?;
         let process = CallerProcess::read(caller.pid);
         let tty = process.as_ref().map_or(0, |p| p.tty);
-        let answer = |fresh: bool, reason: &str, age: u64, session: u64| ReauthAnswer { fresh, reason: reason.into(), proof_age_usec: age, session };
+        let answer =
+            |fresh: bool, reason: &str, age: u64, session: u64| ReauthAnswer { fresh, reason: reason.into(), proof_age_usec: age, session };
         let unknown = || {
             self.audit.write(
                 Record::new(Event::ReauthRequired)
@@ -75,7 +76,12 @@ impl Manager {
         let Some(id) = process.as_ref().and_then(|p| self.session_of(p)) else { return unknown() };
         let now = now_usec();
         let Some(session) = self.session(id) else { return unknown() };
-        let record = |event| session_record(event, &session).text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid);
+        let record = |event| {
+            session_record(event, &session)
+                .text("reauth_service", service)
+                .text("reauth_tty", ttys::short_name(tty))
+                .number("pid", caller.pid)
+        };
         if user != session.who.user {
             // The password asked is someone else's (su bob): this session's proof does
             // not stand for it.
@@ -107,7 +113,10 @@ impl Manager {
         check_field("user", user)?;
         let process = CallerProcess::read(caller.pid);
         let tty = process.as_ref().map_or(0, |p| p.tty);
-        let id = process.as_ref().and_then(|p| self.session_of(p)).ok_or_else(|| VigilError::NoSuchSession("the caller is in no vigil session".into()))?;
+        let id = process
+            .as_ref()
+            .and_then(|p| self.session_of(p))
+            .ok_or_else(|| VigilError::NoSuchSession("the caller is in no vigil session".into()))?;
         let recorded = {
             let mut registry = self.registry();
             let session = registry.get_mut(id).ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
@@ -121,7 +130,12 @@ impl Manager {
             session.activity.proofs_revoked = false;
             session.clone()
         };
-        self.audit.write(session_record(Event::ReauthRecorded, &recorded).text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
+        self.audit.write(
+            session_record(Event::ReauthRecorded, &recorded)
+                .text("reauth_service", service)
+                .text("reauth_tty", ttys::short_name(tty))
+                .number("pid", caller.pid),
+        );
         Ok(())
     }
 

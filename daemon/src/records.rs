@@ -3,8 +3,8 @@
 //! protocol crate with every other event and reason.
 
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::Event;
 pub use vigil_protocol::events::EndReason;
+use vigil_protocol::events::Event;
 
 use crate::registry::Session;
 

@@ -96,7 +96,16 @@ pub struct Activity {
 
 impl Session {
     pub fn new(id: u64, who: Identity, policy: Arc<ResolvedPolicy>, now: u64) -> Self {
-        Self { id, who, policy, last_activity_usec: now, deadline_usec: 0, activity: Activity::default(), ttys: BTreeSet::new(), inhibitor: None }
+        Self {
+            id,
+            who,
+            policy,
+            last_activity_usec: now,
+            deadline_usec: 0,
+            activity: Activity::default(),
+            ttys: BTreeSet::new(),
+            inhibitor: None,
+        }
     }
 
     pub fn ttys(&self) -> &BTreeSet<TtyNr> {
@@ -436,7 +445,13 @@ pub(crate) mod tests {
         assert_eq!((r.owner_of_tty(34816), r.by_audit_session(5), r.led_by(100)), (None, None, Some(2)));
         r.remove(2);
         assert_eq!((r.len(), r.led_by(100)), (0, None));
-        assert!(r.by_leader.is_empty() && r.by_tty.is_empty() && r.by_audit_session.is_empty() && r.audit_session_refs.is_empty() && r.uid_refs.is_empty());
+        assert!(
+            r.by_leader.is_empty()
+                && r.by_tty.is_empty()
+                && r.by_audit_session.is_empty()
+                && r.audit_session_refs.is_empty()
+                && r.uid_refs.is_empty()
+        );
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
     let store = core.store();
     let (saved, unreadable) = store.load_all();
     for bad in &unreadable {
-        core.audit.write(Record::new(Event::SessionFileUnreadable).text("path", bad.path.as_os_str().as_encoded_bytes()).text("error", &bad.why));
+        core.audit
+            .write(Record::new(Event::SessionFileUnreadable).text("path", bad.path.as_os_str().as_encoded_bytes()).text("error", &bad.why));
     }
     let config = core.config();
     let (mut restored, mut gone) = (0, 0);
@@ -57,7 +58,9 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
         } else {
             let _ = store.remove(session.id);
             core.inhibitor_ended_with(&session);
-            core.audit.write(session_record(Event::SessionEnd, &session).text("reason", EndReason::LeaderGone).text("while", "vigild was stopped"));
+            core.audit.write(
+                session_record(Event::SessionEnd, &session).text("reason", EndReason::LeaderGone).text("while", "vigild was stopped"),
+            );
             gone += 1;
         }
     }

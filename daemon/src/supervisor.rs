@@ -15,12 +15,12 @@ use tokio::sync::mpsc;
 use vigil_config::IdleAction;
 use vigil_protocol::events::{Event, RevokeReason, SuspectReason};
 
+use crate::idle::{self, Decision, IdleFacts, Limit};
+use crate::inhibit;
 use crate::manager::{Hooks, Manager, TtyActivity, now_usec};
+use crate::procfs;
 use crate::records::{EndReason, session_record};
 use crate::registry::Session;
-use crate::idle::{self, IdleFacts, Decision, Limit};
-use crate::inhibit;
-use crate::procfs;
 use crate::terminate::Targets;
 use crate::ttys::{self, TtyEvent, TtyNr, TtyWatcher};
 use crate::warning;
@@ -323,7 +323,12 @@ impl Task {
         };
         if let Some((tty, reason)) = seen.suspect {
             if now.saturating_sub(session.activity.suspect_reported_usec) >= SUSPECT_REPORT_USEC {
-                self.core.audit.write(session_record(Event::ActivitySuspect, &session).text("source", "atime").text("suspect_tty", ttys::short_name(tty)).text("reason", reason));
+                self.core.audit.write(
+                    session_record(Event::ActivitySuspect, &session)
+                        .text("source", "atime")
+                        .text("suspect_tty", ttys::short_name(tty))
+                        .text("reason", reason),
+                );
                 self.core.update_session(id, |s| s.activity.suspect_reported_usec = now);
             }
         }
@@ -406,7 +411,10 @@ impl Task {
             Ok(targets) => targets,
             Err(error) => {
                 self.core.audit.write(
-                    session_record(Event::TerminateFailed, session).text("reason", error.reason()).text("error", error.to_string()).text("by", limit.as_str()),
+                    session_record(Event::TerminateFailed, session)
+                        .text("reason", error.reason())
+                        .text("error", error.to_string())
+                        .text("by", limit.as_str()),
                 );
                 self.timers.set(Entry::Session(session.id), now + TERMINATE_RETRY_USEC);
                 return;

@@ -21,11 +21,8 @@ pub use vigil_host::tty::*;
 
 /// The ttys of the given processes.
 pub fn ttys_of(pids: &[u32], stats: &[Stat]) -> Vec<TtyNr> {
-    let mut ttys: Vec<TtyNr> = stats
-        .iter()
-        .filter(|s| s.tty_nr != 0 && pids.contains(&s.pid) && device_path(s.tty_nr).is_some())
-        .map(|s| s.tty_nr)
-        .collect();
+    let mut ttys: Vec<TtyNr> =
+        stats.iter().filter(|s| s.tty_nr != 0 && pids.contains(&s.pid) && device_path(s.tty_nr).is_some()).map(|s| s.tty_nr).collect();
     ttys.sort_unstable();
     ttys.dedup();
     ttys

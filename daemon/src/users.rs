@@ -20,10 +20,7 @@ pub fn lookup(name: &str) -> Option<Account> {
     let user = vigil_host::users::by_name(name)?;
     let cname = CString::new(name).ok()?;
     let gids = getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]);
-    let groups = gids
-        .into_iter()
-        .filter_map(|gid| Group::from_gid(gid).ok().flatten().map(|g| g.name))
-        .collect();
+    let groups = gids.into_iter().filter_map(|gid| Group::from_gid(gid).ok().flatten().map(|g| g.name)).collect();
     Some(Account { uid: user.uid.as_raw(), groups })
 }
 

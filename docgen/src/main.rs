@@ -14,11 +14,11 @@ use clap_complete::Shell;
 
 // The binaries' own command-line files; their fields are read by the binaries only.
 #[allow(dead_code)]
-#[path = "../../daemon/src/cli.rs"]
-mod vigild_cli;
-#[allow(dead_code)]
 #[path = "../../daemon/src/bin/vigilctl/cli.rs"]
 mod vigilctl_cli;
+#[allow(dead_code)]
+#[path = "../../daemon/src/cli.rs"]
+mod vigild_cli;
 
 #[derive(Debug, thiserror::Error)]
 enum GenError {
@@ -50,11 +50,9 @@ fn generate(out: &Path) -> Result<(), GenError> {
         let mut built = cmd.clone().disable_help_subcommand(true);
         built.build();
         man_pages(&built, section, manual, &out.join("man"))?;
-        for (shell, dir, file) in [
-            (Shell::Bash, "bash", name.clone()),
-            (Shell::Zsh, "zsh", format!("_{name}")),
-            (Shell::Fish, "fish", format!("{name}.fish")),
-        ] {
+        for (shell, dir, file) in
+            [(Shell::Bash, "bash", name.clone()), (Shell::Zsh, "zsh", format!("_{name}")), (Shell::Fish, "fish", format!("{name}.fish"))]
+        {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut cmd.clone(), name.as_str(), &mut script);
             write(&out.join("completions").join(dir).join(file), &script)?;

@@ -135,7 +135,6 @@ impl DbusDaemon {
             }
         })
     }
-
 }
 
 /// Error replies that mean nobody behind the bus took the call: vigild is not on the
@@ -170,10 +169,7 @@ fn map_call_error(error: VigilError) -> ClientError {
             ClientError::Refused { name: name.to_string(), message: message.unwrap_or_default() }
         }
         VigilError::ZBus(e) => ClientError::Unreachable(e.to_string()),
-        other => ClientError::Refused {
-            name: other.name().to_string(),
-            message: other.description().unwrap_or_default().to_string(),
-        },
+        other => ClientError::Refused { name: other.name().to_string(), message: other.description().unwrap_or_default().to_string() },
     }
 }
 
@@ -230,9 +226,7 @@ impl Daemon for DbusDaemon {
             let truncated: Vec<&str> = r.truncated.iter().map(String::as_str).collect();
             let (user, service, tty, rhost, ruser) = (&r.user, &r.service, &r.tty, &r.rhost, &r.ruser);
             match m.open_session_ex(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id, &truncated).await {
-                Err(e) if is_unknown_method(&e) => {
-                    m.open_session(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id).await
-                }
+                Err(e) if is_unknown_method(&e) => m.open_session(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id).await,
                 answer => answer,
             }
         })
@@ -296,7 +290,8 @@ mod tests {
         let e = map_call_error(VigilError::ZBus(zbus::Error::FDO(Box::new(Fdo::AccessDenied("Rejected send message".into())))));
         assert!(e.is_refusal());
         assert_eq!((e.reason().as_str(), e.error_name()), ("access_denied", Some("org.freedesktop.DBus.Error.AccessDenied")));
-        let e = map_call_error(VigilError::ZBus(zbus::Error::InputOutput(std::sync::Arc::new(std::io::ErrorKind::ConnectionRefused.into()))));
+        let e =
+            map_call_error(VigilError::ZBus(zbus::Error::InputOutput(std::sync::Arc::new(std::io::ErrorKind::ConnectionRefused.into()))));
         assert!(!e.is_refusal() && e.reason() == "unreachable", "{e:?}");
         assert_eq!(ClientError::Timeout(Duration::from_secs(2)).reason(), "timeout");
     }

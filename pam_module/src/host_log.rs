@@ -163,10 +163,7 @@ mod tests {
         let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
-            [
-                "event", "call", "user", "service", "tty", "rhost", "pid", "ses", "fail", "reason", "error_name",
-                "error", "truncated"
-            ]
+            ["event", "call", "user", "service", "tty", "rhost", "pid", "ses", "fail", "reason", "error_name", "error", "truncated"]
         );
         assert_eq!(field(&fields, "truncated"), Some(&b"tty,rhost,error"[..]));
         // Short values are whole; the cut ones are prefixes, the tty at a character boundary.

@@ -86,10 +86,14 @@ impl PamHooks for PamVigil {
     }
 
     fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guarded(&args, |_| HookOutcome::Success, |args| {
-            let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
-            session::close(&mut RealPam(pamh), &daemon_for(args), &log, args)
-        })
+        guarded(
+            &args,
+            |_| HookOutcome::Success,
+            |args| {
+                let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
+                session::close(&mut RealPam(pamh), &daemon_for(args), &log, args)
+            },
+        )
     }
 
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {

@@ -325,7 +325,11 @@ mod tests {
         let (mut pam, log) = (sudo_pam(b"bob"), FakeLog::default());
         let d = Daemon2 { answer: || panic!("vigild must not be asked about another user"), recorded: RefCell::default() };
         assert_eq!(authenticate(&mut pam, &d, &log, &ModuleArgs::default()), HookOutcome::Ignore);
-        assert!(log.0.borrow()[0].starts_with("event=reauth_required reason=other_user service=sudo user=bob uid=1000"), "{:?}", log.0.borrow());
+        assert!(
+            log.0.borrow()[0].starts_with("event=reauth_required reason=other_user service=sudo user=bob uid=1000"),
+            "{:?}",
+            log.0.borrow()
+        );
         // ...and bob's password, accepted, is no proof about alice.
         assert_eq!(account(&mut pam, &d, &log), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty());

@@ -101,8 +101,8 @@ fn refusal(message: &Message) -> ClientError {
 fn connect(path: &Path, deadline: Instant, timeout: Duration) -> Result<UnixStream, ClientError> {
     let unreachable = |what: &str, e: nix::Error| ClientError::Unreachable(format!("{what} {}: {e}", path.display()));
     let address = UnixAddr::new(path).map_err(|e| unreachable("socket path", e))?;
-    let fd: OwnedFd = socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| unreachable("socket for", e))?;
+    let fd: OwnedFd =
+        socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(|e| unreachable("socket for", e))?;
     let stream = UnixStream::from(fd);
     bounded(&stream, deadline, timeout)?;
     match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&stream), &address) {

@@ -320,12 +320,7 @@ mod tests {
     use super::*;
 
     fn session_record(user: &[u8], rhost: &[u8], tty: &[u8]) -> Record {
-        Record::new(Event::SessionOpen)
-            .number("session", 7)
-            .text("user", user)
-            .number("uid", 1000)
-            .text("rhost", rhost)
-            .text("tty", tty)
+        Record::new(Event::SessionOpen).number("session", 7).text("user", user).number("uid", 1000).text("rhost", rhost).text("tty", tty)
     }
 
     /// Renders, parses back, and checks that exactly the intended fields came out.
@@ -422,7 +417,10 @@ mod tests {
         for key in ["event", "session", "user", "uid", "rhost", "tty"] {
             assert!(object.contains_key(key), "{key} missing in {line}");
         }
-        let extra: Vec<&String> = object.keys().filter(|k| !["event", "session", "user", "uid", "rhost", "tty", "truncated", "not_utf8"].contains(&k.as_str())).collect();
+        let extra: Vec<&String> = object
+            .keys()
+            .filter(|k| !["event", "session", "user", "uid", "rhost", "tty", "truncated", "not_utf8"].contains(&k.as_str()))
+            .collect();
         assert!(extra.is_empty(), "forged keys {extra:?} in {line}");
         let clip = |v: &[u8]| match std::str::from_utf8(v) {
             Ok(t) => t[..t.floor_char_boundary(MAX_VALUE_BYTES)].to_string(),

@@ -107,13 +107,26 @@ enum Phase {
     Handshake(Sasl),
     /// A bus's handshake answers, as its client reads them: lines, until a message's
     /// first byte starts a line (no answer starts with `l` or `B`).
-    ServerLines { line_bytes: usize, lines: usize },
+    ServerLines {
+        line_bytes: usize,
+        lines: usize,
+    },
     /// Collecting a primary header.
-    Header { bytes: [u8; PRIMARY_HEADER_BYTES], have: usize },
+    Header {
+        bytes: [u8; PRIMARY_HEADER_BYTES],
+        have: usize,
+    },
     /// Collecting a method call's header fields array (`need` bytes in all).
-    Fields { endian: Endian, bytes: Vec<u8>, need: usize, then_skip: u64 },
+    Fields {
+        endian: Endian,
+        bytes: Vec<u8>,
+        need: usize,
+        then_skip: u64,
+    },
     /// Passing over the rest of a message unread.
-    Skip { left: u64 },
+    Skip {
+        left: u64,
+    },
 }
 
 /// Watches the bytes read from one peer of the private socket; see the module doc.

@@ -60,11 +60,7 @@ pub enum VigilError {
 }
 
 /// `org.vigil1.Manager`, as clients call it. The daemon serves the same methods.
-#[zbus::proxy(
-    interface = "org.vigil1.Manager",
-    default_service = "org.vigil1",
-    default_path = "/org/vigil1"
-)]
+#[zbus::proxy(interface = "org.vigil1.Manager", default_service = "org.vigil1", default_path = "/org/vigil1")]
 pub trait Manager {
     /// Registers a login session led by the calling process (root only). `leader_pid`
     /// and `audit_session_id` must match what the transport and /proc say about the

@@ -131,10 +131,7 @@ fn commit(root: &Path) -> (String, Vec<String>) {
 
 fn cpuinfo_model() -> Option<String> {
     let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    text.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
+    text.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
 }
 
 fn os_release() -> Option<String> {
@@ -172,16 +169,13 @@ pub fn run_sampled(cmd: &PamHostCmd, samples: &Path, what: &str) -> SampledRun {
     let deadline = Duration::from_secs(120) + Duration::from_millis(10) * cmd.cycles;
     let out = run_bounded(&mut command, deadline, &format!("pam_host for {what}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Option<PamHostReport> =
-        stdout.lines().rev().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok());
+    let report: Option<PamHostReport> = stdout.lines().rev().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok());
     let report = match report {
         Some(r) if out.status.success() => r,
         _ => panic!("pam_host gave no report for {what}:\n{}", describe_output(&out)),
     };
-    let text = std::fs::read_to_string(samples)
-        .unwrap_or_else(|e| panic!("pam_host wrote no samples to {}: {e}", samples.display()));
-    let samples_read: Vec<u64> =
-        text.lines().map(|l| l.trim().parse().unwrap_or_else(|_| panic!("bad sample line {l:?}"))).collect();
+    let text = std::fs::read_to_string(samples).unwrap_or_else(|e| panic!("pam_host wrote no samples to {}: {e}", samples.display()));
+    let samples_read: Vec<u64> = text.lines().map(|l| l.trim().parse().unwrap_or_else(|_| panic!("bad sample line {l:?}"))).collect();
     assert_eq!(samples_read.len(), cmd.cycles as usize, "samples in {}", samples.display());
     SampledRun { out, report, samples: samples_read }
 }

@@ -39,15 +39,7 @@ pub struct MethodCall<'a> {
 impl MethodCall<'_> {
     /// `org.freedesktop.DBus.Peer.Ping` on `path`, which every zbus object answers.
     pub fn ping(serial: u32, path: &str) -> MethodCall<'_> {
-        MethodCall {
-            serial,
-            flags: 0,
-            path,
-            interface: "org.freedesktop.DBus.Peer",
-            member: "Ping",
-            signature: None,
-            body_len: 0,
-        }
+        MethodCall { serial, flags: 0, path, interface: "org.freedesktop.DBus.Peer", member: "Ping", signature: None, body_len: 0 }
     }
 
     /// The header bytes: the fixed 16 bytes, the field array, padding to 8.

@@ -71,15 +71,7 @@ pub struct Flood {
 impl Flood {
     /// `runuser -u USER -- FLOOD --socket SOCKET ARGS...` (without `user`, FLOOD as
     /// root), stdin and stdout piped, stderr in `<dir>/flood-<n>.stderr`.
-    pub(crate) fn spawn(
-        bin: &Path,
-        user: Option<&str>,
-        socket: &Path,
-        args: &[&str],
-        dir: &Path,
-        n: u32,
-        ledger: &Ledger,
-    ) -> Flood {
+    pub(crate) fn spawn(bin: &Path, user: Option<&str>, socket: &Path, args: &[&str], dir: &Path, n: u32, ledger: &Ledger) -> Flood {
         let name = format!("flood-{n}");
         let stderr_path = dir.join(format!("{name}.stderr"));
         let mut cmd = match user {

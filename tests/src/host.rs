@@ -107,9 +107,7 @@ impl PamHostCmd {
     /// The arguments, without `--wait-stdin`.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec!["--service".into(), self.service.clone(), "--user".into(), self.user.clone()];
-        for (flag, value) in
-            [("--tty", &self.tty), ("--rhost", &self.rhost), ("--ruser", &self.ruser), ("--password", &self.password)]
-        {
+        for (flag, value) in [("--tty", &self.tty), ("--rhost", &self.rhost), ("--ruser", &self.ruser), ("--password", &self.password)] {
             if let Some(v) = value {
                 args.push(flag.into());
                 args.push(v.clone());
@@ -165,18 +163,13 @@ impl PamHostCmd {
         let mut child = ManagedChild::spawn_logged(&name, &mut cmd, dir, ledger);
         let pid = child.pid();
         // A fine poll: tests bound this run's wall time to a tenth of a second or so.
-        let status = try_wait_for_polling(timeout, Duration::from_millis(5), || {
-            child.try_exited().ok_or_else(|| "running".to_string())
-        });
+        let status = try_wait_for_polling(timeout, Duration::from_millis(5), || child.try_exited().ok_or_else(|| "running".to_string()));
         let elapsed = start.elapsed();
         let stdout = child.stdout_text();
         let stderr = child.stderr_text();
         let status = status.unwrap_or_else(|_| {
             child.terminate();
-            panic!(
-                "pam_host ({:?}) did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                self.args()
-            )
+            panic!("pam_host ({:?}) did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", self.args())
         });
         PamHostRun::new(pid, status, stdout, stderr, elapsed)
     }
@@ -260,11 +253,7 @@ impl PamHostSession {
     pub fn session_id_u64(&self) -> u64 {
         match self.session_id().map(str::parse::<u64>) {
             Some(Ok(id)) => id,
-            other => panic!(
-                "VIGIL_SESSION_ID is {other:?} (open rc {}); pam_host stderr:\n{}",
-                self.open_rc(),
-                self.stderr_text()
-            ),
+            other => panic!("VIGIL_SESSION_ID is {other:?} (open rc {}); pam_host stderr:\n{}", self.open_rc(), self.stderr_text()),
         }
     }
 

@@ -36,11 +36,7 @@ pub fn short_tty(path: &str) -> String {
 
 /// The ttys `vigilctl list --json` shows for a session.
 pub fn listed_ttys(s: &SessionInfo) -> Vec<String> {
-    s.other
-        .get("ttys")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|t| t.as_str().map(short_tty)).collect())
-        .unwrap_or_default()
+    s.other.get("ttys").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|t| t.as_str().map(short_tty)).collect()).unwrap_or_default()
 }
 
 /// Waits until vigild lists the session led by `leader` (sshd's `[priv]` process) with

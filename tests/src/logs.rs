@@ -179,12 +179,7 @@ mod tests {
         let f = parse_fields(r#"a=1 b="x \"y\" \\ z=2" word c="" d=e=f"#);
         assert_eq!(
             f,
-            vec![
-                ("a".into(), "1".into()),
-                ("b".into(), r#"x "y" \ z=2"#.into()),
-                ("c".into(), "".into()),
-                ("d".into(), "e=f".into()),
-            ]
+            vec![("a".into(), "1".into()), ("b".into(), r#"x "y" \ z=2"#.into()), ("c".into(), "".into()), ("d".into(), "e=f".into()),]
         );
     }
 

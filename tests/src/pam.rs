@@ -176,16 +176,16 @@ impl PamService {
     /// Writes `/etc/pam.d/vigil-test-<name>-<n>-<pid>`; `name` is 1–16 of `[a-z0-9-]`.
     pub(crate) fn install(name: &str, n: u32, stack: &PamStack) -> PamService {
         assert!(
-            (1..=16).contains(&name.len())
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            (1..=16).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
             "PAM service short name {name:?}: use 1-16 of [a-z0-9-]"
         );
         let service = format!("{SERVICE_PREFIX}{name}-{n}-{}", std::process::id());
         let path = Path::new(PAM_DIR).join(&service);
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create_new(true).open(&path).unwrap_or_else(|e| {
-                panic!("cannot create {} (a stale file from an earlier run?): {e}", path.display())
-            });
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot create {} (a stale file from an earlier run?): {e}", path.display()));
         file.write_all(stack.render().as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         PamService { name: service, path }
     }
@@ -214,14 +214,11 @@ mod tests {
 
     #[test]
     fn renders_vigil_stack() {
-        let args =
-            VigilArgs::default().socket("/tmp/x/private").timeout("1s").fail(Fail::Closed).syslog("/tmp/x/log.sock");
+        let args = VigilArgs::default().socket("/tmp/x/private").timeout("1s").fail(Fail::Closed).syslog("/tmp/x/log.sock");
         let text = PamStack::vigil_session(Path::new("/w/libpam_vigil.so"), &args).render();
         assert!(text.contains("auth required pam_permit.so\n"));
         assert!(text.contains("account required pam_permit.so\n"));
-        assert!(text.contains(
-            "session required /w/libpam_vigil.so socket=/tmp/x/private timeout=1s fail=closed syslog=/tmp/x/log.sock\n"
-        ));
+        assert!(text.contains("session required /w/libpam_vigil.so socket=/tmp/x/private timeout=1s fail=closed syslog=/tmp/x/log.sock\n"));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -105,8 +105,7 @@ impl ManagedChild {
         if self.try_exited().is_some() {
             return Err(format!("{} ({}) has already exited: {:?}", self.name, self.pid(), self.status));
         }
-        kill(Pid::from_raw(self.pid() as i32), sig)
-            .map_err(|e| format!("kill({}, {sig}) for {}: {e}", self.pid(), self.name))
+        kill(Pid::from_raw(self.pid() as i32), sig).map_err(|e| format!("kill({}, {sig}) for {}: {e}", self.pid(), self.name))
     }
 
     /// Waits up to `timeout` for the process to end by itself.
@@ -220,11 +219,7 @@ impl StdoutLines {
 }
 
 fn append_file(path: &Path) -> File {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+    OpenOptions::new().create(true).append(true).open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
 }
 
 /// Reads a file as text, replacing invalid UTF-8; a missing file reads as "".
@@ -247,9 +242,7 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration, what: &str) -> Output {
         Err(e) => Err(format!("try_wait: {e}")),
     });
     match status {
-        Ok(status) => {
-            Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
-        }
+        Ok(status) => Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() },
         Err(state) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -269,12 +262,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 
 /// `Output` as text, for panic messages.
 pub fn describe_output(out: &Output) -> String {
-    format!(
-        "status: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("status: {}\nstdout:\n{}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// True when `/proc/PID` exists and the process is not a zombie.

@@ -64,8 +64,7 @@ impl Rsyslog {
             extra_config: opts.extra_config.clone(),
             tcp_port: opts.tcp_port,
         };
-        std::fs::write(&rsyslog.conf, rsyslog.config_text(&work))
-            .unwrap_or_else(|e| panic!("write {}: {e}", rsyslog.conf.display()));
+        std::fs::write(&rsyslog.conf, rsyslog.config_text(&work)).unwrap_or_else(|e| panic!("write {}: {e}", rsyslog.conf.display()));
         rsyslog.start();
         rsyslog
     }
@@ -89,9 +88,7 @@ impl Rsyslog {
             all = self.all_log.display(),
         );
         if let Some(port) = self.tcp_port {
-            text.push_str(&format!(
-                "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n"
-            ));
+            text.push_str(&format!("module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n"));
         }
         for line in &self.extra_config {
             text.push_str(line);

@@ -44,11 +44,7 @@ const SESSION_END_GRACE: Duration = Duration::from_secs(5);
 
 /// auth, account and session by pam_unix: a real password login and nothing else.
 pub fn unix_stack() -> PamStack {
-    PamStack::new().auth("required", "pam_unix.so", &[]).account("required", "pam_unix.so", &[]).session(
-        "required",
-        "pam_unix.so",
-        &[],
-    )
+    PamStack::new().auth("required", "pam_unix.so", &[]).account("required", "pam_unix.so", &[]).session("required", "pam_unix.so", &[])
 }
 
 /// What the harness's sshd is started with.
@@ -159,8 +155,7 @@ impl Sshd {
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
             sshd.port.set(port);
-            std::fs::write(&sshd.config, sshd.config_text(&key, opts))
-                .unwrap_or_else(|e| panic!("write {}: {e}", sshd.config.display()));
+            std::fs::write(&sshd.config, sshd.config_text(&key, opts)).unwrap_or_else(|e| panic!("write {}: {e}", sshd.config.display()));
             match sshd.try_start() {
                 Ok(()) => return sshd,
                 Err(e) => {
@@ -317,18 +312,13 @@ impl Sshd {
         let prefix = format!("{}: ", self.service_name());
         let mut out = Vec::new();
         for monitor in procfs::children_in(&procs, listener) {
-            let Some(user) = monitor
-                .cmdline
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.strip_suffix("[priv]"))
-                .map(|u| u.trim().to_string())
+            let Some(user) =
+                monitor.cmdline.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix("[priv]")).map(|u| u.trim().to_string())
             else {
                 continue; // not yet authenticated ([preauth], [net], [accepted])
             };
             let user_mark = format!("{prefix}{user}@");
-            let user_proc = procfs::children_in(&procs, monitor.pid)
-                .into_iter()
-                .find(|p| p.uid != 0 && p.cmdline.starts_with(&user_mark));
+            let user_proc = procfs::children_in(&procs, monitor.pid).into_iter().find(|p| p.uid != 0 && p.cmdline.starts_with(&user_mark));
             let processes = user_proc.as_ref().map(|u| procfs::descendants_in(&procs, u.pid)).unwrap_or_default();
             let inodes = monitor.socket_inodes();
             let client = conns
@@ -448,8 +438,7 @@ fn ensure_privsep_dir() {
         eprintln!("vigil-e2e: creating {PRIVSEP_DIR} (sshd's privilege-separation directory; left in place)");
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {PRIVSEP_DIR}: {e}"));
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("chmod {PRIVSEP_DIR}: {e}"));
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("chmod {PRIVSEP_DIR}: {e}"));
     }
 }
 
@@ -501,8 +490,7 @@ fn stale_process_reason(p: &ProcInfo, stale_uids: &[u32]) -> Option<String> {
             }
         }
     }
-    (stale_uids.contains(&p.uid) || stale_uids.contains(&p.euid))
-        .then(|| format!("process of stale test user uid {}", p.uid))
+    (stale_uids.contains(&p.uid) || stale_uids.contains(&p.euid)).then(|| format!("process of stale test user uid {}", p.uid))
 }
 
 fn sweep() {

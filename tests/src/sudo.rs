@@ -86,10 +86,7 @@ fn sweep() {
             if let Err(e) = std::fs::rename(entry.path(), SU_PAM_FILE) {
                 eprintln!("vigil-e2e: cannot restore {SU_PAM_FILE} from /etc/pam.d/{name}: {e}");
             }
-        } else if let Some(pid) = ["new", "restore"]
-            .iter()
-            .find_map(|kind| dead_owner(&name, &format!(".vigil-test-su-{kind}-")))
-        {
+        } else if let Some(pid) = ["new", "restore"].iter().find_map(|kind| dead_owner(&name, &format!(".vigil-test-su-{kind}-"))) {
             eprintln!("vigil-e2e: removing /etc/pam.d/{name} (temporary file of dead process {pid})");
             let _ = std::fs::remove_file(entry.path());
         }
@@ -109,7 +106,8 @@ impl SudoersFile {
     /// candidate file is checked there first).
     pub(crate) fn install(scratch: &Path, n: u32, user: &str, pam_service: &str) -> SudoersFile {
         assert!(
-            user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && pam_service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && pam_service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
             "sudoers: unexpected characters in {user:?} / {pam_service:?}"
         );
         let name = format!("{SUDOERS_PREFIX}{n}-{}", std::process::id());
@@ -252,8 +250,8 @@ impl SuPatch {
         let original = std::fs::read(SU_PAM_FILE).unwrap_or_else(|e| panic!("read {SU_PAM_FILE}: {e}"));
         let text = String::from_utf8(original.clone()).unwrap_or_else(|_| panic!("{SU_PAM_FILE} is not UTF-8"));
         assert!(!text.contains(SU_MARKER), "{SU_PAM_FILE} already has vigil-e2e lines in it; restore it by hand");
-        let patched = insert_before_first_auth(&text, lines)
-            .unwrap_or_else(|| panic!("{SU_PAM_FILE} has no auth line to insert before:\n{text}"));
+        let patched =
+            insert_before_first_auth(&text, lines).unwrap_or_else(|| panic!("{SU_PAM_FILE} has no auth line to insert before:\n{text}"));
 
         // 1. The backup, complete and on disk, before anything changes.
         let backup = Path::new("/etc/pam.d").join(format!("{SU_BACKUP_PREFIX}{pid}"));
@@ -456,7 +454,11 @@ pub fn sudo(session: &SshSession, tag: &str, command: &str, answer: &Answer, tim
 pub fn wait_for_new_line<T: Clone>(timeout: Duration, what: &str, from: usize, lines: impl Fn() -> Vec<T>, pred: impl Fn(&T) -> bool) -> T {
     wait_for(timeout, what, || {
         let all = lines();
-        all.iter().skip(from).find(|l| pred(l)).cloned().ok_or_else(|| format!("{} lines, {} new", all.len(), all.len().saturating_sub(from)))
+        all.iter()
+            .skip(from)
+            .find(|l| pred(l))
+            .cloned()
+            .ok_or_else(|| format!("{} lines, {} new", all.len(), all.len().saturating_sub(from)))
     })
 }
 
@@ -470,7 +472,9 @@ mod tests {
         let out = insert_before_first_auth(text, &["auth sufficient /x.so reauth".into(), "account optional /x.so".into()]).unwrap();
         assert_eq!(
             out,
-            format!("# comment\nsession required pam_env.so\n{SU_MARKER}\nauth sufficient /x.so reauth\naccount optional /x.so\n{SU_MARKER}\nauth       sufficient pam_rootok.so\n@include common-auth\n")
+            format!(
+                "# comment\nsession required pam_env.so\n{SU_MARKER}\nauth sufficient /x.so reauth\naccount optional /x.so\n{SU_MARKER}\nauth       sufficient pam_rootok.so\n@include common-auth\n"
+            )
         );
         let only_include = "@include common-auth\n@include common-account\n";
         assert!(insert_before_first_auth(only_include, &["x".into()]).unwrap().starts_with(SU_MARKER));

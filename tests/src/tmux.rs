@@ -154,11 +154,7 @@ impl Tmux {
             }
             let out = tmux.try_run(&["list-sessions"]);
             let err = String::from_utf8_lossy(&out.stderr);
-            if out.status.success() || err.contains("no sessions") {
-                Ok(())
-            } else {
-                Err(format!("list-sessions: {}", err.trim()))
-            }
+            if out.status.success() || err.contains("no sessions") { Ok(()) } else { Err(format!("list-sessions: {}", err.trim())) }
         });
         tmux
     }
@@ -192,16 +188,7 @@ impl Tmux {
         let mut args: Vec<String> = if has_session {
             vec!["new-window".into(), "-d".into(), "-t".into(), format!("{TMUX_SESSION}:")]
         } else {
-            vec![
-                "new-session".into(),
-                "-d".into(),
-                "-s".into(),
-                TMUX_SESSION.into(),
-                "-x".into(),
-                width,
-                "-y".into(),
-                height,
-            ]
+            vec!["new-session".into(), "-d".into(), "-s".into(), TMUX_SESSION.into(), "-x".into(), width, "-y".into(), height]
         };
         args.extend(["-n".into(), name.into(), "-P".into(), "-F".into(), "#{pane_id} #{pane_pid}".into()]);
         for (k, v) in env {
@@ -245,8 +232,7 @@ impl Tmux {
 
     /// What a failing test should see: every pane's state and its last lines.
     pub fn diagnostics(&self) -> String {
-        let out =
-            self.try_run(&["list-panes", "-a", "-F", "#{pane_id} #{window_name} dead=#{pane_dead} pid=#{pane_pid}"]);
+        let out = self.try_run(&["list-panes", "-a", "-F", "#{pane_id} #{window_name} dead=#{pane_dead} pid=#{pane_pid}"]);
         let mut text = String::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let pane = line.split_whitespace().next().unwrap_or_default();
@@ -367,9 +353,7 @@ impl SshSession {
     /// Waits until the capture contains `needle`; returns the capture.
     #[track_caller]
     pub fn wait_for_text(&self, needle: &str, timeout: Duration) -> String {
-        self.wait_for(timeout, &format!("{needle:?} on the screen"), |screen| {
-            screen.contains(needle).then(|| screen.to_string())
-        })
+        self.wait_for(timeout, &format!("{needle:?} on the screen"), |screen| screen.contains(needle).then(|| screen.to_string()))
     }
 
     /// Waits until `probe(capture)` returns something; panics with the last capture.
@@ -396,13 +380,9 @@ impl SshSession {
     /// Waits until the client has ended; returns its exit code.
     #[track_caller]
     pub fn wait_exit(&self, timeout: Duration) -> i32 {
-        wait_for(timeout, &format!("{} ({}) to end", self.name, self.user), || {
-            match (self.is_alive(), self.exit_status()) {
-                (false, Some(code)) => Ok(code),
-                (alive, code) => {
-                    Err(format!("alive={alive} status={code:?}; screen:\n{}", last_lines(&self.capture(), 10)))
-                }
-            }
+        wait_for(timeout, &format!("{} ({}) to end", self.name, self.user), || match (self.is_alive(), self.exit_status()) {
+            (false, Some(code)) => Ok(code),
+            (alive, code) => Err(format!("alive={alive} status={code:?}; screen:\n{}", last_lines(&self.capture(), 10))),
         })
     }
 

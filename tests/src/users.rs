@@ -40,32 +40,23 @@ pub(crate) fn create(short: &str, n: u32) -> TestUser {
         nix::unistd::User::from_name(&name).ok().flatten().is_none(),
         "user {name} exists already; a stale one from an earlier run? remove it with `userdel -r {name}`"
     );
-    let out = retry_locked("useradd", || {
-        run_bounded(Command::new("useradd").args(["-m", "-s", "/bin/bash", &name]), TOOL_TIMEOUT, "useradd")
-    });
+    let out =
+        retry_locked("useradd", || run_bounded(Command::new("useradd").args(["-m", "-s", "/bin/bash", &name]), TOOL_TIMEOUT, "useradd"));
     assert!(out.status.success(), "useradd {name}: {}", describe_output(&out));
     set_password(&name, &password);
-    let entry = nix::unistd::User::from_name(&name)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("user {name} not found after useradd"));
+    let entry = nix::unistd::User::from_name(&name).ok().flatten().unwrap_or_else(|| panic!("user {name} not found after useradd"));
     TestUser { uid: entry.uid.as_raw(), gid: entry.gid.as_raw(), home: entry.dir, name, password }
 }
 
 fn set_password(name: &str, password: &str) {
-    let mut child = Command::new("chpasswd")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run chpasswd");
+    let mut child =
+        Command::new("chpasswd").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("cannot run chpasswd");
     {
         let mut stdin = child.stdin.take().expect("piped stdin");
         stdin.write_all(format!("{name}:{password}\n").as_bytes()).expect("write to chpasswd");
     }
-    let status = wait_for(TOOL_TIMEOUT, "chpasswd to finish", || {
-        child.try_wait().map_err(|e| e.to_string())?.ok_or_else(|| "running".to_string())
-    });
+    let status =
+        wait_for(TOOL_TIMEOUT, "chpasswd to finish", || child.try_wait().map_err(|e| e.to_string())?.ok_or_else(|| "running".to_string()));
     let mut err = String::new();
     let _ = child.stderr.take().expect("piped stderr").read_to_string(&mut err);
     assert!(status.success(), "chpasswd for {name}: {status}: {err}");
@@ -74,8 +65,7 @@ fn set_password(name: &str, password: &str) {
 /// Removes a user and their home; reports failures on stderr (called from Drop).
 pub(crate) fn remove(name: &str) {
     let _lock = ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
-    let out =
-        retry_locked("userdel", || run_bounded(Command::new("userdel").args(["-r", name]), TOOL_TIMEOUT, "userdel"));
+    let out = retry_locked("userdel", || run_bounded(Command::new("userdel").args(["-r", name]), TOOL_TIMEOUT, "userdel"));
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         // userdel -r exits 12 when the mail spool is missing, after removing the user.

@@ -143,13 +143,7 @@ pub struct Vigild {
 
 impl Vigild {
     /// Writes the configuration and starts vigild; returns once it answers.
-    pub(crate) fn start_in(
-        dir: &Path,
-        syslog_socket: &Path,
-        bus_address: Option<String>,
-        opts: VigildOpts,
-        ledger: &Ledger,
-    ) -> Vigild {
+    pub(crate) fn start_in(dir: &Path, syslog_socket: &Path, bus_address: Option<String>, opts: VigildOpts, ledger: &Ledger) -> Vigild {
         let vigild = Vigild {
             dir: dir.to_path_buf(),
             config: dir.join("vigil.toml"),
@@ -161,8 +155,7 @@ impl Vigild {
             ledger: ledger.clone(),
             child: RefCell::new(None),
         };
-        std::fs::create_dir_all(&vigild.state_dir)
-            .unwrap_or_else(|e| panic!("mkdir {}: {e}", vigild.state_dir.display()));
+        std::fs::create_dir_all(&vigild.state_dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", vigild.state_dir.display()));
         vigild.write_config(&vigild.opts.config);
         vigild.start();
         vigild
@@ -341,12 +334,8 @@ impl Vigild {
         if !out.status.success() {
             return Err(format!("vigilctl list --json failed: {}", describe_output(&out)));
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| {
-            format!(
-                "vigilctl list --json printed something else than the session list ({e}): {}",
-                describe_output(&out)
-            )
-        })
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("vigilctl list --json printed something else than the session list ({e}): {}", describe_output(&out)))
     }
 
     /// The session with `id`, if listed.

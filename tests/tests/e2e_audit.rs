@@ -251,14 +251,10 @@ fn session_timeline_from_the_rsyslog_file() {
     let (closed, _) = other.close();
     assert_eq!(closed, Some(PAM_SUCCESS));
     let auth = h.path("auth.log");
-    let close =
-        wait_record(&auth, "session_close", |r| r.is("vigild", "session_close") && r.number("session") == Some(id));
-    let open =
-        wait_record(&auth, "session_open", |r| r.is("vigild", "session_open") && r.number("session") == Some(id));
+    let close = wait_record(&auth, "session_close", |r| r.is("vigild", "session_close") && r.number("session") == Some(id));
+    let open = wait_record(&auth, "session_open", |r| r.is("vigild", "session_open") && r.number("session") == Some(id));
     assert!(close.number("duration_s").is_some_and(|d| (2..=10).contains(&d)), "{}", close.raw);
-    wait_record(&auth, "the other session_close", |r| {
-        r.is("vigild", "session_close") && r.number("session") == Some(other_id)
-    });
+    wait_record(&auth, "the other session_close", |r| r.is("vigild", "session_close") && r.number("session") == Some(other_id));
 
     let id_text = id.to_string();
     let out = vigilctl(&["audit".as_ref(), "show".as_ref(), auth.as_os_str(), "--session".as_ref(), id_text.as_ref()]);
@@ -276,8 +272,7 @@ fn session_timeline_from_the_rsyslog_file() {
     ] {
         assert!(header.contains(&field), "header without {field}: {text}");
     }
-    let position =
-        |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the timeline:\n{text}"));
+    let position = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the timeline:\n{text}"));
     let (opened, open_at, close_at, ended) =
         (position("\n  opened "), position(" session_open"), position(" session_close"), position("\n  ended "));
     assert!(opened < open_at && open_at < close_at && close_at < ended, "open → close → end, in order:\n{text}");
@@ -294,14 +289,7 @@ fn session_timeline_from_the_rsyslog_file() {
     assert!(text.is_ascii(), "timeline output is plain ASCII");
 
     // --json: one object per line, parsed.
-    let out = vigilctl(&[
-        "audit".as_ref(),
-        "show".as_ref(),
-        auth.as_os_str(),
-        "--session".as_ref(),
-        id_text.as_ref(),
-        "--json".as_ref(),
-    ]);
+    let out = vigilctl(&["audit".as_ref(), "show".as_ref(), auth.as_os_str(), "--session".as_ref(), id_text.as_ref(), "--json".as_ref()]);
     assert!(out.status.success(), "vigilctl audit show --json: {}", describe_output(&out));
     let json = String::from_utf8_lossy(&out.stdout).into_owned();
     let blocks: Vec<serde_json::Value> = json
@@ -315,8 +303,7 @@ fn session_timeline_from_the_rsyslog_file() {
     assert_eq!(block["user"], serde_json::json!(user.name), "{block}");
     let duration = block["duration_s"].as_f64().unwrap_or_else(|| panic!("duration_s: {block}"));
     assert!((2.0..=10.0).contains(&duration), "{block}");
-    let events: Vec<&str> =
-        block["events"].as_array().expect("events").iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let events: Vec<&str> = block["events"].as_array().expect("events").iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["session_open", "session_close"], "{block}");
     let lines: Vec<u64> = block["events"].as_array().unwrap().iter().map(|e| e["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [open.line as u64, close.line as u64], "events point at their auth.log lines: {block}");
@@ -442,13 +429,9 @@ fn tampering_is_reported_at_its_line() {
         "0123456789abcdef0123456789abcdef"
     );
     let socket = h.log_socket();
-    let out = h.run_as(
-        &user.name,
-        &["logger", "-u", socket.to_str().unwrap(), "-p", "authpriv.notice", "-t", "vigild", &forged],
-    );
+    let out = h.run_as(&user.name, &["logger", "-u", socket.to_str().unwrap(), "-p", "authpriv.notice", "-t", "vigild", &forged]);
     assert!(out.status.success(), "logger as {}: {}", user.name, describe_output(&out));
-    let forged_rec =
-        wait_record(&auth, "the forged record", |r| r.tag == "vigild" && r.number("session") == Some(999_999));
+    let forged_rec = wait_record(&auth, "the forged record", |r| r.tag == "vigild" && r.number("session") == Some(999_999));
     // vigild's next record takes the seq the forger claimed.
     let seal_c = seal(&h, &auth);
     assert_eq!(seal_c, seal_b + 1);
@@ -567,10 +550,7 @@ fn sent_len(input: &[u8]) -> usize {
 fn show(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let shown: String = text.chars().take(80).collect();
-    format!(
-        "{shown:?}{}",
-        if text.chars().count() > 80 { format!("... ({} bytes)", bytes.len()) } else { String::new() }
-    )
+    format!("{shown:?}{}", if text.chars().count() > 80 { format!("... ({} bytes)", bytes.len()) } else { String::new() })
 }
 
 /// Checks that `rec` has exactly `keys` in this order (`rport`, `ttys` may appear where
@@ -624,10 +604,8 @@ fn session_keys(event: &str) -> Vec<&'static str> {
     keys
 }
 
-const REFUSED_KEYS: [&str; 12] =
-    ["event", "method", "uid", "pid", "reason", "user", "service", "tty", "rhost", "seq", "prev", "mac"];
-const MODULE_KEYS: [&str; 12] =
-    ["event", "call", "user", "service", "tty", "rhost", "pid", "ses", "fail", "reason", "error_name", "error"];
+const REFUSED_KEYS: [&str; 12] = ["event", "method", "uid", "pid", "reason", "user", "service", "tty", "rhost", "seq", "prev", "mac"];
+const MODULE_KEYS: [&str; 12] = ["event", "call", "user", "service", "tty", "rhost", "pid", "ses", "fail", "reason", "error_name", "error"];
 
 /// One pam_host run with a hostile value and what it must have left in auth.log.
 struct HostileRun {
@@ -663,13 +641,7 @@ fn hostile_strings_survive(format: &str) {
         let baseline = h.run_pam_host(&items(h.pam_host(&permit, &user.name)));
         let run = h.run_pam_host(&items(h.pam_host(&service, &user.name)));
         let r = run.report();
-        assert_eq!(
-            r.open_rc,
-            baseline.report().open_rc,
-            "{}: as with pam_permit alone: {r:?}\nstderr:\n{}",
-            show(value),
-            run.stderr
-        );
+        assert_eq!(r.open_rc, baseline.report().open_rc, "{}: as with pam_permit alone: {r:?}\nstderr:\n{}", show(value), run.stderr);
         if value.len() <= 8192 {
             assert!(r.open_rc.all(PAM_SUCCESS), "{}: {r:?}", show(value));
         }
@@ -807,21 +779,14 @@ fn hostile_strings_survive(format: &str) {
     let others: Vec<&Rec> = recs
         .iter()
         .zip(&claimed)
-        .filter(|(r, c)| {
-            !(**c || (r.tag == "vigild" && ["daemon_start", "audit_key_init", "seal"].contains(&r.event().as_str())))
-        })
+        .filter(|(r, c)| !(**c || (r.tag == "vigild" && ["daemon_start", "audit_key_init", "seal"].contains(&r.event().as_str()))))
         .map(|(r, _)| r)
         .collect();
     assert!(others.is_empty(), "records no run accounts for: {:#?}", others.iter().map(|r| &r.raw).collect::<Vec<_>>());
     let sealed = recs.iter().filter(|r| r.tag == "vigild").count() as u64;
     assert_eq!(sealed, last_seq, "every vigild record from seq 1 to the seal is in the file");
     let report = assert_verifies(&auth, &key_file(&h));
-    eprintln!(
-        "{} hostile strings, {} pam_host runs, {} records; verify:\n{report}",
-        strings.len(),
-        runs.len(),
-        recs.len()
-    );
+    eprintln!("{} hostile strings, {} pam_host runs, {} records; verify:\n{report}", strings.len(), runs.len(), recs.len());
 
     // The timeline of this file: plain ASCII on the terminal, JSON that parses, one block
     // per registered session.
@@ -872,9 +837,7 @@ fn rsyslog_stopped_records_spool_then_arrive_in_order() {
     let service = h.install_vigil_service("spool", &h.vigil_args());
     let auth = h.path("auth.log");
     let (_, first) = one_session(&h, &service, &user.name);
-    wait_record(&auth, "the first session_close", |r| {
-        r.is("vigild", "session_close") && r.number("session") == Some(first)
-    });
+    wait_record(&auth, "the first session_close", |r| r.is("vigild", "session_close") && r.number("session") == Some(first));
     let spool = spool_file(&h);
     let spool_len = || std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0);
     assert_eq!(spool_len(), 0, "nothing spooled while syslog runs");
@@ -885,10 +848,12 @@ fn rsyslog_stopped_records_spool_then_arrive_in_order() {
     let mut sizes = Vec::new();
     // vigild's writer thread sends records after the PAM calls return: the spool is
     // read once it has grown (bounded wait).
-    let grown = |before: u64| wait_for(Duration::from_secs(5), "the spool to grow", || {
-        let now = spool_len();
-        if now > before { Ok(now) } else { Err(format!("{now} bytes")) }
-    });
+    let grown = |before: u64| {
+        wait_for(Duration::from_secs(5), "the spool to grow", || {
+            let now = spool_len();
+            if now > before { Ok(now) } else { Err(format!("{now} bytes")) }
+        })
+    };
     for _ in 0..5 {
         // Sessions still open and close while syslog is away.
         let (_, id) = one_session(&h, &service, &user.name);
@@ -918,23 +883,18 @@ fn rsyslog_stopped_records_spool_then_arrive_in_order() {
     let restarted = std::time::Instant::now();
     let (closed, _) = held.close();
     assert_eq!(closed, Some(PAM_SUCCESS));
-    wait_record(&auth, "the held session's close", |r| {
-        r.is("vigild", "session_close") && r.number("session") == Some(held_id)
-    });
+    wait_record(&auth, "the held session's close", |r| r.is("vigild", "session_close") && r.number("session") == Some(held_id));
     // The first session, five, the burst of 100, the held one.
     wait_for(LOG_WAIT, "all 107 session_close records in auth.log", || {
         let n = records(&auth).iter().filter(|r| r.is("vigild", "session_close")).count();
         if n == 107 { Ok(()) } else { Err(format!("{n}")) }
     });
-    wait_for(LOG_WAIT, "the spool to empty", || {
-        if spool_len() == 0 { Ok(()) } else { Err(format!("{} bytes", spool_len())) }
-    });
+    wait_for(LOG_WAIT, "the spool to empty", || if spool_len() == 0 { Ok(()) } else { Err(format!("{} bytes", spool_len())) });
     eprintln!("spooled records all in auth.log {:?} after rsyslogd's restart", restarted.elapsed());
     let recs = records(&auth);
     assert_seqs_consecutive(&recs);
     for id in ids.iter().chain([&held_id]) {
-        let events: Vec<String> =
-            recs.iter().filter(|r| r.tag == "vigild" && r.number("session") == Some(*id)).map(Rec::event).collect();
+        let events: Vec<String> = recs.iter().filter(|r| r.tag == "vigild" && r.number("session") == Some(*id)).map(Rec::event).collect();
         assert_eq!(events, ["session_open", "session_close"], "session {id}");
     }
     seal(&h, &auth);
@@ -951,9 +911,7 @@ fn full_spool_keeps_the_oldest_and_says_how_many_were_dropped() {
     let service = h.install_vigil_service("drop", &h.vigil_args());
     let auth = h.path("auth.log");
     let (_, first) = one_session(&h, &service, &user.name);
-    wait_record(&auth, "the first session_close", |r| {
-        r.is("vigild", "session_close") && r.number("session") == Some(first)
-    });
+    wait_record(&auth, "the first session_close", |r| r.is("vigild", "session_close") && r.number("session") == Some(first));
     h.rsyslog().stop();
     for _ in 0..5 {
         one_session(&h, &service, &user.name);
@@ -962,28 +920,19 @@ fn full_spool_keeps_the_oldest_and_says_how_many_were_dropped() {
     let dropped = wait_record(&auth, "records_dropped", |r| r.is("vigild", "records_dropped"));
     let (count, first_seq) = (dropped.number("count").unwrap(), dropped.number("first_seq").unwrap());
     let recs = records(&auth);
-    let seqs: Vec<u64> =
-        recs.iter().filter(|r| r.tag == "vigild" && r.line < dropped.line).map(|r| r.seq().unwrap()).collect();
+    let seqs: Vec<u64> = recs.iter().filter(|r| r.tag == "vigild" && r.line < dropped.line).map(|r| r.seq().unwrap()).collect();
     // The kept records are consecutive and end just before the first dropped seq.
     for pair in seqs.windows(2) {
         assert_eq!(pair[1], pair[0] + 1, "{seqs:?}");
     }
     assert_eq!(seqs.last().map(|s| s + 1), Some(first_seq), "{seqs:?} then {}", dropped.raw);
-    assert_eq!(
-        dropped.seq(),
-        Some(first_seq + count),
-        "records_dropped takes the seq after the dropped ones: {}",
-        dropped.raw
-    );
+    assert_eq!(dropped.seq(), Some(first_seq + count), "records_dropped takes the seq after the dropped ones: {}", dropped.raw);
     assert!(count > 0 && count < 10, "{}", dropped.raw);
     seal(&h, &auth);
     let (ok, stdout, out) = verify(&auth, &key_file(&h));
     eprintln!("{stdout}");
     assert!(ok, "vigild's own account of the drop verifies: {}", describe_output(&out));
-    assert!(
-        stdout.contains(&format!("note: seqs {first_seq}..{} were dropped by vigild", first_seq + count - 1)),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("note: seqs {first_seq}..{} were dropped by vigild", first_seq + count - 1)), "{stdout}");
 }
 
 // ---- 5. forwarding to a central log host ------------------------------------------------
@@ -994,10 +943,7 @@ fn forwarded_records_verify_on_the_central_host() {
     let mut h = Harness::new();
     h.set_pam_host_bin(env!("CARGO_BIN_EXE_pam_host"));
     let port = h.start_central_rsyslog().tcp_port().unwrap();
-    h.start_rsyslog_with(&RsyslogOpts {
-        extra_config: vec![format!("authpriv.* @@127.0.0.1:{port}")],
-        ..RsyslogOpts::default()
-    });
+    h.start_rsyslog_with(&RsyslogOpts { extra_config: vec![format!("authpriv.* @@127.0.0.1:{port}")], ..RsyslogOpts::default() });
     h.start_vigild(VigildOpts::default().no_bus().config(&config("kv")));
     let user = h.create_user("fwd");
     let service = h.install_vigil_service("fwd", &h.vigil_args());
@@ -1008,10 +954,8 @@ fn forwarded_records_verify_on_the_central_host() {
     }
     let last = seal(&h, &auth);
     wait_record(&central, "the seal on the central host", |r| r.is("vigild", "seal") && r.seq() == Some(last));
-    let local: Vec<String> =
-        records(&auth).into_iter().filter(|r| r.tag == "vigild").map(|r| LogLine::parse(&r.raw).message).collect();
-    let remote: Vec<String> =
-        records(&central).into_iter().filter(|r| r.tag == "vigild").map(|r| LogLine::parse(&r.raw).message).collect();
+    let local: Vec<String> = records(&auth).into_iter().filter(|r| r.tag == "vigild").map(|r| LogLine::parse(&r.raw).message).collect();
+    let remote: Vec<String> = records(&central).into_iter().filter(|r| r.tag == "vigild").map(|r| LogLine::parse(&r.raw).message).collect();
     assert_eq!(remote, local, "the central file holds the same records, in order");
     assert_eq!(remote.len() as u64, last);
     let report = assert_verifies(&central, &key_file(&h));
@@ -1036,7 +980,8 @@ fn a_new_key_continues_the_chain_and_both_keys_verify_it() {
     assert!(out.status.success(), "vigilctl audit init: {}", describe_output(&out));
     let text = std::fs::read_to_string(&second_key).expect("the new key file");
     assert!(text.starts_with("vigil-audit-key v1 start_seq="), "{text}");
-    let start: u64 = text.split("start_seq=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("start_seq");
+    let start: u64 =
+        text.split("start_seq=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("start_seq");
     wait_record(&auth, "audit_key_init of the new key", |r| r.is("vigild", "audit_key_init") && r.seq() == Some(start));
     one_session(&h, &service, &user.name);
     seal(&h, &auth);

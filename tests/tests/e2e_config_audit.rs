@@ -101,7 +101,8 @@ fn a_forged_module_record_is_labelled_and_warned_about() {
     let labelled: Vec<&str> = text.lines().filter(|l| l.contains(", unauthenticated)")).collect();
     assert_eq!(labelled.len(), 1, "{text}");
     assert!(
-        labelled[0].contains(" daemon_unreachable (pam_vigil, unauthenticated) call=close_session user=root uid=0 fail=open reason=timeout"),
+        labelled[0]
+            .contains(" daemon_unreachable (pam_vigil, unauthenticated) call=close_session user=root uid=0 fail=open reason=timeout"),
         "{}",
         labelled[0]
     );
@@ -147,7 +148,10 @@ fn a_forged_module_record_is_labelled_and_warned_about() {
     let (code, report, _, out) = verify(true);
     assert_eq!(code, Some(1), "--strict fails on it: {}", describe_output(&out));
     assert!(report.contains(&place), "{report}");
-    assert!(report.ends_with("result: FAILED (--strict): every vigild record verifies, but 1 unauthenticated pam_vigil record\n"), "{report}");
+    assert!(
+        report.ends_with("result: FAILED (--strict): every vigild record verifies, but 1 unauthenticated pam_vigil record\n"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -196,9 +200,18 @@ fn check_config_warns_about_accounts_nss_does_not_know() {
     let lines: Vec<&str> = stderr.lines().collect();
     let groups_col = format!("groups = [\"{group}\", ").chars().count() + 1;
     let expected = [
-        format!("{}no user {missing_user:?} on this system (getpwnam found none); this entry matches no session until such a user exists", at(6, users_col, "policy[1].match.users")),
-        format!("{}no group {missing_group:?} on this system (getgrnam found none); this entry matches no session until such a group exists", at(11, groups_col, "policy[2].match.groups")),
-        format!("{}no match: this block applies to every session that no block before it matched; expected users, groups, services, tty or rhosts", at(13, 1, "policy[3]")),
+        format!(
+            "{}no user {missing_user:?} on this system (getpwnam found none); this entry matches no session until such a user exists",
+            at(6, users_col, "policy[1].match.users")
+        ),
+        format!(
+            "{}no group {missing_group:?} on this system (getgrnam found none); this entry matches no session until such a group exists",
+            at(11, groups_col, "policy[2].match.groups")
+        ),
+        format!(
+            "{}no match: this block applies to every session that no block before it matched; expected users, groups, services, tty or rhosts",
+            at(13, 1, "policy[3]")
+        ),
     ];
     assert_eq!(lines, expected, "{stderr}");
     let (code, stdout, stderr, out) = check(true);

@@ -44,11 +44,7 @@ fn harness() -> Harness {
 #[track_caller]
 fn listed(h: &Harness, id: u64) -> SessionInfo {
     let sessions = h.vigild().list_sessions();
-    sessions
-        .iter()
-        .find(|s| s.id == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("session {id} is not in `vigilctl list`: {sessions:#?}"))
+    sessions.iter().find(|s| s.id == id).cloned().unwrap_or_else(|| panic!("session {id} is not in `vigilctl list`: {sessions:#?}"))
 }
 
 #[track_caller]
@@ -130,11 +126,7 @@ fn check_unreachable(h: &Harness, label: &str, args: VigilArgs, fail: Fail) {
     let expected_ok = fail == Fail::Open;
     assert_eq!(r.open_rc.total(), 1, "{label}: {r:?}");
     if expected_ok {
-        assert!(
-            r.open_rc.all(PAM_SUCCESS),
-            "{label}, fail=open: open_session must succeed: {r:?}\nstderr:\n{}",
-            run.stderr
-        );
+        assert!(r.open_rc.all(PAM_SUCCESS), "{label}, fail=open: open_session must succeed: {r:?}\nstderr:\n{}", run.stderr);
     } else {
         assert_eq!(r.open_rc.count(PAM_SUCCESS), 0, "{label}, fail=closed: open_session must fail: {r:?}");
         assert!(r.open_rc.all(PAM_SESSION_ERR), "{label}, fail=closed: PAM_SESSION_ERR expected: {r:?}");
@@ -211,9 +203,7 @@ fn open_session_as(h: &Harness, user: &str, transport: &str) -> std::process::Ou
 fn refusals_of(h: &Harness, uid: u32) -> usize {
     h.auth_log()
         .iter()
-        .filter(|l| {
-            l.is_event("vigild", "call_refused") && l.has("method", "OpenSession") && l.has("uid", &uid.to_string())
-        })
+        .filter(|l| l.is_event("vigild", "call_refused") && l.has("method", "OpenSession") && l.has("uid", &uid.to_string()))
         .count()
 }
 
@@ -297,16 +287,10 @@ fn host_hygiene_1000_cycles() {
     let service = h.install_vigil_service("hyg", &h.vigil_args());
     let run = h.run_pam_host(&h.pam_host(&service, &user.name).tty(TTY).rhost(RHOST).cycles(1000));
     let r = run.report();
-    assert!(
-        r.open_rc.all(PAM_SUCCESS) && r.open_rc.total() == 1000,
-        "open_session: {:?}\nstderr:\n{}",
-        r.open_rc,
-        run.stderr
-    );
+    assert!(r.open_rc.all(PAM_SUCCESS) && r.open_rc.total() == 1000, "open_session: {:?}\nstderr:\n{}", r.open_rc, run.stderr);
     assert!(r.close_rc.all(PAM_SUCCESS) && r.close_rc.total() == 1000, "close_session: {:?}", r.close_rc);
     assert_eq!(r.end_rc, Some(PAM_SUCCESS));
-    let ids: Vec<&str> =
-        r.session_ids.iter().map(|i| i.as_deref().expect("every open sets VIGIL_SESSION_ID")).collect();
+    let ids: Vec<&str> = r.session_ids.iter().map(|i| i.as_deref().expect("every open sets VIGIL_SESSION_ID")).collect();
     let mut distinct = ids.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -346,8 +330,10 @@ fn leader_death_closes_session() {
     assert_eq!(line.field("user").as_deref(), Some(user.name.as_str()), "{}", line.raw);
 }
 
-const GOOD_CONFIG_FIRST: &str = "[defaults]\nidle_timeout = \"15m\"\n\n[[policy]]\nname = \"e2e-first\"\nmatch = { services = [\"vigil-test-*\"] }\n";
-const GOOD_CONFIG_SECOND: &str = "[defaults]\nidle_timeout = \"15m\"\n\n[[policy]]\nname = \"e2e-second\"\nmatch = { services = [\"vigil-test-*\"] }\n";
+const GOOD_CONFIG_FIRST: &str =
+    "[defaults]\nidle_timeout = \"15m\"\n\n[[policy]]\nname = \"e2e-first\"\nmatch = { services = [\"vigil-test-*\"] }\n";
+const GOOD_CONFIG_SECOND: &str =
+    "[defaults]\nidle_timeout = \"15m\"\n\n[[policy]]\nname = \"e2e-second\"\nmatch = { services = [\"vigil-test-*\"] }\n";
 /// A TOML syntax error on line 2 (an unterminated string).
 const BROKEN_CONFIG: &str = "[defaults]\nidle_timeout = \"15m\n";
 
@@ -386,15 +372,10 @@ fn reload_bad_config_keeps_policy() {
     let out = vigild.vigilctl(&["reload"]);
     assert!(out.status.success(), "vigilctl reload with a good file: {}", describe_output(&out));
     h.wait_for_log(LOG_WAIT, "vigild event=config_reload result=ok", |l| {
-        l.is_event("vigild", "config_reload")
-            && l.field("result").is_some_and(|r| ["ok", "success", "loaded"].contains(&r.as_str()))
+        l.is_event("vigild", "config_reload") && l.field("result").is_some_and(|r| ["ok", "success", "loaded"].contains(&r.as_str()))
     });
     let third = h.open_pam_session(&host);
-    assert_eq!(
-        listed(&h, third.session_id_u64()).policy_name(),
-        Some("e2e-second"),
-        "new sessions get the reloaded policy"
-    );
+    assert_eq!(listed(&h, third.session_id_u64()).policy_name(), Some("e2e-second"), "new sessions get the reloaded policy");
 
     // vigilctl with a broken file: refused with a non-zero exit, daemon still up.
     vigild.write_config(BROKEN_CONFIG);
@@ -425,14 +406,21 @@ fn reload_warns_about_names_that_do_not_resolve() {
     let out = vigild.vigilctl(&["reload"]);
     assert!(out.status.success(), "a file with warnings is accepted: {}", describe_output(&out));
     let answer = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(answer.contains("3 warning(s)") && answer.contains("vigil-e2e-nobody-such") && answer.contains("vigil-e2e-no-group"), "{answer}");
+    assert!(
+        answer.contains("3 warning(s)") && answer.contains("vigil-e2e-nobody-such") && answer.contains("vigil-e2e-no-group"),
+        "{answer}"
+    );
     let config_path = vigild.config_path().display().to_string();
     for (kind, line) in [("unknown_user", "5"), ("unknown_group", "7")] {
-        let record = h.wait_for_log(LOG_WAIT, &format!("vigild event=config_warning kind={kind}"), |l| l.is_event("vigild", "config_warning") && l.has("kind", kind));
+        let record = h.wait_for_log(LOG_WAIT, &format!("vigild event=config_warning kind={kind}"), |l| {
+            l.is_event("vigild", "config_warning") && l.has("kind", kind)
+        });
         assert_eq!(record.field("line").as_deref(), Some(line), "{}", record.raw);
         assert!(record.message.contains(&config_path) && record.field("key").is_some_and(|k| k.starts_with("policy[")), "{}", record.raw);
     }
-    h.wait_for_log(LOG_WAIT, "vigild event=config_warning kind=empty_match", |l| l.is_event("vigild", "config_warning") && l.has("kind", "empty_match"));
+    h.wait_for_log(LOG_WAIT, "vigild event=config_warning kind=empty_match", |l| {
+        l.is_event("vigild", "config_warning") && l.has("kind", "empty_match")
+    });
     assert!(vigild.is_running());
 }
 

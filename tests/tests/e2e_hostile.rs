@@ -133,8 +133,7 @@ fn wait_fds(h: &Harness, target: usize, within: Duration, what: &str) -> Duratio
 fn one_record_for(h: &Harness, event: &str, reason: &str, uid: u32) -> LogLine {
     let uid_text = uid.to_string();
     h.wait_for_event(STEP, "vigild", event, &[("reason", reason), ("uid", &uid_text)]);
-    let all: Vec<LogLine> =
-        vigild_records(h, event).into_iter().filter(|l| l.has("uid", &uid_text)).collect();
+    let all: Vec<LogLine> = vigild_records(h, event).into_iter().filter(|l| l.has("uid", &uid_text)).collect();
     assert_eq!(all.len(), 1, "one {event} record per uid and minute: {:#?}", raw(&all));
     let line = all[0].clone();
     assert!(line.has("suppressed", "0"), "nothing suppressed before the first record: {}", line.raw);
@@ -249,8 +248,7 @@ fn connections_over_the_total_limit_are_refused_and_root_keeps_its_pool() {
         assert_eq!(done.closed_while_held, 0, "{done:?}");
     }
     wait_fds(h, baseline, RELEASE_DEADLINE, "after every flooder exited");
-    let refused_uids: BTreeSet<String> =
-        vigild_records(h, "connection_refused").iter().filter_map(|l| l.field("uid")).collect();
+    let refused_uids: BTreeSet<String> = vigild_records(h, "connection_refused").iter().filter_map(|l| l.field("uid")).collect();
     assert_eq!(refused_uids, BTreeSet::from([last.uid.to_string()]), "only the 17th user was refused");
 }
 
@@ -348,11 +346,7 @@ fn malformed_header_and_endless_handshake_are_refused() {
     let (m_done, _) = malformed.finish(STEP);
     let (l_done, _) = longauth.finish(STEP);
     for done in [&m_done, &l_done] {
-        assert_eq!(
-            (done.closed_while_sending + done.closed_while_held, done.open_now),
-            (3, 0),
-            "vigild closed every connection: {done:?}"
-        );
+        assert_eq!((done.closed_while_sending + done.closed_while_held, done.open_now), (3, 0), "vigild closed every connection: {done:?}");
     }
     one_record_for(h, "message_refused", "malformed", bad.uid);
     one_record_for(h, "message_refused", "handshake_too_long", chatty.uid);

@@ -23,9 +23,7 @@ use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::sshd::unix_stack;
 use vigil_e2e::tmux::LOGIN_TIMEOUT;
 use vigil_e2e::wait::{try_wait_for, try_wait_for_polling};
-use vigil_e2e::{
-    Harness, LogLine, PamHostSession, PamStack, SshOpts, SshSession, SshdOpts, VigildOpts, paths, require_root, wait_for,
-};
+use vigil_e2e::{Harness, LogLine, PamHostSession, PamStack, SshOpts, SshSession, SshdOpts, VigildOpts, paths, require_root, wait_for};
 
 const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 const IDLE_CONFIG: &str = "[defaults]\nidle_timeout = \"6s\"\nidle_warning = \"3s\"\nkill_grace = \"1s\"\n";
@@ -139,8 +137,7 @@ fn future_tty_atime_is_not_activity() {
     eprintln!(
         "future atime: warned {warned_after:?} and ended {ended_after:?} after the touch (timeout {IDLE_TIMEOUT:?}); \
          ssh exit {code}; {}; {}",
-        suspect.raw,
-        end.raw
+        suspect.raw, end.raw
     );
 }
 
@@ -341,12 +338,7 @@ fn login_while_vigild_is_down_is_adopted_and_ended_when_idle() {
     let adopted = h.wait_for_event(ADOPT_WITHIN, "vigild", "session_adopted", &[("leader_pid", &leader.to_string())]);
     let adopted_after = started.elapsed();
     let comm = ProcInfo::read(leader).expect("[priv] runs").comm;
-    for (key, value) in [
-        ("ses", ses.to_string()),
-        ("user", user.name.clone()),
-        ("uid", user.uid.to_string()),
-        ("service", comm.clone()),
-    ] {
+    for (key, value) in [("ses", ses.to_string()), ("user", user.name.clone()), ("uid", user.uid.to_string()), ("service", comm.clone())] {
         assert!(adopted.has(key, &value), "{key}={value}: {}", adopted.raw);
     }
     let id: u64 = adopted.field("session").and_then(|s| s.parse().ok()).expect("session=");
@@ -411,8 +403,7 @@ fn burst_of_100_ssh_logins_is_all_supervised() {
             .filter(|l| missing.iter().any(|p| l.has("leader_pid", &p.to_string()) || l.pid == Some(*p)))
             .map(|l| l.raw)
             .collect();
-        let alive: Vec<(u32, bool, Option<u32>)> =
-            missing.iter().map(|&p| (p, vigil_e2e::process::pid_alive(p), leaders[&p])).collect();
+        let alive: Vec<(u32, bool, Option<u32>)> = missing.iter().map(|&p| (p, vigil_e2e::process::pid_alive(p), leaders[&p])).collect();
         panic!(
             "not every login of the burst supervised within {ADOPT_WITHIN:?}: {last}; missing (leader, alive, \
              audit session): {alive:?}; their records:\n{}",

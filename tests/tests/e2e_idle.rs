@@ -15,13 +15,12 @@ use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
+use vigil_e2e::login::{Login, listed_ttys, login_with, short_tty, wait_tracked};
 use vigil_e2e::procfs::ProcInfo;
 use vigil_e2e::sshd::unix_stack;
-use vigil_e2e::login::{Login, listed_ttys, login_with, short_tty, wait_tracked};
 use vigil_e2e::tmux::LOGIN_TIMEOUT;
 use vigil_e2e::{
-    Harness, LogLine, SessionInfo, SshOpts, SshSession, SshdOpts, TestUser, VigildOpts, paths,
-    require_root, wait_for, wait_until,
+    Harness, LogLine, SessionInfo, SshOpts, SshSession, SshdOpts, TestUser, VigildOpts, paths, require_root, wait_for, wait_until,
 };
 
 /// The idle settings most tests use.
@@ -137,8 +136,7 @@ fn stays_for(h: &Harness, login: &Login, span: Duration, label: &str) {
 /// after `since` it was seen.
 #[track_caller]
 fn wait_warning(client: &SshSession, text: &str, since: Instant, within: Duration) -> (String, Duration) {
-    let screen =
-        client.wait_for(within, &format!("{text:?} on the terminal"), |s| s.contains(text).then(|| s.to_string()));
+    let screen = client.wait_for(within, &format!("{text:?} on the terminal"), |s| s.contains(text).then(|| s.to_string()));
     (screen, since.elapsed())
 }
 
@@ -177,9 +175,9 @@ fn idle_session_is_warned_then_ended_with_its_background_job() {
 
     login.client.send_line("nohup sleep 1000 >/dev/null 2>&1 & echo BG=$! SID=$VIGIL_SESSION_ID");
     let last_input = Instant::now();
-    let (bg, sid) = login.client.wait_for(STEP, "the background job's pid and VIGIL_SESSION_ID", |s| {
-        Some((number_after(s, "BG=")?, number_after(s, "SID=")?))
-    });
+    let (bg, sid) = login
+        .client
+        .wait_for(STEP, "the background job's pid and VIGIL_SESSION_ID", |s| Some((number_after(s, "BG=")?, number_after(s, "SID=")?)));
     assert_eq!(sid, id, "the shell's VIGIL_SESSION_ID is the session vigild lists");
     let sleeper = ProcInfo::read(bg as u32).expect("the background sleep runs");
     assert_eq!((sleeper.comm.as_str(), sleeper.uid), ("sleep", user.uid), "{sleeper:?}");
@@ -187,10 +185,7 @@ fn idle_session_is_warned_then_ended_with_its_background_job() {
 
     let (screen, warned_after) = wait_warning(&login.client, IDLE_WARNING_TEXT, last_input, TIMEOUT + SLACK);
     let warning_line = line_with(&screen, IDLE_WARNING_TEXT);
-    assert!(
-        warning_line.contains("It will be ended in") && warning_line.contains("unless you press a key. ***"),
-        "{screen}"
-    );
+    assert!(warning_line.contains("It will be ended in") && warning_line.contains("unless you press a key. ***"), "{screen}");
     assert!(warned_after + EARLY >= TIMEOUT - WARNING, "warned {warned_after:?} after the last input");
     assert!(login.client.is_alive(), "the warning comes before the end: {screen}");
 
@@ -274,17 +269,13 @@ fn output_only_session_is_ended_unless_output_counts() {
     loud.client.send_line(looping);
     let loud_input = Instant::now();
     for l in [&quiet, &loud] {
-        l.client
-            .wait_for(STEP, "three ticks", |s| (s.lines().filter(|l| l.trim() == "tick").count() >= 3).then_some(()));
+        l.client.wait_for(STEP, "three ticks", |s| (s.lines().filter(|l| l.trim() == "tick").count() >= 3).then_some(()));
     }
 
     // output_is_activity = false: printing is not input; the session is warned and ended.
     let (_, warned_after) = wait_warning(&quiet.client, IDLE_WARNING_TEXT, quiet_input, TIMEOUT + SLACK);
     let (_, ended_after) = wait_client_exit(&quiet.client, quiet_input, TIMEOUT + SLACK);
-    assert!(
-        warned_after + EARLY >= TIMEOUT - WARNING && ended_after + EARLY >= TIMEOUT,
-        "{warned_after:?} {ended_after:?}"
-    );
+    assert!(warned_after + EARLY >= TIMEOUT - WARNING && ended_after + EARLY >= TIMEOUT, "{warned_after:?} {ended_after:?}");
     let end = wait_record(&h, quiet.id(), "session_end", &[("reason", "idle")]);
 
     // output_is_activity = true: the same loop keeps its session, for 3 × the timeout.
@@ -306,9 +297,7 @@ fn output_only_session_is_ended_unless_output_counts() {
 #[test]
 fn exempt_session_is_never_ended() {
     require_root!();
-    let config = format!(
-        "{IDLE_CONFIG}\n[[policy]]\nname = \"exempt-users\"\nmatch = {{ users = [\"vtest-exempt-*\"] }}\nexempt = true\n"
-    );
+    let config = format!("{IDLE_CONFIG}\n[[policy]]\nname = \"exempt-users\"\nmatch = {{ users = [\"vtest-exempt-*\"] }}\nexempt = true\n");
     let h = harness(&config);
     let user = h.create_user("exempt");
     let before = Instant::now();
@@ -333,9 +322,7 @@ fn exempt_session_is_never_ended() {
 fn max_session_age_ends_an_active_session() {
     require_root!();
     const MAX_AGE: Duration = Duration::from_secs(8);
-    let h = harness(
-        "[defaults]\nidle_timeout = \"1h\"\nidle_warning = \"3s\"\nmax_session_age = \"8s\"\nkill_grace = \"1s\"\n",
-    );
+    let h = harness("[defaults]\nidle_timeout = \"1h\"\nidle_warning = \"3s\"\nmax_session_age = \"8s\"\nkill_grace = \"1s\"\n");
     let user = h.create_user("maxage");
     let before = Instant::now(); // before the session opened: a lower bound of its age
     let login = login(&h, &user);
@@ -372,8 +359,7 @@ fn max_session_age_ends_an_active_session() {
 // ---- 6. notty sessions --------------------------------------------------------------
 
 const NOTTY_TIMEOUT: Duration = Duration::from_secs(4);
-const NOTTY_CONFIG: &str =
-    "[defaults]\nidle_timeout = \"1h\"\nidle_warning = \"3s\"\nnotty_idle_timeout = \"4s\"\nkill_grace = \"1s\"\n";
+const NOTTY_CONFIG: &str = "[defaults]\nidle_timeout = \"1h\"\nidle_warning = \"3s\"\nnotty_idle_timeout = \"4s\"\nkill_grace = \"1s\"\n";
 
 #[test]
 fn notty_session_follows_notty_idle_timeout() {
@@ -397,18 +383,13 @@ fn notty_session_follows_notty_idle_timeout() {
     // Sampled at a quarter of the timeout: ended within 1.25 × the timeout of the last I/O.
     let status = client.wait_exit(NOTTY_TIMEOUT * 5 / 4 + SLACK);
     let ended_after = before.elapsed();
-    let status = status.unwrap_or_else(|| {
-        panic!("the ssh client still runs {ended_after:?} after it started; auth.log: {:?}", end_records(&h, id))
-    });
+    let status =
+        status.unwrap_or_else(|| panic!("the ssh client still runs {ended_after:?} after it started; auth.log: {:?}", end_records(&h, id)));
     assert!(ended_after + EARLY >= NOTTY_TIMEOUT, "ended {ended_after:?} after the client started");
     let end = wait_record(&h, id, "session_end", &[("reason", "idle")]);
     wait_until(KILL_GRACE + STEP, "the remote `sleep 600` to be ended", || !sleeper.still_running());
     h.vigild().wait_session_gone(id, STEP);
-    assert!(
-        records(&h, id, "idle_warning").is_empty(),
-        "no terminal, no warning: {:?}",
-        records(&h, id, "idle_warning")
-    );
+    assert!(records(&h, id, "idle_warning").is_empty(), "no terminal, no warning: {:?}", records(&h, id, "idle_warning"));
 
     // The busy one stays, for 3 × the timeout.
     let watch_until = before + NOTTY_TIMEOUT * 3;
@@ -417,18 +398,10 @@ fn notty_session_follows_notty_idle_timeout() {
         if Instant::now() >= watch_until {
             break;
         }
-        assert!(
-            busy.is_running() && end_records(&h, busy_id).is_empty(),
-            "the busy notty session ended: {:?}",
-            end_records(&h, busy_id)
-        );
+        assert!(busy.is_running() && end_records(&h, busy_id).is_empty(), "the busy notty session ended: {:?}", end_records(&h, busy_id));
         sleep(Duration::from_millis(250));
     }
-    assert!(
-        busy.is_running() && busy_server.is_alive(),
-        "the busy notty session ended: {:?}",
-        end_records(&h, busy_id)
-    );
+    assert!(busy.is_running() && busy_server.is_alive(), "the busy notty session ended: {:?}", end_records(&h, busy_id));
     assert!(h.vigild().list_sessions().iter().any(|s| s.id == busy_id));
     let ticks = busy.stdout_text().lines().filter(|l| *l == "tick").count();
     assert!(ticks >= 3, "the busy session printed {ticks} ticks");
@@ -469,10 +442,7 @@ fn notty_idle_time_counts_from_io_in_the_first_second() {
         "session {id} ended {quiet_for:?} after its last output, before notty_idle_timeout ({NOTTY_TIMEOUT:?}): {}",
         end.raw
     );
-    eprintln!(
-        "notty io: ended {quiet_for:?} after the last output (timeout {NOTTY_TIMEOUT:?}); late_ms={}",
-        late_ms(&end)
-    );
+    eprintln!("notty io: ended {quiet_for:?} after the last output (timeout {NOTTY_TIMEOUT:?}); late_ms={}", late_ms(&end));
 }
 
 // ---- 7. multiplexed connections -----------------------------------------------------
@@ -487,9 +457,7 @@ fn multiplexed_connection_is_one_session_idle_only_when_every_pty_is() {
     let first = login_with(&h, &user, &opts, STEP);
     wait_until(STEP, "the control socket", || control.exists());
     let second_client = h.ssh_session_with(&user, &opts);
-    let server = h.sshd().wait_for_session(LOGIN_TIMEOUT, "two shells over one connection", |s| {
-        s.user == user.name && s.ttys().len() == 2
-    });
+    let server = h.sshd().wait_for_session(LOGIN_TIMEOUT, "two shells over one connection", |s| s.user == user.name && s.ttys().len() == 2);
     assert_eq!(server.priv_pid(), first.server.priv_pid(), "one [priv] process for both");
     second_client.wait_for(STEP, "a prompt", |s| s.trim_end().ends_with('$').then_some(()));
     let ttys: Vec<String> = server.ttys().iter().map(|t| short_tty(&t.display().to_string())).collect();

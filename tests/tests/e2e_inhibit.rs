@@ -164,7 +164,10 @@ fn inhibited_idle_session_survives_its_timeout_and_ends_when_the_inhibitor_expir
     let log = h.auth_log();
     let at = |l: &LogLine| log.iter().position(|x| x == l);
     assert!(at(&warning) < at(&expired) && at(&expired) < at(&end), "warning, expiry, end in that order");
-    eprintln!("inhibit: session ended {ended_after:?} after a {INHIBIT_FOR:?} inhibitor (idle timeout {TIMEOUT:?}); late_ms={:?}", end.field("late_ms"));
+    eprintln!(
+        "inhibit: session ended {ended_after:?} after a {INHIBIT_FOR:?} inhibitor (idle timeout {TIMEOUT:?}); late_ms={:?}",
+        end.field("late_ms")
+    );
     assert_report_matches_show(&h);
 }
 

@@ -139,10 +139,9 @@ fn a_refusal_by_vigild_is_recorded_as_a_refusal() {
     let overlong = vec![b'u'; MAX_FIELD_BYTES + 76];
     for fail in [Fail::Open, Fail::Closed] {
         let service = h.install_vigil_service("refused", &vigil_args(&h).fail(fail));
-        for (user, reason, error_name) in [
-            (&unknown, "invalid_argument", Some("org.vigil1.Error.InvalidArgument")),
-            (&overlong, "user_too_long", None),
-        ] {
+        for (user, reason, error_name) in
+            [(&unknown, "invalid_argument", Some("org.vigil1.Error.InvalidArgument")), (&overlong, "user_too_long", None)]
+        {
             let line = refused_open(&h, &service, user, fail);
             let what = format!("fail={fail:?}, {reason}");
             assert!(line.has("call", "open_session"), "{what}: {}", line.raw);

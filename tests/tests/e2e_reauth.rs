@@ -21,13 +21,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use vigil_e2e::login::{Login, login_with};
 use vigil_e2e::sshd::unix_stack;
 use vigil_e2e::sudo::{self, SU_PROMPT, SUDO_PROMPT, reauth_stack, run_prompted};
-use vigil_e2e::login::{Login, login_with};
-use vigil_e2e::{
-    Answer, Harness, LogLine, Prompted, SshOpts, SshSession, SshdOpts, TestUser, VigildOpts, paths,
-    require_root, wait_for,
-};
+use vigil_e2e::{Answer, Harness, LogLine, Prompted, SshOpts, SshSession, SshdOpts, TestUser, VigildOpts, paths, require_root, wait_for};
 
 const WINDOW: Duration = Duration::from_secs(20);
 const AFTER_IDLE: Duration = Duration::from_secs(8);

@@ -35,9 +35,7 @@ fn syslog_lines_land_in_the_right_files() {
     let line = h.wait_for_event(LOG_WAIT, "selftest", "probe", &[("n", "1")]);
     assert_eq!(line.field("user").as_deref(), Some("a \"b\""), "{line:?}");
     logger(&h, "user.info", "selftest", "not-authpriv-77");
-    vigil_e2e::wait_until(LOG_WAIT, "user.info line in all.log", || {
-        h.all_log().iter().any(|l| l.message == "not-authpriv-77")
-    });
+    vigil_e2e::wait_until(LOG_WAIT, "user.info line in all.log", || h.all_log().iter().any(|l| l.message == "not-authpriv-77"));
     assert!(h.auth_log().iter().all(|l| !l.raw.contains("not-authpriv-77")), "user.* must not reach auth.log");
 }
 
@@ -69,14 +67,7 @@ fn private_bus_serves_users_and_applies_the_packaging_policy() {
     // An unprivileged user reaches the bus socket in the harness directory.
     let out = h.run_as(
         &user.name,
-        &[
-            "dbus-send",
-            &bus_arg,
-            "--print-reply",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.GetId",
-        ],
+        &["dbus-send", &bus_arg, "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.GetId"],
     );
     assert!(out.status.success(), "GetId as a test user: {}", describe_output(&out));
 
@@ -93,11 +84,7 @@ fn private_bus_serves_users_and_applies_the_packaging_policy() {
     argv.extend(request);
     let out = h.run_as(&user.name, &argv);
     assert!(!out.status.success(), "a user owned org.vigil1: {}", describe_output(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("org.freedesktop.DBus.Error.AccessDenied"),
-        "{}",
-        describe_output(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("org.freedesktop.DBus.Error.AccessDenied"), "{}", describe_output(&out));
     let out = run_bounded(Command::new("dbus-send").arg(&bus_arg).args(request), Duration::from_secs(10), "dbus-send");
     assert!(out.status.success(), "root could not own org.vigil1: {}", describe_output(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("uint32 1"), "{}", describe_output(&out));

@@ -31,11 +31,7 @@ impl Owned {
         if let Some(pid) = h.tmux().pid() {
             pids.extend(vigil_e2e::procfs::descendants(pid));
         }
-        let uids: Vec<u32> = users
-            .iter()
-            .filter_map(|u| nix::unistd::User::from_name(u).ok().flatten())
-            .map(|u| u.uid.as_raw())
-            .collect();
+        let uids: Vec<u32> = users.iter().filter_map(|u| nix::unistd::User::from_name(u).ok().flatten()).map(|u| u.uid.as_raw()).collect();
         pids.extend(all_processes().into_iter().filter(|p| uids.contains(&p.uid)));
         Owned {
             pids,
@@ -94,11 +90,7 @@ fn password_login_in_a_pty_through_the_harness_sshd() {
     let user = h.create_user("ssh");
     let sshd_pid = h.sshd().pid().unwrap();
     assert!(h.sshd().service_name().starts_with(SSHD_PREFIX));
-    assert_eq!(
-        std::fs::read_link(h.sshd().program()).unwrap(),
-        Path::new("/usr/sbin/sshd"),
-        "the program is a symlink to the real sshd"
-    );
+    assert_eq!(std::fs::read_link(h.sshd().program()).unwrap(), Path::new("/usr/sbin/sshd"), "the program is a symlink to the real sshd");
 
     let session = h.ssh_login(&user);
     assert!(session.is_alive());
@@ -116,10 +108,7 @@ fn password_login_in_a_pty_through_the_harness_sshd() {
     let user_proc = server.user_proc.as_ref().expect("the user's sshd process");
     assert_eq!(user_proc.uid, user.uid);
     assert!(server.has_pty(), "{user_proc:?}");
-    assert!(
-        user_proc.cmdline.ends_with(&format!("{}@{}", user.name, tty.trim_start_matches("/dev/"))),
-        "{user_proc:?}"
-    );
+    assert!(user_proc.cmdline.ends_with(&format!("{}@{}", user.name, tty.trim_start_matches("/dev/"))), "{user_proc:?}");
     let shell = server.shell().expect("the user's shell");
     assert_eq!(shell.comm, "bash");
     assert_eq!(shell.uid, user.uid);
@@ -180,11 +169,7 @@ fn sshd_reads_its_own_pam_service_not_the_machines() {
     // pam_exec runs `env` at session open and close and appends its output (PAM_SERVICE,
     // PAM_TYPE, PAM_USER, PAM_TTY, PAM_RHOST) to a file only this service names.
     let env_log = h.path("pam_exec-env.log");
-    let stack = unix_stack().session(
-        "optional",
-        "pam_exec.so",
-        &[format!("log={}", env_log.display()), "/usr/bin/env".to_string()],
-    );
+    let stack = unix_stack().session("optional", "pam_exec.so", &[format!("log={}", env_log.display()), "/usr/bin/env".to_string()]);
     h.start_sshd(SshdOpts::default().stack(stack));
     let service = h.sshd().service_name().to_string();
     assert_eq!(h.sshd().pam_file(), Path::new("/etc/pam.d").join(&service));
@@ -224,11 +209,7 @@ fn wait_for_env_block(log: &Path, pam_type: &str) -> std::collections::HashMap<S
         blocks
             .into_iter()
             .rev()
-            .find(|b| {
-                b.get("PAM_TYPE").is_some_and(|t| t == pam_type)
-                    && b.contains_key("PAM_SERVICE")
-                    && b.contains_key("PAM_TTY")
-            })
+            .find(|b| b.get("PAM_TYPE").is_some_and(|t| t == pam_type) && b.contains_key("PAM_SERVICE") && b.contains_key("PAM_TTY"))
             .ok_or_else(|| format!("log so far:\n{text}"))
     })
 }
@@ -258,9 +239,7 @@ fn multiplexed_sessions_share_one_connection() {
     first.wait_ready(h.sshd(), LOGIN_TIMEOUT);
     vigil_e2e::wait_until(STEP, "the control socket", || control.exists());
     let second = h.ssh_session_with(&user, &opts);
-    let server = h.sshd().wait_for_session(LOGIN_TIMEOUT, "two shells over one connection", |s| {
-        s.user == user.name && s.ttys().len() == 2
-    });
+    let server = h.sshd().wait_for_session(LOGIN_TIMEOUT, "two shells over one connection", |s| s.user == user.name && s.ttys().len() == 2);
     assert_eq!(h.sshd().sessions_of(&user.name).len(), 1, "one [priv] process for both");
     assert_eq!(second.client_port(), None, "the second client talks to the master, not to sshd");
     let shells: Vec<&ProcInfo> = server.processes.iter().filter(|p| p.comm == "bash").collect();

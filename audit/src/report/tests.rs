@@ -28,7 +28,11 @@ fn trail() -> String {
     };
     add(T - 10, Record::new(Event::DaemonStart).text("version", "0.1.0"), true);
     add(T, session_record(Event::SessionOpen, 12, "alice"), true);
-    add(T + 5, session_record(Event::InhibitStart, 12, "alice").text("why", "db \"migration\"\nevent=x").text("until", "2026-11-26T06:14:15Z"), true);
+    add(
+        T + 5,
+        session_record(Event::InhibitStart, 12, "alice").text("why", "db \"migration\"\nevent=x").text("until", "2026-11-26T06:14:15Z"),
+        true,
+    );
     add(T + 60, session_record(Event::ReauthRequired, 12, "alice").text("reason", "none"), true);
     add(T + 61, session_record(Event::ReauthGranted, 12, "alice").number("proof_age_s", 1), false);
     add(T + 62, session_record(Event::ReauthFailed, 12, "alice"), false);
@@ -38,7 +42,15 @@ fn trail() -> String {
     add(T + 86_400 + 3600, session_record(Event::SessionEnd, 13, "bob").text("reason", "max_age"), true);
     add(T + 86_400 + 3700, session_record(Event::SessionOpen, 14, "bob"), true);
     add(T + 86_400 + 7300, session_record(Event::SessionEnd, 14, "bob").text("reason", "idle"), true);
-    lines.push(syslog_line(Layout::HighPrecision, T + 20, 0, "host1", "pam_vigil", 4000, "event=session_end session=12 user=alice reason=idle"));
+    lines.push(syslog_line(
+        Layout::HighPrecision,
+        T + 20,
+        0,
+        "host1",
+        "pam_vigil",
+        4000,
+        "event=session_end session=12 user=alice reason=idle",
+    ));
     lines.push(syslog_line(Layout::HighPrecision, T + 21, 0, "host1", "sshd", 4000, "Accepted publickey for alice"));
     let mut text = lines.join("\n");
     text.push('\n');
@@ -70,7 +82,9 @@ fn shown(text: &str, filter: &Filter, name: &str, reason: Option<&str>) -> u64 {
 #[test]
 fn counts_per_day_and_user() {
     let r = report(&trail(), &Filter::default());
-    let row = |day: &str, user: &str| r.days.iter().find(|d| d.day == day && d.user == user).map(|d| d.counts).unwrap_or_else(|| panic!("{day} {user}: {r:?}"));
+    let row = |day: &str, user: &str| {
+        r.days.iter().find(|d| d.day == day && d.user == user).map(|d| d.counts).unwrap_or_else(|| panic!("{day} {user}: {r:?}"))
+    };
     let alice = row("2026-11-26", "alice");
     assert_eq!((alice.logins, alice.idle_ends, alice.reauth_asked, alice.inhibitors), (1, 1, 1, 1));
     assert_eq!((alice.reauth_granted, alice.reauth_failed), (0, 0), "not in the file");

@@ -47,7 +47,21 @@ fn rfc5424() {
 
 #[test]
 fn not_syslog() {
-    for bad in ["", "vigild[1]: ", "hello", "Nov", "Nov 26", "Nov 26 04:14:10", "Nov 26 25:14:10 h t: m", "Nov 32 04:14:10 h t: m", "<999>Nov 26 04:14:10 h t: m", "2026-13-26T04:14:10Z h t: m", "{\"event\":\"x\"}", "<38>1 ", "\u{1b}[31mNov 26 04:14:10 h t: m"] {
+    for bad in [
+        "",
+        "vigild[1]: ",
+        "hello",
+        "Nov",
+        "Nov 26",
+        "Nov 26 04:14:10",
+        "Nov 26 25:14:10 h t: m",
+        "Nov 32 04:14:10 h t: m",
+        "<999>Nov 26 04:14:10 h t: m",
+        "2026-13-26T04:14:10Z h t: m",
+        "{\"event\":\"x\"}",
+        "<38>1 ",
+        "\u{1b}[31mNov 26 04:14:10 h t: m",
+    ] {
         assert!(parse_line(bad).is_none(), "{bad:?}");
     }
 }

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::ser::{CharEscape, Formatter};
 
 use super::{Block, Event, HEADER_KEYS, lasted};
@@ -95,7 +95,8 @@ fn offset_seconds(from: SystemTime, to: SystemTime) -> Seconds {
 }
 
 fn json_event<'a>(block: &Block, origin: Option<SystemTime>, event: &'a Event, names: &'a [String]) -> JsonEvent<'a> {
-    let fields = event.fields.iter().filter(|(key, _)| key != "prev" && key != "mac").map(|(key, value)| (key.as_str(), text(value))).collect();
+    let fields =
+        event.fields.iter().filter(|(key, _)| key != "prev" && key != "mac").map(|(key, value)| (key.as_str(), text(value))).collect();
     JsonEvent {
         time: &event.time_text,
         unix_time: event.time.and_then(unix_seconds),
@@ -113,7 +114,8 @@ fn json_event<'a>(block: &Block, origin: Option<SystemTime>, event: &'a Event, n
 pub(super) fn render_json(out: &mut Vec<u8>, block: &Block, selected: &[&Event], names: &[String]) -> io::Result<()> {
     let origin = block.origin();
     let session = block.session.is_some();
-    let header = if session { HEADER_KEYS.iter().filter_map(|&key| block.header(key).map(|v| (key, text(v)))).collect() } else { Vec::new() };
+    let header =
+        if session { HEADER_KEYS.iter().filter_map(|&key| block.header(key).map(|v| (key, text(v)))).collect() } else { Vec::new() };
     let object = JsonBlock {
         host: &block.host,
         session: block.session,

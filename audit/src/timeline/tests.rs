@@ -5,7 +5,7 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event;
 
 use super::*;
-use crate::chain::{ChainState, Encoding, Key, KEY_BYTES};
+use crate::chain::{ChainState, Encoding, KEY_BYTES, Key};
 use crate::sample::{Layout, SAMPLE_EPOCH, session_record, syslog_line};
 
 const T: u64 = SAMPLE_EPOCH;
@@ -29,7 +29,15 @@ fn day(encoding: Encoding, layout: Layout) -> String {
     add(T + 150, Record::new(Event::ConfigReload).text("result", "ok"));
     add(T + 200, session_record(Event::ReauthGranted, 12, "alice").text("method", "password"));
     add(T + 950, session_record(Event::SessionEnd, 12, "alice").text("reason", "idle"));
-    lines.push(syslog_line(layout, T + 951, 0, "host1", "pam_vigil", 4000, "event=daemon_unreachable call=close_session session=12 user=alice reason=timeout"));
+    lines.push(syslog_line(
+        layout,
+        T + 951,
+        0,
+        "host1",
+        "pam_vigil",
+        4000,
+        "event=daemon_unreachable call=close_session session=12 user=alice reason=timeout",
+    ));
     lines.push(syslog_line(layout, T + 952, 0, "host1", "sshd", 4000, "pam_unix(sshd:session): session closed for user alice"));
     let mut text = lines.join("\n");
     text.push('\n');
@@ -48,7 +56,8 @@ fn at(secs: u64) -> SystemTime {
 fn a_session_renders_in_order_with_durations() {
     for encoding in [Encoding::KeyValue, Encoding::Json] {
         let out = show(&day(encoding, Layout::HighPrecision), &Filter::default(), false);
-        let block: Vec<&str> = out.split("\n\n").find(|b| b.starts_with("session 12 ")).unwrap_or_else(|| panic!("{out}")).lines().collect();
+        let block: Vec<&str> =
+            out.split("\n\n").find(|b| b.starts_with("session 12 ")).unwrap_or_else(|| panic!("{out}")).lines().collect();
         let ts = |secs: u64| {
             let (y, mo, d, h, mi, s) = crate::sample::civil(secs);
             format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.000000+00:00")
@@ -66,7 +75,16 @@ fn a_session_renders_in_order_with_durations() {
         // JSON records come back with their keys sorted; kv keeps the written order.
         let expected: Vec<String> = expected
             .iter()
-            .map(|l| if encoding == Encoding::KeyValue { l.replace("ends_in_s=60 limit=idle", "limit=idle ends_in_s=60") } else { l.replace("session_open ruser=\"\" leader_pid=9012 policy=defaults parent=0", "session_open leader_pid=9012 parent=0 policy=defaults ruser=\"\"") })
+            .map(|l| {
+                if encoding == Encoding::KeyValue {
+                    l.replace("ends_in_s=60 limit=idle", "limit=idle ends_in_s=60")
+                } else {
+                    l.replace(
+                        "session_open ruser=\"\" leader_pid=9012 policy=defaults parent=0",
+                        "session_open leader_pid=9012 parent=0 policy=defaults ruser=\"\"",
+                    )
+                }
+            })
             .collect();
         assert_eq!(block, expected, "{out}");
         assert!(out.starts_with("daemon on host1:\n"), "{out}");
@@ -116,8 +134,18 @@ fn json_is_one_ascii_object_per_block() {
         let s12 = objects.iter().find(|o| o["session"] == 12).unwrap();
         assert_eq!(s12["user"], "alice");
         assert_eq!(s12["duration_s"], 950.0);
-        let events: Vec<(&str, f64)> = s12["events"].as_array().unwrap().iter().map(|e| (e["event"].as_str().unwrap(), e["offset_s"].as_f64().unwrap())).collect();
-        assert_eq!(events, [("session_open", 0.0), ("idle_warning", 133.0), ("reauth_granted", 200.0), ("session_end", 950.0), ("daemon_unreachable", 951.0)]);
+        let events: Vec<(&str, f64)> =
+            s12["events"].as_array().unwrap().iter().map(|e| (e["event"].as_str().unwrap(), e["offset_s"].as_f64().unwrap())).collect();
+        assert_eq!(
+            events,
+            [
+                ("session_open", 0.0),
+                ("idle_warning", 133.0),
+                ("reauth_granted", 200.0),
+                ("session_end", 950.0),
+                ("daemon_unreachable", 951.0)
+            ]
+        );
         assert_eq!(s12["events"][1]["fields"]["limit"], "idle");
         assert_eq!(s12["events"][1]["line"], 4);
         assert!(s12["events"][1]["fields"].get("mac").is_none());
@@ -127,7 +155,8 @@ fn json_is_one_ascii_object_per_block() {
 #[test]
 fn hostile_values_never_reach_the_terminal_raw() {
     let user = "\u{1b}[31m\u{202e}root\u{7}";
-    let mut lines = vec![syslog_line(Layout::Traditional, T, 0, "host1", "vigild", 1, &session_record(Event::SessionOpen, 5, user).to_kv_line())];
+    let mut lines =
+        vec![syslog_line(Layout::Traditional, T, 0, "host1", "vigild", 1, &session_record(Event::SessionOpen, 5, user).to_kv_line())];
     lines.push(syslog_line(Layout::Traditional, T, 0, "host1", "vigild", 1, &session_record(Event::SessionEnd, 6, user).to_json_line()));
     lines.push("Nov 26 04:14:10 host1 vigild[1]: {\"event\":\"x\\u001b[2J\",\"session\":7,\"user\":\"\\u202e\"}".to_string());
     lines.push("Nov 26 04:14:10 host1 vigild[1]: {\"event\":\"x\",\"Bad-Key\\u001b\":1}".into());
@@ -149,8 +178,24 @@ fn hostile_values_never_reach_the_terminal_raw() {
 #[test]
 fn a_session_whose_open_is_in_an_earlier_file_uses_duration_s() {
     let lines = [
-        syslog_line(Layout::HighPrecision, T + 100, 0, "host1", "vigild", 1, &session_record(Event::IdleWarning, 3, "carol").text("limit", "idle").to_kv_line()),
-        syslog_line(Layout::HighPrecision, T + 200, 0, "host1", "vigild", 1, &session_record(Event::SessionEnd, 3, "carol").text("reason", "idle").number("duration_s", 4000).to_kv_line()),
+        syslog_line(
+            Layout::HighPrecision,
+            T + 100,
+            0,
+            "host1",
+            "vigild",
+            1,
+            &session_record(Event::IdleWarning, 3, "carol").text("limit", "idle").to_kv_line(),
+        ),
+        syslog_line(
+            Layout::HighPrecision,
+            T + 200,
+            0,
+            "host1",
+            "vigild",
+            1,
+            &session_record(Event::SessionEnd, 3, "carol").text("reason", "idle").number("duration_s", 4000).to_kv_line(),
+        ),
     ];
     let out = show(&lines.join("\n"), &Filter::default(), false);
     assert!(out.contains("  opened before these files (first record "), "{out}");
@@ -189,7 +234,10 @@ fn module_records_are_labelled_and_never_shape_a_session() {
         assert!(lines[0].starts_with("session 12 on host1: user=alice uid=1012 "), "vigild's records give the header: {out}");
         assert!(!lines[0].contains("unauthenticated"), "{out}");
         let forged_open = lines.iter().find(|l| l.contains("call=open_session")).unwrap_or_else(|| panic!("{out}"));
-        assert!(forged_open.contains(" daemon_unreachable (pam_vigil, unauthenticated) call=open_session user=root uid=0 fail=open"), "{forged_open}");
+        assert!(
+            forged_open.contains(" daemon_unreachable (pam_vigil, unauthenticated) call=open_session user=root uid=0 fail=open"),
+            "{forged_open}"
+        );
         let forged_end = lines.iter().find(|l| l.contains("  +5m00s ")).unwrap_or_else(|| panic!("{out}"));
         assert!(forged_end.ends_with(" session_end (pam_vigil, unauthenticated) reason=idle"), "{forged_end}");
         assert!(out.contains("(session_end), lasted 15m50s"), "the end is vigild's: {out}");
@@ -237,7 +285,12 @@ fn vigild_records_without_a_mac_are_unauthenticated_too() {
         syslog_line(Layout::HighPrecision, T + 5, 0, "host1", "vigild", 1, &session_record(Event::SessionClose, 4, "dave").to_json_line()),
     ];
     let out = show(&lines.join("\n"), &Filter::default(), false);
-    assert!(out.starts_with("session 4 on host1: user=dave uid=1004 service=sshd tty=ssh rhost=203.0.113.7 ses=7 (only unauthenticated records)\n"), "{out}");
+    assert!(
+        out.starts_with(
+            "session 4 on host1: user=dave uid=1004 service=sshd tty=ssh rhost=203.0.113.7 ses=7 (only unauthenticated records)\n"
+        ),
+        "{out}"
+    );
     assert!(out.contains(" session_open (no mac, unauthenticated) ruser="), "{out}");
     assert!(out.contains("(session_close), lasted 5s"), "vigild's records still open and end a session: {out}");
     let out = show(&lines.join("\n"), &Filter::default(), true);

@@ -114,10 +114,15 @@ impl Verifier {
                 Some((start, gap)) => {
                     let (before, after) = (gap.before, gap.after);
                     if start < seq {
-                        segment.gaps.insert(start, Gap { end: seq - 1, before, after, after_seq: gap.after_seq, after_event: gap.after_event.clone() });
+                        segment.gaps.insert(
+                            start,
+                            Gap { end: seq - 1, before, after, after_seq: gap.after_seq, after_event: gap.after_event.clone() },
+                        );
                     }
                     if seq < gap.end {
-                        segment.gaps.insert(seq + 1, Gap { end: gap.end, before, after, after_seq: gap.after_seq, after_event: gap.after_event });
+                        segment
+                            .gaps
+                            .insert(seq + 1, Gap { end: gap.end, before, after, after_seq: gap.after_seq, after_event: gap.after_event });
                     }
                     Behind::InGap(before, after)
                 }
@@ -128,16 +133,31 @@ impl Verifier {
         let (kind, detail) = match behind {
             Behind::InGap(before, after) => (
                 FindingKind::Reordered,
-                format!("reordered: seq {seq} comes after seq {frontier} ({frontier_ref}); it belongs between {} and {}", self.line_ref(before, at), self.line_ref(after, at)),
+                format!(
+                    "reordered: seq {seq} comes after seq {frontier} ({frontier_ref}); it belongs between {} and {}",
+                    self.line_ref(before, at),
+                    self.line_ref(after, at)
+                ),
             ),
             Behind::BeforeFirst(first, first_at) => (
                 FindingKind::Reordered,
-                format!("reordered: seq {seq} comes after seq {frontier} ({frontier_ref}); it belongs before seq {first} ({})", self.line_ref(first_at, at)),
+                format!(
+                    "reordered: seq {seq} comes after seq {frontier} ({frontier_ref}); it belongs before seq {first} ({})",
+                    self.line_ref(first_at, at)
+                ),
             ),
             Behind::Seen(range) => {
-                let seen = range.and_then(|i| self.hosts[host].report.ranges.get(i)).filter(|r| r.last_seq >= seq && r.first_seq <= seq).map(|r| (r.from, r.to));
+                let seen = range
+                    .and_then(|i| self.hosts[host].report.ranges.get(i))
+                    .filter(|r| r.last_seq >= seq && r.first_seq <= seq)
+                    .map(|r| (r.from, r.to));
                 let detail = match seen {
-                    Some((from, to)) if from.file == to.file => format!("duplicate seq {seq}: already verified in {} lines {}..{}", self.files.get(from.file).map(|f| display_path(&f.path)).unwrap_or_default(), from.line, to.line),
+                    Some((from, to)) if from.file == to.file => format!(
+                        "duplicate seq {seq}: already verified in {} lines {}..{}",
+                        self.files.get(from.file).map(|f| display_path(&f.path)).unwrap_or_default(),
+                        from.line,
+                        to.line
+                    ),
                     Some((from, to)) => format!("duplicate seq {seq}: already verified in {} .. {}", self.place(from), self.place(to)),
                     None => format!("duplicate seq {seq}: this seq was already accounted for earlier in the chain"),
                 };
@@ -148,13 +168,24 @@ impl Verifier {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn open_gap(&mut self, host: usize, first: u64, last: u64, before: Location, after: Location, after_seq: u64, event: &str, dropped: Option<(u64, u64)>) {
+    pub(super) fn open_gap(
+        &mut self,
+        host: usize,
+        first: u64,
+        last: u64,
+        before: Location,
+        after: Location,
+        after_seq: u64,
+        event: &str,
+        dropped: Option<(u64, u64)>,
+    ) {
         let mut last = last;
         // vigild's own account: `records_dropped first_seq=A count=N` right after A..A+N-1.
         if let Some((claimed_first, count)) = dropped {
             if claimed_first.checked_add(count) == Some(after_seq) && count > 0 {
                 let from = claimed_first.max(first);
-                let detail = format!("seqs {from}..{last} were dropped by vigild (its spool was full), as its records_dropped record here says");
+                let detail =
+                    format!("seqs {from}..{last} were dropped by vigild (its spool was full), as its records_dropped record here says");
                 self.add(FindingKind::DroppedByDaemon, host, after, Some(from), detail);
                 if from == first {
                     return;
@@ -163,8 +194,12 @@ impl Verifier {
             }
         }
         // Seqs claimed by records that did not verify, between the two: edited records.
-        let mut edited: Vec<(u64, Option<usize>)> =
-            self.hosts[host].pending.iter().filter(|(s, l, _)| (first..=last).contains(s) && *l > before && *l < after).map(|(s, _, i)| (*s, *i)).collect();
+        let mut edited: Vec<(u64, Option<usize>)> = self.hosts[host]
+            .pending
+            .iter()
+            .filter(|(s, l, _)| (first..=last).contains(s) && *l > before && *l < after)
+            .map(|(s, _, i)| (*s, *i))
+            .collect();
         edited.sort_unstable();
         edited.dedup_by_key(|(s, _)| *s);
         for (_, index) in &edited {
@@ -204,11 +239,23 @@ impl Verifier {
     pub(super) fn close_segment(&mut self, host: usize) {
         let Some(segment) = self.hosts[host].segment.take() else { return };
         for (first, gap) in &segment.gaps {
-            let mut detail = format!("missing seqs {first}..{} (between {} and {})", gap.end, self.place(gap.before), self.line_ref(gap.after, gap.before));
+            let mut detail = format!(
+                "missing seqs {first}..{} (between {} and {})",
+                gap.end,
+                self.place(gap.before),
+                self.line_ref(gap.after, gap.before)
+            );
             if RUN_START_EVENTS.iter().any(|e| e.as_str() == gap.after_event) {
-                let _ = write!(detail, ": before {} at {}: the end of the previous run was cut", gap.after_event, self.line_ref(gap.after, gap.before));
+                let _ = write!(
+                    detail,
+                    ": before {} at {}: the end of the previous run was cut",
+                    gap.after_event,
+                    self.line_ref(gap.after, gap.before)
+                );
             }
-            if let Some(f) = self.add(FindingKind::MissingSeqs, host, gap.after, Some(*first), detail).and_then(|i| self.findings.get_mut(i)) {
+            if let Some(f) =
+                self.add(FindingKind::MissingSeqs, host, gap.after, Some(*first), detail).and_then(|i| self.findings.get_mut(i))
+            {
                 f.seq_end = Some(gap.end);
             }
         }

@@ -56,7 +56,10 @@ impl ModuleRecords {
         if self.count == 0 {
             return;
         }
-        let _ = writeln!(out, "unauthenticated records (tag pam_vigil, no mac: written by the PAM module when it cannot reach vigild, or by anyone with logger):");
+        let _ = writeln!(
+            out,
+            "unauthenticated records (tag pam_vigil, no mac: written by the PAM module when it cannot reach vigild, or by anyone with logger):"
+        );
         for record in &self.listed {
             let event = record.event.as_deref().map_or_else(|| "(not a readable record)".to_string(), escaped);
             let session = record.session.map(|id| format!(" session={id}")).unwrap_or_default();

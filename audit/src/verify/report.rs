@@ -158,7 +158,9 @@ pub struct Report {
 impl Report {
     /// True when every record verifies: no failure at all (notes and warnings allowed).
     pub fn is_clean(&self) -> bool {
-        !self.findings.iter().any(|f| f.kind.is_failure()) && !self.suppressed.iter().any(|(_, k, n)| k.is_failure() && *n > 0) && !self.hosts.is_empty()
+        !self.findings.iter().any(|f| f.kind.is_failure())
+            && !self.suppressed.iter().any(|(_, k, n)| k.is_failure() && *n > 0)
+            && !self.hosts.is_empty()
     }
 
     /// Whether `verify` exits 0: clean, and with `strict` also no unauthenticated record.
@@ -246,7 +248,12 @@ impl Report {
             }
             for (h, kind, n) in &self.suppressed {
                 if *h == index && *n > 0 {
-                    let _ = writeln!(out, "  {}: ... and {n} more \"{}\" findings, not listed", if kind.is_failure() { "FAIL" } else { "note" }, kind.label());
+                    let _ = writeln!(
+                        out,
+                        "  {}: ... and {n} more \"{}\" findings, not listed",
+                        if kind.is_failure() { "FAIL" } else { "note" },
+                        kind.label()
+                    );
                 }
             }
         }

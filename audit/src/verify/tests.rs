@@ -4,7 +4,7 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event;
 
 use super::*;
-use crate::chain::{ChainState, Encoding, Key, KEY_BYTES, KeyFile, split_mac, with_position};
+use crate::chain::{ChainState, Encoding, KEY_BYTES, Key, KeyFile, split_mac, with_position};
 use crate::sample::{Layout, SAMPLE_EPOCH, session_record, syslog_line};
 
 /// A syslog file under construction: vigild's sealed records and other lines.
@@ -22,7 +22,13 @@ fn key(byte: u8, start_seq: u64) -> KeyFile {
 
 impl Log {
     fn new(key: &KeyFile, encoding: Encoding, layout: Layout) -> Self {
-        Log { lines: Vec::new(), chain: ChainState { next_seq: key.start_seq, key: key.key.clone(), last_mac: String::new() }, encoding, layout, host: "host1".into() }
+        Log {
+            lines: Vec::new(),
+            chain: ChainState { next_seq: key.start_seq, key: key.key.clone(), last_mac: String::new() },
+            encoding,
+            layout,
+            host: "host1".into(),
+        }
     }
 
     fn now(&self) -> u64 {
@@ -102,7 +108,10 @@ fn assert_clean(report: &Report) {
     assert!(report.is_clean(), "{}", report.render());
     let render = report.render();
     let result = render.lines().last().unwrap_or_default();
-    assert!(result == "result: OK: every vigild record verifies" || result.starts_with("result: OK: every vigild record verifies (warnings: "), "{render}");
+    assert!(
+        result == "result: OK: every vigild record verifies" || result.starts_with("result: OK: every vigild record verifies (warnings: "),
+        "{render}"
+    );
 }
 
 #[test]
@@ -118,10 +127,16 @@ fn untouched_files_verify_in_every_layout_and_encoding() {
             assert_eq!(report.hosts.len(), 1);
             let ranges = &report.hosts[0].ranges;
             assert_eq!(ranges.len(), 1, "{}", report.render());
-            assert_eq!((ranges[0].first_seq, ranges[0].last_seq, ranges[0].from.line, ranges[0].to.line), (1, 10, 1, log.lines.len() as u64));
+            assert_eq!(
+                (ranges[0].first_seq, ranges[0].last_seq, ranges[0].from.line, ranges[0].to.line),
+                (1, 10, 1, log.lines.len() as u64)
+            );
             let render = report.render();
             assert!(render.contains(&format!("  seq 1..10 verified (auth.log lines 1..{})\n", log.lines.len())), "{render}");
-            assert!(render.contains("auth.log: 14 lines: 10 vigild, 2 unchained module records (pam_vigil), 2 other, 0 not syslog"), "{render}");
+            assert!(
+                render.contains("auth.log: 14 lines: 10 vigild, 2 unchained module records (pam_vigil), 2 other, 0 not syslog"),
+                "{render}"
+            );
         }
     }
 }
@@ -132,7 +147,11 @@ fn rfc5424_with_structured_data_and_bom_verifies() {
     let mut log = Log::new(&k, Encoding::KeyValue, Layout::Rfc5424);
     log.typical_run(1);
     // The same records, as rsyslog writes them with structured data and a BOM.
-    let lines: Vec<String> = log.lines.iter().map(|l| l.replacen(" - - ", " - [origin ip=\"10.0.0.1\" x=\"a\\\"]b\"][meta sequenceId=\"7\"] \u{feff}", 1)).collect();
+    let lines: Vec<String> = log
+        .lines
+        .iter()
+        .map(|l| l.replacen(" - - ", " - [origin ip=\"10.0.0.1\" x=\"a\\\"]b\"][meta sequenceId=\"7\"] \u{feff}", 1))
+        .collect();
     assert!(lines[0].contains("[meta sequenceId"), "{}", lines[0]);
     assert_clean(&verify_lines(&lines, &[k]));
 }
@@ -167,7 +186,11 @@ fn editing_one_value_is_reported_at_its_line() {
         assert_eq!(failures(&report), [(FindingKind::EditedOrForged, edited as u64)], "{}", report.render());
         let finding = report.failures().next().unwrap();
         assert_eq!(finding.seq, Some(4));
-        assert!(finding.detail.contains("claims seq 4") && finding.detail.contains("most likely the original record, edited"), "{}", finding.detail);
+        assert!(
+            finding.detail.contains("claims seq 4") && finding.detail.contains("most likely the original record, edited"),
+            "{}",
+            finding.detail
+        );
     }
 }
 
@@ -195,7 +218,11 @@ fn a_cut_tail_then_a_seal_is_missing_before_the_seal() {
     let report = verify_lines(&log.lines, std::slice::from_ref(&k));
     assert!(report.is_clean());
     assert_eq!(notes(&report), [(FindingKind::TailMayBeMissing, log.line_of(7))]);
-    assert!(report.render().contains("records after seq 7 may be missing: run `vigilctl audit seal`, then verify again"), "{}", report.render());
+    assert!(
+        report.render().contains("records after seq 7 may be missing: run `vigilctl audit seal`, then verify again"),
+        "{}",
+        report.render()
+    );
     // vigild sealed 8, 9, 10 (now cut); `vigilctl audit seal` then writes 11.
     let seal_line = log.record(Record::new(Event::Seal).text("by", "root"));
     let report = verify_lines(&log.lines, &[k]);
@@ -243,9 +270,17 @@ fn unsealed_and_non_record_vigild_lines_are_findings() {
     lines.insert(4, "Nov 26 04:20:00 host1 vigild[812]: hello \u{1b}[31mworld".into());
     lines.insert(5, "<13>1 2026-11-26T04:20:00Z host1 vigild - - - {\"event\":\"session_open\",\"user\":\"root\"}".into());
     let report = verify_lines(&lines, &[k]);
-    assert_eq!(failures(&report), [(FindingKind::Unsealed, 4), (FindingKind::NotARecord, 5), (FindingKind::Unsealed, 6)], "{}", report.render());
+    assert_eq!(
+        failures(&report),
+        [(FindingKind::Unsealed, 4), (FindingKind::NotARecord, 5), (FindingKind::Unsealed, 6)],
+        "{}",
+        report.render()
+    );
     let render = report.render();
-    assert!(render.contains("auth.log:4: FAIL: unsealed record (session_open): no mac (forged, or written before the chain existed)"), "{render}");
+    assert!(
+        render.contains("auth.log:4: FAIL: unsealed record (session_open): no mac (forged, or written before the chain existed)"),
+        "{render}"
+    );
     assert!(!render.contains('\u{1b}'), "raw escape reached the report: {render}");
     assert!(render.contains(r#""hello \x1b[31mworld""#), "{render}");
 }
@@ -259,7 +294,11 @@ fn duplicate_line_is_reported() {
     lines.insert(log.line_of(6) as usize, copy);
     let report = verify_lines(&lines, &[k]);
     assert_eq!(failures(&report), [(FindingKind::DuplicateSeq, log.line_of(6) + 1)], "{}", report.render());
-    assert!(report.failures().next().unwrap().detail.starts_with("duplicate seq 3: already verified in auth.log lines 1.."), "{}", report.render());
+    assert!(
+        report.failures().next().unwrap().detail.starts_with("duplicate seq 3: already verified in auth.log lines 1.."),
+        "{}",
+        report.render()
+    );
 }
 
 #[test]
@@ -283,7 +322,11 @@ fn a_new_key_mid_file_verifies_both_ranges() {
     // Only the second key: the first range is not verifiable, and says so once.
     let report = verify_lines(&log.lines, std::slice::from_ref(&second));
     assert_eq!(failures(&report), [(FindingKind::NoKey, 1)], "{}", report.render());
-    assert!(report.failures().next().unwrap().detail.starts_with("seqs 1..10 (lines 1..14): before the key's start (seq 11)"), "{}", report.render());
+    assert!(
+        report.failures().next().unwrap().detail.starts_with("seqs 1..10 (lines 1..14): before the key's start (seq 11)"),
+        "{}",
+        report.render()
+    );
     // A record forged with the old key after the switch (the attacker knew it then).
     let mut old = ChainState { next_seq: 25, key: first.key.clone(), last_mac: String::new() };
     for _ in 1..25 {
@@ -315,7 +358,11 @@ fn a_new_key_mid_file_verifies_both_ranges() {
     lines.extend(log.lines[14..].iter().cloned());
     let report = verify_lines(&lines, &[first, second]);
     assert!(failures(&report).contains(&(FindingKind::PastNextKey, forged_from)), "{}", report.render());
-    assert!(report.render().contains("but key 2 starts at seq 11 and verifies this host's records (line 18): forged with the old key"), "{}", report.render());
+    assert!(
+        report.render().contains("but key 2 starts at seq 11 and verifies this host's records (line 18): forged with the old key"),
+        "{}",
+        report.render()
+    );
 }
 
 #[test]
@@ -346,7 +393,9 @@ fn records_vigild_dropped_are_a_note_when_it_says_so() {
     for _ in 0..3 {
         log.chain.seal("event=lost", Encoding::KeyValue); // sealed, then dropped: spool full
     }
-    let line = log.record(Record::new(Event::RecordsDropped).number("count", 3).text("why", "syslog unreachable and the spool full").number("first_seq", 3));
+    let line = log.record(
+        Record::new(Event::RecordsDropped).number("count", 3).text("why", "syslog unreachable and the spool full").number("first_seq", 3),
+    );
     log.record(Record::new(Event::DaemonStop));
     let report = verify_lines(&log.lines, std::slice::from_ref(&k));
     assert_clean(&report);
@@ -418,13 +467,24 @@ fn several_files_in_order() {
         t
     };
     let (old, new) = (join(old), join(new));
-    let report = verify_readers(vec![(PathBuf::from("auth.log.1"), old.as_bytes()), (PathBuf::from("auth.log"), new.as_bytes())], std::slice::from_ref(&k)).unwrap();
+    let report = verify_readers(
+        vec![(PathBuf::from("auth.log.1"), old.as_bytes()), (PathBuf::from("auth.log"), new.as_bytes())],
+        std::slice::from_ref(&k),
+    )
+    .unwrap();
     assert_clean(&report);
     assert_eq!(report.hosts[0].ranges.len(), 2, "one range per file");
     // In the wrong order: reordered, at the right file.
-    let report = verify_readers(vec![(PathBuf::from("auth.log"), new.as_bytes()), (PathBuf::from("auth.log.1"), old.as_bytes())], &[k]).unwrap();
+    let report =
+        verify_readers(vec![(PathBuf::from("auth.log"), new.as_bytes()), (PathBuf::from("auth.log.1"), old.as_bytes())], &[k]).unwrap();
     assert!(!report.is_clean());
-    assert!(report.render().contains("auth.log.1:1: FAIL: reordered: seq 1 comes after seq 20 (auth.log:8); it belongs before seq 15 (auth.log:1)"), "{}", report.render());
+    assert!(
+        report
+            .render()
+            .contains("auth.log.1:1: FAIL: reordered: seq 1 comes after seq 20 (auth.log:8); it belongs before seq 15 (auth.log:1)"),
+        "{}",
+        report.render()
+    );
 }
 
 #[test]
@@ -433,7 +493,10 @@ fn forged_huge_seqs_do_not_stall_verify() {
     let log = Log::typical(&k, Encoding::KeyValue, Layout::Traditional);
     let mut lines = log.lines.clone();
     for seq in [u64::MAX, 1 << 40, crate::chain::MAX_SEQ_SPAN, 1 << 31, (1 << 31) + 1, 99_999_999_999_999_999] {
-        lines.insert(3, format!("Nov 26 04:20:00 host1 vigild: event=x seq={seq} prev=0000000000000000 mac=0123456789abcdef0123456789abcdef"));
+        lines.insert(
+            3,
+            format!("Nov 26 04:20:00 host1 vigild: event=x seq={seq} prev=0000000000000000 mac=0123456789abcdef0123456789abcdef"),
+        );
     }
     let started = std::time::Instant::now();
     let report = verify_lines(&lines, &[k]);
@@ -496,7 +559,15 @@ fn hostile_lines_never_panic() {
         "Nov 26 04:14:10 h\u{0}st vigild[1]: event=x".as_bytes().to_vec(),
     ];
     for i in 0..12u8 {
-        hostile.push(format!("Nov 26 04:14:1{} host1 vigild[812]: event=session_open seq={} prev=0000000000000000 mac={:032x}", i % 10, i, u128::from(i) * 7919).into_bytes());
+        hostile.push(
+            format!(
+                "Nov 26 04:14:1{} host1 vigild[812]: event=session_open seq={} prev=0000000000000000 mac={:032x}",
+                i % 10,
+                i,
+                u128::from(i) * 7919
+            )
+            .into_bytes(),
+        );
     }
     assert!(hostile.len() >= 50, "{}", hostile.len());
     let mut data = text.into_bytes();
@@ -520,9 +591,21 @@ fn hostile_lines_never_panic() {
     assert_eq!(report.files[0].lines, lines);
     assert_eq!(report.files[0].overlong, 1, "a line of exactly 64 KiB is kept whole");
     // Timeline, same input.
-    let shown = crate::timeline::show_readers(vec![(PathBuf::from("hostile.log"), &data[..])], &crate::timeline::Filter::default(), false, std::time::SystemTime::now()).unwrap();
+    let shown = crate::timeline::show_readers(
+        vec![(PathBuf::from("hostile.log"), &data[..])],
+        &crate::timeline::Filter::default(),
+        false,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
     assert!(shown.bytes().all(|b| b == b'\n' || (0x20..=0x7e).contains(&b)), "non-printable output: {shown:?}");
-    let shown = crate::timeline::show_readers(vec![(PathBuf::from("hostile.log"), &data[..])], &crate::timeline::Filter::default(), true, std::time::SystemTime::now()).unwrap();
+    let shown = crate::timeline::show_readers(
+        vec![(PathBuf::from("hostile.log"), &data[..])],
+        &crate::timeline::Filter::default(),
+        true,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
     for line in shown.lines() {
         assert!(line.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{line:?}");
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -609,7 +692,10 @@ fn module_records_are_warnings_with_their_lines() {
         assert!(render.contains(&format!("  auth.log:{forged_json}: warning: session_end session=2 host=host1\n")), "{render}");
         assert!(render.ends_with("result: OK: every vigild record verifies (warnings: 4 unauthenticated pam_vigil records)\n"), "{render}");
         let strict = report.render_with(true);
-        assert!(strict.ends_with("result: FAILED (--strict): every vigild record verifies, but 4 unauthenticated pam_vigil records\n"), "{strict}");
+        assert!(
+            strict.ends_with("result: FAILED (--strict): every vigild record verifies, but 4 unauthenticated pam_vigil records\n"),
+            "{strict}"
+        );
     }
 }
 
@@ -626,7 +712,11 @@ fn without_module_records_strict_changes_nothing() {
     // a failing report fails either way
     let report = verify_text("Nov 26 04:14:10 h pam_vigil[1]: event=x\n", &[key(26, 1)]);
     assert!(!report.passes(false) && !report.passes(true));
-    assert!(report.render().ends_with("result: FAILED: no vigild record to verify (warnings: 1 unauthenticated pam_vigil record)\n"), "{}", report.render());
+    assert!(
+        report.render().ends_with("result: FAILED: no vigild record to verify (warnings: 1 unauthenticated pam_vigil record)\n"),
+        "{}",
+        report.render()
+    );
 }
 
 #[test]

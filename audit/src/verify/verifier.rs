@@ -110,11 +110,23 @@ impl Verifier {
             None if looks_like_record(message) => {
                 let event = message.strip_prefix("event=").map(|r| r.split(' ').next().unwrap_or(r)).filter(|e| is_event_name(e));
                 let what = event.map(|e| format!(" ({e})")).unwrap_or_default();
-                self.add(FindingKind::Unsealed, host, at, None, format!("unsealed record{what}: no mac (forged, or written before the chain existed)"));
+                self.add(
+                    FindingKind::Unsealed,
+                    host,
+                    at,
+                    None,
+                    format!("unsealed record{what}: no mac (forged, or written before the chain existed)"),
+                );
             }
             None => {
                 let excerpt: String = message.chars().take(60).collect();
-                self.add(FindingKind::NotARecord, host, at, None, format!("vigild line that is not an audit record: {}", escaped(excerpt.as_bytes())));
+                self.add(
+                    FindingKind::NotARecord,
+                    host,
+                    at,
+                    None,
+                    format!("vigild line that is not an audit record: {}", escaped(excerpt.as_bytes())),
+                );
             }
         }
     }
@@ -131,7 +143,8 @@ impl Verifier {
                 order.push(k);
             }
         }
-        let mut others: Vec<usize> = (0..self.keys.len()).filter(|&k| usable(k) && self.keys[k].start <= seq && Some(k) != chain.current_key).collect();
+        let mut others: Vec<usize> =
+            (0..self.keys.len()).filter(|&k| usable(k) && self.keys[k].start <= seq && Some(k) != chain.current_key).collect();
         others.sort_by_key(|&k| (retired(k), std::cmp::Reverse(self.keys[k].start), k));
         order.extend(others);
         let any_usable = (0..self.keys.len()).any(usable);
@@ -140,7 +153,13 @@ impl Verifier {
 
     pub(super) fn sealed(&mut self, host: usize, at: Location, body: &str, mac: &str, encoding: Encoding) {
         let Some(pos) = position(body, encoding) else {
-            self.add(FindingKind::EditedOrForged, host, at, None, "edited or forged: a mac, but no readable seq= and prev= before it".into());
+            self.add(
+                FindingKind::EditedOrForged,
+                host,
+                at,
+                None,
+                "edited or forged: a mac, but no readable seq= and prev= before it".into(),
+            );
             return;
         };
         let (candidates, any_usable) = self.candidates(host, pos.seq);
@@ -167,12 +186,20 @@ impl Verifier {
         let Some((k, key)) = found else {
             let seq = pos.seq;
             if let Some(cost) = over_budget {
-                let detail = format!("not checked: claims seq {seq}, {cost} key steps away from what was derived so far (the work limit keeps forged seqs from stalling verify)");
+                let detail = format!(
+                    "not checked: claims seq {seq}, {cost} key steps away from what was derived so far (the work limit keeps forged seqs from stalling verify)"
+                );
                 self.add(FindingKind::NotChecked, host, at, Some(seq), detail);
                 return;
             }
             let far = if implausible { ", implausibly far from the key's start" } else { "" };
-            let index = self.add(FindingKind::EditedOrForged, host, at, Some(seq), format!("edited or forged: does not verify (claims seq {seq}{far})"));
+            let index = self.add(
+                FindingKind::EditedOrForged,
+                host,
+                at,
+                Some(seq),
+                format!("edited or forged: does not verify (claims seq {seq}{far})"),
+            );
             let pending = &mut self.hosts[host].pending;
             if pending.len() < MAX_PENDING {
                 pending.push((seq, at, index));
@@ -201,7 +228,17 @@ impl Verifier {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn authentic(&mut self, host: usize, at: Location, k: usize, key: Key, pos: &Position<'_>, mac: &str, body: &str, encoding: Encoding) {
+    pub(super) fn authentic(
+        &mut self,
+        host: usize,
+        at: Location,
+        k: usize,
+        key: Key,
+        pos: &Position<'_>,
+        mac: &str,
+        body: &str,
+        encoding: Encoding,
+    ) {
         let seq = pos.seq;
         let event = pos.event.unwrap_or("?").to_string();
         self.hosts[host].report.authentic += 1;
@@ -213,7 +250,10 @@ impl Verifier {
         if let Some(r) = self.hosts[host].retired.iter().find(|r| r.key == k) {
             if r.until.is_none_or(|until| seq >= until) {
                 let since = self.place(r.at);
-                let detail = format!("sealed with key {} (seq {seq}), which this host's chain left at {since}: forged with an old key, or files out of order", k + 1);
+                let detail = format!(
+                    "sealed with key {} (seq {seq}), which this host's chain left at {since}: forged with an old key, or files out of order",
+                    k + 1
+                );
                 self.add(FindingKind::RetiredKey, host, at, Some(seq), detail);
                 self.remember_last(host, seq, mac);
                 return;
@@ -234,7 +274,12 @@ impl Verifier {
                     self.hosts[host].current_key = Some(k);
                     self.hosts[host].current_since = at;
                     self.hosts[host].last = None;
-                    let detail = format!("a new chain starts here (seq {seq}, key {}; the previous chain, key {}, began at {}): vigild's chain state was reset", k + 1, current + 1, self.place(since));
+                    let detail = format!(
+                        "a new chain starts here (seq {seq}, key {}; the previous chain, key {}, began at {}): vigild's chain state was reset",
+                        k + 1,
+                        current + 1,
+                        self.place(since)
+                    );
                     self.add(FindingKind::NewChain, host, at, Some(seq), detail);
                 } else if self.keys[k].start > self.keys[current].start {
                     self.hosts[host].retired.push(Retired { key: current, until: Some(self.keys[k].start), at });
@@ -243,7 +288,12 @@ impl Verifier {
                     let detail = format!("key {} takes over from key {} at seq {}", k + 1, current + 1, self.keys[k].start);
                     self.add(FindingKind::KeyChange, host, at, Some(seq), detail);
                 } else {
-                    let detail = format!("sealed with key {} (seq {seq}), but this host's chain uses key {} since {}: a second chain under the same host name", k + 1, current + 1, self.place(self.hosts[host].current_since));
+                    let detail = format!(
+                        "sealed with key {} (seq {seq}), but this host's chain uses key {} since {}: a second chain under the same host name",
+                        k + 1,
+                        current + 1,
+                        self.place(self.hosts[host].current_since)
+                    );
                     self.add(FindingKind::OtherChain, host, at, Some(seq), detail);
                     return;
                 }
@@ -253,7 +303,8 @@ impl Verifier {
         let genesis = pos.prev == NO_PREV && seq == self.keys[k].start;
         if let Some(last) = &self.hosts[host].last {
             if last.seq.checked_add(1) == Some(seq) && last.mac_prefix != pos.prev && !genesis {
-                let detail = format!("prev mismatch: seq {seq} has prev={} but seq {} before it has mac {}...", pos.prev, last.seq, last.mac_prefix);
+                let detail =
+                    format!("prev mismatch: seq {seq} has prev={} but seq {} before it has mac {}...", pos.prev, last.seq, last.mac_prefix);
                 self.add(FindingKind::PrevMismatch, host, at, Some(seq), detail);
             }
         }
@@ -270,7 +321,11 @@ impl Verifier {
         let start = self.keys[k].start;
         for later in 0..self.keys.len() {
             let slot = &self.keys[later];
-            if slot.host.is_none() && slot.start > start && slot.start <= seq && !self.hosts[host].past_next_key.iter().any(|(l, ..)| *l == later) {
+            if slot.host.is_none()
+                && slot.start > start
+                && slot.start <= seq
+                && !self.hosts[host].past_next_key.iter().any(|(l, ..)| *l == later)
+            {
                 self.hosts[host].past_next_key.push((later, k, seq, at));
             }
         }
@@ -317,8 +372,12 @@ impl Verifier {
         }
         let mut findings = std::mem::take(&mut self.findings);
         findings.sort_by_key(|f| (f.host, f.at, !f.kind.is_failure()));
-        let mut suppressed: Vec<(usize, FindingKind, u64)> =
-            self.per_kind.iter().filter(|(_, n)| **n as usize > MAX_FINDINGS_PER_KIND).map(|((h, k), n)| (*h, *k, *n - MAX_FINDINGS_PER_KIND as u64)).collect();
+        let mut suppressed: Vec<(usize, FindingKind, u64)> = self
+            .per_kind
+            .iter()
+            .filter(|(_, n)| **n as usize > MAX_FINDINGS_PER_KIND)
+            .map(|((h, k), n)| (*h, *k, *n - MAX_FINDINGS_PER_KIND as u64))
+            .collect();
         suppressed.sort();
         Report {
             files: self.files,

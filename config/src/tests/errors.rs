@@ -9,83 +9,38 @@ use crate::{Config, ConfigError};
 
 #[test]
 fn syntax_unquoted_string() {
-    assert_refused(
-        "[defaults]\nidle_timeout = 15m\n",
-        2,
-        16,
-        "defaults.idle_timeout",
-        "must be quoted",
-    );
+    assert_refused("[defaults]\nidle_timeout = 15m\n", 2, 16, "defaults.idle_timeout", "must be quoted");
 }
 
 #[test]
 fn syntax_unclosed_header() {
-    assert_refused(
-        "# vigil\n[defaults\nexempt = true\n",
-        2,
-        10,
-        "defaults",
-        "expected `]`",
-    );
+    assert_refused("# vigil\n[defaults\nexempt = true\n", 2, 10, "defaults", "expected `]`");
 }
 
 #[test]
 fn syntax_missing_equals() {
-    assert_refused(
-        "[[policy]]\nexempt true\n",
-        2,
-        8,
-        "policy[1]",
-        "expected `=`",
-    );
+    assert_refused("[[policy]]\nexempt true\n", 2, 8, "policy[1]", "expected `=`");
 }
 
 #[test]
 fn syntax_duplicate_key_and_table() {
-    assert_refused(
-        "[defaults]\nidle_timeout = \"1m\"\nidle_timeout = \"2m\"\n",
-        3,
-        1,
-        "defaults.idle_timeout",
-        "set twice",
-    );
-    assert_refused(
-        "[defaults]\n\n[defaults]\n",
-        3,
-        2,
-        "defaults",
-        "defined twice",
-    );
-    assert_refused(
-        "[[policy]]\n[policy.match]\ntty = true\n[policy.match]\n",
-        4,
-        9,
-        "policy[1].match",
-        "defined twice",
-    );
+    assert_refused("[defaults]\nidle_timeout = \"1m\"\nidle_timeout = \"2m\"\n", 3, 1, "defaults.idle_timeout", "set twice");
+    assert_refused("[defaults]\n\n[defaults]\n", 3, 2, "defaults", "defined twice");
+    assert_refused("[[policy]]\n[policy.match]\ntty = true\n[policy.match]\n", 4, 9, "policy[1].match", "defined twice");
 }
 
 // ---- unknown keys ----
 
 #[test]
 fn unknown_key_at_top_level() {
-    assert_refused(
-        "idle_timeout = \"5m\"\n",
-        1,
-        1,
-        "idle_timeout",
-        "unknown key; expected one of defaults, policy, audit",
-    );
+    assert_refused("idle_timeout = \"5m\"\n", 1, 1, "idle_timeout", "unknown key; expected one of defaults, policy, audit");
     assert_refused("[defaults]\n[auditing]\nx = 1\n", 2, 2, "auditing", "unknown key");
 }
 
 #[test]
 fn unknown_key_in_defaults() {
     let refusal = refuse("[defaults]\nidle_timeout = \"15m\"\nidle_timout = \"15m\"\n");
-    assert_eq!(
-        (refusal.line, refusal.column, refusal.key.as_str()),
-        (3, 1, "defaults.idle_timout")
-    );
+    assert_eq!((refusal.line, refusal.column, refusal.key.as_str()), (3, 1, "defaults.idle_timout"));
     assert_eq!(
         refusal.message,
         "unknown key; expected one of idle_timeout, idle_warning, idle_action, output_is_activity, \
@@ -113,58 +68,22 @@ fn unknown_key_in_match() {
         "policy[1].match.user",
         "unknown key; expected one of users, groups, services, tty, rhosts",
     );
-    assert_refused(
-        "[[policy]]\n[[policy]]\n[policy.match]\nhost = [\"a\"]\n",
-        4,
-        1,
-        "policy[2].match.host",
-        "unknown key",
-    );
+    assert_refused("[[policy]]\n[[policy]]\n[policy.match]\nhost = [\"a\"]\n", 4, 1, "policy[2].match.host", "unknown key");
 }
 
 #[test]
 fn match_and_name_refused_in_defaults() {
-    assert_refused(
-        "[defaults]\nmatch = { users = [\"a\"] }\n",
-        2,
-        1,
-        "defaults.match",
-        "`match` belongs in a [[policy]] block",
-    );
-    assert_refused(
-        "[defaults]\nexempt = true\nname = \"x\"\n",
-        3,
-        1,
-        "defaults.name",
-        "`name` belongs in a [[policy]] block",
-    );
-    assert_refused(
-        "[defaults.match]\nusers = [\"a\"]\n",
-        1,
-        11,
-        "defaults.match",
-        "belongs in a [[policy]] block",
-    );
+    assert_refused("[defaults]\nmatch = { users = [\"a\"] }\n", 2, 1, "defaults.match", "`match` belongs in a [[policy]] block");
+    assert_refused("[defaults]\nexempt = true\nname = \"x\"\n", 3, 1, "defaults.name", "`name` belongs in a [[policy]] block");
+    assert_refused("[defaults.match]\nusers = [\"a\"]\n", 1, 11, "defaults.match", "belongs in a [[policy]] block");
 }
 
 // ---- wrong types ----
 
 #[test]
 fn wrong_type_string_for_bool() {
-    assert_refused(
-        "[defaults]\nexempt = \"yes\"\n",
-        2,
-        10,
-        "defaults.exempt",
-        "wrong type: found string \"yes\", expected a boolean",
-    );
-    assert_refused(
-        "[[policy]]\nmatch = { tty = 1 }\n",
-        2,
-        17,
-        "policy[1].match.tty",
-        "found integer `1`, expected a boolean",
-    );
+    assert_refused("[defaults]\nexempt = \"yes\"\n", 2, 10, "defaults.exempt", "wrong type: found string \"yes\", expected a boolean");
+    assert_refused("[[policy]]\nmatch = { tty = 1 }\n", 2, 17, "policy[1].match.tty", "found integer `1`, expected a boolean");
 }
 
 #[test]
@@ -180,63 +99,15 @@ fn wrong_type_number_for_duration() {
 
 #[test]
 fn wrong_type_for_tables_and_lists() {
-    assert_refused(
-        "[[policy]]\nmatch = { users = \"alice\" }\n",
-        2,
-        19,
-        "policy[1].match.users",
-        "expected an array",
-    );
-    assert_refused(
-        "[[policy]]\nmatch = { groups = [\"a\", 7] }\n",
-        2,
-        26,
-        "policy[1].match.groups",
-        "found integer `7`",
-    );
+    assert_refused("[[policy]]\nmatch = { users = \"alice\" }\n", 2, 19, "policy[1].match.users", "expected an array");
+    assert_refused("[[policy]]\nmatch = { groups = [\"a\", 7] }\n", 2, 26, "policy[1].match.groups", "found integer `7`");
     assert_refused("defaults = []\n", 1, 12, "defaults", "expected a table");
-    assert_refused(
-        "[policy]\nexempt = true\n",
-        1,
-        1,
-        "policy",
-        "found table, expected an array of tables",
-    );
-    assert_refused(
-        "defaults = [\"15m\"]\n",
-        1,
-        12,
-        "defaults",
-        "found array, expected a table",
-    );
-    assert_refused(
-        "[[policy]]\n[[policy]]\nmatch = [\"alice\"]\n",
-        3,
-        9,
-        "policy[2].match",
-        "found array, expected a table",
-    );
-    assert_refused(
-        "policy = [1]\n",
-        1,
-        11,
-        "policy[1]",
-        "found integer, expected a table",
-    );
-    assert_refused(
-        "[[policy]]\nmatch = \"alice\"\n",
-        2,
-        9,
-        "policy[1].match",
-        "found string, expected a table",
-    );
-    assert_refused(
-        "[[policy]]\nname = 3\n",
-        2,
-        8,
-        "policy[1].name",
-        "expected a string",
-    );
+    assert_refused("[policy]\nexempt = true\n", 1, 1, "policy", "found table, expected an array of tables");
+    assert_refused("defaults = [\"15m\"]\n", 1, 12, "defaults", "found array, expected a table");
+    assert_refused("[[policy]]\n[[policy]]\nmatch = [\"alice\"]\n", 3, 9, "policy[2].match", "found array, expected a table");
+    assert_refused("policy = [1]\n", 1, 11, "policy[1]", "found integer, expected a table");
+    assert_refused("[[policy]]\nmatch = \"alice\"\n", 2, 9, "policy[1].match", "found string, expected a table");
+    assert_refused("[[policy]]\nname = 3\n", 2, 8, "policy[1].name", "expected a string");
 }
 
 // ---- values ----
@@ -244,9 +115,7 @@ fn wrong_type_for_tables_and_lists() {
 #[test]
 fn bad_duration() {
     let text = "[defaults]\nidle_timeout = \"15m\"\n\n[[policy]]\nname = \"a\"\n[[policy]]\nidle_timeout = \"15 minuts\"\n";
-    let error = Config::parse(text, Path::new(ORIGIN))
-        .err()
-        .map(|e| e.to_string());
+    let error = Config::parse(text, Path::new(ORIGIN)).err().map(|e| e.to_string());
     assert_eq!(
         error.as_deref(),
         Some(
@@ -254,20 +123,8 @@ fn bad_duration() {
              expected a duration like \"15m\", \"1h30m\", \"90s\""
         )
     );
-    assert_refused(
-        "[defaults]\nkill_grace = \"\"\n",
-        2,
-        14,
-        "defaults.kill_grace",
-        "invalid duration \"\"",
-    );
-    assert_refused(
-        "[defaults]\nreauth_window = \"-5m\"\n",
-        2,
-        17,
-        "defaults.reauth_window",
-        "invalid duration \"-5m\"",
-    );
+    assert_refused("[defaults]\nkill_grace = \"\"\n", 2, 14, "defaults.kill_grace", "invalid duration \"\"");
+    assert_refused("[defaults]\nreauth_window = \"-5m\"\n", 2, 17, "defaults.reauth_window", "invalid duration \"-5m\"");
     assert_refused(
         "[[policy]]\nname = \"ops\"\nmax_inhibit = \"4 hours please\"\n",
         3,
@@ -286,20 +143,8 @@ fn bad_idle_action() {
         "policy[1].idle_action",
         "invalid value \"kill\"; expected \"terminate\" or \"none\"",
     );
-    assert_refused(
-        "[defaults]\nidle_action = \"Terminate\"\n",
-        2,
-        15,
-        "defaults.idle_action",
-        "invalid value \"Terminate\"",
-    );
-    assert_refused(
-        "[defaults]\nidle_action = true\n",
-        2,
-        15,
-        "defaults.idle_action",
-        "expected one of \"terminate\", \"none\"",
-    );
+    assert_refused("[defaults]\nidle_action = \"Terminate\"\n", 2, 15, "defaults.idle_action", "invalid value \"Terminate\"");
+    assert_refused("[defaults]\nidle_action = true\n", 2, 15, "defaults.idle_action", "expected one of \"terminate\", \"none\"");
 }
 
 #[test]
@@ -323,59 +168,17 @@ fn bad_rhost_pattern() {
 // wildmatch compiles every string, so a glob cannot be malformed; an empty one is refused.
 #[test]
 fn empty_glob_and_empty_list() {
-    assert_refused(
-        "[[policy]]\nmatch = { users = [\"\"] }\n",
-        2,
-        20,
-        "policy[1].match.users",
-        "empty pattern",
-    );
-    assert_refused(
-        "[[policy]]\nmatch = { services = [] }\n",
-        2,
-        22,
-        "policy[1].match.services",
-        "empty list matches no session",
-    );
+    assert_refused("[[policy]]\nmatch = { users = [\"\"] }\n", 2, 20, "policy[1].match.users", "empty pattern");
+    assert_refused("[[policy]]\nmatch = { services = [] }\n", 2, 22, "policy[1].match.services", "empty list matches no session");
 }
 
 #[test]
 fn bad_policy_names() {
-    assert_refused(
-        "[[policy]]\nname = \"a\"\n[[policy]]\nname = \"a\"\n",
-        4,
-        8,
-        "policy[2].name",
-        "duplicate policy name \"a\"",
-    );
-    assert_refused(
-        "[[policy]]\n[[policy]]\nname = \"policy#1\"\n",
-        3,
-        8,
-        "policy[2].name",
-        "also used by policy[1]",
-    );
-    assert_refused(
-        "[[policy]]\nname = \"defaults\"\n",
-        2,
-        8,
-        "policy[1].name",
-        "\"defaults\" is what sessions",
-    );
-    assert_refused(
-        "[[policy]]\nname = \"  \"\n",
-        2,
-        8,
-        "policy[1].name",
-        "expected a short name",
-    );
-    assert_refused(
-        "[[policy]]\nname = \"a\\nb\"\n",
-        2,
-        8,
-        "policy[1].name",
-        "control characters",
-    );
+    assert_refused("[[policy]]\nname = \"a\"\n[[policy]]\nname = \"a\"\n", 4, 8, "policy[2].name", "duplicate policy name \"a\"");
+    assert_refused("[[policy]]\n[[policy]]\nname = \"policy#1\"\n", 3, 8, "policy[2].name", "also used by policy[1]");
+    assert_refused("[[policy]]\nname = \"defaults\"\n", 2, 8, "policy[1].name", "\"defaults\" is what sessions");
+    assert_refused("[[policy]]\nname = \"  \"\n", 2, 8, "policy[1].name", "expected a short name");
+    assert_refused("[[policy]]\nname = \"a\\nb\"\n", 2, 8, "policy[1].name", "control characters");
 }
 
 // ---- idle_warning must be shorter than idle_timeout ----
@@ -427,12 +230,8 @@ fn warning_not_shorter_than_timeout_in_policy() {
 #[test]
 fn warning_check_uses_resolved_values() {
     // the policy fixes what [defaults] alone would allow, and vice versa
-    super::parse(
-        "[defaults]\nidle_timeout = \"1h\"\nidle_warning = \"30m\"\n[[policy]]\nidle_timeout = \"2h\"\n",
-    );
-    super::parse(
-        "[defaults]\nidle_warning = \"5m\"\n[[policy]]\nidle_timeout = \"3m\"\nidle_warning = \"1m\"\n",
-    );
+    super::parse("[defaults]\nidle_timeout = \"1h\"\nidle_warning = \"30m\"\n[[policy]]\nidle_timeout = \"2h\"\n");
+    super::parse("[defaults]\nidle_warning = \"5m\"\n[[policy]]\nidle_timeout = \"3m\"\nidle_warning = \"1m\"\n");
     // a disabled timeout has no warning to come before it
     super::parse("[defaults]\nidle_timeout = \"0\"\nidle_warning = \"1h\"\n");
     super::parse("[[policy]]\nidle_timeout = \"0\"\nidle_warning = \"1h\"\n");
@@ -442,31 +241,13 @@ fn warning_check_uses_resolved_values() {
 
 #[test]
 fn first_error_in_file_order_is_reported() {
-    assert_refused(
-        "[defaults]\nzzz = 1\naaa = 2\n[[policy]]\nbad = 3\n",
-        2,
-        1,
-        "defaults.zzz",
-        "unknown key",
-    );
+    assert_refused("[defaults]\nzzz = 1\naaa = 2\n[[policy]]\nbad = 3\n", 2, 1, "defaults.zzz", "unknown key");
 }
 
 #[test]
 fn columns_count_characters() {
-    assert_refused(
-        "[[policy]]\nname = \"é\"\nexempt = \"é\"\n",
-        3,
-        10,
-        "policy[1].exempt",
-        "expected a boolean",
-    );
-    assert_refused(
-        "[[policy]]\nmatch = { users = [\"é\"], tty = \"x\" }\n",
-        2,
-        32,
-        "policy[1].match.tty",
-        "boolean",
-    );
+    assert_refused("[[policy]]\nname = \"é\"\nexempt = \"é\"\n", 3, 10, "policy[1].exempt", "expected a boolean");
+    assert_refused("[[policy]]\nmatch = { users = [\"é\"], tty = \"x\" }\n", 2, 32, "policy[1].match.tty", "boolean");
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -478,28 +259,12 @@ fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
 
 #[test]
 fn invalid_utf8_is_placed() {
-    let path = temp_file(
-        "latin1.toml",
-        b"[defaults]\nidle_timeout = \"15m\"\n[[policy]]\nname = \"caf\xe9\"\n",
-    );
+    let path = temp_file("latin1.toml", b"[defaults]\nidle_timeout = \"15m\"\n[[policy]]\nname = \"caf\xe9\"\n");
     let refusal = refusal_of(Config::load(&path));
-    assert_eq!(
-        (refusal.line, refusal.column, refusal.key.as_str()),
-        (4, 12, "policy[1].name")
-    );
-    assert!(
-        refusal.message.contains("invalid UTF-8 (byte 0xe9)"),
-        "{}",
-        refusal.message
-    );
-    let shown = Config::load(&path)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        shown.starts_with(&format!("{}:4:12: ", path.display())),
-        "{shown}"
-    );
+    assert_eq!((refusal.line, refusal.column, refusal.key.as_str()), (4, 12, "policy[1].name"));
+    assert!(refusal.message.contains("invalid UTF-8 (byte 0xe9)"), "{}", refusal.message);
+    let shown = Config::load(&path).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(shown.starts_with(&format!("{}:4:12: ", path.display())), "{shown}");
     let _ = std::fs::remove_file(&path);
 }
 
@@ -516,12 +281,7 @@ fn missing_and_oversized_files() {
     let missing = Path::new("/nonexistent/vigil.toml");
     match Config::load(missing) {
         Err(error @ ConfigError::Read { .. }) => {
-            assert!(
-                error
-                    .to_string()
-                    .starts_with("/nonexistent/vigil.toml: cannot read: "),
-                "{error}"
-            );
+            assert!(error.to_string().starts_with("/nonexistent/vigil.toml: cannot read: "), "{error}");
         }
         other => panic!("{other:?}"),
     }
@@ -536,9 +296,7 @@ fn error_display_format() {
     let error = Config::parse("[defaults]\nexempt = 1\n", Path::new("/tmp/x.toml")).err();
     assert_eq!(
         error.map(|e| e.to_string()).as_deref(),
-        Some(
-            "/tmp/x.toml:2:10: defaults.exempt: wrong type: found integer `1`, expected a boolean"
-        )
+        Some("/tmp/x.toml:2:10: defaults.exempt: wrong type: found integer `1`, expected a boolean")
     );
 }
 

@@ -89,10 +89,7 @@ const PIECES: &[&str] = &[
 fn check(result: Result<Config, ConfigError>, input: &dyn std::fmt::Debug) {
     let placed = |line: usize, column: usize, key: &str, message: &str| {
         assert!(line >= 1 && column >= 1, "{line}:{column} for {input:?}");
-        assert!(
-            !key.is_empty() && !message.is_empty(),
-            "{key:?} {message:?} for {input:?}"
-        );
+        assert!(!key.is_empty() && !message.is_empty(), "{key:?} {message:?} for {input:?}");
     };
     match result {
         Ok(config) => {
@@ -100,13 +97,7 @@ fn check(result: Result<Config, ConfigError>, input: &dyn std::fmt::Debug) {
                 placed(w.line, w.column, &w.key, &w.message);
             }
         }
-        Err(ConfigError::Invalid {
-            line,
-            column,
-            key,
-            message,
-            ..
-        }) => placed(line, column, &key, &message),
+        Err(ConfigError::Invalid { line, column, key, message, .. }) => placed(line, column, &key, &message),
         Err(ConfigError::Read { .. }) => {}
     }
 }
@@ -115,9 +106,7 @@ fn check(result: Result<Config, ConfigError>, input: &dyn std::fmt::Debug) {
 fn random_token_soup() {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     for _ in 0..400 {
-        let text: String = (0..rng.below(40))
-            .map(|_| PIECES[rng.below(PIECES.len())])
-            .collect();
+        let text: String = (0..rng.below(40)).map(|_| PIECES[rng.below(PIECES.len())]).collect();
         check(Config::parse(&text, Path::new(ORIGIN)), &text);
     }
 }
@@ -126,9 +115,7 @@ fn random_token_soup() {
 fn random_bytes() {
     let mut rng = Rng(0x0dd_ba11_cafe_f00d);
     for _ in 0..300 {
-        let bytes: Vec<u8> = (0..rng.below(200))
-            .map(|_| rng.next().to_le_bytes()[0])
-            .collect();
+        let bytes: Vec<u8> = (0..rng.below(200)).map(|_| rng.next().to_le_bytes()[0]).collect();
         check(Config::from_bytes(&bytes, Path::new(ORIGIN)), &bytes);
     }
 }
@@ -148,9 +135,7 @@ fn mutated_shipped_file() {
                         bytes[at] = rng.next().to_le_bytes()[0];
                     }
                 }
-                2 => bytes
-                    .splice(at..at, PIECES[rng.below(PIECES.len())].bytes())
-                    .for_each(drop),
+                2 => bytes.splice(at..at, PIECES[rng.below(PIECES.len())].bytes()).for_each(drop),
                 _ => {
                     if at < bytes.len() {
                         bytes.remove(at);
@@ -160,17 +145,11 @@ fn mutated_shipped_file() {
         }
         // uncomment the examples now and then, to reach the policy code
         let bytes = if rng.below(2) == 0 {
-            String::from_utf8_lossy(&bytes)
-                .replace("# [[policy]]", "[[policy]]")
-                .replace("\n# ", "\n")
-                .into_bytes()
+            String::from_utf8_lossy(&bytes).replace("# [[policy]]", "[[policy]]").replace("\n# ", "\n").into_bytes()
         } else {
             bytes
         };
-        check(
-            Config::from_bytes(&bytes, Path::new(ORIGIN)),
-            &String::from_utf8_lossy(&bytes),
-        );
+        check(Config::from_bytes(&bytes, Path::new(ORIGIN)), &String::from_utf8_lossy(&bytes));
     }
 }
 
@@ -191,10 +170,8 @@ fn deep_nesting() {
 #[test]
 fn the_fuzz_corpus_replays() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/config_parse");
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.unwrap().path()).collect();
     entries.sort();
     assert!(entries.len() >= 15, "only {} corpus files", entries.len());
     let mut accepted = 0;

@@ -28,18 +28,7 @@ pub(crate) struct Refusal {
 
 pub(crate) fn refusal_of(result: Result<Config, ConfigError>) -> Refusal {
     match result {
-        Err(ConfigError::Invalid {
-            line,
-            column,
-            key,
-            message,
-            ..
-        }) => Refusal {
-            line,
-            column,
-            key,
-            message,
-        },
+        Err(ConfigError::Invalid { line, column, key, message, .. }) => Refusal { line, column, key, message },
         Err(other) => panic!("expected Invalid, got {other:?}"),
         Ok(config) => panic!("accepted: {config:?}"),
     }
@@ -53,16 +42,8 @@ pub(crate) fn refuse(text: &str) -> Refusal {
 #[track_caller]
 pub(crate) fn assert_refused(text: &str, line: usize, column: usize, key: &str, says: &str) {
     let refusal = refuse(text);
-    assert_eq!(
-        (refusal.line, refusal.column, refusal.key.as_str()),
-        (line, column, key),
-        "{refusal:?}\n--- for ---\n{text}"
-    );
-    assert!(
-        refusal.message.contains(says),
-        "message {:?} lacks {says:?}",
-        refusal.message
-    );
+    assert_eq!((refusal.line, refusal.column, refusal.key.as_str()), (line, column, key), "{refusal:?}\n--- for ---\n{text}");
+    assert!(refusal.message.contains(says), "message {:?} lacks {says:?}", refusal.message);
 }
 
 /// An owned session description, lent out as `SessionFacts`.
@@ -76,13 +57,7 @@ pub(crate) struct Session {
 
 /// alice, group users, over sshd with a tty from 203.0.113.7.
 pub(crate) fn session() -> Session {
-    Session {
-        user: "alice".into(),
-        groups: vec!["users".into()],
-        service: "sshd".into(),
-        has_tty: true,
-        rhost: Some("203.0.113.7".into()),
-    }
+    Session { user: "alice".into(), groups: vec!["users".into()], service: "sshd".into(), has_tty: true, rhost: Some("203.0.113.7".into()) }
 }
 
 impl Session {
@@ -107,12 +82,6 @@ impl Session {
         self
     }
     pub(crate) fn facts(&self) -> SessionFacts<'_> {
-        SessionFacts {
-            user: &self.user,
-            groups: &self.groups,
-            service: &self.service,
-            has_tty: self.has_tty,
-            rhost: self.rhost.as_deref(),
-        }
+        SessionFacts { user: &self.user, groups: &self.groups, service: &self.service, has_tty: self.has_tty, rhost: self.rhost.as_deref() }
     }
 }

@@ -9,9 +9,7 @@ fn mins(m: u64) -> Duration {
 
 /// One policy named "hit" with `criteria`, setting idle_timeout to 1h.
 fn policy_for(criteria: &str) -> Config {
-    parse(&format!(
-        "[[policy]]\nname = \"hit\"\nmatch = {{ {criteria} }}\nidle_timeout = \"1h\"\n"
-    ))
+    parse(&format!("[[policy]]\nname = \"hit\"\nmatch = {{ {criteria} }}\nidle_timeout = \"1h\"\n"))
 }
 
 fn hits(config: &Config, s: &super::Session) -> bool {
@@ -55,10 +53,7 @@ fn sensitive_services_are_names_or_globs() {
 fn empty_file_is_the_builtin_config() {
     let config = parse("");
     assert_eq!(config.policy_count(), 0);
-    assert_eq!(
-        config.resolve(&session().facts()),
-        ResolvedPolicy::builtin()
-    );
+    assert_eq!(config.resolve(&session().facts()), ResolvedPolicy::builtin());
 }
 
 #[test]
@@ -110,9 +105,7 @@ fn policy_overrides_defaults_which_override_builtins() {
 
 #[test]
 fn zero_disables() {
-    let config = parse(
-        "[defaults]\nidle_timeout = \"0\"\nreauth_window = \"0s\"\nreauth_after_idle = \"0\"\n",
-    );
+    let config = parse("[defaults]\nidle_timeout = \"0\"\nreauth_window = \"0s\"\nreauth_after_idle = \"0\"\n");
     let p = config.resolve(&session().facts());
     assert_eq!(p.idle_timeout, None);
     assert_eq!(p.reauth_window, None, "always ask");
@@ -124,15 +117,9 @@ fn zero_disables() {
          [[policy]]\nmatch = { users = [\"bob\"] }\nmax_session_age = \"0\"\nidle_timeout = \"5m\"\n",
     );
     let bob = config.resolve(&session().user("bob").facts());
-    assert_eq!(
-        (bob.max_session_age, bob.idle_timeout),
-        (None, Some(mins(5)))
-    );
+    assert_eq!((bob.max_session_age, bob.idle_timeout), (None, Some(mins(5))));
     let alice = config.resolve(&session().facts());
-    assert_eq!(
-        (alice.max_session_age, alice.idle_timeout),
-        (Some(mins(480)), None)
-    );
+    assert_eq!((alice.max_session_age, alice.idle_timeout), (Some(mins(480)), None));
 }
 
 #[test]
@@ -148,40 +135,28 @@ fn first_matching_policy_wins() {
     assert_eq!(name("anna"), "second");
     assert_eq!(name("bob"), "catch-all");
     let anna = config.resolve(&session().user("anna").facts());
-    assert_eq!(
-        anna.idle_timeout,
-        Some(mins(120)),
-        "only the winner's settings apply"
-    );
+    assert_eq!(anna.idle_timeout, Some(mins(120)), "only the winner's settings apply");
 }
 
 #[test]
 fn default_policy_names_count_from_one() {
     let config = parse("[[policy]]\nmatch = { users = [\"x\"] }\n[[policy]]\n");
     assert_eq!(config.resolve(&session().facts()).policy_name, "policy#2");
-    assert_eq!(
-        config.resolve(&session().user("x").facts()).policy_name,
-        "policy#1"
-    );
+    assert_eq!(config.resolve(&session().user("x").facts()).policy_name, "policy#1");
 }
 
 #[test]
 fn no_match_falls_back_to_defaults() {
     let config = policy_for("users = [\"nobody\"]");
     assert_eq!(config.resolve(&session().facts()).policy_name, "defaults");
-    assert_eq!(
-        config.resolve(&session().facts()).idle_timeout,
-        Some(mins(15))
-    );
+    assert_eq!(config.resolve(&session().facts()).idle_timeout, Some(mins(15)));
 }
 
 #[test]
 fn empty_match_matches_everything() {
-    for block in [
-        "[[policy]]\nname = \"hit\"\n",
-        "[[policy]]\nname = \"hit\"\nmatch = {}\n",
-        "[[policy]]\nname = \"hit\"\n[policy.match]\n",
-    ] {
+    for block in
+        ["[[policy]]\nname = \"hit\"\n", "[[policy]]\nname = \"hit\"\nmatch = {}\n", "[[policy]]\nname = \"hit\"\n[policy.match]\n"]
+    {
         let config = parse(block);
         assert!(hits(&config, &session()), "{block}");
         assert!(hits(&config, &session().tty(false).rhost(None).groups(&[])));
@@ -195,10 +170,7 @@ fn user_globs() {
     assert!(hits(&config, &session().user("svc-backup")));
     assert!(hits(&config, &session().user("op1")));
     assert!(!hits(&config, &session().user("op12")));
-    assert!(
-        !hits(&config, &session().user("Alice")),
-        "user names are case-sensitive"
-    );
+    assert!(!hits(&config, &session().user("Alice")), "user names are case-sensitive");
     assert!(!hits(&config, &session().user("svc")));
 }
 
@@ -249,10 +221,7 @@ fn rhost_plain_ip() {
 fn rhost_hostname_glob_is_case_insensitive() {
     let config = policy_for("rhosts = [\"*.Example.com\"]");
     assert!(hits(&config, &session().rhost(Some("bastion.example.COM"))));
-    assert!(!hits(
-        &config,
-        &session().rhost(Some("example.com.evil.org"))
-    ));
+    assert!(!hits(&config, &session().rhost(Some("example.com.evil.org"))));
     assert!(!hits(&config, &session().rhost(Some("10.0.0.1"))));
 }
 
@@ -266,9 +235,7 @@ fn local_session_never_matches_rhosts() {
 
 #[test]
 fn all_criteria_must_hold() {
-    let config = policy_for(
-        "users = [\"alice\"], groups = [\"ops\"], services = [\"sshd\"], tty = true, rhosts = [\"10.0.0.0/8\"]",
-    );
+    let config = policy_for("users = [\"alice\"], groups = [\"ops\"], services = [\"sshd\"], tty = true, rhosts = [\"10.0.0.0/8\"]");
     let base = || session().groups(&["ops"]).rhost(Some("10.1.1.1"));
     assert!(hits(&config, &base()));
     assert!(!hits(&config, &base().user("bob")));
@@ -280,8 +247,7 @@ fn all_criteria_must_hold() {
 
 #[test]
 fn match_as_sub_table() {
-    let config =
-        parse("[[policy]]\nname = \"hit\"\n\n[policy.match]\nusers = [\"alice\"]\ntty = true\n");
+    let config = parse("[[policy]]\nname = \"hit\"\n\n[policy.match]\nusers = [\"alice\"]\ntty = true\n");
     assert!(hits(&config, &session()));
     assert!(!hits(&config, &session().tty(false)));
 }

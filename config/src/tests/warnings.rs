@@ -21,11 +21,7 @@ pub(crate) struct Fake {
 
 impl Fake {
     pub(crate) fn new(users: &[&'static str], groups: &[&'static str]) -> Self {
-        Self {
-            users: users.iter().copied().collect(),
-            groups: groups.iter().copied().collect(),
-            ..Self::default()
-        }
+        Self { users: users.iter().copied().collect(), groups: groups.iter().copied().collect(), ..Self::default() }
     }
 
     fn lookup(&self, set: &HashSet<&'static str>, name: &str) -> io::Result<bool> {
@@ -49,10 +45,7 @@ impl Accounts for Fake {
 
 /// (line, column, key, kind) of each warning.
 fn places(warnings: &[ConfigWarning]) -> Vec<(usize, usize, &str, WarningKind)> {
-    warnings
-        .iter()
-        .map(|w| (w.line, w.column, w.key.as_str(), w.kind))
-        .collect()
+    warnings.iter().map(|w| (w.line, w.column, w.key.as_str(), w.kind)).collect()
 }
 
 fn warnings_of(text: &str, accounts: &Fake) -> Vec<ConfigWarning> {
@@ -61,12 +54,7 @@ fn warnings_of(text: &str, accounts: &Fake) -> Vec<ConfigWarning> {
 
 /// Asserts that `text` gets one warning, at `place`, saying `says`.
 #[track_caller]
-fn assert_one_warning(
-    text: &str,
-    accounts: &Fake,
-    place: (usize, usize, &str, WarningKind),
-    says: &str,
-) {
+fn assert_one_warning(text: &str, accounts: &Fake, place: (usize, usize, &str, WarningKind), says: &str) {
     let warnings = warnings_of(text, accounts);
     assert_eq!(places(&warnings), [place]);
     assert!(warnings[0].message.contains(says), "{}", warnings[0]);
@@ -76,10 +64,7 @@ fn assert_one_warning(
 fn unknown_user_is_placed_and_shown_like_an_error() {
     let text = "[[policy]]\nname = \"a\"\nmatch = { users = [\"alice\", \"bobb\"] }\n";
     let warnings = warnings_of(text, &Fake::new(&["alice", "bob"], &[]));
-    assert_eq!(
-        places(&warnings),
-        [(3, 29, "policy[1].match.users", WarningKind::UnknownUser)]
-    );
+    assert_eq!(places(&warnings), [(3, 29, "policy[1].match.users", WarningKind::UnknownUser)]);
     assert_eq!(
         warnings[0].to_string(),
         "/etc/vigil/vigil.toml:3:29: policy[1].match.users: no user \"bobb\" on this system \
@@ -106,10 +91,7 @@ fn users_and_groups_are_asked_of_their_own_database() {
     let warnings = warnings_of(text, &Fake::new(&["alice"], &["ops"]));
     assert_eq!(
         places(&warnings),
-        [
-            (2, 20, "policy[1].match.users", WarningKind::UnknownUser),
-            (2, 38, "policy[1].match.groups", WarningKind::UnknownGroup),
-        ]
+        [(2, 20, "policy[1].match.users", WarningKind::UnknownUser), (2, 38, "policy[1].match.groups", WarningKind::UnknownGroup),]
     );
 }
 
@@ -156,46 +138,24 @@ fn each_name_is_asked_once_per_check_and_again_at_the_next() {
 #[test]
 fn lookups_are_bounded() {
     let names: Vec<String> = (0..MAX_LOOKUPS + 5).map(|i| format!("\"u{i}\"")).collect();
-    let text = format!(
-        "[[policy]]\nmatch = {{ users = [\"u0\"] }}\n[[policy]]\nmatch = {{ groups = [{}] }}\n",
-        names.join(", ")
-    );
+    let text = format!("[[policy]]\nmatch = {{ users = [\"u0\"] }}\n[[policy]]\nmatch = {{ groups = [{}] }}\n", names.join(", "));
     let fake = Fake::new(&[], &[]);
     let warnings = warnings_of(&text, &fake);
     assert_eq!(fake.asked.borrow().len(), MAX_LOOKUPS);
-    let unchecked: Vec<&ConfigWarning> = warnings
-        .iter()
-        .filter(|w| w.kind == WarningKind::NotChecked)
-        .collect();
+    let unchecked: Vec<&ConfigWarning> = warnings.iter().filter(|w| w.kind == WarningKind::NotChecked).collect();
     assert_eq!(unchecked.len(), 1, "{unchecked:?}");
     // user u0 and group u0 are different names: the group list has 1029 distinct names,
     // 1023 fit after user u0
-    assert!(
-        unchecked[0]
-            .message
-            .starts_with("6 user and group names from here on not looked up"),
-        "{}",
-        unchecked[0]
-    );
-    assert_eq!(
-        warnings.len(),
-        MAX_LOOKUPS + 1,
-        "one warning per name looked up, plus the one that says the rest was not"
-    );
+    assert!(unchecked[0].message.starts_with("6 user and group names from here on not looked up"), "{}", unchecked[0]);
+    assert_eq!(warnings.len(), MAX_LOOKUPS + 1, "one warning per name looked up, plus the one that says the rest was not");
 }
 
 // ---- blocks that match every session ----
 
 #[test]
 fn an_empty_match_is_a_warning_at_its_table() {
-    let warnings = warnings_of(
-        "[[policy]]\nname = \"all\"\nmatch = {}\nidle_timeout = \"1h\"\n",
-        &Fake::default(),
-    );
-    assert_eq!(
-        places(&warnings),
-        [(3, 9, "policy[1].match", WarningKind::EmptyMatch)]
-    );
+    let warnings = warnings_of("[[policy]]\nname = \"all\"\nmatch = {}\nidle_timeout = \"1h\"\n", &Fake::default());
+    assert_eq!(places(&warnings), [(3, 9, "policy[1].match", WarningKind::EmptyMatch)]);
     assert_eq!(
         warnings[0].to_string(),
         "/etc/vigil/vigil.toml:3:9: policy[1].match: empty match: this block applies to every \
@@ -253,16 +213,8 @@ fn exempt_with_an_empty_match_is_refused() {
         "policy[2].exempt",
         "expected match criteria (users, groups, services, tty or rhosts)",
     );
-    assert_refused(
-        "[[policy]]\nexempt = true\n[policy.match]\n",
-        2,
-        10,
-        "policy[1].exempt",
-        "exempts every session",
-    );
-    let error = Config::parse("[[policy]]\nexempt = true\n", Path::new(ORIGIN))
-        .err()
-        .map(|e| e.to_string());
+    assert_refused("[[policy]]\nexempt = true\n[policy.match]\n", 2, 10, "policy[1].exempt", "exempts every session");
+    let error = Config::parse("[[policy]]\nexempt = true\n", Path::new(ORIGIN)).err().map(|e| e.to_string());
     assert_eq!(
         error.as_deref(),
         Some(
@@ -280,10 +232,7 @@ fn exempt_with_criteria_or_false_is_accepted() {
     let warnings = warnings_of("[[policy]]\nexempt = false\n", &Fake::default());
     assert_eq!(places(&warnings), [(1, 1, "policy[1]", WarningKind::EmptyMatch)]);
     // [defaults] says every session is exempt: a block that inherits it is only warned about
-    let warnings = warnings_of(
-        "[defaults]\nexempt = true\n[[policy]]\nidle_timeout = \"1h\"\n",
-        &Fake::default(),
-    );
+    let warnings = warnings_of("[defaults]\nexempt = true\n[[policy]]\nidle_timeout = \"1h\"\n", &Fake::default());
     assert_eq!(places(&warnings), [(3, 1, "policy[1]", WarningKind::EmptyMatch)]);
 }
 
@@ -304,10 +253,7 @@ fn the_system_accounts_through_nss() {
     assert!(!nss.group_exists("vigil-no-such-group-4f1c").unwrap());
     assert!(!nss.user_exists("nul\0byte").unwrap());
     let config = parse("[[policy]]\nmatch = { users = [\"root\", \"vigil-no-such-user-4f1c\"] }\n");
-    assert_eq!(
-        places(&config.warnings(&nss)),
-        [(2, 28, "policy[1].match.users", WarningKind::UnknownUser)]
-    );
+    assert_eq!(places(&config.warnings(&nss)), [(2, 28, "policy[1].match.users", WarningKind::UnknownUser)]);
 }
 
 #[test]

@@ -20,14 +20,14 @@ use vigil_protocol::{ManagerProxy, SessionInfo, Target, VigilError};
 
 use cli::{AuditCommand, Cli, Command};
 
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::CheckConfig { file, strict } => check_config(file.clone(), *strict),
         Command::Audit { command: AuditCommand::Verify { files, keys, strict } } => return verify(files, keys, *strict),
         Command::Audit { command: AuditCommand::Show { files, user, session, event, since, until, json } } => {
-            let filter = vigil_audit::timeline::Filter { user: user.clone(), session: *session, event: event.clone(), since: *since, until: *until };
+            let filter =
+                vigil_audit::timeline::Filter { user: user.clone(), session: *session, event: event.clone(), since: *since, until: *until };
             vigil_audit::timeline::show_files(files, &filter, *json).map(|text| print!("{text}")).map_err(|e| e.to_string())
         }
         Command::Audit { command: AuditCommand::Report { files, since, until, keys, json } } => report(files, *since, *until, keys, *json),
@@ -56,7 +56,10 @@ fn report(files: &[PathBuf], since: Option<SystemTime>, until: Option<SystemTime
 }
 
 fn read_key(path: &PathBuf) -> Result<vigil_audit::chain::KeyFile, String> {
-    std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| vigil_audit::chain::KeyFile::parse(&text)).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| vigil_audit::chain::KeyFile::parse(&text))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `audit verify`: exit 0 only when every record verifies (and, with `strict`, no
@@ -124,7 +127,10 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
         Command::List { json } => {
             let sessions = manager.list_sessions().await.map_err(explain)?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&sessions.iter().map(session_json).collect::<Vec<_>>()).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&sessions.iter().map(session_json).collect::<Vec<_>>()).map_err(|e| e.to_string())?
+                );
             } else {
                 // An older vigild has no inhibitors to list.
                 let inhibitors = manager.list_inhibitors().await.unwrap_or_default();
@@ -157,7 +163,8 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
                 value["next_sudo_asks"] = serde_json::json!(s.next_sudo_asks);
                 value["reauth_reason"] = serde_json::json!(s.reauth_reason);
                 value["proof_age"] = serde_json::json!(s.proof_age_usec / 1_000_000);
-                value["inhibitor"] = inhibitor.map_or(serde_json::Value::Null, |i| serde_json::json!({"until": i.until_usec / 1_000_000, "why": i.why}));
+                value["inhibitor"] =
+                    inhibitor.map_or(serde_json::Value::Null, |i| serde_json::json!({"until": i.until_usec / 1_000_000, "why": i.why}));
                 println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
             } else {
                 print_session(&s.session);
@@ -219,7 +226,8 @@ fn reauth_words(reason: &str) -> &str {
         Ok(ReauthReason::Always) => "policy: always ask",
         // Not MyStatus answers today (they concern another user, service or caller),
         // shown as vigild wrote them.
-        Ok(ReauthReason::OtherUser | ReauthReason::NotSensitive | ReauthReason::UnknownSession | ReauthReason::DaemonUnreachable) | Err(_) => reason,
+        Ok(ReauthReason::OtherUser | ReauthReason::NotSensitive | ReauthReason::UnknownSession | ReauthReason::DaemonUnreachable)
+        | Err(_) => reason,
     }
 }
 

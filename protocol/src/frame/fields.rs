@@ -10,8 +10,7 @@ use super::{Endian, Refusal};
 
 const PATH: u8 = 1;
 /// The type of each known field code (1 to 9), as the specification fixes it.
-const KNOWN: [(u8, u8); 9] =
-    [(1, b'o'), (2, b's'), (3, b's'), (4, b's'), (5, b'u'), (6, b's'), (7, b's'), (8, b'g'), (9, b'u')];
+const KNOWN: [(u8, u8); 9] = [(1, b'o'), (2, b's'), (3, b's'), (4, b's'), (5, b'u'), (6, b's'), (7, b's'), (8, b'g'), (9, b'u')];
 
 /// The object path of a method call, from its complete fields array `bytes`.
 pub(super) fn method_call_path(bytes: &[u8], endian: Endian) -> Result<&str, Refusal> {
@@ -127,7 +126,5 @@ fn is_object_path(path: &str) -> bool {
     let Some(elements) = path.strip_prefix('/') else {
         return false;
     };
-    elements
-        .split('/')
-        .all(|element| !element.is_empty() && element.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    elements.split('/').all(|element| !element.is_empty() && element.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }

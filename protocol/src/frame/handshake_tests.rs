@@ -99,10 +99,7 @@ enum Zbus {
 }
 
 fn zbus_server_takes(script: &[u8]) -> Zbus {
-    let call = Message::method_call(MANAGER_PATH, "Answer")
-        .interface("org.vigil1.Test")
-        .build(&())
-        .expect("a valid call");
+    let call = Message::method_call(MANAGER_PATH, "Answer").interface("org.vigil1.Test").build(&()).expect("a valid call");
     let (mut client, server) = UnixStream::pair().expect("a socket pair");
     client.write_all(&[script, call.data()].concat()).expect("write");
     // EOF after the script: a server still in its handshake fails instead of waiting.

@@ -34,13 +34,9 @@ pub(super) fn call(path: &str, member: &str, endian: ZEndian) -> Vec<u8> {
 
 /// A signal, a method return and an error: messages whose fields the guard skips.
 pub(super) fn not_calls() -> Vec<u8> {
-    let signal = Message::signal(MANAGER_PATH, MANAGER_INTERFACE, "SessionOpened")
-        .build(&(7u64,))
-        .expect("a valid signal");
+    let signal = Message::signal(MANAGER_PATH, MANAGER_INTERFACE, "SessionOpened").build(&(7u64,)).expect("a valid signal");
     let reply = Message::method_return(&open_session(ZEndian::Little).header()).build(&(7u64,)).expect("a reply");
-    let error = Message::error(&open_session(ZEndian::Big).header(), "org.vigil1.Error.Failed")
-        .build(&("no",))
-        .expect("an error");
+    let error = Message::error(&open_session(ZEndian::Big).header(), "org.vigil1.Error.Failed").build(&("no",)).expect("an error");
     [signal.data().to_vec(), reply.data().to_vec(), error.data().to_vec()].concat()
 }
 
@@ -273,10 +269,7 @@ fn bytes_after_begin_in_the_same_chunk_are_a_message() {
     let mut guard = FrameGuard::new(UID);
     let mut header = call(MANAGER_PATH, "Status", ZEndian::Little);
     header[0] = b'x';
-    assert_eq!(
-        guard.observe(&[handshake(UID), header].concat(), &mut |_| {}),
-        Err(Refusal::Malformed("unknown byte order"))
-    );
+    assert_eq!(guard.observe(&[handshake(UID), header].concat(), &mut |_| {}), Err(Refusal::Malformed("unknown byte order")));
 }
 
 /// The guard's cost for one login's input (zbus client handshake + `OpenSession`), in

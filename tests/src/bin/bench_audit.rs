@@ -34,12 +34,12 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use vigil_audit::chain::{Encoding, KeyFile};
 use vigil_audit::sample::{Layout, sample_key, session_record, write_sample_log};
 use vigil_audit::verify::verify_files;
 use vigil_audit::writer::{Outcome, Writer, WriterConfig};
 use vigil_e2e::Harness;
+use vigil_e2e::interrupt::{catch_interrupts, interrupted};
 use vigil_protocol::events::Event;
 
 /// Bound on waiting for rsyslogd to write a run's records.
@@ -56,7 +56,6 @@ struct Cli {
     #[arg(long, default_value_t = 1_000_000)]
     verify_lines: u64,
 }
-
 
 struct WriterRow {
     chain: bool,
@@ -129,11 +128,7 @@ fn bench(cli: &Cli) -> Option<(Vec<WriterRow>, Vec<VerifyRow>)> {
     let (offset, key) = chain_part?;
     let part = h.path("auth-chain-run.log");
     copy_from(&auth, offset, &part);
-    verifies.push(verify_row(
-        &format!("the chained run in auth.log (traditional format, kv; {} records)", cli.records),
-        &part,
-        &key,
-    )?);
+    verifies.push(verify_row(&format!("the chained run in auth.log (traditional format, kv; {} records)", cli.records), &part, &key)?);
     let _ = std::fs::remove_file(&part);
 
     // verify: sample files.
@@ -172,8 +167,7 @@ fn writer_run(h: &Harness, records: u64, chain: bool) -> Option<(WriterRow, Opti
     let (mut sent, mut spooled, mut dropped) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     for n in 0..records {
-        let record =
-            session_record(Event::SessionOpen, n + 1, "alice").text("exempt", "no").text("run", label).number("n", n);
+        let record = session_record(Event::SessionOpen, n + 1, "alice").text("exempt", "no").text("run", label).number("n", n);
         match writer.write(&record) {
             Outcome::Sent => sent += 1,
             Outcome::Spooled => spooled += 1,
@@ -187,10 +181,7 @@ fn writer_run(h: &Harness, records: u64, chain: bool) -> Option<(WriterRow, Opti
     // The spool, as vigild's retry task flushes it (here every 10 ms instead of 1 s).
     while !writer.flush_spool() {
         if interrupted() || start.elapsed() > LAND_TIMEOUT {
-            panic!(
-                "bench_audit: the spool did not empty within {LAND_TIMEOUT:?} ({} bytes left)",
-                writer.spooled_bytes()
-            );
+            panic!("bench_audit: the spool did not empty within {LAND_TIMEOUT:?} ({} bytes left)", writer.spooled_bytes());
         }
         sleep(POLL);
     }
@@ -219,8 +210,8 @@ fn verify_row(what: &str, path: &Path, key: &KeyFile) -> Option<VerifyRow> {
     }
     let bytes = file_len(path);
     let start = Instant::now();
-    let report = verify_files(&[path.to_path_buf()], std::slice::from_ref(key))
-        .unwrap_or_else(|e| panic!("verify {}: {e}", path.display()));
+    let report =
+        verify_files(&[path.to_path_buf()], std::slice::from_ref(key)).unwrap_or_else(|e| panic!("verify {}: {e}", path.display()));
     let seconds = start.elapsed().as_secs_f64();
     let lines = report.files.first().map_or(0, |f| f.lines);
     let records = report.hosts.iter().map(|h| h.authentic).sum();
@@ -299,11 +290,8 @@ fn print_tables(cli: &Cli, writers: &[WriterRow], verifies: &[VerifyRow], load_b
     println!("Command (as root, from the repository): `{command}`");
     println!();
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = if command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
-        ""
-    } else {
-        " + uncommitted changes"
-    };
+    let dirty =
+        if command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() { "" } else { " + uncommitted changes" };
     println!("- date: {} UTC; commit: {commit}{dirty}", command_output("date", &["-u", "+%Y-%m-%d %H:%M"]));
     println!(
         "- machine: {} CPUs (nproc), {}; load average (1 min) {load_before} before, {load_after} after",
@@ -312,11 +300,7 @@ fn print_tables(cli: &Cli, writers: &[WriterRow], verifies: &[VerifyRow], load_b
     );
     println!(
         "- rsyslogd: {}; the harness's config (imuxsock, rate limiting off, authpriv to auth.log and everything to all.log: each record is written twice)",
-        command_output("sh", &["-c", "/usr/sbin/rsyslogd -v | head -1"])
-            .split(" compiled")
-            .next()
-            .unwrap_or_default()
-            .trim()
+        command_output("sh", &["-c", "/usr/sbin/rsyslogd -v | head -1"]).split(" compiled").next().unwrap_or_default().trim()
     );
     println!();
     println!("**Writer → rsyslogd** (`Writer::write` from one thread, kv, {} session records per run):", cli.records);

@@ -81,8 +81,7 @@ enum Scenario {
     BigHeader,
 }
 
-const SCENARIOS: [Scenario; 5] =
-    [Scenario::None, Scenario::Hog, Scenario::Held, Scenario::Churn, Scenario::BigHeader];
+const SCENARIOS: [Scenario; 5] = [Scenario::None, Scenario::Hog, Scenario::Held, Scenario::Churn, Scenario::BigHeader];
 
 impl Scenario {
     fn label(self) -> &'static str {

@@ -52,7 +52,6 @@ struct Cli {
     stagger_ms: u64,
 }
 
-
 /// One idle session being measured.
 struct Probe {
     client: SshSession,
@@ -74,9 +73,7 @@ struct Row {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !vigil_e2e::is_root() {
-        eprintln!(
-            "bench_idle: needs root (it creates a test user, /etc/pam.d/vigil-test-* and a harness sshd); run it with sudo"
-        );
+        eprintln!("bench_idle: needs root (it creates a test user, /etc/pam.d/vigil-test-* and a harness sshd); run it with sudo");
         return ExitCode::from(1);
     }
     if cli.sessions == 0 {
@@ -113,8 +110,7 @@ fn bench(cli: &Cli) -> Option<Vec<Row>> {
         }
         let client = h.ssh_session(&user);
         let server = client.wait_ready(h.sshd(), LOGIN_TIMEOUT);
-        let tty =
-            server.tty().map(|t| t.display().to_string().trim_start_matches("/dev/").to_string()).unwrap_or_default();
+        let tty = server.tty().map(|t| t.display().to_string().trim_start_matches("/dev/").to_string()).unwrap_or_default();
         let ssh = client.ssh_pid().and_then(ProcInfo::read).expect("the ssh client process");
         let leader = server.priv_pid();
         let id = wait_for(Duration::from_secs(10), &format!("vigild to track session {i} with its pty"), || {
@@ -123,10 +119,7 @@ fn bench(cli: &Cli) -> Option<Vec<Row>> {
                 .iter()
                 .find(|s| {
                     s.leader_pid == leader
-                        && s.other
-                            .get("ttys")
-                            .and_then(|t| t.as_array())
-                            .is_some_and(|t| t.iter().any(|t| t == tty.as_str()))
+                        && s.other.get("ttys").and_then(|t| t.as_array()).is_some_and(|t| t.iter().any(|t| t == tty.as_str()))
                 })
                 .map(|s| s.id)
                 .ok_or_else(|| format!("{sessions:?}"))
@@ -167,19 +160,15 @@ fn bench(cli: &Cli) -> Option<Vec<Row>> {
     let ids: Vec<String> = probes.iter().map(|p| p.id.to_string()).collect();
     let _ = vigil_e2e::try_wait_for(Duration::from_secs(5), || {
         let log = h.auth_log();
-        let ended = ids
-            .iter()
-            .filter(|id| log.iter().any(|l| l.is_event("vigild", "session_end") && l.has("session", id)))
-            .count();
+        let ended = ids.iter().filter(|id| log.iter().any(|l| l.is_event("vigild", "session_end") && l.has("session", id))).count();
         if ended == ids.len() { Ok(()) } else { Err(format!("{ended} of {} ended", ids.len())) }
     });
     let log = h.auth_log();
     let rows = probes
         .iter()
         .map(|p| {
-            let end: Option<&LogLine> = log.iter().find(|l| {
-                l.is_event("vigild", "session_end") && l.has("session", &p.id.to_string()) && l.has("reason", "idle")
-            });
+            let end: Option<&LogLine> =
+                log.iter().find(|l| l.is_event("vigild", "session_end") && l.has("session", &p.id.to_string()) && l.has("reason", "idle"));
             let client_late_ms = match (p.last_key, p.exited) {
                 (Some(key), Some(exit)) => {
                     let deadline = key + TIMEOUT;

@@ -21,13 +21,13 @@
 //! (`--update-md FILE` also replaces that block in FILE); `--json` prints JSON instead.
 //! Needs root and the release build, like bench_pam.
 
-#[path = "bench/facts.rs"]
-mod facts;
 #[path = "bench_load/audit_count.rs"]
 mod audit_count;
 #[allow(dead_code)] // pam_host's conversation: prompts and messages are not looked at here
 #[path = "pam_host/conv.rs"]
 mod conv;
+#[path = "bench/facts.rs"]
+mod facts;
 #[allow(dead_code)] // pam_host's declarations: auth and strerror are not called here
 #[path = "pam_host/ffi.rs"]
 mod ffi;
@@ -146,7 +146,8 @@ fn main() -> ExitCode {
         eprintln!("bench_load: --hosts and --seconds must be at least 1");
         return ExitCode::from(2);
     }
-    let report = facts::Report { program: "bench_load", markers: (BEGIN, END), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
+    let report =
+        facts::Report { program: "bench_load", markers: (BEGIN, END), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
     match report.run(|| bench(&cli), |facts, loads| (markdown(&cli, facts, loads), to_json(&cli, facts, loads))) {
         // Exit 3 when a cycle went unaudited: a script can tell.
         Ok(loads) if loads.iter().filter_map(|l| l.audit.as_ref()).all(AuditCount::complete) => ExitCode::SUCCESS,
@@ -269,11 +270,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
     let (mut failed, mut unregistered, mut last_end) = (0u64, 0u64, start_usec);
     let mut seen: HashMap<u64, ()> = HashMap::new();
     for ((_, out), status) in hosts.iter().zip(&statuses) {
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "a load host failed ({status:?}); see {}",
-            out.with_extension("stderr").display()
-        );
+        assert!(status.is_some_and(|s| s.success()), "a load host failed ({status:?}); see {}", out.with_extension("stderr").display());
         let text = std::fs::read_to_string(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
         for line in text.lines() {
             let words: Vec<&str> = line.split(' ').collect();

@@ -72,8 +72,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
-use vigil_e2e::interrupt::interrupted;
 use vigil_e2e::bench::{SampledRun, cpu_us, run_sampled};
+use vigil_e2e::interrupt::interrupted;
 use vigil_e2e::process::describe_output;
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, paths};
@@ -247,13 +247,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     if cli.rounds == 0 || cli.cycles < cli.rounds {
-        eprintln!(
-            "bench_pam: --cycles ({}) must be at least --rounds ({}), and --rounds at least 1",
-            cli.cycles, cli.rounds
-        );
+        eprintln!("bench_pam: --cycles ({}) must be at least --rounds ({}), and --rounds at least 1", cli.cycles, cli.rounds);
         return ExitCode::from(2);
     }
-    let report = facts::Report { program: "bench_pam", markers: cli.markers(), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
+    let report =
+        facts::Report { program: "bench_pam", markers: cli.markers(), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
     let rendered = report.run(
         || bench(&cli),
         |facts, levels| {
@@ -306,13 +304,8 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
                 Kind::VigilBus => stacks::vigil_bus(&h),
                 Kind::ExecTrue => PamStack::exec_true(),
             };
-            let session_line = stack
-                .render()
-                .lines()
-                .find(|l| l.starts_with("session"))
-                .unwrap_or_default()
-                .replace(&dir, "$DIR")
-                .replace(&root, ".");
+            let session_line =
+                stack.render().lines().find(|l| l.starts_with("session")).unwrap_or_default().replace(&dir, "$DIR").replace(&root, ".");
             // The bus's guid changes every run; it says nothing about the stack.
             let session_line = strip_guid(&session_line);
             let short = kind.key().replace('_', "-");
@@ -331,12 +324,7 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
             });
             eprintln!("bench_pam: opening sessions up to {sessions}");
             let top_up = holder.top_up(sessions).unwrap_or_else(|e| panic!("preloading {sessions} sessions: {e}"));
-            eprintln!(
-                "bench_pam: {} sessions opened in {:.1} s ({:.0} µs each)",
-                top_up.added,
-                top_up.seconds,
-                top_up.us_each()
-            );
+            eprintln!("bench_pam: {} sessions opened in {:.1} s ({:.0} µs each)", top_up.added, top_up.seconds, top_up.us_each());
             Some(top_up)
         } else {
             None
@@ -356,15 +344,7 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
         // Every measured session was closed again; the held ones are all there.
         let registered = registered(&h);
         assert_eq!(registered, sessions, "sessions registered after measuring at {sessions}");
-        levels.push(Level {
-            sessions,
-            top_up,
-            idle,
-            rss_start_kib,
-            rss_end_kib,
-            load_after: vigil_e2e::bench::load1(),
-            stacks,
-        });
+        levels.push(Level { sessions, top_up, idle, rss_start_kib, rss_end_kib, load_after: vigil_e2e::bench::load1(), stacks });
     }
     Some(levels)
 }

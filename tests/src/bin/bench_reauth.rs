@@ -210,7 +210,10 @@ fn failures(txns: &[Txn], expect_prompts: bool) -> usize {
 
 fn report(r: &Results, granted: usize) {
     let prove = r.prove.expect("the proving transaction");
-    println!("Proof: auth_rc={} acct_rc={} prompts={} ({} µs). vigild wrote {granted} reauth_granted records.", prove.auth_rc, prove.acct_rc, prove.prompts, prove.txn_us);
+    println!(
+        "Proof: auth_rc={} acct_rc={} prompts={} ({} µs). vigild wrote {granted} reauth_granted records.",
+        prove.auth_rc, prove.acct_rc, prove.prompts, prove.txn_us
+    );
     println!();
     println!("| stack (µs) | n | pam_authenticate p50 | p99 | max | whole transaction p50 | p99 | max | failures |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -224,7 +227,17 @@ fn report(r: &Results, granted: usize) {
     for (name, txns, prompts) in rows {
         let a = stats(txns, |t| t.auth_us);
         let t = stats(txns, |t| t.txn_us);
-        println!("| {name} | {} | {} | {} | {} | {} | {} | {} | {} |", a.n, a.p50, a.p99, a.max, t.p50, t.p99, t.max, failures(txns, prompts));
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            a.n,
+            a.p50,
+            a.p99,
+            a.max,
+            t.p50,
+            t.p99,
+            t.max,
+            failures(txns, prompts)
+        );
     }
     let (bw, vw) = (stats(&r.warm_baseline, |t| t.auth_us), stats(&r.warm_vigil, |t| t.auth_us));
     let (bc, vc) = (stats(&r.cold_baseline, |t| t.txn_us), stats(&r.cold_vigil, |t| t.txn_us));

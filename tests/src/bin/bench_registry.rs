@@ -106,10 +106,7 @@ fn main() -> ExitCode {
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     println!();
-    println!(
-        "| vigild, {} s window | sessions | CPU ms (ticks) | CPU µs (schedstat) | context switches | RSS KiB |",
-        args.window
-    );
+    println!("| vigild, {} s window | sessions | CPU ms (ticks) | CPU µs (schedstat) | context switches | RSS KiB |", args.window);
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (what, n, w) in [("baseline", 0, &base), ("registered, idle", top_up.added, &held)] {
         println!("| {what} | {n} | {:.0} | {} | {} | {} |", w.cpu_ms, w.cpu_us_exact, w.switches, w.rss_kib);

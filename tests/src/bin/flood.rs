@@ -173,15 +173,10 @@ impl Payload {
                 Payload { auth: true, first: call.header(), filler: 0, send }
             }
             // A fixed header whose byte-order mark is neither `l` nor `B`.
-            Mode::Malformed { .. } => Payload {
-                auth: true,
-                first: b"X\x01\x00\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00".to_vec(),
-                filler: 0,
-                send: 0,
-            },
-            Mode::Longauth { send, .. } => {
-                Payload { auth: false, first: b"\0AUTH EXTERNAL ".to_vec(), filler: b'3', send }
+            Mode::Malformed { .. } => {
+                Payload { auth: true, first: b"X\x01\x00\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00".to_vec(), filler: 0, send: 0 }
             }
+            Mode::Longauth { send, .. } => Payload { auth: false, first: b"\0AUTH EXTERNAL ".to_vec(), filler: b'3', send },
         }
     }
 }
@@ -224,12 +219,7 @@ impl<'a> Flooder<'a> {
             last_ping: Instant::now(),
             conns: Vec::new(),
             payload,
-            report: FloodReport {
-                mode: cli.mode.name().to_string(),
-                uid: nix::unistd::getuid().as_raw(),
-                requested: n,
-                ..report
-            },
+            report: FloodReport { mode: cli.mode.name().to_string(), uid: nix::unistd::getuid().as_raw(), requested: n, ..report },
             held_since: None,
         }
     }
@@ -438,8 +428,8 @@ fn stdin_at_end() -> bool {
 /// socket for at most the send timeout) and, with `auth_uid`, authenticates; returns
 /// the stream, non-blocking, after `BEGIN`.
 fn open(path: &Path, auth_uid: Option<u32>, timeout: Duration) -> Result<UnixStream, Failure> {
-    let fd: OwnedFd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| Failure::Other(format!("socket: {e}")))?;
+    let fd: OwnedFd =
+        socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(|e| Failure::Other(format!("socket: {e}")))?;
     let tv = TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
     setsockopt(&fd, sockopt::SendTimeout, &tv).map_err(|e| Failure::Other(format!("SO_SNDTIMEO: {e}")))?;
     setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(|e| Failure::Other(format!("SO_RCVTIMEO: {e}")))?;

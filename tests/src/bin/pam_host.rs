@@ -128,11 +128,10 @@ fn run(cli: &Cli, samples: &mut Vec<u64>) -> PamHostReport {
     let service = cstring("--service", cli.service.as_str());
     let user = cstring("--user", cli.user.as_bytes());
     let confdir = cli.confdir.as_ref().map(|d| cstring("--confdir", d.as_os_str().as_bytes()));
-    let items: Vec<(c_int, CString)> =
-        [(ffi::PAM_TTY, &cli.tty), (ffi::PAM_RHOST, &cli.rhost), (ffi::PAM_RUSER, &cli.ruser)]
-            .into_iter()
-            .filter_map(|(item, value)| value.as_ref().map(|v| (item, cstring("an item", v.as_bytes()))))
-            .collect();
+    let items: Vec<(c_int, CString)> = [(ffi::PAM_TTY, &cli.tty), (ffi::PAM_RHOST, &cli.rhost), (ffi::PAM_RUSER, &cli.ruser)]
+        .into_iter()
+        .filter_map(|(item, value)| value.as_ref().map(|v| (item, cstring("an item", v.as_bytes()))))
+        .collect();
     let env_name = c"VIGIL_SESSION_ID";
     let mut conv_state = ConvState::new(cli.password.as_deref());
     let conv = conv_state.pam_conv();

@@ -9,7 +9,13 @@ use vigil_protocol::{InhibitorInfo, ManagerProxy};
 use super::{explain, now_usec, printable};
 
 /// `inhibit --for D --why TEXT`, `inhibit --cancel [--session ID]`.
-pub async fn run(manager: &ManagerProxy<'_>, duration: Option<Duration>, why: Option<&str>, cancel: bool, session: Option<u64>) -> Result<(), String> {
+pub async fn run(
+    manager: &ManagerProxy<'_>,
+    duration: Option<Duration>,
+    why: Option<&str>,
+    cancel: bool,
+    session: Option<u64>,
+) -> Result<(), String> {
     if cancel {
         let had = manager.cancel_inhibit(session.unwrap_or(0)).await.map_err(explain)?;
         println!("{}", if had { "idle inhibitor cancelled: idleness counts again" } else { "no idle inhibitor to cancel" });
@@ -20,7 +26,11 @@ pub async fn run(manager: &ManagerProxy<'_>, duration: Option<Duration>, why: Op
     };
     let usec = u64::try_from(duration.as_micros()).map_err(|_| "duration too long".to_string())?;
     let until = manager.inhibit(usec, why).await.map_err(explain)?;
-    println!("this session will not be ended for idleness for {} (until {}); vigilctl inhibit --cancel ends it sooner", words(until), clock(until));
+    println!(
+        "this session will not be ended for idleness for {} (until {}); vigilctl inhibit --cancel ends it sooner",
+        words(until),
+        clock(until)
+    );
     Ok(())
 }
 

@@ -97,7 +97,11 @@ pub fn print_table(mut sessions: Vec<SessionInfo>, inhibitors: &[InhibitorInfo],
         println!("{}", paint(line.trim_end().to_owned(), percent, colour));
     }
     let inhibited = sessions.iter().filter(|s| by_session.contains_key(&s.id)).count();
-    let note = if inhibited > 0 { format!(", {inhibited} inhibited (*: not ended for idleness before its inhibitor expires)") } else { String::new() };
+    let note = if inhibited > 0 {
+        format!(", {inhibited} inhibited (*: not ended for idleness before its inhibitor expires)")
+    } else {
+        String::new()
+    };
     println!("{} session(s){note}", sessions.len());
 }
 

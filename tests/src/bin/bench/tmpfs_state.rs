@@ -34,9 +34,8 @@ impl TmpfsState {
         let audit = h.path("audit");
         std::fs::create_dir_all(&audit).unwrap_or_else(|e| panic!("mkdir {}: {e}", audit.display()));
         std::os::unix::fs::symlink(&audit, state.join("audit")).expect("symlink the audit directory");
-        std::os::unix::fs::symlink(&state, h.path("state")).unwrap_or_else(|e| {
-            panic!("symlink {} (start vigild after this): {e}", h.path("state").display())
-        });
+        std::os::unix::fs::symlink(&state, h.path("state"))
+            .unwrap_or_else(|e| panic!("symlink {} (start vigild after this): {e}", h.path("state").display()));
     }
 }
 

@@ -50,9 +50,7 @@ impl AuditCount {
 
     pub fn describe(&self) -> String {
         let mut text = format!("{} of {} ids", self.complete, self.ids);
-        for (n, what) in
-            [(self.missing_open, "no open"), (self.missing_close, "no close"), (self.repeated, "repeated")]
-        {
+        for (n, what) in [(self.missing_open, "no open"), (self.missing_close, "no close"), (self.repeated, "repeated")] {
             if n > 0 {
                 text.push_str(&format!(", {n} {what}"));
             }
@@ -60,11 +58,7 @@ impl AuditCount {
         if self.dropped_records > 0 {
             text.push_str(&format!(", {} records_dropped", self.dropped_records));
         }
-        text.push_str(&format!(
-            "; {} {:.1} s after the load",
-            if self.gave_up { "gave up waiting" } else { "all in" },
-            self.drain_seconds
-        ));
+        text.push_str(&format!("; {} {:.1} s after the load", if self.gave_up { "gave up waiting" } else { "all in" }, self.drain_seconds));
         text
     }
 

@@ -126,11 +126,7 @@ fn run_cycles(pamh: *mut PamHandle, job: &Job) -> Vec<String> {
             unsafe { ffi::pam_close_session(pamh, 0) }
         });
         let us = t0.elapsed().as_micros();
-        lines.push(format!(
-            "{us} {} {open_rc} {}",
-            id.as_deref().unwrap_or("-"),
-            close_rc.map_or("-".to_string(), |rc| rc.to_string())
-        ));
+        lines.push(format!("{us} {} {open_rc} {}", id.as_deref().unwrap_or("-"), close_rc.map_or("-".to_string(), |rc| rc.to_string())));
     }
     lines
 }

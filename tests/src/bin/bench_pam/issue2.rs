@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 use vigil_e2e::Stats;
 
 use crate::facts::Facts;
-use vigil_e2e::bench::clk_tck;
 use crate::{Cli, DAEMONS, Kind, StackResult, TARGET_P50_US, TARGET_P99_US, added, signed, stats_json};
+use vigil_e2e::bench::clk_tck;
 
 pub const BEGIN: &str = "<!-- bench_pam:begin -->";
 pub const END: &str = "<!-- bench_pam:end -->";
@@ -35,9 +35,7 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
     );
     md.push_str(&crate::state_line(cli));
     md.push('\n');
-    md.push_str(
-        "| stack | cycles | p50 µs | p99 µs | max µs | p50 added over pam_permit | p99 added over pam_permit |\n",
-    );
+    md.push_str("| stack | cycles | p50 µs | p99 µs | max µs | p50 added over pam_permit | p99 added over pam_permit |\n");
     md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for s in stacks {
         let st = s.pooled();
@@ -46,21 +44,10 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
         } else {
             (signed(added(st.p50, base.p50)), signed(added(st.p99, base.p99)))
         };
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            s.kind.label(),
-            st.n,
-            st.p50,
-            st.p99,
-            st.max,
-            a50,
-            a99
-        ));
+        md.push_str(&format!("| {} | {} | {} | {} | {} | {} | {} |\n", s.kind.label(), st.n, st.p50, st.p99, st.max, a50, a99));
     }
     md.push('\n');
-    md.push_str(&format!(
-        "Target (issue 2): pam_vigil adds ≤ {TARGET_P50_US} µs p50 and ≤ {TARGET_P99_US} µs p99 over pam_permit.\n"
-    ));
+    md.push_str(&format!("Target (issue 2): pam_vigil adds ≤ {TARGET_P50_US} µs p50 and ≤ {TARGET_P99_US} µs p99 over pam_permit.\n"));
     for s in stacks.iter().filter(|s| s.kind.is_vigil()) {
         let st = s.pooled();
         let (a50, a99) = (added(st.p50, base.p50), added(st.p99, base.p99));
@@ -75,9 +62,7 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
         ));
     }
     md.push('\n');
-    md.push_str(
-        "Per round, p50 / p99 µs of open+close (round order alternates; open and close p50 from pam_host):\n\n",
-    );
+    md.push_str("Per round, p50 / p99 µs of open+close (round order alternates; open and close p50 from pam_host):\n\n");
     md.push_str("| stack |");
     for r in 1..=cli.rounds {
         md.push_str(&format!(" round {r} |"));
@@ -93,8 +78,7 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
             let st = Stats::from_samples(&run.samples);
             md.push_str(&format!(" {} / {} |", st.p50, st.p99));
         }
-        let split: Vec<String> =
-            s.runs.iter().map(|r| format!("{}/{}", r.report.open_us.p50, r.report.close_us.p50)).collect();
+        let split: Vec<String> = s.runs.iter().map(|r| format!("{}/{}", r.report.open_us.p50, r.report.close_us.p50)).collect();
         md.push_str(&format!(" {} |\n", split.join(", ")));
     }
     md.push_str(&format!(
@@ -119,9 +103,7 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
         }
         md.push('\n');
     }
-    md.push_str(
-        "\nSession lines (`$DIR` is the harness's directory under /tmp; auth and account are pam_permit):\n\n```\n",
-    );
+    md.push_str("\nSession lines (`$DIR` is the harness's directory under /tmp; auth and account are pam_permit):\n\n```\n");
     for s in stacks {
         md.push_str(&s.session_line);
         md.push('\n');

@@ -40,10 +40,8 @@ fn verdict(ok: bool) -> &'static str {
 
 pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
     let (begin, end) = cli.markers();
-    let vigil: Vec<Kind> = [Kind::VigilSocket, Kind::VigilBus]
-        .into_iter()
-        .filter(|&k| levels.first().is_some_and(|l| stack(l, k).is_some()))
-        .collect();
+    let vigil: Vec<Kind> =
+        [Kind::VigilSocket, Kind::VigilBus].into_iter().filter(|&k| levels.first().is_some_and(|l| stack(l, k).is_some())).collect();
     let mut md = format!("{begin}\nCommand (as root, from the repository): `{}`\n\n", f.command);
     md.push_str(&format!(
         "- at each registry size, {} cycles of pam_open_session + pam_close_session per stack through real libpam \
@@ -90,13 +88,7 @@ pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
         md.push_str(&format!("| {} | {} / {} |", level.sessions, b.p50, b.p99));
         for &k in &vigil {
             let s = stack(level, k).map(StackResult::pooled).unwrap_or_default();
-            md.push_str(&format!(
-                " {} / {} | {} / {} |",
-                s.p50,
-                s.p99,
-                signed(added(s.p50, b.p50)),
-                signed(added(s.p99, b.p99))
-            ));
+            md.push_str(&format!(" {} / {} | {} / {} |", s.p50, s.p99, signed(added(s.p50, b.p50)), signed(added(s.p99, b.p99))));
         }
         md.push('\n');
     }
@@ -123,15 +115,8 @@ pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
     }
     md.push_str(" ---: | ---: | ---: |\n");
     for level in levels {
-        let opening = level.top_up.map_or("—".to_string(), |t| {
-            format!("{} in {:.1} s ({:.0} µs each)", t.added, t.seconds, t.us_each())
-        });
-        md.push_str(&format!(
-            "| {} | {opening} | {} → {} |",
-            level.sessions,
-            mib(level.rss_start_kib),
-            mib(level.rss_end_kib)
-        ));
+        let opening = level.top_up.map_or("—".to_string(), |t| format!("{} in {:.1} s ({:.0} µs each)", t.added, t.seconds, t.us_each()));
+        md.push_str(&format!("| {} | {opening} | {} → {} |", level.sessions, mib(level.rss_start_kib), mib(level.rss_end_kib)));
         for &k in &vigil {
             let cpu = stack(level, k).map_or(0.0, |s| s.daemon_cpu_per_cycle()[0]);
             md.push_str(&format!(" {cpu:.0} |"));
@@ -184,9 +169,7 @@ fn targets(levels: &[Level], vigil: &[Kind]) -> String {
         }
         if let Some(ten) = at(10_000) {
             for &k in vigil {
-                let (Some(s0), Some(s10)) =
-                    (stack(zero, k).map(StackResult::pooled), stack(ten, k).map(StackResult::pooled))
-                else {
+                let (Some(s0), Some(s10)) = (stack(zero, k).map(StackResult::pooled), stack(ten, k).map(StackResult::pooled)) else {
                     continue;
                 };
                 let growth = (s10.p50 as f64 / s0.p50.max(1) as f64 - 1.0) * 100.0;
@@ -202,11 +185,7 @@ fn targets(levels: &[Level], vigil: &[Kind]) -> String {
     }
     if let Some(big) = at(100_000) {
         let rss = big.rss_start_kib.max(big.rss_end_kib);
-        md.push_str(&format!(
-            "- 100,000 sessions: vigild RSS {} MiB (≤ 128 MiB: {})",
-            mib(rss),
-            verdict(rss <= RSS_LIMIT_KIB)
-        ));
+        md.push_str(&format!("- 100,000 sessions: vigild RSS {} MiB (≤ 128 MiB: {})", mib(rss), verdict(rss <= RSS_LIMIT_KIB)));
         let idle_zero = at(0).and_then(|l| l.idle).map_or("not measured".to_string(), |w| format!("{} µs", w.cpu_us_exact));
         match big.idle {
             Some(w) => md.push_str(&format!(

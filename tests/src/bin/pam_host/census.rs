@@ -23,9 +23,7 @@ impl Census {
         let mut fds = BTreeMap::new();
         for entry in std::fs::read_dir("/proc/self/fd").into_iter().flatten().flatten() {
             if let Ok(fd) = entry.file_name().to_string_lossy().parse::<u32>() {
-                let target = std::fs::read_link(entry.path())
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "?".to_string());
+                let target = std::fs::read_link(entry.path()).map(|p| p.display().to_string()).unwrap_or_else(|_| "?".to_string());
                 // The descriptor read_dir itself holds open while listing.
                 if target != own_dir {
                     fds.insert(fd, target);
@@ -37,19 +35,11 @@ impl Census {
 
     /// Threads in `self` that `before` did not have, by name.
     pub fn new_threads(&self, before: &Census) -> Vec<String> {
-        self.threads
-            .iter()
-            .filter(|(tid, _)| !before.threads.contains_key(tid))
-            .map(|(tid, name)| format!("{tid} {name}"))
-            .collect()
+        self.threads.iter().filter(|(tid, _)| !before.threads.contains_key(tid)).map(|(tid, name)| format!("{tid} {name}")).collect()
     }
 
     /// Descriptors in `self` that `before` did not have (or that point elsewhere now).
     pub fn new_fds(&self, before: &Census) -> Vec<String> {
-        self.fds
-            .iter()
-            .filter(|(fd, target)| before.fds.get(fd) != Some(target))
-            .map(|(fd, target)| format!("{fd} -> {target}"))
-            .collect()
+        self.fds.iter().filter(|(fd, target)| before.fds.get(fd) != Some(target)).map(|(fd, target)| format!("{fd} -> {target}")).collect()
     }
 }

@@ -5,8 +5,8 @@ use std::ffi::{CStr, CString, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::ffi::{
-    PAM_BUF_ERR, PAM_CONV_ERR, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SUCCESS, PAM_TEXT_INFO,
-    PamConv, PamMessage, PamResponse,
+    PAM_BUF_ERR, PAM_CONV_ERR, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SUCCESS, PAM_TEXT_INFO, PamConv, PamMessage,
+    PamResponse,
 };
 
 const MAX_MESSAGES: usize = 20;
@@ -58,12 +58,7 @@ unsafe extern "C" fn conversation(
 /// # Safety
 /// Called by libpam with `num_msg` valid message pointers (Linux-PAM layout: an array
 /// of pointers) and `appdata_ptr` the `ConvState` given to pam_start.
-unsafe fn converse(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata_ptr: *mut c_void,
-) -> c_int {
+unsafe fn converse(num_msg: c_int, msg: *mut *const PamMessage, resp: *mut *mut PamResponse, appdata_ptr: *mut c_void) -> c_int {
     if num_msg <= 0 || msg.is_null() || resp.is_null() || appdata_ptr.is_null() {
         return PAM_CONV_ERR;
     }
@@ -76,11 +71,7 @@ unsafe fn converse(
     }
     for i in 0..n {
         let m = unsafe { &**msg.add(i) };
-        let text = if m.msg.is_null() {
-            String::new()
-        } else {
-            unsafe { CStr::from_ptr(m.msg) }.to_string_lossy().into_owned()
-        };
+        let text = if m.msg.is_null() { String::new() } else { unsafe { CStr::from_ptr(m.msg) }.to_string_lossy().into_owned() };
         state.note(m.msg_style, &text);
         match m.msg_style {
             PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {

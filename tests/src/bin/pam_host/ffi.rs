@@ -34,12 +34,8 @@ pub struct PamResponse {
     pub resp_retcode: c_int,
 }
 
-pub type ConvFn = unsafe extern "C" fn(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata_ptr: *mut c_void,
-) -> c_int;
+pub type ConvFn =
+    unsafe extern "C" fn(num_msg: c_int, msg: *mut *const PamMessage, resp: *mut *mut PamResponse, appdata_ptr: *mut c_void) -> c_int;
 
 #[repr(C)]
 pub struct PamConv {
