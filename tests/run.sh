@@ -31,6 +31,13 @@ if [ -n "$missing" ]; then
     rm -f /usr/sbin/policy-rc.d.vigil-tests
 fi
 
+# The code gate: formatting (rustfmt.toml) and clippy with every warning an error; the
+# module's, the host crate's and the daemon's shipped code may not unwrap, expect or
+# panic ([lints] in their Cargo.toml; clippy.toml allows it in tests).
+command -v cargo-clippy >/dev/null && command -v rustfmt >/dev/null || rustup component add clippy rustfmt
+cargo fmt --all --check
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
 # The module is built by cargo invocations of its own: in one with the daemon cargo
 # unifies zbus's features and the daemon's tokio lands in libpam_vigil.so. Its build
 # comes last, so that nothing overwrites the file the e2e tests load.

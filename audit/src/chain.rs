@@ -52,7 +52,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
@@ -237,7 +237,7 @@ impl KeyDeriver {
         while self.current_seq < seq {
             self.current.evolve();
             self.current_seq += 1;
-            if (self.current_seq - self.start_seq) % CHECKPOINT_EVERY == 0
+            if (self.current_seq - self.start_seq).is_multiple_of(CHECKPOINT_EVERY)
                 && ((self.current_seq - self.start_seq) / CHECKPOINT_EVERY) as usize == self.checkpoints.len()
             {
                 self.checkpoints.push(self.current.clone());

@@ -173,10 +173,11 @@ pub fn report_readers<R: BufRead>(
             }
             days.insert((day, user), row);
             total.add(event);
-            if event.is(EventName::SessionEnd) && event.get("reason") == Some(EndReason::Idle.as_str().as_bytes()) {
-                if let Some(slot) = event.stamp.and_then(|(_, _, _, h)| by_hour.get_mut(usize::from(h))) {
-                    *slot += 1;
-                }
+            if event.is(EventName::SessionEnd)
+                && event.get("reason") == Some(EndReason::Idle.as_str().as_bytes())
+                && let Some(slot) = event.stamp.and_then(|(_, _, _, h)| by_hour.get_mut(usize::from(h)))
+            {
+                *slot += 1;
             }
         }
     }
@@ -194,9 +195,12 @@ fn user_of(block: &Block, event: &Event) -> String {
     user.map_or_else(|| "-".to_owned(), escaped)
 }
 
+/// Per host: records, unauthenticated lines, and the (block, seq, line) of each record.
+type HostTally<'a> = BTreeMap<&'a str, (u64, u64, Vec<(usize, u64, u64)>)>;
+
 fn chains(blocks: &[Block], verified: Option<&verify::Report>) -> Vec<HostChain> {
     // Per host: the records' seqs in file order (blocks keep it within each block).
-    let mut hosts: BTreeMap<&str, (u64, u64, Vec<(usize, u64, u64)>)> = BTreeMap::new();
+    let mut hosts: HostTally = BTreeMap::new();
     for block in blocks {
         let entry = hosts.entry(block.host.as_str()).or_default();
         for event in &block.events {

@@ -252,7 +252,7 @@ impl<K: Hash + Eq> CallBudget<K> {
         if allowed {
             entry.1 += 1;
         }
-        if !self.last_prune.is_some_and(|at| now.saturating_duration_since(at) < period) {
+        if self.last_prune.is_none_or(|at| now.saturating_duration_since(at) >= period) {
             self.last_prune = Some(now);
             self.entries.retain(|_, (start, _)| now.saturating_duration_since(*start) < period);
         }

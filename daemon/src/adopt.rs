@@ -210,13 +210,15 @@ mod tests {
 
     /// A process with an audit session of its own, as pam_loginuid gives a login.
     fn login_process() -> std::process::Child {
-        let child = std::process::Command::new("sh").args(["-c", "echo 0 > /proc/self/loginuid && exec sleep 30"]).spawn().expect("sh");
+        let mut child = std::process::Command::new("sh").args(["-c", "echo 0 > /proc/self/loginuid && exec sleep 30"]).spawn().expect("sh");
         for _ in 0..200 {
             if procfs::audit_session_id(child.id()) != NO_AUDIT_SESSION && procfs::comm(child.id()).as_deref() == Some("sleep") {
                 return child;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("no audit session for the child: this test needs root (CAP_AUDIT_CONTROL)");
     }
 

@@ -104,10 +104,10 @@ pub fn decide(policy: &ResolvedPolicy, c: IdleFacts) -> Decision {
         return Decision::End { limit, action: policy.idle_action, deadline: end };
     }
     let mut wake = if c.now < warn_at { warn_at } else { end.max(warned_at.map_or(0, |w| w + warning)) };
-    if !c.has_tty {
-        if let Some(t) = idle_timeout {
-            wake = wake.min(c.now + usec(notty_sample_interval(t)));
-        }
+    if !c.has_tty
+        && let Some(t) = idle_timeout
+    {
+        wake = wake.min(c.now + usec(notty_sample_interval(t)));
     }
     Decision::SleepUntil(wake)
 }

@@ -83,10 +83,8 @@ impl Hooks for LeaderWatch {
             }
             None => false,
         };
-        if now_unwatched {
-            if let Some((task, _)) = watches.by_pid.remove(&pid) {
-                task.abort();
-            }
+        if now_unwatched && let Some((task, _)) = watches.by_pid.remove(&pid) {
+            task.abort();
         }
     }
 }

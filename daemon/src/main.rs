@@ -31,7 +31,7 @@ mod ttys;
 mod users;
 mod warning;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
 
 /// The configuration at start: a missing file means built-in defaults; a bad file
 /// stops the start, with the file, line and column.
-fn initial_config(path: &PathBuf) -> Result<(Config, &'static str), String> {
+fn initial_config(path: &Path) -> Result<(Config, &'static str), String> {
     if !path.exists() {
         return Ok((Config::builtin(), "builtin"));
     }

@@ -32,10 +32,10 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 /// Binds the socket. Mode 0666: every local user may connect (`vigilctl status`);
 /// each method decides from the peer's credentials what the caller may do.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            crate::store::create_dir_with_mode(dir, 0o755)?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        crate::store::create_dir_with_mode(dir, 0o755)?;
     }
     // A stale socket from a previous run would make bind fail.
     match std::fs::remove_file(path) {

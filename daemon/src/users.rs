@@ -41,10 +41,10 @@ impl AccountCache {
     }
 
     pub async fn get(&self, name: &str) -> Option<Account> {
-        if let Some((at, account)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
-            if at.elapsed() < TTL {
-                return Some(account.clone());
-            }
+        if let Some((at, account)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(name)
+            && at.elapsed() < TTL
+        {
+            return Some(account.clone());
         }
         let owned = name.to_string();
         let account = tokio::task::spawn_blocking(move || lookup(&owned)).await.ok().flatten()?;

@@ -85,7 +85,7 @@ fn string_field(out: &mut Vec<u8>, code: u8, kind: u8, value: &str) {
 }
 
 fn pad(out: &mut Vec<u8>, align: usize) {
-    while out.len() % align != 0 {
+    while !out.len().is_multiple_of(align) {
         out.push(0);
     }
 }

@@ -443,10 +443,10 @@ impl Drop for Harness {
             eprintln!("vigil-e2e: test failed; harness state:\n{}", self.diagnostics());
         }
         // The machine's own su stack first: nothing below may delay its restore.
-        if let Some(mut patch) = self.su_patch.borrow_mut().take() {
-            if let Err(e) = patch.restore() {
-                eprintln!("vigil-e2e: {e}");
-            }
+        if let Some(mut patch) = self.su_patch.borrow_mut().take()
+            && let Err(e) = patch.restore()
+        {
+            eprintln!("vigil-e2e: {e}");
         }
         // Processes first: ssh clients, then sshd's sessions (their PAM close runs while
         // vigild and syslog still listen), vigild before the bus and syslog it talks to;

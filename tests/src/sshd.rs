@@ -467,26 +467,26 @@ fn dead_owner(name: &str) -> Option<u32> {
 /// Which sweep rule a process falls under, if any.
 fn stale_process_reason(p: &ProcInfo, stale_uids: &[u32]) -> Option<String> {
     // sshd of a harness: "vigil-test-sshd-<n>-<pid>: ..."
-    if let Some(title) = p.cmdline.split(':').next().filter(|t| t.starts_with(SSHD_PREFIX)) {
-        if let Some(pid) = dead_owner(title) {
-            return Some(format!("sshd of dead test process {pid}"));
-        }
+    if let Some(title) = p.cmdline.split(':').next().filter(|t| t.starts_with(SSHD_PREFIX))
+        && let Some(pid) = dead_owner(title)
+    {
+        return Some(format!("sshd of dead test process {pid}"));
     }
     // tmux server of a harness: "tmux -D -S /tmp/vigil-e2e-<pid>-<n>/tmux.sock ..."
-    if let Some(rest) = p.cmdline.strip_prefix(&format!("tmux -D -S /tmp/{}", crate::tempdir::PREFIX)) {
-        if let Some(pid) = rest.split('-').next().and_then(|s| s.parse::<u32>().ok()) {
-            if pid != std::process::id() && !crate::process::pid_alive(pid) {
-                return Some(format!("tmux server of dead test process {pid}"));
-            }
-        }
+    if let Some(rest) = p.cmdline.strip_prefix(&format!("tmux -D -S /tmp/{}", crate::tempdir::PREFIX))
+        && let Some(pid) = rest.split('-').next().and_then(|s| s.parse::<u32>().ok())
+        && pid != std::process::id()
+        && !crate::process::pid_alive(pid)
+    {
+        return Some(format!("tmux server of dead test process {pid}"));
     }
     // ssh clients to a test user: "... vtest-<short>-<n>-<pid>@127.0.0.1 ..."
     if p.comm == "ssh" || p.comm == "sshpass" {
         for word in p.cmdline.split_whitespace() {
-            if let Some(user) = word.strip_suffix("@127.0.0.1").filter(|u| u.starts_with(USER_PREFIX)) {
-                if let Some(pid) = dead_owner(user) {
-                    return Some(format!("ssh client of dead test process {pid}"));
-                }
+            if let Some(user) = word.strip_suffix("@127.0.0.1").filter(|u| u.starts_with(USER_PREFIX))
+                && let Some(pid) = dead_owner(user)
+            {
+                return Some(format!("ssh client of dead test process {pid}"));
             }
         }
     }

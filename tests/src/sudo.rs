@@ -395,11 +395,11 @@ fn scan(screen: &str, tag: &str, prompt: &str) -> Option<(usize, Option<i32>, Ve
     let mut output = Vec::new();
     let mut rc = None;
     for l in &lines {
-        if let Some(v) = l.trim_start().strip_prefix(&rc_marker) {
-            if let Ok(code) = v.trim().parse::<i32>() {
-                rc = Some(code);
-                break;
-            }
+        if let Some(v) = l.trim_start().strip_prefix(&rc_marker)
+            && let Ok(code) = v.trim().parse::<i32>()
+        {
+            rc = Some(code);
+            break;
         }
         output.push(l.to_string());
     }

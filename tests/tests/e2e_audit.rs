@@ -537,7 +537,7 @@ fn expected_value(input: &[u8], json: bool) -> (Vec<u8>, bool, bool) {
     // JSON cuts valid UTF-8 at a character boundary (what the module sends is valid
     // UTF-8: it converted lossily).
     let text = String::from_utf8_lossy(&sent).into_owned();
-    let clipped = text[..text.floor_char_boundary(MAX_VALUE)].as_bytes().to_vec();
+    let clipped = text.as_bytes()[..text.floor_char_boundary(MAX_VALUE)].to_vec();
     (clipped, cut, false)
 }
 

@@ -155,7 +155,7 @@ fn records_after(h: &Harness, from: usize, event: &str) -> Vec<LogLine> {
 /// session's own service (sshd's); the sensitive one is `reauth_service` or, in the
 /// first version of the daemon, a second `service` field.
 fn reauth_service(line: &LogLine) -> Option<String> {
-    line.field("reauth_service").or_else(|| line.fields().into_iter().filter(|(k, _)| k == "service").map(|(_, v)| v).last())
+    line.field("reauth_service").or_else(|| line.fields().into_iter().filter(|(k, _)| k == "service").map(|(_, v)| v).next_back())
 }
 
 #[track_caller]

@@ -141,11 +141,11 @@ fn main() -> ExitCode {
         eprintln!("bench_flood: --cycles must be at least --rounds, --rounds and --conns at least 1");
         return ExitCode::from(2);
     }
-    if let Some(path) = &cli.update_md {
-        if let Err(e) = check_md_block(path, BEGIN, END) {
-            eprintln!("bench_flood: --update-md {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+    if let Some(path) = &cli.update_md
+        && let Err(e) = check_md_block(path, BEGIN, END)
+    {
+        eprintln!("bench_flood: --update-md {}: {e}", path.display());
+        return ExitCode::from(2);
     }
     catch_interrupts();
     let mut facts = Facts::gather("bench_flood");

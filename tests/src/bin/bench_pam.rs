@@ -293,7 +293,7 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
 
     let kinds: Vec<Kind> = [Kind::Permit, Kind::VigilSocket, Kind::VigilBus, Kind::ExecTrue]
         .into_iter()
-        .filter(|&k| !(cli.no_bus && k == Kind::VigilBus) && !(cli.preloading() && k == Kind::ExecTrue))
+        .filter(|&k| !(cli.no_bus && k == Kind::VigilBus || cli.preloading() && k == Kind::ExecTrue))
         .collect();
     let stacks: Vec<StackResult> = kinds
         .iter()

@@ -184,10 +184,10 @@ impl Payload {
 /// Soft RLIMIT_NOFILE to the hard limit: the flood holds thousands of descriptors.
 fn raise_nofile() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            eprintln!("flood: cannot raise the descriptor limit to {hard}: {e}");
-        }
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        eprintln!("flood: cannot raise the descriptor limit to {hard}: {e}");
     }
 }
 
@@ -300,10 +300,10 @@ impl<'a> Flooder<'a> {
                     *self.report.failed.entry(format!("write: {}", e.kind())).or_insert(0) += 1;
                 }
             }
-            if conn.open {
-                if let Err(e) = conn.stream.set_nonblocking(true) {
-                    eprintln!("flood: set_nonblocking: {e}");
-                }
+            if conn.open
+                && let Err(e) = conn.stream.set_nonblocking(true)
+            {
+                eprintln!("flood: set_nonblocking: {e}");
             }
         }
         // A closed connection's descriptor goes now, not at exit.

@@ -45,11 +45,11 @@ impl Report<'_> {
         render: impl FnOnce(&Facts, &T) -> (String, serde_json::Value),
     ) -> Result<T, ExitCode> {
         let (begin, end) = self.markers;
-        if let Some(path) = self.update_md {
-            if let Err(e) = check_md_block(path, begin, end) {
-                eprintln!("{}: --update-md {}: {e}", self.program, path.display());
-                return Err(ExitCode::from(2));
-            }
+        if let Some(path) = self.update_md
+            && let Err(e) = check_md_block(path, begin, end)
+        {
+            eprintln!("{}: --update-md {}: {e}", self.program, path.display());
+            return Err(ExitCode::from(2));
         }
         catch_interrupts();
         let mut facts = Facts::gather(self.program);

@@ -180,8 +180,8 @@ mod tests {
         let c = trail.count(&[1, 2], 0.0, false);
         assert_eq!((c.complete, c.missing_open, c.missing_close), (1, 0, 1));
         write!(file, "{tail}{}", line("session_open", 3)).unwrap();
-        write!(file, "Dec  1 10:00:01 vm pam_vigil[9]: event=session_open session=4\n").unwrap();
-        write!(file, "Dec  1 10:00:01 vm vigild[7]: event=records_dropped count=5 where=queue\n").unwrap();
+        writeln!(file, "Dec  1 10:00:01 vm pam_vigil[9]: event=session_open session=4").unwrap();
+        writeln!(file, "Dec  1 10:00:01 vm vigild[7]: event=records_dropped count=5 where=queue").unwrap();
         write!(file, "{}", line("session_open", 3)).unwrap();
         assert_eq!(trail.read_new(), 5);
         let c = trail.count(&[1, 2, 3, 4], 0.0, false);

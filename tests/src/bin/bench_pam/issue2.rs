@@ -25,7 +25,7 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
         cli.cycles,
         cli.rounds,
         per_round,
-        if cli.cycles % cli.rounds == 0 { String::new() } else { "-".to_string() + &(per_round + 1).to_string() },
+        if cli.cycles.is_multiple_of(cli.rounds) { String::new() } else { "-".to_string() + &(per_round + 1).to_string() },
         cli.warmup
     ));
     md.push_str(&f.markdown_lines());
