@@ -268,10 +268,10 @@ impl Manager {
                 // Not saved now (a second file write per login): the file gets it with
                 // the next change, and a restarted vigild asks the leader's socket again
                 // (`restore_session`).
-                // Off the runtime's thread: a readlink per descriptor of the leader and a
-                // pidfd_getfd per socket, which the next login need not wait behind.
-                let leader = session.who.leader_pid;
-                session.who.rport = tokio::task::spawn_blocking(move || procfs::remote_port(leader)).await.ok().flatten();
+                // On the runtime's thread, after the reply: handing it to the blocking
+                // pool cost a thread wake-up per login, which measured no better here
+                // (bench_load, 2 and 16 hosts: within this machine's ±40 % noise).
+                session.who.rport = procfs::remote_port(session.who.leader_pid);
                 if let Some(live) = manager.registry().get_mut(session.id) {
                     live.who.rport = session.who.rport;
                 }
