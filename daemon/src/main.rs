@@ -24,6 +24,7 @@ mod records;
 mod registry;
 mod restore;
 mod rlimit;
+mod session_calls;
 mod store;
 mod supervisor;
 mod terminate;
