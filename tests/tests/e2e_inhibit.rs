@@ -213,3 +213,45 @@ fn requests_over_max_inhibit_or_forbidden_are_refused_and_cancel_ends_one() {
     wait_record(&h, a.id(), "session_end", &[("reason", "idle")]);
     assert_report_matches_show(&h);
 }
+
+/// vigild killed with SIGKILL while a session is inhibited, then started again (as
+/// `Restart=on-failure` does): the restored session keeps its inhibitor, outlives its
+/// idle timeout, and ends once the inhibitor expires.
+#[test]
+fn an_inhibitor_survives_a_sigkill_of_vigild() {
+    require_root!();
+    let h = harness(None, Harness::with_syslog());
+    let user = h.create_user("inhkill");
+    let login = login_with(&h, &user, &SshOpts::default(), STEP);
+    let id = login.id();
+    let run = vigilctl_in(&h, &login, &format!("inhibit --for {}s --why 'nightly import'", INHIBIT_FOR.as_secs()));
+    let taken = Instant::now();
+    assert_eq!(run.rc, 0, "inhibit: {run:?}");
+    wait_record(&h, id, "inhibit_start", &[("why", "nightly import")]);
+
+    h.vigild().signal(nix::sys::signal::Signal::SIGKILL);
+    h.vigild().wait_exit(STEP).expect("vigild to die of SIGKILL");
+    h.vigild().stop(); // reaps; nothing else
+    h.vigild().start();
+    wait_record(&h, id, "session_restored", &[]);
+    let listed = h.vigild().vigilctl(&["list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(listed.contains("nightly import"), "the restored session lists its inhibitor: {listed}");
+
+    // Idle past its timeout after the restart: kept until the inhibitor runs out.
+    let watch_until = taken + INHIBIT_FOR - Duration::from_secs(4);
+    for _ in 0..200 {
+        if Instant::now() >= watch_until {
+            break;
+        }
+        assert_alive(&h, &login, &format!("{:?} after the inhibitor was taken", taken.elapsed()));
+        sleep(Duration::from_millis(250));
+    }
+    login.client.wait_exit(SLACK + TIMEOUT);
+    let ended_after = taken.elapsed();
+    assert!(ended_after + EARLY >= INHIBIT_FOR, "ended {ended_after:?} after the inhibitor was taken");
+    wait_record(&h, id, "inhibit_end", &[("reason", "expired")]);
+    wait_record(&h, id, "session_end", &[("reason", "idle")]);
+    assert_eq!(records(&h, id, "inhibit_start").len(), 1, "no second inhibit_start after the restart");
+    eprintln!("inhibitor across SIGKILL: session ended {ended_after:?} after a {INHIBIT_FOR:?} inhibitor");
+}
