@@ -18,8 +18,7 @@
 set -eu
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-# The container's up/down scripts. Development before the container tools were merged:
-# VIGIL_CT_TOOLS=/work/wt-deb/tests/container.
+# The container's up/down scripts (another copy of them: VIGIL_CT_TOOLS=DIR).
 CT_TOOLS=${VIGIL_CT_TOOLS:-$repo/tests/container}
 BIN=${VIGIL_BIN_DIR:-${CARGO_TARGET_DIR:-$repo/target}/release}
 T=${COMPARE_TIMEOUT:-20}
