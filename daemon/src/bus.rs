@@ -377,8 +377,17 @@ impl SessionObjects {
             Some(bus) => bus.served.insert(id),
             None => return,
         };
-        if added {
-            let _ = server.at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+        if !added {
+            return;
+        }
+        let _ = server.at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+        // Ended while the object was being added (its removal may have run first): take
+        // it out again, so that no ended session's object stays in the bus's tree.
+        if self.live_session(path).is_none() {
+            if let Some(bus) = self.bus().as_mut() {
+                bus.served.remove(&id);
+            }
+            let _ = server.remove::<SessionIface, _>(session_path(id)).await;
         }
     }
 
