@@ -66,8 +66,13 @@ impl Hooks for LeaderWatch {
                 ids
             };
             let Some(core) = core.upgrade() else { return };
-            for id in ids {
+            for (n, id) in ids.into_iter().enumerate() {
                 end_leaderless(&core, id).await;
+                // One process may lead thousands of sessions (a PAM broker, a test
+                // host): logins and signals get the thread between batches of ends.
+                if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                    tokio::task::yield_now().await;
+                }
             }
         });
         watches.by_pid.insert(leader_pid, (task.abort_handle(), BTreeSet::from([id])));
@@ -93,6 +98,8 @@ impl Hooks for LeaderWatch {
 /// vigild cannot see or hold the processes (out of file descriptors).
 const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 const RETRIES: usize = 60;
+/// Sessions of one dead leader ended before the thread is given to other work.
+const YIELD_EVERY: usize = 64;
 
 /// The leader died without closing (sshd's monitor killed): what is left on the
 /// session's terminals (or in its own audit session) would run on unsupervised, so it is
