@@ -264,25 +264,10 @@ pub fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
     corpus.push(("mixed_layouts_and_encodings", join(&mixed)));
     let mut prev = Vec::new();
     let mut chain = ChainState { next_seq: key.start_seq, key: key.key.clone(), last_mac: String::new() };
-    prev.push(syslog_line(
-        Layout::Traditional,
-        SAMPLE_EPOCH,
-        0,
-        "host1",
-        "vigild",
-        812,
-        &chain.seal("event=daemon_start", Encoding::KeyValue),
-    ));
+    let line = |record: &str| syslog_line(Layout::Traditional, SAMPLE_EPOCH, 0, "host1", "vigild", 812, record);
+    prev.push(line(&chain.seal("event=daemon_start", Encoding::KeyValue)));
     chain.last_mac = "ffffffffffffffffffffffffffffffff".into();
-    prev.push(syslog_line(
-        Layout::Traditional,
-        SAMPLE_EPOCH,
-        0,
-        "host1",
-        "vigild",
-        812,
-        &chain.seal("event=daemon_stop", Encoding::KeyValue),
-    ));
+    prev.push(line(&chain.seal("event=daemon_stop", Encoding::KeyValue)));
     corpus.push(("prev_mismatch", join(&prev)));
     corpus.push(("json_fragments", b"Nov 26 04:14:10 h vigild[1]: {\"event\":\"session_open\",\"session\":1,\"user\":{\"a\":[1,2,{}]},\"seq\":1,\"prev\":\"0000000000000000\",\"mac\":\"0123456789abcdef0123456789abcdef\"}\nNov 26 04:14:11 h vigild[1]: {\"event\":\"x\",\"seq\":2}\nNov 26 04:14:12 h vigild[1]: {\"EVENT\":\"x\"}\n".to_vec()));
     corpus

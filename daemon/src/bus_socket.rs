@@ -1,5 +1,5 @@
 //! vigild's connection to the system bus, over socket halves of its own
-//! (`guarded_socket::for_bus`) that see each message before zbus dispatches it.
+//! (`guarded_socket::split`) that see each message before zbus dispatches it.
 //!
 //! The bus connection is one for every client, and zbus serves only the objects put in
 //! its object tree: serving every session there from the start cost about 1 KB a
@@ -20,7 +20,7 @@ use zbus::address::transport::{Transport, UnixSocket};
 use zbus::connection::socket::BoxedSplit;
 
 use crate::bus::SessionObjects;
-use crate::guarded_socket::{self, Services};
+use crate::guarded_socket::{self, Services, Source};
 
 /// The system bus's address: `DBUS_SYSTEM_BUS_ADDRESS`, or the well-known socket.
 pub fn system_bus_address() -> String {
@@ -44,12 +44,7 @@ pub async fn connect(address: &str, objects: &Arc<SessionObjects>) -> io::Result
         }
         _ => return Ok(None),
     };
-    let services = Arc::new(Services {
-        objects: objects.clone(),
-        object_server: OnceLock::new(),
-        early_paths: Mutex::default(),
-        on_refusal: Arc::new(|_, _| {}),
-        on_bus: true,
-    });
-    Ok(Some((guarded_socket::for_bus(stream, services.clone()), services)))
+    let services =
+        Arc::new(Services { objects: objects.clone(), object_server: OnceLock::new(), early_paths: Mutex::default(), source: Source::Bus });
+    Ok(Some((guarded_socket::split(stream, services.clone()), services)))
 }

@@ -4,7 +4,7 @@
 //! a call to `/org/vigil1/session/ID` gets that session's object on the connection just
 //! then (session objects are served on demand, never copied onto connections).
 //!
-//! For a private-socket peer (`for_peer`):
+//! For a private-socket peer (`Source::Peer`):
 //! - the credentials are the ones vigild read with SO_PEERCRED at accept: zbus's own
 //!   unix socket, as a server, resolves the peer's supplementary groups through NSS (on
 //!   a blocking-pool thread) during every handshake, and vigild decides from the uid and
@@ -14,7 +14,7 @@
 //!   nothing is allocated for it, and the connection closes;
 //! - an unprivileged peer that sends nothing for `UNPRIVILEGED_IDLE` is dropped.
 //!
-//! For the bus (`for_bus`, see `bus_socket`) the guard follows the bus daemon's side of
+//! For the bus (`Source::Bus`, see `bus_socket`) the guard follows the bus daemon's side of
 //! the handshake and messages up to the specification's largest.
 //!
 //! No file descriptors are passed either way (no method takes one).
@@ -42,10 +42,10 @@ pub const UNPRIVILEGED_IDLE: Duration = Duration::from_secs(5);
 
 /// A peer's credentials as read at accept; none for the bus (zbus, as a bus client,
 /// asks for none).
-fn credentials(source: Source) -> ConnectionCredentials {
-    match source {
-        Source::Peer(peer) => ConnectionCredentials::default().set_unix_user_id(peer.uid).set_process_id(peer.pid),
-        Source::Bus => ConnectionCredentials::default(),
+fn credentials(peer: Option<Caller>) -> ConnectionCredentials {
+    match peer {
+        Some(peer) => ConnectionCredentials::default().set_unix_user_id(peer.uid).set_process_id(peer.pid),
+        None => ConnectionCredentials::default(),
     }
 }
 
@@ -60,45 +60,51 @@ pub struct Services {
     /// Paths of calls read during the handshake (a client sends its first call right
     /// behind BEGIN), served as soon as the connection is built.
     pub early_paths: Mutex<Vec<String>>,
-    /// Told once when the guard refuses a private-socket peer's input.
-    pub on_refusal: RefusalAuditor,
-    /// The connection is vigild's system bus connection (`bus_socket`), whose served
-    /// objects are taken out again when their session ends.
-    pub on_bus: bool,
+    /// Whose connection it is.
+    pub source: Source,
 }
 
-/// Whose bytes a read half reads.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    /// A private-socket peer, with the credentials read at accept.
-    Peer(Caller),
-    /// The bus daemon, on vigild's own bus connection.
+/// Whose bytes a connection reads.
+pub enum Source {
+    /// A private-socket peer, with the credentials read at accept and who is told once
+    /// the guard refuses its input.
+    Peer(Caller, RefusalAuditor),
+    /// The bus daemon, on vigild's own bus connection (`bus_socket`), whose served
+    /// objects are taken out again when their session ends.
     Bus,
+}
+
+impl Source {
+    fn peer(&self) -> Option<Caller> {
+        match self {
+            Source::Peer(peer, _) => Some(*peer),
+            Source::Bus => None,
+        }
+    }
 }
 
 struct GuardedRead {
     inner: OwnedReadHalf,
-    source: Source,
     guard: FrameGuard,
     services: Arc<Services>,
 }
 
 impl std::fmt::Debug for GuardedRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuardedRead").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("GuardedRead").field("peer", &self.services.source.peer()).finish_non_exhaustive()
     }
 }
 
 #[derive(Debug)]
 struct GuardedWrite {
     inner: OwnedWriteHalf,
-    source: Source,
+    peer: Option<Caller>,
 }
 
 impl GuardedRead {
     async fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        match self.source {
-            Source::Peer(peer) if !peer.is_root() => match tokio::time::timeout(UNPRIVILEGED_IDLE, self.inner.read(buffer)).await {
+        match self.services.source.peer() {
+            Some(peer) if !peer.is_root() => match tokio::time::timeout(UNPRIVILEGED_IDLE, self.inner.read(buffer)).await {
                 Ok(read) => read,
                 Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle unprivileged peer")),
             },
@@ -118,8 +124,8 @@ impl ReadHalf for GuardedRead {
             }
         });
         if let Err(refusal) = observed {
-            match self.source {
-                Source::Peer(peer) => (self.services.on_refusal)(peer, &refusal),
+            match &self.services.source {
+                Source::Peer(peer, audit) => audit(*peer, &refusal),
                 // The bus relays only well-formed messages of at most the
                 // specification's size: anything else is a broken bus, and the
                 // connection ends as zbus would end it.
@@ -132,7 +138,7 @@ impl ReadHalf for GuardedRead {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        Ok(credentials(self.source))
+        Ok(credentials(self.services.source.peer()))
     }
 }
 
@@ -150,7 +156,7 @@ impl WriteHalf for GuardedWrite {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        Ok(credentials(self.source))
+        Ok(credentials(self.peer))
     }
 }
 
@@ -166,7 +172,7 @@ impl Services {
     }
 
     async fn serve_one(&self, server: &ObjectServer, path: &str) {
-        if self.on_bus {
+        if matches!(self.source, Source::Bus) {
             self.objects.serve_on_bus(server, path).await;
         } else {
             self.objects.serve(server, path).await;
@@ -190,19 +196,16 @@ impl Services {
     }
 }
 
-/// An accepted private-socket stream, for `zbus::connection::Builder::socket`.
-pub fn for_peer(stream: UnixStream, peer: Caller, services: Arc<Services>) -> BoxedSplit {
-    split(stream, Source::Peer(peer), FrameGuard::new(peer.uid), services)
-}
-
-/// vigild's own stream to the bus, for `zbus::connection::Builder::socket`.
-pub fn for_bus(stream: UnixStream, services: Arc<Services>) -> BoxedSplit {
-    split(stream, Source::Bus, FrameGuard::for_bus(), services)
-}
-
-fn split(stream: UnixStream, source: Source, guard: FrameGuard, services: Arc<Services>) -> BoxedSplit {
+/// The stream of the connection `services` describe (a private-socket peer's, or
+/// vigild's own to the bus), for `zbus::connection::Builder::socket`.
+pub fn split(stream: UnixStream, services: Arc<Services>) -> BoxedSplit {
+    let peer = services.source.peer();
+    let guard = match peer {
+        Some(peer) => FrameGuard::new(peer.uid),
+        None => FrameGuard::for_bus(),
+    };
     let (read, write) = stream.into_split();
-    let read: Box<dyn ReadHalf> = Box::new(GuardedRead { inner: read, source, guard, services });
-    let write: Box<dyn WriteHalf> = Box::new(GuardedWrite { inner: write, source });
+    let read: Box<dyn ReadHalf> = Box::new(GuardedRead { inner: read, guard, services });
+    let write: Box<dyn WriteHalf> = Box::new(GuardedWrite { inner: write, peer });
     Split::new(read, write)
 }

@@ -23,7 +23,7 @@ use zbus::connection::Builder;
 use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
 use crate::bus::{ManagerIface, SessionObjects};
 use crate::caller::Caller;
-use crate::guarded_socket::{self, RefusalAuditor, Services};
+use crate::guarded_socket::{self, RefusalAuditor, Services, Source};
 use crate::manager::Manager;
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
@@ -90,13 +90,12 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
             objects: objects.clone(),
             object_server: OnceLock::new(),
             early_paths: Mutex::default(),
-            on_refusal: on_refusal.clone(),
-            on_bus: false,
+            source: Source::Peer(peer, on_refusal.clone()),
         });
         let (core, guid) = (core.clone(), guid.to_owned());
         tokio::spawn(async move {
             let _permit = permit;
-            let pending = Builder::socket(guarded_socket::for_peer(stream, peer, services.clone()))
+            let pending = Builder::socket(guarded_socket::split(stream, services.clone()))
                 .server(guid)
                 .p2p()
                 .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core, peer: Some(peer) })

@@ -59,7 +59,7 @@ where
     out.extend_from_slice(hex(&nix::unistd::geteuid().as_raw().to_string()).as_bytes());
     out.extend_from_slice(b"\r\nBEGIN\r\n");
     out.extend_from_slice(request.data().bytes());
-    bounded(&stream, deadline, timeout)?;
+    bounded(&stream, Direction::Send, deadline, timeout)?;
     stream.write_all(&out).map_err(|e| io_error(e, timeout))?;
 
     let mut reader = Incoming { stream, buffer: Vec::with_capacity(512), deadline, timeout };
@@ -88,12 +88,8 @@ fn refusal(message: &Message) -> ClientError {
     if name == NO_SUCH_SESSION {
         return ClientError::NoSuchSession;
     }
-    let body = message.body();
-    let text = if body.signature().to_string().starts_with('s') {
-        body.deserialize::<(String,)>().map(|(s,)| s).or_else(|_| body.deserialize::<String>()).unwrap_or_default()
-    } else {
-        String::new()
-    };
+    // vigild's errors carry their text as the one string of the body.
+    let text = message.body().deserialize::<String>().unwrap_or_default();
     ClientError::Refused { name, message: text }
 }
 
@@ -104,7 +100,7 @@ fn connect(path: &Path, deadline: Instant, timeout: Duration) -> Result<UnixStre
     let fd: OwnedFd =
         socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(|e| unreachable("socket for", e))?;
     let stream = UnixStream::from(fd);
-    bounded(&stream, deadline, timeout)?;
+    bounded(&stream, Direction::Send, deadline, timeout)?;
     match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&stream), &address) {
         Ok(()) => Ok(stream),
         // The listen backlog stayed full until SO_SNDTIMEO ran out: vigild is slow.
@@ -113,8 +109,16 @@ fn connect(path: &Path, deadline: Instant, timeout: Duration) -> Result<UnixStre
     }
 }
 
-/// Sets the socket's send and receive timeouts to what is left of the deadline.
-fn bounded(stream: &UnixStream, deadline: Instant, timeout: Duration) -> Result<(), ClientError> {
+/// Which timeout a system call obeys: SO_SNDTIMEO bounds `connect` and `write`,
+/// SO_RCVTIMEO `read`.
+#[derive(Clone, Copy)]
+enum Direction {
+    Send,
+    Receive,
+}
+
+/// Sets the socket's timeout for the next system call to what is left of the deadline.
+fn bounded(stream: &UnixStream, direction: Direction, deadline: Instant, timeout: Duration) -> Result<(), ClientError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(ClientError::Timeout(timeout));
@@ -123,9 +127,11 @@ fn bounded(stream: &UnixStream, deadline: Instant, timeout: Duration) -> Result<
     let left = left.max(Duration::from_millis(1));
     let tv = TimeVal::new(left.as_secs() as _, left.subsec_micros() as _);
     let fd = stream.as_fd();
-    socket::setsockopt(&fd, sockopt::SendTimeout, &tv)
-        .and_then(|()| socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv))
-        .map_err(|e| ClientError::Unreachable(format!("socket timeouts: {e}")))
+    let set = match direction {
+        Direction::Send => socket::setsockopt(&fd, sockopt::SendTimeout, &tv),
+        Direction::Receive => socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv),
+    };
+    set.map_err(|e| ClientError::Unreachable(format!("socket timeout: {e}")))
 }
 
 fn io_error(e: io::Error, timeout: Duration) -> ClientError {
@@ -149,7 +155,7 @@ impl Incoming {
         if self.buffer.len() >= limit {
             return Err(ClientError::Unreachable(format!("vigild's reply is longer than {limit} bytes")));
         }
-        bounded(&self.stream, self.deadline, self.timeout)?;
+        bounded(&self.stream, Direction::Receive, self.deadline, self.timeout)?;
         let mut chunk = [0u8; 4096];
         let want = chunk.len().min(limit - self.buffer.len());
         let n = self.stream.read(&mut chunk[..want]).map_err(|e| io_error(e, self.timeout))?;
