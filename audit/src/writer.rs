@@ -121,7 +121,8 @@ impl Writer {
     pub fn write(&mut self, record: &Record) -> Outcome {
         let line = self.seal(record);
         if self.config.echo_stderr {
-            eprintln!("audit: {line}");
+            // One write (stderr is unbuffered: `eprintln!` made three per record).
+            let _ = io::stderr().write_all(format!("audit: {line}\n").as_bytes());
         }
         // Records keep their order: while anything is spooled, new ones queue behind it.
         if self.spool_bytes == 0 && self.dropped == 0 && self.send(&line, Instant::now() + SEND_WAIT).is_ok() {

@@ -87,6 +87,10 @@ struct GuardedRead {
     inner: OwnedReadHalf,
     guard: FrameGuard,
     services: Arc<Services>,
+    /// Bytes vigild read before zbus took the connection (`single_call`), handed over
+    /// first, through the guard like any others.
+    replay: Vec<u8>,
+    replayed: usize,
 }
 
 impl std::fmt::Debug for GuardedRead {
@@ -103,6 +107,16 @@ struct GuardedWrite {
 
 impl GuardedRead {
     async fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.replayed < self.replay.len() {
+            let n = buffer.len().min(self.replay.len() - self.replayed);
+            buffer[..n].copy_from_slice(&self.replay[self.replayed..self.replayed + n]);
+            self.replayed += n;
+            if self.replayed == self.replay.len() {
+                self.replay = Vec::new();
+                self.replayed = 0;
+            }
+            return Ok(n);
+        }
         match self.services.source.peer() {
             Some(peer) if !peer.is_root() => match tokio::time::timeout(UNPRIVILEGED_IDLE, self.inner.read(buffer)).await {
                 Ok(read) => read,
@@ -196,16 +210,31 @@ impl Services {
     }
 }
 
+/// Where zbus takes over a connection.
+pub enum Start {
+    /// At its first byte; `read` holds what vigild read of it already.
+    Opening { read: Vec<u8> },
+    /// After a call vigild answered itself (`single_call`): the handshake is done, and
+    /// `read` holds what the peer sent after that call.
+    Authenticated { read: Vec<u8> },
+}
+
 /// The stream of the connection `services` describe (a private-socket peer's, or
 /// vigild's own to the bus), for `zbus::connection::Builder::socket`.
 pub fn split(stream: UnixStream, services: Arc<Services>) -> BoxedSplit {
+    split_at(stream, services, Start::Opening { read: Vec::new() })
+}
+
+/// [`split`], for a connection zbus takes over at `start`.
+pub fn split_at(stream: UnixStream, services: Arc<Services>, start: Start) -> BoxedSplit {
     let peer = services.source.peer();
-    let guard = match peer {
-        Some(peer) => FrameGuard::new(peer.uid),
-        None => FrameGuard::for_bus(),
+    let (guard, replay) = match (peer, start) {
+        (Some(peer), Start::Opening { read }) => (FrameGuard::new(peer.uid), read),
+        (Some(_), Start::Authenticated { read }) => (FrameGuard::after_handshake(), read),
+        (None, Start::Opening { read } | Start::Authenticated { read }) => (FrameGuard::for_bus(), read),
     };
     let (read, write) = stream.into_split();
-    let read: Box<dyn ReadHalf> = Box::new(GuardedRead { inner: read, guard, services });
+    let read: Box<dyn ReadHalf> = Box::new(GuardedRead { inner: read, guard, services, replay, replayed: 0 });
     let write: Box<dyn WriteHalf> = Box::new(GuardedWrite { inner: write, peer });
     Split::new(read, write)
 }

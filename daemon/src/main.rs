@@ -25,6 +25,7 @@ mod registry;
 mod restore;
 mod rlimit;
 mod session_calls;
+mod single_call;
 mod store;
 mod supervisor;
 mod terminate;

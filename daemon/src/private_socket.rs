@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event;
 use vigil_protocol::frame::{MAX_MESSAGE_BYTES, Refusal};
@@ -23,8 +23,9 @@ use zbus::connection::Builder;
 use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
 use crate::bus::{ManagerIface, SessionObjects};
 use crate::caller::Caller;
-use crate::guarded_socket::{self, RefusalAuditor, Services, Source};
+use crate::guarded_socket::{self, RefusalAuditor, Services, Source, Start, UNPRIVILEGED_IDLE};
 use crate::manager::Manager;
+use crate::single_call::{self, Opening};
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
@@ -86,26 +87,88 @@ pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<Sess
                 continue;
             }
         };
-        let services = Arc::new(Services {
-            objects: objects.clone(),
-            object_server: OnceLock::new(),
-            early_paths: Mutex::default(),
-            source: Source::Peer(peer, on_refusal.clone()),
-        });
-        let (core, guid) = (core.clone(), guid.to_owned());
+        let context =
+            PeerContext { core: core.clone(), objects: objects.clone(), guid: guid.clone().into(), on_refusal: on_refusal.clone() };
         tokio::spawn(async move {
             let _permit = permit;
-            let pending = Builder::socket(guarded_socket::split(stream, services.clone()))
-                .server(guid)
-                .p2p()
-                .serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core, peer: Some(peer) })
-                .build();
-            let Ok(Ok(connection)) = tokio::time::timeout(HANDSHAKE_DEADLINE, pending).await else {
-                return;
-            };
-            services.connected(connection.object_server()).await;
-            connection.closed().await;
+            context.serve(stream, peer).await;
         });
+    }
+}
+
+/// What a connection's task needs from the listener.
+struct PeerContext {
+    core: Arc<Manager>,
+    objects: Arc<SessionObjects>,
+    guid: zbus::OwnedGuid,
+    on_refusal: RefusalAuditor,
+}
+
+impl PeerContext {
+    /// One peer, from its first byte to its last: the module's call answered here
+    /// (`single_call`), anything else served by zbus.
+    async fn serve(self, mut stream: UnixStream, peer: Caller) {
+        let opened = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
+        let start = match single_call::read_opening(&stream, peer.uid, opened).await {
+            Opening::Gone => return,
+            Opening::Other(read) => Start::Opening { read },
+            Opening::Call { call, rest, closed } => {
+                let Ok(answer) = single_call::answer(&self.core, peer, &call).await else { return };
+                if single_call::send_answer(&mut stream, self.guid.as_str(), &answer).await.is_err() {
+                    return;
+                }
+                match self.after_answer(&stream, peer, rest, closed).await {
+                    Some(read) => Start::Authenticated { read },
+                    None => return,
+                }
+            }
+        };
+        let authenticated = matches!(start, Start::Authenticated { .. });
+        let services = Arc::new(Services {
+            objects: self.objects,
+            object_server: OnceLock::new(),
+            early_paths: Mutex::default(),
+            source: Source::Peer(peer, self.on_refusal),
+        });
+        let socket = guarded_socket::split_at(stream, services.clone(), start);
+        let guid = self.guid;
+        let builder = if authenticated { Builder::authenticated_socket(socket, guid) } else { Builder::socket(socket).server(guid) };
+        let pending = builder.p2p().serve_at(vigil_protocol::MANAGER_PATH, ManagerIface { core: self.core, peer: Some(peer) }).build();
+        let Ok(Ok(connection)) = tokio::time::timeout(HANDSHAKE_DEADLINE, pending).await else {
+            return;
+        };
+        services.connected(connection.object_server()).await;
+        connection.closed().await;
+    }
+
+    /// After an answered call: `None` once the peer closes (the module does at once),
+    /// or what it sent next, for zbus. An unprivileged peer that keeps the connection
+    /// open without a word is dropped after [`UNPRIVILEGED_IDLE`], as zbus's reader would.
+    async fn after_answer(&self, stream: &UnixStream, peer: Caller, mut rest: Vec<u8>, closed: bool) -> Option<Vec<u8>> {
+        if !rest.is_empty() {
+            return Some(rest);
+        }
+        if closed {
+            return None;
+        }
+        let quiet_until = (!peer.is_root()).then(|| tokio::time::Instant::now() + UNPRIVILEGED_IDLE);
+        loop {
+            let readable = stream.readable();
+            match quiet_until {
+                Some(deadline) => tokio::time::timeout_at(deadline, readable).await.ok()?.ok()?,
+                None => readable.await.ok()?,
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.try_read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    rest.extend_from_slice(&chunk[..n]);
+                    return Some(rest);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return None,
+            }
+        }
     }
 }
 

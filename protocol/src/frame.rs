@@ -57,7 +57,7 @@ pub const MAX_BUS_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
 const MAX_SERVER_LINE_BYTES: usize = 1024;
 
 /// Length of a D-Bus message's primary header (the fixed part of the header).
-const PRIMARY_HEADER_BYTES: usize = 16;
+pub const PRIMARY_HEADER_BYTES: usize = 16;
 /// Message type of a method call.
 const METHOD_CALL: u8 = 1;
 
@@ -144,6 +144,12 @@ impl FrameGuard {
     /// handshake exactly when zbus does.
     pub fn new(peer_uid: u32) -> Self {
         Self { phase: Phase::Handshake(Sasl::new(peer_uid)), refused: None, max_message: MAX_MESSAGE_BYTES as u64 }
+    }
+
+    /// A guard for a connection whose handshake vigild already took part in (it answered
+    /// the peer's first call itself, `daemon/src/single_call.rs`): messages from the start.
+    pub fn after_handshake() -> Self {
+        Self { phase: Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 }, refused: None, max_message: MAX_MESSAGE_BYTES as u64 }
     }
 
     /// A guard for what vigild reads from its bus: the bus's handshake answers, then
@@ -260,6 +266,21 @@ fn after(left: u64) -> Phase {
     if left == 0 { Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 } } else { Phase::Skip { left } }
 }
 
+/// The whole length (primary header, header fields, padding to 8, body) that a message
+/// whose first 16 bytes are `primary` claims; `None` when they cannot start a message.
+/// A claim, not a check: bound it before reading that much.
+pub fn claimed_length(primary: &[u8]) -> Option<u64> {
+    let endian = match primary.first()? {
+        b'l' => Endian::Little,
+        b'B' => Endian::Big,
+        _ => return None,
+    };
+    let fixed = primary.get(..PRIMARY_HEADER_BYTES)?;
+    let word = |at: usize| u64::from(endian.u32([fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]]));
+    // 64-bit sums: two claimed u32 lengths cannot overflow.
+    Some((PRIMARY_HEADER_BYTES as u64 + word(12)).next_multiple_of(8) + word(4))
+}
+
 /// Checks a primary header and bounds the message; returns how to read the rest.
 fn start_message(header: &[u8; PRIMARY_HEADER_BYTES], max_message: u64) -> Result<Phase, Refusal> {
     let endian = match header[0] {
@@ -276,14 +297,12 @@ fn start_message(header: &[u8; PRIMARY_HEADER_BYTES], max_message: u64) -> Resul
         return Err(Refusal::Malformed("unknown protocol version"));
     }
     let word = |at: usize| endian.u32([header[at], header[at + 1], header[at + 2], header[at + 3]]);
-    let (body_len, serial, fields_len) = (word(4), word(8), word(12));
+    let (serial, fields_len) = (word(8), word(12));
     if serial == 0 {
         return Err(Refusal::Malformed("serial 0"));
     }
-    // 64-bit sums: two claimed u32 lengths cannot overflow.
     let header_len = (PRIMARY_HEADER_BYTES as u64) + u64::from(fields_len);
-    let body_start = header_len.next_multiple_of(8);
-    let total = body_start + u64::from(body_len);
+    let total = claimed_length(header).ok_or(Refusal::Malformed("unknown byte order"))?;
     if total > max_message {
         return Err(Refusal::TooLarge { bytes: total });
     }
