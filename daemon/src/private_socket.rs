@@ -13,7 +13,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::net::{UnixListener, UnixStream};
+use std::io::Read;
+use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
+
+use nix::sys::socket::SockFlag;
+use tokio::io::unix::AsyncFd;
+use tokio::net::UnixStream;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event;
 use vigil_protocol::frame::{MAX_MESSAGE_BYTES, Refusal};
@@ -25,14 +30,14 @@ use crate::bus::{ManagerIface, SessionObjects};
 use crate::caller::Caller;
 use crate::guarded_socket::{self, RefusalAuditor, Services, Source, Start, UNPRIVILEGED_IDLE};
 use crate::manager::Manager;
-use crate::single_call::{self, Opening};
+use crate::single_call::{self, Opening, OpeningReader};
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Binds the socket. Mode 0666: every local user may connect (`vigilctl status`);
 /// each method decides from the peer's credentials what the caller may do.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+pub fn bind(path: &Path) -> std::io::Result<StdListener> {
     if let Some(dir) = path.parent()
         && !dir.exists()
     {
@@ -43,21 +48,42 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let listener = UnixListener::bind(path)?;
+    let listener = StdListener::bind(path)?;
+    listener.set_nonblocking(true)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     Ok(listener)
 }
 
 /// Accepts peers forever; each admitted one gets its own connection task.
-pub async fn serve(listener: UnixListener, core: Arc<Manager>, objects: Arc<SessionObjects>) {
+///
+/// Peers are accepted as plain non-blocking sockets: one the module has already written
+/// its call to and shut down (`single_call`) is answered and closed without ever being
+/// registered with the event loop.
+pub async fn serve(listener: StdListener, core: Arc<Manager>, objects: Arc<SessionObjects>) {
     let guid = Guid::generate();
     let admission = Admission::new(ConnectionLimits::DEFAULT);
     let refusals = Arc::new(Mutex::new(ReportThrottle::new(REPORT_PERIOD)));
     spawn_unreported_summary(&core, &admission, &refusals);
     let on_refusal = refusal_auditor(&core, &refusals);
+    // SAFETY: `register` is unsafe only because the descriptor must stay open while it
+    // is registered; the AsyncFd owns the listener, so it closes with the registration.
+    let listener = match unsafe { AsyncFd::register(listener) } {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("vigild: cannot watch the private socket: {e}");
+            return;
+        }
+    };
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let accepted = match listener.readable().await {
+            Ok(mut ready) => match ready.try_io(|l| accept(l.get_ref())) {
+                Ok(accepted) => accepted,
+                Err(_would_block) => continue,
+            },
+            Err(e) => Err(e),
+        };
+        let stream = match accepted {
+            Ok(stream) => stream,
             Err(e) => {
                 // Out of descriptors (EMFILE) included: wait for connections to close.
                 eprintln!("vigild: accept on the private socket failed: {e}");
@@ -107,14 +133,35 @@ struct PeerContext {
 impl PeerContext {
     /// One peer, from its first byte to its last: the module's call answered here
     /// (`single_call`), anything else served by zbus.
-    async fn serve(self, mut stream: UnixStream, peer: Caller) {
-        let opened = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
-        let start = match single_call::read_opening(&stream, peer.uid, opened).await {
+    async fn serve(self, stream: StdStream, peer: Caller) {
+        let mut reader = OpeningReader::new(peer.uid);
+        // What the peer has sent by now: the module's whole side, usually.
+        let read_by_now = reader.decide_now(&mut |buffer| (&stream).read(buffer));
+        if let Some(Opening::Call { call, rest, closed: true }) = &read_by_now
+            && rest.is_empty()
+        {
+            // Answered and closed without registering the socket with the event loop.
+            let Ok(answer) = single_call::answer(&self.core, peer, call).await else { return };
+            let unsent = single_call::send_now(&stream, single_call::answer_bytes(self.guid.as_str(), &answer));
+            if !unsent.is_empty()
+                && let Ok(mut stream) = UnixStream::from_std(stream)
+            {
+                let _ = single_call::send_rest(&mut stream, &unsent).await;
+            }
+            return;
+        }
+        let Ok(mut stream) = UnixStream::from_std(stream) else { return };
+        let opening = match read_by_now {
+            Some(opening) => opening,
+            None => reader.decide(&stream, tokio::time::Instant::now() + HANDSHAKE_DEADLINE).await,
+        };
+        let start = match opening {
             Opening::Gone => return,
             Opening::Other(read) => Start::Opening { read },
             Opening::Call { call, rest, closed } => {
                 let Ok(answer) = single_call::answer(&self.core, peer, &call).await else { return };
-                if single_call::send_answer(&mut stream, self.guid.as_str(), &answer).await.is_err() {
+                let out = single_call::answer_bytes(self.guid.as_str(), &answer);
+                if single_call::send_rest(&mut stream, &out).await.is_err() {
                     return;
                 }
                 match self.after_answer(&stream, peer, rest, closed).await {
@@ -170,6 +217,12 @@ impl PeerContext {
             }
         }
     }
+}
+
+/// A new peer's socket, non-blocking and close-on-exec from the start.
+fn accept(listener: &StdListener) -> std::io::Result<StdStream> {
+    let fd = nix::sys::socket::accept4(listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)?;
+    Ok(StdStream::from(fd))
 }
 
 /// Refusals held back for a user who then went quiet would never be counted in a later

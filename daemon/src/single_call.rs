@@ -19,6 +19,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::Write;
+
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::time::Instant;
@@ -122,59 +124,84 @@ fn module_call(bytes: &[u8]) -> Option<Message> {
     is_module_call.then_some(message)
 }
 
-/// Reads a new peer's opening, at most [`OPENING_LIMIT`] bytes (and one read more),
-/// until it is a module's call or cannot be one, or `deadline`.
-pub async fn read_opening(stream: &UnixStream, uid: u32, deadline: Instant) -> Opening {
-    let handshake = module_handshake(uid);
-    let mut bytes = Vec::with_capacity(1024);
-    let mut closed = false;
-    loop {
-        match progress(&bytes, &handshake) {
-            Progress::Whole { begin_end, call_end } => {
-                // Has the peer shut its side down behind the call? (No wait: zero or
-                // more bytes already there.)
-                if !closed && let Read::Closed = read_now(stream, &mut bytes) {
-                    closed = true;
-                }
-                return match module_call(&bytes[begin_end..call_end]) {
-                    Some(call) => Opening::Call { call, rest: bytes.split_off(call_end), closed },
-                    None => Opening::Other(bytes),
-                };
-            }
-            Progress::Other => return Opening::Other(bytes),
-            Progress::Partial if closed => return Opening::Other(bytes),
-            Progress::Partial => {
-                if tokio::time::timeout_at(deadline, stream.readable()).await.is_err() {
-                    return Opening::Gone;
-                }
-                match read_now(stream, &mut bytes) {
-                    Read::Failed => return Opening::Gone,
-                    Read::Closed => closed = true,
-                    Read::Some | Read::None => {}
-                }
-            }
-        }
-    }
+/// A new peer's opening as it is read: at most [`OPENING_LIMIT`] bytes (and one read
+/// more), until it is a module's call or cannot be one.
+pub struct OpeningReader {
+    handshake: Vec<u8>,
+    bytes: Vec<u8>,
+    closed: bool,
 }
 
+/// What one read gave.
 enum Read {
     Some,
+    /// Nothing yet (the read would block).
     None,
     Closed,
     Failed,
 }
 
-/// Appends what the peer has sent, without waiting (at most one chunk).
-fn read_now(stream: &UnixStream, bytes: &mut Vec<u8>) -> Read {
-    let mut chunk = [0u8; 4096];
-    match stream.try_read(&mut chunk) {
-        Ok(0) => Read::Closed,
-        Ok(n) => {
-            bytes.extend_from_slice(&chunk[..n]);
-            Read::Some
+impl OpeningReader {
+    pub fn new(uid: u32) -> Self {
+        OpeningReader { handshake: module_handshake(uid), bytes: Vec::with_capacity(1024), closed: false }
+    }
+
+    /// One read of what the peer has sent, without waiting: `try_read` is the stream's
+    /// non-blocking read.
+    fn read_now(&mut self, try_read: &mut dyn FnMut(&mut [u8]) -> std::io::Result<usize>) -> Read {
+        let mut chunk = [0u8; 4096];
+        match try_read(&mut chunk) {
+            Ok(0) => {
+                self.closed = true;
+                Read::Closed
+            }
+            Ok(n) => {
+                self.bytes.extend_from_slice(&chunk[..n]);
+                Read::Some
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::None,
+            Err(_) => Read::Failed,
         }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::None,
-        Err(_) => Read::Failed,
+    }
+
+    /// Reads what is there and decides, if it can: `None` while a module's opening may
+    /// still be arriving.
+    pub fn decide_now(&mut self, try_read: &mut dyn FnMut(&mut [u8]) -> std::io::Result<usize>) -> Option<Opening> {
+        loop {
+            match progress(&self.bytes, &self.handshake) {
+                Progress::Whole { begin_end, call_end } => {
+                    // Has the peer shut its side down behind the call? (No wait: zero or
+                    // more bytes already there.)
+                    if !self.closed && matches!(self.read_now(try_read), Read::Failed) {
+                        return Some(Opening::Gone);
+                    }
+                    let mut bytes = std::mem::take(&mut self.bytes);
+                    return Some(match module_call(&bytes[begin_end..call_end]) {
+                        Some(call) => Opening::Call { call, rest: bytes.split_off(call_end), closed: self.closed },
+                        None => Opening::Other(bytes),
+                    });
+                }
+                Progress::Other => return Some(Opening::Other(std::mem::take(&mut self.bytes))),
+                Progress::Partial if self.closed => return Some(Opening::Other(std::mem::take(&mut self.bytes))),
+                Progress::Partial => match self.read_now(try_read) {
+                    Read::Some | Read::Closed => {}
+                    Read::None => return None,
+                    Read::Failed => return Some(Opening::Gone),
+                },
+            }
+        }
+    }
+
+    /// Reads until it can decide, waiting for the peer until `deadline`.
+    pub async fn decide(mut self, stream: &UnixStream, deadline: Instant) -> Opening {
+        loop {
+            if let Some(opening) = self.decide_now(&mut |buffer| stream.try_read(buffer)) {
+                return opening;
+            }
+            if tokio::time::timeout_at(deadline, stream.readable()).await.is_err() {
+                return Opening::Gone;
+            }
+        }
     }
 }
 
@@ -230,15 +257,33 @@ fn reply<T: serde::Serialize + DynamicType>(header: &Header<'_>, result: Result<
     }
 }
 
-/// Sends the handshake's `OK` and the answer in one write.
-pub async fn send_answer(stream: &mut UnixStream, guid: &str, answer: &Message) -> std::io::Result<()> {
+/// The handshake's `OK` and the answer, to be sent in one write.
+pub fn answer_bytes(guid: &str, answer: &Message) -> Vec<u8> {
     let reply = answer.data().bytes();
     let mut out = Vec::with_capacity(40 + reply.len());
     out.extend_from_slice(b"OK ");
     out.extend_from_slice(guid.as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(reply);
-    match tokio::time::timeout(WRITE_DEADLINE, stream.write_all(&out)).await {
+    out
+}
+
+/// Writes `out` without waiting; returns what the socket did not take (nothing,
+/// unless the peer stopped reading).
+pub fn send_now(stream: &std::os::unix::net::UnixStream, mut out: Vec<u8>) -> Vec<u8> {
+    match (&*stream).write(&out) {
+        Ok(n) => out.split_off(n),
+        // WouldBlock, or a peer already gone (then the rest fails the same way).
+        Err(_) => out,
+    }
+}
+
+/// Sends `unsent` (what [`send_now`] could not), within [`WRITE_DEADLINE`].
+pub async fn send_rest(stream: &mut UnixStream, unsent: &[u8]) -> std::io::Result<()> {
+    if unsent.is_empty() {
+        return Ok(());
+    }
+    match tokio::time::timeout(WRITE_DEADLINE, stream.write_all(unsent)).await {
         Ok(written) => written,
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer does not read its answer")),
     }
