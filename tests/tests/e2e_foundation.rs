@@ -193,6 +193,26 @@ fn daemon_hung() {
     });
 }
 
+/// The bus runs, vigild is not on it: the bus answers the call itself (ServiceUnknown),
+/// which the module records as `unreachable` (not a timeout) and fail= decides.
+#[test]
+fn daemon_absent_from_bus() {
+    require_root!();
+    let mut h = harness();
+    h.start_bus(BusPolicy::Packaging);
+    let args = h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket"));
+    for fail in [Fail::Open, Fail::Closed] {
+        check_unreachable(&h, "bus, vigild absent", args.clone(), fail);
+    }
+    let lines: Vec<LogLine> = h.auth_log().into_iter().filter(|l| l.is_event("pam_vigil", "daemon_unreachable")).collect();
+    assert_eq!(lines.len(), 2, "one line per open_session:\n{}", h.diagnostics());
+    for line in &lines {
+        assert!(line.has("reason", "unreachable"), "the bus answered; no timeout: {line:?}");
+        let error = line.field("error").unwrap_or_default();
+        assert!(error.contains("ServiceUnknown"), "the bus's answer is in the record: {line:?}");
+    }
+}
+
 /// dbus-send as `user` with `transport` (`--peer=...` or `--bus=...`).
 fn open_session_as(h: &Harness, user: &str, transport: &str) -> std::process::Output {
     let mut argv = vec!["dbus-send", transport];
@@ -283,8 +303,25 @@ fn host_hygiene_1000_cycles() {
     require_root!();
     let mut h = harness();
     h.start_vigild(VigildOpts::default().no_bus());
+    host_hygiene(&h, "the private socket", &h.vigil_args());
+}
+
+/// The bus path is the same one blocking exchange per call (with `Hello`): 1000
+/// cycles leave the host as they found it too.
+#[test]
+fn host_hygiene_1000_bus_cycles() {
+    require_root!();
+    let mut h = harness();
+    h.start_bus(BusPolicy::Packaging);
+    h.start_vigild(VigildOpts::default());
+    host_hygiene(&h, "the bus", &h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket")));
+}
+
+/// 1000 open/close cycles in one pam_host with `args`: every one registered, audited
+/// and ended, no thread or descriptor left in the host.
+fn host_hygiene(h: &Harness, label: &str, args: &VigilArgs) {
     let user = h.create_user("hyg");
-    let service = h.install_vigil_service("hyg", &h.vigil_args());
+    let service = h.install_vigil_service("hyg", args);
     let run = h.run_pam_host(&h.pam_host(&service, &user.name).tty(TTY).rhost(RHOST).cycles(1000));
     let r = run.report();
     assert!(r.open_rc.all(PAM_SUCCESS) && r.open_rc.total() == 1000, "open_session: {:?}\nstderr:\n{}", r.open_rc, run.stderr);
@@ -297,7 +334,10 @@ fn host_hygiene_1000_cycles() {
     assert_eq!(distinct.len(), ids.len(), "session ids repeat: {ids:?}");
     assert_eq!(r.threads_before, r.threads_after, "threads left in the host: {:?}", r.new_threads);
     assert_eq!(r.fds_before, r.fds_after, "descriptors left in the host: {:?}", r.new_fds);
-    eprintln!("pam_vigil open+close over the private socket: {:?} µs, total {:.0} ms", r.cycle_us, r.total_ms);
+    eprintln!(
+        "pam_vigil open+close over {label}: {:?} µs, total {:.0} ms, threads {}->{}, fds {}->{}",
+        r.cycle_us, r.total_ms, r.threads_before, r.threads_after, r.fds_before, r.fds_after
+    );
     let sessions = h.vigild().list_sessions();
     assert!(sessions.is_empty(), "{} sessions still listed, e.g. {:#?}", sessions.len(), sessions.first());
     // vigild audited every one of them.
