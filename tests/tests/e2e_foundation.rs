@@ -102,15 +102,25 @@ fn session_lifecycle_private_socket() {
     session_round_trip(&h, &h.vigil_args());
 }
 
-#[test]
-fn session_lifecycle_bus() {
-    require_root!();
+/// A harness with the bus (packaging policy) and vigild on it and on its private socket.
+fn harness_with_bus() -> Harness {
     let mut h = harness();
     h.start_bus(BusPolicy::Packaging);
     h.start_vigild(VigildOpts::default());
-    // The private socket argument points nowhere and failure is closed: only the bus
-    // can make this session open.
-    let args = h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket")).fail(Fail::Closed);
+    h
+}
+
+/// pam_vigil through the harness's bus only: its private socket argument points nowhere.
+fn bus_only_args(h: &Harness) -> VigilArgs {
+    h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket"))
+}
+
+#[test]
+fn session_lifecycle_bus() {
+    require_root!();
+    let h = harness_with_bus();
+    // Failure is closed: only the bus can make this session open.
+    let args = bus_only_args(&h).fail(Fail::Closed);
     session_round_trip(&h, &args);
 }
 
@@ -175,14 +185,11 @@ fn daemon_down_fail_closed() {
 #[test]
 fn daemon_hung() {
     require_root!();
-    let mut h = harness();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
+    let h = harness_with_bus();
     h.vigild().sigstop();
-    let bus = h.bus_address();
     for fail in [Fail::Open, Fail::Closed] {
         check_unreachable(&h, "private socket, vigild stopped", h.vigil_args(), fail);
-        check_unreachable(&h, "bus, vigild stopped", h.vigil_args().bus(&bus).socket(h.path("no-such-socket")), fail);
+        check_unreachable(&h, "bus, vigild stopped", bus_only_args(&h), fail);
     }
     h.vigild().sigcont();
     // Once it runs again vigild answers, and holds no session of the callers that gave up.
@@ -200,7 +207,7 @@ fn daemon_absent_from_bus() {
     require_root!();
     let mut h = harness();
     h.start_bus(BusPolicy::Packaging);
-    let args = h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket"));
+    let args = bus_only_args(&h);
     for fail in [Fail::Open, Fail::Closed] {
         check_unreachable(&h, "bus, vigild absent", args.clone(), fail);
     }
@@ -280,9 +287,7 @@ fn non_root_open_session_refused() {
 #[test]
 fn non_root_open_session_refused_by_bus_policy() {
     require_root!();
-    let mut h = harness();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
+    let h = harness_with_bus();
     let user = h.create_user("nonroot");
     let out = open_session_as(&h, &user.name, &format!("--bus={}", h.bus_address()));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -311,10 +316,8 @@ fn host_hygiene_1000_cycles() {
 #[test]
 fn host_hygiene_1000_bus_cycles() {
     require_root!();
-    let mut h = harness();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
-    host_hygiene(&h, "the bus", &h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket")));
+    let h = harness_with_bus();
+    host_hygiene(&h, "the bus", &bus_only_args(&h));
 }
 
 /// 1000 open/close cycles in one pam_host with `args`: every one registered, audited
@@ -486,9 +489,7 @@ fn vigilctl_fails_clearly_without_daemon() {
 #[test]
 fn session_properties_only_for_their_user() {
     require_root!();
-    let mut h = harness();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
+    let h = harness_with_bus();
     let owner = h.create_user("owner");
     let other = h.create_user("other");
     let service = h.install_vigil_service("props", &h.vigil_args());

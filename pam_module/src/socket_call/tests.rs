@@ -83,6 +83,19 @@ fn serve(path: &Path, messages: usize, answer: impl FnOnce(&[Message]) -> Vec<u8
     })
 }
 
+/// One `CloseSession` call to a fake server on a fresh socket, vigild's own or (`on_bus`)
+/// a bus's, that answers with what `answer` makes of the messages it read (one, or
+/// `Hello` and the call); the call's result and what the server saw.
+fn exchange(name: &str, on_bus: bool, answer: impl FnOnce(&[Message]) -> Vec<u8> + Send + 'static) -> (Result<Message, ClientError>, Seen) {
+    let _sockets = sockets();
+    let scratch = Scratch::new(name);
+    let path = scratch.socket();
+    let (endpoint, messages) = if on_bus { (bus(&path), 2) } else { (private(&path), 1) };
+    let server = serve(&path, messages, answer);
+    let result = call(&endpoint, "CloseSession", &(7u64,), Duration::from_secs(2));
+    (result, server.join().unwrap())
+}
+
 fn ok_line() -> Vec<u8> {
     format!("OK {GUID}\r\n").into_bytes()
 }
@@ -158,49 +171,36 @@ fn a_reply_claiming_a_huge_body_is_refused() {
 /// Hello, the call; the Hello reply and NameAcquired are skipped for the call's reply.
 #[test]
 fn a_bus_call_is_one_write_and_its_reply_is_found_after_the_greeting() {
-    let _sockets = sockets();
-    let scratch = Scratch::new("bus");
-    let path = scratch.socket();
-    let server = serve(&path, 2, |m| {
+    let (reply, seen) = exchange("bus", true, |m| {
         let mut out = greeting(&m[0]);
         out.extend_from_slice(Message::method_return(&m[1].header()).build(&(42u64,)).unwrap().data().bytes());
         out
     });
-    let reply = call(&bus(&path), "CloseSession", &(7u64,), Duration::from_secs(2)).unwrap();
-    assert_eq!(reply.body().deserialize::<u64>().unwrap(), 42);
-    let seen = server.join().unwrap();
+    assert_eq!(reply.unwrap().body().deserialize::<u64>().unwrap(), 42);
     let auth = format!("\0AUTH EXTERNAL {}", hex(&nix::unistd::geteuid().as_raw().to_string()));
     assert_eq!(seen, Seen { lines: vec![auth, "BEGIN".into()], members: vec!["Hello".into(), "CloseSession".into()] });
 }
 
 #[test]
 fn the_private_socket_gets_no_hello() {
-    let _sockets = sockets();
-    let scratch = Scratch::new("private");
-    let path = scratch.socket();
-    let server = serve(&path, 1, |m| {
+    let (reply, seen) = exchange("private", false, |m| {
         let mut out = ok_line();
         out.extend_from_slice(Message::method_return(&m[0].header()).build(&()).unwrap().data().bytes());
         out
     });
-    call(&private(&path), "CloseSession", &(7u64,), Duration::from_secs(2)).unwrap();
-    assert_eq!(server.join().unwrap().members, vec!["CloseSession".to_string()]);
+    assert!(reply.is_ok(), "{reply:?}");
+    assert_eq!(seen.members, vec!["CloseSession".to_string()]);
 }
 
-/// Runs one bus call against a server that greets and then answers the call with
-/// `answer(call)`; the call's error.
+/// The error of one bus call against a server that greets and then answers the call
+/// with `answer(call)`.
 fn bus_error(name: &str, answer: impl FnOnce(&Message) -> Vec<u8> + Send + 'static) -> ClientError {
-    let _sockets = sockets();
-    let scratch = Scratch::new(name);
-    let path = scratch.socket();
-    let server = serve(&path, 2, move |m| {
+    let (result, _) = exchange(name, true, move |m| {
         let mut out = greeting(&m[0]);
         out.extend_from_slice(&answer(&m[1]));
         out
     });
-    let e = call(&bus(&path), "OpenSessionEx", &(1u64,), Duration::from_secs(2)).unwrap_err();
-    server.join().unwrap();
-    e
+    result.unwrap_err()
 }
 
 #[test]
@@ -217,17 +217,12 @@ fn bus_errors_keep_their_meaning() {
 
 #[test]
 fn a_refused_hello_is_an_outage() {
-    let _sockets = sockets();
-    let scratch = Scratch::new("hello");
-    let path = scratch.socket();
-    let server = serve(&path, 2, |m| {
+    let (result, _) = exchange("hello", true, |m| {
         let mut out = ok_line();
         out.extend_from_slice(&error(&m[0], "org.freedesktop.DBus.Error.LimitsExceeded", "too many connections"));
         out
     });
-    let e = call(&bus(&path), "CloseSession", &(7u64,), Duration::from_secs(2)).unwrap_err();
-    server.join().unwrap();
-    match e {
+    match result.unwrap_err() {
         ClientError::Unreachable(text) => assert!(text.contains("Hello") && text.contains("too many connections"), "{text}"),
         other => panic!("{other:?}"),
     }
