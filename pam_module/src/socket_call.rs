@@ -4,8 +4,8 @@
 //! A PAM module's calls are small and one to a connection. Through zbus's client each
 //! one cost the PAM host (sshd, sudo) an executor, an epoll instance and a wake-up pipe,
 //! and several round trips (the handshake, `Hello` on a bus, then the call): some 600 µs
-//! of the host's CPU per open+close on the private socket, 1.9 ms on the bus, under load
-//! (BENCHMARKS.md). Here the client's whole side is one write — `AUTH EXTERNAL`,
+//! of the host's CPU per open+close under load (BENCHMARKS.md), on the private socket
+//! and on a bus alike. Here the client's whole side is one write — `AUTH EXTERNAL`,
 //! `BEGIN`, on a bus the `Hello` every bus wants first, and the method call back to
 //! back, which the D-Bus specification lets a client pipeline (sd-bus does) — then reads
 //! of `OK` and of messages until the call's reply. On a bus the messages before it (the
