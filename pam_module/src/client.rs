@@ -1,21 +1,18 @@
 //! The module's calls to vigild, each under one deadline.
 //!
-//! A PAM module lives in someone else's process (sshd, sudo). On the private socket (the
-//! default) each call is one blocking exchange (`socket_call.rs`). On a bus each call
-//! connects, authenticates, calls and drops the connection inside one
-//! `zruntime::block_on` on the calling thread: no thread and no descriptor outlives the call (zbus 6 hands a
-//! connection that is still alive at the end of `block_on` to a helper thread, so the
-//! connection never leaves the future). `zruntime::block_on` is used directly rather
-//! than `zbus::block_on`, which switches to a process-wide Tokio runtime whenever
-//! another crate in the build enables zbus's `tokio` feature.
+//! A PAM module lives in someone else's process (sshd, sudo). Each call, on vigild's
+//! private socket (the default) or through a bus, is one blocking exchange on the
+//! calling thread (`socket_call.rs`): no executor, no thread, and no descriptor
+//! outlives it. zbus only builds and parses the messages.
 
-use std::future::Future;
 use std::time::Duration;
 
 use vigil_protocol::events::ModuleFailure;
-use vigil_protocol::{ManagerProxy, ReauthAnswer, VigilError};
+use vigil_protocol::{ReauthAnswer, VigilError};
+use zbus::message::Message;
 
 use crate::args::Target;
+use crate::endpoint::Endpoint;
 
 /// Why a call to vigild did not give the answer the module wanted. `Timeout` and
 /// `Unreachable` mean nobody answered (`daemon_unreachable` records); `Refused` and
@@ -105,38 +102,6 @@ pub struct DbusDaemon {
     pub timeout: Duration,
 }
 
-impl DbusDaemon {
-    /// Runs `call` against a fresh connection, all within the deadline, on this thread.
-    fn with_manager<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
-    where
-        F: FnOnce(ManagerProxy<'static>) -> Fut,
-        Fut: Future<Output = Result<T, VigilError>>,
-    {
-        let deadline = self.timeout;
-        zruntime::block_on(async move {
-            let runtime = zruntime::SharedRuntime::current().map_err(|e| ClientError::Unreachable(e.to_string()))?;
-            let exchange = async {
-                let connection = self.target.connect().await.map_err(|e| ClientError::Unreachable(e.to_string()))?;
-                // No property cache: it would subscribe to signals and fetch properties
-                // the module never reads.
-                let proxy = ManagerProxy::builder(&connection)
-                    .cache_properties(zbus::proxy::CacheProperties::No)
-                    .build()
-                    .await
-                    .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-                let answer = call(proxy).await.map_err(map_call_error);
-                // Dropped here, inside block_on, so that no helper thread inherits it.
-                drop(connection);
-                answer
-            };
-            match runtime.timeout(deadline, exchange).await {
-                Ok(answer) => answer,
-                Err(_) => Err(ClientError::Timeout(deadline)),
-            }
-        })
-    }
-}
-
 /// Error replies that mean nobody behind the bus took the call: vigild is not on the
 /// bus, or the bus gave up on it. Every other error reply is an answer.
 fn is_unanswered(error: &zbus::fdo::Error) -> bool {
@@ -173,94 +138,60 @@ fn map_call_error(error: VigilError) -> ClientError {
     }
 }
 
+/// An error reply as the module reports it, by its name (zbus's reading of it: the
+/// bus's own errors, vigild's).
+pub(crate) fn error_reply(message: Message) -> ClientError {
+    map_call_error(VigilError::from(zbus::Error::from(message)))
+}
+
 /// A vigild from before `OpenSessionEx` (an upgrade whose restart has not happened
 /// yet) answers UnknownMethod; it still takes `OpenSession`, so a login keeps its
 /// supervision. Only the `truncated=` note is lost in that vigild's record.
-fn is_unknown_method(error: &VigilError) -> bool {
-    matches!(error, VigilError::ZBus(zbus::Error::FDO(e)) if matches!(**e, zbus::fdo::Error::UnknownMethod(_)))
-}
-
-impl DbusDaemon {
-    /// vigild's private socket, when that is the target: each call is one blocking
-    /// exchange (`socket_call`) instead of a zbus connection.
-    fn socket(&self) -> Option<&std::path::Path> {
-        match &self.target {
-            Target::Socket(path) => Some(path),
-            Target::Bus(_) => None,
-        }
-    }
-
-    /// `member(body)` over the private socket, its reply's body read as `R`.
-    fn direct<B, R>(&self, path: &std::path::Path, member: &str, body: &B) -> Result<R, ClientError>
-    where
-        B: serde::Serialize + zbus::wire::DynamicType,
-        R: for<'d> serde::Deserialize<'d> + zbus::wire::Type,
-    {
-        let reply = crate::socket_call::call(path, member, body, self.timeout)?;
-        reply.body().deserialize::<R>().map_err(|e| ClientError::Unreachable(format!("{member}: vigild's reply does not parse: {e}")))
-    }
-
-    fn open_direct(&self, path: &std::path::Path, r: &OpenRequest) -> Result<u64, ClientError> {
-        let truncated: Vec<&str> = r.truncated.iter().map(String::as_str).collect();
-        let (user, service, tty, rhost, ruser) = (r.user.as_str(), r.service.as_str(), r.tty.as_str(), r.rhost.as_str(), r.ruser.as_str());
-        let ex = (user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id, truncated);
-        match self.direct(path, "OpenSessionEx", &ex) {
-            Err(ClientError::Refused { name, .. }) if name == UNKNOWN_METHOD => {
-                self.direct(path, "OpenSession", &(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id))
-            }
-            answer => answer,
-        }
-    }
+pub(crate) fn is_unknown_method(error: &ClientError) -> bool {
+    matches!(error, ClientError::Refused { name, .. } if name == UNKNOWN_METHOD)
 }
 
 /// The error name of a call to a method the peer does not have.
 const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
 
+impl DbusDaemon {
+    /// `member(body)` as one exchange with vigild, its reply's body read as `R`.
+    fn call<B, R>(&self, member: &str, body: &B) -> Result<R, ClientError>
+    where
+        B: serde::Serialize + zbus::wire::DynamicType,
+        R: for<'d> serde::Deserialize<'d> + zbus::wire::Type,
+    {
+        let endpoint = Endpoint::of(&self.target)?;
+        let reply = crate::socket_call::call(&endpoint, member, body, self.timeout)?;
+        reply.body().deserialize::<R>().map_err(|e| ClientError::Unreachable(format!("{member}: vigild's reply does not parse: {e}")))
+    }
+}
+
 impl Daemon for DbusDaemon {
     fn open_session(&self, r: &OpenRequest) -> Result<u64, ClientError> {
-        if let Some(path) = self.socket() {
-            return self.open_direct(path, r);
+        let truncated: Vec<&str> = r.truncated.iter().map(String::as_str).collect();
+        let (user, service, tty, rhost, ruser) = (r.user.as_str(), r.service.as_str(), r.tty.as_str(), r.rhost.as_str(), r.ruser.as_str());
+        let ex = (user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id, truncated);
+        match self.call("OpenSessionEx", &ex) {
+            Err(e) if is_unknown_method(&e) => self.call("OpenSession", &(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id)),
+            answer => answer,
         }
-        let r = r.clone();
-        self.with_manager(move |m| async move {
-            let truncated: Vec<&str> = r.truncated.iter().map(String::as_str).collect();
-            let (user, service, tty, rhost, ruser) = (&r.user, &r.service, &r.tty, &r.rhost, &r.ruser);
-            match m.open_session_ex(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id, &truncated).await {
-                Err(e) if is_unknown_method(&e) => m.open_session(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id).await,
-                answer => answer,
-            }
-        })
     }
 
     fn close_session(&self, id: u64) -> Result<(), ClientError> {
-        if let Some(path) = self.socket() {
-            return self.direct(path, "CloseSession", &(id,));
-        }
-        self.with_manager(move |m| async move { m.close_session(id).await })
+        self.call("CloseSession", &(id,))
     }
 
     fn check_reauth(&self, service: &str, user: &str) -> Result<ReauthAnswer, ClientError> {
-        if let Some(path) = self.socket() {
-            return self.direct(path, "CheckReauth", &(service, user));
-        }
-        let (service, user) = (service.to_string(), user.to_string());
-        self.with_manager(move |m| async move { m.check_reauth(&service, &user).await })
+        self.call("CheckReauth", &(service, user))
     }
 
     fn record_auth(&self, service: &str, user: &str) -> Result<(), ClientError> {
-        if let Some(path) = self.socket() {
-            return self.direct(path, "RecordAuth", &(service, user));
-        }
-        let (service, user) = (service.to_string(), user.to_string());
-        self.with_manager(move |m| async move { m.record_auth(&service, &user).await })
+        self.call("RecordAuth", &(service, user))
     }
 
     fn record_auth_failure(&self, service: &str) -> Result<(), ClientError> {
-        if let Some(path) = self.socket() {
-            return self.direct(path, "RecordAuthFailure", &(service,));
-        }
-        let service = service.to_string();
-        self.with_manager(move |m| async move { m.record_auth_failure(&service).await })
+        self.call("RecordAuthFailure", &(service,))
     }
 }
 
@@ -296,11 +227,32 @@ mod tests {
         assert_eq!(ClientError::Timeout(Duration::from_secs(2)).reason(), "timeout");
     }
 
+    /// An error reply as it comes off the wire, to a call of `member`.
+    fn reply(member: &str, name: &str, text: &str) -> ClientError {
+        let call = Message::method_call("/org/vigil1", member).build(&()).unwrap();
+        error_reply(Message::error(&call.header(), name).build(&(text,)).unwrap())
+    }
+
+    #[test]
+    fn error_replies_are_read_as_the_errors_they_name() {
+        let e = reply("OpenSessionEx", "org.vigil1.Error.InvalidArgument", "rhost is longer than 1024 bytes");
+        assert_eq!(e.to_string(), "org.vigil1.Error.InvalidArgument: rhost is longer than 1024 bytes");
+        assert!(matches!(reply("CloseSession", "org.vigil1.Error.NoSuchSession", "x"), ClientError::NoSuchSession));
+        for name in ["ServiceUnknown", "NameHasNoOwner", "NoReply", "LimitsExceeded"] {
+            let e = reply("CloseSession", &format!("org.freedesktop.DBus.Error.{name}"), "");
+            assert!(!e.is_refusal() && e.reason() == "unreachable", "{name}: {e:?}");
+        }
+        let e = reply("CloseSession", "org.freedesktop.DBus.Error.AccessDenied", "Rejected send message");
+        assert_eq!((e.reason().as_str(), e.error_name()), ("access_denied", Some("org.freedesktop.DBus.Error.AccessDenied")));
+        let e = reply("CloseSession", "com.example.Odd", "");
+        assert!(e.is_refusal() && e.reason() == "odd", "{e:?}");
+    }
+
     #[test]
     fn unknown_method_is_recognised_for_the_open_session_fallback() {
-        let unknown = VigilError::ZBus(zbus::Error::FDO(Box::new(zbus::fdo::Error::UnknownMethod("OpenSessionEx".into()))));
-        assert!(is_unknown_method(&unknown));
-        assert!(!is_unknown_method(&VigilError::InvalidArgument("x".into())));
+        assert!(is_unknown_method(&reply("OpenSessionEx", UNKNOWN_METHOD, "no such method")));
+        assert!(!is_unknown_method(&reply("OpenSessionEx", "org.vigil1.Error.InvalidArgument", "x")));
+        assert!(!is_unknown_method(&reply("OpenSessionEx", "org.freedesktop.DBus.Error.ServiceUnknown", "x")));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use pam::module::{PamHandle, PamHooks};
 
 pub mod args;
 pub mod client;
+pub mod endpoint;
 pub mod host_log;
 pub mod pam_io;
 pub mod reauth;

@@ -1,109 +1,149 @@
-//! One method call to vigild over its private socket: a blocking exchange in one round
-//! trip, on the calling thread.
+//! One method call to vigild: a blocking exchange in one round trip, on the calling
+//! thread, over vigild's private socket or through a bus.
 //!
 //! A PAM module's calls are small and one to a connection. Through zbus's client each
 //! one cost the PAM host (sshd, sudo) an executor, an epoll instance and a wake-up pipe,
-//! and two round trips (the handshake, then the call): some 600 µs of the host's CPU per
-//! open+close under load (BENCHMARKS.md). Here the client's whole side is one write —
-//! `AUTH EXTERNAL`, `BEGIN` and the method call back to back, which the D-Bus
-//! specification lets a client pipeline — then reads of `OK` and the reply. Every
-//! system call is bounded by what is left of the deadline (SO_SNDTIMEO also bounds
-//! `connect` on a full listen backlog). zbus still builds and checks the messages; only
-//! the transport is here. The socket is closed when the call returns: no thread, no
-//! descriptor outlives it.
+//! and several round trips (the handshake, `Hello` on a bus, then the call): some 600 µs
+//! of the host's CPU per open+close under load (BENCHMARKS.md), on the private socket
+//! and on a bus alike. Here the client's whole side is one write — `AUTH EXTERNAL`,
+//! `BEGIN`, on a bus the `Hello` every bus wants first, and the method call back to
+//! back, which the D-Bus specification lets a client pipeline (sd-bus does) — then reads
+//! of `OK` and of messages until the call's reply. On a bus the messages before it (the
+//! `Hello` reply, the `NameAcquired` signal) are skipped, a few and a few KiB at most.
+//! Every system call is bounded by what is left of the deadline (SO_SNDTIMEO also
+//! bounds `connect` on a full listen backlog). zbus still builds and checks the
+//! messages; only the transport is here. The socket is closed when the call returns: no
+//! thread, no descriptor outlives it.
 
 use std::io::{self, Read, Write};
+use std::num::NonZeroU32;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, sockopt};
 use nix::sys::time::TimeVal;
 use zbus::message::{Message, Type};
 use zbus::wire::serialized::{Context, Data};
 use zbus::wire::{DynamicType, Endian};
 
-use crate::client::ClientError;
+use crate::client::{ClientError, error_reply};
+use crate::endpoint::{Endpoint, Kind};
 
-/// Replies the module gets are a few dozen bytes; anything near this is not vigild's.
+/// Replies the module gets are a few dozen bytes, a bus's greeting a few hundred;
+/// anything near this, all messages of a call together, is not theirs.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// The server's `OK <32 hex digits>` line, with room to spare.
 const MAX_SASL_LINE_BYTES: usize = 256;
 /// The D-Bus primary header, with the length of the header fields.
 const FIXED_HEADER_BYTES: usize = 16;
-/// Messages other than the reply (none are expected on a peer connection) skipped
-/// before giving up.
+/// Messages other than the reply skipped before giving up: on a bus, the `Hello`
+/// reply and `NameAcquired`; on the private socket, none are expected.
 const MAX_OTHER_MESSAGES: usize = 8;
 
-/// vigild's error name for a session it does not know.
-const NO_SUCH_SESSION: &str = "org.vigil1.Error.NoSuchSession";
+/// The bus itself, which every bus client greets with `Hello` before anything else.
+const BUS_NAME: &str = "org.freedesktop.DBus";
+const BUS_PATH: &str = "/org/freedesktop/DBus";
 
 /// Calls `member` of vigild's manager with `body`; the reply, or why there is none.
-pub fn call<B>(socket_path: &Path, member: &str, body: &B, timeout: Duration) -> Result<Message, ClientError>
+pub fn call<B>(endpoint: &Endpoint, member: &str, body: &B, timeout: Duration) -> Result<Message, ClientError>
 where
     B: serde::Serialize + DynamicType,
 {
     let deadline = Instant::now() + timeout;
+    let cannot_build = |what: &str, e: zbus::Error| ClientError::Unreachable(format!("cannot build the {what} call: {e}"));
     let request = Message::method_call(vigil_protocol::MANAGER_PATH, member)
         .interface(vigil_protocol::MANAGER_INTERFACE)
         .destination(vigil_protocol::BUS_NAME)
         .build(body)
-        .map_err(|e| ClientError::Unreachable(format!("cannot build the {member} call: {e}")))?;
-    let serial = request.primary_header().serial_num();
+        .map_err(|e| cannot_build(member, e))?;
+    // A bus drops a connection whose first message is not `Hello`.
+    let hello = match endpoint.kind {
+        Kind::Bus { .. } => {
+            Some(Message::method_call(BUS_PATH, "Hello").interface(BUS_NAME).destination(BUS_NAME).build(&()).map_err(|e| cannot_build("Hello", e))?)
+        }
+        Kind::Private => None,
+    };
+    let serials = Serials { call: request.primary_header().serial_num(), hello: hello.as_ref().map(|h| h.primary_header().serial_num()) };
 
-    let mut stream = connect(socket_path, deadline, timeout)?;
-    let mut out = Vec::with_capacity(64 + request.data().len());
+    let mut stream = connect(endpoint, deadline, timeout)?;
+    let mut out = Vec::with_capacity(64 + hello.as_ref().map_or(0, |h| h.data().len()) + request.data().len());
     out.push(0);
     out.extend_from_slice(b"AUTH EXTERNAL ");
     out.extend_from_slice(hex(&nix::unistd::geteuid().as_raw().to_string()).as_bytes());
     out.extend_from_slice(b"\r\nBEGIN\r\n");
+    if let Some(hello) = &hello {
+        out.extend_from_slice(hello.data().bytes());
+    }
     out.extend_from_slice(request.data().bytes());
     bounded(&stream, Direction::Send, deadline, timeout)?;
     stream.write_all(&out).map_err(|e| io_error(e, timeout))?;
 
-    let mut reader = Incoming { stream, buffer: Vec::with_capacity(512), deadline, timeout };
+    let mut reader = Incoming::new(stream, deadline, timeout);
     let line = reader.sasl_line()?;
-    if !line.starts_with("OK ") {
-        return Err(ClientError::Unreachable(format!("vigild refused the handshake: {}", line.escape_debug())));
-    }
+    check_ok(&line, endpoint)?;
     for _ in 0..MAX_OTHER_MESSAGES {
-        let message = reader.message()?;
-        let header = message.header();
-        if header.reply_serial() != Some(serial) {
-            continue;
+        if let Some(answer) = serials.answer(reader.message()?, member) {
+            return answer;
         }
-        return match message.message_type() {
-            Type::MethodReturn => Ok(message),
-            Type::Error => Err(refusal(&message)),
-            other => Err(ClientError::Unreachable(format!("unexpected {other:?} in reply to {member}"))),
-        };
     }
     Err(ClientError::Unreachable(format!("no reply to {member} among {MAX_OTHER_MESSAGES} messages")))
 }
 
-/// An error reply as the module reports it.
-fn refusal(message: &Message) -> ClientError {
-    let name = message.header().error_name().map(|n| n.to_string()).unwrap_or_default();
-    if name == NO_SUCH_SESSION {
-        return ClientError::NoSuchSession;
+/// The `OK <guid>` line that ends the server's side of the handshake; on a bus whose
+/// address names its guid, with that guid (as zbus checks it).
+fn check_ok(line: &str, endpoint: &Endpoint) -> Result<(), ClientError> {
+    let Some(guid) = line.strip_prefix("OK ") else {
+        return Err(ClientError::Unreachable(format!("{} refused the handshake: {}", endpoint.shown, line.escape_debug())));
+    };
+    match &endpoint.kind {
+        Kind::Bus { guid: Some(expected) } if !guid.trim().eq_ignore_ascii_case(expected) => Err(ClientError::Unreachable(format!(
+            "{} answered as server {}, not the {expected} its address names",
+            endpoint.shown,
+            guid.escape_debug()
+        ))),
+        _ => Ok(()),
     }
-    // vigild's errors carry their text as the one string of the body.
-    let text = message.body().deserialize::<String>().unwrap_or_default();
-    ClientError::Refused { name, message: text }
+}
+
+/// The serials of what the module sent: which incoming message answers what.
+struct Serials {
+    call: NonZeroU32,
+    hello: Option<NonZeroU32>,
+}
+
+impl Serials {
+    /// What `message` means for the call: `None` to skip it (the `Hello` reply, a
+    /// signal), else the call's answer.
+    fn answer(&self, message: Message, member: &str) -> Option<Result<Message, ClientError>> {
+        let reply_to = message.header().reply_serial();
+        let kind = message.message_type();
+        if reply_to.is_some() && reply_to == self.hello && kind == Type::Error {
+            // The bus would not let the module on: nobody behind it can answer.
+            let refused = error_reply(message).to_string();
+            return Some(Err(ClientError::Unreachable(format!("the bus refused Hello: {refused}"))));
+        }
+        if reply_to != Some(self.call) {
+            return None;
+        }
+        Some(match kind {
+            Type::MethodReturn => Ok(message),
+            Type::Error => Err(error_reply(message)),
+            other => Err(ClientError::Unreachable(format!("unexpected {other:?} in reply to {member}"))),
+        })
+    }
 }
 
 /// A connected socket, its connect bounded by the deadline.
-fn connect(path: &Path, deadline: Instant, timeout: Duration) -> Result<UnixStream, ClientError> {
-    let unreachable = |what: &str, e: nix::Error| ClientError::Unreachable(format!("{what} {}: {e}", path.display()));
-    let address = UnixAddr::new(path).map_err(|e| unreachable("socket path", e))?;
+fn connect(endpoint: &Endpoint, deadline: Instant, timeout: Duration) -> Result<UnixStream, ClientError> {
+    let unreachable = |what: &str, e: nix::Error| ClientError::Unreachable(format!("{what} {}: {e}", endpoint.shown));
     let fd: OwnedFd =
         socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(|e| unreachable("socket for", e))?;
     let stream = UnixStream::from(fd);
     bounded(&stream, Direction::Send, deadline, timeout)?;
-    match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&stream), &address) {
+    match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&stream), &endpoint.address) {
         Ok(()) => Ok(stream),
-        // The listen backlog stayed full until SO_SNDTIMEO ran out: vigild is slow.
+        // The listen backlog stayed full until SO_SNDTIMEO ran out: the server is slow.
         Err(nix::Error::EAGAIN | nix::Error::ETIMEDOUT | nix::Error::EINTR) => Err(ClientError::Timeout(timeout)),
         Err(e) => Err(unreachable("connect to", e)),
     }
@@ -137,31 +177,42 @@ fn bounded(stream: &UnixStream, direction: Direction, deadline: Instant, timeout
 fn io_error(e: io::Error, timeout: Duration) -> ClientError {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => ClientError::Timeout(timeout),
-        _ => ClientError::Unreachable(format!("vigild's socket: {e}")),
+        _ => ClientError::Unreachable(format!("the socket: {e}")),
     }
 }
 
-/// What vigild sends back, read as it arrives, every read bounded.
+/// What the server sends back, read as it arrives, every read bounded by the deadline
+/// and all of it together by MAX_REPLY_BYTES.
 struct Incoming {
     stream: UnixStream,
     buffer: Vec<u8>,
+    /// Bytes read so far.
+    received: usize,
     deadline: Instant,
     timeout: Duration,
 }
 
 impl Incoming {
+    fn new(stream: UnixStream, deadline: Instant, timeout: Duration) -> Self {
+        Incoming { stream, buffer: Vec::with_capacity(512), received: 0, deadline, timeout }
+    }
+
     /// Reads more bytes; `limit` bounds what may be buffered.
     fn fill(&mut self, limit: usize) -> Result<(), ClientError> {
         if self.buffer.len() >= limit {
-            return Err(ClientError::Unreachable(format!("vigild's reply is longer than {limit} bytes")));
+            return Err(ClientError::Unreachable(format!("a message is longer than {limit} bytes")));
+        }
+        if self.received >= MAX_REPLY_BYTES {
+            return Err(ClientError::Unreachable(format!("no reply within the first {MAX_REPLY_BYTES} bytes")));
         }
         bounded(&self.stream, Direction::Receive, self.deadline, self.timeout)?;
         let mut chunk = [0u8; 4096];
-        let want = chunk.len().min(limit - self.buffer.len());
+        let want = chunk.len().min(limit - self.buffer.len()).min(MAX_REPLY_BYTES - self.received);
         let n = self.stream.read(&mut chunk[..want]).map_err(|e| io_error(e, self.timeout))?;
         if n == 0 {
-            return Err(ClientError::Unreachable("vigild closed the connection".into()));
+            return Err(ClientError::Unreachable("the server closed the connection".into()));
         }
+        self.received += n;
         self.buffer.extend_from_slice(&chunk[..n]);
         Ok(())
     }
@@ -185,7 +236,7 @@ impl Incoming {
         }
         let total = message_length(&self.buffer[..FIXED_HEADER_BYTES])?;
         if total > MAX_REPLY_BYTES {
-            return Err(ClientError::Unreachable(format!("vigild's reply claims {total} bytes")));
+            return Err(ClientError::Unreachable(format!("a message claims {total} bytes")));
         }
         while self.buffer.len() < total {
             self.fill(total)?;
@@ -193,11 +244,12 @@ impl Incoming {
         let bytes: Vec<u8> = self.buffer.drain(..total).collect();
         let endian = if bytes[0] == b'B' { Endian::Big } else { Endian::Little };
         // SAFETY: `from_bytes` is unsafe only because a message may carry file
-        // descriptors that must match its header; this one carries none (the socket passes
-        // none), and the bytes are checked by zbus's parser as its own connections check
-        // every message they receive.
+        // descriptors that must match its header; this one carries none (the module
+        // never negotiates descriptor passing, so neither vigild nor a bus sends any),
+        // and the bytes are checked by zbus's parser as its own connections check every
+        // message they receive.
         unsafe { Message::from_bytes(Data::new(bytes, Context::new(endian, 0))) }
-            .map_err(|e| ClientError::Unreachable(format!("vigild's reply does not parse: {e}")))
+            .map_err(|e| ClientError::Unreachable(format!("a message does not parse: {e}")))
     }
 }
 
@@ -210,7 +262,7 @@ fn message_length(fixed: &[u8]) -> Result<usize, ClientError> {
         if fixed[0] == b'B' { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
     };
     if fixed.len() < FIXED_HEADER_BYTES || !matches!(fixed[0], b'l' | b'B') {
-        return Err(ClientError::Unreachable("vigild's reply is not a D-Bus message".into()));
+        return Err(ClientError::Unreachable("the server's answer is not a D-Bus message".into()));
     }
     let (body, fields) = (word(4) as usize, word(12) as usize);
     Ok((FIXED_HEADER_BYTES + fields).next_multiple_of(8).saturating_add(body))
@@ -222,57 +274,4 @@ fn hex(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_uid_is_sent_as_hex_of_its_decimal_text() {
-        assert_eq!(hex("0"), "30");
-        assert_eq!(hex("1000"), "31303030");
-    }
-
-    #[test]
-    fn message_length_counts_header_padding_and_body() {
-        let m = Message::method_call("/org/vigil1", "CloseSession").build(&(7u64,)).unwrap();
-        let bytes = m.data().bytes();
-        assert_eq!(message_length(&bytes[..FIXED_HEADER_BYTES]).unwrap(), bytes.len());
-    }
-
-    #[test]
-    fn a_missing_socket_is_unreachable_and_costs_no_descriptor() {
-        let before = std::fs::read_dir("/proc/self/fd").unwrap().count();
-        let e = call(Path::new("/nonexistent/vigil/private"), "CloseSession", &(1u64,), Duration::from_secs(1)).unwrap_err();
-        assert!(matches!(e, ClientError::Unreachable(_)), "{e:?}");
-        assert_eq!(std::fs::read_dir("/proc/self/fd").unwrap().count(), before);
-    }
-
-    /// A server that accepts and never answers: the call ends at its deadline.
-    #[test]
-    fn a_silent_server_costs_the_deadline_and_no_more() {
-        let dir = std::env::temp_dir().join(format!("vigil-socket-call-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("silent");
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let started = Instant::now();
-        let e = call(&path, "CloseSession", &(1u64,), Duration::from_millis(300)).unwrap_err();
-        assert!(matches!(e, ClientError::Timeout(_)), "{e:?}");
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(290) && took < Duration::from_secs(3), "{took:?}");
-        drop(listener);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A peer that answers with a reply claiming a huge body is cut off, not believed.
-    #[test]
-    fn a_reply_claiming_a_huge_body_is_refused() {
-        let mut fixed = [0u8; FIXED_HEADER_BYTES];
-        fixed[0] = b'l';
-        fixed[1] = 2; // method return
-        fixed[3] = 1; // version
-        fixed[4..8].copy_from_slice(&(100_000_000u32).to_le_bytes());
-        fixed[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let total = message_length(&fixed).unwrap();
-        assert!(total > MAX_REPLY_BYTES);
-    }
-}
+mod tests;

@@ -102,15 +102,25 @@ fn session_lifecycle_private_socket() {
     session_round_trip(&h, &h.vigil_args());
 }
 
-#[test]
-fn session_lifecycle_bus() {
-    require_root!();
+/// A harness with the bus (packaging policy) and vigild on it and on its private socket.
+fn harness_with_bus() -> Harness {
     let mut h = harness();
     h.start_bus(BusPolicy::Packaging);
     h.start_vigild(VigildOpts::default());
-    // The private socket argument points nowhere and failure is closed: only the bus
-    // can make this session open.
-    let args = h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket")).fail(Fail::Closed);
+    h
+}
+
+/// pam_vigil through the harness's bus only: its private socket argument points nowhere.
+fn bus_only_args(h: &Harness) -> VigilArgs {
+    h.vigil_args().bus(&h.bus_address()).socket(h.path("no-such-socket"))
+}
+
+#[test]
+fn session_lifecycle_bus() {
+    require_root!();
+    let h = harness_with_bus();
+    // Failure is closed: only the bus can make this session open.
+    let args = bus_only_args(&h).fail(Fail::Closed);
     session_round_trip(&h, &args);
 }
 
@@ -175,14 +185,11 @@ fn daemon_down_fail_closed() {
 #[test]
 fn daemon_hung() {
     require_root!();
-    let mut h = harness();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
+    let h = harness_with_bus();
     h.vigild().sigstop();
-    let bus = h.bus_address();
     for fail in [Fail::Open, Fail::Closed] {
         check_unreachable(&h, "private socket, vigild stopped", h.vigil_args(), fail);
-        check_unreachable(&h, "bus, vigild stopped", h.vigil_args().bus(&bus).socket(h.path("no-such-socket")), fail);
+        check_unreachable(&h, "bus, vigild stopped", bus_only_args(&h), fail);
     }
     h.vigild().sigcont();
     // Once it runs again vigild answers, and holds no session of the callers that gave up.
@@ -191,6 +198,26 @@ fn daemon_hung() {
         let sessions = h.vigild().try_list_sessions()?;
         if sessions.is_empty() { Ok(()) } else { Err(format!("{sessions:#?}")) }
     });
+}
+
+/// The bus runs, vigild is not on it: the bus answers the call itself (ServiceUnknown),
+/// which the module records as `unreachable` (not a timeout) and fail= decides.
+#[test]
+fn daemon_absent_from_bus() {
+    require_root!();
+    let mut h = harness();
+    h.start_bus(BusPolicy::Packaging);
+    let args = bus_only_args(&h);
+    for fail in [Fail::Open, Fail::Closed] {
+        check_unreachable(&h, "bus, vigild absent", args.clone(), fail);
+    }
+    let lines: Vec<LogLine> = h.auth_log().into_iter().filter(|l| l.is_event("pam_vigil", "daemon_unreachable")).collect();
+    assert_eq!(lines.len(), 2, "one line per open_session:\n{}", h.diagnostics());
+    for line in &lines {
+        assert!(line.has("reason", "unreachable"), "the bus answered; no timeout: {line:?}");
+        let error = line.field("error").unwrap_or_default();
+        assert!(error.contains("ServiceUnknown"), "the bus's answer is in the record: {line:?}");
+    }
 }
 
 /// dbus-send as `user` with `transport` (`--peer=...` or `--bus=...`).
@@ -260,9 +287,7 @@ fn non_root_open_session_refused() {
 #[test]
 fn non_root_open_session_refused_by_bus_policy() {
     require_root!();
-    let mut h = harness();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
+    let h = harness_with_bus();
     let user = h.create_user("nonroot");
     let out = open_session_as(&h, &user.name, &format!("--bus={}", h.bus_address()));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -283,8 +308,23 @@ fn host_hygiene_1000_cycles() {
     require_root!();
     let mut h = harness();
     h.start_vigild(VigildOpts::default().no_bus());
+    host_hygiene(&h, "the private socket", &h.vigil_args());
+}
+
+/// The bus path is the same one blocking exchange per call (with `Hello`): 1000
+/// cycles leave the host as they found it too.
+#[test]
+fn host_hygiene_1000_bus_cycles() {
+    require_root!();
+    let h = harness_with_bus();
+    host_hygiene(&h, "the bus", &bus_only_args(&h));
+}
+
+/// 1000 open/close cycles in one pam_host with `args`: every one registered, audited
+/// and ended, no thread or descriptor left in the host.
+fn host_hygiene(h: &Harness, label: &str, args: &VigilArgs) {
     let user = h.create_user("hyg");
-    let service = h.install_vigil_service("hyg", &h.vigil_args());
+    let service = h.install_vigil_service("hyg", args);
     let run = h.run_pam_host(&h.pam_host(&service, &user.name).tty(TTY).rhost(RHOST).cycles(1000));
     let r = run.report();
     assert!(r.open_rc.all(PAM_SUCCESS) && r.open_rc.total() == 1000, "open_session: {:?}\nstderr:\n{}", r.open_rc, run.stderr);
@@ -297,7 +337,10 @@ fn host_hygiene_1000_cycles() {
     assert_eq!(distinct.len(), ids.len(), "session ids repeat: {ids:?}");
     assert_eq!(r.threads_before, r.threads_after, "threads left in the host: {:?}", r.new_threads);
     assert_eq!(r.fds_before, r.fds_after, "descriptors left in the host: {:?}", r.new_fds);
-    eprintln!("pam_vigil open+close over the private socket: {:?} µs, total {:.0} ms", r.cycle_us, r.total_ms);
+    eprintln!(
+        "pam_vigil open+close over {label}: {:?} µs, total {:.0} ms, threads {}->{}, fds {}->{}",
+        r.cycle_us, r.total_ms, r.threads_before, r.threads_after, r.fds_before, r.fds_after
+    );
     let sessions = h.vigild().list_sessions();
     assert!(sessions.is_empty(), "{} sessions still listed, e.g. {:#?}", sessions.len(), sessions.first());
     // vigild audited every one of them.
@@ -446,9 +489,7 @@ fn vigilctl_fails_clearly_without_daemon() {
 #[test]
 fn session_properties_only_for_their_user() {
     require_root!();
-    let mut h = harness();
-    h.start_bus(BusPolicy::Packaging);
-    h.start_vigild(VigildOpts::default());
+    let h = harness_with_bus();
     let owner = h.create_user("owner");
     let other = h.create_user("other");
     let service = h.install_vigil_service("props", &h.vigil_args());
