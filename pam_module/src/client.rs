@@ -173,7 +173,9 @@ impl Daemon for DbusDaemon {
         let (user, service, tty, rhost, ruser) = (r.user.as_str(), r.service.as_str(), r.tty.as_str(), r.rhost.as_str(), r.ruser.as_str());
         let ex = (user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id, truncated);
         match self.call("OpenSessionEx", &ex) {
-            Err(e) if is_unknown_method(&e) => self.call("OpenSession", &(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id)),
+            Err(e) if is_unknown_method(&e) => {
+                self.call("OpenSession", &(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id))
+            }
             answer => answer,
         }
     }

@@ -61,7 +61,9 @@ fn bus(text: &str) -> Result<Endpoint, ClientError> {
         },
         _ => {
             let transport = text.split(':').next().unwrap_or(text);
-            return Err(refused(format!("the module reaches a bus only over a unix socket (unix:path=, unix:abstract=), not {transport}:")));
+            return Err(refused(format!(
+                "the module reaches a bus only over a unix socket (unix:path=, unix:abstract=), not {transport}:"
+            )));
         }
     };
     let guid = parsed.guid().map(|g| g.as_str().to_string());

@@ -36,7 +36,7 @@ const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// The server's `OK <32 hex digits>` line, with room to spare.
 const MAX_SASL_LINE_BYTES: usize = 256;
 /// The D-Bus primary header, with the length of the header fields.
-const FIXED_HEADER_BYTES: usize = 16;
+const FIXED_HEADER_BYTES: usize = vigil_protocol::frame::PRIMARY_HEADER_BYTES;
 /// Messages other than the reply skipped before giving up: on a bus, the `Hello`
 /// reply and `NameAcquired`; on the private socket, none are expected.
 const MAX_OTHER_MESSAGES: usize = 8;
@@ -59,9 +59,13 @@ where
         .map_err(|e| cannot_build(member, e))?;
     // A bus drops a connection whose first message is not `Hello`.
     let hello = match endpoint.kind {
-        Kind::Bus { .. } => {
-            Some(Message::method_call(BUS_PATH, "Hello").interface(BUS_NAME).destination(BUS_NAME).build(&()).map_err(|e| cannot_build("Hello", e))?)
-        }
+        Kind::Bus { .. } => Some(
+            Message::method_call(BUS_PATH, "Hello")
+                .interface(BUS_NAME)
+                .destination(BUS_NAME)
+                .build(&())
+                .map_err(|e| cannot_build("Hello", e))?,
+        ),
         Kind::Private => None,
     };
     let serials = Serials { call: request.primary_header().serial_num(), hello: hello.as_ref().map(|h| h.primary_header().serial_num()) };
@@ -78,6 +82,12 @@ where
     out.extend_from_slice(request.data().bytes());
     bounded(&stream, Direction::Send, deadline, timeout)?;
     stream.write_all(&out).map_err(|e| io_error(e, timeout))?;
+    if endpoint.kind == Kind::Private {
+        // Nothing more comes from this side: vigild answers, and closes without waiting
+        // for us (`daemon/src/single_call.rs`). Not on a bus, which drops a client that
+        // shuts its side, replies and all.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
 
     let mut reader = Incoming::new(stream, deadline, timeout);
     let line = reader.sasl_line()?;
@@ -257,15 +267,9 @@ impl Incoming {
 /// (primary header, the fields' array, padding to 8) and the body. zbus parses and
 /// checks the message itself once it is whole.
 fn message_length(fixed: &[u8]) -> Result<usize, ClientError> {
-    let word = |at: usize| -> u32 {
-        let b = [fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]];
-        if fixed[0] == b'B' { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
-    };
-    if fixed.len() < FIXED_HEADER_BYTES || !matches!(fixed[0], b'l' | b'B') {
-        return Err(ClientError::Unreachable("the server's answer is not a D-Bus message".into()));
-    }
-    let (body, fields) = (word(4) as usize, word(12) as usize);
-    Ok((FIXED_HEADER_BYTES + fields).next_multiple_of(8).saturating_add(body))
+    vigil_protocol::frame::claimed_length(fixed)
+        .map(|total| usize::try_from(total).unwrap_or(usize::MAX))
+        .ok_or_else(|| ClientError::Unreachable("the server's answer is not a D-Bus message".into()))
 }
 
 /// `AUTH EXTERNAL`'s argument: the uid as decimal text, hex-encoded.
