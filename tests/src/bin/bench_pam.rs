@@ -13,6 +13,9 @@
 //! - `pam_vigil.so` over the private socket (`h.vigil_args()`),
 //! - `pam_vigil.so` over the bus (`h.vigil_args().bus(<address>)`, the socket argument
 //!   pointing nowhere so that only the bus can register the session),
+//! - `pam_vigil.so` against a null server (`bench/null_server.rs`: answers every call
+//!   at once, does nothing else), the floor any daemon behind the module costs on this
+//!   machine, so that vigild's own share shows (not with `--preload`),
 //! - `pam_exec.so /bin/true` (what a fork+exec per open and close costs; not with
 //!   `--preload`).
 //!
@@ -56,6 +59,8 @@
 mod facts;
 #[path = "bench/holder.rs"]
 mod holder;
+#[path = "bench/null_server.rs"]
+mod null_server;
 #[path = "bench_pam/issue2.rs"]
 mod issue2;
 #[path = "bench_pam/issue9.rs"]
@@ -80,6 +85,7 @@ use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, 
 use vigil_protocol::{ManagerProxy, Target};
 
 use holder::{Holder, TopUp};
+use null_server::NullServer;
 use tmpfs_state::TmpfsState;
 use usage::Window;
 
@@ -92,7 +98,7 @@ const RHOST: &str = "203.0.113.7";
 const SETTLE: Duration = Duration::from_secs(2);
 
 #[derive(Parser, Debug)]
-#[command(name = "bench_pam", about = "PAM open+close latency: pam_permit, pam_vigil (socket, bus), pam_exec")]
+#[command(name = "bench_pam", about = "PAM open+close latency: pam_permit, pam_vigil (socket, bus, null server), pam_exec")]
 pub struct Cli {
     /// open+close cycles per stack (pooled over the rounds).
     #[arg(long, default_value_t = 2000)]
@@ -153,6 +159,8 @@ pub enum Kind {
     Permit,
     VigilSocket,
     VigilBus,
+    /// pam_vigil against a server that answers at once (`bench/null_server.rs`).
+    NullServer,
     ExecTrue,
 }
 
@@ -162,6 +170,7 @@ impl Kind {
             Kind::Permit => "permit",
             Kind::VigilSocket => "vigil_socket",
             Kind::VigilBus => "vigil_bus",
+            Kind::NullServer => "null_server",
             Kind::ExecTrue => "exec_true",
         }
     }
@@ -171,12 +180,18 @@ impl Kind {
             Kind::Permit => "pam_permit",
             Kind::VigilSocket => "pam_vigil, private socket",
             Kind::VigilBus => "pam_vigil, bus",
+            Kind::NullServer => "pam_vigil, null server",
             Kind::ExecTrue => "pam_exec /bin/true",
         }
     }
 
     fn is_vigil(self) -> bool {
         matches!(self, Kind::VigilSocket | Kind::VigilBus)
+    }
+
+    /// Stacks whose every open must set `VIGIL_SESSION_ID`.
+    fn registers(self) -> bool {
+        self.is_vigil() || self == Kind::NullServer
     }
 }
 
@@ -291,9 +306,10 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
     let dir = h.dir().display().to_string();
     let root = paths::workspace_root().display().to_string();
 
-    let kinds: Vec<Kind> = [Kind::Permit, Kind::VigilSocket, Kind::VigilBus, Kind::ExecTrue]
+    let null_server = NullServer::start(&h.path("null.sock")).unwrap_or_else(|e| panic!("the null server: {e}"));
+    let kinds: Vec<Kind> = [Kind::Permit, Kind::VigilSocket, Kind::VigilBus, Kind::NullServer, Kind::ExecTrue]
         .into_iter()
-        .filter(|&k| !(cli.no_bus && k == Kind::VigilBus || cli.preloading() && k == Kind::ExecTrue))
+        .filter(|&k| !(cli.no_bus && k == Kind::VigilBus || cli.preloading() && matches!(k, Kind::ExecTrue | Kind::NullServer)))
         .collect();
     let stacks: Vec<StackResult> = kinds
         .iter()
@@ -302,6 +318,7 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
                 Kind::Permit => PamStack::permit_only(),
                 Kind::VigilSocket => stacks::vigil_socket(&h),
                 Kind::VigilBus => stacks::vigil_bus(&h),
+                Kind::NullServer => PamStack::vigil_session(&paths::pam_module(), &h.vigil_args().socket(null_server.path())),
                 Kind::ExecTrue => PamStack::exec_true(),
             };
             let session_line =
@@ -421,7 +438,7 @@ fn check(kind: Kind, cycles: u32, r: &PamHostReport, out: &std::process::Output)
         && r.close_rc.total() == cycles
         && r.end_rc == Some(PAM_SUCCESS);
     assert!(ok, "{}: not every cycle succeeded: {r:?}\n{}", kind.label(), describe_output(out));
-    if kind.is_vigil() {
+    if kind.registers() {
         assert!(
             r.session_ids.iter().all(|id| id.as_deref().is_some_and(|s| s.parse::<u64>().is_ok())),
             "{}: an open did not register the session (no VIGIL_SESSION_ID; daemon unreachable?): {:?}\n{}",

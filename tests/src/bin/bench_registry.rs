@@ -123,13 +123,15 @@ fn main() -> ExitCode {
     if args.sessions >= 100_000 {
         let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
         println!(
-            "Issue 9: RSS {:.1} MiB (≤ 128 MiB: {}); no CPU between deadlines: {} ({} µs in {} s; {} µs with no session).",
+            "Issue 9: RSS {:.1} MiB (≤ 128 MiB: {}); no CPU per session between deadlines: {} ({} µs in {} s; {} µs \
+             with no session: the adoption sweep's, allowed {} µs more).",
             held.rss_kib as f64 / 1024.0,
             verdict(held.rss_kib <= RSS_LIMIT_KIB),
-            verdict(held.cpu_us_exact == 0),
+            verdict(vigil_e2e::bench::sessions_cost_no_idle_cpu(held.cpu_us_exact, base.cpu_us_exact)),
             held.cpu_us_exact,
             args.window,
-            base.cpu_us_exact
+            base.cpu_us_exact,
+            vigil_e2e::bench::IDLE_SWEEP_ALLOWANCE_US
         );
     }
     ExitCode::SUCCESS

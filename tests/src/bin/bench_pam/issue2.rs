@@ -61,6 +61,16 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
             verdict(a99, TARGET_P99_US)
         ));
     }
+    let p50_of = |kind: Kind| stacks.iter().find(|s| s.kind == kind).map(|s| s.pooled().p50);
+    if let (Some(socket), Some(null)) = (p50_of(Kind::VigilSocket), p50_of(Kind::NullServer)) {
+        md.push_str(&format!(
+            "- of which vigild's own work: {} µs p50 (private socket {socket} − null server {null}); the null server's {} µs \
+             over pam_permit is the module, libpam and two connections to a local server that answers at once: this \
+             machine's floor for any daemon-backed module\n",
+            signed(added(socket, null)),
+            signed(added(null, base.p50)),
+        ));
+    }
     md.push('\n');
     md.push_str("Per round, p50 / p99 µs of open+close (round order alternates; open and close p50 from pam_host):\n\n");
     md.push_str("| stack |");

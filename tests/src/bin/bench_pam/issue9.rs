@@ -186,15 +186,19 @@ fn targets(levels: &[Level], vigil: &[Kind]) -> String {
     if let Some(big) = at(100_000) {
         let rss = big.rss_start_kib.max(big.rss_end_kib);
         md.push_str(&format!("- 100,000 sessions: vigild RSS {} MiB (≤ 128 MiB: {})", mib(rss), verdict(rss <= RSS_LIMIT_KIB)));
-        let idle_zero = at(0).and_then(|l| l.idle).map_or("not measured".to_string(), |w| format!("{} µs", w.cpu_us_exact));
+        let zero = at(0).and_then(|l| l.idle);
+        let idle_zero = zero.map_or("not measured".to_string(), |w| format!("{} µs", w.cpu_us_exact));
         match big.idle {
             Some(w) => md.push_str(&format!(
-                "; with nobody calling, {} µs CPU and {} context switches in {} s (no CPU between deadlines: {}; \
-                 with no session: {idle_zero})\n",
+                "; with nobody calling, {} µs CPU and {} context switches in {} s (no CPU per session between \
+                 deadlines: {}; with no session: {idle_zero}, the adoption sweep's)\n",
                 w.cpu_us_exact,
                 w.switches,
                 w.seconds,
-                verdict(w.cpu_us_exact == 0)
+                match zero {
+                    Some(z) => verdict(vigil_e2e::bench::sessions_cost_no_idle_cpu(w.cpu_us_exact, z.cpu_us_exact)),
+                    None => "not compared",
+                }
             )),
             None => md.push_str("; idle window not measured (--idle-window 0)\n"),
         }
