@@ -47,9 +47,36 @@ enum Item {
 
 pub struct AuditLog {
     queue: mpsc::Sender<Item>,
+    /// Records made while a call's answer is being sent (`hold`), handed to the writer
+    /// together once it is.
+    held: Mutex<Held>,
     queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Held {
+    holders: usize,
+    items: Vec<Item>,
+}
+
+/// While one lives, records are queued in vigild but not yet handed to the writer thread
+/// (`AuditLog::hold`).
+pub struct Hold<'a>(&'a AuditLog);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        // Sent under the lock (sending never blocks): no record pushed meanwhile by
+        // another thread can pass the held ones.
+        let mut held = self.0.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.holders -= 1;
+        if held.holders == 0 {
+            for item in std::mem::take(&mut held.items) {
+                self.0.send(item);
+            }
+        }
+    }
 }
 
 /// A record's place in the trail, taken now and filled in by `send`. Dropped unsent,
@@ -98,7 +125,7 @@ impl AuditLog {
             let (queued, dropped) = (queued.clone(), dropped.clone());
             std::thread::Builder::new().name("audit-writer".into()).spawn(move || run_writer(writer, rx, &queued, &dropped))?
         };
-        Ok((Self { queue: tx, queued, dropped, thread: Mutex::new(Some(thread)) }, key))
+        Ok((Self { queue: tx, held: Mutex::default(), queued, dropped, thread: Mutex::new(Some(thread)) }, key))
     }
 
     /// For unit tests: no chain, no spool, syslog somewhere that does not exist.
@@ -111,7 +138,29 @@ impl AuditLog {
         }
     }
 
+    /// Holds the records made from now until the returned guard is dropped, in their
+    /// order: a PAM call's records reach the writer thread (a futex wake-up and a switch to
+    /// the other CPU) after its answer is sent, not before. Admin calls that wait for the
+    /// writer (`call`) hand the held records over first.
+    pub fn hold(&self) -> Hold<'_> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).holders += 1;
+        Hold(self)
+    }
+
     fn push(&self, item: Item) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.holders > 0 && !matches!(item, Item::Call(_) | Item::Stop) {
+            held.items.push(item);
+            return true;
+        }
+        // A call waits for the writer's answer: what is held goes before it.
+        for earlier in std::mem::take(&mut held.items) {
+            self.send(earlier);
+        }
+        self.send(item)
+    }
+
+    fn send(&self, item: Item) -> bool {
         if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -252,6 +301,26 @@ mod tests {
         assert_eq!(log.seal(), 0);
         log.close();
         assert!(log.thread.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn held_records_go_to_the_writer_when_the_hold_ends_or_a_call_needs_them() {
+        let log = AuditLog::for_tests();
+        let outer = log.hold();
+        let inner = log.hold();
+        log.write(Record::new(Event::SessionOpen));
+        drop(log.defer());
+        assert_eq!(log.held.lock().unwrap().items.len(), 2);
+        // A call that waits for the writer is not held up by the hold, nor the records
+        // before it.
+        assert_eq!(log.seal(), 0);
+        assert!(log.held.lock().unwrap().items.is_empty());
+        log.write(Record::new(Event::SessionClose));
+        drop(inner);
+        assert_eq!(log.held.lock().unwrap().items.len(), 1, "still held by the outer hold");
+        drop(outer);
+        assert!(log.held.lock().unwrap().items.is_empty());
+        log.close();
     }
 
     #[test]

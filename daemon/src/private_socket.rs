@@ -140,9 +140,12 @@ impl PeerContext {
         if let Some(Opening::Call { call, rest, closed: true }) = &read_by_now
             && rest.is_empty()
         {
-            // Answered and closed without registering the socket with the event loop.
+            // Answered and closed without registering the socket with the event loop; the
+            // call's records go to the writer once the answer is out.
+            let hold = self.core.audit.hold();
             let Ok(answer) = single_call::answer(&self.core, peer, call).await else { return };
             let unsent = single_call::send_now(&stream, single_call::answer_bytes(self.guid.as_str(), &answer));
+            drop(hold);
             if !unsent.is_empty()
                 && let Ok(mut stream) = UnixStream::from_std(stream)
             {
@@ -159,9 +162,12 @@ impl PeerContext {
             Opening::Gone => return,
             Opening::Other(read) => Start::Opening { read },
             Opening::Call { call, rest, closed } => {
+                let hold = self.core.audit.hold();
                 let Ok(answer) = single_call::answer(&self.core, peer, &call).await else { return };
                 let out = single_call::answer_bytes(self.guid.as_str(), &answer);
-                if single_call::send_rest(&mut stream, &out).await.is_err() {
+                let sent = single_call::send_rest(&mut stream, &out).await;
+                drop(hold);
+                if sent.is_err() {
                     return;
                 }
                 match self.after_answer(&stream, peer, rest, closed).await {

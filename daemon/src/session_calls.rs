@@ -68,7 +68,8 @@ impl Manager {
         let ancestors = procfs::ancestors(caller.pid, MAX_ANCESTORS);
         let leader = ancestors.first().copied();
         let parent = ancestors.get(1).copied();
-        let parent_ses = parent.map(|p| procfs::audit_session_id(p.pid));
+        // The parent's audit session matters only when the caller has one.
+        let parent_ses = parent.filter(|_| ses != NO_AUDIT_SESSION).map(|p| procfs::audit_session_id(p.pid));
         let owns_audit_session = ses != NO_AUDIT_SESSION && parent_ses != Some(ses);
         let inherited_tty = parent.map_or(0, |p| p.tty_nr);
         // The tty PAM names, when it is a device of its own (login on tty1).
