@@ -208,6 +208,18 @@ pub fn replace_block(text: &str, begin: &str, end: &str, block: &str) -> Result<
     Ok(format!("{}{}{}", &text[..start], block, &text[stop..]))
 }
 
+/// What vigild's idle window may cost beyond the same run's window with no session
+/// before sessions are said to cost CPU between deadlines: one or two walks of /proc by
+/// the adoption sweep, which runs every 5 s whenever the machine forked, with or without
+/// sessions.
+pub const IDLE_SWEEP_ALLOWANCE_US: u64 = 1_000;
+
+/// Issue 9's "no CPU between deadlines": sessions add nothing to vigild's CPU with
+/// nobody calling (`with_sessions_us`, against `without_us` in the same run).
+pub fn sessions_cost_no_idle_cpu(with_sessions_us: u64, without_us: u64) -> bool {
+    with_sessions_us <= without_us + IDLE_SWEEP_ALLOWANCE_US
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,16 +231,4 @@ mod tests {
         assert_eq!(new.unwrap(), "a\n<!-- x:begin -->\nnew\n<!-- x:end -->\nb\n");
         assert!(replace_block("a\n", "<!-- x:begin -->", "<!-- x:end -->", "").is_err());
     }
-}
-
-/// What vigild's idle window may cost beyond the same run's window with no session
-/// before sessions are said to cost CPU between deadlines: one or two walks of /proc by
-/// the adoption sweep, which runs every 5 s whenever the machine forked, with or without
-/// sessions.
-pub const IDLE_SWEEP_ALLOWANCE_US: u64 = 1_000;
-
-/// Issue 9's "no CPU between deadlines": sessions add nothing to vigild's CPU with
-/// nobody calling (`with_sessions_us`, against `without_us` in the same run).
-pub fn sessions_cost_no_idle_cpu(with_sessions_us: u64, without_us: u64) -> bool {
-    with_sessions_us <= without_us + IDLE_SWEEP_ALLOWANCE_US
 }

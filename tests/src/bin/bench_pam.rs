@@ -59,12 +59,12 @@
 mod facts;
 #[path = "bench/holder.rs"]
 mod holder;
-#[path = "bench/null_server.rs"]
-mod null_server;
 #[path = "bench_pam/issue2.rs"]
 mod issue2;
 #[path = "bench_pam/issue9.rs"]
 mod issue9;
+#[path = "bench/null_server.rs"]
+mod null_server;
 #[path = "bench/stacks.rs"]
 mod stacks;
 #[path = "bench/tmpfs_state.rs"]

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use zbus::message::Message;
-use zbus::wire::serialized::{Context, Data};
 use zbus::wire::Endian;
+use zbus::wire::serialized::{Context, Data};
 
 /// Most bytes read from one client (the module's calls are under 8 KiB).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
