@@ -146,7 +146,12 @@ fn notty_command_runs_under_sshd_and_ends_on_drop() {
     assert!(!server.has_pty(), "{server:#?}");
     assert!(server.user_proc.as_ref().unwrap().cmdline.ends_with(&format!("{}@notty", user.name)));
     assert_eq!(server.tty(), None);
-    let sleeper = server.processes.iter().find(|p| p.cmdline == "sleep 600").expect("sleep 600 under sshd").clone();
+    // The server side shows as soon as the user's shell runs; `sleep` replaces it a
+    // moment later.
+    let sleeper = vigil_e2e::wait_for(STEP, "sleep 600 under sshd", || {
+        let now = client.wait_server_side(h.sshd(), LOGIN_TIMEOUT);
+        now.processes.iter().find(|p| p.cmdline == "sleep 600").cloned().ok_or_else(|| format!("{:#?}", now.processes))
+    });
     assert_eq!(sleeper.uid, user.uid);
     // And an interactive session next to it, so that drop has both kinds to end.
     let interactive = h.ssh_login(&user);
