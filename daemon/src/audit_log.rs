@@ -140,8 +140,10 @@ impl AuditLog {
 
     /// Holds the records made from now until the returned guard is dropped, in their
     /// order: a PAM call's records reach the writer thread (a futex wake-up and a switch to
-    /// the other CPU) after its answer is sent, not before. Admin calls that wait for the
-    /// writer (`call`) hand the held records over first.
+    /// the other CPU) after its answer is sent, not before. Records other tasks make
+    /// meanwhile wait with them (the order stays one). Admin calls that wait for the
+    /// writer (`call`) hand the held records over first. Never held across a wait on a
+    /// peer.
     pub fn hold(&self) -> Hold<'_> {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).holders += 1;
         Hold(self)

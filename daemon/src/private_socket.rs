@@ -164,10 +164,14 @@ impl PeerContext {
             Opening::Call { call, rest, closed } => {
                 let hold = self.core.audit.hold();
                 let Ok(answer) = single_call::answer(&self.core, peer, &call).await else { return };
-                let out = single_call::answer_bytes(self.guid.as_str(), &answer);
-                let sent = single_call::send_rest(&mut stream, &out).await;
+                let mut out = single_call::answer_bytes(self.guid.as_str(), &answer);
+                let unsent = match stream.try_write(&out) {
+                    Ok(n) => out.split_off(n),
+                    Err(_) => out,
+                };
+                // Not held while waiting for a peer that does not read.
                 drop(hold);
-                if sent.is_err() {
+                if single_call::send_rest(&mut stream, &unsent).await.is_err() {
                     return;
                 }
                 match self.after_answer(&stream, peer, rest, closed).await {
