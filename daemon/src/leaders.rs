@@ -130,3 +130,67 @@ async fn end_leaderless(core: &Manager, id: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use vigil_protocol::OpenRequest;
+
+    use super::*;
+    use crate::audit_log::AuditLog;
+    use crate::caller::Caller;
+    use crate::ids::IdAllocator;
+    use crate::store::SessionStore;
+
+    /// A leader of many sessions dies: its sessions are ended in batches, and other work
+    /// (here a probe task, in vigild logins and signals) runs between the batches.
+    #[tokio::test]
+    async fn the_sessions_of_a_dead_leader_are_ended_in_batches_other_work_between() {
+        const SESSIONS: usize = 4 * YIELD_EVERY;
+        let core = Arc::new(Manager::new(
+            vigil_config::Config::builtin(),
+            PathBuf::from("/nonexistent.toml"),
+            Arc::new(AuditLog::for_tests()),
+            IdAllocator::open(None),
+            SessionStore::none(),
+        ));
+        core.add_hooks(LeaderWatch::new(&core));
+        let mut leader = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+        let pid = leader.id();
+        let ses = crate::procfs::audit_session_id(pid);
+        for _ in 0..SESSIONS {
+            let request = OpenRequest {
+                user: "root".into(),
+                service: "vigil-unit".into(),
+                tty: String::new(),
+                rhost: String::new(),
+                ruser: String::new(),
+                leader_pid: pid,
+                audit_session_id: ses,
+                truncated: vec![],
+            };
+            core.open_session(Caller { uid: 0, pid }, request).await.expect("registered");
+        }
+        assert_eq!(core.session_ids().len(), SESSIONS);
+
+        leader.kill().unwrap();
+        leader.wait().unwrap();
+        // The probe looks at the registry each time it gets the thread.
+        let mut seen = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let left = core.session_ids().len();
+            seen.insert(left);
+            if left == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(seen.contains(&0), "every session ended: {seen:?}");
+        let between: Vec<usize> = seen.iter().copied().filter(|&n| n > 0 && n < SESSIONS).collect();
+        assert!(!between.is_empty(), "the probe ran while the sessions were being ended: {seen:?}");
+        assert!(between.iter().all(|n| n % YIELD_EVERY == 0), "it ran between batches of {YIELD_EVERY}: {between:?}");
+    }
+}
