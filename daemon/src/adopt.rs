@@ -199,14 +199,10 @@ fn describe(ses: u32, leader: Stat, uid: u32, comm: String, stats: &[Stat]) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     use vigil_protocol::OpenRequest;
 
-    use crate::audit_log::AuditLog;
     use crate::caller::Caller;
-    use crate::ids::IdAllocator;
-    use crate::store::SessionStore;
 
     /// A process with an audit session of its own, as pam_loginuid gives a login.
     fn login_process() -> std::process::Child {
@@ -224,13 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_adopted_login_is_taken_over_by_its_late_registration() {
-        let core = Arc::new(Manager::new(
-            vigil_config::Config::builtin(),
-            PathBuf::from("/nonexistent.toml"),
-            Arc::new(AuditLog::for_tests()),
-            IdAllocator::open(None),
-            SessionStore::none(),
-        ));
+        let core = crate::manager::manager_for_tests();
         let mut child = login_process();
         let (pid, ses) = (child.id(), procfs::audit_session_id(child.id()));
         let leader = procfs::stat(pid).unwrap();

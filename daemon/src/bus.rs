@@ -432,23 +432,14 @@ mod tests {
     //! peer-to-peer D-Bus connection: a drift between the two breaks these tests.
 
     use std::os::unix::net::UnixStream;
-    use std::path::PathBuf;
 
     use vigil_protocol::ManagerProxy;
     use zbus::connection::Builder;
 
     use super::*;
-    use crate::audit_log::AuditLog;
-    use crate::ids::IdAllocator;
 
     async fn pair() -> (Arc<Manager>, Arc<SessionObjects>, zbus::Connection, zbus::Connection) {
-        let core = Arc::new(Manager::new(
-            vigil_config::Config::builtin(),
-            PathBuf::from("/nonexistent.toml"),
-            Arc::new(AuditLog::for_tests()),
-            IdAllocator::open(None),
-            crate::store::SessionStore::none(),
-        ));
+        let core = crate::manager::manager_for_tests();
         let objects = SessionObjects::new(&core);
         core.add_hooks(objects.clone());
         core.add_hooks(crate::leaders::LeaderWatch::new(&core));

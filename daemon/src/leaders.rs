@@ -133,29 +133,19 @@ async fn end_leaderless(core: &Manager, id: u64) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
     use vigil_protocol::OpenRequest;
 
     use super::*;
-    use crate::audit_log::AuditLog;
     use crate::caller::Caller;
-    use crate::ids::IdAllocator;
-    use crate::store::SessionStore;
 
     /// A leader of many sessions dies: its sessions are ended in batches, and other work
     /// (here a probe task, in vigild logins and signals) runs between the batches.
     #[tokio::test]
     async fn the_sessions_of_a_dead_leader_are_ended_in_batches_other_work_between() {
         const SESSIONS: usize = 4 * YIELD_EVERY;
-        let core = Arc::new(Manager::new(
-            vigil_config::Config::builtin(),
-            PathBuf::from("/nonexistent.toml"),
-            Arc::new(AuditLog::for_tests()),
-            IdAllocator::open(None),
-            SessionStore::none(),
-        ));
+        let core = crate::manager::manager_for_tests();
         core.add_hooks(LeaderWatch::new(&core));
         let mut leader = std::process::Command::new("sleep").arg("600").spawn().unwrap();
         let pid = leader.id();

@@ -388,6 +388,19 @@ impl Session {
     }
 }
 
+/// A manager for unit tests: the built-in policy, no files, an audit log that goes
+/// nowhere, no hooks.
+#[cfg(test)]
+pub fn manager_for_tests() -> Arc<Manager> {
+    Arc::new(Manager::new(
+        Config::builtin(),
+        PathBuf::from("/nonexistent.toml"),
+        Arc::new(AuditLog::for_tests()),
+        IdAllocator::open(None),
+        SessionStore::none(),
+    ))
+}
+
 /// The built-in policy of an ordinary ssh session, for unit tests to adjust.
 #[cfg(test)]
 pub fn policy_for_tests() -> vigil_config::ResolvedPolicy {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
 
 use nix::sys::socket::SockFlag;
@@ -24,6 +24,7 @@ use vigil_protocol::events::Event;
 use vigil_protocol::frame::{MAX_MESSAGE_BYTES, Refusal};
 use zbus::Guid;
 use zbus::connection::Builder;
+use zbus::message::Message;
 
 use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
 use crate::bus::{ManagerIface, SessionObjects};
@@ -140,12 +141,8 @@ impl PeerContext {
         if let Some(Opening::Call { call, rest, closed: true }) = &read_by_now
             && rest.is_empty()
         {
-            // Answered and closed without registering the socket with the event loop; the
-            // call's records go to the writer once the answer is out.
-            let hold = self.core.audit.hold();
-            let Ok(answer) = single_call::answer(&self.core, peer, call).await else { return };
-            let unsent = single_call::send_now(&stream, single_call::answer_bytes(self.guid.as_str(), &answer));
-            drop(hold);
+            // Answered and closed without registering the socket with the event loop.
+            let Some(unsent) = self.answer(peer, call, |out| (&stream).write(out)).await else { return };
             if !unsent.is_empty()
                 && let Ok(mut stream) = UnixStream::from_std(stream)
             {
@@ -162,15 +159,7 @@ impl PeerContext {
             Opening::Gone => return,
             Opening::Other(read) => Start::Opening { read },
             Opening::Call { call, rest, closed } => {
-                let hold = self.core.audit.hold();
-                let Ok(answer) = single_call::answer(&self.core, peer, &call).await else { return };
-                let mut out = single_call::answer_bytes(self.guid.as_str(), &answer);
-                let unsent = match stream.try_write(&out) {
-                    Ok(n) => out.split_off(n),
-                    Err(_) => out,
-                };
-                // Not held while waiting for a peer that does not read.
-                drop(hold);
+                let Some(unsent) = self.answer(peer, &call, |out| stream.try_write(out)).await else { return };
                 if single_call::send_rest(&mut stream, &unsent).await.is_err() {
                     return;
                 }
@@ -196,6 +185,18 @@ impl PeerContext {
         };
         services.connected(connection.object_server()).await;
         connection.closed().await;
+    }
+
+    /// Answers a module's call and writes what the socket takes at once (`write` is its
+    /// non-blocking write); returns the rest. The call's records reach the audit writer
+    /// once the answer is out, and are never held while vigild waits on the peer.
+    async fn answer(&self, peer: Caller, call: &Message, write: impl FnOnce(&[u8]) -> std::io::Result<usize>) -> Option<Vec<u8>> {
+        let _hold = self.core.audit.hold();
+        let answer = single_call::answer(&self.core, peer, call).await.ok()?;
+        let mut out = single_call::answer_bytes(self.guid.as_str(), &answer);
+        // WouldBlock, or a peer already gone (then the rest fails the same way).
+        let taken = write(&out).unwrap_or(0);
+        Some(out.split_off(taken))
     }
 
     /// After an answered call: `None` once the peer closes (the module does at once),

@@ -19,12 +19,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::io::Write;
-
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::time::Instant;
-use vigil_protocol::frame::{PRIMARY_HEADER_BYTES, claimed_length};
+use vigil_protocol::frame::{PRIMARY_HEADER_BYTES, claimed_length, pipelined_handshake};
 use vigil_protocol::{MANAGER_INTERFACE, MANAGER_PATH, OpenRequest, VigilError};
 use zbus::DBusError;
 use zbus::message::{Flags, Header, Message, Type};
@@ -71,16 +69,6 @@ enum Progress {
     Whole { begin_end: usize, call_end: usize },
     /// Not a module's opening.
     Other,
-}
-
-/// The handshake the module sends for `uid`: the uid's decimal digits, hex-encoded.
-fn module_handshake(uid: u32) -> Vec<u8> {
-    let mut out = b"\0AUTH EXTERNAL ".to_vec();
-    for digit in uid.to_string().bytes() {
-        out.extend_from_slice(format!("{digit:02x}").as_bytes());
-    }
-    out.extend_from_slice(b"\r\nBEGIN\r\n");
-    out
 }
 
 fn progress(bytes: &[u8], handshake: &[u8]) -> Progress {
@@ -143,7 +131,7 @@ enum Read {
 
 impl OpeningReader {
     pub fn new(uid: u32) -> Self {
-        OpeningReader { handshake: module_handshake(uid), bytes: Vec::with_capacity(1024), closed: false }
+        OpeningReader { handshake: pipelined_handshake(uid), bytes: Vec::with_capacity(1024), closed: false }
     }
 
     /// One read of what the peer has sent, without waiting: `try_read` is the stream's
@@ -268,17 +256,7 @@ pub fn answer_bytes(guid: &str, answer: &Message) -> Vec<u8> {
     out
 }
 
-/// Writes `out` without waiting; returns what the socket did not take (nothing,
-/// unless the peer stopped reading).
-pub fn send_now(stream: &std::os::unix::net::UnixStream, mut out: Vec<u8>) -> Vec<u8> {
-    match (&*stream).write(&out) {
-        Ok(n) => out.split_off(n),
-        // WouldBlock, or a peer already gone (then the rest fails the same way).
-        Err(_) => out,
-    }
-}
-
-/// Sends `unsent` (what [`send_now`] could not), within [`WRITE_DEADLINE`].
+/// Sends `unsent` (what the socket did not take at once), within [`WRITE_DEADLINE`].
 pub async fn send_rest(stream: &mut UnixStream, unsent: &[u8]) -> std::io::Result<()> {
     if unsent.is_empty() {
         return Ok(());

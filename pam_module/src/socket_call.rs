@@ -72,10 +72,7 @@ where
 
     let mut stream = connect(endpoint, deadline, timeout)?;
     let mut out = Vec::with_capacity(64 + hello.as_ref().map_or(0, |h| h.data().len()) + request.data().len());
-    out.push(0);
-    out.extend_from_slice(b"AUTH EXTERNAL ");
-    out.extend_from_slice(hex(&nix::unistd::geteuid().as_raw().to_string()).as_bytes());
-    out.extend_from_slice(b"\r\nBEGIN\r\n");
+    out.extend_from_slice(&vigil_protocol::frame::pipelined_handshake(nix::unistd::geteuid().as_raw()));
     if let Some(hello) = &hello {
         out.extend_from_slice(hello.data().bytes());
     }
@@ -270,11 +267,6 @@ fn message_length(fixed: &[u8]) -> Result<usize, ClientError> {
     vigil_protocol::frame::claimed_length(fixed)
         .map(|total| usize::try_from(total).unwrap_or(usize::MAX))
         .ok_or_else(|| ClientError::Unreachable("the server's answer is not a D-Bus message".into()))
-}
-
-/// `AUTH EXTERNAL`'s argument: the uid as decimal text, hex-encoded.
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

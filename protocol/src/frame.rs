@@ -266,6 +266,18 @@ fn after(left: u64) -> Phase {
     if left == 0 { Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 } } else { Phase::Skip { left } }
 }
 
+/// What a client that pipelines its handshake sends before its first message, as the PAM
+/// module does: the NUL byte, `AUTH EXTERNAL` with the uid's decimal digits hex-encoded,
+/// and `BEGIN`. vigild recognises exactly these bytes (`daemon/src/single_call.rs`).
+pub fn pipelined_handshake(uid: u32) -> Vec<u8> {
+    let mut out = b"\0AUTH EXTERNAL ".to_vec();
+    for digit in uid.to_string().bytes() {
+        out.extend_from_slice(format!("{digit:02x}").as_bytes());
+    }
+    out.extend_from_slice(b"\r\nBEGIN\r\n");
+    out
+}
+
 /// The whole length (primary header, header fields, padding to 8, body) that a message
 /// whose first 16 bytes are `primary` claims; `None` when they cannot start a message.
 /// A claim, not a check: bound it before reading that much.

@@ -6,22 +6,22 @@ fn module_message<B: serde::Serialize + DynamicType>(member: &str, body: &B) -> 
 }
 
 fn opening(uid: u32, call: &Message) -> Vec<u8> {
-    let mut bytes = module_handshake(uid);
+    let mut bytes = pipelined_handshake(uid);
     bytes.extend_from_slice(call.data().bytes());
     bytes
 }
 
 #[test]
 fn the_handshake_is_the_uid_in_hex_of_its_digits() {
-    assert_eq!(module_handshake(0), b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n");
-    assert_eq!(module_handshake(1000), b"\0AUTH EXTERNAL 31303030\r\nBEGIN\r\n");
+    assert_eq!(pipelined_handshake(0), b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n");
+    assert_eq!(pipelined_handshake(1000), b"\0AUTH EXTERNAL 31303030\r\nBEGIN\r\n");
 }
 
 #[test]
 fn a_whole_module_opening_is_recognised_and_every_prefix_of_it_waits() {
     let call = module_message("CloseSession", &(7u64,));
     let bytes = opening(0, &call);
-    let handshake = module_handshake(0);
+    let handshake = pipelined_handshake(0);
     assert_eq!(progress(&bytes, &handshake), Progress::Whole { begin_end: handshake.len(), call_end: bytes.len() });
     for cut in 1..bytes.len() {
         let expected = if cut == handshake.len() - b"BEGIN\r\n".len() { Progress::Other } else { Progress::Partial };
@@ -32,7 +32,7 @@ fn a_whole_module_opening_is_recognised_and_every_prefix_of_it_waits() {
 
 #[test]
 fn a_client_waiting_for_ok_or_another_uid_or_handshake_goes_to_zbus() {
-    let handshake = module_handshake(0);
+    let handshake = pipelined_handshake(0);
     // zbus and sd-bus clients stop after AUTH and wait for the server's OK.
     assert_eq!(progress(b"\0AUTH EXTERNAL 30\r\n", &handshake), Progress::Other);
     // Another uid than the socket's peer, or descriptors negotiated.
@@ -45,7 +45,7 @@ fn a_client_waiting_for_ok_or_another_uid_or_handshake_goes_to_zbus() {
 
 #[test]
 fn an_opening_claiming_more_than_the_limit_goes_to_zbus_unread() {
-    let handshake = module_handshake(0);
+    let handshake = pipelined_handshake(0);
     let mut bytes = handshake.clone();
     let mut primary = [0u8; PRIMARY_HEADER_BYTES];
     primary[0] = b'l';
@@ -84,23 +84,13 @@ mod same_answers_as_the_object_server {
     //! `ManagerIface`, for the same caller: the same kind of reply, error name, body
     //! signature and body bytes.
 
-    use std::path::PathBuf;
-
     use zbus::connection::Builder;
 
     use super::*;
-    use crate::audit_log::AuditLog;
     use crate::bus::ManagerIface;
-    use crate::ids::IdAllocator;
 
     fn core() -> Arc<Manager> {
-        Arc::new(Manager::new(
-            vigil_config::Config::builtin(),
-            PathBuf::from("/nonexistent.toml"),
-            Arc::new(AuditLog::for_tests()),
-            IdAllocator::open(None),
-            crate::store::SessionStore::none(),
-        ))
+        crate::manager::manager_for_tests()
     }
 
     /// A client connected to the object server of `core`, whose peer is `caller`.

@@ -115,8 +115,9 @@ fn error(to: &Message, name: &str, text: &str) -> Vec<u8> {
 
 #[test]
 fn the_uid_is_sent_as_hex_of_its_decimal_text() {
-    assert_eq!(hex("0"), "30");
-    assert_eq!(hex("1000"), "31303030");
+    use vigil_protocol::frame::pipelined_handshake;
+    assert_eq!(pipelined_handshake(0), b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n");
+    assert_eq!(pipelined_handshake(1000), b"\0AUTH EXTERNAL 31303030\r\nBEGIN\r\n");
 }
 
 #[test]
@@ -177,7 +178,8 @@ fn a_bus_call_is_one_write_and_its_reply_is_found_after_the_greeting() {
         out
     });
     assert_eq!(reply.unwrap().body().deserialize::<u64>().unwrap(), 42);
-    let auth = format!("\0AUTH EXTERNAL {}", hex(&nix::unistd::geteuid().as_raw().to_string()));
+    let handshake = vigil_protocol::frame::pipelined_handshake(nix::unistd::geteuid().as_raw());
+    let auth = String::from_utf8_lossy(&handshake[..handshake.len() - b"\r\nBEGIN\r\n".len()]).into_owned();
     assert_eq!(seen, Seen { lines: vec![auth, "BEGIN".into()], members: vec!["Hello".into(), "CloseSession".into()] });
 }
 
