@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use vigil_e2e::{Harness, VigildOpts, require_root};
+use vigil_e2e::{Harness, TestUser, VigildOpts, require_root};
 use zbus::message::{Message, Type};
 use zbus::wire::serialized::{Context, Data};
 use zbus::wire::{DynamicType, Endian};
@@ -204,4 +204,54 @@ fn connections_answered_quickly_leave_no_descriptor_behind() {
         if now <= before { Ok(now) } else { Err(format!("{now} open, {before} before")) }
     });
     assert!(settled <= before);
+}
+
+/// A socket connected to vigild as `user`: the credentials a Unix socket reports are the
+/// connecting process's, so a child that has become the user connects it, and this
+/// process keeps using the same socket.
+fn connect_as(h: &Harness, user: &TestUser) -> UnixStream {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use nix::unistd::{ForkResult, Gid, Uid, fork, setgid, setuid};
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let address = UnixAddr::new(&h.private_socket()).unwrap();
+    // SAFETY: the child makes only system calls (no allocation, no lock) and exits.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let ok = setgid(Gid::from_raw(user.gid)).is_ok()
+                && setuid(Uid::from_raw(user.uid)).is_ok()
+                && connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &address).is_ok();
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0), "the child connected as {}", user.name);
+        }
+    }
+    let stream = UnixStream::from(fd);
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+}
+
+#[test]
+fn a_user_who_keeps_an_answered_connection_silent_is_dropped_after_5s() {
+    require_root!();
+    let h = vigild();
+    let user = h.create_user("quiet");
+    let mut stream = connect_as(&h, &user);
+    let call = manager_call("CheckReauth", &("sudo", user.name.as_str()));
+    let mut opening = vigil_protocol::frame::pipelined_handshake(user.uid);
+    opening.extend_from_slice(call.data().bytes());
+    // The module's whole side, but without shutting the writing side down: the
+    // connection stays open after the answer.
+    stream.write_all(&opening).unwrap();
+    let mut replies = Replies::new(stream.try_clone().unwrap());
+    replies.ok_line();
+    assert_eq!(error_name(&replies.reply_to(&call)), "org.vigil1.Error.AccessDenied", "root only");
+    let answered = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let read = stream.read(&mut byte);
+    let after = answered.elapsed();
+    assert!(matches!(read, Ok(0)), "vigild closed the connection: {read:?} after {after:?}");
+    assert!(after >= Duration::from_secs(4) && after < Duration::from_secs(12), "closed {after:?} after the answer (the contract: 5 s)");
 }
