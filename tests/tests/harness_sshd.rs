@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vigil_e2e::procfs::{ProcInfo, all_processes};
-use vigil_e2e::sshd::{SBIN_DIR, SSHD_PREFIX, unix_stack};
+use vigil_e2e::sshd::{SBIN_DIR, SSHD_PREFIX, SshdSession, unix_stack};
 use vigil_e2e::tmux::LOGIN_TIMEOUT;
 use vigil_e2e::{Harness, SshOpts, SshdOpts, require_root, wait_until};
 
@@ -244,11 +244,15 @@ fn multiplexed_sessions_share_one_connection() {
     first.wait_ready(h.sshd(), LOGIN_TIMEOUT);
     vigil_e2e::wait_until(STEP, "the control socket", || control.exists());
     let second = h.ssh_session_with(&user, &opts);
-    let server = h.sshd().wait_for_session(LOGIN_TIMEOUT, "two shells over one connection", |s| s.user == user.name && s.ttys().len() == 2);
+    // Both ttys exist before the second shell replaces its forked sshd child, so wait for the
+    // shells themselves, not only the ttys.
+    let two_shells = |s: &SshdSession| s.processes.iter().filter(|p| p.comm == "bash").count() == 2;
+    let server = h
+        .sshd()
+        .wait_for_session(LOGIN_TIMEOUT, "two shells over one connection", |s| s.user == user.name && s.ttys().len() == 2 && two_shells(s));
     assert_eq!(h.sshd().sessions_of(&user.name).len(), 1, "one [priv] process for both");
     assert_eq!(second.client_port(), None, "the second client talks to the master, not to sshd");
-    let shells: Vec<&ProcInfo> = server.processes.iter().filter(|p| p.comm == "bash").collect();
-    assert_eq!(shells.len(), 2, "{server:#?}");
+    assert!(two_shells(&server), "{server:#?}");
     second.wait_for(STEP, "a prompt", |s| s.trim_end().ends_with('$').then_some(()));
     // A later window has the size of the first (tmux's default-size, no client attached).
     second.send_line("stty size");
