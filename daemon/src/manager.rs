@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use vigil_config::{Config, NssAccounts};
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::{Event, ReloadResult};
+use vigil_protocol::events::{CallRefusal, Event, ReloadResult};
 use vigil_protocol::{SessionInfo, StatusReply, VigilError};
 
 use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
@@ -115,7 +115,7 @@ impl Manager {
 
     /// Audits and returns an AccessDenied for `method` (an unprivileged caller's at
     /// most once per user and method a minute, with `suppressed=` the ones not recorded).
-    pub(crate) fn refuse(&self, caller: &Caller, method: &'static str, why: &str) -> VigilError {
+    pub(crate) fn refuse(&self, caller: &Caller, method: &'static str, why: CallRefusal) -> VigilError {
         let record =
             Record::new(Event::CallRefused).text("method", method).number("uid", caller.uid).number("pid", caller.pid).text("reason", why);
         if caller.is_root() {
@@ -125,7 +125,7 @@ impl Manager {
         {
             self.audit.write(record.number("suppressed", suppressed));
         }
-        VigilError::AccessDenied(format!("{method}: {why}"))
+        VigilError::AccessDenied(format!("{method}: {}", why.describe()))
     }
 
     /// Spends one of an unprivileged caller's record-writing calls for the minute;
@@ -135,12 +135,12 @@ impl Manager {
         if caller.is_root() || self.user_calls.lock().unwrap_or_else(|p| p.into_inner()).spend(caller.uid, Instant::now()) {
             return Ok(());
         }
-        self.refuse(caller, method, "rate_limited");
+        self.refuse(caller, method, CallRefusal::RateLimited);
         Err(VigilError::AccessDenied(format!("{method}: more than {USER_CALLS_PER_MINUTE} calls a minute; try again later")))
     }
 
     pub(crate) fn require_root(&self, caller: &Caller, method: &'static str) -> Result<(), VigilError> {
-        if caller.is_root() { Ok(()) } else { Err(self.refuse(caller, method, "root only")) }
+        if caller.is_root() { Ok(()) } else { Err(self.refuse(caller, method, CallRefusal::RootOnly)) }
     }
 
     /// Writes a session's file; a failure is reported, never fatal (the session stays

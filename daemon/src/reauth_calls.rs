@@ -3,7 +3,7 @@
 //! to, and what its proofs of identity say. The judgement itself is `reauth::judge`.
 
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::{Event, REAUTH_FRESH, ReauthReason, RevokeReason};
+use vigil_protocol::events::{CallRefusal, Event, REAUTH_FRESH, ReauthReason, RevokeReason};
 use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, VigilError};
 
 use crate::caller::Caller;
@@ -185,7 +185,7 @@ impl Manager {
             .ok_or_else(|| VigilError::NoSuchSession("this process is in no vigil session".into()))?;
         match self.session(id) {
             Some(s) if caller.is_root() || s.who.uid == caller.uid => Ok((id, process.map_or(0, |p| p.tty))),
-            _ => Err(self.refuse(caller, method, "not the caller's session")),
+            _ => Err(self.refuse(caller, method, CallRefusal::NotCallersSession)),
         }
     }
 

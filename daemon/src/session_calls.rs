@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::Event;
+use vigil_protocol::events::{CallRefusal, Event};
 use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, VigilError};
 
 use crate::caller::Caller;
@@ -22,7 +22,7 @@ const TRUNCATABLE: [&str; 5] = ["user", "service", "tty", "rhost", "ruser"];
 const MAX_ANCESTORS: usize = 64;
 
 /// The record of an OpenSession vigild refused for what it carried.
-fn open_refused(caller: &Caller, reason: &str) -> Record {
+fn open_refused(caller: &Caller, reason: CallRefusal) -> Record {
     Record::new(Event::CallRefused).text("method", "OpenSession").number("uid", caller.uid).number("pid", caller.pid).text("reason", reason)
 }
 
@@ -30,7 +30,7 @@ impl Manager {
     fn check_request(&self, caller: &Caller, r: &OpenRequest) -> Result<(), VigilError> {
         for (name, value) in [("user", &r.user), ("service", &r.service), ("tty", &r.tty), ("rhost", &r.rhost), ("ruser", &r.ruser)] {
             if value.len() > MAX_FIELD_BYTES {
-                self.audit.write(open_refused(caller, "field_too_long").text("field", name).number("bytes", value.len() as i128));
+                self.audit.write(open_refused(caller, CallRefusal::FieldTooLong).text("field", name).number("bytes", value.len() as i128));
                 return Err(VigilError::InvalidArgument(format!("{name} is longer than {MAX_FIELD_BYTES} bytes")));
             }
         }
@@ -38,10 +38,10 @@ impl Manager {
             return Err(VigilError::InvalidArgument(format!("truncated names only {}", TRUNCATABLE.join(", "))));
         }
         if r.leader_pid != caller.pid {
-            return Err(self.refuse(caller, "OpenSession", "leader_pid is not the calling process"));
+            return Err(self.refuse(caller, "OpenSession", CallRefusal::LeaderNotCaller));
         }
         if r.audit_session_id != procfs::audit_session_id(caller.pid) {
-            return Err(self.refuse(caller, "OpenSession", "audit_session_id does not match /proc"));
+            return Err(self.refuse(caller, "OpenSession", CallRefusal::AuditSessionMismatch));
         }
         Ok(())
     }
@@ -55,7 +55,7 @@ impl Manager {
         let ses = r.audit_session_id;
         let Some(account) = self.accounts.get(&r.user).await else {
             self.audit.write(
-                open_refused(&caller, "unknown_user")
+                open_refused(&caller, CallRefusal::UnknownUser)
                     .text("user", &r.user)
                     .text("service", &r.service)
                     .text("tty", &r.tty)

@@ -220,6 +220,43 @@ wire_names! {
 }
 
 wire_names! {
+    /// Why vigild refused a D-Bus call (`reason=` of vigild's `call_refused`; the module's
+    /// own `call_refused` names the D-Bus error instead, see [`ModuleFailure`]).
+    pub enum CallRefusal ("call refusal") {
+        /// The method is root's (OpenSession, Reload, TerminateSession, ...).
+        RootOnly = "root_only",
+        /// A user's record-writing calls (RevokeReauth, Inhibit, CancelInhibit) over the
+        /// minute's allowance.
+        RateLimited = "rate_limited",
+        /// The calling process is in another user's session.
+        NotCallersSession = "not_callers_session",
+        /// OpenSession: `leader_pid` is not the calling process.
+        LeaderNotCaller = "leader_not_caller",
+        /// OpenSession: `audit_session_id` is not the caller's in /proc.
+        AuditSessionMismatch = "audit_session_mismatch",
+        /// OpenSession: a field over the wire limit (`field=`, `bytes=`).
+        FieldTooLong = "field_too_long",
+        /// OpenSession: a user the name service does not know.
+        UnknownUser = "unknown_user",
+    }
+}
+
+impl CallRefusal {
+    /// The words of the D-Bus error the caller gets (after `Method: `).
+    pub const fn describe(self) -> &'static str {
+        match self {
+            CallRefusal::RootOnly => "root only",
+            CallRefusal::RateLimited => "too many calls this minute; try again later",
+            CallRefusal::NotCallersSession => "not the caller's session",
+            CallRefusal::LeaderNotCaller => "leader_pid is not the calling process",
+            CallRefusal::AuditSessionMismatch => "audit_session_id does not match /proc",
+            CallRefusal::FieldTooLong => "a field is over the wire limit",
+            CallRefusal::UnknownUser => "unknown user",
+        }
+    }
+}
+
+wire_names! {
     /// Why the private socket refused a connection (`reason=` of `connection_refused`).
     pub enum ConnectionRefusal ("connection refusal") {
         PerUidLimit = "per_uid_limit",
@@ -291,6 +328,7 @@ mod tests {
             ("inhibit canceller", names(InhibitCancelledBy::ALL, InhibitCancelledBy::as_str)),
             ("suspect reason", names(SuspectReason::ALL, SuspectReason::as_str)),
             ("terminate failure", names(TerminateFailure::ALL, TerminateFailure::as_str)),
+            ("call refusal", names(CallRefusal::ALL, CallRefusal::as_str)),
             ("connection refusal", names(ConnectionRefusal::ALL, ConnectionRefusal::as_str)),
             ("message refusal", names(MessageRefusal::ALL, MessageRefusal::as_str)),
             ("reload result", names(ReloadResult::ALL, ReloadResult::as_str)),

@@ -230,7 +230,12 @@ fn open_session_as(h: &Harness, user: &str, transport: &str) -> std::process::Ou
 fn refusals_of(h: &Harness, uid: u32) -> usize {
     h.auth_log()
         .iter()
-        .filter(|l| l.is_event("vigild", "call_refused") && l.has("method", "OpenSession") && l.has("uid", &uid.to_string()))
+        .filter(|l| {
+            l.is_event("vigild", "call_refused")
+                && l.has("method", "OpenSession")
+                && l.has("uid", &uid.to_string())
+                && l.has("reason", "root_only")
+        })
         .count()
 }
 
@@ -244,7 +249,7 @@ fn assert_refused_by_vigild(h: &Harness, out: &std::process::Output, uid: u32, b
         describe_output(out)
     );
     assert!(!stderr.contains("Rejected send message"), "{label}: the bus refused, not vigild: {stderr}");
-    wait_for(LOG_WAIT, &format!("{label}: vigild event=call_refused method=OpenSession uid={uid}"), || {
+    wait_for(LOG_WAIT, &format!("{label}: vigild event=call_refused method=OpenSession uid={uid} reason=root_only"), || {
         let n = refusals_of(h, uid);
         if n > before { Ok(()) } else { Err(format!("{n} such lines\n{}", h.diagnostics())) }
     });

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::Event;
+use vigil_protocol::events::{CallRefusal, Event};
 
 use super::*;
 use crate::chain::{ChainState, Encoding, KEY_BYTES, Key};
@@ -37,7 +37,7 @@ fn trail() -> String {
     add(T + 61, session_record(Event::ReauthGranted, 12, "alice").number("proof_age_s", 1), false);
     add(T + 62, session_record(Event::ReauthFailed, 12, "alice"), false);
     add(T + 950, session_record(Event::SessionEnd, 12, "alice").text("reason", "idle"), true);
-    add(T + 1000, Record::new(Event::CallRefused).text("method", "Reload").number("uid", 1000).text("reason", "root only"), true);
+    add(T + 1000, Record::new(Event::CallRefused).text("method", "Reload").number("uid", 1000).text("reason", CallRefusal::RootOnly), true);
     add(T + 86_400, session_record(Event::SessionOpen, 13, "bob"), true);
     add(T + 86_400 + 3600, session_record(Event::SessionEnd, 13, "bob").text("reason", "max_age"), true);
     add(T + 86_400 + 3700, session_record(Event::SessionOpen, 14, "bob"), true);
