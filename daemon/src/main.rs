@@ -8,6 +8,7 @@ mod bus;
 mod bus_socket;
 mod caller;
 mod cli;
+mod clock;
 mod guarded_socket;
 mod idle;
 mod ids;
@@ -107,6 +108,7 @@ async fn run(args: Args) -> Result<(), String> {
     core.add_hooks(leaders::LeaderWatch::new(&core));
     let supervisor = supervisor::spawn(core.clone()).map_err(|e| format!("cannot start the idle supervisor (inotify): {e}"))?;
     core.add_hooks(supervisor);
+    clock::spawn(core.clone());
 
     let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
     let bus = connect_bus(&args, &core, &objects).await?;

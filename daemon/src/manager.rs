@@ -18,6 +18,7 @@ use vigil_protocol::{SessionInfo, StatusReply, VigilError};
 use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
+use crate::clock;
 use crate::ids::IdAllocator;
 use crate::logind;
 use crate::records::{EndReason, session_record};
@@ -46,6 +47,8 @@ pub trait Hooks: Send + Sync {
     fn policy_changed(&self) {}
     /// One session's deadlines may have changed (an idle inhibitor taken or dropped).
     fn session_changed(&self, _id: u64) {}
+    /// The wall clock was stepped by `delta` µs; the sessions' times moved with it.
+    fn clock_stepped(&self, _delta: i64) {}
 }
 
 pub struct Manager {
@@ -73,8 +76,10 @@ pub use vigil_protocol::time::now_usec;
 
 impl Manager {
     pub fn new(config: Config, config_path: PathBuf, audit: Arc<AuditLog>, ids: IdAllocator, store: SessionStore) -> Self {
+        let mut registry = Registry::default();
+        registry.set_clock_offset(clock::offset_usec());
         Self {
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(registry),
             ids: Mutex::new(ids),
             config: RwLock::new(Arc::new(config)),
             config_path,
@@ -141,6 +146,26 @@ impl Manager {
 
     pub(crate) fn require_root(&self, caller: &Caller, method: &'static str) -> Result<(), VigilError> {
         if caller.is_root() { Ok(()) } else { Err(self.refuse(caller, method, CallRefusal::RootOnly)) }
+    }
+
+    /// The wall clock may have been set (`clock.rs`): when its offset from the boot
+    /// clock moved by a second or more, every session's times move by as much, in the
+    /// registry now and in each file at its next save (a file says which offset its
+    /// times are in). Recorded as `clock_step`; the supervisor's timers follow.
+    pub fn clock_changed(&self) {
+        let (delta, sessions) = {
+            let mut registry = self.registry();
+            let delta = clock::offset_usec() - registry.clock_offset();
+            if delta.abs() < clock::MIN_STEP_USEC {
+                return;
+            }
+            registry.shift_clock(delta);
+            (delta, registry.len())
+        };
+        self.audit.write(Record::new(Event::ClockStep).number("delta_ms", delta / 1000).number("sessions", sessions as u64));
+        for hooks in self.hooks() {
+            hooks.clock_stepped(delta);
+        }
     }
 
     /// Writes a session's file; a failure is reported, never fatal (the session stays

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use vigil_config::{Config, ResolvedPolicy, SessionFacts};
 use vigil_protocol::SessionInfo;
 
+use crate::clock;
 use crate::idle::Limit;
 use crate::inhibit::Inhibitor;
 use crate::procfs::NO_AUDIT_SESSION;
@@ -72,6 +73,9 @@ pub struct Session {
     ttys: BTreeSet<TtyNr>,
     /// The user's idle inhibitor (`vigilctl inhibit`), until it expires.
     pub inhibitor: Option<Inhibitor>,
+    /// The wall clock's offset from the boot clock that the times above are in (set by
+    /// the registry; `clock.rs`).
+    pub clock_offset_usec: i64,
 }
 
 /// What the idle supervisor knows and has done about a session.
@@ -105,6 +109,7 @@ impl Session {
             activity: Activity::default(),
             ttys: BTreeSet::new(),
             inhibitor: None,
+            clock_offset_usec: 0,
         }
     }
 
@@ -153,6 +158,30 @@ impl Session {
         self.last_activity_usec = at;
     }
 
+    /// Moves every time the session holds by a step of the wall clock (`clock.rs`), so
+    /// that its idle time, age, warning, inhibitor and proofs stay what they were in
+    /// real time.
+    pub fn shift_clock(&mut self, delta: i64) {
+        let shift = |time: &mut u64| *time = clock::shift(*time, delta);
+        shift(&mut self.who.started_usec);
+        shift(&mut self.last_activity_usec);
+        shift(&mut self.deadline_usec);
+        if let Some((_, at)) = &mut self.activity.warned {
+            shift(at);
+        }
+        shift(&mut self.activity.own_output_until);
+        shift(&mut self.activity.suspect_reported_usec);
+        shift(&mut self.activity.last_input_event_usec);
+        for proof in self.activity.proofs.values_mut() {
+            shift(&mut proof.at);
+        }
+        if let Some(inhibitor) = &mut self.inhibitor {
+            shift(&mut inhibitor.since_usec);
+            shift(&mut inhibitor.until_usec);
+        }
+        self.clock_offset_usec += delta;
+    }
+
     /// Resolves the policy for the session as it is now (its tty-ness may have changed).
     pub fn resolve_policy(&mut self, config: &Config) {
         self.policy = resolve(config, &self.who, !self.ttys.is_empty());
@@ -167,6 +196,7 @@ impl Session {
             ttys: self.ttys.iter().copied().collect(),
             last_activity_usec: self.last_activity_usec,
             inhibitor: self.inhibitor.clone(),
+            clock_offset_usec: Some(self.clock_offset_usec),
         }
     }
 
@@ -176,6 +206,7 @@ impl Session {
         let mut session = Session::new(saved.id, saved.who, policy, saved.last_activity_usec);
         session.ttys = saved.ttys.into_iter().collect();
         session.inhibitor = saved.inhibitor;
+        session.clock_offset_usec = saved.clock_offset_usec.unwrap_or(0);
         session
     }
 }
@@ -224,6 +255,10 @@ pub struct SavedSession {
     /// Absent in files written before inhibitors existed, and when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inhibitor: Option<Inhibitor>,
+    /// The clock offset the times above are in (`clock.rs`); absent in files written
+    /// before vigild followed clock steps (taken as the running offset: no shift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_usec: Option<i64>,
 }
 
 impl SavedSession {
@@ -241,6 +276,8 @@ pub struct Registry {
     by_leader: BTreeSet<(u32, u64)>,
     /// Which session each adopted tty belongs to.
     by_tty: HashMap<TtyNr, u64>,
+    /// The wall clock's offset from the boot clock that every session's times are in.
+    clock_offset_usec: i64,
     /// Audit session id → the login session that owns it.
     by_audit_session: HashMap<u32, u64>,
     /// Audit session id → how many sessions carry it (owned or inherited).
@@ -255,6 +292,7 @@ impl Registry {
     /// are dropped from it (a tty belongs to one session).
     pub fn insert(&mut self, mut session: Session) {
         let id = session.id;
+        session.clock_offset_usec = self.clock_offset_usec;
         *self.uid_refs.entry(session.who.uid).or_default() += 1;
         if session.who.audit_session_id != NO_AUDIT_SESSION {
             *self.audit_session_refs.entry(session.who.audit_session_id).or_default() += 1;
@@ -274,6 +312,25 @@ impl Registry {
             }
         });
         self.sessions.insert(id, Box::new(session));
+    }
+
+    /// The clock offset the sessions' times are in.
+    pub fn clock_offset(&self) -> i64 {
+        self.clock_offset_usec
+    }
+
+    /// Sets the clock offset, before any session is registered.
+    pub fn set_clock_offset(&mut self, offset: i64) {
+        self.clock_offset_usec = offset;
+    }
+
+    /// Moves every session's times by a step of the wall clock; the offset they are in
+    /// moves with them.
+    pub fn shift_clock(&mut self, delta: i64) {
+        for session in self.values_mut() {
+            session.shift_clock(delta);
+        }
+        self.clock_offset_usec += delta;
     }
 
     /// Removes a session and every index entry of it.
@@ -465,6 +522,38 @@ pub(crate) mod tests {
         assert!(r.holds_audit_session(6) && !r.holds_audit_session(7));
         r.remove(3);
         assert!(!r.holds_audit_session(6));
+    }
+
+    #[test]
+    fn a_clock_step_moves_every_time_a_session_holds_and_nothing_else() {
+        const S: u64 = 1_000_000;
+        let mut r = Registry::default();
+        r.set_clock_offset(500 * S as i64);
+        let mut s = session(6, 600, 9);
+        s.who.started_usec = 1000 * S;
+        s.last_activity_usec = 1100 * S;
+        s.deadline_usec = 1400 * S;
+        s.activity.warned = Some((Limit::Idle, 1390 * S));
+        s.activity.last_input_event_usec = 1100 * S;
+        s.activity.proofs.insert(0, Proof::new(1050 * S));
+        s.inhibitor = Some(Inhibitor { since_usec: 1060 * S, until_usec: 1960 * S, why: "job".into() });
+        r.insert(s);
+        assert_eq!(r.get(6).unwrap().clock_offset_usec, 500 * S as i64, "a new session is in the registry's clock");
+        // The wall clock is set 3600 s ahead: every time moves with it.
+        let hour = 3600 * S;
+        r.shift_clock(hour as i64);
+        let s = r.get(6).unwrap();
+        assert_eq!((s.who.started_usec, s.last_activity_usec, s.deadline_usec), (1000 * S + hour, 1100 * S + hour, 1400 * S + hour));
+        assert_eq!(s.activity.warned, Some((Limit::Idle, 1390 * S + hour)));
+        assert_eq!(s.activity.last_input_event_usec, 1100 * S + hour);
+        assert_eq!(s.activity.proofs[&0].at, 1050 * S + hour);
+        let inhibitor = s.inhibitor.as_ref().unwrap();
+        assert_eq!((inhibitor.since_usec, inhibitor.until_usec), (1060 * S + hour, 1960 * S + hour));
+        // Times that are not set stay unset.
+        assert_eq!((s.activity.own_output_until, s.activity.suspect_reported_usec), (0, 0));
+        assert_eq!((s.clock_offset_usec, r.clock_offset()), (500 * S as i64 + hour as i64, 500 * S as i64 + hour as i64));
+        // Its file says which clock its times are in.
+        assert_eq!(s.saved().clock_offset_usec, Some(500 * S as i64 + hour as i64));
     }
 
     #[test]

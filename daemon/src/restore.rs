@@ -12,27 +12,34 @@ use std::sync::Arc;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{EndReason, Event};
 
+use crate::clock;
 use crate::manager::Manager;
 use crate::procfs;
 use crate::records::session_record;
 use crate::registry::Session;
 
 impl Manager {
-    /// Registers a session saved by an earlier vigild whose leader still runs.
-    pub fn restore_session(&self, mut session: Session) {
+    /// Registers a session saved by an earlier vigild whose leader still runs. Its
+    /// times are moved by any step of the wall clock since its file was written
+    /// (`saved_offset`: the clock offset the file's times are in; `clock.rs`).
+    pub fn restore_session(&self, mut session: Session, saved_offset: Option<i64>) {
         let (id, leader) = (session.id, session.who.leader_pid);
         // The client's port is not in the file: the leader still holds the connection.
         if !session.who.rhost.is_empty() && session.who.rport.is_none() {
             session.who.rport = procfs::remote_port(leader);
         }
-        let restored = {
+        let (restored, shift) = {
             let mut registry = self.registry();
+            let shift = saved_offset.map(|saved| registry.clock_offset() - saved).filter(|d| d.abs() >= clock::MIN_STEP_USEC);
+            if let Some(delta) = shift {
+                session.shift_clock(delta);
+            }
             registry.insert(session);
-            registry.get(id).cloned()
+            (registry.get(id).cloned(), shift)
         };
         let Some(restored) = restored else { return };
         self.save(Some(restored.saved()));
-        self.audit.write(session_record(Event::SessionRestored, &restored));
+        self.audit.write(session_record(Event::SessionRestored, &restored).number_opt("clock_step_ms", shift.map(|d| d / 1000)));
         for hooks in self.hooks() {
             hooks.session_added(id, leader);
         }
@@ -50,10 +57,11 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
     let config = core.config();
     let (mut restored, mut gone) = (0, 0);
     for saved in saved {
+        let saved_offset = saved.clock_offset_usec;
         let session = Session::from_saved(saved, &config);
         let leader = &session.who;
         if leader.leader_start != 0 && procfs::stat(leader.leader_pid).map(|s| s.start_time) == Some(leader.leader_start) {
-            core.restore_session(session);
+            core.restore_session(session, saved_offset);
             restored += 1;
         } else {
             let _ = store.remove(session.id);
@@ -71,4 +79,41 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
 /// read no more, removed so that it cannot mislead.
 pub fn remove_legacy_state(state_dir: &Path) {
     let _ = std::fs::remove_file(state_dir.join("sessions.json"));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::manager::{manager_for_tests, policy_for_tests};
+    use crate::registry::Session;
+    use crate::registry::tests::identity;
+
+    const S: u64 = 1_000_000;
+
+    fn saved_session(id: u64) -> Session {
+        let mut session = Session::new(id, identity(4000 + id as u32, 70 + id as u32), Arc::new(policy_for_tests()), 2000 * S);
+        session.who.started_usec = 1900 * S;
+        session
+    }
+
+    #[test]
+    fn a_session_saved_before_a_clock_step_is_taken_over_in_real_time() {
+        let core = manager_for_tests();
+        let running = core.registry().clock_offset();
+        // Written by a vigild that ran while the clock was an hour behind.
+        let hour = 3600 * S as i64;
+        core.restore_session(saved_session(1), Some(running - hour));
+        let restored = core.session(1).unwrap();
+        assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S + 3600 * S, 2000 * S + 3600 * S));
+        assert_eq!(restored.clock_offset_usec, running);
+        // A file in the running clock, and one from before vigild followed clock steps:
+        // as they are.
+        core.restore_session(saved_session(2), Some(running));
+        core.restore_session(saved_session(3), None);
+        for id in [2, 3] {
+            let restored = core.session(id).unwrap();
+            assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S, 2000 * S), "session {id}");
+        }
+    }
 }

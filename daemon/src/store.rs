@@ -143,7 +143,15 @@ mod tests {
             started_usec: 5,
             adopted: false,
         };
-        SavedSession { version: SavedSession::VERSION, id, who, ttys: vec![1025], last_activity_usec: 6, inhibitor: None }
+        SavedSession {
+            version: SavedSession::VERSION,
+            id,
+            who,
+            ttys: vec![1025],
+            last_activity_usec: 6,
+            inhibitor: None,
+            clock_offset_usec: None,
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use vigil_config::IdleAction;
 use vigil_protocol::events::{Event, RevokeReason, SuspectReason};
 
+use crate::clock;
 use crate::idle::{self, Decision, IdleFacts, Limit};
 use crate::inhibit;
 use crate::manager::{Hooks, Manager, TtyActivity, now_usec};
@@ -52,6 +53,8 @@ enum Command {
     Check(u64),
     Forget(u64),
     CheckAll,
+    /// The wall clock was stepped by this many µs (the sessions' times moved already).
+    ClockStepped(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,13 +81,17 @@ impl Hooks for Supervisor {
     fn session_changed(&self, id: u64) {
         let _ = self.tx.send(Command::Check(id));
     }
+    fn clock_stepped(&self, delta: i64) {
+        let _ = self.tx.send(Command::ClockStepped(delta));
+    }
 }
 
 /// Starts the supervisor task.
 pub fn spawn(core: Arc<Manager>) -> std::io::Result<Arc<Supervisor>> {
     let watcher = TtyWatcher::new()?;
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(Task { core, watcher, timers: Timers::default(), watching_since: HashMap::new() }.run(rx));
+    let task = Task { core, watcher, timers: Timers::default(), watching_since: HashMap::new(), stale_tty_times: HashMap::new() };
+    tokio::spawn(task.run(rx));
     Ok(Arc::new(Supervisor { tx }))
 }
 
@@ -113,6 +120,15 @@ impl Timers {
         self.queue.first().map(|&(when, _)| when)
     }
 
+    /// Moves every deadline by a step of the wall clock.
+    fn shift(&mut self, delta: i64) {
+        let queue = std::mem::take(&mut self.queue);
+        self.at.clear();
+        for (when, entry) in queue {
+            self.set(entry, clock::shift(when, delta));
+        }
+    }
+
     fn pop_due(&mut self, now: u64) -> Option<Entry> {
         let &(when, entry) = self.queue.first()?;
         if when > now {
@@ -130,6 +146,10 @@ struct Task {
     timers: Timers,
     /// Per session: since when its ttys are watched by inotify in this vigild.
     watching_since: HashMap<u64, u64>,
+    /// Per tty: its (atime, mtime) when the wall clock was last stepped. Those are times
+    /// of the clock before the step (after a step back, times "in the future"): until
+    /// the tty is used again they are neither activity nor suspect.
+    stale_tty_times: HashMap<TtyNr, (u64, u64)>,
 }
 
 impl Task {
@@ -159,6 +179,7 @@ impl Task {
                             self.check_session(id);
                         }
                     }
+                    Some(Command::ClockStepped(delta)) => self.clock_stepped(delta),
                     None => return,
                 },
                 events = self.watcher.next_events() => match events {
@@ -276,8 +297,23 @@ impl Task {
         true
     }
 
+    /// Follows a step of the wall clock: the deadlines and watch times move with it, and
+    /// the ttys' times written before it are set aside.
+    fn clock_stepped(&mut self, delta: i64) {
+        self.timers.shift(delta);
+        for since in self.watching_since.values_mut() {
+            *since = clock::shift(*since, delta);
+        }
+        // Listed under the lock, looked at after it (no I/O under the lock).
+        let ttys: Vec<TtyNr> = self.core.registry().values().flat_map(|s| s.ttys().iter().copied()).collect();
+        self.stale_tty_times = ttys.into_iter().filter_map(|tty| Some((tty, ttys::device_times(tty)?))).collect();
+    }
+
     /// Looks at one session: its ttys, its activity, and what its policy says now.
     fn check_session(&mut self, id: u64) {
+        // A step of the clock that the watch has not passed on yet must not make this
+        // look idle (two reads of the clock; nothing happens without a step).
+        self.core.clock_changed();
         let Some(session) = self.core.session(id) else {
             self.timers.remove(Entry::Session(id));
             return;
@@ -317,7 +353,7 @@ impl Task {
         let Some(session) = self.core.session(id) else { return };
         let now = now_usec();
         let watching_since = self.watching_since.get(&id).copied();
-        let Some(seen) = measure_activity(&session, &tree, now, watching_since) else {
+        let Some(seen) = measure_activity(&session, &tree, now, watching_since, &mut self.stale_tty_times) else {
             self.timers.set(Entry::Session(id), now + UNREADABLE_RETRY_USEC);
             return;
         };
@@ -448,20 +484,29 @@ struct Seen {
 /// in the future, or later than the last input inotify saw once it watches the tty, is
 /// not activity. What remains forgeable is real: a user who types, or reads from their
 /// tty, is active.
-fn measure_activity(session: &Session, tree: &[u32], now: u64, watching_since: Option<u64>) -> Option<Seen> {
+fn measure_activity(
+    session: &Session,
+    tree: &[u32],
+    now: u64,
+    watching_since: Option<u64>,
+    stale_tty_times: &mut HashMap<TtyNr, (u64, u64)>,
+) -> Option<Seen> {
     let mut last = session.last_activity_usec;
     let mut suspect = None;
     if !session.ttys().is_empty() {
         let input_seen = watching_since.map(|since| since.max(session.activity.last_input_event_usec));
         for &tty in session.ttys() {
             let Some((atime, mtime)) = ttys::device_times(tty) else { continue };
-            match credible(atime, now, input_seen) {
-                Ok(at) => last = last.max(at),
-                Err(reason) => suspect = Some((tty, reason)),
+            let (atime_fresh, mtime_fresh) = fresh_since_clock_step(stale_tty_times, tty, (atime, mtime));
+            if atime_fresh {
+                match credible(atime, now, input_seen) {
+                    Ok(at) => last = last.max(at),
+                    Err(reason) => suspect = Some((tty, reason)),
+                }
             }
             // vigild's own warning moves mtime too: only output well after it counts.
             let own = session.activity.own_output_until;
-            if session.policy.output_is_activity && mtime > own + 1_000_000 {
+            if mtime_fresh && session.policy.output_is_activity && mtime > own + 1_000_000 {
                 match credible(mtime, now, None) {
                     Ok(at) => last = last.max(at),
                     Err(reason) => suspect = Some((tty, reason)),
@@ -482,6 +527,18 @@ fn measure_activity(session: &Session, tree: &[u32], now: u64, watching_since: O
     Some(Seen { last, io_total: Some(total), suspect })
 }
 
+/// Whether a tty's atime and mtime were written after the last step of the wall clock:
+/// each is not the one set aside at the step (the entry goes once both moved; the two
+/// move apart, as when vigild's warning writes to a terminal nobody types on).
+fn fresh_since_clock_step(stale_tty_times: &mut HashMap<TtyNr, (u64, u64)>, tty: TtyNr, (atime, mtime): (u64, u64)) -> (bool, bool) {
+    let Some(&(stale_atime, stale_mtime)) = stale_tty_times.get(&tty) else { return (true, true) };
+    let fresh = (atime != stale_atime, mtime != stale_mtime);
+    if fresh == (true, true) {
+        stale_tty_times.remove(&tty);
+    }
+    fresh
+}
+
 /// Whether a tty time can be activity: not in the future, and, once inotify watches the
 /// tty (`input_seen`: the later of the watch's start and the last input event), not
 /// later than what it saw.
@@ -500,6 +557,36 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000;
+
+    #[test]
+    fn tty_times_from_before_a_clock_step_are_set_aside_until_the_tty_is_used() {
+        let mut stale = HashMap::from([(34816, (900 * S, 800 * S))]);
+        // Unchanged since the step: neither activity nor suspect.
+        assert_eq!(fresh_since_clock_step(&mut stale, 34816, (900 * S, 800 * S)), (false, false));
+        assert_eq!(fresh_since_clock_step(&mut stale, 34816, (900 * S, 800 * S)), (false, false));
+        // Another tty, never set aside.
+        assert_eq!(fresh_since_clock_step(&mut stale, 34817, (900 * S, 800 * S)), (true, true));
+        // vigild's warning written (mtime moves), nobody typed: the atime stays aside.
+        assert_eq!(fresh_since_clock_step(&mut stale, 34816, (900 * S, 130 * S)), (false, true));
+        // Typed on after the step: both count again, for good.
+        assert_eq!(fresh_since_clock_step(&mut stale, 34816, (140 * S, 130 * S)), (true, true));
+        assert!(stale.is_empty());
+        assert_eq!(fresh_since_clock_step(&mut stale, 34816, (900 * S, 800 * S)), (true, true));
+    }
+
+    #[test]
+    fn a_clock_step_moves_every_deadline() {
+        let mut timers = Timers::default();
+        timers.set(Entry::Session(1), 100 * S);
+        timers.set(Entry::PtsScan { n: 3, attempt: 0 }, 50 * S);
+        timers.shift(3600 * S as i64);
+        assert_eq!(timers.next(), Some(3650 * S));
+        assert_eq!(timers.pop_due(3650 * S), Some(Entry::PtsScan { n: 3, attempt: 0 }));
+        assert_eq!(timers.pop_due(3699 * S), None);
+        timers.shift(-3600 * S as i64);
+        assert_eq!(timers.pop_due(100 * S), Some(Entry::Session(1)));
+        assert!(timers.at.is_empty() && timers.queue.is_empty());
+    }
 
     #[test]
     fn tty_times_that_cannot_be_input_are_not_activity() {

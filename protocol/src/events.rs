@@ -96,6 +96,7 @@ wire_names! {
         ReauthFailed = "reauth_failed",
         ReauthRevoked = "reauth_revoked",
         CallRefused = "call_refused",
+        ClockStep = "clock_step",
         ConnectionRefused = "connection_refused",
         MessageRefused = "message_refused",
         RefusalsUnreported = "refusals_unreported",

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod bus;
+pub mod clock;
 pub mod dbus_wire;
 pub mod flood;
 pub mod harness;
