@@ -2,7 +2,8 @@
 //! real wall clock is set ten minutes ahead and back (`vigil_e2e::clock::ClockSteps`,
 //! undone on drop) while a real sshd session and the real sudo run against vigild. A
 //! step must not make a session look idle for its length, keep a session that really is
-//! idle, or stretch a sudo proof's window; vigild records each step (`clock_step`).
+//! idle, or stretch a sudo proof's window, also when it comes while vigild is down;
+//! vigild records each step (`clock_step`, `session_restored clock_step_ms=`).
 //!
 //! vigild runs with `idle_timeout = 30s` (warning 5 s before) and `reauth_window = 12s`.
 //! Times are measured on the monotonic clock, lower bounds with 1 s of slack for the
@@ -169,4 +170,35 @@ fn a_clock_step_neither_voids_nor_stretches_a_sudo_proof() {
     let required = wait_record_after(&e.h, from, "reauth_required", Some(a.id()));
     assert_eq!(required.field("reason").as_deref(), Some("expired"), "{}", required.raw);
     assert!(records_after(&e.h, from, "reauth_granted", Some(a.id())).is_empty());
+}
+
+/// vigild killed with SIGKILL, the clock set ten minutes ahead while it is down, vigild
+/// started again (as `Restart=on-failure` does): the session file says which clock its
+/// times are in, so the restored session is not ten minutes idle.
+#[test]
+fn a_clock_step_while_vigild_is_down_is_applied_when_it_takes_over() {
+    require_root!();
+    let e = env();
+    let a = login_with(&e.h, &e.user, &SshOpts::default(), STEP);
+    let from = mark(&e.h);
+    let typed = press_key(&a.client);
+    sleep(Duration::from_millis(500));
+
+    e.h.vigild().signal(nix::sys::signal::Signal::SIGKILL);
+    e.h.vigild().wait_exit(STEP).expect("vigild to die of SIGKILL");
+    e.h.vigild().stop(); // reaps; nothing else
+    let mut clock = ClockSteps::new();
+    clock.forward(STEP_BY);
+    e.h.vigild().start();
+    let restored = wait_record_after(&e.h, from, "session_restored", Some(a.id()));
+    let shift: i64 = restored.field("clock_step_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert_step_of(shift, STEP_BY.as_millis() as i64);
+
+    // Its first look comes a second after the restart: no warning for ten minutes.
+    sleep(Duration::from_secs(2));
+    assert!(records_after(&e.h, from, "idle_warning", Some(a.id())).is_empty(), "{:?}", records_after(&e.h, from, "idle_warning", None));
+    assert!(a.client.is_alive(), "the restored session ended");
+    let end = e.h.wait_for_event(IDLE_TIMEOUT + SLACK, "vigild", "session_end", &[("session", &a.id().to_string()), ("reason", "idle")]);
+    let ended_after = typed.elapsed();
+    assert!(ended_after + EARLY >= IDLE_TIMEOUT, "ended {ended_after:?} after the last key: {}", end.raw);
 }
