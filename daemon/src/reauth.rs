@@ -65,6 +65,9 @@ pub enum Judgement {
     Required(Required),
 }
 
+/// A proof up to this far "ahead" of now is clock grain, not a step of the clock.
+const FUTURE_SLACK_USEC: u64 = 1_000_000;
+
 fn usec(d: Duration) -> u64 {
     d.as_micros().min(u64::MAX as u128) as u64
 }
@@ -79,7 +82,9 @@ pub fn judge(policy: &ResolvedPolicy, proof: Option<Proof>, last_activity: u64, 
         return Judgement::Required(if revoked { Required::Revoked } else { Required::NoProof });
     };
     let age = now.saturating_sub(proof.at);
-    if age > usec(window) {
+    // A proof from the future: the clock was set back and vigild has not followed yet
+    // (`clock.rs`). Its age is unknown: ask.
+    if age > usec(window) || proof.at > now.saturating_add(FUTURE_SLACK_USEC) {
         return Judgement::Required(Required::Expired);
     }
     if let Some(limit) = policy.reauth_after_idle {
@@ -108,6 +113,15 @@ mod tests {
     fn fresh_within_the_window_while_active() {
         let proof = Proof::new(100 * S);
         assert_eq!(judge(&policy(), Some(proof), 150 * S, false, 155 * S), Judgement::Fresh { age: 55 * S });
+    }
+
+    #[test]
+    fn a_proof_from_the_future_is_no_proof() {
+        // The clock was set back 10 minutes and the step not followed yet: ask.
+        let proof = Proof::new(700 * S);
+        assert_eq!(judge(&policy(), Some(proof), 100 * S, false, 101 * S), Judgement::Required(Required::Expired));
+        // Within the clock's grain: a proof taken just now.
+        assert_eq!(judge(&policy(), Some(Proof::new(101 * S + S / 2)), 101 * S, false, 101 * S), Judgement::Fresh { age: 0 });
     }
 
     #[test]

@@ -56,6 +56,8 @@ impl Manager {
     /// CheckReauth: root only (sudo, su, pkexec run as root).
     pub fn check_reauth(&self, caller: Caller, service: &str, user: &str) -> Result<ReauthAnswer, VigilError> {
         self.require_root(&caller, "CheckReauth")?;
+        // A step of the clock the watch has not passed on yet must not stretch a proof.
+        self.clock_changed();
         check_field("service", service)?;
         check_field("user", user)?;
         let process = CallerProcess::read(caller.pid);
