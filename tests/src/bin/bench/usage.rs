@@ -53,9 +53,16 @@ pub struct Window {
 
 /// Watches `pid` for `seconds` of wall time.
 pub fn idle_window(pid: u32, seconds: u64) -> Window {
+    window_with(pid, seconds, || ())
+}
+
+/// Watches `pid` for `seconds` (on the monotonic clock), `during` run at its start.
+pub fn window_with(pid: u32, seconds: u64, during: impl FnOnce()) -> Window {
     let t0 = cpu_ticks(pid).unwrap_or(0);
     let s0 = threads(pid);
-    std::thread::sleep(Duration::from_secs(seconds));
+    let start = std::time::Instant::now();
+    during();
+    std::thread::sleep(Duration::from_secs(seconds).saturating_sub(start.elapsed()));
     let t1 = cpu_ticks(pid).unwrap_or(0);
     let s1 = threads(pid);
     let (mut switches, mut ns) = (0, 0);
