@@ -53,8 +53,8 @@ enum Command {
     Check(u64),
     Forget(u64),
     CheckAll,
-    /// The wall clock was stepped by this many µs (the sessions' times moved already).
-    ClockStepped(i64),
+    /// The wall clock was stepped (the sessions' times moved already).
+    ClockStepped,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,8 +81,8 @@ impl Hooks for Supervisor {
     fn session_changed(&self, id: u64) {
         let _ = self.tx.send(Command::Check(id));
     }
-    fn clock_stepped(&self, delta: i64) {
-        let _ = self.tx.send(Command::ClockStepped(delta));
+    fn clock_stepped(&self, _delta: i64) {
+        let _ = self.tx.send(Command::ClockStepped);
     }
 }
 
@@ -90,7 +90,9 @@ impl Hooks for Supervisor {
 pub fn spawn(core: Arc<Manager>) -> std::io::Result<Arc<Supervisor>> {
     let watcher = TtyWatcher::new()?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = Task { core, watcher, timers: Timers::default(), watching_since: HashMap::new(), stale_tty_times: HashMap::new() };
+    let clock_offset = core.clock_offset();
+    let task =
+        Task { core, watcher, timers: Timers::default(), watching_since: HashMap::new(), clock_offset, stale_tty_times: HashMap::new() };
     tokio::spawn(task.run(rx));
     Ok(Arc::new(Supervisor { tx }))
 }
@@ -146,6 +148,9 @@ struct Task {
     timers: Timers,
     /// Per session: since when its ttys are watched by inotify in this vigild.
     watching_since: HashMap<u64, u64>,
+    /// The clock offset the timers and watch times are in (the registry's, once
+    /// `follow_clock` has run).
+    clock_offset: i64,
     /// Per tty: its (atime, mtime) when the wall clock was last stepped. Those are times
     /// of the clock before the step (after a step back, times "in the future"): until
     /// the tty is used again they are neither activity nor suspect.
@@ -179,7 +184,7 @@ impl Task {
                             self.check_session(id);
                         }
                     }
-                    Some(Command::ClockStepped(delta)) => self.clock_stepped(delta),
+                    Some(Command::ClockStepped) => self.follow_clock(),
                     None => return,
                 },
                 events = self.watcher.next_events() => match events {
@@ -297,9 +302,16 @@ impl Task {
         true
     }
 
-    /// Follows a step of the wall clock: the deadlines and watch times move with it, and
-    /// the ttys' times written before it are set aside.
-    fn clock_stepped(&mut self, delta: i64) {
+    /// Follows the registry's clock after a step of the wall clock: the deadlines and
+    /// watch times move with it, and the ttys' times written before it are set aside.
+    /// Idempotent: the step's command and a check that found the step both call it.
+    fn follow_clock(&mut self) {
+        let offset = self.core.clock_offset();
+        let delta = offset - self.clock_offset;
+        if delta == 0 {
+            return;
+        }
+        self.clock_offset = offset;
         self.timers.shift(delta);
         for since in self.watching_since.values_mut() {
             *since = clock::shift(*since, delta);
@@ -314,6 +326,7 @@ impl Task {
         // A step of the clock that the watch has not passed on yet must not make this
         // look idle (two reads of the clock; nothing happens without a step).
         self.core.clock_changed();
+        self.follow_clock();
         let Some(session) = self.core.session(id) else {
             self.timers.remove(Entry::Session(id));
             return;
