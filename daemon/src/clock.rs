@@ -111,7 +111,7 @@ pub fn spawn(core: Arc<Manager>) {
                 eprintln!("vigild: the clock-step watch failed ({e}); a step of the system clock moves idle times by its length");
                 return;
             }
-            core.clock_changed();
+            let _ = core.clock_changed();
         }
     });
 }

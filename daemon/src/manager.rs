@@ -47,8 +47,9 @@ pub trait Hooks: Send + Sync {
     fn policy_changed(&self) {}
     /// One session's deadlines may have changed (an idle inhibitor taken or dropped).
     fn session_changed(&self, _id: u64) {}
-    /// The wall clock was stepped by `delta` µs; the sessions' times moved with it.
-    fn clock_stepped(&self, _delta: i64) {}
+    /// The wall clock was stepped; the sessions' times moved with it (to
+    /// `Manager::clock_offset`).
+    fn clock_stepped(&self) {}
 }
 
 pub struct Manager {
@@ -157,20 +158,22 @@ impl Manager {
     /// clock moved by a second or more, every session's times move by as much, in the
     /// registry now and in each file at its next save (a file says which offset its
     /// times are in). Recorded as `clock_step`; the supervisor's timers follow.
-    pub fn clock_changed(&self) {
-        let (delta, sessions) = {
+    /// Returns the offset the sessions' times are in now.
+    pub fn clock_changed(&self) -> i64 {
+        let (delta, sessions, offset) = {
             let mut registry = self.registry();
             let delta = clock::offset_usec() - registry.clock_offset();
             if delta.abs() < clock::MIN_STEP_USEC {
-                return;
+                return registry.clock_offset();
             }
             registry.shift_clock(delta);
-            (delta, registry.len())
+            (delta, registry.len(), registry.clock_offset())
         };
         self.audit.write(Record::new(Event::ClockStep).number("delta_ms", delta / 1000).number("sessions", sessions as u64));
         for hooks in self.hooks() {
-            hooks.clock_stepped(delta);
+            hooks.clock_stepped();
         }
+        offset
     }
 
     /// Writes a session's file; a failure is reported, never fatal (the session stays

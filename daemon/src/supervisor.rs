@@ -81,7 +81,7 @@ impl Hooks for Supervisor {
     fn session_changed(&self, id: u64) {
         let _ = self.tx.send(Command::Check(id));
     }
-    fn clock_stepped(&self, _delta: i64) {
+    fn clock_stepped(&self) {
         let _ = self.tx.send(Command::ClockStepped);
     }
 }
@@ -184,7 +184,9 @@ impl Task {
                             self.check_session(id);
                         }
                     }
-                    Some(Command::ClockStepped) => self.follow_clock(),
+                    // The offset now, not one carried by the command: a later step may
+                    // have been followed already.
+                    Some(Command::ClockStepped) => self.follow_clock(self.core.clock_offset()),
                     None => return,
                 },
                 events = self.watcher.next_events() => match events {
@@ -302,11 +304,11 @@ impl Task {
         true
     }
 
-    /// Follows the registry's clock after a step of the wall clock: the deadlines and
-    /// watch times move with it, and the ttys' times written before it are set aside.
-    /// Idempotent: the step's command and a check that found the step both call it.
-    fn follow_clock(&mut self) {
-        let offset = self.core.clock_offset();
+    /// Follows the registry's clock `offset` after a step of the wall clock: the
+    /// deadlines and watch times move with it, and the ttys' times written before it are
+    /// set aside. Idempotent: the step's command and a check that found the step both
+    /// call it.
+    fn follow_clock(&mut self, offset: i64) {
         let delta = offset - self.clock_offset;
         if delta == 0 {
             return;
@@ -325,8 +327,8 @@ impl Task {
     fn check_session(&mut self, id: u64) {
         // A step of the clock that the watch has not passed on yet must not make this
         // look idle (two reads of the clock; nothing happens without a step).
-        self.core.clock_changed();
-        self.follow_clock();
+        let offset = self.core.clock_changed();
+        self.follow_clock(offset);
         let Some(session) = self.core.session(id) else {
             self.timers.remove(Entry::Session(id));
             return;

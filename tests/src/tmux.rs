@@ -342,6 +342,14 @@ impl SshSession {
         self.tmux_ok(&["send-keys", "-t", &self.pane, key]);
     }
 
+    /// Types a key and erases it: two reads of the terminal by readline (activity for
+    /// vigild), nothing run. Returns when.
+    pub fn press_key(&self) -> std::time::Instant {
+        self.send_keys("a");
+        self.send_key("BSpace");
+        std::time::Instant::now()
+    }
+
     /// The screen and up to [`CAPTURE_LINES`] lines of scrollback, wrapped lines joined,
     /// trailing blank lines cut.
     pub fn capture(&self) -> String {

@@ -17,7 +17,7 @@ use vigil_e2e::clock::ClockSteps;
 use vigil_e2e::login::{Login, login_with};
 use vigil_e2e::sshd::unix_stack;
 use vigil_e2e::sudo::{self, reauth_stack};
-use vigil_e2e::{Answer, Harness, LogLine, Prompted, SshOpts, SshSession, SshdOpts, TestUser, VigildOpts, paths, require_root};
+use vigil_e2e::{Answer, Harness, LogLine, Prompted, SshOpts, SshdOpts, TestUser, VigildOpts, paths, require_root};
 
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const WINDOW: Duration = Duration::from_secs(12);
@@ -90,13 +90,6 @@ fn assert_step_of(delta_ms: i64, expected: i64) {
     assert!((delta_ms - expected).abs() < 1000, "clock_step delta_ms={delta_ms}, the clock was set by {expected} ms");
 }
 
-/// Types a key and erases it (two reads by readline, nothing run); returns when.
-fn press_key(client: &SshSession) -> Instant {
-    client.send_keys("a");
-    client.send_key("BSpace");
-    Instant::now()
-}
-
 fn sudo_as(login: &Login, tag: &str, answer: &Answer) -> Prompted {
     sudo::sudo(&login.client, tag, "true", answer, STEP)
 }
@@ -108,7 +101,7 @@ fn a_clock_step_neither_ends_a_session_early_nor_keeps_it_late() {
     let a = login_with(&e.h, &e.user, &SshOpts::default(), STEP);
     let mut clock = ClockSteps::new();
     let from = mark(&e.h);
-    press_key(&a.client);
+    a.client.press_key();
 
     // Ten minutes ahead: the session's last input moves with the clock.
     clock.forward(STEP_BY);
@@ -122,7 +115,7 @@ fn a_clock_step_neither_ends_a_session_early_nor_keeps_it_late() {
 
     // Input in the stepped clock, then the clock back: the terminal's times are now
     // ten minutes "in the future", which is no forged activity.
-    let typed = press_key(&a.client);
+    let typed = a.client.press_key();
     sleep(Duration::from_millis(500));
     let back = mark(&e.h);
     clock.back(STEP_BY);
@@ -181,7 +174,7 @@ fn a_clock_step_while_vigild_is_down_is_applied_when_it_takes_over() {
     let e = env();
     let a = login_with(&e.h, &e.user, &SshOpts::default(), STEP);
     let from = mark(&e.h);
-    let typed = press_key(&a.client);
+    let typed = a.client.press_key();
     sleep(Duration::from_millis(500));
 
     e.h.vigild().signal(nix::sys::signal::Signal::SIGKILL);

@@ -77,25 +77,18 @@ fn wait_record(h: &Harness, id: u64, event: &str, fields: &[(&str, &str)]) -> Lo
     h.wait_for_event(STEP, "vigild", event, &all)
 }
 
-/// Types a key and erases it (two reads by readline, nothing run); returns when.
-fn press_key(client: &SshSession) -> Instant {
-    client.send_keys("a");
-    client.send_key("BSpace");
-    Instant::now()
-}
-
 /// Types a key every [`KEY_PERIOD`] for `span` (a bounded number of keys, on a fixed
 /// schedule); panics if the session ends meanwhile. Returns the time of the last key.
 #[track_caller]
 fn keep_typing(h: &Harness, login: &Login, span: Duration, label: &str) -> Instant {
     let start = Instant::now();
     let keys = (span.as_millis() / KEY_PERIOD.as_millis()) as u32 + 1;
-    let mut last = press_key(&login.client);
+    let mut last = login.client.press_key();
     for i in 1..keys {
         let due = start + KEY_PERIOD * i;
         sleep(due.saturating_duration_since(Instant::now()));
         assert_alive(h, login, &format!("{label}: before key {i} of {keys}, {:?} after the first", start.elapsed()));
-        last = press_key(&login.client);
+        last = login.client.press_key();
     }
     last
 }
@@ -232,7 +225,7 @@ fn typing_every_few_seconds_keeps_a_session_past_the_timeout() {
     // end the warning announced, and is ended only a whole timeout after that key.
     let (_, warned_after) = wait_warning(&login.client, IDLE_WARNING_TEXT, last, TIMEOUT + SLACK);
     assert!(warned_after + EARLY >= TIMEOUT - WARNING, "warned {warned_after:?} after the last key");
-    let answer = press_key(&login.client);
+    let answer = login.client.press_key();
     stays_for(&h, &login, WARNING + Duration::from_secs(1), "after a key answered the warning");
     let (_, ended_after) = wait_client_exit(&login.client, answer, TIMEOUT + SLACK);
     assert!(ended_after + EARLY >= TIMEOUT, "ended {ended_after:?} after the key that answered the warning");
@@ -335,7 +328,7 @@ fn max_session_age_ends_an_active_session() {
         if !login.client.is_alive() {
             break;
         }
-        press_key(&login.client);
+        login.client.press_key();
         keys += 1;
         sleep(Duration::from_secs(1));
     }

@@ -97,17 +97,11 @@ fn prove(e: &Env, login: &Login) {
     wait_record(&e.h, from, "reauth_recorded", login.id());
 }
 
-/// Types a key and erases it (two reads by readline, nothing run).
-fn press_key(client: &SshSession) {
-    client.send_keys("a");
-    client.send_key("BSpace");
-}
-
 /// Types a key every [`KEY_PERIOD`] until `until` (a bounded number of keys).
 fn keep_active_until(client: &SshSession, until: Instant) {
     let keys = until.saturating_duration_since(Instant::now()).as_millis() / KEY_PERIOD.as_millis() + 2;
     for _ in 0..keys {
-        press_key(client);
+        client.press_key();
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;

@@ -12,12 +12,6 @@ fn opening(uid: u32, call: &Message) -> Vec<u8> {
 }
 
 #[test]
-fn the_handshake_is_the_uid_in_hex_of_its_digits() {
-    assert_eq!(pipelined_handshake(0), b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n");
-    assert_eq!(pipelined_handshake(1000), b"\0AUTH EXTERNAL 31303030\r\nBEGIN\r\n");
-}
-
-#[test]
 fn a_whole_module_opening_is_recognised_and_every_prefix_of_it_waits() {
     let call = module_message("CloseSession", &(7u64,));
     let bytes = opening(0, &call);

@@ -114,13 +114,6 @@ fn error(to: &Message, name: &str, text: &str) -> Vec<u8> {
 }
 
 #[test]
-fn the_uid_is_sent_as_hex_of_its_decimal_text() {
-    use vigil_protocol::frame::pipelined_handshake;
-    assert_eq!(pipelined_handshake(0), b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n");
-    assert_eq!(pipelined_handshake(1000), b"\0AUTH EXTERNAL 31303030\r\nBEGIN\r\n");
-}
-
-#[test]
 fn message_length_counts_header_padding_and_body() {
     let m = Message::method_call("/org/vigil1", "CloseSession").build(&(7u64,)).unwrap();
     let bytes = m.data().bytes();

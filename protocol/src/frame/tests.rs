@@ -60,6 +60,12 @@ fn refused_at(bytes: &[u8]) -> Option<(usize, Refusal)> {
 }
 
 #[test]
+fn the_pipelined_handshake_is_the_uid_in_hex_of_its_decimal_digits() {
+    assert_eq!(pipelined_handshake(0), b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n");
+    assert_eq!(pipelined_handshake(1000), b"\0AUTH EXTERNAL 31303030\r\nBEGIN\r\n");
+}
+
+#[test]
 fn a_real_open_session_call_reports_its_path_in_both_byte_orders() {
     for endian in [ZEndian::Little, ZEndian::Big] {
         let stream = [handshake(UID), open_session(endian).data().to_vec()].concat();
