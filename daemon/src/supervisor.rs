@@ -214,6 +214,11 @@ impl Task {
     }
 
     fn on_tty_events(&mut self, events: Vec<TtyEvent>) {
+        // `now` is stored as activity: in the registry's clock, so a step the watch has
+        // not passed on yet is followed first (else a key pressed just after a step
+        // would be moved by the step once more, and keep an idle session for its length).
+        let offset = self.core.clock_changed();
+        self.follow_clock(offset);
         let now = now_usec();
         for event in events {
             let woken = match event {
