@@ -270,8 +270,16 @@ mod tests {
         assert!(me.is_alive());
         assert_eq!(me.uid, nix::unistd::getuid().as_raw());
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let kids = descendants(std::process::id());
-        let found = kids.iter().find(|p| p.pid == child.id()).cloned();
+        // The child's cmdline is empty until its exec is done: look until it is set
+        // (bounded: 200 looks, 10 ms apart).
+        let mut found = None;
+        for _ in 0..200 {
+            found = descendants(std::process::id()).into_iter().find(|p| p.pid == child.id() && !p.cmdline.is_empty());
+            if found.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = child.kill();
         let _ = child.wait();
         let found = found.expect("sleep among the descendants");
