@@ -9,5 +9,6 @@ mod robustness;
 pub mod sample;
 pub mod syslog_line;
 pub mod timeline;
+mod trail;
 pub mod verify;
 pub mod writer;

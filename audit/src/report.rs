@@ -3,17 +3,21 @@
 //! failed, refused calls, inhibitors; per host the chain's state; a histogram of idle
 //! ends by hour of day.
 //!
-//! The records are read and filtered by the timeline's own code (`read_trail`,
-//! `select`): every number here is a count of events `vigilctl audit show` lists with
-//! the same `--since`/`--until` (and `--event`). Only `vigild` records count: the
+//! The records are read by the timeline's own code (`crate::trail`) and filtered as
+//! `show` filters them: every number here is a count of events `vigilctl audit show`
+//! lists with the same `--since`/`--until` (and `--event`). Only `vigild` records count: the
 //! module's (`pam_vigil`) have no mac and anyone can write one, so they are counted
 //! per host as unauthenticated lines, never as what happened.
 //!
 //! Without keys the chain's state is what the seqs say (missing seqs, unverified);
 //! with `--key` it is `verify`'s result for each host. The chain is about the files as
 //! a whole: `--since`/`--until` do not apply to it.
+//!
+//! Memory: the records stream by once and only counts stay (per day and user, per
+//! host, per hour); a session's state (its user, and counts waiting for it) lasts while
+//! its block takes records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, BufRead};
 use std::path::PathBuf;
@@ -24,7 +28,8 @@ use vigil_protocol::events::{EndReason, Event as EventName};
 
 use crate::chain::KeyFile;
 use crate::display::escaped;
-use crate::timeline::{Block, Event, Filter, open_files, read_trail, select};
+use crate::timeline::Filter;
+use crate::trail::{BlockId, Event, Input, Place, Visit, open_files, scan, streams};
 use crate::verify::{self, FindingKind};
 
 /// What one day of one user (or the whole report) counts.
@@ -83,17 +88,24 @@ impl Counts {
         self.slots().map(|v| *v)
     }
 
-    /// Counts `event` in the column it belongs to; false when it belongs to none.
-    fn add(&mut self, event: &Event) -> bool {
-        let column = COLUMNS
-            .iter()
-            .position(|&(_, name, reason)| event.is(name) && reason.is_none_or(|r| event.get("reason") == Some(r.as_str().as_bytes())));
-        let Some(column) = column else { return false };
+    fn bump(&mut self, column: usize) {
         if let Some(slot) = self.slots().into_iter().nth(column) {
             *slot += 1;
         }
-        true
     }
+
+    fn merge(&mut self, other: Counts) {
+        for (slot, value) in self.slots().into_iter().zip(other.values()) {
+            *slot += value;
+        }
+    }
+}
+
+/// The column `event` is counted in, if any.
+fn column(event: &Event) -> Option<usize> {
+    COLUMNS
+        .iter()
+        .position(|&(_, name, reason)| event.is(name) && reason.is_none_or(|r| event.get("reason") == Some(r.as_str().as_bytes())))
 }
 
 /// One day of one user.
@@ -148,7 +160,7 @@ pub struct Report {
 /// Reads `paths` and summarises them; `keys` (may be empty) verify the chain.
 pub fn report_files(paths: &[PathBuf], filter: &Filter, keys: &[KeyFile]) -> io::Result<Report> {
     let verified = if keys.is_empty() { None } else { Some(verify::verify_files(paths, keys)?) };
-    report_readers(open_files(paths)?, filter, verified.as_ref(), SystemTime::now())
+    report_inputs(open_files(paths)?, filter, verified.as_ref(), SystemTime::now())
 }
 
 /// Like [`report_files`], from readers, with `verify`'s report when keys were given.
@@ -158,79 +170,197 @@ pub fn report_readers<R: BufRead>(
     verified: Option<&verify::Report>,
     now: SystemTime,
 ) -> io::Result<Report> {
-    let trail = read_trail(inputs, now)?;
-    let mut days: BTreeMap<(String, String), Counts> = BTreeMap::new();
-    let mut total = Counts::default();
-    let mut by_hour = [0u64; 24];
-    for block in &trail.blocks {
-        let Some(selected) = select(block, filter) else { continue };
-        for event in selected.into_iter().filter(|e| !e.module) {
-            let user = user_of(block, event);
-            let day = event.stamp.map_or_else(|| "?".to_owned(), |(y, m, d, _)| format!("{y:04}-{m:02}-{d:02}"));
-            let mut row = days.get(&(day.clone(), user.clone())).copied().unwrap_or_default();
-            if !row.add(event) {
-                continue;
+    report_inputs(streams(inputs), filter, verified, now)
+}
+
+fn report_inputs<R: BufRead>(
+    inputs: Vec<Input<R>>,
+    filter: &Filter,
+    verified: Option<&verify::Report>,
+    now: SystemTime,
+) -> io::Result<Report> {
+    let mut tally = Tally::new(filter);
+    scan(inputs, now, false, &mut tally)?;
+    Ok(tally.report(verified))
+}
+
+/// A counted event, until its session's user is known.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    day: Option<(i32, u8, u8)>,
+    hour: Option<u8>,
+    column: usize,
+}
+
+/// What a session's block needs while it takes records: its header's user (vigild's
+/// records first) and what waits for it.
+#[derive(Default)]
+struct OpenSession {
+    vigild_user: Option<u32>,
+    any_user: Option<u32>,
+    pending: Vec<Counted>,
+}
+
+/// Per host: records, unauthenticated lines, and the seqs missing between one record
+/// and the next in file order.
+#[derive(Default)]
+struct HostTally {
+    name: String,
+    records: u64,
+    unauthenticated: u64,
+    last_seq: Option<u64>,
+    missing_seqs: u64,
+}
+
+/// The report's numbers as the records stream by: counts per day and user, per host
+/// and per hour. Only sessions that still take records have state here.
+struct Tally<'f> {
+    filter: &'f Filter,
+    users: HashMap<Vec<u8>, u32>,
+    user_names: Vec<Vec<u8>>,
+    days: HashMap<(Option<(i32, u8, u8)>, Option<u32>), Counts>,
+    total: Counts,
+    by_hour: [u64; 24],
+    hosts: Vec<HostTally>,
+    open: HashMap<BlockId, OpenSession>,
+}
+
+impl<'f> Tally<'f> {
+    fn new(filter: &'f Filter) -> Tally<'f> {
+        Tally {
+            filter,
+            users: HashMap::new(),
+            user_names: Vec::new(),
+            days: HashMap::new(),
+            total: Counts::default(),
+            by_hour: [0; 24],
+            hosts: Vec::new(),
+            open: HashMap::new(),
+        }
+    }
+
+    fn user(&mut self, name: &[u8]) -> u32 {
+        if let Some(&id) = self.users.get(name) {
+            return id;
+        }
+        let id = self.user_names.len() as u32;
+        self.user_names.push(name.to_vec());
+        self.users.insert(name.to_vec(), id);
+        id
+    }
+
+    fn count(&mut self, counted: Counted, user: Option<u32>) {
+        if let Some(wanted) = &self.filter.user {
+            if user.and_then(|u| self.user_names.get(u as usize)).map(Vec::as_slice) != Some(wanted.as_bytes()) {
+                return;
             }
-            days.insert((day, user), row);
-            total.add(event);
-            if event.is(EventName::SessionEnd)
-                && event.get("reason") == Some(EndReason::Idle.as_str().as_bytes())
-                && let Some(slot) = event.stamp.and_then(|(_, _, _, h)| by_hour.get_mut(usize::from(h)))
-            {
+        }
+        self.days.entry((counted.day, user)).or_default().bump(counted.column);
+        self.total.bump(counted.column);
+        if COLUMNS.get(counted.column).is_some_and(|&(_, name, reason)| name == EventName::SessionEnd && reason == Some(EndReason::Idle)) {
+            if let Some(slot) = counted.hour.and_then(|h| self.by_hour.get_mut(usize::from(h))) {
                 *slot += 1;
             }
         }
     }
-    Ok(Report {
-        days: days.into_iter().map(|((day, user), counts)| DayRow { day, user, counts }).collect(),
-        total,
-        hosts: chains(&trail.blocks, verified),
-        idle_ends_by_hour: by_hour,
-    })
+
+    fn report(self, verified: Option<&verify::Report>) -> Report {
+        let mut days: BTreeMap<(String, String), Counts> = BTreeMap::new();
+        for ((day, user), counts) in self.days {
+            let day = day.map_or_else(|| "?".to_owned(), |(y, m, d)| format!("{y:04}-{m:02}-{d:02}"));
+            let user = user.and_then(|u| self.user_names.get(u as usize)).map_or_else(|| "-".to_owned(), |u| escaped(u));
+            days.entry((day, user)).or_default().merge(counts);
+        }
+        let mut hosts = self.hosts;
+        hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        Report {
+            days: days.into_iter().map(|((day, user), counts)| DayRow { day, user, counts }).collect(),
+            total: self.total,
+            hosts: hosts
+                .into_iter()
+                .map(|h| HostChain {
+                    host: escaped(h.name.as_bytes()),
+                    records: h.records,
+                    unauthenticated: h.unauthenticated,
+                    missing_seqs: h.missing_seqs,
+                    verified: verified.and_then(|r| verified_host(r, &h.name)),
+                })
+                .collect(),
+            idle_ends_by_hour: self.by_hour,
+        }
+    }
 }
 
-/// A session's user is its header's; a daemon record's, its own `user=` if any.
-fn user_of(block: &Block, event: &Event) -> String {
-    let user = if block.session.is_some() { block.header("user") } else { event.get("user") };
-    user.map_or_else(|| "-".to_owned(), escaped)
-}
-
-/// Per host: records, unauthenticated lines, and the (block, seq, line) of each record.
-type HostTally<'a> = BTreeMap<&'a str, (u64, u64, Vec<(usize, u64, u64)>)>;
-
-fn chains(blocks: &[Block], verified: Option<&verify::Report>) -> Vec<HostChain> {
-    // Per host: the records' seqs in file order (blocks keep it within each block).
-    let mut hosts: HostTally = BTreeMap::new();
-    for block in blocks {
-        let entry = hosts.entry(block.host.as_str()).or_default();
-        for event in &block.events {
+impl Visit for Tally<'_> {
+    fn record(&mut self, place: Place<'_>, event: Event) {
+        let index = place.host as usize;
+        if index >= self.hosts.len() {
+            self.hosts.resize_with(index + 1, HostTally::default);
+        }
+        if let Some(host) = self.hosts.get_mut(index) {
+            if host.name.is_empty() {
+                host.name = place.host_name.to_owned();
+            }
             if event.unauthenticated() {
-                entry.1 += 1;
+                host.unauthenticated += 1;
             }
-            if event.module {
-                continue;
+            if !event.module {
+                host.records += 1;
+                if let Some(seq) = event.get("seq").and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok()) {
+                    if let Some(last) = host.last_seq {
+                        host.missing_seqs = host.missing_seqs.saturating_add(seq.saturating_sub(last).saturating_sub(1));
+                    }
+                    host.last_seq = Some(seq);
+                }
             }
-            entry.0 += 1;
-            if let Some(seq) = event.get("seq").and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok()) {
-                let (file, line) = event.position();
-                entry.2.push((file, line, seq));
+        }
+        // A session's user is its header's: vigild's first `user=`, else any record's.
+        let user = event.get("user").map(|u| self.user(u));
+        if place.session.is_some() {
+            let open = self.open.entry(place.id).or_default();
+            if open.any_user.is_none() {
+                open.any_user = user;
+            }
+            if open.vigild_user.is_none() && !event.module {
+                open.vigild_user = user;
+            }
+        }
+        let filter = self.filter;
+        if filter.session.is_some_and(|id| place.session != Some(id)) || event.module {
+            return;
+        }
+        let time_ok = match (filter.since, filter.until, event.time) {
+            (None, None, _) => true,
+            (_, _, None) => false,
+            (since, until, Some(t)) => since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u),
+        };
+        if !time_ok || filter.event.as_ref().is_some_and(|name| event.name != name.as_bytes()) {
+            return;
+        }
+        let Some(column) = column(&event) else { return };
+        let counted = Counted { day: event.stamp.map(|(y, m, d, _)| (y, m, d)), hour: event.stamp.map(|(_, _, _, h)| h), column };
+        if place.session.is_none() {
+            self.count(counted, user);
+            return;
+        }
+        match self.open.get_mut(&place.id) {
+            Some(OpenSession { vigild_user: Some(user), .. }) => {
+                let user = Some(*user);
+                self.count(counted, user);
+            }
+            Some(open) => open.pending.push(counted),
+            None => {}
+        }
+    }
+
+    fn finished(&mut self, id: BlockId) {
+        if let Some(open) = self.open.remove(&id) {
+            let user = open.vigild_user.or(open.any_user);
+            for counted in open.pending {
+                self.count(counted, user);
             }
         }
     }
-    hosts
-        .into_iter()
-        .map(|(host, (records, unauthenticated, mut seqs))| {
-            seqs.sort_unstable();
-            let missing_seqs = seqs.windows(2).map(|w| w[1].2.saturating_sub(w[0].2).saturating_sub(1)).fold(0u64, u64::saturating_add);
-            HostChain {
-                host: escaped(host.as_bytes()),
-                records,
-                unauthenticated,
-                missing_seqs,
-                verified: verified.and_then(|r| verified_host(r, host)),
-            }
-        })
-        .collect()
 }
 
 fn verified_host(report: &verify::Report, host: &str) -> Option<Verified> {

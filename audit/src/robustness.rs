@@ -168,7 +168,8 @@ fn verify_throughput() {
         }
         let best = best.unwrap();
         let shown_started = Instant::now();
-        let shown = crate::timeline::show_files(std::slice::from_ref(&path), &Filter::default(), false).unwrap();
+        let mut shown = Vec::new();
+        crate::timeline::show_files(std::slice::from_ref(&path), &Filter::default(), false, &mut shown).unwrap();
         let shown_took = shown_started.elapsed();
         println!(
             "{layout:?}/{encoding:?}: {lines} lines ({records} records, {} MiB) written in {:.2?}; verify best of 3: {:.2?} ({:.0} lines/s); show: {:.2?} ({} bytes out)",

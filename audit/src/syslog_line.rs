@@ -366,16 +366,25 @@ pub struct ReadStats {
     pub lines: u64,
     /// Lines longer than [`MAX_LINE_BYTES`] (only their start was kept).
     pub overlong: u64,
+    /// Bytes read, line breaks included.
+    pub bytes: u64,
 }
 
 /// Reads `reader` line by line, as bytes, keeping at most [`MAX_LINE_BYTES`] of each
 /// line, and hands each line (1-based number, text converted lossily, whether it was
 /// cut) to `each`. The line break (`\n`, and a `\r` before it) is not part of the text.
-pub fn for_each_line<R: BufRead>(mut reader: R, mut each: impl FnMut(u64, &str, bool)) -> io::Result<ReadStats> {
+pub fn for_each_line<R: BufRead>(reader: R, mut each: impl FnMut(u64, &str, bool)) -> io::Result<ReadStats> {
+    for_each_line_at(reader, |line, _, text, cut| each(line, text, cut))
+}
+
+/// Like [`for_each_line`], with the byte offset where each line starts (to read it
+/// again later with [`line_at`]).
+pub fn for_each_line_at<R: BufRead>(mut reader: R, mut each: impl FnMut(u64, u64, &str, bool)) -> io::Result<ReadStats> {
     let mut stats = ReadStats::default();
     let mut line: Vec<u8> = Vec::with_capacity(512);
     let mut cut = false;
     let mut pending = false;
+    let mut start = 0u64;
     loop {
         let buffer = match reader.fill_buf() {
             Ok(buffer) => buffer,
@@ -398,27 +407,34 @@ pub fn for_each_line<R: BufRead>(mut reader: R, mut each: impl FnMut(u64, &str, 
             line.extend_from_slice(chunk);
         }
         reader.consume(consumed);
+        stats.bytes += consumed as u64;
         if ended {
-            emit(&mut stats, &mut line, &mut cut, &mut each);
+            emit(&mut stats, start, &mut line, &mut cut, &mut each);
+            start = stats.bytes;
             pending = false;
         }
     }
     if pending {
-        emit(&mut stats, &mut line, &mut cut, &mut each);
+        emit(&mut stats, start, &mut line, &mut cut, &mut each);
     }
     Ok(stats)
 }
 
-fn emit(stats: &mut ReadStats, line: &mut Vec<u8>, cut: &mut bool, each: &mut impl FnMut(u64, &str, bool)) {
+fn emit(stats: &mut ReadStats, start: u64, line: &mut Vec<u8>, cut: &mut bool, each: &mut impl FnMut(u64, u64, &str, bool)) {
     stats.lines += 1;
     if *cut {
         stats.overlong += 1;
     }
-    let bytes: &[u8] = line.strip_suffix(b"\r").unwrap_or(line);
-    let text = String::from_utf8_lossy(bytes);
-    each(stats.lines, &text, *cut);
+    let text = line_text(line);
+    each(stats.lines, start, &text, *cut);
     line.clear();
     *cut = false;
+}
+
+/// A line's bytes as the readers see them: without a `\r` before the line break,
+/// converted lossily.
+pub fn line_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes))
 }
 
 #[cfg(test)]

@@ -12,23 +12,28 @@
 //! no mac at all (every `pam_vigil` record, and `vigild` lines without `mac=`) cannot be
 //! authenticated even by `verify`: they are labelled `unauthenticated` (text) and
 //! `"authenticated":false` (JSON), and never give a session its header, open or end.
+//!
+//! Memory: the files are read once (`crate::trail`), and each block the filter may
+//! show keeps where its records are, a few bytes per record, not the records. Blocks
+//! are then printed in the order of their first record, each read again from its file
+//! and written out before the next: only the block being printed is held whole. (A
+//! pipe cannot be read again: its records' lines are kept in memory.)
 
 // Nested `if let`s: let chains need Rust 1.88, the workspace declares 1.85.
 #![allow(clippy::collapsible_if)]
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use vigil_protocol::audit::parse_kv_line;
 use vigil_protocol::events::Event as EventName;
 
-use crate::display::{display_path, escaped};
-use crate::syslog_line::{Timestamp, for_each_line, local_year, parse_line};
-use crate::verify::{DAEMON_TAG, MODULE_TAG};
+use crate::display::escaped;
+use crate::trail::reread::{Positions, Reread};
+use crate::trail::{At, BlockId, Input, Line, MinuteCache, Place, Visit, open_files, read_line, scan, streams};
+pub(crate) use crate::trail::{Event, parse_record};
 
 mod json;
 
@@ -55,42 +60,8 @@ const REPEATED_KEYS: [&str; 5] = ["ruser", "leader_pid", "policy", "parent", "se
 /// Chain fields: not shown in text (JSON keeps seq).
 const CHAIN_KEYS: [&str; 3] = ["seq", "prev", "mac"];
 const OPEN_EVENT: EventName = EventName::SessionOpen;
-const END_EVENTS: [EventName; 2] = [EventName::SessionEnd, EventName::SessionClose];
-
-pub(crate) struct Event {
-    file: usize,
-    line: u64,
-    pub(crate) module: bool,
-    time: Option<SystemTime>,
-    time_text: String,
-    /// The host's calendar day and hour as the line gives them (year guessed from the
-    /// resolved time when the line has none), for `audit report`.
-    pub(crate) stamp: Option<(i32, u8, u8, u8)>,
-    pub(crate) name: Vec<u8>,
-    fields: Vec<(String, Vec<u8>)>,
-}
 
 impl Event {
-    /// File index and line number.
-    pub(crate) fn position(&self) -> (usize, u64) {
-        (self.file, self.line)
-    }
-
-    /// Whether this is a record of `event`.
-    pub(crate) fn is(&self, event: EventName) -> bool {
-        self.name == event.as_str().as_bytes()
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
-    }
-
-    /// No mac to check: the module's own records (any local user can write one with
-    /// `logger -t pam_vigil`), and vigild records written without the chain.
-    pub(crate) fn unauthenticated(&self) -> bool {
-        self.module || self.get("mac").is_none()
-    }
-
     /// How the text timeline labels it, after the event name.
     fn label(&self) -> &'static str {
         match (self.module, self.unauthenticated()) {
@@ -101,6 +72,7 @@ impl Event {
     }
 }
 
+/// One block, read whole for printing.
 pub(crate) struct Block {
     pub(crate) host: String,
     pub(crate) session: Option<u64>,
@@ -120,7 +92,7 @@ impl Block {
     }
 
     fn end(&self) -> Option<&Event> {
-        self.events.iter().rev().find(|e| !e.module && END_EVENTS.iter().any(|&end| e.is(end)))
+        self.events.iter().rev().find(|e| e.is_end())
     }
 
     fn all_unauthenticated(&self) -> bool {
@@ -133,127 +105,45 @@ impl Block {
     }
 }
 
-type Minute = (Option<i32>, u8, u8, u8, u8, Option<i32>);
-
-/// An event name and the other fields of a record, values decoded.
-type Fields = (Vec<u8>, Vec<(String, Vec<u8>)>);
-
-/// Resolving a local time asks the C library for the zone's offset: done once per
-/// minute of timestamps (zone changes fall on whole minutes), not once per line.
-#[derive(Default)]
-struct MinuteCache {
-    /// (year, month, day, hour, minute, offset) of `start`.
-    minute: Option<Minute>,
-    start: Option<SystemTime>,
+/// Reads `paths` in order and writes the timeline to `out` (text, or one JSON object
+/// per line and block).
+pub fn show_files(paths: &[PathBuf], filter: &Filter, json: bool, out: &mut impl Write) -> io::Result<()> {
+    show_inputs(open_files(paths)?, filter, json, SystemTime::now(), out)
 }
 
-impl MinuteCache {
-    fn resolve(&mut self, t: Timestamp, now: SystemTime) -> Option<SystemTime> {
-        let minute = (t.year, t.month, t.day, t.hour, t.minute, t.utc_offset_s);
-        if self.minute != Some(minute) {
-            self.start = Timestamp { second: 0, nanos: 0, ..t }.to_system_time(now);
-            self.minute = Some(minute);
-        }
-        self.start?.checked_add(Duration::new(u64::from(t.second), t.nanos))
-    }
-}
-
-#[derive(Default)]
-struct Counts {
-    lines: u64,
-    not_syslog: u64,
-    not_records: u64,
-    records: u64,
-    unauthenticated: u64,
-}
-
-/// Reads `paths` in order and renders the timeline (text, or one JSON object per line
-/// and block).
-pub fn show_files(paths: &[PathBuf], filter: &Filter, json: bool) -> io::Result<String> {
-    show_readers(open_files(paths)?, filter, json, SystemTime::now())
-}
-
-/// The files given, read: records grouped by host and session, in file order. What
-/// `show` and `report` both read, so that their numbers agree.
-pub(crate) struct Trail {
-    pub(crate) blocks: Vec<Block>,
-    counts: Counts,
-    names: Vec<String>,
-}
-
-/// Opens `paths`, in order, for [`read_trail`].
-pub(crate) fn open_files(paths: &[PathBuf]) -> io::Result<Vec<(PathBuf, BufReader<File>)>> {
-    let mut inputs = Vec::with_capacity(paths.len());
-    for path in paths {
-        let file = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", display_path(path))))?;
-        inputs.push((path.clone(), BufReader::with_capacity(256 * 1024, file)));
-    }
-    Ok(inputs)
-}
-
-/// Like [`show_files`], from readers; `now` is used to guess the year of traditional
-/// timestamps.
+/// Like [`show_files`], from readers, into a string; `now` is used to guess the year of
+/// traditional timestamps.
 pub fn show_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, json: bool, now: SystemTime) -> io::Result<String> {
-    let Trail { blocks, counts, names } = read_trail(inputs, now)?;
-    render(&blocks, &counts, &names, filter, json)
+    let mut out = Vec::new();
+    show_inputs(streams(inputs), filter, json, now, &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Reads every record of `inputs` (files in that order).
-pub(crate) fn read_trail<R: BufRead>(inputs: Vec<(PathBuf, R)>, now: SystemTime) -> io::Result<Trail> {
-    let mut blocks: Vec<Block> = Vec::new();
-    let mut index: HashMap<(String, Option<u64>), usize> = HashMap::new();
-    let mut counts = Counts::default();
+/// Reads the inputs once, keeping where each shown block's records are (see
+/// [`Holder`]), then prints the blocks in the order of their first record, reading
+/// each one's lines again.
+fn show_inputs<R: BufRead>(inputs: Vec<Input<R>>, filter: &Filter, json: bool, now: SystemTime, out: &mut impl Write) -> io::Result<()> {
+    let mut holder = Holder::new(filter);
+    let scan = scan(inputs, now, true, &mut holder)?;
+    let Holder { blocks, hosts, .. } = holder;
+    let mut reread = Reread::new(&scan.sources);
     let mut clock = MinuteCache::default();
-    let mut names = Vec::with_capacity(inputs.len());
-    for (file, (path, reader)) in inputs.into_iter().enumerate() {
-        names.push(display_path(&path));
-        let read = for_each_line(reader, |line, text, cut| {
-            let Some(parsed) = parse_line(text) else {
-                counts.not_syslog += 1;
-                return;
-            };
-            let module = parsed.tag == MODULE_TAG;
-            if !module && parsed.tag != DAEMON_TAG {
-                return;
-            }
-            let record = if cut { None } else { parse_record(parsed.message) };
-            let Some((name, fields)) = record else {
-                counts.not_records += 1;
-                return;
-            };
-            counts.records += 1;
-            let time = parsed.timestamp.and_then(|t| clock.resolve(t, now));
-            let stamp = parsed.timestamp.zip(time).map(|(t, at)| (t.year.unwrap_or_else(|| local_year(at)), t.month, t.day, t.hour));
-            let time_text = if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || b" :.+-".contains(&b)) {
-                parsed.timestamp_text.to_string()
-            } else {
-                "?".into()
-            };
-            let event = Event { file, line, module, time, time_text, stamp, name, fields };
-            if event.unauthenticated() {
-                counts.unauthenticated += 1;
-            }
-            let session = event.get("session").and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok());
-            let key = (parsed.host.to_string(), session);
-            let slot = *index.entry(key).or_insert_with(|| {
-                blocks.push(Block { host: parsed.host.to_string(), session, events: Vec::new() });
-                blocks.len() - 1
-            });
-            if let Some(block) = blocks.get_mut(slot) {
-                block.events.push(event);
-            }
-        })?;
-        counts.lines += read.lines;
-    }
-    Ok(Trail { blocks, counts, names })
-}
-
-fn render(blocks: &[Block], counts: &Counts, names: &[String], filter: &Filter, json: bool) -> io::Result<String> {
-    let mut out = String::new();
     let mut shown_sessions = 0u64;
     let mut shown_daemon = 0u64;
-    for block in blocks {
-        let Some(selected) = select(block, filter) else { continue };
+    let mut text = String::new();
+    for held in blocks {
+        if held.refused || !held.maybe || held.positions.is_empty() {
+            continue;
+        }
+        let host = hosts.get(held.host as usize).cloned().unwrap_or_default();
+        let mut block = Block { host, session: held.session, events: Vec::new() };
+        for at in held.positions.iter() {
+            let Some((file, line, line_text, cut)) = reread.line(at)? else { continue };
+            if let Line::Record(_, event) = read_line(file, line, &line_text, cut, &mut clock, now) {
+                block.events.push(event);
+            }
+        }
+        let Some(selected) = select(&block, filter) else { continue };
         if block.session.is_some() {
             shown_sessions += 1;
         } else {
@@ -261,18 +151,21 @@ fn render(blocks: &[Block], counts: &Counts, names: &[String], filter: &Filter, 
         }
         if json {
             let mut object = Vec::new();
-            json::render_json(&mut object, block, &selected, names)?;
-            out.push_str(&String::from_utf8_lossy(&object));
+            json::render_json(&mut object, &block, &selected, &scan.names)?;
+            out.write_all(&object)?;
         } else {
-            render_text(&mut out, block, &selected);
+            text.clear();
+            render_text(&mut text, &block, &selected);
+            out.write_all(text.as_bytes())?;
         }
     }
     if !json {
+        let counts = scan.counts;
         let unauthenticated = match counts.unauthenticated {
             0 => String::new(),
             n => format!("; {n} unauthenticated (no mac: pam_vigil, or vigild without the chain)"),
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "{shown_sessions} session{}, {shown_daemon} daemon block{} shown; {} records in {} lines ({} not syslog, {} vigild/pam_vigil lines that are not records){unauthenticated}",
             plural(shown_sessions),
@@ -281,13 +174,105 @@ fn render(blocks: &[Block], counts: &Counts, names: &[String], filter: &Filter, 
             counts.lines,
             counts.not_syslog,
             counts.not_records
-        );
+        )?;
     }
-    Ok(out)
+    out.flush()
+}
+
+/// A block as the first read leaves it: where its records are, not the records.
+struct Held {
+    host: u32,
+    session: Option<u64>,
+    positions: Positions,
+    /// Some record passes the event and time filters (the user is checked on printing).
+    maybe: bool,
+    /// Left out by `--session`, or by `--user` once vigild's records name its user.
+    refused: bool,
+    /// A vigild record of the session named its user (the header's `user`).
+    user_known: bool,
+}
+
+/// The first read of `show`: what each block needs to be printed, and no more.
+/// Session blocks keep every record's position (the header, open and end come from
+/// any of them); daemon blocks only those of records the filter shows.
+struct Holder<'f> {
+    filter: &'f Filter,
+    blocks: Vec<Held>,
+    hosts: Vec<String>,
+    /// The last position of each block that still takes records.
+    last: HashMap<BlockId, At>,
+}
+
+impl<'f> Holder<'f> {
+    fn new(filter: &'f Filter) -> Holder<'f> {
+        Holder { filter, blocks: Vec::new(), hosts: Vec::new(), last: HashMap::new() }
+    }
+}
+
+impl Visit for Holder<'_> {
+    fn record(&mut self, place: Place<'_>, event: Event) {
+        if place.host as usize >= self.hosts.len() {
+            self.hosts.push(place.host_name.to_owned());
+        }
+        if place.fresh {
+            let refused = self.filter.session.is_some_and(|id| place.session != Some(id));
+            self.blocks.push(Held {
+                host: place.host,
+                session: place.session,
+                positions: Positions::default(),
+                maybe: false,
+                refused,
+                user_known: false,
+            });
+        }
+        let filter = self.filter;
+        let Some(held) = self.blocks.get_mut(place.id) else { return };
+        if held.refused {
+            return;
+        }
+        let wanted = event_ok(filter, &event) && time_ok(filter, &event);
+        if held.session.is_some() {
+            if !held.user_known && !event.module {
+                if let Some(user) = event.get("user") {
+                    held.user_known = true;
+                    if filter.user.as_ref().is_some_and(|u| u.as_bytes() != user) {
+                        held.refused = true;
+                        held.positions.clear();
+                        self.last.remove(&place.id);
+                        return;
+                    }
+                }
+            }
+        } else if !(wanted && filter.user.as_ref().is_none_or(|u| event.get("user") == Some(u.as_bytes()))) {
+            return;
+        }
+        held.maybe |= wanted;
+        let last = self.last.insert(place.id, place.at);
+        held.positions.push(place.at, last);
+    }
+
+    fn finished(&mut self, id: BlockId) {
+        self.last.remove(&id);
+        if let Some(held) = self.blocks.get_mut(id) {
+            held.positions.shrink();
+        }
+    }
 }
 
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+fn event_ok(filter: &Filter, e: &Event) -> bool {
+    filter.event.as_ref().is_none_or(|name| e.name == name.as_bytes())
+}
+
+fn time_ok(filter: &Filter, e: &Event) -> bool {
+    match (filter.since, filter.until, e.time) {
+        (None, None, _) => true,
+        (_, _, None) => false,
+        (since, until, Some(t)) => since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u),
+    }
 }
 
 /// The events of `block` the filter keeps, or `None` when the block is left out.
@@ -302,43 +287,8 @@ pub(crate) fn select<'a>(block: &'a Block, filter: &Filter) -> Option<Vec<&'a Ev
         Some(user) if block.session.is_some() => block.header("user") == Some(user.as_bytes()),
         Some(user) => e.get("user") == Some(user.as_bytes()),
     };
-    let event_ok = |e: &Event| filter.event.as_ref().is_none_or(|name| e.name == name.as_bytes());
-    let time_ok = |e: &Event| match (filter.since, filter.until, e.time) {
-        (None, None, _) => true,
-        (_, _, None) => false,
-        (since, until, Some(t)) => since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u),
-    };
-    let selected: Vec<&Event> = block.events.iter().filter(|e| user_ok(e) && event_ok(e) && time_ok(e)).collect();
+    let selected: Vec<&Event> = block.events.iter().filter(|e| user_ok(e) && event_ok(filter, e) && time_ok(filter, e)).collect();
     (!selected.is_empty()).then_some(selected)
-}
-
-/// A record's event name and its other fields, from kv or JSON; `None` when it is not
-/// a record (hostile lines included).
-pub(crate) fn parse_record(message: &str) -> Option<Fields> {
-    let mut fields: Vec<(String, Vec<u8>)> = if message.starts_with('{') {
-        let value: serde_json::Value = serde_json::from_str(message).ok()?;
-        let object = value.as_object()?;
-        let mut fields = Vec::with_capacity(object.len());
-        for (key, value) in object {
-            if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                return None;
-            }
-            let bytes = match value {
-                serde_json::Value::String(s) => s.as_bytes().to_vec(),
-                other => other.to_string().into_bytes(),
-            };
-            fields.push((key.clone(), bytes));
-        }
-        fields
-    } else {
-        parse_kv_line(message).ok()?
-    };
-    let position = fields.iter().position(|(k, _)| k == "event")?;
-    let (_, name) = fields.remove(position);
-    if name.is_empty() {
-        return None;
-    }
-    Some((name, fields))
 }
 
 /// `+2m13s`, `-5s`, `+1h02m00s`, `+3d04h05m`.

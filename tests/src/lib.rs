@@ -6,6 +6,7 @@
 //! when dropped; with [`Harness::start_sshd`] also a real sshd and interactive ssh
 //! sessions in tmux panes. See `tests/README.md` for what it needs and how to run it.
 
+pub mod audit_trail;
 pub mod bench;
 pub mod bus;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod login;
 pub mod logs;
 pub mod pam;
 pub mod paths;
+pub mod pipeline;
 pub mod process;
 pub mod procfs;
 pub mod report;

@@ -84,6 +84,9 @@ fn lines_are_read_as_bytes_and_capped() {
     data.extend_from_slice(b"\nend");
     let mut seen = Vec::new();
     let stats = for_each_line(io::BufReader::with_capacity(1000, &data[..]), |n, text, cut| seen.push((n, text.len(), cut))).unwrap();
-    assert_eq!(stats, ReadStats { lines: 4, overlong: 1 });
+    assert_eq!(stats, ReadStats { lines: 4, overlong: 1, bytes: data.len() as u64 });
     assert_eq!(seen, [(1, 1, false), (2, 6, false), (3, MAX_LINE_BYTES, true), (4, 3, false)]);
+    let mut starts = Vec::new();
+    for_each_line_at(io::BufReader::with_capacity(1000, &data[..]), |_, offset, _, _| starts.push(offset)).unwrap();
+    assert_eq!(starts, [0, 3, 6, (data.len() - 3) as u64], "where each line starts");
 }

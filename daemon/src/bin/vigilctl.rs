@@ -28,7 +28,12 @@ fn main() -> ExitCode {
         Command::Audit { command: AuditCommand::Show { files, user, session, event, since, until, json } } => {
             let filter =
                 vigil_audit::timeline::Filter { user: user.clone(), session: *session, event: event.clone(), since: *since, until: *until };
-            vigil_audit::timeline::show_files(files, &filter, *json).map(|text| print!("{text}")).map_err(|e| e.to_string())
+            let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+            match vigil_audit::timeline::show_files(files, &filter, *json, &mut out) {
+                // A reader that stopped early (`| head`) wanted no more.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                outcome => outcome.map_err(|e| e.to_string()),
+            }
         }
         Command::Audit { command: AuditCommand::Report { files, since, until, keys, json } } => report(files, *since, *until, keys, *json),
         _ => talk_to_vigild(&cli),

@@ -1,0 +1,382 @@
+//! Reading a trail once, in file order, for `audit show` and `audit report`: every
+//! `vigild`/`pam_vigil` record is parsed and given the block it belongs to (its host
+//! and `session=`, or the host's daemon block), so that both count the same records.
+//!
+//! What stays in memory while reading is what is open: a session's block is live from
+//! its first record until a while after vigild's end of it (`session_end`,
+//! `session_close`). Records that follow an end closely (logind's answer, the module's
+//! close) still join it: the blocks of the last [`CLOSED_KEPT`] ends stay joinable. A
+//! record of a session whose block was let go starts a new block. Daemon blocks (no
+//! `session=`) last until the files end.
+
+// Nested `if let`s: let chains need Rust 1.88, the workspace declares 1.85.
+#![allow(clippy::collapsible_if)]
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use vigil_protocol::audit::parse_kv_line;
+use vigil_protocol::events::Event as EventName;
+
+use crate::display::display_path;
+use crate::syslog_line::{Timestamp, for_each_line_at, local_year, parse_line};
+use crate::verify::{DAEMON_TAG, MODULE_TAG};
+
+pub(crate) mod reread;
+
+use reread::{Data, Sources};
+
+/// Session blocks whose end was read that still take records: the last this many.
+pub(crate) const CLOSED_KEPT: usize = 65_536;
+
+const END_EVENTS: [EventName; 2] = [EventName::SessionEnd, EventName::SessionClose];
+
+/// One record.
+pub(crate) struct Event {
+    pub(crate) file: usize,
+    pub(crate) line: u64,
+    pub(crate) module: bool,
+    pub(crate) time: Option<SystemTime>,
+    pub(crate) time_text: String,
+    /// The host's calendar day and hour as the line gives them (year guessed from the
+    /// resolved time when the line has none), for `audit report`.
+    pub(crate) stamp: Option<(i32, u8, u8, u8)>,
+    pub(crate) name: Vec<u8>,
+    pub(crate) fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Event {
+    /// Whether this is a record of `event`.
+    pub(crate) fn is(&self, event: EventName) -> bool {
+        self.name == event.as_str().as_bytes()
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+    }
+
+    /// No mac to check: the module's own records (any local user can write one with
+    /// `logger -t pam_vigil`), and vigild records written without the chain.
+    pub(crate) fn unauthenticated(&self) -> bool {
+        self.module || self.get("mac").is_none()
+    }
+
+    /// vigild's end of a session (only vigild ends sessions: a module line saying so is
+    /// forged).
+    pub(crate) fn is_end(&self) -> bool {
+        !self.module && END_EVENTS.iter().any(|&end| self.is(end))
+    }
+
+    pub(crate) fn session(&self) -> Option<u64> {
+        self.get("session").and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok())
+    }
+}
+
+/// A block, numbered in the order of its first record.
+pub(crate) type BlockId = usize;
+
+/// Where a record is, across all the files read (lines and bytes counted on from one
+/// file to the next), to read it again: see [`reread`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct At {
+    pub(crate) line: u64,
+    pub(crate) offset: u64,
+}
+
+/// Which block a record belongs to, and where it is.
+pub(crate) struct Place<'a> {
+    pub(crate) id: BlockId,
+    /// The block's first record.
+    pub(crate) fresh: bool,
+    /// The host, numbered in the order the files name them.
+    pub(crate) host: u32,
+    pub(crate) host_name: &'a str,
+    pub(crate) session: Option<u64>,
+    pub(crate) at: At,
+}
+
+/// What the readers do with each record.
+pub(crate) trait Visit {
+    fn record(&mut self, place: Place<'_>, event: Event);
+    /// Block `id` takes no more records: its session ended a while ago, or the files
+    /// ended.
+    fn finished(&mut self, id: BlockId);
+}
+
+/// A file to read: a regular file is read again by position; anything else (a pipe)
+/// has the records' lines kept in memory when they are to be read again.
+pub(crate) enum Input<R> {
+    File(PathBuf, File),
+    Stream(PathBuf, R),
+}
+
+/// Opens `paths`, in order.
+pub(crate) fn open_files(paths: &[PathBuf]) -> io::Result<Vec<Input<BufReader<File>>>> {
+    let mut inputs = Vec::with_capacity(paths.len());
+    for path in paths {
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", display_path(path)));
+        let file = File::open(path).map_err(named)?;
+        let regular = file.metadata().map_err(named)?.is_file();
+        inputs.push(if regular {
+            Input::File(path.clone(), file)
+        } else {
+            Input::Stream(path.clone(), BufReader::with_capacity(256 * 1024, file))
+        });
+    }
+    Ok(inputs)
+}
+
+/// Readers given as such (tests, the fuzzer): streams.
+pub(crate) fn streams<R: BufRead>(inputs: Vec<(PathBuf, R)>) -> Vec<Input<R>> {
+    inputs.into_iter().map(|(path, reader)| Input::Stream(path, reader)).collect()
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub(crate) lines: u64,
+    pub(crate) not_syslog: u64,
+    pub(crate) not_records: u64,
+    pub(crate) records: u64,
+    pub(crate) unauthenticated: u64,
+}
+
+/// What reading the files left.
+pub(crate) struct Scan {
+    pub(crate) counts: Counts,
+    /// The files' names as shown.
+    pub(crate) names: Vec<String>,
+    /// Where to read the records again.
+    pub(crate) sources: Sources,
+}
+
+type Minute = (Option<i32>, u8, u8, u8, u8, Option<i32>);
+
+/// Resolving a local time asks the C library for the zone's offset: done once per
+/// minute of timestamps (zone changes fall on whole minutes), not once per line.
+#[derive(Default)]
+pub(crate) struct MinuteCache {
+    /// (year, month, day, hour, minute, offset) of `start`.
+    minute: Option<Minute>,
+    start: Option<SystemTime>,
+}
+
+impl MinuteCache {
+    fn resolve(&mut self, t: Timestamp, now: SystemTime) -> Option<SystemTime> {
+        let minute = (t.year, t.month, t.day, t.hour, t.minute, t.utc_offset_s);
+        if self.minute != Some(minute) {
+            self.start = Timestamp { second: 0, nanos: 0, ..t }.to_system_time(now);
+            self.minute = Some(minute);
+        }
+        self.start?.checked_add(Duration::new(u64::from(t.second), t.nanos))
+    }
+}
+
+/// What a line is to the readers.
+pub(crate) enum Line<'a> {
+    /// Not a syslog line.
+    NotSyslog,
+    /// Another program's.
+    Other,
+    /// vigild's or pam_vigil's, but not a record.
+    NotRecord,
+    Record(&'a str, Event),
+}
+
+/// Reads one line (`cut`: longer than the readers keep) of file `file`.
+pub(crate) fn read_line<'a>(file: usize, line: u64, text: &'a str, cut: bool, clock: &mut MinuteCache, now: SystemTime) -> Line<'a> {
+    let Some(parsed) = parse_line(text) else { return Line::NotSyslog };
+    let module = parsed.tag == MODULE_TAG;
+    if !module && parsed.tag != DAEMON_TAG {
+        return Line::Other;
+    }
+    let record = if cut { None } else { parse_record(parsed.message) };
+    let Some((name, fields)) = record else { return Line::NotRecord };
+    let time = parsed.timestamp.and_then(|t| clock.resolve(t, now));
+    let stamp = parsed.timestamp.zip(time).map(|(t, at)| (t.year.unwrap_or_else(|| local_year(at)), t.month, t.day, t.hour));
+    let time_text = if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || b" :.+-".contains(&b)) {
+        parsed.timestamp_text.to_string()
+    } else {
+        "?".into()
+    };
+    Line::Record(parsed.host, Event { file, line, module, time, time_text, stamp, name, fields })
+}
+
+/// The live blocks: by host and session, with the ends that keep them joinable a while.
+struct Live {
+    hosts: HashMap<String, u32>,
+    host_names: Vec<String>,
+    blocks: HashMap<(u32, Option<u64>), Slot>,
+    /// Ends read, oldest first: (block key, the end's number).
+    closed: VecDeque<((u32, Option<u64>), u64)>,
+    kept: usize,
+    ends: u64,
+    next_id: BlockId,
+}
+
+struct Slot {
+    id: BlockId,
+    /// The number of its latest end, once vigild ended it.
+    ended: Option<u64>,
+}
+
+impl Live {
+    fn new(kept: usize) -> Live {
+        Live { hosts: HashMap::new(), host_names: Vec::new(), blocks: HashMap::new(), closed: VecDeque::new(), kept, ends: 0, next_id: 0 }
+    }
+
+    fn host(&mut self, host: &str) -> u32 {
+        if let Some(&id) = self.hosts.get(host) {
+            return id;
+        }
+        let id = self.host_names.len() as u32;
+        self.host_names.push(host.to_owned());
+        self.hosts.insert(host.to_owned(), id);
+        id
+    }
+
+    fn record(&mut self, host: &str, event: Event, at: At, visit: &mut impl Visit) {
+        let host_id = self.host(host);
+        let session = event.session();
+        let key = (host_id, session);
+        let ends = event.is_end() && session.is_some();
+        let (id, fresh) = match self.blocks.get(&key) {
+            Some(slot) => (slot.id, false),
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.blocks.insert(key, Slot { id, ended: None });
+                (id, true)
+            }
+        };
+        let host_name = self.host_names.get(host_id as usize).map_or("", String::as_str);
+        visit.record(Place { id, fresh, host: host_id, host_name, session, at }, event);
+        if ends {
+            self.ends += 1;
+            if let Some(slot) = self.blocks.get_mut(&key) {
+                slot.ended = Some(self.ends);
+            }
+            self.closed.push_back((key, self.ends));
+            while self.closed.len() > self.kept {
+                let Some((old, end)) = self.closed.pop_front() else { break };
+                // A later end of the same block keeps it a while longer.
+                if self.blocks.get(&old).is_some_and(|slot| slot.ended == Some(end)) {
+                    if let Some(slot) = self.blocks.remove(&old) {
+                        visit.finished(slot.id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The files ended: every block still live is finished, in block order.
+    fn finish(self, visit: &mut impl Visit) {
+        let mut ids: Vec<BlockId> = self.blocks.into_values().map(|slot| slot.id).collect();
+        ids.sort_unstable();
+        for id in ids {
+            visit.finished(id);
+        }
+    }
+}
+
+/// Reads `inputs` in order and hands every record to `visit`. With `reread`, the
+/// lines of streams' records are kept so that [`Scan::sources`] can give them again.
+pub(crate) fn scan<R: BufRead>(inputs: Vec<Input<R>>, now: SystemTime, reread: bool, visit: &mut impl Visit) -> io::Result<Scan> {
+    scan_keeping(inputs, now, reread, CLOSED_KEPT, visit)
+}
+
+pub(crate) fn scan_keeping<R: BufRead>(
+    inputs: Vec<Input<R>>,
+    now: SystemTime,
+    reread: bool,
+    kept: usize,
+    visit: &mut impl Visit,
+) -> io::Result<Scan> {
+    let mut counts = Counts::default();
+    let mut clock = MinuteCache::default();
+    let mut live = Live::new(kept);
+    let mut names = Vec::with_capacity(inputs.len());
+    let mut sources = Sources::default();
+    for (file, input) in inputs.into_iter().enumerate() {
+        let (line_base, offset_base) = sources.bases();
+        let mut each = |kept_lines: Option<&mut Vec<u8>>, line: u64, offset: u64, text: &str, cut: bool| {
+            counts.lines += 1;
+            match read_line(file, line, text, cut, &mut clock, now) {
+                Line::NotSyslog => counts.not_syslog += 1,
+                Line::Other => {}
+                Line::NotRecord => counts.not_records += 1,
+                Line::Record(host, event) => {
+                    counts.records += 1;
+                    if event.unauthenticated() {
+                        counts.unauthenticated += 1;
+                    }
+                    let offset = match kept_lines {
+                        Some(kept) => {
+                            let at = kept.len() as u64;
+                            kept.extend_from_slice(text.as_bytes());
+                            kept.push(b'\n');
+                            at
+                        }
+                        None => offset,
+                    };
+                    live.record(host, event, At { line: line_base + line, offset: offset_base + offset }, visit);
+                }
+            }
+        };
+        match input {
+            Input::File(path, handle) => {
+                names.push(display_path(&path));
+                let read = for_each_line_at(BufReader::with_capacity(256 * 1024, &handle), |line, offset, text, cut| {
+                    each(None, line, offset, text, cut)
+                })?;
+                sources.push(Data::File(handle), read.lines, read.bytes);
+            }
+            Input::Stream(path, reader) => {
+                names.push(display_path(&path));
+                let mut kept = Vec::new();
+                let read = for_each_line_at(reader, |line, offset, text, cut| each(reread.then_some(&mut kept), line, offset, text, cut))?;
+                let bytes = kept.len() as u64;
+                sources.push(if reread { Data::Memory(kept) } else { Data::Gone }, read.lines, bytes);
+            }
+        }
+    }
+    live.finish(visit);
+    Ok(Scan { counts, names, sources })
+}
+
+/// An event name and the other fields of a record, values decoded.
+type Fields = (Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// A record's event name and its other fields, from kv or JSON; `None` when it is not
+/// a record (hostile lines included).
+pub(crate) fn parse_record(message: &str) -> Option<Fields> {
+    let mut fields: Vec<(String, Vec<u8>)> = if message.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(message).ok()?;
+        let object = value.as_object()?;
+        let mut fields = Vec::with_capacity(object.len());
+        for (key, value) in object {
+            if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return None;
+            }
+            let bytes = match value {
+                serde_json::Value::String(s) => s.as_bytes().to_vec(),
+                other => other.to_string().into_bytes(),
+            };
+            fields.push((key.clone(), bytes));
+        }
+        fields
+    } else {
+        parse_kv_line(message).ok()?
+    };
+    let position = fields.iter().position(|(k, _)| k == "event")?;
+    let (_, name) = fields.remove(position);
+    if name.is_empty() {
+        return None;
+    }
+    Some((name, fields))
+}
+
+#[cfg(test)]
+mod tests;
