@@ -9,7 +9,10 @@
 //!
 //! Not adopted: vigild's own audit session (vigild started from an admin's shell), a
 //! login not yet seen unheld by the previous sweep (its registration may be on its
-//! way), and the services that are not logins (cron jobs, `systemd --user` managers).
+//! way), and the services that are not logins (cron and at jobs, `systemd --user`
+//! managers), told by the program their topmost process runs (see `not_a_login`).
+//! An adopted login's ttys are claimed like any session's (`tty_claims.rs`): only those
+//! a process of it has, taken over from a session that claims them without holding them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -25,8 +28,12 @@ use crate::ttys::{self, TtyNr};
 
 /// How often /proc is swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
-/// Leaders whose command is one of these are not login sessions.
-const NOT_LOGINS: [&str; 4] = ["cron", "CRON", "atd", "systemd"];
+/// Programs whose PAM sessions are not logins, by the path the kernel gives for the
+/// topmost process's executable (Debian's; `/lib` is `/usr/lib` on a merged /usr).
+/// `root_only`: the program opens its sessions in a root process of its own (cron and
+/// atd fork one per job); a user's own copy of it is no such thing.
+const NOT_LOGINS: [(&str, bool); 4] =
+    [("/usr/sbin/cron", true), ("/usr/sbin/atd", true), ("/usr/lib/systemd/systemd", false), ("/lib/systemd/systemd", false)];
 
 /// Which logins the sweep may adopt.
 #[derive(Debug, Clone)]
@@ -49,6 +56,8 @@ pub struct Orphan {
     pub groups: Vec<String>,
     pub service: String,
     pub ttys: Vec<TtyNr>,
+    /// The processes of the audit session, as the sweep listed them.
+    pub pids: Vec<u32>,
 }
 
 impl Manager {
@@ -75,20 +84,22 @@ impl Manager {
             started_usec: now,
             adopted: true,
         };
-        let policy = crate::registry::resolve(&config, &who, !orphan.ttys.is_empty());
+        // Resolved again for each tty claimed.
+        let policy = crate::registry::resolve(&config, &who, false);
         let id = self.allocate_id();
-        let session = {
+        {
             let mut registry = self.registry();
             if registry.holds_audit_session(orphan.audit_session_id) {
                 return false;
             }
             registry.insert(Session::new(id, who, policy, now));
-            for &tty in &orphan.ttys {
-                registry.adopt_tty(id, tty);
-            }
-            registry.get(id).cloned()
-        };
-        let Some(session) = session else { return false };
+        }
+        // The sweep's listing is seconds old: each tty is claimed only if a process of the
+        // login has it now.
+        for &tty in &orphan.ttys {
+            self.claim_tty(id, tty, &orphan.pids);
+        }
+        let Some(session) = self.session(id) else { return false };
         self.save(Some(session.saved()));
         self.audit.write(session_record(Event::SessionAdopted, &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
         for hooks in self.hooks() {
@@ -162,15 +173,33 @@ fn orphans(core: &Manager, own: u32, scope: &Scope, seen_before: &HashSet<u32>) 
         let stats: Vec<Stat> = procfs::stats_of(&by_ses[&ses]);
         let Some(leader) = topmost(&stats) else { continue };
         // The cheap tests first: NSS is asked only about logins that may be adopted.
-        let comm = procfs::comm(leader.pid).unwrap_or_default();
         let Some(uid) = procfs::login_uid(leader.pid) else { continue };
-        if NOT_LOGINS.contains(&comm.as_str()) || allowed.as_ref().is_some_and(|uids| !uids.contains(&uid)) {
+        if allowed.as_ref().is_some_and(|uids| !uids.contains(&uid)) || not_a_login(leader.pid) {
             continue;
         }
+        let comm = procfs::comm(leader.pid).unwrap_or_default();
         let Some(orphan) = describe(ses, leader, uid, comm, &stats) else { continue };
         found.push(orphan);
     }
     (found, unheld.into_iter().collect())
+}
+
+/// Whether the audit session led by `pid` is a service's rather than a login: decided by
+/// what a user cannot set. The command name (`comm`) is not that: any process sets its
+/// own with prctl(PR_SET_NAME). The executable's path is: a user's process shows
+/// `/usr/sbin/cron` only by running that binary (a file only root can put there), and
+/// cron and atd open their job's session in a root process, which a user's copy of
+/// them is not. A user who runs the systemd binary gets a user service manager, which
+/// is what the module also leaves alone (`systemd-user`).
+fn not_a_login(pid: u32) -> bool {
+    procfs::exe(pid).is_some_and(|exe| is_service_program(&exe, || procfs::real_uid(pid)))
+}
+
+/// Whether `exe` (a `/proc/PID/exe` target) run by `uid` is one of `NOT_LOGINS`.
+fn is_service_program(exe: &str, uid: impl Fn() -> Option<u32>) -> bool {
+    // A program replaced by an upgrade while it runs: still the one root installed.
+    let exe = exe.strip_suffix(" (deleted)").unwrap_or(exe);
+    NOT_LOGINS.iter().any(|&(path, root_only)| exe == path && (!root_only || uid() == Some(0)))
 }
 
 /// The process of the audit session whose parent is outside it (the oldest, if
@@ -193,6 +222,7 @@ fn describe(ses: u32, leader: Stat, uid: u32, comm: String, stats: &[Stat]) -> O
         groups: account.groups,
         service: comm,
         ttys: ttys::ttys_of(&pids, stats),
+        pids,
     })
 }
 
@@ -233,6 +263,7 @@ mod tests {
             groups: vec![],
             service: "sleep".into(),
             ttys: vec![],
+            pids: vec![pid],
         };
         assert_eq!(core.unheld_audit_sessions([ses, ses + 1]), vec![ses, ses + 1]);
         assert!(core.adopt_session(orphan.clone()));
@@ -258,6 +289,40 @@ mod tests {
         assert_eq!(core.registry().by_audit_session(ses), Some(id));
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// A process that names itself `cron` (its comm, which any process may set) is a
+    /// login all the same: only the program it runs, and who runs it, can say otherwise.
+    #[test]
+    fn a_process_named_cron_is_no_cron_job() {
+        let dir = std::env::temp_dir().join(format!("vigil-adopt-comm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // exec through a link named `cron`: the kernel takes the comm from that name.
+        let fake = dir.join("cron");
+        let _ = std::fs::remove_file(&fake);
+        std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
+        let mut child = std::process::Command::new(&fake).arg("30").spawn().unwrap();
+        let pid = child.id();
+        for _ in 0..200 {
+            if procfs::comm(pid).as_deref() == Some("cron") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(procfs::comm(pid).as_deref(), Some("cron"), "the comm a name-based rule would have skipped");
+        assert!(!not_a_login(pid), "adopted: its executable is {:?}", procfs::exe(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!not_a_login(u32::MAX), "a process gone is no service");
+        // The programs themselves: cron's and atd's job processes are root's; a user's own
+        // copy of cron is a login's process.
+        assert!(is_service_program("/usr/sbin/cron", || Some(0)));
+        assert!(is_service_program("/usr/sbin/cron (deleted)", || Some(0)), "upgraded while it runs");
+        assert!(!is_service_program("/usr/sbin/cron", || Some(1000)));
+        assert!(is_service_program("/usr/sbin/atd", || Some(0)));
+        assert!(is_service_program("/usr/lib/systemd/systemd", || Some(1000)), "a user's service manager");
+        assert!(!is_service_program("/home/u/cron", || Some(0)) && !is_service_program("/usr/bin/sleep", || Some(0)));
     }
 
     #[test]

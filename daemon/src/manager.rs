@@ -208,19 +208,6 @@ impl Manager {
         true
     }
 
-    /// Adds a tty to a session (once; a tty belongs to one session) and saves it.
-    pub fn adopt_tty(&self, id: u64, tty: TtyNr) -> bool {
-        let saved = {
-            let mut registry = self.registry();
-            if !registry.adopt_tty(id, tty) {
-                return false;
-            }
-            registry.get(id).map(Session::saved)
-        };
-        self.save(saved);
-        true
-    }
-
     /// A tty device went away (pty closed).
     pub fn drop_tty(&self, tty: TtyNr) {
         let saved = {
@@ -411,12 +398,20 @@ impl Manager {
 }
 
 impl Session {
-    /// Which processes belong to the session, for termination.
+    /// Which processes and ttys belong to the session (`ownership.rs`, `terminate.rs`).
     pub fn scope(&self) -> terminate::SessionScope {
-        terminate::SessionScope {
-            leader_pid: self.who.leader_pid,
-            audit_session: self.who.owns_audit_session.then_some(self.who.audit_session_id),
-            ttys: self.ttys().iter().copied().collect(),
+        terminate::SessionScope::of(&self.who, self.ttys().iter().copied().collect())
+    }
+}
+
+impl terminate::SessionScope {
+    /// The scope of a session of `who` claiming `ttys`.
+    pub fn of(who: &crate::registry::Identity, ttys: Vec<TtyNr>) -> Self {
+        Self {
+            leader_pid: who.leader_pid,
+            leader_start: who.leader_start,
+            audit_session: who.owns_audit_session.then_some(who.audit_session_id),
+            ttys,
         }
     }
 }

@@ -6,6 +6,12 @@ use std::fs;
 // own readings (a session's TCP peer through pidfd) stay here.
 pub use vigil_host::procfs::*;
 
+/// The path of the process's executable (`/proc/PID/exe`), as the kernel names it:
+/// `" (deleted)"` follows a file removed since it was run.
+pub fn exe(pid: u32) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
+}
+
 /// The remote port of a TCP connection the process holds (sshd's session process holds
 /// the client's connection). Each socket fd of the process is copied into vigild with
 /// pidfd_getfd(2) and asked for its peer: a few system calls, where reading

@@ -436,6 +436,19 @@ impl Registry {
         true
     }
 
+    /// Takes a tty from a session that no longer holds it. False when it was not the
+    /// session's.
+    pub fn release_tty(&mut self, id: u64, tty: TtyNr) -> bool {
+        if self.by_tty.get(&tty) != Some(&id) {
+            return false;
+        }
+        self.by_tty.remove(&tty);
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.ttys.remove(&tty);
+        }
+        true
+    }
+
     /// A tty device went away (pty closed): the session that had it.
     pub fn drop_tty(&mut self, tty: TtyNr) -> Option<u64> {
         let id = self.by_tty.remove(&tty)?;
@@ -494,6 +507,9 @@ pub(crate) mod tests {
         assert!(r.adopt_tty(1, 34816));
         assert!(!r.adopt_tty(2, 34816), "a tty belongs to one session");
         assert_eq!(r.owner_of_tty(34816), Some(1));
+        assert!(!r.release_tty(2, 34816), "only its claimant gives a tty up");
+        assert!(r.release_tty(1, 34816) && r.owner_of_tty(34816).is_none() && r.get(1).unwrap().ttys().is_empty());
+        assert!(r.adopt_tty(1, 34816));
         assert_eq!(r.by_audit_session(5), Some(1));
         assert_eq!(r.led_by(100), Some(2));
         assert_eq!(r.enclosing_session(300, |p| (p == 300).then_some(100)), Some(2));

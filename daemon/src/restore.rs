@@ -4,7 +4,8 @@
 //! under the running configuration, with a `session_restored` record and no second
 //! `session_open`. The others ended while vigild was away: `session_end
 //! reason=leader_gone`. Proofs of identity are not kept: after a restart the next sudo
-//! asks the password (the safe side).
+//! asks the password (the safe side). A saved tty is kept only while a process of the
+//! session still has it: a pty closed while vigild was away may be another login's now.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,15 +15,20 @@ use vigil_protocol::events::{EndReason, Event};
 
 use crate::clock;
 use crate::manager::Manager;
-use crate::procfs;
+use crate::ownership;
+use crate::procfs::{self, Stat};
 use crate::records::session_record;
-use crate::registry::Session;
+use crate::registry::{SavedSession, Session};
+use crate::terminate::SessionScope;
+use crate::tty_claims;
+use crate::ttys::TtyNr;
 
 impl Manager {
     /// Registers a session saved by an earlier vigild whose leader still runs. Its
     /// times are moved by any step of the wall clock since its file was written
     /// (`saved_offset`: the clock offset the file's times are in; `clock.rs`).
-    pub fn restore_session(&self, mut session: Session, saved_offset: Option<i64>) {
+    /// `released`: saved ttys the session no longer held, named in its record.
+    pub fn restore_session(&self, mut session: Session, saved_offset: Option<i64>, released: &[TtyNr]) {
         let (id, leader) = (session.id, session.who.leader_pid);
         // The client's port is not in the file: the leader still holds the connection.
         if !session.who.rhost.is_empty() && session.who.rport.is_none() {
@@ -39,7 +45,11 @@ impl Manager {
         };
         let Some(restored) = restored else { return };
         self.save(Some(restored.saved()));
-        self.audit.write(session_record(Event::SessionRestored, &restored).number_opt("clock_step_ms", shift.map(|d| d / 1000)));
+        self.audit.write(
+            session_record(Event::SessionRestored, &restored)
+                .number_opt("clock_step_ms", shift.map(|d| d / 1000))
+                .text_opt("ttys_released", tty_claims::names(released)),
+        );
         for hooks in self.hooks() {
             hooks.session_added(id, leader);
         }
@@ -56,14 +66,17 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
     }
     let config = core.config();
     let (mut restored, mut gone) = (0, 0);
-    for saved in saved {
+    // One listing of /proc for every restored session's ttys, taken when the first needs it.
+    let mut listing = None;
+    for mut saved in saved {
         let saved_offset = saved.clock_offset_usec;
-        let session = Session::from_saved(saved, &config);
-        let leader = &session.who;
+        let leader = &saved.who;
         if leader.leader_start != 0 && procfs::stat(leader.leader_pid).map(|s| s.start_time) == Some(leader.leader_start) {
-            core.restore_session(session, saved_offset);
+            let released = release_lost_ttys(&mut saved, &mut listing);
+            core.restore_session(Session::from_saved(saved, &config), saved_offset, &released);
             restored += 1;
         } else {
+            let session = Session::from_saved(saved, &config);
             let _ = store.remove(session.id);
             core.inhibitor_ended_with(&session);
             core.audit.write(
@@ -73,6 +86,20 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
         }
     }
     (restored, gone, unreadable.len())
+}
+
+/// Drops the saved ttys the session no longer holds (closed while vigild was away, their
+/// numbers perhaps another login's by now) and returns them. When /proc cannot be
+/// listed they are kept: the session's first check looks at them again.
+fn release_lost_ttys(saved: &mut SavedSession, listing: &mut Option<std::io::Result<Vec<Stat>>>) -> Vec<TtyNr> {
+    if saved.ttys.is_empty() {
+        return Vec::new();
+    }
+    let Ok(stats) = listing.get_or_insert_with(procfs::all_stats) else { return Vec::new() };
+    let scope = SessionScope::of(&saved.who, saved.ttys.clone());
+    let (held, lost) = saved.ttys.iter().partition(|&&tty| ownership::holds_tty(&scope, tty, &ownership::on_tty(stats, tty)));
+    saved.ttys = held;
+    lost
 }
 
 /// The single state file of vigil 0.1 (`sessions.json`, written at a clean stop only):
@@ -103,14 +130,14 @@ mod tests {
         let running = core.registry().clock_offset();
         // Written by a vigild that ran while the clock was an hour behind.
         let hour = 3600 * S as i64;
-        core.restore_session(saved_session(1), Some(running - hour));
+        core.restore_session(saved_session(1), Some(running - hour), &[]);
         let restored = core.session(1).unwrap();
         assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S + 3600 * S, 2000 * S + 3600 * S));
         assert_eq!(restored.clock_offset_usec, running);
         // A file in the running clock, and one from before vigild followed clock steps:
         // as they are.
-        core.restore_session(saved_session(2), Some(running));
-        core.restore_session(saved_session(3), None);
+        core.restore_session(saved_session(2), Some(running), &[]);
+        core.restore_session(saved_session(3), None, &[]);
         for id in [2, 3] {
             let restored = core.session(id).unwrap();
             assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S, 2000 * S), "session {id}");

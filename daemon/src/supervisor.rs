@@ -7,7 +7,7 @@
 //! sleeps again. Sessions without a tty have no event to wake vigild, so their
 //! processes' I/O is sampled at a quarter of their timeout.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +19,12 @@ use crate::clock;
 use crate::idle::{self, Decision, IdleFacts, Limit};
 use crate::inhibit;
 use crate::manager::{Hooks, Manager, TtyActivity, now_usec};
+use crate::ownership;
 use crate::procfs;
 use crate::records::{EndReason, session_record};
 use crate::registry::Session;
 use crate::terminate::Targets;
+use crate::tty_claims::Claim;
 use crate::ttys::{self, TtyEvent, TtyNr, TtyWatcher};
 use crate::warning;
 
@@ -271,7 +273,7 @@ impl Task {
             };
             match owner {
                 Some(id) => {
-                    if self.adopt(id, tty) {
+                    if self.adopt(id, tty, &ownership::on_tty(&stats, tty)) {
                         self.check_session(id);
                     }
                 }
@@ -290,23 +292,64 @@ impl Task {
     }
 
     /// Watches a session's tty; the first watch of the session starts the time from
-    /// which every input is seen as an event (tty times after it must match one).
+    /// which every input is seen as an event (tty times after it must match one). A
+    /// watch that cannot be set brings no IN_IGNORED when the tty goes: the tty is
+    /// looked at now, and given up when the session no longer holds it.
     fn watch(&mut self, id: u64, tty: TtyNr) {
-        if self.watcher.watch(tty) || !self.watching_since.contains_key(&id) {
+        let watched = self.watcher.watch(tty);
+        if watched || !self.watching_since.contains_key(&id) {
             self.watching_since.entry(id).or_insert_with(now_usec);
+        }
+        if watched {
+            return;
+        }
+        let held = match self.core.session(id) {
+            Some(session) if ownership::device_exists(tty) => match procfs::all_stats() {
+                Ok(stats) => ownership::holds_tty(&session.scope(), tty, &ownership::on_tty(&stats, tty)),
+                // Nothing is concluded from a failed read; the atime stays the evidence.
+                Err(_) => true,
+            },
+            _ => false,
+        };
+        if !held {
+            self.core.release_tty(id, tty);
         }
     }
 
-    /// Adds a tty to a session and watches it; the policy is resolved again when the
-    /// session just became a tty session.
-    fn adopt(&mut self, id: u64, tty: TtyNr) -> bool {
-        if !self.core.adopt_tty(id, tty) {
+    /// Claims a tty for a session (`tty_claims.rs`) and watches it. The watch is set
+    /// before the claim is checked, so that a pty closed at any point is either refused
+    /// or reported gone. `on_tty`: the pids a listing showed on the tty.
+    fn adopt(&mut self, id: u64, tty: TtyNr, on_tty: &[u32]) -> bool {
+        if self.core.session(id).is_some_and(|s| s.ttys().contains(&tty)) {
             return false;
         }
-        self.watch(id, tty);
-        let config = self.core.config();
-        self.core.update_session(id, |s| s.resolve_policy(&config));
-        true
+        let watched = self.watcher.watch(tty);
+        match self.core.claim_tty(id, tty, on_tty) {
+            Claim::Already => false,
+            Claim::Refused => {
+                if !self.core.tty_claimed(tty) {
+                    self.watcher.unwatch(tty);
+                }
+                false
+            }
+            Claim::Claimed | Claim::TakenOver { .. } => {
+                if watched || !self.watching_since.contains_key(&id) {
+                    self.watching_since.entry(id).or_insert_with(now_usec);
+                }
+                true
+            }
+        }
+    }
+
+    /// Gives up the session's ttys that no process of it has any more (`tree`: its
+    /// process tree, read just now), and their watches.
+    fn release_lost_ttys(&mut self, session: &Session, tree: &[procfs::Stat]) {
+        let Ok(lost) = ownership::lost_ttys(&session.scope(), tree) else { return };
+        for tty in lost {
+            if self.core.release_tty(session.id, tty) && !self.core.tty_claimed(tty) {
+                self.watcher.unwatch(tty);
+            }
+        }
     }
 
     /// Follows the registry's clock `offset` after a step of the wall clock: the
@@ -355,19 +398,26 @@ impl Task {
         // session is still measured by its ttys' times (no new tty is found this time);
         // a session without one is looked at again soon, its activity neither counted
         // nor ended.
-        let (tree, stats) = match tree_and_stats {
-            Ok(found) => found,
-            Err(_) if !session.ttys().is_empty() => (Vec::new(), Vec::new()),
+        let (tree, stats, readable) = match tree_and_stats {
+            Ok((tree, stats)) => (tree, stats, true),
+            Err(_) if !session.ttys().is_empty() => (Vec::new(), Vec::new(), false),
             Err(_) => {
                 self.timers.set(Entry::Session(id), now_usec() + UNREADABLE_RETRY_USEC);
                 return;
             }
         };
         for tty in ttys::ttys_of(&tree, &stats) {
-            self.adopt(id, tty);
+            self.adopt(id, tty, &ownership::on_tty(&stats, tty));
         }
         for &tty in session.ttys() {
             self.watch(id, tty);
+        }
+        // What the warning is written on and the end reaches is what the session holds
+        // now, not what it claimed once.
+        if readable && let Some(session) = self.core.session(id) {
+            let members: HashSet<u32> = tree.iter().copied().collect();
+            let tree_stats: Vec<procfs::Stat> = stats.iter().filter(|s| members.contains(&s.pid)).copied().collect();
+            self.release_lost_ttys(&session, &tree_stats);
         }
         self.core.expire_inhibitor(id, now_usec());
         let Some(session) = self.core.session(id) else { return };

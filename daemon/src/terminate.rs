@@ -1,16 +1,20 @@
 //! Ending every process of a session: SIGHUP, then SIGKILL after a grace period.
 //!
-//! The session's processes are the leader's process tree, every process on the
-//! session's ttys, and every process of its kernel audit session when the session owns
-//! one (set by pam_loginuid for this login, not inherited). vigild never signals
+//! A session's processes are what it owns (`ownership.rs`): the leader's process tree,
+//! every process of its kernel audit session when the session owns one (set by
+//! pam_loginuid for this login, not inherited), and the jobs on its ttys whose POSIX
+//! session one of those leads. A process that is merely on a tty the session claims is
+//! never one of them: the tty may be another login's by now. vigild never signals
 //! itself, its ancestors or PID 1. Processes are held by pidfd from the moment they are
 //! chosen, so a reused pid is never hit.
 
+use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use vigil_protocol::events::TerminateFailure;
 
+use crate::ownership;
 use crate::pidfd;
 use crate::procfs;
 use crate::ttys::TtyNr;
@@ -19,10 +23,12 @@ use crate::ttys::TtyNr;
 #[derive(Debug, Clone)]
 pub struct SessionScope {
     pub leader_pid: u32,
+    /// The leader's start time (0: unknown): with the pid, it names the leader for good.
+    pub leader_start: u64,
     /// The session's own audit session id, if it has one.
     pub audit_session: Option<u32>,
-    /// The session's ttys: every process on them belongs to it (nohup'd jobs whose
-    /// shell is gone included).
+    /// The ttys the session claims: a process on them is its own only by its POSIX
+    /// session (`ownership::on_session_ttys`).
     pub ttys: Vec<TtyNr>,
 }
 
@@ -51,19 +57,15 @@ impl TerminateError {
 /// The session's pids in a listing of every process, minus anything vigild must never
 /// signal.
 fn pids_in(scope: &SessionScope, stats: Vec<procfs::Stat>) -> std::io::Result<Vec<u32>> {
-    let mut pids = procfs::process_tree(scope.leader_pid, &stats);
-    for s in &stats {
-        if s.tty_nr != 0 && scope.ttys.contains(&s.tty_nr) && !pids.contains(&s.pid) {
-            pids.push(s.pid);
-        }
-    }
+    // A leader gone (its pid perhaps another process's by now) leads nothing.
+    let leader_lives = stats.iter().any(|s| s.pid == scope.leader_pid && (scope.leader_start == 0 || s.start_time == scope.leader_start));
+    let mut pids = if leader_lives { procfs::process_tree(scope.leader_pid, &stats) } else { Vec::new() };
     if let Some(ses) = scope.audit_session {
-        for s in &stats {
-            if !pids.contains(&s.pid) && procfs::audit_session_id(s.pid) == ses {
-                pids.push(s.pid);
-            }
-        }
+        let tree: HashSet<u32> = pids.iter().copied().collect();
+        pids.extend(stats.iter().filter(|s| !tree.contains(&s.pid) && procfs::audit_session_id(s.pid) == ses).map(|s| s.pid));
     }
+    let members: HashSet<u32> = pids.iter().copied().collect();
+    pids.extend(ownership::on_session_ttys(scope, &stats, &members));
     let protected = protected_pids(&stats);
     pids.retain(|p| !protected.contains(p));
     Ok(pids)
@@ -143,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_listing_that_failed_is_never_taken_for_no_processes() {
-        let scope = SessionScope { leader_pid: 4242, audit_session: None, ttys: vec![] };
+        let scope = SessionScope { leader_pid: 4242, leader_start: 0, audit_session: None, ttys: vec![] };
         let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
         let failed = Targets::of_listing(&scope, Err(emfile));
         assert!(matches!(&failed, Err(e) if e.reason() == TerminateFailure::CannotListProcesses), "{:?}", failed.as_ref().err());

@@ -6,6 +6,10 @@
 //! so multiplexed ssh channels are tracked as they open. Input on a tty is seen as
 //! IN_ACCESS on its device (a read by the session), output as IN_MODIFY: both at once,
 //! not at the 8-second grain of the device's atime, which stays the fallback.
+//!
+//! A tty found so is claimed for the session only when a process of the session has it
+//! at that moment (`tty_claims.rs`), and it is watched before that check: a pty closed
+//! after the check brings its IN_IGNORED, one closed before fails the check.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -89,6 +93,15 @@ impl TtyWatcher {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// Stops watching a tty no session claims any more. Its IN_IGNORED then names a
+    /// watch nobody knows, and is skipped.
+    pub fn unwatch(&mut self, tty: TtyNr) {
+        if let Some(wd) = self.by_tty.remove(&tty) {
+            self.by_wd.remove(&wd);
+            let _ = self.fd.get_ref().0.rm_watch(wd);
         }
     }
 

@@ -83,6 +83,8 @@ wire_names! {
         SessionFileUnreadable = "session_file_unreadable",
         SessionSaveFailed = "session_save_failed",
         ActivitySuspect = "activity_suspect",
+        /// A login claimed a tty that another session claimed but no longer held.
+        TtyTakenOver = "tty_taken_over",
         TerminateFailed = "terminate_failed",
         LogindTerminateFailed = "logind_terminate_failed",
         SessionEnd = "session_end",
