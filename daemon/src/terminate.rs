@@ -143,6 +143,25 @@ async fn end_held(handles: &[OwnedFd], grace: Duration) {
 mod tests {
     use super::*;
 
+    /// A process on a tty the session claims, but whose POSIX session is not the
+    /// session's (the pty's number given to another login), is never signalled.
+    #[test]
+    fn a_process_on_a_claimed_tty_is_a_target_only_by_its_posix_session() {
+        use crate::ownership::tests::{end, holder_of, open_pty};
+        let (_master, slave, tty) = open_pty();
+        let other_login = holder_of(&slave, &["sleep", "30"], "sleep");
+        let mut leader = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let stale = SessionScope { leader_pid: leader.id(), leader_start: 0, audit_session: None, ttys: vec![tty] };
+        let pids = pids_in(&stale, procfs::all_stats().unwrap()).unwrap();
+        assert!(pids.contains(&leader.id()) && !pids.contains(&other_login.id()), "{pids:?}");
+        // The holder's own session (it leads its POSIX session): its process is a target.
+        let own = SessionScope { leader_pid: other_login.id(), ..stale };
+        assert!(pids_in(&own, procfs::all_stats().unwrap()).unwrap().contains(&other_login.id()));
+        end(other_login);
+        let _ = leader.kill();
+        let _ = leader.wait();
+    }
+
     #[test]
     fn a_listing_that_failed_is_never_taken_for_no_processes() {
         let scope = SessionScope { leader_pid: 4242, leader_start: 0, audit_session: None, ttys: vec![] };
