@@ -58,6 +58,10 @@ pub struct ResolvedPolicy {
     /// Longest idle inhibitor a user may take on a session (`vigilctl inhibit --for`);
     /// `None` = inhibitors are forbidden (the file says `"0"`).
     pub max_inhibit: Option<Duration>,
+    /// Most inhibited time a session may have between two moments of activity: a user
+    /// who is present needs no inhibitor, so activity renews it. `None` = no bound
+    /// beyond `max_inhibit` per request (the file says `"0"`).
+    pub max_inhibit_total: Option<Duration>,
 }
 
 /// The name a session's policy carries when no `[[policy]]` block matched.
@@ -82,6 +86,7 @@ impl ResolvedPolicy {
             sensitive_services: ["sudo", "sudo-i", "su", "su-l", "polkit-1"].map(String::from).to_vec(),
             exempt: false,
             max_inhibit: Some(minutes(240)),
+            max_inhibit_total: Some(minutes(480)),
         }
     }
 
@@ -101,6 +106,7 @@ impl ResolvedPolicy {
             sensitive_services,
             exempt,
             max_inhibit,
+            max_inhibit_total,
         } = layer;
         let set = |target: &mut Option<Duration>, value: &Option<Dur>| {
             if let Some(Dur(d)) = value {
@@ -113,6 +119,7 @@ impl ResolvedPolicy {
         set(&mut self.reauth_window, reauth_window);
         set(&mut self.reauth_after_idle, reauth_after_idle);
         set(&mut self.max_inhibit, max_inhibit);
+        set(&mut self.max_inhibit_total, max_inhibit_total);
         if let Some(Dur(d)) = idle_warning {
             self.idle_warning = *d;
         }

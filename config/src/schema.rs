@@ -80,6 +80,7 @@ settings! {
     sensitive_services: Vec<String>,
     exempt: bool,
     max_inhibit: Dur,
+    max_inhibit_total: Dur,
 }
 
 /// A human duration such as `"15m"`, `"1h30m"` or `"90s"`; `"0"` is zero.

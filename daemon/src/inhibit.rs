@@ -1,7 +1,9 @@
 //! Idle inhibitors: a user declares a long job (`vigilctl inhibit --for 2h --why
 //! "db migration"`) and the session is neither warned nor ended for idleness until the
-//! inhibitor expires. Bounded by the policy's `max_inhibit` (`"0"` forbids them);
-//! `max_session_age` still applies. The inhibitor is part of the session (saved with it,
+//! inhibitor expires. Bounded by the policy's `max_inhibit` (`"0"` forbids them) per
+//! request, and by `max_inhibit_total` in all between two moments of activity, so
+//! that a loop taking one inhibitor after another cannot keep a session that nobody
+//! uses; `max_session_age` still applies. The inhibitor is part of the session (saved with it,
 //! so it survives a restart of vigild) and its end is one more deadline of the idle
 //! supervisor: nothing runs between deadlines.
 //!
@@ -14,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vigil_config::ResolvedPolicy;
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::{Event, InhibitCancelledBy, InhibitEndReason};
+use vigil_protocol::events::{CallRefusal, Event, InhibitCancelledBy, InhibitEndReason};
 // `until` as RFC 3339 (UTC, seconds): bare in a record, readable by an admin.
 use vigil_protocol::time::{human, rfc3339_seconds as rfc3339};
 use vigil_protocol::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, VigilError};
@@ -33,6 +35,64 @@ pub struct Inhibitor {
     pub why: String,
 }
 
+/// The inhibited time a session has had since its last activity. Inhibitors taken one
+/// after another add up; one that ends early (replaced, cancelled) counts for the time
+/// it ran. Activity starts a new count: someone at the keyboard needs no inhibitor.
+/// Saved with the session, so a restart of vigild does not renew it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InhibitBudget {
+    /// The activity the count starts from (µs since the epoch).
+    pub since_usec: u64,
+    /// Inhibited time granted since then (µs), less what ended early left unused.
+    pub spent_usec: u64,
+}
+
+impl InhibitBudget {
+    pub fn is_unused(&self) -> bool {
+        *self == InhibitBudget::default()
+    }
+
+    /// Activity at `at` starts a new count, holding what the running inhibitor still
+    /// covers after it.
+    pub fn renew(&mut self, at: u64, running: Option<&Inhibitor>) {
+        if at <= self.since_usec {
+            return;
+        }
+        self.since_usec = at;
+        self.spent_usec = running.map_or(0, |i| i.until_usec.saturating_sub(at.max(i.since_usec)));
+    }
+
+    /// An inhibitor ended at `now`: what it would still have covered is given back.
+    pub fn give_back(&mut self, ended: &Inhibitor, now: u64) {
+        let unused = ended.until_usec.saturating_sub(now.max(ended.since_usec));
+        self.spent_usec = self.spent_usec.saturating_sub(unused);
+    }
+
+    /// Whether `policy` leaves room for `duration` more.
+    pub fn check(&self, policy: &ResolvedPolicy, duration: Duration) -> Result<(), Refusal> {
+        let Some(total) = policy.max_inhibit_total else { return Ok(()) };
+        let spent = Duration::from_micros(self.spent_usec);
+        if spent.saturating_add(duration) <= total {
+            return Ok(());
+        }
+        let left = total.saturating_sub(spent);
+        let (max, spent, policy) = (human(total), human(whole_seconds(spent)), policy.policy_name.clone());
+        if left < Duration::from_secs(1) {
+            return Err(Refusal::BudgetSpent { spent, max, policy });
+        }
+        Err(Refusal::OverBudget { asked: human(duration), spent, left: human(whole_seconds(left)), max, policy })
+    }
+
+    /// Moves the start of the count by a step of the wall clock.
+    pub fn shift_clock(&mut self, delta: i64) {
+        self.since_usec = crate::clock::shift(self.since_usec, delta);
+    }
+}
+
+fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
 /// Why a request for an inhibitor is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -40,6 +100,16 @@ pub enum Refusal {
     Forbidden { policy: String },
     #[error("{asked} is longer than max_inhibit ({max}, policy {policy:?}); ask for {max} or less")]
     TooLong { asked: String, max: String, policy: String },
+    #[error(
+        "this session has been inhibited for {spent} since its last activity, the most max_inhibit_total allows ({max}, \
+         policy {policy:?}); no more until the session sees input again"
+    )]
+    BudgetSpent { spent: String, max: String, policy: String },
+    #[error(
+        "this session has been inhibited for {spent} since its last activity; {asked} more would pass max_inhibit_total \
+         ({max}, policy {policy:?}); ask for {left} or less (input on the session starts a new count)"
+    )]
+    OverBudget { asked: String, spent: String, left: String, max: String, policy: String },
     #[error("the duration is 0; expected a duration like \"30m\" or \"2h\"")]
     Zero,
     #[error("the reason is empty; say what the session waits for (e.g. --why \"db migration\")")]
@@ -112,13 +182,32 @@ impl Manager {
         let (id, _) = self.caller_session(&caller, "Inhibit")?;
         let now = now_usec();
         let duration = Duration::from_micros(duration_usec);
-        let (old, session) = {
+        let granted = {
             let mut registry = self.registry();
             let session = registry.get_mut(id).ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
             check(&session.policy, duration, why).map_err(|refusal| VigilError::InvalidArgument(refusal.to_string()))?;
-            let new = Inhibitor { since_usec: now, until_usec: now.saturating_add(duration_usec), why: why.to_owned() };
-            let old = session.inhibitor.replace(new);
-            (old, session.clone())
+            let mut budget = session.inhibit_budget;
+            budget.renew(session.last_activity_usec, session.inhibitor.as_ref());
+            if let Some(running) = &session.inhibitor {
+                budget.give_back(running, now);
+            }
+            match budget.check(&session.policy, duration) {
+                Ok(()) => {
+                    budget.spent_usec = budget.spent_usec.saturating_add(duration_usec);
+                    session.inhibit_budget = budget;
+                    let new = Inhibitor { since_usec: now, until_usec: now.saturating_add(duration_usec), why: why.to_owned() };
+                    let old = session.inhibitor.replace(new);
+                    Ok((old, session.clone()))
+                }
+                Err(refusal) => Err(refusal),
+            }
+        };
+        let (old, session) = match granted {
+            Ok(granted) => granted,
+            Err(refusal) => {
+                self.refuse(&caller, "Inhibit", CallRefusal::InhibitBudgetSpent);
+                return Err(VigilError::InvalidArgument(refusal.to_string()));
+            }
         };
         self.save(Some(session.saved()));
         if let Some(old) = &old {
@@ -130,6 +219,7 @@ impl Manager {
                 .text("why", why)
                 .text("until", rfc3339(until))
                 .number("duration_s", duration.as_secs())
+                .number("inhibited_s", session.inhibit_budget.spent_usec / 1_000_000)
                 .number("pid", caller.pid),
         );
         self.session_changed(id);
@@ -149,6 +239,7 @@ impl Manager {
                 .filter(|s| caller.is_root() || s.who.uid == caller.uid)
                 .ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
             let Some(old) = session.inhibitor.take() else { return Ok(false) };
+            session.inhibit_budget.give_back(&old, now_usec());
             (old, session.clone())
         };
         self.save(Some(session.saved()));
@@ -221,6 +312,84 @@ mod tests {
         assert!(check(&policy(None), Duration::from_secs(1), "x").unwrap_err().to_string().contains("max_inhibit = \"0\""));
     }
 
+    fn inhibit(budget: &mut InhibitBudget, p: &ResolvedPolicy, running: &mut Option<Inhibitor>, now: u64, secs: u64) -> bool {
+        if let Some(old) = running.as_ref() {
+            let mut tried = *budget;
+            tried.give_back(old, now);
+            if tried.check(p, Duration::from_secs(secs)).is_err() {
+                return false;
+            }
+            *budget = tried;
+        } else if budget.check(p, Duration::from_secs(secs)).is_err() {
+            return false;
+        }
+        budget.spent_usec += secs * S;
+        *running = Some(Inhibitor { since_usec: now, until_usec: now + secs * S, why: "x".into() });
+        true
+    }
+
+    #[test]
+    fn back_to_back_inhibitors_add_up_to_max_inhibit_total() {
+        // `while sleep 540; do vigilctl inhibit --for 10m; done`, max_inhibit_total = 1h.
+        let mut p = policy(Some(600));
+        p.max_inhibit_total = Some(Duration::from_secs(3600));
+        let (mut budget, mut running) = (InhibitBudget::default(), None);
+        budget.renew(1000 * S, None);
+        let mut granted = 0;
+        let mut now = 1000 * S;
+        for _ in 0..100 {
+            if !inhibit(&mut budget, &p, &mut running, now, 600) {
+                break;
+            }
+            granted += 1;
+            now += 540 * S;
+        }
+        // 9 minutes used of each replaced one: 5 × 9m + 10m = 55m, a sixth would be 64m.
+        assert_eq!(granted, 6, "{budget:?}");
+        assert_eq!(budget.spent_usec, (5 * 540 + 600) * S);
+        let refusal = budget.check(&p, Duration::from_secs(600)).unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "this session has been inhibited for 55m since its last activity; 10m more would pass max_inhibit_total (1h, \
+             policy \"defaults\"); ask for 5m or less (input on the session starts a new count)"
+        );
+        // Activity renews it, holding what the running one still covers after it.
+        let mut renewed = budget;
+        renewed.renew(now, running.as_ref());
+        assert_eq!(renewed.spent_usec, 60 * S, "the running one ends a minute after the input");
+        assert!(renewed.check(&p, Duration::from_secs(600)).is_ok());
+        // An older time is no renewal.
+        let mut same = budget;
+        same.renew(900 * S, running.as_ref());
+        assert_eq!(same, budget);
+    }
+
+    #[test]
+    fn a_spent_budget_says_so_and_zero_is_no_bound() {
+        let mut p = policy(Some(600));
+        p.max_inhibit_total = Some(Duration::from_secs(600));
+        let budget = InhibitBudget { since_usec: 1, spent_usec: 600 * S };
+        let refusal = budget.check(&p, Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(refusal, Refusal::BudgetSpent { .. }), "{refusal}");
+        assert!(refusal.to_string().contains("no more until the session sees input again"), "{refusal}");
+        p.max_inhibit_total = None;
+        assert_eq!(budget.check(&p, Duration::from_secs(600)), Ok(()));
+    }
+
+    #[test]
+    fn what_a_cancelled_or_replaced_inhibitor_did_not_use_is_given_back() {
+        let i = Inhibitor { since_usec: 100 * S, until_usec: 700 * S, why: "x".into() };
+        let mut budget = InhibitBudget { since_usec: 50 * S, spent_usec: 600 * S };
+        budget.give_back(&i, 400 * S);
+        assert_eq!(budget.spent_usec, 300 * S);
+        budget.give_back(&i, 900 * S);
+        assert_eq!(budget.spent_usec, 300 * S, "an expired one gives nothing back");
+        let mut renewed = InhibitBudget { since_usec: 50 * S, spent_usec: 600 * S };
+        renewed.renew(200 * S, Some(&i));
+        renewed.give_back(&i, 300 * S);
+        assert_eq!(renewed.spent_usec, 100 * S, "only what it ran after the activity stays counted");
+    }
+
     #[test]
     fn the_reason_is_required_and_bounded() {
         let p = policy(Some(3600));
@@ -270,12 +439,15 @@ mod tests {
         let saved = session.saved();
         let mut value = serde_json::to_value(&saved).unwrap();
         assert!(value.get("inhibitor").is_none(), "absent when none: files stay as before");
+        assert!(value.get("inhibit_budget").is_none(), "absent while nothing was spent");
         value.as_object_mut().unwrap().remove("inhibitor");
         let back: crate::registry::SavedSession = serde_json::from_value(value).unwrap();
         assert_eq!(back.inhibitor, None);
         session.inhibitor = Some(Inhibitor { since_usec: 1, until_usec: 2, why: "w".into() });
+        session.inhibit_budget = InhibitBudget { since_usec: 1, spent_usec: 7 };
         let text = serde_json::to_string(&session.saved()).unwrap();
         let restored = Session::from_saved(serde_json::from_str(&text).unwrap(), &vigil_config::Config::builtin());
         assert_eq!(restored.inhibitor, session.inhibitor);
+        assert_eq!(restored.inhibit_budget, session.inhibit_budget, "a restart does not renew the budget");
     }
 }

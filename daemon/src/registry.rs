@@ -16,7 +16,7 @@ use vigil_protocol::SessionInfo;
 
 use crate::clock;
 use crate::idle::Limit;
-use crate::inhibit::Inhibitor;
+use crate::inhibit::{InhibitBudget, Inhibitor};
 use crate::procfs::NO_AUDIT_SESSION;
 use crate::reauth::Proof;
 use crate::ttys::{self, TtyNr};
@@ -73,6 +73,8 @@ pub struct Session {
     ttys: BTreeSet<TtyNr>,
     /// The user's idle inhibitor (`vigilctl inhibit`), until it expires.
     pub inhibitor: Option<Inhibitor>,
+    /// Inhibited time since the last activity (`max_inhibit_total`).
+    pub inhibit_budget: InhibitBudget,
     /// The wall clock's offset from the boot clock that the times above are in (set by
     /// the registry; `clock.rs`).
     pub clock_offset_usec: i64,
@@ -109,6 +111,7 @@ impl Session {
             activity: Activity::default(),
             ttys: BTreeSet::new(),
             inhibitor: None,
+            inhibit_budget: InhibitBudget::default(),
             clock_offset_usec: 0,
         }
     }
@@ -156,6 +159,7 @@ impl Session {
             proof.note_gap(at.saturating_sub(last.max(proof.at)));
         }
         self.last_activity_usec = at;
+        self.inhibit_budget.renew(at, self.inhibitor.as_ref());
     }
 
     /// Moves every time the session holds by a step of the wall clock (`clock.rs`), so
@@ -179,6 +183,7 @@ impl Session {
             shift(&mut inhibitor.since_usec);
             shift(&mut inhibitor.until_usec);
         }
+        self.inhibit_budget.shift_clock(delta);
         self.clock_offset_usec += delta;
     }
 
@@ -196,6 +201,7 @@ impl Session {
             ttys: self.ttys.iter().copied().collect(),
             last_activity_usec: self.last_activity_usec,
             inhibitor: self.inhibitor.clone(),
+            inhibit_budget: self.inhibit_budget,
             clock_offset_usec: Some(self.clock_offset_usec),
         }
     }
@@ -206,6 +212,7 @@ impl Session {
         let mut session = Session::new(saved.id, saved.who, policy, saved.last_activity_usec);
         session.ttys = saved.ttys.into_iter().collect();
         session.inhibitor = saved.inhibitor;
+        session.inhibit_budget = saved.inhibit_budget;
         session.clock_offset_usec = saved.clock_offset_usec.unwrap_or(0);
         session
     }
@@ -255,6 +262,10 @@ pub struct SavedSession {
     /// Absent in files written before inhibitors existed, and when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inhibitor: Option<Inhibitor>,
+    /// Absent in files written before the budget existed (renewed from the last
+    /// activity then), and while nothing was spent.
+    #[serde(default, skip_serializing_if = "InhibitBudget::is_unused")]
+    pub inhibit_budget: InhibitBudget,
     /// The clock offset the times above are in (`clock.rs`); absent in files written
     /// before vigild followed clock steps (taken as the running offset: no shift).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -150,6 +150,7 @@ mod tests {
             ttys: vec![1025],
             last_activity_usec: 6,
             inhibitor: None,
+            inhibit_budget: Default::default(),
             clock_offset_usec: None,
         }
     }

@@ -241,6 +241,9 @@ wire_names! {
         FieldTooLong = "field_too_long",
         /// OpenSession: a user the name service does not know.
         UnknownUser = "unknown_user",
+        /// Inhibit: the session's inhibited time since its last activity would go past
+        /// the policy's `max_inhibit_total`.
+        InhibitBudgetSpent = "inhibit_budget_spent",
     }
 }
 
@@ -255,6 +258,7 @@ impl CallRefusal {
             CallRefusal::AuditSessionMismatch => "audit_session_id does not match /proc",
             CallRefusal::FieldTooLong => "a field is over the wire limit",
             CallRefusal::UnknownUser => "unknown user",
+            CallRefusal::InhibitBudgetSpent => "the session's idle inhibitors since its last activity reached max_inhibit_total",
         }
     }
 }

@@ -31,8 +31,14 @@ const HOSTILE_WHY: &str = "db \"migration\" reason=cancelled\nevent=session_end 
 /// rsyslogd, vigild with `idle_timeout = 6s`, `max_inhibit = 20s` (and `"0"` for
 /// `forbidden`, when given), sshd with pam_vigil in its session stack.
 fn harness(forbidden: Option<&TestUser>, h: Harness) -> Harness {
+    harness_with("", forbidden, h)
+}
+
+/// [`harness`] with more lines in `[defaults]`.
+fn harness_with(defaults: &str, forbidden: Option<&TestUser>, h: Harness) -> Harness {
     let mut h = h;
     let mut config = "[defaults]\nidle_timeout = \"6s\"\nidle_warning = \"3s\"\nkill_grace = \"1s\"\nmax_inhibit = \"20s\"\n".to_string();
+    config.push_str(defaults);
     if let Some(user) = forbidden {
         config.push_str(&format!("\n[[policy]]\nname = \"no-inhibit\"\nmatch = {{ users = [\"{}\"] }}\nmax_inhibit = \"0\"\n", user.name));
     }
@@ -254,4 +260,68 @@ fn an_inhibitor_survives_a_sigkill_of_vigild() {
     wait_record(&h, id, "session_end", &[("reason", "idle")]);
     assert_eq!(records(&h, id, "inhibit_start").len(), 1, "no second inhibit_start after the restart");
     eprintln!("inhibitor across SIGKILL: session ended {ended_after:?} after a {INHIBIT_FOR:?} inhibitor");
+}
+
+/// `while sleep 540; do vigilctl inhibit --for 10m; done` in small: a background job
+/// in the session takes one inhibitor after another without a key pressed. With
+/// `max_inhibit_total = 30s` the time they cover adds up (a replaced one counts for the
+/// time it ran), also across a SIGKILL of vigild between two of them, and the request
+/// past it is refused on the user's terminal and recorded as `call_refused
+/// reason=inhibit_budget_spent`. Input starts a new count.
+#[test]
+fn back_to_back_inhibitors_are_bounded_in_total_across_a_sigkill() {
+    require_root!();
+    let h = harness_with("max_inhibit_total = \"30s\"\n", None, Harness::with_syslog());
+    let user = h.create_user("inhtot");
+    let login = login_with(&h, &user, &SshOpts::default(), STEP);
+    let id = login.id();
+
+    let first = vigilctl_in(&h, &login, "inhibit --for 20s --why first");
+    assert_eq!(first.rc, 0, "{first:?}");
+    wait_record(&h, id, "inhibit_start", &[("why", "first")]);
+
+    // Typed (input: the count starts here, holding the ~19 s `first` still covers); then
+    // nothing is typed until the job has made both requests.
+    let out = user.home.join("budget.out");
+    let vigilctl = format!("{} --socket {}", paths::vigilctl_bin().display(), h.vigild().socket().display());
+    login.client.send_line(&format!(
+        "(sleep 8; {vigilctl} inhibit --for 20s --why second; echo rc2=$?; sleep 8; {vigilctl} inhibit --for 20s --why third; \
+         echo rc3=$?) > {} 2>&1 &",
+        out.display()
+    ));
+    let typed = Instant::now();
+
+    // `second` at +8 s: 19 - 12 given back by `first` + 20 = 27-28 s of 30: granted.
+    let second = wait_record(&h, id, "inhibit_start", &[("why", "second")]);
+    let inhibited: u64 = second.field("inhibited_s").and_then(|s| s.parse().ok()).expect("inhibited_s");
+    assert!((25..=30).contains(&inhibited), "inhibited_s={inhibited}: {}", second.raw);
+
+    // vigild dies and comes back between the two: the count is the session's, saved with it.
+    h.vigild().signal(nix::sys::signal::Signal::SIGKILL);
+    h.vigild().wait_exit(STEP).expect("vigild to die of SIGKILL");
+    h.vigild().stop(); // reaps; nothing else
+    h.vigild().start();
+    wait_record(&h, id, "session_restored", &[]);
+    assert!(typed.elapsed() < Duration::from_secs(15), "restarted {:?} after the job began: too late for the test", typed.elapsed());
+
+    // `third` at +16 s: 28 - 12 given back by `second` + 20 = 36 s: refused.
+    let job = vigil_e2e::wait_for(STEP + STEP, "the job's second request", || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.contains("rc3=") { Ok(text) } else { Err(text) }
+    });
+    assert!(job.contains("rc2=0"), "{job}");
+    assert!(!job.contains("rc3=0"), "the third inhibitor must be refused: {job}");
+    assert!(job.contains("max_inhibit_total (30s") && job.contains("since its last activity"), "{job}");
+    let refused = h.wait_for_event(STEP, "vigild", "call_refused", &[("reason", "inhibit_budget_spent"), ("method", "Inhibit")]);
+    assert_eq!(refused.field("uid"), Some(user.uid.to_string()), "{}", refused.raw);
+    assert!(records(&h, id, "inhibit_start").iter().all(|l| l.field("why").as_deref() != Some("third")));
+    assert_alive(&h, &login, "under `second`");
+
+    // Someone at the keyboard: a new count, and the same request is granted.
+    login.client.press_key();
+    let fourth = vigilctl_in(&h, &login, "inhibit --for 20s --why fourth");
+    assert_eq!(fourth.rc, 0, "input renews the budget: {fourth:?}");
+    let start = wait_record(&h, id, "inhibit_start", &[("why", "fourth")]);
+    eprintln!("inhibit budget: {}\n{}\n{job}", second.raw, start.raw);
+    assert_report_matches_show(&h);
 }

@@ -44,7 +44,8 @@ fn unknown_key_in_defaults() {
     assert_eq!(
         refusal.message,
         "unknown key; expected one of idle_timeout, idle_warning, idle_action, output_is_activity, \
-         max_session_age, notty_idle_timeout, kill_grace, reauth_window, reauth_after_idle, sensitive_services, exempt, max_inhibit"
+         max_session_age, notty_idle_timeout, kill_grace, reauth_window, reauth_after_idle, sensitive_services, exempt, max_inhibit, \
+         max_inhibit_total"
     );
 }
 

@@ -35,6 +35,7 @@ fn builtin_values() {
             sensitive_services: ["sudo", "sudo-i", "su", "su-l", "polkit-1"].map(String::from).to_vec(),
             exempt: false,
             max_inhibit: Some(mins(240)),
+            max_inhibit_total: Some(mins(480)),
         }
     );
     assert_eq!(Config::builtin().policy_count(), 0);
@@ -88,6 +89,17 @@ fn max_inhibit_is_per_block_and_zero_forbids() {
     assert_eq!(config.resolve(&session().user("bob").facts()).max_inhibit, None, "\"0\" forbids");
     assert_eq!(config.resolve(&session().user("carol").facts()).max_inhibit, Some(mins(480)));
     assert_eq!(Config::builtin().resolve(&session().facts()).max_inhibit, Some(mins(240)), "built-in 4h");
+}
+
+#[test]
+fn max_inhibit_total_is_per_block_and_zero_is_off() {
+    let config = parse(
+        "[defaults]\nmax_inhibit_total = \"2h\"\n\n\
+         [[policy]]\nname = \"batch\"\nmatch = { users = [\"bob\"] }\nmax_inhibit_total = \"0\"\n",
+    );
+    assert_eq!(config.resolve(&session().facts()).max_inhibit_total, Some(mins(120)), "from [defaults]");
+    assert_eq!(config.resolve(&session().user("bob").facts()).max_inhibit_total, None, "\"0\" is no bound");
+    assert_eq!(Config::builtin().resolve(&session().facts()).max_inhibit_total, Some(mins(480)), "built-in 8h");
 }
 
 #[test]
