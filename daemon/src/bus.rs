@@ -3,12 +3,15 @@
 //! the private socket alike. Session objects are served from the registry on demand
 //! (`SessionObjects`), never copied onto every connection: a PAM call pays for none.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use vigil_protocol::{InhibitorInfo, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError, session_path};
 use zbus::message::Header;
-use zbus::{Connection, interface};
+use zbus::names::{InterfaceName, MemberName};
+use zbus::object_server::{DispatchResult, Interface, SignalEmitter};
+use zbus::zvariant::{OwnedVariant, Variant};
+use zbus::{BoxDBusError, Connection, Message, ObjectServer, interface};
 
 use crate::caller::Caller;
 use crate::manager::{Hooks, Manager};
@@ -206,14 +209,14 @@ impl ManagerIface {
 
 /// `/org/vigil1/session/<id>`: read-only properties, read live from the registry.
 /// Like ListSessions, a session's properties are for root and for the session's own
-/// user: anyone else gets AccessDenied (the object path alone says only that a session
-/// with that id exists).
-pub struct SessionIface {
+/// user: anyone else gets AccessDenied for each one and for GetAll (the object path
+/// alone says only that a session with that id exists).
+pub struct SessionProperties {
     core: Weak<Manager>,
     id: u64,
 }
 
-impl SessionIface {
+impl SessionProperties {
     async fn info(&self, header: Option<Header<'_>>, connection: &Connection) -> zbus::fdo::Result<SessionInfo> {
         let info = self
             .core
@@ -232,10 +235,10 @@ impl SessionIface {
 }
 
 #[interface(name = "org.vigil1.Session")]
-impl SessionIface {
+impl SessionProperties {
     #[zbus(property(emits_changed_signal = "const"))]
-    fn id(&self) -> u64 {
-        self.id
+    async fn id(&self, #[zbus(header)] header: Option<Header<'_>>, #[zbus(connection)] connection: &Connection) -> zbus::fdo::Result<u64> {
+        Ok(self.info(header, connection).await?.id)
     }
     #[zbus(property(emits_changed_signal = "const"))]
     async fn user(
@@ -315,6 +318,99 @@ impl SessionIface {
     }
 }
 
+/// The session object as served: [`SessionProperties`], with GetAll refused as each Get
+/// is. zbus's own GetAll leaves out every property whose getter fails and answers with
+/// what is left, which would tell anyone the session's id; everything else is the
+/// generated interface's.
+pub struct SessionIface(SessionProperties);
+
+impl SessionIface {
+    fn new(core: Weak<Manager>, id: u64) -> Self {
+        SessionIface(SessionProperties { core, id })
+    }
+}
+
+#[zbus::export::async_trait::async_trait]
+impl Interface for SessionIface {
+    fn name() -> InterfaceName<'static> {
+        SessionProperties::name()
+    }
+
+    fn spawn_tasks_for_methods(&self) -> bool {
+        self.0.spawn_tasks_for_methods()
+    }
+
+    async fn get(
+        &self,
+        property_name: &str,
+        server: &ObjectServer,
+        connection: &Connection,
+        header: Option<&Header<'_>>,
+        emitter: &SignalEmitter<'_>,
+    ) -> Option<Result<OwnedVariant, BoxDBusError>> {
+        self.0.get(property_name, server, connection, header, emitter).await
+    }
+
+    async fn get_all(
+        &self,
+        server: &ObjectServer,
+        connection: &Connection,
+        header: Option<&Header<'_>>,
+        emitter: &SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<HashMap<String, OwnedVariant>> {
+        self.0.info(header.cloned(), connection).await?;
+        self.0.get_all(server, connection, header, emitter).await
+    }
+
+    fn set<'call>(
+        &'call self,
+        property_name: &'call str,
+        value: &'call Variant<'_>,
+        server: &'call ObjectServer,
+        connection: &'call Connection,
+        header: Option<&'call Header<'_>>,
+        emitter: &'call SignalEmitter<'_>,
+    ) -> DispatchResult<'call> {
+        self.0.set(property_name, value, server, connection, header, emitter)
+    }
+
+    async fn set_mut(
+        &mut self,
+        property_name: &str,
+        value: &Variant<'_>,
+        server: &ObjectServer,
+        connection: &Connection,
+        header: Option<&Header<'_>>,
+        emitter: &SignalEmitter<'_>,
+    ) -> Option<Result<(), BoxDBusError>> {
+        self.0.set_mut(property_name, value, server, connection, header, emitter).await
+    }
+
+    fn call<'call>(
+        &'call self,
+        server: &'call ObjectServer,
+        connection: &'call Connection,
+        msg: &'call Message,
+        name: MemberName<'call>,
+    ) -> DispatchResult<'call> {
+        self.0.call(server, connection, msg, name)
+    }
+
+    fn call_mut<'call>(
+        &'call mut self,
+        server: &'call ObjectServer,
+        connection: &'call Connection,
+        msg: &'call Message,
+        name: MemberName<'call>,
+    ) -> DispatchResult<'call> {
+        self.0.call_mut(server, connection, msg, name)
+    }
+
+    fn introspect_to_writer(&self, writer: &mut dyn std::fmt::Write, level: usize) {
+        self.0.introspect_to_writer(writer, level)
+    }
+}
+
 /// The session objects, served on demand: a connection gets `/org/vigil1/session/ID`
 /// when a call for that path arrives on it (`serve`: the socket's reader calls it before
 /// the call is dispatched), on the private socket and on the system bus alike
@@ -357,7 +453,7 @@ impl SessionObjects {
         }
         let Some(core) = self.core.upgrade() else { return };
         for id in core.session_ids() {
-            let _ = connection.object_server().at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+            let _ = connection.object_server().at(session_path(id), SessionIface::new(self.core.clone(), id)).await;
         }
     }
 
@@ -366,7 +462,7 @@ impl SessionObjects {
     pub async fn serve(&self, server: &zbus::ObjectServer, path: &str) {
         let Some(id) = self.live_session(path) else { return };
         // `at` leaves an object the connection has already in place.
-        let _ = server.at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+        let _ = server.at(session_path(id), SessionIface::new(self.core.clone(), id)).await;
     }
 
     /// `serve` on the bus connection, remembering the object so that the session's end
@@ -380,7 +476,7 @@ impl SessionObjects {
         if !added {
             return;
         }
-        let _ = server.at(session_path(id), SessionIface { core: self.core.clone(), id }).await;
+        let _ = server.at(session_path(id), SessionIface::new(self.core.clone(), id)).await;
         // Ended while the object was being added (its removal may have run first): take
         // it out again, so that no ended session's object stays in the bus's tree.
         if self.live_session(path).is_none() {
@@ -404,7 +500,7 @@ impl Hooks for SessionObjects {
             Some(bus) if bus.eager => bus.connection.clone(),
             _ => return,
         };
-        let iface = SessionIface { core: self.core.clone(), id };
+        let iface = SessionIface::new(self.core.clone(), id);
         tokio::spawn(async move {
             let _ = bus.object_server().at(session_path(id), iface).await;
         });

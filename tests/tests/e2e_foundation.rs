@@ -490,7 +490,8 @@ fn vigilctl_fails_clearly_without_daemon() {
 }
 
 /// A session object's properties are for root and the session's own user, over the
-/// private socket and the bus alike (like ListSessions).
+/// private socket and the bus alike (like ListSessions): each Get, and GetAll, which
+/// zbus alone would answer with every property that did not refuse (the session's id).
 #[test]
 fn session_properties_only_for_their_user() {
     require_root!();
@@ -501,28 +502,33 @@ fn session_properties_only_for_their_user() {
     let session = h.open_pam_session(&h.pam_host(&service, &owner.name).tty(TTY).rhost(RHOST));
     let id = session.session_id_u64();
     let path = format!("/org/vigil1/session/{id}");
-    let get_user = |user: &str, transport: &str| {
-        h.run_as(
-            user,
-            &[
-                "dbus-send",
-                transport,
-                "--print-reply",
-                "--dest=org.vigil1",
-                &path,
-                "org.freedesktop.DBus.Properties.Get",
-                "string:org.vigil1.Session",
-                "string:User",
-            ],
-        )
+    let call = |user: &str, transport: &str, args: &[&str]| {
+        let mut argv = vec!["dbus-send", transport, "--print-reply", "--dest=org.vigil1", &path];
+        argv.extend_from_slice(args);
+        h.run_as(user, &argv)
     };
+    let get = ["org.freedesktop.DBus.Properties.Get", "string:org.vigil1.Session"];
+    let get_user = |user: &str, transport: &str| call(user, transport, &[get[0], get[1], "string:User"]);
+    let get_id = |user: &str, transport: &str| call(user, transport, &[get[0], get[1], "string:Id"]);
+    let get_all = |user: &str, transport: &str| call(user, transport, &["org.freedesktop.DBus.Properties.GetAll", get[1]]);
     for transport in [format!("--peer={}", h.vigild().peer_address()), format!("--bus={}", h.bus_address())] {
         let mine = get_user(&owner.name, &transport);
         assert!(mine.status.success(), "{transport}: the owner reads their session: {}", describe_output(&mine));
         assert!(String::from_utf8_lossy(&mine.stdout).contains(&owner.name), "{}", describe_output(&mine));
-        let theirs = get_user(&other.name, &transport);
-        assert!(!theirs.status.success(), "{transport}: another user read the session: {}", describe_output(&theirs));
-        assert!(String::from_utf8_lossy(&theirs.stderr).contains("AccessDenied"), "{}", describe_output(&theirs));
+        let all = get_all(&owner.name, &transport);
+        let text = String::from_utf8_lossy(&all.stdout);
+        assert!(all.status.success() && text.contains(&owner.name) && text.contains("\"Id\""), "{}", describe_output(&all));
+        for (what, theirs) in [
+            ("Get User", get_user(&other.name, &transport)),
+            ("Get Id", get_id(&other.name, &transport)),
+            ("GetAll", get_all(&other.name, &transport)),
+        ] {
+            assert!(!theirs.status.success(), "{transport}: another user's {what} answered: {}", describe_output(&theirs));
+            assert!(String::from_utf8_lossy(&theirs.stderr).contains("AccessDenied"), "{what}: {}", describe_output(&theirs));
+            assert!(!String::from_utf8_lossy(&theirs.stdout).contains("Id"), "{what}: {}", describe_output(&theirs));
+        }
+        let root = get_all("root", &transport);
+        assert!(root.status.success() && String::from_utf8_lossy(&root.stdout).contains(&owner.name), "{}", describe_output(&root));
     }
     session.close();
     // Served on demand on the bus, and taken out of its tree when the session ends.
