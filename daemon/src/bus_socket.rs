@@ -20,7 +20,8 @@ use zbus::address::transport::{Transport, UnixSocket};
 use zbus::connection::socket::BoxedSplit;
 
 use crate::bus::SessionObjects;
-use crate::guarded_socket::{self, Services, Source};
+use crate::bus_shares::BusShares;
+use crate::guarded_socket::{self, BusSide, Services, Source};
 
 /// The system bus's address: `DBUS_SYSTEM_BUS_ADDRESS`, or the well-known socket.
 pub fn system_bus_address() -> String {
@@ -30,7 +31,11 @@ pub fn system_bus_address() -> String {
 /// Connects to the bus at `address` when it is a `unix:` address (`Ok(None)` for any
 /// other: let zbus connect). The services learn the connection's object server once it
 /// is built (`Services::connected`).
-pub async fn connect(address: &str, objects: &Arc<SessionObjects>) -> io::Result<Option<(BoxedSplit, Arc<Services>)>> {
+pub async fn connect(
+    address: &str,
+    objects: &Arc<SessionObjects>,
+    shares: BusShares,
+) -> io::Result<Option<(BoxedSplit, Arc<Services>)>> {
     let Ok(parsed) = zbus::Address::try_from(address) else { return Ok(None) };
     let Transport::Unix(unix) = parsed.transport() else { return Ok(None) };
     let stream = match unix.path() {
@@ -44,7 +49,7 @@ pub async fn connect(address: &str, objects: &Arc<SessionObjects>) -> io::Result
         }
         _ => return Ok(None),
     };
-    let services =
-        Arc::new(Services { objects: objects.clone(), object_server: OnceLock::new(), early_paths: Mutex::default(), source: Source::Bus });
+    let source = Source::Bus(BusSide { shares, guid: OnceLock::new() });
+    let services = Arc::new(Services { objects: objects.clone(), object_server: OnceLock::new(), early_paths: Mutex::default(), source });
     Ok(Some((guarded_socket::split(stream, services.clone()), services)))
 }

@@ -1,7 +1,17 @@
 //! Who is calling: from the transport, never from the message body.
 //!
 //! On the private socket that is the socket's peer credentials (SO_PEERCRED); on the
-//! bus, the bus daemon's GetConnectionCredentials for the message's sender.
+//! bus, the bus daemon's GetConnectionCredentials for the message's sender, asked once
+//! per sender: a bus connection's credentials are fixed when it connects and its unique
+//! name is never given to another connection while that bus runs, so the answer is
+//! kept (`SenderCache`). A sender not yet known is asked about on a connection of its
+//! own (`open_lookup`): its input holds only the bus's answers to vigild, so the
+//! question does not wait behind every call queued for `org.vigil1` a second time.
+//! Under one user's flood of calls, asking on the serving connection for every call
+//! kept the module's calls on the bus past their deadline.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, OnceLock};
 
 use zbus::Connection;
 use zbus::message::Header;
@@ -27,8 +37,16 @@ impl Caller {
     pub async fn identify(connection: &Connection, header: &Header<'_>) -> Result<Caller, String> {
         let (uid, pid) = if connection.is_bus() {
             let sender = header.sender().ok_or("message without sender")?;
-            let dbus = zbus::fdo::DBusProxy::new(connection).await.map_err(|e| e.to_string())?;
+            let key = (connection.server_guid().to_string(), sender.to_string());
+            if let Some(known) = senders().get(&key) {
+                return Ok(known);
+            }
+            let lookup = LOOKUP.get().filter(|lookup| lookup.server_guid() == connection.server_guid()).unwrap_or(connection);
+            let dbus = zbus::fdo::DBusProxy::new(lookup).await.map_err(|e| e.to_string())?;
             let creds = dbus.get_connection_credentials(sender.clone().into()).await.map_err(|e| e.to_string())?;
+            if let (Some(uid), Some(pid)) = (creds.unix_user_id(), creds.process_id()) {
+                senders().insert(key, Caller { uid, pid });
+            }
             (creds.unix_user_id(), creds.process_id())
         } else {
             let creds = connection.peer_creds().await.map_err(|e| e.to_string())?;
@@ -38,5 +56,108 @@ impl Caller {
             (Some(uid), Some(pid)) => Ok(Caller { uid, pid }),
             _ => Err("the transport gave no uid or pid for the caller".into()),
         }
+    }
+}
+
+/// The caller behind `sender` on the bus whose GUID is `bus_guid`, when already known.
+pub fn known_on_bus(bus_guid: &str, sender: &str) -> Option<Caller> {
+    senders().get(&(bus_guid.to_string(), sender.to_string()))
+}
+
+/// vigild's second connection to the bus it serves on, for its questions about callers.
+static LOOKUP: OnceLock<Connection> = OnceLock::new();
+
+/// Opens the lookup connection to the bus at `address` (once; without it, callers are
+/// asked about on the serving connection).
+pub async fn open_lookup(address: &str) {
+    if LOOKUP.get().is_some() {
+        return;
+    }
+    match zbus::connection::Builder::address(address).build().await {
+        Ok(connection) => {
+            let _ = LOOKUP.set(connection);
+        }
+        Err(e) => eprintln!("vigild: no second bus connection for caller lookups ({e}); using the serving one"),
+    }
+}
+
+/// Senders whose credentials are kept at once: a name that went is forgotten only when
+/// newer ones push it out (a bus gives no name twice while it runs, and its GUID is part
+/// of the key, so a restarted bus starts afresh).
+const SENDERS_KEPT: usize = 4096;
+
+/// Bus senders' credentials, by (bus GUID, unique name), oldest first out.
+#[derive(Default)]
+pub struct SenderCache {
+    callers: HashMap<(String, String), Caller>,
+    order: VecDeque<(String, String)>,
+}
+
+impl SenderCache {
+    pub fn get(&self, key: &(String, String)) -> Option<Caller> {
+        self.callers.get(key).copied()
+    }
+
+    pub fn insert(&mut self, key: (String, String), caller: Caller) {
+        if self.callers.insert(key.clone(), caller).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > SENDERS_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.callers.remove(&oldest);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.callers.len()
+    }
+}
+
+/// The bus senders vigild has identified (one bus connection per vigild).
+fn senders() -> SendersGuard {
+    static SENDERS: OnceLock<Mutex<SenderCache>> = OnceLock::new();
+    SendersGuard(SENDERS.get_or_init(Mutex::default))
+}
+
+struct SendersGuard(&'static Mutex<SenderCache>);
+
+impl SendersGuard {
+    fn get(&self, key: &(String, String)) -> Option<Caller> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key)
+    }
+
+    fn insert(&self, key: (String, String), caller: Caller) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key, caller);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: usize) -> (String, String) {
+        ("guid".to_string(), format!(":1.{n}"))
+    }
+
+    #[test]
+    fn the_sender_cache_keeps_the_newest_senders_up_to_its_bound() {
+        let mut cache = SenderCache::default();
+        for n in 0..SENDERS_KEPT + 10 {
+            cache.insert(key(n), Caller { uid: n as u32, pid: 1 });
+        }
+        assert_eq!(cache.len(), SENDERS_KEPT);
+        assert_eq!(cache.get(&key(0)), None, "the oldest went first");
+        assert_eq!(cache.get(&key(SENDERS_KEPT + 9)), Some(Caller { uid: (SENDERS_KEPT + 9) as u32, pid: 1 }));
+        cache.insert(key(SENDERS_KEPT + 9), Caller { uid: 7, pid: 1 });
+        assert_eq!(cache.len(), SENDERS_KEPT, "a sender seen again takes no second place");
+    }
+
+    #[test]
+    fn the_same_name_on_another_bus_is_another_sender() {
+        let mut cache = SenderCache::default();
+        cache.insert(("bus-a".to_string(), ":1.5".to_string()), Caller { uid: 0, pid: 1 });
+        assert_eq!(cache.get(&("bus-b".to_string(), ":1.5".to_string())), None);
     }
 }

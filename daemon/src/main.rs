@@ -5,6 +5,7 @@ mod admission;
 mod adopt;
 mod audit_log;
 mod bus;
+mod bus_shares;
 mod bus_socket;
 mod caller;
 mod cli;
@@ -49,6 +50,7 @@ use zbus::connection::Builder;
 
 use crate::audit_log::AuditLog;
 use crate::bus::{ManagerIface, SessionObjects};
+use crate::bus_shares::BusShares;
 use crate::cli::Args;
 use crate::ids::IdAllocator;
 use crate::manager::Manager;
@@ -179,7 +181,13 @@ async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObje
             Ok(None)
         }
     };
-    let (builder, services) = match bus_socket::connect(&address, objects).await {
+    let audit = Arc::downgrade(core);
+    let shares = BusShares::new(Box::new(move |record| {
+        if let Some(core) = audit.upgrade() {
+            core.audit.write(record);
+        }
+    }));
+    let (builder, services) = match bus_socket::connect(&address, objects, shares).await {
         Ok(Some((socket, services))) => (Builder::socket(socket), Some(services)),
         Ok(None) => (Builder::address(address.as_str()), None),
         Err(e) => return unavailable(e.to_string()),
@@ -194,9 +202,11 @@ async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObje
         Err(e) => return unavailable(e.to_string()),
     };
     if let Some(services) = &services {
+        services.on_bus(connection.server_guid().as_str());
         services.connected(connection.object_server()).await;
     }
     objects.attach_bus(&connection, services.is_some()).await;
+    crate::caller::open_lookup(&address).await;
     Ok(Some(connection))
 }
 

@@ -29,7 +29,7 @@ use zbus::message::Message;
 use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
 use crate::bus::{ManagerIface, SessionObjects};
 use crate::caller::Caller;
-use crate::guarded_socket::{self, RefusalAuditor, Services, Source, Start, UNPRIVILEGED_IDLE};
+use crate::guarded_socket::{self, Dropped, RefusalAuditor, Services, Source, Start, UNPRIVILEGED_IDLE};
 use crate::manager::Manager;
 use crate::single_call::{self, Opening, OpeningReader};
 
@@ -253,24 +253,25 @@ fn spawn_unreported_summary(core: &Arc<Manager>, admission: &Admission, refusals
     });
 }
 
-/// Audits a peer whose input the frame guard refused, at most once per uid a minute.
+/// Audits a peer whose connection its guard closed, at most once per uid a minute.
 fn refusal_auditor(core: &Arc<Manager>, throttle: &Arc<Mutex<ReportThrottle<u32>>>) -> RefusalAuditor {
     let (core, throttle) = (Arc::downgrade(core), throttle.clone());
-    Arc::new(move |peer: Caller, refusal: &Refusal| {
+    Arc::new(move |peer: Caller, dropped: Dropped<'_>| {
         let Some(core) = core.upgrade() else { return };
         let report = throttle.lock().unwrap_or_else(|p| p.into_inner()).should_report(peer.uid, Instant::now());
         let Some(suppressed) = report else { return };
-        let bytes = match refusal {
-            Refusal::TooLarge { bytes } => Some(*bytes),
-            _ => None,
+        let (bytes, limit) = match dropped {
+            Dropped::Input(Refusal::TooLarge { bytes }) => (Some(*bytes), MAX_MESSAGE_BYTES),
+            Dropped::Input(_) => (None, MAX_MESSAGE_BYTES),
+            Dropped::RepliesUnread { limit } => (None, limit),
         };
         core.audit.write(
             Record::new(Event::MessageRefused)
                 .number("uid", peer.uid)
                 .number("pid", peer.pid)
-                .text("reason", refusal.reason())
+                .text("reason", dropped.reason())
                 .number_opt("bytes", bytes)
-                .number("limit", MAX_MESSAGE_BYTES as u64)
+                .number("limit", limit as u64)
                 .number("suppressed", suppressed),
         );
     })

@@ -277,6 +277,12 @@ wire_names! {
         TooLarge = "too_large",
         Malformed = "malformed",
         HandshakeTooLong = "handshake_too_long",
+        /// The peer kept sending calls without reading the answers, past the bound on
+        /// calls held unanswered for one connection.
+        RepliesUnread = "replies_unread",
+        /// A user's calls on the bus past their share of vigild's bus connection were
+        /// passed over, unanswered.
+        BusShare = "bus_share",
     }
 }
 

@@ -60,6 +60,8 @@ const MAX_SERVER_LINE_BYTES: usize = 1024;
 pub const PRIMARY_HEADER_BYTES: usize = 16;
 /// Message type of a method call.
 const METHOD_CALL: u8 = 1;
+/// Header flag of a method call that wants no reply.
+const NO_REPLY_EXPECTED: u8 = 0x1;
 
 /// Why a peer's input was refused. Once refused, a guard refuses everything after.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,6 +138,8 @@ pub struct FrameGuard {
     refused: Option<Refusal>,
     /// Largest message accepted, headers included.
     max_message: u64,
+    /// Serials of the method calls seen that expect a reply, not yet taken.
+    awaiting_reply: Vec<u32>,
 }
 
 impl FrameGuard {
@@ -143,20 +147,42 @@ impl FrameGuard {
     /// server accepts `AUTH EXTERNAL` for that uid only, and the guard must leave the
     /// handshake exactly when zbus does.
     pub fn new(peer_uid: u32) -> Self {
-        Self { phase: Phase::Handshake(Sasl::new(peer_uid)), refused: None, max_message: MAX_MESSAGE_BYTES as u64 }
+        Self {
+            phase: Phase::Handshake(Sasl::new(peer_uid)),
+            refused: None,
+            max_message: MAX_MESSAGE_BYTES as u64,
+            awaiting_reply: Vec::new(),
+        }
     }
 
     /// A guard for a connection whose handshake vigild already took part in (it answered
     /// the peer's first call itself, `daemon/src/single_call.rs`): messages from the start.
     pub fn after_handshake() -> Self {
-        Self { phase: Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 }, refused: None, max_message: MAX_MESSAGE_BYTES as u64 }
+        Self {
+            phase: Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 },
+            refused: None,
+            max_message: MAX_MESSAGE_BYTES as u64,
+            awaiting_reply: Vec::new(),
+        }
     }
 
     /// A guard for what vigild reads from its bus: the bus's handshake answers, then
     /// messages of up to [`MAX_BUS_MESSAGE_BYTES`] (the bus bounds what it relays; a call
     /// with header fields over [`MAX_MESSAGE_BYTES`] is passed over without its path).
     pub fn for_bus() -> Self {
-        Self { phase: Phase::ServerLines { line_bytes: 0, lines: 0 }, refused: None, max_message: MAX_BUS_MESSAGE_BYTES as u64 }
+        Self {
+            phase: Phase::ServerLines { line_bytes: 0, lines: 0 },
+            refused: None,
+            max_message: MAX_BUS_MESSAGE_BYTES as u64,
+            awaiting_reply: Vec::new(),
+        }
+    }
+
+    /// The serials of the method calls that expect a reply seen since the last time,
+    /// each taken at its call's primary header: a reader matches them with the replies
+    /// it writes to bound the calls it holds unanswered.
+    pub fn take_awaiting_replies(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.awaiting_reply)
     }
 
     /// Whether the handshake is over (the peer now sends messages).
@@ -224,6 +250,9 @@ impl FrameGuard {
                 if *have == PRIMARY_HEADER_BYTES {
                     let header = *bytes;
                     self.phase = start_message(&header, self.max_message)?;
+                    if header[1] == METHOD_CALL && header[2] & NO_REPLY_EXPECTED == 0 {
+                        self.awaiting_reply.push(serial_of(&header));
+                    }
                     self.finish_fields_if_complete(on_call)?;
                 }
                 Ok(used)
@@ -291,6 +320,12 @@ pub fn claimed_length(primary: &[u8]) -> Option<u64> {
     let word = |at: usize| u64::from(endian.u32([fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]]));
     // 64-bit sums: two claimed u32 lengths cannot overflow.
     Some((PRIMARY_HEADER_BYTES as u64 + word(12)).next_multiple_of(8) + word(4))
+}
+
+/// The serial of a message whose primary header `start_message` accepted.
+fn serial_of(header: &[u8; PRIMARY_HEADER_BYTES]) -> u32 {
+    let serial = [header[8], header[9], header[10], header[11]];
+    if header[0] == b'B' { u32::from_be_bytes(serial) } else { u32::from_le_bytes(serial) }
 }
 
 /// Checks a primary header and bounds the message; returns how to read the rest.

@@ -20,6 +20,7 @@ const PROTOCOL_VERSION: u8 = 1;
 const FIELD_PATH: u8 = 1;
 const FIELD_INTERFACE: u8 = 2;
 const FIELD_MEMBER: u8 = 3;
+const FIELD_DESTINATION: u8 = 6;
 const FIELD_SIGNATURE: u8 = 8;
 
 /// A method call's header, up to where the body starts (padding included).
@@ -27,6 +28,8 @@ const FIELD_SIGNATURE: u8 = 8;
 pub struct MethodCall<'a> {
     pub serial: u32,
     pub flags: u8,
+    /// The bus name the call is for (`None` peer to peer).
+    pub destination: Option<&'a str>,
     pub path: &'a str,
     pub interface: &'a str,
     pub member: &'a str,
@@ -39,7 +42,30 @@ pub struct MethodCall<'a> {
 impl MethodCall<'_> {
     /// `org.freedesktop.DBus.Peer.Ping` on `path`, which every zbus object answers.
     pub fn ping(serial: u32, path: &str) -> MethodCall<'_> {
-        MethodCall { serial, flags: 0, path, interface: "org.freedesktop.DBus.Peer", member: "Ping", signature: None, body_len: 0 }
+        MethodCall {
+            serial,
+            flags: 0,
+            destination: None,
+            path,
+            interface: "org.freedesktop.DBus.Peer",
+            member: "Ping",
+            signature: None,
+            body_len: 0,
+        }
+    }
+
+    /// The bus's `Hello`, a bus client's first call.
+    pub fn hello(serial: u32) -> MethodCall<'static> {
+        MethodCall {
+            serial,
+            flags: 0,
+            destination: Some("org.freedesktop.DBus"),
+            path: "/org/freedesktop/DBus",
+            interface: "org.freedesktop.DBus",
+            member: "Hello",
+            signature: None,
+            body_len: 0,
+        }
     }
 
     /// The header bytes: the fixed 16 bytes, the field array, padding to 8.
@@ -52,6 +78,9 @@ impl MethodCall<'_> {
         string_field(&mut out, FIELD_PATH, b'o', self.path);
         string_field(&mut out, FIELD_INTERFACE, b's', self.interface);
         string_field(&mut out, FIELD_MEMBER, b's', self.member);
+        if let Some(destination) = self.destination {
+            string_field(&mut out, FIELD_DESTINATION, b's', destination);
+        }
         if let Some(signature) = self.signature {
             pad(&mut out, 8);
             out.extend_from_slice(&[FIELD_SIGNATURE, 1, b'g', 0]);
@@ -141,6 +170,7 @@ mod tests {
         let call = MethodCall {
             serial: 1,
             flags: 0,
+            destination: None,
             path: "/org/vigil1",
             interface: "org.vigil1.Manager",
             member: "ListSessions",

@@ -345,6 +345,12 @@ impl Harness {
         self.flood(None, args)
     }
 
+    /// Runs the `pipeline` tool (a flood of calls that do not wait for their answers) as
+    /// `user` with `args`.
+    pub fn pipeline_as(&self, user: &TestUser, args: &[&str]) -> crate::pipeline::Pipeline {
+        crate::pipeline::Pipeline::spawn(&paths::pipeline_bin(), &user.name, args, self.dir.path(), self.next(), &self.ledger)
+    }
+
     fn flood(&self, user: Option<&str>, args: &[&str]) -> Flood {
         let socket = self.private_socket();
         Flood::spawn(&paths::flood_bin(), user, &socket, args, self.dir.path(), self.next(), &self.ledger)

@@ -66,6 +66,12 @@ pub fn flood_bin() -> PathBuf {
     package_bin("flood", "VIGIL_FLOOD")
 }
 
+/// The `pipeline` program built with this crate: `VIGIL_PIPELINE` if set, else found as
+/// [`pam_host_bin`] is.
+pub fn pipeline_bin() -> PathBuf {
+    package_bin("pipeline", "VIGIL_PIPELINE")
+}
+
 fn package_bin(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);

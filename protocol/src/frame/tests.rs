@@ -373,3 +373,36 @@ fn on_the_bus_only_what_no_bus_relays_is_refused() {
     let endless = [b"OK ".to_vec(), vec![b'0'; 2000]].concat();
     assert_eq!(run_bus(&endless, 100).1, Some(Refusal::HandshakeTooLong));
 }
+
+#[test]
+fn calls_awaiting_a_reply_are_taken_once_each_with_their_serials_and_calls_that_want_none_are_not() {
+    let mut stream = handshake(UID);
+    let mut serials = Vec::new();
+    for id in 0..7u64 {
+        let endian = if id % 2 == 0 { ZEndian::Big } else { ZEndian::Little };
+        let message = Message::method_call(crate::session_path(id).as_str(), "Status")
+            .interface("org.vigil1.Session")
+            .endian(endian)
+            .build(&())
+            .expect("a valid call");
+        serials.push(message.primary_header().serial_num().get());
+        stream.extend(message.data().iter());
+        stream.extend(not_calls());
+    }
+    let no_reply = Message::method_call(MANAGER_PATH, "Ping")
+        .interface("org.freedesktop.DBus.Peer")
+        .with_flags(zbus::message::Flags::NO_REPLY_EXPECTED)
+        .build(&())
+        .expect("a valid call");
+    stream.extend(no_reply.data().iter());
+    for size in [0, 1, 16, 17, 100] {
+        let mut guard = FrameGuard::new(UID);
+        let chunks: Vec<&[u8]> = if size == 0 { vec![&stream] } else { stream.chunks(size).collect() };
+        let mut taken = Vec::new();
+        for chunk in chunks {
+            guard.observe(chunk, &mut |_| {}).expect("well-formed input");
+            taken.extend(guard.take_awaiting_replies());
+        }
+        assert_eq!(taken, serials, "chunks of {size}");
+    }
+}

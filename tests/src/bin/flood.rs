@@ -164,6 +164,7 @@ impl Payload {
                 let call = MethodCall {
                     serial: 1,
                     flags: 0,
+                    destination: None,
                     path: OBJECT,
                     interface: vigil_protocol::MANAGER_INTERFACE,
                     member: "ListSessions",
