@@ -212,13 +212,16 @@ struct HostTally {
     missing_seqs: u64,
 }
 
+/// (day, user) of a row.
+type DayUser = (Option<(i32, u8, u8)>, Option<u32>);
+
 /// The report's numbers as the records stream by: counts per day and user, per host
 /// and per hour. Only sessions that still take records have state here.
 struct Tally<'f> {
     filter: &'f Filter,
     users: HashMap<Vec<u8>, u32>,
     user_names: Vec<Vec<u8>>,
-    days: HashMap<(Option<(i32, u8, u8)>, Option<u32>), Counts>,
+    days: HashMap<DayUser, Counts>,
     total: Counts,
     by_hour: [u64; 24],
     hosts: Vec<HostTally>,
@@ -250,17 +253,17 @@ impl<'f> Tally<'f> {
     }
 
     fn count(&mut self, counted: Counted, user: Option<u32>) {
-        if let Some(wanted) = &self.filter.user {
-            if user.and_then(|u| self.user_names.get(u as usize)).map(Vec::as_slice) != Some(wanted.as_bytes()) {
-                return;
-            }
+        if let Some(wanted) = &self.filter.user
+            && user.and_then(|u| self.user_names.get(u as usize)).map(Vec::as_slice) != Some(wanted.as_bytes())
+        {
+            return;
         }
         self.days.entry((counted.day, user)).or_default().bump(counted.column);
         self.total.bump(counted.column);
-        if COLUMNS.get(counted.column).is_some_and(|&(_, name, reason)| name == EventName::SessionEnd && reason == Some(EndReason::Idle)) {
-            if let Some(slot) = counted.hour.and_then(|h| self.by_hour.get_mut(usize::from(h))) {
-                *slot += 1;
-            }
+        if COLUMNS.get(counted.column).is_some_and(|&(_, name, reason)| name == EventName::SessionEnd && reason == Some(EndReason::Idle))
+            && let Some(slot) = counted.hour.and_then(|h| self.by_hour.get_mut(usize::from(h)))
+        {
+            *slot += 1;
         }
     }
 

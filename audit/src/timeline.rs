@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use vigil_protocol::events::Event as EventName;
 
 use crate::display::escaped;
-use crate::trail::reread::{Positions, Reread};
+use crate::trail::reread::{Positions, Reread, Span, Stored};
 use crate::trail::{At, BlockId, Input, Line, MinuteCache, Place, Visit, open_files, read_line, scan, streams};
 pub(crate) use crate::trail::{Event, parse_record};
 
@@ -125,19 +125,19 @@ pub fn show_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, filter: &Filter, json
 fn show_inputs<R: BufRead>(inputs: Vec<Input<R>>, filter: &Filter, json: bool, now: SystemTime, out: &mut impl Write) -> io::Result<()> {
     let mut holder = Holder::new(filter);
     let scan = scan(inputs, now, true, &mut holder)?;
-    let Holder { blocks, hosts, .. } = holder;
+    let Holder { blocks, hosts, stored, .. } = holder;
     let mut reread = Reread::new(&scan.sources);
     let mut clock = MinuteCache::default();
     let mut shown_sessions = 0u64;
     let mut shown_daemon = 0u64;
     let mut text = String::new();
     for held in blocks {
-        if held.refused || !held.maybe || held.positions.is_empty() {
+        if held.refused || !held.maybe || held.span.is_empty() {
             continue;
         }
         let host = hosts.get(held.host as usize).cloned().unwrap_or_default();
         let mut block = Block { host, session: held.session, events: Vec::new() };
-        for at in held.positions.iter() {
+        for at in stored.iter(held.span) {
             let Some((file, line, line_text, cut)) = reread.line(at)? else { continue };
             if let Line::Record(_, event) = read_line(file, line, &line_text, cut, &mut clock, now) {
                 block.events.push(event);
@@ -183,7 +183,8 @@ fn show_inputs<R: BufRead>(inputs: Vec<Input<R>>, filter: &Filter, json: bool, n
 struct Held {
     host: u32,
     session: Option<u64>,
-    positions: Positions,
+    /// Where its records are, once it is finished.
+    span: Span,
     /// Some record passes the event and time filters (the user is checked on printing).
     maybe: bool,
     /// Left out by `--session`, or by `--user` once vigild's records name its user.
@@ -199,13 +200,14 @@ struct Holder<'f> {
     filter: &'f Filter,
     blocks: Vec<Held>,
     hosts: Vec<String>,
-    /// The last position of each block that still takes records.
-    last: HashMap<BlockId, At>,
+    /// The positions of each block that still takes records, and the last of them.
+    live: HashMap<BlockId, (At, Positions)>,
+    stored: Stored,
 }
 
 impl<'f> Holder<'f> {
     fn new(filter: &'f Filter) -> Holder<'f> {
-        Holder { filter, blocks: Vec::new(), hosts: Vec::new(), last: HashMap::new() }
+        Holder { filter, blocks: Vec::new(), hosts: Vec::new(), live: HashMap::new(), stored: Stored::default() }
     }
 }
 
@@ -219,7 +221,7 @@ impl Visit for Holder<'_> {
             self.blocks.push(Held {
                 host: place.host,
                 session: place.session,
-                positions: Positions::default(),
+                span: Span::default(),
                 maybe: false,
                 refused,
                 user_known: false,
@@ -237,8 +239,7 @@ impl Visit for Holder<'_> {
                     held.user_known = true;
                     if filter.user.as_ref().is_some_and(|u| u.as_bytes() != user) {
                         held.refused = true;
-                        held.positions.clear();
-                        self.last.remove(&place.id);
+                        self.live.remove(&place.id);
                         return;
                     }
                 }
@@ -247,14 +248,24 @@ impl Visit for Holder<'_> {
             return;
         }
         held.maybe |= wanted;
-        let last = self.last.insert(place.id, place.at);
-        held.positions.push(place.at, last);
+        match self.live.get_mut(&place.id) {
+            Some((last, positions)) => {
+                positions.push(place.at, Some(*last));
+                *last = place.at;
+            }
+            None => {
+                let mut positions = Positions::default();
+                positions.push(place.at, None);
+                self.live.insert(place.id, (place.at, positions));
+            }
+        }
     }
 
     fn finished(&mut self, id: BlockId) {
-        self.last.remove(&id);
-        if let Some(held) = self.blocks.get_mut(id) {
-            held.positions.shrink();
+        if let Some((_, positions)) = self.live.remove(&id) {
+            if let Some(held) = self.blocks.get_mut(id) {
+                held.span = self.stored.keep(positions);
+            }
         }
     }
 }

@@ -65,6 +65,10 @@ impl Sources {
     }
 }
 
+/// A line read again: (file, line number in it, text, whether it is longer than the
+/// readers keep).
+pub(crate) type Found<'a> = (usize, u64, Cow<'a, str>, bool);
+
 /// Reads lines again.
 pub(crate) struct Reread<'a> {
     sources: &'a Sources,
@@ -86,7 +90,7 @@ impl<'a> Reread<'a> {
 
     /// The line at `at`: (file, line number in it, text, whether it is longer than the
     /// readers keep). `None` when it cannot be found (a stream not kept).
-    pub(crate) fn line(&mut self, at: At) -> io::Result<Option<(usize, u64, Cow<'_, str>, bool)>> {
+    pub(crate) fn line(&mut self, at: At) -> io::Result<Option<Found<'_>>> {
         let Some((index, line, offset)) = self.sources.locate(at) else { return Ok(None) };
         let Some(source) = self.sources.files.get(index) else { return Ok(None) };
         match &source.data {
@@ -97,7 +101,7 @@ impl<'a> Reread<'a> {
                 Ok(Some((index, line, String::from_utf8_lossy(&rest[..end]), false)))
             }
             Data::File(file) => {
-                let cut = self.from_file(index, file, offset)?;
+                let cut = self.copy_line(index, file, offset)?;
                 Ok(Some((index, line, line_text(&self.line), cut)))
             }
         }
@@ -105,7 +109,7 @@ impl<'a> Reread<'a> {
 
     /// Copies the line at `offset` into `self.line` (at most the longest kept);
     /// whether it was longer.
-    fn from_file(&mut self, index: usize, file: &File, offset: u64) -> io::Result<bool> {
+    fn copy_line(&mut self, index: usize, file: &File, offset: u64) -> io::Result<bool> {
         self.line.clear();
         let mut page = offset / PAGE_BYTES;
         let mut from = (offset % PAGE_BYTES) as usize;
@@ -158,9 +162,8 @@ impl Pages {
     }
 }
 
-/// Where a block's records are: LEB128 deltas of line and offset, a few bytes each.
-/// The position last added is the caller's to keep (only while the block takes
-/// records).
+/// Where a block's records are, while it takes records: LEB128 deltas of line and
+/// offset, a few bytes each. The position last added is the caller's to keep.
 #[derive(Default)]
 pub(crate) struct Positions {
     bytes: Vec<u8>,
@@ -176,23 +179,38 @@ impl Positions {
         push_varint(&mut self.bytes, line);
         push_varint(&mut self.bytes, offset);
     }
+}
 
+/// Where a finished block's records are: its [`Positions`], moved into one buffer with
+/// every other finished block's, so that a million blocks are not a million
+/// allocations.
+#[derive(Default)]
+pub(crate) struct Stored {
+    bytes: Vec<u8>,
+}
+
+/// A block's positions in [`Stored`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
     pub(crate) fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
+    }
+}
+
+impl Stored {
+    pub(crate) fn keep(&mut self, positions: Positions) -> Span {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&positions.bytes);
+        Span { start, len: positions.bytes.len() }
     }
 
-    /// Gives back the room kept for more.
-    pub(crate) fn shrink(&mut self) {
-        self.bytes.shrink_to_fit();
-    }
-
-    /// Drops every position (and its memory).
-    pub(crate) fn clear(&mut self) {
-        self.bytes = Vec::new();
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = At> + '_ {
-        let mut rest = self.bytes.as_slice();
+    pub(crate) fn iter(&self, span: Span) -> impl Iterator<Item = At> + '_ {
+        let mut rest = self.bytes.get(span.start..span.start + span.len).unwrap_or_default();
         let mut at = At { line: 0, offset: 0 };
         std::iter::from_fn(move || {
             let line = take_varint(&mut rest)?;

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use vigil_protocol::events::Event as EventName;
 
-use super::reread::{Positions, Reread};
+use super::reread::{Positions, Reread, Stored};
 use super::*;
 use crate::sample::{Layout, SAMPLE_EPOCH, session_record, syslog_line};
 
@@ -99,7 +99,10 @@ fn positions_give_back_the_records_lines() {
         positions.push(at, last);
         last = Some(at);
     }
-    let back: Vec<At> = positions.iter().collect();
+    let mut stored = Stored::default();
+    stored.keep(Positions::default());
+    let span = stored.keep(positions);
+    let back: Vec<At> = stored.iter(span).collect();
     assert_eq!(back, seen.records.iter().map(|r| r.2).collect::<Vec<_>>());
     let mut reread = Reread::new(&scan.sources);
     for (at, expected) in back.iter().zip(text.lines()) {
