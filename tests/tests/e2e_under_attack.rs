@@ -207,4 +207,9 @@ fn a_users_flood_on_the_bus_leaves_roots_pam_calls_on_the_bus_within_their_deadl
     assert!(watched.failed.is_empty(), "root's PAM cycles over the bus failed under the flood: {:#?}", watched.failed);
     assert!(watched.slowest_cycle < MODULE_DEADLINE, "root's slowest open+close over the bus took {:?}", watched.slowest_cycle);
     assert!(watched.peak_rss_kib < RSS_CEILING_KIB, "vigild's RSS peaked at {} KiB", watched.peak_rss_kib);
+    let uid = attacker.uid.to_string();
+    h.wait_for_event(Duration::from_secs(10), "vigild", "message_refused", &[("reason", "bus_share"), ("uid", &uid)]);
+    let records: Vec<_> = h.auth_log().into_iter().filter(|l| l.is_event("vigild", "message_refused") && l.has("uid", &uid)).collect();
+    assert_eq!(records.len(), 1, "one record for the user's calls passed over: {records:#?}");
+    assert!(records[0].has("limit", "32"), "the record names the share: {}", records[0].raw);
 }
