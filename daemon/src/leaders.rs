@@ -111,7 +111,7 @@ async fn end_leaderless(core: &Manager, id: u64) {
             core.end(id, EndReason::LeaderGone, Some(("processes", 0)));
             return;
         }
-        match Targets::of(&session.scope()) {
+        match Targets::of(&core.end_scope(&session)) {
             Ok(leftovers) => {
                 core.end(id, EndReason::LeaderGone, Some(("processes", leftovers.len() as i128)));
                 leftovers.end(session.policy.kill_grace).await;

@@ -67,6 +67,9 @@ pub struct Manager {
     /// Calls of unprivileged users that each write a record (Inhibit, CancelInhibit,
     /// RevokeReauth): at most `USER_CALLS_PER_MINUTE` per user.
     user_calls: Mutex<CallBudget<u32>>,
+    /// Per claimed tty: the session and the POSIX session that held it at the claim
+    /// (`tty_claims.rs`).
+    pub(crate) tty_holders: Mutex<crate::tty_claims::TtyHolders>,
 }
 
 /// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
@@ -90,6 +93,7 @@ impl Manager {
             accounts: users::AccountCache::new(),
             refusals: Mutex::new(ReportThrottle::new(REPORT_PERIOD)),
             user_calls: Mutex::new(CallBudget::new(USER_CALLS_PER_MINUTE, Duration::from_secs(60))),
+            tty_holders: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -281,7 +285,7 @@ impl Manager {
         let Some(session) = self.session(id) else {
             return Err(VigilError::NoSuchSession(format!("no session {id}")));
         };
-        let targets = match terminate::Targets::of(&session.scope()) {
+        let targets = match terminate::Targets::of(&self.end_scope(&session)) {
             Ok(targets) => targets,
             Err(why) => {
                 self.audit.write(
@@ -412,6 +416,7 @@ impl terminate::SessionScope {
             leader_start: who.leader_start,
             audit_session: who.owns_audit_session.then_some(who.audit_session_id),
             ttys,
+            posix_sessions: Vec::new(),
         }
     }
 }

@@ -51,7 +51,24 @@ pub fn on_tty(stats: &[Stat], tty: TtyNr) -> Vec<u32> {
 /// Whether the session holds `tty` now: the device is there, and one of `on_tty` (pids a
 /// listing showed on it, each read again here) still has it and belongs to the session.
 pub fn holds_tty(scope: &SessionScope, tty: TtyNr, on_tty: &[u32]) -> bool {
-    device_exists(tty) && on_tty.iter().any(|&pid| procfs::stat(pid).is_some_and(|s| s.tty_nr == tty) && belongs(scope, pid))
+    holder(scope, tty, on_tty).is_some()
+}
+
+/// As `holds_tty`: the process of the session that has the tty.
+pub fn holder(scope: &SessionScope, tty: TtyNr, on_tty: &[u32]) -> Option<u32> {
+    if !device_exists(tty) {
+        return None;
+    }
+    on_tty.iter().copied().find(|&pid| procfs::stat(pid).is_some_and(|s| s.tty_nr == tty) && belongs(scope, pid))
+}
+
+/// The POSIX session a process is in, as (its leader's pid, that leader's start time):
+/// the one whose controlling terminal a tty is. A tty keeps it until that leader exits
+/// (the kernel then takes the tty from every process of it), so a process later found on
+/// the tty in that POSIX session was forked inside it.
+pub fn posix_session_of(pid: u32) -> Option<(u32, u64)> {
+    let sid = posix_session(pid)?;
+    Some((sid, procfs::stat(sid)?.start_time))
 }
 
 /// The session's ttys it no longer holds. `tree`: a fresh reading of the leader's
@@ -71,14 +88,24 @@ pub fn lost_ttys(scope: &SessionScope, tree: &[Stat]) -> std::io::Result<Vec<Tty
 
 /// The processes of a listing that are on one of the session's ttys and belong to it: a
 /// process whose POSIX session is led by one of `members` (the session's processes as
-/// found by descent and audit session). A job left on the tty by a shell that is gone
-/// from the tree (`(nohup job &)`) is found so; a process on a tty the session no longer
-/// holds (its number given to another login) is not.
+/// found by descent and audit session), or is the one that held the tty for the session
+/// when it was claimed (`scope.posix_sessions`: what is left on a terminal when the
+/// leader was killed is no descendant any more). A job left on the tty by a shell that is
+/// gone from the tree (`(nohup job &)`) is found so; a process on a tty the session no
+/// longer holds (its number given to another login) is not.
 pub fn on_session_ttys(scope: &SessionScope, stats: &[Stat], members: &HashSet<u32>) -> Vec<u32> {
     stats
         .iter()
         .filter(|s| s.tty_nr != 0 && scope.ttys.contains(&s.tty_nr) && !members.contains(&s.pid))
-        .filter(|s| posix_session(s.pid).is_some_and(|sid| members.contains(&sid)))
+        .filter(|s| {
+            posix_session(s.pid).is_some_and(|sid| {
+                members.contains(&sid)
+                    || scope
+                        .posix_sessions
+                        .iter()
+                        .any(|&(known, start)| known == sid && procfs::stat(sid).is_some_and(|l| l.start_time == start))
+            })
+        })
         .map(|s| s.pid)
         .collect()
 }
@@ -145,7 +172,7 @@ pub(crate) mod tests {
     }
 
     fn scope(leader_pid: u32, ttys: Vec<TtyNr>) -> SessionScope {
-        SessionScope { leader_pid, leader_start: 0, audit_session: None, ttys }
+        SessionScope { leader_pid, leader_start: 0, audit_session: None, ttys, posix_sessions: vec![] }
     }
 
     #[test]
@@ -199,6 +226,18 @@ pub(crate) mod tests {
         // A POSIX session led by a process that is not a member, or a tty not the session's.
         assert_eq!(on_session_ttys(&scope(1, vec![tty]), &stats, &HashSet::from([std::process::id()])), Vec::<u32>::new());
         assert_eq!(on_session_ttys(&scope(1, vec![]), &stats, &HashSet::from([sh])), Vec::<u32>::new());
+        // The POSIX session that held the tty when it was claimed, its leader no member
+        // any more (the session's leader killed): still the session's.
+        let known = SessionScope { posix_sessions: vec![posix_session_of(job).unwrap()], ..scope(1, vec![tty]) };
+        let mut found = on_session_ttys(&known, &procfs::stats_of(&[sh, job]), &HashSet::new());
+        found.sort_unstable();
+        assert_eq!(found, {
+            let mut both = vec![sh, job];
+            both.sort_unstable();
+            both
+        });
+        let other = SessionScope { posix_sessions: vec![(sh, 1)], ..scope(1, vec![tty]) };
+        assert_eq!(on_session_ttys(&other, &stats, &HashSet::new()), Vec::<u32>::new(), "another process with that pid");
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(job as i32), nix::sys::signal::Signal::SIGKILL);
         end(shell);
     }

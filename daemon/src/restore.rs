@@ -72,8 +72,12 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
         let saved_offset = saved.clock_offset_usec;
         let leader = &saved.who;
         if leader.leader_start != 0 && procfs::stat(leader.leader_pid).map(|s| s.start_time) == Some(leader.leader_start) {
-            let released = release_lost_ttys(&mut saved, &mut listing);
+            let (held, released) = release_lost_ttys(&mut saved, &mut listing);
+            let id = saved.id;
             core.restore_session(Session::from_saved(saved, &config), saved_offset, &released);
+            for (tty, holder) in held {
+                core.note_tty_holder(id, tty, holder);
+            }
             restored += 1;
         } else {
             let session = Session::from_saved(saved, &config);
@@ -89,17 +93,26 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
 }
 
 /// Drops the saved ttys the session no longer holds (closed while vigild was away, their
-/// numbers perhaps another login's by now) and returns them. When /proc cannot be
-/// listed they are kept: the session's first check looks at them again.
-fn release_lost_ttys(saved: &mut SavedSession, listing: &mut Option<std::io::Result<Vec<Stat>>>) -> Vec<TtyNr> {
+/// numbers perhaps another login's by now) and returns (each tty kept with the process
+/// holding it, the ttys dropped). When /proc cannot be listed they are kept: the
+/// session's first check looks at them again.
+type HeldAndLost = (Vec<(TtyNr, u32)>, Vec<TtyNr>);
+
+fn release_lost_ttys(saved: &mut SavedSession, listing: &mut Option<std::io::Result<Vec<Stat>>>) -> HeldAndLost {
     if saved.ttys.is_empty() {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
-    let Ok(stats) = listing.get_or_insert_with(procfs::all_stats) else { return Vec::new() };
+    let Ok(stats) = listing.get_or_insert_with(procfs::all_stats) else { return (Vec::new(), Vec::new()) };
     let scope = SessionScope::of(&saved.who, saved.ttys.clone());
-    let (held, lost) = saved.ttys.iter().partition(|&&tty| ownership::holds_tty(&scope, tty, &ownership::on_tty(stats, tty)));
-    saved.ttys = held;
-    lost
+    let (mut held, mut lost) = (Vec::new(), Vec::new());
+    for &tty in &saved.ttys {
+        match ownership::holder(&scope, tty, &ownership::on_tty(stats, tty)) {
+            Some(holder) => held.push((tty, holder)),
+            None => lost.push(tty),
+        }
+    }
+    saved.ttys = held.iter().map(|&(tty, _)| tty).collect();
+    (held, lost)
 }
 
 /// The single state file of vigil 0.1 (`sessions.json`, written at a clean stop only):

@@ -513,7 +513,7 @@ impl Task {
     /// processes cannot be seen or held, nothing is ended: `terminate_failed` is
     /// recorded and the end is tried again.
     fn end(&mut self, session: &Session, limit: Limit, deadline: u64, now: u64) {
-        let targets = match Targets::of(&session.scope()) {
+        let targets = match Targets::of(&self.core.end_scope(session)) {
             Ok(targets) => targets,
             Err(error) => {
                 self.core.audit.write(

@@ -30,6 +30,9 @@ pub struct SessionScope {
     /// The ttys the session claims: a process on them is its own only by its POSIX
     /// session (`ownership::on_session_ttys`).
     pub ttys: Vec<TtyNr>,
+    /// The POSIX sessions (leader pid, its start time) that held the session's ttys when
+    /// they were claimed.
+    pub posix_sessions: Vec<(u32, u64)>,
 }
 
 /// Why a session's processes could not be ended: vigild could not see them (/proc
@@ -151,7 +154,7 @@ mod tests {
         let (_master, slave, tty) = open_pty();
         let other_login = holder_of(&slave, &["sleep", "30"], "sleep");
         let mut leader = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let stale = SessionScope { leader_pid: leader.id(), leader_start: 0, audit_session: None, ttys: vec![tty] };
+        let stale = SessionScope { leader_pid: leader.id(), leader_start: 0, audit_session: None, ttys: vec![tty], posix_sessions: vec![] };
         let pids = pids_in(&stale, procfs::all_stats().unwrap()).unwrap();
         assert!(pids.contains(&leader.id()) && !pids.contains(&other_login.id()), "{pids:?}");
         // The holder's own session (it leads its POSIX session): its process is a target.
@@ -164,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_listing_that_failed_is_never_taken_for_no_processes() {
-        let scope = SessionScope { leader_pid: 4242, leader_start: 0, audit_session: None, ttys: vec![] };
+        let scope = SessionScope { leader_pid: 4242, leader_start: 0, audit_session: None, ttys: vec![], posix_sessions: vec![] };
         let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
         let failed = Targets::of_listing(&scope, Err(emfile));
         assert!(matches!(&failed, Err(e) if e.reason() == TerminateFailure::CannotListProcesses), "{:?}", failed.as_ref().err());

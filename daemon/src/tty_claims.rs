@@ -11,7 +11,13 @@ use crate::manager::Manager;
 use crate::ownership;
 use crate::procfs;
 use crate::records::session_record;
+use crate::registry::Session;
+use crate::terminate::SessionScope;
 use crate::ttys::{self, TtyNr};
+
+/// Per claimed tty: the session that claimed it, and the POSIX session (leader pid, its
+/// start time) that held it then.
+pub type TtyHolders = std::collections::HashMap<TtyNr, (u64, (u32, u64))>;
 
 /// What a claim on a tty came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +50,7 @@ impl Manager {
         if owner == Some(id) {
             return Claim::Already;
         }
-        if !ownership::holds_tty(&scope, tty, on_tty) {
-            return Claim::Refused;
-        }
+        let Some(holder) = ownership::holder(&scope, tty, on_tty) else { return Claim::Refused };
         let from = match owner {
             None => None,
             Some(other) => {
@@ -82,6 +86,7 @@ impl Manager {
             (claimed.clone(), previous)
         };
         self.save(Some(claimed.saved()));
+        self.note_tty_holder(id, tty, holder);
         let Some(previous) = previous else { return Claim::Claimed };
         self.save(Some(previous.saved()));
         self.audit.write(
@@ -112,6 +117,24 @@ impl Manager {
         };
         self.save(saved);
         true
+    }
+
+    /// Remembers the POSIX session through which session `id` holds `tty` (its process
+    /// `holder`): what is left on the tty is found by it when the leader is gone.
+    pub fn note_tty_holder(&self, id: u64, tty: TtyNr, holder: u32) {
+        if let Some(posix_session) = ownership::posix_session_of(holder) {
+            self.tty_holders.lock().unwrap_or_else(|p| p.into_inner()).insert(tty, (id, posix_session));
+        }
+    }
+
+    /// The scope an end signals: the session's, with the POSIX sessions that held its
+    /// ttys when they were claimed.
+    pub fn end_scope(&self, session: &Session) -> SessionScope {
+        let mut scope = session.scope();
+        let holders = self.tty_holders.lock().unwrap_or_else(|p| p.into_inner());
+        scope.posix_sessions =
+            scope.ttys.iter().filter_map(|tty| holders.get(tty)).filter(|(id, _)| *id == session.id).map(|&(_, ps)| ps).collect();
+        scope
     }
 
     /// Whether a session claims `tty`.
