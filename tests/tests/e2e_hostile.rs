@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use vigil_e2e::flood::FLOOD_STEP_TIMEOUT;
+use vigil_e2e::process::describe_output;
 use vigil_e2e::procfs::{ProcInfo, nofile_limits};
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::wait::try_wait_for_polling;
@@ -350,4 +351,36 @@ fn malformed_header_and_endless_handshake_are_refused() {
     }
     one_record_for(h, "message_refused", "malformed", bad.uid);
     one_record_for(h, "message_refused", "handshake_too_long", chatty.uid);
+}
+
+/// A user who holds their 16 connections runs `vigilctl status`: vigild closes the 17th
+/// before the handshake, and vigilctl says that a limit refused it (not that vigild may
+/// be down); once the connections are closed the same command is answered.
+#[test]
+fn a_user_at_the_connection_limit_is_told_it_is_a_limit() {
+    require_root!();
+    let t = target();
+    let h = &t.h;
+    let user = h.create_user("atcap");
+    let mut flood = h.flood_as(&user, &["--ping-every", "1", "conns", &PER_UID_LIMIT.to_string()]);
+    let ready = flood.wait_ready(FLOOD_STEP_TIMEOUT);
+    assert_eq!((ready.accepted, ready.refused), (PER_UID_LIMIT, 0), "{ready:?}");
+
+    let out = h.vigild().vigilctl_as(&user.name, &["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "vigilctl status at the limit: {}", describe_output(&out));
+    assert!(stderr.contains("refused the connection") && stderr.contains("at most 16"), "says it is a limit: {stderr}");
+    assert!(!stderr.contains("is vigild running"), "not an outage: {stderr}");
+    one_record_for(h, "connection_refused", "per_uid_limit", user.uid);
+
+    let (done, status) = flood.finish(STEP);
+    assert!(status.success(), "flood: {status} {done:?}");
+    let after = wait_for(STEP, "vigilctl status answered once the connections are closed", || {
+        let out = h.vigild().vigilctl_as(&user.name, &["status"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if stderr.contains("refused the connection") { Err(describe_output(&out)) } else { Ok(out) }
+    });
+    let text = format!("{}{}", String::from_utf8_lossy(&after.stdout), String::from_utf8_lossy(&after.stderr));
+    assert!(!text.contains("cannot reach vigild"), "{text}");
+    eprintln!("at the limit: {stderr}after: {text}");
 }

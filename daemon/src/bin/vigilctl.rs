@@ -4,6 +4,10 @@
 // completions).
 #[path = "vigilctl/cli.rs"]
 mod cli;
+// vigild's own connection limits, to name them when one refuses us.
+#[path = "../admission.rs"]
+#[allow(dead_code)]
+mod admission;
 #[path = "vigilctl/inhibit.rs"]
 mod inhibit;
 #[path = "vigilctl/table.rs"]
@@ -124,9 +128,7 @@ fn talk_to_vigild(cli: &Cli) -> Result<(), String> {
 }
 
 async fn run(command: &Command, target: &Target) -> Result<(), String> {
-    let connection = target.connect().await.map_err(|e| {
-        format!("cannot reach vigild on {}: {e}\n  is vigild running? (systemctl status vigild, or see the README)", target.describe())
-    })?;
+    let connection = target.connect().await.map_err(|e| cannot_connect(target, &e))?;
     let manager = ManagerProxy::new(&connection).await.map_err(|e| e.to_string())?;
     match command {
         Command::List { json } => {
@@ -237,6 +239,39 @@ fn reauth_words(reason: &str) -> &str {
 }
 
 /// Turns vigild's error replies into what the user should know.
+/// Why no connection was made, and what to do. vigild closes a connection over its
+/// limits as soon as it accepts it, before a byte is read: a handshake cut short on a
+/// socket that accepts connections is that refusal, not a daemon that is down.
+fn cannot_connect(target: &Target, error: &zbus::Error) -> String {
+    let cut_short = match error {
+        zbus::Error::InputOutput(e) => {
+            matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof)
+        }
+        zbus::Error::Handshake(why) => why.contains("EOF"),
+        _ => false,
+    };
+    if let Target::Socket(path) = target
+        && cut_short
+        && std::os::unix::net::UnixStream::connect(path).is_ok()
+    {
+        let limits = admission::ConnectionLimits::DEFAULT;
+        let which = if nix::unistd::geteuid().is_root() {
+            format!("vigild takes at most {} at a time from root", limits.root_total)
+        } else {
+            format!(
+                "vigild takes at most {} at a time from one user, {} from all users together",
+                limits.per_uid, limits.unprivileged_total
+            )
+        };
+        return format!(
+            "vigild refused the connection on {}: too many connections ({which}); close other vigilctl commands or programs \
+             connected to it and retry ({error})",
+            target.describe(),
+        );
+    }
+    format!("cannot reach vigild on {}: {error}\n  is vigild running? (systemctl status vigild, or see the README)", target.describe())
+}
+
 fn explain(error: VigilError) -> String {
     match error {
         VigilError::AccessDenied(m) => format!("permission denied: {m} (run as root)"),
