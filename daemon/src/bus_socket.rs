@@ -31,11 +31,7 @@ pub fn system_bus_address() -> String {
 /// Connects to the bus at `address` when it is a `unix:` address (`Ok(None)` for any
 /// other: let zbus connect). The services learn the connection's object server once it
 /// is built (`Services::connected`).
-pub async fn connect(
-    address: &str,
-    objects: &Arc<SessionObjects>,
-    shares: BusShares,
-) -> io::Result<Option<(BoxedSplit, Arc<Services>)>> {
+pub async fn connect(address: &str, objects: &Arc<SessionObjects>, shares: BusShares) -> io::Result<Option<(BoxedSplit, Arc<Services>)>> {
     let Ok(parsed) = zbus::Address::try_from(address) else { return Ok(None) };
     let Transport::Unix(unix) = parsed.transport() else { return Ok(None) };
     let stream = match unix.path() {
@@ -49,7 +45,7 @@ pub async fn connect(
         }
         _ => return Ok(None),
     };
-    let source = Source::Bus(BusSide { shares, guid: OnceLock::new() });
+    let source = Source::Bus(Box::new(BusSide { shares, guid: OnceLock::new() }));
     let services = Arc::new(Services { objects: objects.clone(), object_server: OnceLock::new(), early_paths: Mutex::default(), source });
     Ok(Some((guarded_socket::split(stream, services.clone()), services)))
 }

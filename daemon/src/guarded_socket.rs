@@ -160,7 +160,7 @@ pub enum Source {
     Peer(Caller, RefusalAuditor),
     /// The bus daemon, on vigild's own bus connection (`bus_socket`), whose served
     /// objects are taken out again when their session ends.
-    Bus(BusSide),
+    Bus(Box<BusSide>),
 }
 
 /// What the bus connection's halves share: each user's share of it (`bus_shares`), and
