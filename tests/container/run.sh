@@ -1,13 +1,17 @@
 #!/bin/sh
-# The vigil package under a real systemd: boots a container (up.sh), installs the .deb
-# with apt inside it and checks what issue 10 asks, then always powers it off (trap).
-#   sh tests/container/run.sh PATH/vigil_VERSION_ARCH.deb
+# The vigil package under a real systemd: boots a container that stands for a fresh
+# server (up.sh), runs the README's install command in it from a clean clone of this
+# repository, checks the package, and always powers the container off (trap).
+#   sh tests/container/run.sh            # git clone + sh packaging/install.sh inside
+#   sh tests/container/run.sh DEB        # quicker, while working on the checks: apt-get install DEB
 # Run as root; tests/run.sh runs it after the other tests. Every wait is bounded.
 # Prints one line per check (ok/FAIL) and exits 1 if any failed.
 set -eu
 
-deb=$(realpath "${1:?usage: run.sh PATH/vigil_*.deb}")
+deb=
+[ $# = 0 ] || deb=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "container/run.sh: needs root" >&2; exit 1; }
 export VIGIL_CT_DIR=${VIGIL_CT_DIR:-/var/tmp/vigil-container}
 tmux_sock=vigil-ct-$$
@@ -63,10 +67,42 @@ pw=ct-Pw-$$
 ct sh -c "useradd -m -u 59701 -s /bin/bash ctssh && useradd -m -u 59702 -s /bin/bash -G sudo ctcons && printf 'ctssh:$pw\nctcons:$pw\n' | chpasswd"
 # man-db's trigger rebuilds its index for minutes' worth of pages: not under test.
 ct sh -c 'echo "man-db man-db/auto-update boolean false" | debconf-set-selections'
+check "a fresh server: no vigil package, no policy-rc.d, no vigild, no vigil state or PAM line" sh -c "\
+    ! nsenter -t $leader -a dpkg -s vigil >/dev/null 2>&1 && [ ! -e $root/usr/sbin/policy-rc.d ] && \
+    ! nsenter -t $leader -a pgrep -x vigild >/dev/null && \
+    ! nsenter -t $leader -a ls -d /etc/vigil /var/lib/vigil /run/vigil /var/log/vigild.log /usr/sbin/vigild 2>/dev/null | grep -q . && \
+    ! grep -rqs --exclude='vigil-test-*' --exclude='.vigil-test-*' -e pam_vigil -e vigil-reauth $root/etc/pam.d"
 mkdir -p "$root/var/cache/vigil-test"
-cp "$deb" "$root/var/cache/vigil-test/"
 apt_get() { ct env DEBIAN_FRONTEND=noninteractive apt-get -y -q "$@" >>"$VIGIL_CT_DIR/apt.log" 2>&1 || { tail -20 "$VIGIL_CT_DIR/apt.log"; return 1; }; }
-check "apt-get install ./$(basename "$deb")" apt_get install "/var/cache/vigil-test/$(basename "$deb")"
+if [ -n "$deb" ]; then
+    cp "$deb" "$root/var/cache/vigil-test/"
+    check "apt-get install ./$(basename "$deb")" apt_get install "/var/cache/vigil-test/$(basename "$deb")"
+else
+    # The README's install command, as a newcomer runs it on a server: a clean clone,
+    # sh packaging/install.sh (apt starts vigild under systemd). Its cargo builds in
+    # the outer build's target directory as the overlay shows it: the compiled
+    # dependencies are reused, and what it writes stays in the overlay. The container
+    # has no network: cargo works offline from the machine's registry cache.
+    target=$(realpath -m "${CARGO_TARGET_DIR:-$repo/target}")
+    # The outer run's own package, seen through the overlay, must not pass for this one.
+    rm -rf "$root$target/debian" "$root/root/vigil-clone"
+    install_from_clone() {
+        nsenter -t "$leader" -a git -c safe.directory="$repo" clone -q --no-hardlinks "$repo" /root/vigil-clone &&
+            nsenter -t "$leader" -a env CARGO_TARGET_DIR="$target" CARGO_NET_OFFLINE=true \
+                sh -c 'cd /root/vigil-clone && exec sh packaging/install.sh'
+    }
+    install_started=$(date +%s)
+    if install_from_clone >"$VIGIL_CT_DIR/install.log" 2>&1; then
+        ok "git clone (clean) and sh packaging/install.sh, under systemd ($(( $(date +%s) - install_started )) s)"
+    else
+        fail "git clone (clean) and sh packaging/install.sh ($VIGIL_CT_DIR/install.log):"
+        tail -30 "$VIGIL_CT_DIR/install.log"
+    fi
+    built=$(ls "$root$target"/debian/vigil_*.deb 2>/dev/null | head -1) || true
+    [ -n "$built" ] || { fail "install.sh built no package in $target/debian"; exit 1; }
+    cp "$built" "$root/var/cache/vigil-test/"
+    deb=$built
+fi
 check "vigild is active and enabled" sh -c "[ \"\$(nsenter -t $leader -a systemctl is-active vigild)\" = active ] && nsenter -t $leader -a systemctl is-enabled -q vigild"
 check "vigild owns org.vigil1 on the system bus" wait_for 25 ct busctl --system status org.vigil1
 check "pam_vigil.so in the multiarch PAM directory" test -f "$root/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security/pam_vigil.so"

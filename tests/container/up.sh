@@ -35,13 +35,37 @@ mkdir -p "$dir/up/upper" "$dir/up/work"
 mountpoint -q "$dir/root" || mount -t overlay vigil-ct-root -o "lowerdir=/,upperdir=$dir/up/upper,workdir=$dir/up/work" "$dir/root"
 root=$dir/root
 [ -s "$root/etc/machine-id" ] || systemd-id128 new >"$root/etc/machine-id"
+# The container stands for a fresh server, whatever this machine carries. Everything
+# below is removed in the overlay only (whiteouts in the tmpfs upper layer).
 # Services of the machine that have no business in the container.
 for unit in postgresql.service; do ln -sf /dev/null "$root/etc/systemd/system/$unit"; done
-# A vigil the machine may carry from install.sh (not a package): a fresh machine has none.
-rm -rf "$root/usr/sbin/vigild" "$root/usr/bin/vigilctl" "$root/etc/vigil" "$root/var/lib/vigil" \
+# A Docker-style policy-rc.d (exit 101) from the machine's base image: with it,
+# deb-systemd-invoke never starts a unit. A server has none.
+rm -f "$root/usr/sbin/policy-rc.d" "$root/usr/sbin/policy-rc.d.vigil-tests"
+# The vigil package install.sh put on the machine: purged from the overlay's dpkg
+# database, so that apt inside installs for real. Its scripts run in a chroot with
+# pid and mount namespaces of their own and an empty /run: no "stop" of theirs can
+# reach the machine's vigild, and no systemd is seen (nothing to stop or reload).
+if dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${db:Status-Abbrev}' vigil 2>/dev/null | grep -q '^.[^n]'; then
+    unshare --pid --fork --mount sh -c "
+        mount --make-rprivate / &&
+        mount -t proc proc $root/proc && mount -t tmpfs tmpfs $root/run && mount --rbind /dev $root/dev || exit 9
+        exec chroot $root env DEBIAN_FRONTEND=noninteractive dpkg --purge vigil" >"$dir/purge.log" 2>&1 ||
+        { echo "up.sh: dpkg --purge vigil in the overlay failed; $dir/purge.log:" >&2; tail -20 "$dir/purge.log" >&2; exit 1; }
+fi
+# What vigild of the machine left, and a vigil not installed as a package (files
+# copied by hand): a fresh server has none of it.
+rm -rf "$root/usr/sbin/vigild" "$root/usr/bin/vigilctl" "$root/etc/vigil" "$root/var/lib/vigil" "$root/run/vigil" \
+    "$root/var/log/vigild.log" "$root/usr/libexec/vigil" \
     "$root/lib/systemd/system/vigild.service" "$root/usr/share/dbus-1/system.d/org.vigil1.conf" \
     "$root/usr/share/pam-configs/vigil" "$root/etc/pam.d/vigil-reauth" "$root"/lib/*/security/pam_vigil.so \
     "$root/etc/systemd/system/multi-user.target.wants/vigild.service"
+# The machine's e2e tests may be running: /etc/pam.d/su patched by one of them is put
+# back from its backup (their other files have names of their own and are harmless).
+for backup in "$root"/etc/pam.d/.vigil-test-su-backup-*; do
+    [ -f "$backup" ] || continue
+    cp -p "$backup" "$root/etc/pam.d/su" && rm -f "$backup"
+done
 
 setsid -f sh -c "echo \$\$ >$dir/nspawn.pid
     for h in unified systemd; do
