@@ -1003,3 +1003,30 @@ fn a_new_key_continues_the_chain_and_both_keys_verify_it() {
     let (new_only, stdout, _) = verify(&auth, &second_key);
     assert!(!new_only, "the second key alone must not verify records before it: {stdout}");
 }
+
+/// `vigilctl audit init --out FILE` where FILE exists: refused before vigild starts a new
+/// key, so the chain goes on under the key the admin has, and the file is untouched.
+#[test]
+fn a_new_key_is_not_started_when_its_file_cannot_be_written() {
+    require_root!();
+    let mut h = harness();
+    h.start_vigild(VigildOpts::default().no_bus().config(&config("kv")));
+    let user = h.create_user("keep");
+    let service = h.install_vigil_service("keep", &h.vigil_args());
+    let auth = h.path("auth.log");
+    one_session(&h, &service, &user.name);
+    let key_inits = |log: &Path| records(log).iter().filter(|r| r.is("vigild", "audit_key_init")).count();
+    let inits_before = key_inits(&auth);
+    let existing = h.path("existing.key");
+    std::fs::write(&existing, "an admin's file\n").expect("write the existing file");
+    let out = h.vigild().vigilctl(&["audit", "init", "--out", existing.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success(), "an existing --out file must refuse the command: {}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no new key was started"), "the refusal says the chain is unchanged: {stderr}");
+    assert_eq!(std::fs::read_to_string(&existing).expect("the file"), "an admin's file\n", "the file is untouched");
+    one_session(&h, &service, &user.name);
+    seal(&h, &auth);
+    assert_eq!(key_inits(&auth), inits_before, "no new key was started");
+    let (ok, stdout, _) = verify(&auth, &key_file(&h));
+    assert!(ok, "the first key still verifies everything: {stdout}");
+}

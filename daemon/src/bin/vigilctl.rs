@@ -195,24 +195,10 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
             let dropped = manager.revoke_reauth().await.map_err(explain)?;
             println!("proof of identity dropped ({dropped}); the next sudo, su or pkexec asks the password");
         }
-        Command::Audit { command: AuditCommand::Init { out } } => {
-            let key = manager.audit_init().await.map_err(explain)?;
-            match out {
-                Some(path) => {
-                    use std::io::Write;
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let mut file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o400)
-                        .open(path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    file.write_all(key.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-                    println!("new audit key written to {}: keep it off this host", path.display());
-                }
-                None => print!("{key}"),
-            }
-        }
+        Command::Audit { command: AuditCommand::Init { out } } => match out {
+            Some(path) => init_key_into(&manager, path).await?,
+            None => print!("{}", manager.audit_init().await.map_err(explain)?),
+        },
         Command::Audit { command: AuditCommand::Seal } => {
             let seq = manager.audit_seal().await.map_err(explain)?;
             println!("seal record written (seq {seq})");
@@ -347,4 +333,37 @@ fn print_session(s: &SessionInfo) {
         println!("  inside:        session {}", s.parent);
     }
     println!("  policy:        {}", printable(&s.policy));
+}
+
+/// `audit init --out PATH`: the file is created (mode 0400, never over an existing one)
+/// before vigild is asked for a new key, so that a path that cannot take the key refuses
+/// the command while the chain still runs on the old key. Once vigild has switched, the
+/// key must not be lost: if it cannot be written, it is printed instead.
+async fn init_key_into(manager: &ManagerProxy<'_>, path: &std::path::Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)
+        .map_err(|e| format!("{}: {e}; no new key was started", path.display()))?;
+    let key = match manager.audit_init().await {
+        Ok(key) => key,
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(explain(e));
+        }
+    };
+    match file.write_all(key.as_bytes()).and_then(|()| file.sync_all()) {
+        Ok(()) => {
+            println!("new audit key written to {}: keep it off this host", path.display());
+            Ok(())
+        }
+        Err(e) => {
+            print!("{key}");
+            Err(format!("{}: {e}; vigild already uses the new key, printed above: keep it", path.display()))
+        }
+    }
 }
