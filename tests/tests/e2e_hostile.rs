@@ -19,7 +19,7 @@ use vigil_e2e::procfs::{ProcInfo, nofile_limits};
 use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::wait::try_wait_for_polling;
 use vigil_e2e::watch::ProcWatch;
-use vigil_e2e::{FloodReport, Harness, LogLine, TestUser, VigildOpts, require_root, wait_for};
+use vigil_e2e::{BusPolicy, FloodReport, Harness, LogLine, TestUser, VigildOpts, require_root, wait_for};
 
 /// The contract's limits.
 const PER_UID_LIMIT: u32 = 16;
@@ -383,4 +383,102 @@ fn a_user_at_the_connection_limit_is_told_it_is_a_limit() {
     let text = format!("{}{}", String::from_utf8_lossy(&after.stdout), String::from_utf8_lossy(&after.stderr));
     assert!(!text.contains("cannot reach vigild"), "{text}");
     eprintln!("at the limit: {stderr}after: {text}");
+}
+
+/// The `fd_pass` tool built with these tests, where a test user can run it.
+fn fd_pass_bin() -> String {
+    vigil_e2e::paths::user_runnable(std::path::PathBuf::from(env!("CARGO_BIN_EXE_fd_pass"))).display().to_string()
+}
+
+/// How many of vigild's descriptors are what `fd_pass` sends (memfds it names).
+fn passed_fds_held(h: &Harness) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", h.vigild().pid())) else { return 0 };
+    dir.filter_map(Result::ok)
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|target| target.to_string_lossy().contains("vigil-fd-pass")))
+        .count()
+}
+
+/// `fd_pass ARGS` as `user`: its report (`DONE <json>`).
+#[track_caller]
+fn fd_pass_as(h: &Harness, user: &TestUser, args: &[&str]) -> serde_json::Value {
+    let bin = fd_pass_bin();
+    let mut argv = vec![bin.as_str()];
+    argv.extend_from_slice(args);
+    let out = h.run_as(&user.name, &argv);
+    assert!(out.status.success(), "fd_pass {args:?}: {}", describe_output(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json = stdout.lines().find_map(|l| l.strip_prefix("DONE ")).unwrap_or_else(|| panic!("no DONE line: {stdout}"));
+    serde_json::from_str(json).expect("fd_pass's report")
+}
+
+/// vigild's descriptors settle (the same count twice, 200 ms apart).
+fn settled(h: &Harness) -> usize {
+    wait_for(STEP, "vigild's descriptor count to settle", || {
+        let before = h.vigild().fd_count();
+        std::thread::sleep(Duration::from_millis(200));
+        let after = h.vigild().fd_count();
+        if before == after { Ok(after) } else { Err(format!("{before} then {after}")) }
+    })
+}
+
+/// A user sends calls with 200 descriptors attached (SCM_RIGHTS) on the private socket,
+/// 200 connections in all: on the quick path (a module call) and on zbus's (in the
+/// handshake's write and after it). vigild reads the socket without taking descriptors,
+/// so the kernel closes them: none ever shows in vigild's /proc/PID/fd, its count stays
+/// at one connection's worth, and every call is answered.
+#[test]
+fn descriptors_passed_on_the_private_socket_are_never_held() {
+    require_root!();
+    let t = target();
+    let (h, baseline) = (&t.h, t.baseline);
+    let user = h.create_user("fdpass");
+    let socket = h.vigild().socket().display().to_string();
+    let watch = ProcWatch::start(h.vigild().pid(), WATCH_INTERVAL, WATCH_SPAN);
+    for batch in 0..4 {
+        let report = fd_pass_as(h, &user, &["--socket", &socket, "--rounds", "50", "--fds", "200"]);
+        // 25 rounds of two zbus calls, 25 of one quick-path call.
+        assert_eq!((report["rounds"].as_u64(), report["answers"].as_u64()), (Some(50), Some(75)), "batch {batch}: {report}");
+        assert_eq!(passed_fds_held(h), 0, "batch {batch}: vigild holds descriptors a user sent");
+        wait_fds(h, baseline, STEP, &format!("after batch {batch} of descriptor-passing calls"));
+    }
+    let peaks = watch.stop();
+    assert!(
+        peaks.max_fds <= baseline + 1 + FD_SLACK,
+        "vigild's descriptors peaked at {} (baseline {baseline}, one connection at a time): {peaks:?}",
+        peaks.max_fds
+    );
+    t.root_logins(1);
+    eprintln!(
+        "descriptors on the private socket: 200 connections x 200 fds; vigild's fds peaked at {} (baseline {baseline})",
+        peaks.max_fds
+    );
+}
+
+/// The same through the bus: a user's zbus client (which negotiates descriptor passing
+/// with dbus-daemon) calls vigild with 8 descriptors as the argument, 50 times. vigild's
+/// bus connection does not negotiate descriptors, so dbus-daemon passes none on and
+/// answers the caller itself (`NotSupported`); vigild never holds one. (With more than
+/// the bus's `max_message_unix_fds` in one message, dbus-daemon drops the sender.)
+#[test]
+fn descriptors_sent_through_the_bus_are_never_held() {
+    require_root!();
+    let mut h = harness();
+    h.start_bus(BusPolicy::Packaging);
+    h.start_vigild(VigildOpts::default().nofile_soft(1024));
+    let user = h.create_user("fdbus");
+    let baseline = settled(&h);
+    let watch = ProcWatch::start(h.vigild().pid(), WATCH_INTERVAL, WATCH_SPAN);
+    let report = fd_pass_as(&h, &user, &["--bus", &h.bus_address(), "--rounds", "50", "--fds", "8"]);
+    let peaks = watch.stop();
+    assert_eq!(report["answers"].as_u64(), Some(50), "{report}");
+    let kinds = report["kinds"].as_object().expect("kinds").clone();
+    assert!(!kinds.contains_key("return"), "a call carrying descriptors was answered as if valid: {report}");
+    assert_eq!(passed_fds_held(&h), 0, "vigild holds descriptors a user sent through the bus");
+    assert!(peaks.max_fds <= baseline + FD_SLACK, "vigild's descriptors peaked at {} (baseline {baseline}): {peaks:?}", peaks.max_fds);
+    assert_eq!(settled(&h), baseline, "vigild's descriptors after the calls");
+    // vigild itself still answers on the bus (the same call without descriptors).
+    let plain = fd_pass_as(&h, &user, &["--bus", &h.bus_address(), "--rounds", "1", "--fds", "0"]);
+    let answered_by_vigild = plain["kinds"].as_object().is_some_and(|k| k.keys().any(|name| name.starts_with("org.vigil1.")));
+    assert!(answered_by_vigild, "{plain}");
+    eprintln!("descriptors through the bus: answers {kinds:?}; vigild's fds peaked at {} (baseline {baseline})", peaks.max_fds);
 }
