@@ -42,6 +42,10 @@ pub struct ModuleArgs {
     /// Arguments that were not understood; reported once per call, never fatal
     /// (a typo must not lock anyone out).
     pub unknown: Vec<String>,
+    /// Arguments understood but not used as written, with what is used instead (a
+    /// timeout over the maximum, a `fail=` contradicted on the same line); reported
+    /// like the unknown ones.
+    pub overridden: Vec<(String, String)>,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -66,15 +70,19 @@ impl Default for ModuleArgs {
             authfail: false,
             ignore_services: vec![ALWAYS_IGNORED.to_string()],
             unknown: Vec::new(),
+            overridden: Vec::new(),
         }
     }
 }
 
 impl ModuleArgs {
     /// Parses the arguments PAM hands the module. Bad values are kept as `unknown`
-    /// and the default stays in force.
+    /// and the default stays in force. A timeout over [`MAX_TIMEOUT`] is capped to it.
+    /// `fail=closed` anywhere on the line wins over `fail=open` (the rule the panic
+    /// path, which cannot trust this parser, applies too: `lib.rs`).
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut parsed = Self::default();
+        let mut fail_args: Vec<String> = Vec::new();
         for raw in args {
             let arg = String::from_utf8_lossy(raw);
             let (key, value) = match arg.split_once('=') {
@@ -95,14 +103,18 @@ impl ModuleArgs {
                         parsed.timeout = d;
                         true
                     }
+                    Ok(d) if d > MAX_TIMEOUT => {
+                        parsed.timeout = MAX_TIMEOUT;
+                        parsed.overridden.push((arg.to_string(), format!("timeout={}", humantime::format_duration(MAX_TIMEOUT))));
+                        true
+                    }
                     _ => false,
                 },
-                ("fail", Some("open")) => {
-                    parsed.fail = FailMode::Open;
-                    true
-                }
-                ("fail", Some("closed")) => {
-                    parsed.fail = FailMode::Closed;
+                ("fail", Some(mode @ ("open" | "closed"))) => {
+                    if parsed.fail != FailMode::Closed {
+                        parsed.fail = if mode == "closed" { FailMode::Closed } else { FailMode::Open };
+                    }
+                    fail_args.push(arg.to_string());
                     true
                 }
                 ("syslog", Some(v)) if v.starts_with('/') => {
@@ -134,6 +146,10 @@ impl ModuleArgs {
             if !understood {
                 parsed.unknown.push(arg.into_owned());
             }
+        }
+        let used = format!("fail={}", parsed.fail.as_str());
+        for arg in fail_args.into_iter().filter(|a| *a != used) {
+            parsed.overridden.push((arg, used.clone()));
         }
         parsed
     }
@@ -176,10 +192,30 @@ mod tests {
 
     #[test]
     fn bad_values_keep_defaults_and_are_reported() {
-        let a = parse(&["timeout=forever", "timeout=0s", "timeout=1h", "fail=maybe", "socket=relative", "verbose"]);
+        let a = parse(&["timeout=forever", "timeout=0s", "fail=maybe", "socket=relative", "verbose"]);
         assert_eq!(a.timeout, DEFAULT_TIMEOUT);
         assert_eq!(a.fail, FailMode::Open);
-        assert_eq!(a.unknown.len(), 6);
+        assert_eq!(a.unknown.len(), 5);
+    }
+
+    #[test]
+    fn a_timeout_over_the_maximum_is_capped_and_reported() {
+        let a = parse(&["timeout=60s"]);
+        assert_eq!(a.timeout, MAX_TIMEOUT);
+        assert!(a.unknown.is_empty());
+        assert_eq!(a.overridden, vec![("timeout=60s".to_string(), "timeout=30s".to_string())]);
+    }
+
+    #[test]
+    fn fail_closed_anywhere_wins_and_the_contradiction_is_reported() {
+        for line in [&["fail=open", "fail=closed"][..], &["fail=closed", "fail=open"][..]] {
+            let a = parse(line);
+            assert_eq!(a.fail, FailMode::Closed, "{line:?}");
+            assert_eq!(a.overridden, vec![("fail=open".to_string(), "fail=closed".to_string())], "{line:?}");
+        }
+        let a = parse(&["fail=open", "fail=open"]);
+        assert_eq!(a.fail, FailMode::Open);
+        assert!(a.overridden.is_empty());
     }
 
     #[test]

@@ -166,6 +166,9 @@ fn report_unknown_args(log: &dyn HostLog, args: &ModuleArgs) {
     for arg in &args.unknown {
         log.record(&Record::new(Event::ModuleArgumentIgnored).text("argument", arg));
     }
+    for (arg, used) in &args.overridden {
+        log.record(&Record::new(Event::ModuleArgumentIgnored).text("argument", arg).text("used", used));
+    }
 }
 
 #[cfg(test)]

@@ -571,3 +571,23 @@ fn sessions_survive_a_vigild_restart() {
     wait_session_event(&h, "session_close", kept_id);
     h.vigild().wait_session_gone(kept_id, Duration::from_secs(5));
 }
+
+/// Arguments not used as written, through real libpam: `fail=open fail=closed` on one
+/// line is `fail=closed` (vigild down: the session is refused), and `timeout=60s` is
+/// capped at 30 s; both are recorded with what is used instead.
+#[test]
+fn contradicting_and_overlong_arguments_are_resolved_by_one_rule_and_recorded() {
+    require_root!();
+    let h = harness();
+    let user = h.create_user("args");
+    let args = h.vigil_args().extra("fail=open").extra("fail=closed").extra("timeout=60s");
+    let service = h.install_vigil_service("args", &args);
+    let run = h.run_pam_host(&h.pam_host(&service, &user.name).cycles(1));
+    let r = run.report();
+    assert!(r.open_rc.all(PAM_SESSION_ERR), "fail=closed wins with vigild down: {r:?}\nstderr:\n{}", run.stderr);
+    let ignored = |argument: &str, used: &str| {
+        h.wait_for_event(LOG_WAIT, "pam_vigil", "module_argument_ignored", &[("argument", argument), ("used", used)])
+    };
+    ignored("fail=open", "fail=closed");
+    ignored("timeout=60s", "timeout=30s");
+}
