@@ -232,3 +232,32 @@ fn check_config_warns_about_accounts_nss_does_not_know() {
         )
     );
 }
+
+/// `vigilctl check-config` without a file argument on a host without
+/// /etc/vigil/vigil.toml (the file is optional): the built-in defaults, exit 0. A file
+/// named on the command line that does not exist is still an error. The host's own
+/// /etc/vigil is hidden by an empty tmpfs in a mount namespace of the command's own.
+#[test]
+fn check_config_without_the_optional_file_says_the_defaults_are_in_force() {
+    require_root();
+    let bin = paths::vigilctl_bin();
+    let script = format!(
+        "set -e; [ -d /etc/vigil ] || exit 3; mount -t tmpfs -o size=64k vigil-test /etc/vigil; exec '{}' check-config",
+        bin.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let out = run_bounded(&mut cmd, VIGILCTL_TIMEOUT, "vigilctl check-config without /etc/vigil/vigil.toml");
+    let out = if out.status.code() == Some(3) {
+        // No /etc/vigil on this host at all: the plain command sees no file either.
+        run_bounded(Command::new(&bin).arg("check-config"), VIGILCTL_TIMEOUT, "vigilctl check-config")
+    } else {
+        out
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "no file is not an error: {}", describe_output(&out));
+    assert!(stdout.contains("built-in defaults"), "{stdout}");
+    let (code, _, stderr, _) = vigilctl(&["check-config".as_ref(), "/nonexistent/vigil.toml".as_ref()]);
+    assert_eq!(code, Some(1), "a named file that is missing is an error: {stderr}");
+    assert!(stderr.contains("/nonexistent/vigil.toml: cannot read"), "{stderr}");
+}
