@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use vigil_config::{Config, NssAccounts};
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::{CallRefusal, Event, ReloadResult};
+use vigil_protocol::events::{ActivitySource, CallRefusal, Event, ReloadResult};
 use vigil_protocol::{SessionInfo, StatusReply, VigilError};
 
 use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
@@ -21,8 +21,8 @@ use crate::caller::Caller;
 use crate::clock;
 use crate::ids::IdAllocator;
 use crate::logind;
-use crate::records::{EndReason, session_record};
-use crate::registry::{Registry, SavedSession, Session};
+use crate::records::{EndReason, activity_evidence, session_record};
+use crate::registry::{Evidence, Registry, SavedSession, Session};
 use crate::store::SessionStore;
 use crate::terminate;
 use crate::ttys::TtyNr;
@@ -32,9 +32,10 @@ use crate::users;
 const MAX_WARNING_RECORDS: usize = 32;
 
 /// What happened on a tty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TtyActivity {
-    Input,
+    /// Input its foreground read (`tty_input.rs`), or an access that could not be checked.
+    Input(Evidence),
     Output,
 }
 
@@ -199,6 +200,9 @@ impl Manager {
         if let Some((key, value)) = extra {
             record = record.number(key, value);
         }
+        if matches!(reason, EndReason::Idle) {
+            record = activity_evidence(record, &session);
+        }
         self.audit.write(record);
         // vigild ends the processes; logind, where it tracks the login, ends its session too.
         if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge)
@@ -221,21 +225,45 @@ impl Manager {
         self.save(saved);
     }
 
-    /// Records activity on a tty. Returns the session, and whether it needs a new
+    /// Records activity on a tty at `at`. Returns the session, and whether it needs a new
     /// check (it had stopped counting after an audit-only idle record).
-    pub fn note_tty_activity(&self, tty: TtyNr, kind: TtyActivity, now: u64) -> Option<(u64, bool)> {
+    pub fn note_tty_activity(&self, tty: TtyNr, kind: TtyActivity, at: u64) -> Option<(u64, bool)> {
         let mut registry = self.registry();
         let id = registry.owner_of_tty(tty)?;
         let session = registry.get_mut(id)?;
-        if kind == TtyActivity::Input {
-            session.activity.last_input_event_usec = now;
-        }
-        if kind == TtyActivity::Output && (!session.policy.output_is_activity || now <= session.activity.own_output_until) {
-            return None;
-        }
-        session.raise_activity(now);
+        let evidence = match kind {
+            TtyActivity::Input(evidence) => {
+                session.activity.last_input_event_usec = session.activity.last_input_event_usec.max(at);
+                evidence
+            }
+            TtyActivity::Output if !session.policy.output_is_activity || at <= session.activity.own_output_until => return None,
+            TtyActivity::Output => Evidence::new(ActivitySource::TtyOutput, tty, String::new()),
+        };
+        session.raise_activity_by(at, evidence);
         let wake = std::mem::take(&mut session.activity.idle_reported);
         Some((id, wake))
+    }
+
+    /// Records `events` accesses to a tty, the latest at `at`, that were not input.
+    /// Returns the session and the accesses to report when a `not_a_read` record is due
+    /// (`report`, at most once per `period` per session).
+    pub fn note_ignored_access(&self, tty: TtyNr, at: u64, events: u64, report: bool, period: u64) -> Option<(Session, u64)> {
+        let mut registry = self.registry();
+        let id = registry.owner_of_tty(tty)?;
+        let session = registry.get_mut(id)?;
+        let activity = &mut session.activity;
+        activity.last_ignored_access_usec = activity.last_ignored_access_usec.max(at);
+        if !report {
+            return None;
+        }
+        activity.evidence.accesses_ignored += events;
+        activity.accesses_unreported += events;
+        if at.saturating_sub(activity.not_a_read_reported_usec) < period {
+            return None;
+        }
+        activity.not_a_read_reported_usec = at;
+        let accesses = std::mem::take(&mut activity.accesses_unreported);
+        Some((session.clone(), accesses))
     }
 
     /// A copy of a session, for the supervisor.
@@ -298,7 +326,10 @@ impl Manager {
             }
         };
         self.end(id, EndReason::Admin, Some(("processes", targets.len() as i128)));
-        targets.end(session.policy.kill_grace).await;
+        // The answer says the session is ended; the SIGKILL after kill_grace (5 s by
+        // default, any length by policy) goes on without the caller waiting for it.
+        let grace = session.policy.kill_grace;
+        tokio::spawn(async move { targets.end(grace).await });
         Ok(())
     }
 

@@ -522,6 +522,31 @@ fn killed_session_leader_ends_the_session() {
     });
 }
 
+/// `vigilctl terminate ID` with the defaults (kill_grace 5 s, --timeout 5 s) on a session
+/// whose job ignores SIGHUP: vigilctl answers at once with success, and the job is killed
+/// after the grace period, without anyone waiting on the call.
+#[test]
+fn admin_terminate_answers_without_waiting_for_the_grace_period() {
+    require_root!();
+    let h = harness("[defaults]\nidle_timeout = \"1h\"\n");
+    let user = h.create_user("term");
+    let login = login(&h, &user);
+    let id = login.id();
+    login.client.send_line("nohup sleep 1000 >/dev/null 2>&1 & echo BG=$!");
+    let bg = login.client.wait_for(STEP, "the background job's pid", |s| number_after(s, "BG="));
+    let sleeper = ProcInfo::read(bg as u32).expect("the background sleep runs");
+    let asked = Instant::now();
+    let out = h.vigild().vigilctl(&["terminate", &id.to_string()]);
+    let answered_in = asked.elapsed();
+    assert!(out.status.success(), "vigilctl terminate: {}", vigil_e2e::process::describe_output(&out));
+    assert!(answered_in < Duration::from_secs(4), "the answer waited {answered_in:?}, as long as the grace period");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("session {id} terminated")), "{out:?}");
+    wait_record(&h, id, "session_end", &[("reason", "admin")]);
+    wait_until(Duration::from_secs(5) + STEP, "the nohup'd sleep (it ignores SIGHUP) to be killed after kill_grace", || {
+        !sleeper.still_running()
+    });
+}
+
 /// `vigilctl terminate ID`: every process of the session gets SIGHUP (SIGKILL after
 /// kill_grace), the client is disconnected, and the end is audited as an admin's.
 #[test]

@@ -160,7 +160,7 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
         }
         Command::Terminate { id } => {
             manager.terminate_session(*id).await.map_err(explain)?;
-            println!("session {id} terminated");
+            println!("session {id} terminated: its processes got SIGHUP; what is left after the policy's kill_grace gets SIGKILL");
         }
         Command::Reload => println!("{}", manager.reload().await.map_err(explain)?),
         Command::Daemon => {
