@@ -367,7 +367,16 @@ impl Manager {
     /// Re-reads the configuration. A bad file keeps the running policy.
     pub async fn reload_config(&self, trigger: &'static str) -> Result<String, String> {
         let path = self.config_path.as_os_str().as_encoded_bytes();
-        match Config::load(&self.config_path) {
+        let loaded = Config::load(&self.config_path).map_err(|e| e.to_string()).and_then(|config| {
+            match needs_restart(self.config().audit(), config.audit()) {
+                Some(key) => Err(format!(
+                    "{}: [audit] {key} changed: the audit writer takes it only at start (systemctl restart vigild)",
+                    self.config_path.display()
+                )),
+                None => Ok(config),
+            }
+        });
+        match loaded {
             Ok(config) => {
                 let summary = format!("{} loaded, {} policy block(s)", self.config_path.display(), config.policy_count());
                 self.audit.write(
@@ -398,7 +407,7 @@ impl Manager {
                         .text("result", ReloadResult::Failed)
                         .text("trigger", trigger)
                         .text("path", path)
-                        .text("error", error.to_string())
+                        .text("error", &error)
                         .text("kept", "previous"),
                 );
                 Err(format!("{error}; the running policy is unchanged"))
@@ -454,6 +463,19 @@ impl terminate::SessionScope {
 
 /// A manager for unit tests: the built-in policy, no files, an audit log that goes
 /// nowhere, no hooks.
+/// The `[audit]` key whose new value a reload cannot apply (the writer thread and the
+/// chain are set up at start; a chain switched off or on mid-trail would read as a cut),
+/// if any changed. `format` applies at once.
+fn needs_restart(running: &vigil_config::AuditSettings, new: &vigil_config::AuditSettings) -> Option<&'static str> {
+    if running.chain != new.chain {
+        Some("chain")
+    } else if running.spool_max_bytes != new.spool_max_bytes {
+        Some("spool_max_bytes")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 pub fn manager_for_tests() -> Arc<Manager> {
     Arc::new(Manager::new(

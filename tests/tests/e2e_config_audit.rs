@@ -261,3 +261,29 @@ fn check_config_without_the_optional_file_says_the_defaults_are_in_force() {
     assert_eq!(code, Some(1), "a named file that is missing is an error: {stderr}");
     assert!(stderr.contains("/nonexistent/vigil.toml: cannot read"), "{stderr}");
 }
+
+/// `vigilctl reload` with `[audit] chain` or `spool_max_bytes` changed: the writer takes
+/// them only at start, so the reload is refused naming the key (exit 1, `config_reload
+/// result=failed`), and the running policy stays; `format` alone applies.
+#[test]
+fn a_reload_that_changes_what_only_a_restart_applies_is_refused_naming_the_key() {
+    require_root();
+    let mut h = Harness::with_syslog();
+    h.start_vigild(VigildOpts::default().no_bus().config(CONFIG));
+    for (changed, key) in [
+        ("[defaults]\n\n[audit]\nformat = \"kv\"\nchain = false\n", "chain"),
+        ("[defaults]\n\n[audit]\nformat = \"kv\"\nchain = true\nspool_max_bytes = 1048576\n", "spool_max_bytes"),
+    ] {
+        h.vigild().write_config(changed);
+        let out = h.vigild().vigilctl(&["reload"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{key}: {}", describe_output(&out));
+        assert!(stderr.contains(&format!("[audit] {key} changed")) && stderr.contains("restart"), "{key}: {stderr}");
+        h.wait_for_log(LOG_WAIT, "config_reload result=failed naming the key", |l| {
+            l.is_event("vigild", "config_reload") && l.has("result", "failed") && l.message.contains(key)
+        });
+    }
+    h.vigild().write_config("[defaults]\n\n[audit]\nformat = \"json\"\nchain = true\n");
+    let out = h.vigild().vigilctl(&["reload"]);
+    assert!(out.status.success(), "format alone applies: {}", describe_output(&out));
+}
