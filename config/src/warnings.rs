@@ -38,21 +38,11 @@ pub struct NssAccounts;
 
 impl Accounts for NssAccounts {
     fn user_exists(&self, name: &str) -> io::Result<bool> {
-        found(nix::unistd::User::from_name(name).map(|user| user.is_some()))
+        vigil_host::users::user_exists(name)
     }
 
     fn group_exists(&self, name: &str) -> io::Result<bool> {
-        found(nix::unistd::Group::from_name(name).map(|group| group.is_some()))
-    }
-}
-
-/// getpwnam(3): ENOENT, ESRCH, EBADF and EPERM also mean "not found" for some back ends.
-fn found(result: nix::Result<bool>) -> io::Result<bool> {
-    use nix::errno::Errno;
-    match result {
-        Ok(exists) => Ok(exists),
-        Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(false),
-        Err(errno) => Err(io::Error::from(errno)),
+        vigil_host::users::group_exists(name)
     }
 }
 
