@@ -325,3 +325,14 @@ fn back_to_back_inhibitors_are_bounded_in_total_across_a_sigkill() {
     eprintln!("inhibit budget: {}\n{}\n{job}", second.raw, start.raw);
     assert_report_matches_show(&h);
 }
+
+/// `vigilctl inhibit --help` shows `--for` and `--why` as what they are, required (unless
+/// `--cancel`), in its usage line, not among optional flags only.
+#[test]
+fn inhibit_help_shows_its_required_flags_in_the_usage() {
+    let out = std::process::Command::new(paths::vigilctl_bin()).args(["inhibit", "--help"]).output().expect("run vigilctl");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("Usage: vigilctl inhibit --for DURATION --why TEXT\n"), "{help}");
+    assert!(help.contains("vigilctl inhibit --cancel [--session ID]"), "{help}");
+}

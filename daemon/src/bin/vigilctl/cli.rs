@@ -56,6 +56,7 @@ pub enum Command {
     Daemon,
     /// Hold off the idle timeout of your own session for a long job (bounded by the
     /// policy's max_inhibit); `--cancel` drops the inhibitor.
+    #[command(override_usage = "vigilctl inhibit --for DURATION --why TEXT\n       vigilctl inhibit --cancel [--session ID]")]
     Inhibit {
         /// How long, e.g. 2h or 45m.
         #[arg(long = "for", value_parser = humantime::parse_duration, required_unless_present = "cancel")]
