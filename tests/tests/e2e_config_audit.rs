@@ -287,3 +287,19 @@ fn a_reload_that_changes_what_only_a_restart_applies_is_refused_naming_the_key()
     let out = h.vigild().vigilctl(&["reload"]);
     assert!(out.status.success(), "format alone applies: {}", describe_output(&out));
 }
+
+/// The man pages generated from vigilctl's clap definitions (what the package ships)
+/// say what `--help` says: VIGIL_SOCKET, and inhibit's required flags in its synopsis.
+#[test]
+fn the_generated_man_pages_name_vigil_socket_and_inhibits_required_flags() {
+    let docgen = paths::bin_dir().join("vigil-docgen");
+    let dir = std::env::temp_dir().join(format!("vigil-docgen-{}", std::process::id()));
+    let out = run_bounded(Command::new(&docgen).arg(&dir), VIGILCTL_TIMEOUT, "vigil-docgen");
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let page = |name: &str| std::fs::read_to_string(dir.join("man").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let vigilctl = page("vigilctl.1");
+    let inhibit = page("vigilctl-inhibit.1");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(vigilctl.contains("VIGIL_SOCKET"), "vigilctl(1) names VIGIL_SOCKET:\n{vigilctl}");
+    assert!(inhibit.contains("\\-\\-for DURATION \\-\\-why TEXT"), "vigilctl-inhibit(1):\n{inhibit}");
+}

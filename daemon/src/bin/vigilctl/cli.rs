@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "vigilctl", version, about = "Inspect and control vigil sessions")]
 pub struct Cli {
-    /// vigild's private socket.
+    /// vigild's private socket; the environment variable VIGIL_SOCKET sets it too.
     #[arg(long, env = "VIGIL_SOCKET", default_value = vigil_protocol::DEFAULT_SOCKET, global = true)]
     pub socket: PathBuf,
     /// Talk to vigild over this D-Bus bus address instead of the private socket.
