@@ -77,6 +77,12 @@ pub fn authenticate_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostL
             log.debug(&format!("reauth granted for {service}: proof {} s old", answer.proof_age_usec / 1_000_000));
             HookOutcome::Success
         }
+        // A service vigil does not decide for: the password is asked as usual, and no
+        // proof is offered after it (vigild would refuse one).
+        Ok(answer) if answer.reason == ReauthReason::NotSensitive.as_str() => {
+            log.debug(&format!("{service} is not a sensitive service: vigil leaves it to the stack"));
+            HookOutcome::Ignore
+        }
         Ok(answer) => {
             pam.set_mark(Mark::PasswordAsked);
             log.debug(&format!("reauth required for {service}: {}", answer.reason));
@@ -300,6 +306,19 @@ mod tests {
         assert!(lines[0].contains(" reason=invalid_argument "), "{lines:?}");
         assert!(lines[1].starts_with("event=call_refused call=record_auth_failure service=sudo"), "{lines:?}");
         assert!(lines[1].contains(" reason=failed error_name=org.vigil1.Error.Failed error=y"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_service_that_is_not_sensitive_asks_the_password_and_offers_no_proof() {
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
+        let d = Daemon2 {
+            answer: || Ok(ReauthAnswer { fresh: false, reason: ReauthReason::NotSensitive.as_str().into(), ..answer(false) }),
+            recorded: RefCell::default(),
+        };
+        assert_eq!(authenticate_as(&mut pam, &d, &log, &ModuleArgs::default(), &ALICE), HookOutcome::Ignore);
+        assert_eq!(account_as(&mut pam, &d, &log, &ALICE), HookOutcome::Ignore);
+        assert!(d.recorded.borrow().is_empty(), "no RecordAuth for a service vigild would refuse it for");
+        assert!(log.0.borrow().is_empty(), "no record at all: {:?}", log.0.borrow());
     }
 
     #[test]

@@ -552,3 +552,23 @@ fn t9_su_follows_the_same_policy() {
     drop(e);
     assert_eq!(std::fs::read(sudo::SU_PAM_FILE).unwrap(), before);
 }
+
+/// A service that includes vigil-reauth but is not among `sensitive_services`: the
+/// password is asked as usual, vigild records `reauth_required reason=not_sensitive`, and
+/// the module offers no proof after it, so no unauthenticated `call_refused` line (which
+/// `audit verify --strict` counts against the trail) is written at each sudo.
+#[test]
+fn a_service_that_is_not_sensitive_writes_no_refused_proof_at_each_sudo() {
+    require_root!();
+    let e = env_with("[defaults]\nidle_timeout = \"1h\"\nsensitive_services = [\"su\"]\n");
+    let a = login(&e.h, &e.user);
+    let from = mark(&e.h);
+    for _ in 0..2 {
+        let run = sudo_with_password(&a, &e.user, "true");
+        assert_eq!((run.prompts, run.rc), (1, 0), "sudo of a service vigil does not decide for asks as usual: {run:?}");
+    }
+    assert_reason(&wait_record(&e.h, from, "reauth_required", a.id()), "not_sensitive", &e.sudo_service);
+    let refused: Vec<String> =
+        new_lines(&e.h, from).iter().filter(|l| l.is_event("pam_vigil", "call_refused")).map(|l| l.raw.clone()).collect();
+    assert!(refused.is_empty(), "no call_refused from the module: {refused:#?}");
+}
