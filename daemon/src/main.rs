@@ -33,6 +33,7 @@ mod store;
 mod supervisor;
 mod terminate;
 mod tty_claims;
+mod tty_input;
 mod ttys;
 mod users;
 mod warning;

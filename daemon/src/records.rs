@@ -27,3 +27,16 @@ pub fn session_record(event: Event, s: &Session) -> Record {
         .text_opt("ttys", (!ttys.is_empty()).then(|| ttys.join(",")))
         .text_opt("logind_session", crate::logind::session_of(s.who.audit_session_id))
 }
+
+/// What the session's last activity was measured by (the idle records): `activity_by`,
+/// the tty and the foreground process that read, and the accesses to its ttys since then
+/// that were not reads.
+pub fn activity_evidence(record: Record, s: &Session) -> Record {
+    let evidence = &s.activity.evidence;
+    let ignored = evidence.accesses_ignored;
+    record
+        .text("activity_by", evidence.source)
+        .text_opt("activity_tty", evidence.tty_name())
+        .text_opt("activity_reader", (!evidence.reader.is_empty()).then_some(evidence.reader.as_str()))
+        .number_opt("accesses_ignored", (ignored > 0).then_some(ignored))
+}

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use vigil_config::{Config, ResolvedPolicy, SessionFacts};
 use vigil_protocol::SessionInfo;
+use vigil_protocol::events::ActivitySource;
 
 use crate::clock;
 use crate::idle::Limit;
@@ -96,8 +97,44 @@ pub struct Activity {
     /// When forged-looking activity was last recorded (`activity_suspect`, at most once
     /// a minute per session).
     pub suspect_reported_usec: u64,
-    /// The latest tty input seen through inotify: an atime ahead of it is not input.
+    /// The latest tty input seen through inotify and found read by the tty's
+    /// foreground: an atime ahead of it is not input.
     pub last_input_event_usec: u64,
+    /// The latest access to one of its ttys that was not found to be such a read: an
+    /// atime up to it is that access, not input (recorded as `not_a_read` already).
+    pub last_ignored_access_usec: u64,
+    /// When `activity_suspect reason=not_a_read` and `reason=periodic` were last
+    /// recorded (each at most once a minute per session).
+    pub not_a_read_reported_usec: u64,
+    pub periodic_reported_usec: u64,
+    /// Accesses found not to be reads since the last `not_a_read` record.
+    pub accesses_unreported: u64,
+    /// What the last activity was measured by.
+    pub evidence: Evidence,
+}
+
+/// What a session's last activity was measured by, as `vigilctl show` and the idle
+/// records say it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    pub source: ActivitySource,
+    /// The tty it was seen on (0: none).
+    pub tty: TtyNr,
+    /// For a read: the foreground process that read, as `comm[pid]`.
+    pub reader: String,
+    /// Accesses to the session's ttys since then that were not reads.
+    pub accesses_ignored: u64,
+}
+
+impl Evidence {
+    pub fn new(source: ActivitySource, tty: TtyNr, reader: String) -> Self {
+        Evidence { source, tty, reader, accesses_ignored: 0 }
+    }
+
+    /// `pts/3`, or `None` without a tty.
+    pub fn tty_name(&self) -> Option<String> {
+        (self.tty != 0).then(|| ttys::short_name(self.tty))
+    }
 }
 
 impl Session {
@@ -141,11 +178,24 @@ impl Session {
             ttys: self.tty_names(),
             deadline_usec: self.deadline_usec,
             parent: self.who.parent,
+            activity_by: self.activity.evidence.source.as_str().to_string(),
+            activity_tty: self.activity.evidence.tty_name().unwrap_or_default(),
+            activity_reader: self.activity.evidence.reader.clone(),
+            accesses_ignored: self.activity.evidence.accesses_ignored,
         }
     }
 
     pub fn tty_names(&self) -> Vec<String> {
         self.ttys.iter().map(|&t| ttys::short_name(t)).collect()
+    }
+
+    /// Activity at `at`, measured as `evidence` says: the idle stretch that ends here
+    /// counts against every proof of identity.
+    pub fn raise_activity_by(&mut self, at: u64, evidence: Evidence) {
+        if at > self.last_activity_usec {
+            self.activity.evidence = evidence;
+            self.raise_activity(at);
+        }
     }
 
     /// Activity at `at`: the idle stretch that ends here counts against every proof of
@@ -176,6 +226,9 @@ impl Session {
         shift(&mut self.activity.own_output_until);
         shift(&mut self.activity.suspect_reported_usec);
         shift(&mut self.activity.last_input_event_usec);
+        shift(&mut self.activity.last_ignored_access_usec);
+        shift(&mut self.activity.not_a_read_reported_usec);
+        shift(&mut self.activity.periodic_reported_usec);
         for proof in self.activity.proofs.values_mut() {
             shift(&mut proof.at);
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use vigil_config::IdleAction;
-use vigil_protocol::events::{Event, RevokeReason, SuspectReason};
+use vigil_protocol::events::{ActivitySource, Event, RevokeReason, SuspectReason};
 
 use crate::clock;
 use crate::idle::{self, Decision, IdleFacts, Limit};
@@ -21,10 +21,11 @@ use crate::inhibit;
 use crate::manager::{Hooks, Manager, TtyActivity, now_usec};
 use crate::ownership;
 use crate::procfs;
-use crate::records::{EndReason, session_record};
-use crate::registry::Session;
+use crate::records::{EndReason, activity_evidence, session_record};
+use crate::registry::{Evidence, Session};
 use crate::terminate::Targets;
 use crate::tty_claims::Claim;
+use crate::tty_input::{self, InputChecks, Outcome};
 use crate::ttys::{self, TtyEvent, TtyNr, TtyWatcher};
 use crate::warning;
 
@@ -62,7 +63,12 @@ enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Entry {
     Session(u64),
-    PtsScan { n: u32, attempt: usize },
+    PtsScan {
+        n: u32,
+        attempt: usize,
+    },
+    /// Whether the accesses to a tty since the last look were reads (`tty_input.rs`).
+    InputCheck(TtyNr),
 }
 
 /// The supervisor's handle, registered as core hooks.
@@ -93,8 +99,15 @@ pub fn spawn(core: Arc<Manager>) -> std::io::Result<Arc<Supervisor>> {
     let watcher = TtyWatcher::new()?;
     let (tx, rx) = mpsc::unbounded_channel();
     let clock_offset = core.clock_offset();
-    let task =
-        Task { core, watcher, timers: Timers::default(), watching_since: HashMap::new(), clock_offset, stale_tty_times: HashMap::new() };
+    let task = Task {
+        core,
+        watcher,
+        timers: Timers::default(),
+        watching_since: HashMap::new(),
+        clock_offset,
+        stale_tty_times: HashMap::new(),
+        inputs: InputChecks::default(),
+    };
     tokio::spawn(task.run(rx));
     Ok(Arc::new(Supervisor { tx }))
 }
@@ -157,6 +170,8 @@ struct Task {
     /// of the clock before the step (after a step back, times "in the future"): until
     /// the tty is used again they are neither activity nor suspect.
     stale_tty_times: HashMap<TtyNr, (u64, u64)>,
+    /// The accesses to each watched tty waiting for a look, and what the last look saw.
+    inputs: InputChecks,
 }
 
 impl Task {
@@ -207,6 +222,7 @@ impl Task {
                         match entry {
                             Entry::Session(id) => self.check_session(id),
                             Entry::PtsScan { n, attempt } => new_ptys.push((n, attempt)),
+                            Entry::InputCheck(tty) => self.check_input(tty),
                         }
                     }
                     self.scan_new_ptys(&new_ptys);
@@ -224,9 +240,23 @@ impl Task {
         let now = now_usec();
         for event in events {
             let woken = match event {
-                TtyEvent::Input(tty) => self.core.note_tty_activity(tty, TtyActivity::Input, now),
-                TtyEvent::Output(tty) => self.core.note_tty_activity(tty, TtyActivity::Output, now),
+                // An access is input only once a look at the tty's foreground says it
+                // was read.
+                TtyEvent::Input(tty) => {
+                    if self.core.tty_claimed(tty)
+                        && let Some(when) = self.inputs.access(tty, now)
+                    {
+                        self.timers.set(Entry::InputCheck(tty), when);
+                    }
+                    None
+                }
+                TtyEvent::Output(tty) => {
+                    self.inputs.output(tty, now);
+                    self.core.note_tty_activity(tty, TtyActivity::Output, now)
+                }
                 TtyEvent::Gone(tty) => {
+                    self.inputs.forget(tty);
+                    self.timers.remove(Entry::InputCheck(tty));
                     self.core.drop_tty(tty);
                     None
                 }
@@ -237,6 +267,74 @@ impl Task {
             };
             if let Some((id, true)) = woken {
                 self.timers.set(Entry::Session(id), now);
+            }
+        }
+    }
+
+    /// Looks at a tty's foreground for the accesses since the last look: input when a
+    /// process of it read (the session's activity, with what read it), else not input
+    /// (`activity_suspect reason=not_a_read`, at most once a minute per session). Input
+    /// at a fixed period with no echo is noted (`reason=periodic`).
+    fn check_input(&mut self, tty: TtyNr) {
+        let Some(session) = self.core.registry().owner_of_tty(tty).and_then(|id| self.core.session(id)) else {
+            self.inputs.forget(tty);
+            return;
+        };
+        let look = tty_input::look(&self.look_roots(&session, tty), tty);
+        let Some(outcome) = self.inputs.judge(tty, look, now_usec()) else { return };
+        let (at, evidence, periodic) = match outcome {
+            Outcome::Read { at, reader, periodic } => (at, Evidence::new(ActivitySource::TtyRead, tty, reader), periodic),
+            Outcome::Unverified { at } => (at, Evidence::new(ActivitySource::TtyAccess, tty, String::new()), None),
+            Outcome::Ignored { at, events, foreground, report } => {
+                if let Some((session, accesses)) = self.core.note_ignored_access(tty, at, events, report, SUSPECT_REPORT_USEC) {
+                    self.core.audit.write(
+                        session_record(Event::ActivitySuspect, &session)
+                            .text("source", "tty_access")
+                            .text("suspect_tty", ttys::short_name(tty))
+                            .text("reason", SuspectReason::NotARead)
+                            .text("foreground", foreground)
+                            .number("accesses", accesses),
+                    );
+                }
+                return;
+            }
+        };
+        let reader = evidence.reader.clone();
+        if let Some((id, true)) = self.core.note_tty_activity(tty, TtyActivity::Input(evidence), at) {
+            self.timers.set(Entry::Session(id), now_usec());
+        }
+        if let Some(period) = periodic
+            && at.saturating_sub(session.activity.periodic_reported_usec) >= SUSPECT_REPORT_USEC
+        {
+            self.core.update_session(session.id, |s| s.activity.periodic_reported_usec = at);
+            self.core.audit.write(
+                session_record(Event::ActivitySuspect, &session)
+                    .text("source", "tty_read")
+                    .text("suspect_tty", ttys::short_name(tty))
+                    .text("reason", SuspectReason::Periodic)
+                    .number("period_ms", period / 1000)
+                    .text("reader", reader),
+            );
+        }
+    }
+
+    /// Where a tty's foreground is looked for: the POSIX session that held the tty when
+    /// the session claimed it (its shell), then the session's leader.
+    fn look_roots(&self, session: &Session, tty: TtyNr) -> Vec<u32> {
+        let holders = self.core.tty_holders.lock().unwrap_or_else(|p| p.into_inner());
+        let holder = holders.get(&tty).filter(|(id, _)| *id == session.id).map(|&(_, (sid, _))| sid);
+        drop(holders);
+        holder.into_iter().chain(std::iter::once(session.who.leader_pid)).collect()
+    }
+
+    /// Takes the first look at each of the session's ttys that has none: what their
+    /// first access is compared with.
+    fn first_looks(&mut self, session: &Session) {
+        for &tty in session.ttys() {
+            if self.inputs.wants_first_look(tty)
+                && let Ok(look) = tty_input::look(&self.look_roots(session, tty), tty)
+            {
+                self.inputs.first_look(tty, look, now_usec());
             }
         }
     }
@@ -363,6 +461,7 @@ impl Task {
         }
         self.clock_offset = offset;
         self.timers.shift(delta);
+        self.inputs.shift_clock(delta);
         for since in self.watching_since.values_mut() {
             *since = clock::shift(*since, delta);
         }
@@ -412,6 +511,9 @@ impl Task {
         for &tty in session.ttys() {
             self.watch(id, tty);
         }
+        if let Some(session) = self.core.session(id) {
+            self.first_looks(&session);
+        }
         // What the warning is written on and the end reaches is what the session holds
         // now, not what it claimed once.
         if readable && let Some(session) = self.core.session(id) {
@@ -451,7 +553,10 @@ impl Task {
         };
         let deadline = idle::next_end(&session.policy, &clock).map_or(0, |(_, end)| end);
         self.core.update_session(id, |s| {
-            s.raise_activity(last_activity);
+            match seen.by {
+                Some(by) => s.raise_activity_by(last_activity, by),
+                None => s.raise_activity(last_activity),
+            }
             s.activity.io_total = seen.io_total;
             s.deadline_usec = deadline;
         });
@@ -464,13 +569,13 @@ impl Task {
             }
             Decision::End { limit, action: IdleAction::Terminate, deadline } => self.end(&session, limit, deadline, now),
             Decision::End { limit, action: IdleAction::None, deadline } => {
-                self.core.audit.write(
-                    session_record(Event::IdleLimitReached, &session)
-                        .text("limit", limit.as_str())
-                        .text("action", "none")
-                        .number("idle_s", now.saturating_sub(last_activity) / 1_000_000)
-                        .number("late_ms", now.saturating_sub(deadline) as i128 / 1000),
-                );
+                let fresh = self.core.session(id);
+                let record = session_record(Event::IdleLimitReached, &session)
+                    .text("limit", limit.as_str())
+                    .text("action", "none")
+                    .number("idle_s", now.saturating_sub(last_activity) / 1_000_000)
+                    .number("late_ms", now.saturating_sub(deadline) as i128 / 1000);
+                self.core.audit.write(activity_evidence(record, fresh.as_ref().unwrap_or(&session)));
                 self.core.update_session(id, |s| match limit {
                     Limit::Idle => s.activity.idle_reported = true,
                     // Recorded once; the age limit does not come back.
@@ -498,14 +603,14 @@ impl Task {
             s.activity.warned = Some((limit, now));
             s.activity.own_output_until = now_usec() + OWN_OUTPUT_WINDOW_USEC;
         });
-        self.core.audit.write(
-            session_record(Event::IdleWarning, session)
-                .text("limit", limit.as_str())
-                .number("idle_s", idle_for.as_secs())
-                .number("ends_in_s", left.as_secs())
-                .number("ttys_warned", written as i128)
-                .text_opt("inhibitor", inhibitor_note.is_some().then_some("expiring")),
-        );
+        let record = session_record(Event::IdleWarning, session)
+            .text("limit", limit.as_str())
+            .number("idle_s", idle_for.as_secs())
+            .number("ends_in_s", left.as_secs())
+            .number("ttys_warned", written as i128)
+            .text_opt("inhibitor", inhibitor_note.is_some().then_some("expiring"));
+        let fresh = self.core.session(session.id);
+        self.core.audit.write(activity_evidence(record, fresh.as_ref().unwrap_or(session)));
     }
 
     /// Ends the session: its registration and audit record first (the leader's exit
@@ -540,6 +645,8 @@ impl Task {
 /// What a check saw of a session's activity.
 struct Seen {
     last: u64,
+    /// What measured `last`, when this check moved it.
+    by: Option<Evidence>,
     io_total: Option<u64>,
     /// A tty time that cannot be input (in the future, or ahead of every input event
     /// inotify delivered): ignored, and recorded.
@@ -562,28 +669,38 @@ fn measure_activity(
     stale_tty_times: &mut HashMap<TtyNr, (u64, u64)>,
 ) -> Option<Seen> {
     let mut last = session.last_activity_usec;
+    let mut by = None;
     let mut suspect = None;
     if !session.ttys().is_empty() {
         let input_seen = watching_since.map(|since| since.max(session.activity.last_input_event_usec));
+        let ignored = session.activity.last_ignored_access_usec;
+        let mut raise = |at: u64, tty: TtyNr| {
+            if at > last {
+                last = at;
+                by = Some(Evidence::new(ActivitySource::TtyTime, tty, String::new()));
+            }
+        };
         for &tty in session.ttys() {
             let Some((atime, mtime)) = ttys::device_times(tty) else { continue };
             let (atime_fresh, mtime_fresh) = fresh_since_clock_step(stale_tty_times, tty, (atime, mtime));
             if atime_fresh {
-                match credible(atime, now, input_seen) {
-                    Ok(at) => last = last.max(at),
+                match credible(atime, now, input_seen, ignored) {
+                    Ok(at) => raise(at, tty),
+                    // That access was looked at, and recorded, when it came.
+                    Err(SuspectReason::NotARead) => {}
                     Err(reason) => suspect = Some((tty, reason)),
                 }
             }
             // vigild's own warning moves mtime too: only output well after it counts.
             let own = session.activity.own_output_until;
             if mtime_fresh && session.policy.output_is_activity && mtime > own + 1_000_000 {
-                match credible(mtime, now, None) {
-                    Ok(at) => last = last.max(at),
+                match credible(mtime, now, None, 0) {
+                    Ok(at) => raise(at, tty),
                     Err(reason) => suspect = Some((tty, reason)),
                 }
             }
         }
-        return Some(Seen { last, io_total: None, suspect });
+        return Some(Seen { last, by, io_total: None, suspect });
     }
     // Counters that could not be read are no sample: `None`, and the check is retried.
     let total = procfs::io_total(tree).ok()?;
@@ -591,10 +708,11 @@ fn measure_activity(
     // compare with, and comes FIRST_CHECK_DELAY_USEC after the open: the session's I/O
     // before it (starting its command) also counts as now, else an idle clock started
     // at the open would end the session before its timeout has passed since that I/O.
-    if session.activity.io_total != Some(total) {
+    if session.activity.io_total != Some(total) && now > last {
         last = now;
+        by = Some(Evidence::new(ActivitySource::ProcessIo, 0, String::new()));
     }
-    Some(Seen { last, io_total: Some(total), suspect })
+    Some(Seen { last, by, io_total: Some(total), suspect })
 }
 
 /// Whether a tty's atime and mtime were written after the last step of the wall clock:
@@ -610,13 +728,15 @@ fn fresh_since_clock_step(stale_tty_times: &mut HashMap<TtyNr, (u64, u64)>, tty:
 }
 
 /// Whether a tty time can be activity: not in the future, and, once inotify watches the
-/// tty (`input_seen`: the later of the watch's start and the last input event), not
-/// later than what it saw.
-fn credible(time: u64, now: u64, input_seen: Option<u64>) -> Result<u64, SuspectReason> {
+/// tty (`input_seen`: the later of the watch's start and the last input read), not
+/// later than what it saw. A time up to the last access found not to be a read
+/// (`ignored`) is that access.
+fn credible(time: u64, now: u64, input_seen: Option<u64>, ignored: u64) -> Result<u64, SuspectReason> {
     if time > now + TIME_SLACK_USEC {
         return Err(SuspectReason::Future);
     }
     match input_seen {
+        Some(seen) if time > seen + TIME_SLACK_USEC && time <= ignored + TIME_SLACK_USEC => Err(SuspectReason::NotARead),
         Some(seen) if time > seen + TIME_SLACK_USEC => Err(SuspectReason::AheadOfInput),
         _ => Ok(time),
     }
@@ -661,14 +781,19 @@ mod tests {
     #[test]
     fn tty_times_that_cannot_be_input_are_not_activity() {
         // In the future: never, watched or not.
-        assert_eq!(credible(4_000_000_000 * S, 100 * S, None), Err(SuspectReason::Future));
+        assert_eq!(credible(4_000_000_000 * S, 100 * S, None, 0), Err(SuspectReason::Future));
         // Unwatched (inotify failed): the atime is all there is.
-        assert_eq!(credible(90 * S, 100 * S, None), Ok(90 * S));
+        assert_eq!(credible(90 * S, 100 * S, None, 0), Ok(90 * S));
         // Watched since 50 s with the last input event at 70 s: a later atime was set,
         // not read.
-        assert_eq!(credible(90 * S, 100 * S, Some(70 * S)), Err(SuspectReason::AheadOfInput));
-        assert_eq!(credible(70 * S + S / 2, 100 * S, Some(70 * S)), Ok(70 * S + S / 2));
+        assert_eq!(credible(90 * S, 100 * S, Some(70 * S), 0), Err(SuspectReason::AheadOfInput));
+        assert_eq!(credible(70 * S + S / 2, 100 * S, Some(70 * S), 0), Ok(70 * S + S / 2));
         // Before the watch began (a restored session): believed.
-        assert_eq!(credible(40 * S, 100 * S, Some(50 * S)), Ok(40 * S));
+        assert_eq!(credible(40 * S, 100 * S, Some(50 * S), 0), Ok(40 * S));
+        // Set by an access that was looked at and found not to be a read (`touch -a`):
+        // that access, recorded when it came.
+        assert_eq!(credible(90 * S, 100 * S, Some(70 * S), 90 * S), Err(SuspectReason::NotARead));
+        assert_eq!(credible(95 * S, 100 * S, Some(70 * S), 90 * S), Err(SuspectReason::AheadOfInput));
+        assert_eq!(credible(4_000_000_000 * S, 100 * S, Some(70 * S), 4_000_000_000 * S), Err(SuspectReason::Future));
     }
 }

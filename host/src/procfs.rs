@@ -81,6 +81,9 @@ pub struct StatLine<'a> {
     pub pgrp: i32,
     pub session: i32,
     pub tty_nr: u32,
+    /// The process group in the foreground of the controlling terminal (field 8); -1
+    /// without one.
+    pub tpgid: i32,
     /// CPU time in clock ticks, user plus system (fields 14 and 15), all threads.
     pub cpu_ticks: u64,
     /// 0 if the line stops before field 22.
@@ -105,12 +108,13 @@ pub fn parse_stat_line(text: &str) -> Option<StatLine<'_>> {
     let pgrp = fields.next()?.parse().unwrap_or(0);
     let session = fields.next()?.parse().unwrap_or(0);
     let tty_nr = fields.next()?.parse::<i64>().ok()? as u32;
-    // Fields 14 and 15 (utime, stime), then 22; the fields read so far are 3 to 7.
-    let utime: u64 = fields.nth(6).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let tpgid = fields.next().and_then(|v| v.parse().ok()).unwrap_or(-1);
+    // Fields 14 and 15 (utime, stime), then 22; the fields read so far are 3 to 8.
+    let utime: u64 = fields.nth(5).and_then(|v| v.parse().ok()).unwrap_or(0);
     let stime: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
     let cpu_ticks = utime.saturating_add(stime);
     let start_time = fields.nth(6).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Some(StatLine { pid, comm, state, ppid, pgrp, session, tty_nr, cpu_ticks, start_time })
+    Some(StatLine { pid, comm, state, ppid, pgrp, session, tty_nr, tpgid, cpu_ticks, start_time })
 }
 
 /// [`parse_stat_line`], the fields vigild uses.
@@ -268,6 +272,9 @@ mod tests {
         let full = "42 (x) T 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 987654 0";
         let l = parse_stat_line(full).unwrap();
         assert_eq!((l.state, l.cpu_ticks, l.start_time), ('T', 12, 987654));
+        assert_eq!(l.tpgid, -1, "no controlling terminal");
+        let on_tty = parse_stat_line("7 (bash) S 6 7 7 34822 7 4194560 100 0 0 0 7 5 0 0 20 0 1 0 5 0").unwrap();
+        assert_eq!((on_tty.tty_nr, on_tty.tpgid, on_tty.cpu_ticks, on_tty.start_time), (34822, 7, 12, 5));
         assert_eq!(parse_stat_line("12 (a) b)) T 1 2 3 0").map(|l| (l.state, l.start_time)), Some(('T', 0)));
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("").is_none());

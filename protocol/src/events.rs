@@ -211,6 +211,32 @@ wire_names! {
         Future = "future",
         /// Later than the last input inotify saw.
         AheadOfInput = "ahead_of_input",
+        /// An access event on the tty (IN_ACCESS: a read, or an atime-only `utimensat`
+        /// such as `touch -a`) while no process of its foreground process group read.
+        NotARead = "not_a_read",
+        /// Input read at a fixed period with no output after it: counted, and noted.
+        Periodic = "periodic",
+    }
+}
+
+wire_names! {
+    /// What a session's last activity was measured by (`activity_by=` of the idle
+    /// records, `vigilctl show`).
+    #[derive(Default)]
+    pub enum ActivitySource ("activity source") {
+        /// Nothing since the session started (or since vigild took it over again).
+        #[default]
+        Start = "start",
+        /// Input read from a tty by a process of its foreground process group.
+        TtyRead = "tty_read",
+        /// An access to a tty that could not be checked (/proc unreadable): taken as input.
+        TtyAccess = "tty_access",
+        /// Output on a tty, where `output_is_activity` says it counts.
+        TtyOutput = "tty_output",
+        /// A tty's atime or mtime (the fallback when inotify does not watch it).
+        TtyTime = "tty_time",
+        /// I/O of the session's processes (a session without a tty).
+        ProcessIo = "process_io",
     }
 }
 
@@ -340,6 +366,7 @@ mod tests {
             ("inhibit end reason", names(InhibitEndReason::ALL, InhibitEndReason::as_str)),
             ("inhibit canceller", names(InhibitCancelledBy::ALL, InhibitCancelledBy::as_str)),
             ("suspect reason", names(SuspectReason::ALL, SuspectReason::as_str)),
+            ("activity source", names(ActivitySource::ALL, ActivitySource::as_str)),
             ("terminate failure", names(TerminateFailure::ALL, TerminateFailure::as_str)),
             ("call refusal", names(CallRefusal::ALL, CallRefusal::as_str)),
             ("connection refusal", names(ConnectionRefusal::ALL, ConnectionRefusal::as_str)),

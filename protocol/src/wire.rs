@@ -45,6 +45,16 @@ pub struct SessionInfo {
     /// Id of the tracked session this one runs inside (su, sudo in an ssh session);
     /// 0 when it is a login session of its own.
     pub parent: u64,
+    /// What the last activity was measured by (`ActivitySource`'s wire name:
+    /// `tty_read`, `process_io`, `start`, ...).
+    pub activity_by: String,
+    /// The tty it was seen on (`pts/3`); empty for none.
+    pub activity_tty: String,
+    /// For `tty_read`: the foreground process that read (`bash[812]`); else empty.
+    pub activity_reader: String,
+    /// Accesses to the session's ttys since the last activity that were not reads by
+    /// their foreground (`touch -a`), not counted as input.
+    pub accesses_ignored: u64,
 }
 
 /// What `Status` reports about the daemon.

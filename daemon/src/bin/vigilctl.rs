@@ -291,7 +291,31 @@ fn session_json(s: &SessionInfo) -> serde_json::Value {
         "ttys": s.ttys,
         "deadline": (s.deadline_usec != 0).then_some(s.deadline_usec / 1_000_000),
         "parent": (s.parent != 0).then_some(s.parent),
+        "activity": {
+            "by": s.activity_by,
+            "tty": (!s.activity_tty.is_empty()).then_some(&s.activity_tty),
+            "reader": (!s.activity_reader.is_empty()).then_some(&s.activity_reader),
+            "accesses_ignored": s.accesses_ignored,
+        },
     })
+}
+
+/// What the session's last activity was measured by, in words.
+fn activity_words(s: &SessionInfo) -> String {
+    let tty = or_dash(&s.activity_tty);
+    let mut words = match s.activity_by.as_str() {
+        "start" => "none seen since the session started (or vigild took it over)".to_string(),
+        "tty_read" => format!("input read from {tty} by {}, its foreground", or_dash(&s.activity_reader)),
+        "tty_access" => format!("an access to {tty} that could not be checked (/proc unreadable)"),
+        "tty_output" => format!("output on {tty} (output_is_activity)"),
+        "tty_time" => format!("the times of {tty} (not watched through inotify)"),
+        "process_io" => "I/O of the session's processes (no tty)".to_string(),
+        other => printable(other),
+    };
+    if s.accesses_ignored > 0 {
+        words.push_str(&format!("; since then {} access(es) to its ttys that were not reads, ignored", s.accesses_ignored));
+    }
+    words
 }
 
 fn age(usec: u64) -> String {
@@ -334,6 +358,7 @@ fn print_session(s: &SessionInfo) {
     println!("  audit session: {ses}");
     println!("  started:       {} ago", age(s.started_usec));
     println!("  last activity: {} ago", age(s.last_activity_usec));
+    println!("  measured by:   {}", activity_words(s));
     println!("  ends in:       {}", deadline_column(s));
     if s.parent != 0 {
         println!("  inside:        session {}", s.parent);

@@ -125,6 +125,10 @@ mod tests {
             ttys: vec![],
             deadline_usec: deadline,
             parent: 0,
+            activity_by: "start".into(),
+            activity_tty: String::new(),
+            activity_reader: String::new(),
+            accesses_ignored: 0,
         }
     }
 

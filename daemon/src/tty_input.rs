@@ -1,0 +1,493 @@
+//! Whether an access to a tty was input read by the side of it a person types on.
+//!
+//! inotify reports a read of a tty and an atime-only `utimensat` on it (`touch -a`, which
+//! its user may do at will) as the same IN_ACCESS. A keystroke is read by a process of the
+//! tty's foreground process group (a background job that reads gets SIGTTIN), so an access
+//! counts as input only when such a process made read system calls (`syscr` of
+//! /proc/PID/io) since the previous look at that tty. The counters are per process, not
+//! per descriptor: a foreground process that read a file or a pipe meanwhile passes too
+//! (README, "Forged activity", says what that leaves open).
+//!
+//! A look reads the tty's POSIX session (a shell and its jobs: a few small /proc files)
+//! and comes a little after the first event it is for, at most every `MIN_LOOK_GAP_USEC`
+//! per tty: the kernel queues the event before it counts the read, and idleness is
+//! judged at the grain of seconds. Input read at a fixed period with no output after it
+//! is noted here too (`periodic`), for the records.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+
+use crate::procfs;
+use crate::ttys::TtyNr;
+
+/// How long after an access its look comes (the read is counted after the event is
+/// queued).
+const LOOK_DELAY_USEC: u64 = 20_000;
+/// Looks at one tty are at least this far apart; the accesses in between share one.
+const MIN_LOOK_GAP_USEC: u64 = 100_000;
+/// A look also finds the reads whose events were still queued: an access that comes this
+/// soon after a look and finds nothing new is one of those, neither input nor suspect.
+const COVER_USEC: u64 = 500_000;
+/// Reads further apart than this are separate bursts of input.
+const BURST_GAP_USEC: u64 = 1_000_000;
+/// Output this soon after a burst of input is its echo.
+const ECHO_WINDOW_USEC: u64 = 1_000_000;
+/// How many unechoed bursts at a fixed period make the input `periodic`.
+const PERIODIC_BURSTS: usize = 5;
+/// How far apart the periods may be (at least; else a twentieth of the period).
+const PERIOD_TOLERANCE_USEC: u64 = 150_000;
+
+/// One process of a tty's foreground process group, at a look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader {
+    pub pid: u32,
+    /// With the pid, names the process for good.
+    pub start_time: u64,
+    /// Read system calls so far (`syscr`).
+    pub read_calls: u64,
+    pub comm: String,
+}
+
+impl Reader {
+    /// `bash[812]`.
+    pub fn label(&self) -> String {
+        format!("{}[{}]", self.comm, self.pid)
+    }
+}
+
+/// A tty's foreground process group, at a look.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Foreground {
+    pub readers: Vec<Reader>,
+}
+
+impl Foreground {
+    /// The foreground's command names, for a record (`bash`, `vim,less`).
+    pub fn names(&self) -> String {
+        let mut names: Vec<&str> = self.readers.iter().map(|r| r.comm.as_str()).collect();
+        names.dedup();
+        names.join(",")
+    }
+}
+
+/// What two looks at a tty's foreground say about the accesses between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// This process of the foreground read.
+    Read(Reader),
+    /// The same foreground as before, and none of it read.
+    NotARead,
+    /// A process of the foreground was not there at the previous look: nothing to compare.
+    Unknown,
+}
+
+/// Compares a look with the previous one.
+pub fn judge(before: &Foreground, now: &Foreground) -> Verdict {
+    let mut unknown = now.readers.is_empty();
+    for reader in &now.readers {
+        match before.readers.iter().find(|b| b.pid == reader.pid && b.start_time == reader.start_time) {
+            Some(b) if reader.read_calls > b.read_calls => return Verdict::Read(reader.clone()),
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    if unknown { Verdict::Unknown } else { Verdict::NotARead }
+}
+
+/// Reads `tty`'s foreground process group among the processes of `roots` (each with its
+/// descendants; the next root is walked only when the first has no process on the tty).
+/// An error when /proc could not be read for another reason than a process being gone.
+pub fn look(roots: &[u32], tty: TtyNr) -> std::io::Result<Foreground> {
+    for &root in roots {
+        let tree = match procfs::process_tree_live(root)? {
+            Some(tree) => tree,
+            None => procfs::process_tree(root, &procfs::all_stats()?),
+        };
+        let mut on_tty = Vec::new();
+        for pid in tree {
+            let Some(text) = procfs::stat_text(pid) else { continue };
+            if let Some(line) = procfs::parse_stat_line(&text).filter(|l| l.tty_nr == tty) {
+                on_tty.push((line.pid, line.pgrp, line.tpgid, line.start_time, line.comm.to_string()));
+            }
+        }
+        let Some(&(_, _, tpgid, _, _)) = on_tty.first() else { continue };
+        // The group's leader may have left the tree (its parent gone): read it by pid.
+        if tpgid > 0 && !on_tty.iter().any(|p| p.0 as i32 == tpgid) {
+            let text = procfs::stat_text(tpgid as u32).unwrap_or_default();
+            if let Some(line) = procfs::parse_stat_line(&text).filter(|l| l.tty_nr == tty) {
+                on_tty.push((line.pid, line.pgrp, line.tpgid, line.start_time, line.comm.to_string()));
+            }
+        }
+        let mut readers = Vec::new();
+        for (pid, _, _, start_time, comm) in on_tty.into_iter().filter(|p| tpgid > 0 && p.1 == tpgid) {
+            if let Some(read_calls) = read_calls(pid)? {
+                readers.push(Reader { pid, start_time, read_calls, comm });
+            }
+        }
+        return Ok(Foreground { readers });
+    }
+    Ok(Foreground::default())
+}
+
+/// `syscr` of /proc/PID/io; `None` when the process is gone.
+fn read_calls(pid: u32) -> std::io::Result<Option<u64>> {
+    let text = match fs::read_to_string(format!("/proc/{pid}/io")) {
+        Ok(text) => text,
+        Err(e) if procfs::is_gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(text.lines().find_map(|l| l.strip_prefix("syscr:")).and_then(|v| v.trim().parse().ok()))
+}
+
+/// Accesses not looked at yet.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    first: u64,
+    last: u64,
+    events: u64,
+    echoed: bool,
+}
+
+/// One tty's accesses, looks and rhythm of input.
+#[derive(Debug, Default)]
+struct TtyInput {
+    pending: Option<Pending>,
+    /// The foreground at the last look.
+    seen: Option<Foreground>,
+    looked_at: u64,
+    rhythm: Rhythm,
+}
+
+/// What a look made of the accesses it was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Input, read by `reader` (`bash[812]`), at `at` (the latest access). `periodic`:
+    /// the period, when the input has come at a fixed one with no output after it.
+    Read { at: u64, reader: String, periodic: Option<u64> },
+    /// /proc could not be read: nothing is concluded, the access counts as input as it
+    /// did before it could be checked.
+    Unverified { at: u64 },
+    /// Not input. `report`: no process of an unchanged foreground read (`not_a_read`,
+    /// with `events` accesses and the foreground's names); else the look had nothing to
+    /// compare with, or the accesses' reads were already counted.
+    Ignored { at: u64, events: u64, foreground: String, report: bool },
+}
+
+/// Every watched tty's accesses, the looks they wait for, and the rhythm of its input.
+#[derive(Debug, Default)]
+pub struct InputChecks {
+    ttys: HashMap<TtyNr, TtyInput>,
+}
+
+impl InputChecks {
+    /// An access to `tty` at `now`. Returns when to look, when no look is due yet.
+    pub fn access(&mut self, tty: TtyNr, now: u64) -> Option<u64> {
+        let state = self.ttys.entry(tty).or_default();
+        if let Some(pending) = &mut state.pending {
+            pending.last = pending.last.max(now);
+            pending.events += 1;
+            return None;
+        }
+        state.pending = Some(Pending { first: now, last: now, events: 1, echoed: false });
+        Some((now + LOOK_DELAY_USEC).max(state.looked_at + MIN_LOOK_GAP_USEC))
+    }
+
+    /// Output on `tty` at `now`: the echo of input, if any came just before.
+    pub fn output(&mut self, tty: TtyNr, now: u64) {
+        let Some(state) = self.ttys.get_mut(&tty) else { return };
+        match &mut state.pending {
+            Some(pending) => pending.echoed = true,
+            None => state.rhythm.output(now),
+        }
+    }
+
+    /// Whether `tty` has no look to compare the next access with, and none is due.
+    pub fn wants_first_look(&self, tty: TtyNr) -> bool {
+        self.ttys.get(&tty).is_none_or(|s| s.seen.is_none() && s.pending.is_none())
+    }
+
+    /// A look taken without an access (a tty just claimed): what the next access is
+    /// compared with.
+    pub fn first_look(&mut self, tty: TtyNr, look: Foreground, now: u64) {
+        let state = self.ttys.entry(tty).or_default();
+        if state.pending.is_none() {
+            state.seen = Some(look);
+            state.looked_at = now;
+        }
+    }
+
+    /// The look due for `tty`'s pending accesses; `None` when there were none.
+    pub fn judge(&mut self, tty: TtyNr, look: std::io::Result<Foreground>, now: u64) -> Option<Outcome> {
+        let state = self.ttys.get_mut(&tty)?;
+        let pending = state.pending.take()?;
+        let Ok(look) = look else {
+            // The next look compares with the last one that could be read.
+            return Some(Outcome::Unverified { at: pending.last });
+        };
+        let before = state.seen.replace(look.clone()).unwrap_or_default();
+        let covered = pending.first <= state.looked_at + COVER_USEC;
+        state.looked_at = now;
+        Some(match judge(&before, &look) {
+            Verdict::Read(reader) => {
+                let periodic = state.rhythm.input(pending.first, pending.last, pending.echoed);
+                Outcome::Read { at: pending.last, reader: reader.label(), periodic }
+            }
+            Verdict::NotARead => Outcome::Ignored { at: pending.last, events: pending.events, foreground: look.names(), report: !covered },
+            Verdict::Unknown => Outcome::Ignored { at: pending.last, events: pending.events, foreground: look.names(), report: false },
+        })
+    }
+
+    pub fn forget(&mut self, tty: TtyNr) {
+        self.ttys.remove(&tty);
+    }
+
+    /// Moves every time held by a step of the wall clock.
+    pub fn shift_clock(&mut self, delta: i64) {
+        let shift = |t: &mut u64| *t = crate::clock::shift(*t, delta);
+        for state in self.ttys.values_mut() {
+            if let Some(p) = &mut state.pending {
+                shift(&mut p.first);
+                shift(&mut p.last);
+            }
+            shift(&mut state.looked_at);
+            for burst in &mut state.rhythm.bursts {
+                shift(&mut burst.start);
+                shift(&mut burst.last);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Burst {
+    start: u64,
+    last: u64,
+    echoed: bool,
+}
+
+/// The last bursts of input read on a tty.
+#[derive(Debug, Default)]
+struct Rhythm {
+    bursts: VecDeque<Burst>,
+}
+
+impl Rhythm {
+    /// Input read from `first` to `last` (`echoed`: output came after it). Returns the
+    /// period when the last bursts came at a fixed one, none of them echoed.
+    fn input(&mut self, first: u64, last: u64, echoed: bool) -> Option<u64> {
+        if let Some(current) = self.bursts.back_mut()
+            && first <= current.last + BURST_GAP_USEC
+        {
+            current.last = current.last.max(last);
+            current.echoed |= echoed;
+            return None;
+        }
+        self.bursts.push_back(Burst { start: first, last, echoed });
+        if self.bursts.len() > PERIODIC_BURSTS {
+            self.bursts.pop_front();
+        }
+        periodic(&self.bursts)
+    }
+
+    fn output(&mut self, at: u64) {
+        if let Some(current) = self.bursts.back_mut()
+            && at >= current.start
+            && at <= current.last + ECHO_WINDOW_USEC
+        {
+            current.echoed = true;
+        }
+    }
+}
+
+/// The period of `bursts` when there are enough of them, at starts a fixed period apart,
+/// and none but the newest (whose echo may still come) was echoed.
+fn periodic(bursts: &VecDeque<Burst>) -> Option<u64> {
+    if bursts.len() < PERIODIC_BURSTS || bursts.iter().take(bursts.len() - 1).any(|b| b.echoed) {
+        return None;
+    }
+    let starts: Vec<u64> = bursts.iter().map(|b| b.start).collect();
+    let periods: Vec<u64> = starts.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+    let (min, max) = (periods.iter().min()?, periods.iter().max()?);
+    let mean = periods.iter().sum::<u64>() / periods.len() as u64;
+    (max - min <= PERIOD_TOLERANCE_USEC.max(mean / 20)).then_some(mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000;
+    const S: u64 = 1_000_000;
+
+    fn reader(pid: u32, read_calls: u64) -> Reader {
+        Reader { pid, start_time: 100 + u64::from(pid), read_calls, comm: format!("p{pid}") }
+    }
+
+    fn fg(readers: Vec<Reader>) -> Foreground {
+        Foreground { readers }
+    }
+
+    #[test]
+    fn an_access_is_a_read_only_when_a_known_foreground_process_read() {
+        let shell = reader(10, 500);
+        // The shell read a key.
+        assert_eq!(judge(&fg(vec![shell.clone()]), &fg(vec![reader(10, 501)])), Verdict::Read(reader(10, 501)));
+        // `touch -a` from a background job: the foreground did not read.
+        assert_eq!(judge(&fg(vec![shell.clone()]), &fg(vec![shell.clone()])), Verdict::NotARead);
+        // A new foreground job (or a reused pid): nothing to compare with.
+        assert_eq!(judge(&fg(vec![shell.clone()]), &fg(vec![reader(11, 40)])), Verdict::Unknown);
+        let reused = Reader { start_time: 999, ..reader(10, 900) };
+        assert_eq!(judge(&fg(vec![shell.clone()]), &fg(vec![reused])), Verdict::Unknown);
+        // A pipeline: one member known and reading is enough.
+        assert_eq!(judge(&fg(vec![shell.clone()]), &fg(vec![reader(11, 3), reader(10, 502)])), Verdict::Read(reader(10, 502)));
+        // No foreground found: nothing concluded.
+        assert_eq!(judge(&fg(vec![shell]), &fg(vec![])), Verdict::Unknown);
+    }
+
+    #[test]
+    fn accesses_share_a_look_a_little_after_the_first() {
+        let mut checks = InputChecks::default();
+        let tty = 34816;
+        assert!(checks.wants_first_look(tty));
+        checks.first_look(tty, fg(vec![reader(10, 500)]), 10 * S);
+        assert!(!checks.wants_first_look(tty));
+        assert_eq!(checks.access(tty, 20 * S), Some(20 * S + LOOK_DELAY_USEC));
+        assert_eq!(checks.access(tty, 20 * S + 5 * MS), None, "one look for both");
+        let read = checks.judge(tty, Ok(fg(vec![reader(10, 502)])), 20 * S + 20 * MS);
+        assert_eq!(read, Some(Outcome::Read { at: 20 * S + 5 * MS, reader: "p10[10]".into(), periodic: None }));
+        assert_eq!(checks.judge(tty, Ok(fg(vec![reader(10, 502)])), 20 * S + 30 * MS), None, "nothing pending");
+        // The next look keeps its distance from the last one.
+        assert_eq!(checks.access(tty, 20 * S + 40 * MS), Some(20 * S + 120 * MS));
+        // Found nothing new so soon after a look: a read already counted, not reported.
+        let soon = checks.judge(tty, Ok(fg(vec![reader(10, 502)])), 20 * S + 120 * MS);
+        assert_eq!(soon, Some(Outcome::Ignored { at: 20 * S + 40 * MS, events: 1, foreground: "p10".into(), report: false }));
+        // Three seconds later, two accesses and still no read: `not_a_read`.
+        checks.access(tty, 23 * S);
+        checks.access(tty, 23 * S + MS);
+        let touched = checks.judge(tty, Ok(fg(vec![reader(10, 502)])), 23 * S + 20 * MS);
+        assert_eq!(touched, Some(Outcome::Ignored { at: 23 * S + MS, events: 2, foreground: "p10".into(), report: true }));
+        // /proc unreadable: nothing concluded, the access counts as it always did; the
+        // next look compares with the last one read.
+        checks.access(tty, 26 * S);
+        let failed = checks.judge(tty, Err(std::io::Error::from_raw_os_error(libc::EMFILE)), 26 * S + 20 * MS);
+        assert_eq!(failed, Some(Outcome::Unverified { at: 26 * S }));
+        checks.access(tty, 29 * S);
+        assert!(matches!(checks.judge(tty, Ok(fg(vec![reader(10, 503)])), 29 * S + 20 * MS), Some(Outcome::Read { .. })));
+    }
+
+    /// Input read at `times` (ms), each echoed or not, as looks see it.
+    fn rhythm_of(inputs: &[(u64, bool)]) -> Vec<Option<u64>> {
+        let mut rhythm = Rhythm::default();
+        inputs
+            .iter()
+            .map(|&(at, echoed)| {
+                let found = rhythm.input(at * MS, at * MS + 5 * MS, false);
+                if echoed {
+                    rhythm.output(at * MS + 10 * MS);
+                }
+                found
+            })
+            .collect()
+    }
+
+    #[test]
+    fn input_at_a_fixed_period_without_echo_is_periodic() {
+        let every_3s: Vec<(u64, bool)> = (0..6).map(|i| (i * 3000 + (i % 2) * 40, false)).collect();
+        let found = rhythm_of(&every_3s);
+        assert_eq!(found[..4], [None, None, None, None], "five bursts are needed");
+        assert!(found[4].is_some_and(|p| p.abs_diff(3 * S) < 100 * MS), "{found:?}");
+        // Echoed (a shell showing what was typed), even at a fixed period: not noted.
+        let echoed: Vec<(u64, bool)> = (0..6).map(|i| (i * 3000, true)).collect();
+        assert!(rhythm_of(&echoed).iter().all(Option::is_none));
+        // A person's keys, unechoed (C-@ in readline) but at uneven times: not noted.
+        let uneven = [(0, false), (2100, false), (5900, false), (7300, false), (11000, false), (12500, false)];
+        assert!(rhythm_of(&uneven).iter().all(Option::is_none));
+        // Keys typed together are one burst.
+        let typed: Vec<(u64, bool)> = (0..20).map(|i| (i * 150, false)).collect();
+        assert!(rhythm_of(&typed).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn output_right_after_pending_input_is_its_echo() {
+        let mut checks = InputChecks::default();
+        let tty = 34816;
+        let mut found = Vec::new();
+        for i in 0..6u64 {
+            let at = 100 * S + i * 2 * S;
+            checks.first_look(tty, fg(vec![reader(10, i)]), at - S);
+            checks.access(tty, at);
+            checks.output(tty, at + 2 * MS);
+            found.push(checks.judge(tty, Ok(fg(vec![reader(10, i + 1)])), at + 20 * MS));
+        }
+        assert!(found.iter().all(|o| matches!(o, Some(Outcome::Read { periodic: None, .. }))), "{found:?}");
+    }
+
+    /// A shell on a pty of this process's, reading lines from it as a person's shell does.
+    fn shell_on_pty(script: &str) -> (std::os::fd::OwnedFd, std::process::Child, TtyNr) {
+        use crate::ownership::tests::{holder_of, open_pty};
+        let (master, slave, tty) = open_pty();
+        let shell = holder_of(&slave, &["sh", "-c", script], "sh");
+        (master, shell, tty)
+    }
+
+    #[test]
+    fn a_foreground_read_moves_the_count_and_touch_a_does_not() {
+        use std::io::Write;
+        let (master, shell, tty) = shell_on_pty("while read line; do :; done");
+        let roots = [shell.id()];
+        let wait_still = || {
+            // The shell is back in its read once its count stops moving.
+            let mut last = look(&roots, tty).expect("/proc");
+            for _ in 0..100 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                let now = look(&roots, tty).expect("/proc");
+                if now == last {
+                    return now;
+                }
+                last = now;
+            }
+            last
+        };
+        let before = wait_still();
+        assert_eq!(before.readers.iter().map(|r| r.pid).collect::<Vec<_>>(), vec![shell.id()], "{before:?}");
+
+        // `touch -a` on the pty, as any background job of its user may.
+        let path = crate::ttys::device_path(tty).expect("a pts path");
+        let touched = std::process::Command::new("touch").arg("-a").arg(&path).status().expect("touch");
+        assert!(touched.success());
+        assert_eq!(judge(&before, &wait_still()), Verdict::NotARead);
+
+        // A line typed: the shell reads it.
+        let mut typed = std::fs::File::from(master.try_clone().expect("dup"));
+        typed.write_all(b"hello\n").expect("write to the master");
+        let after = wait_still();
+        assert!(matches!(judge(&before, &after), Verdict::Read(ref r) if r.pid == shell.id() && r.comm == "sh"), "{after:?}");
+        crate::ownership::tests::end(shell);
+    }
+
+    /// The cost of one look (what each keystroke costs vigild, at most every 100 ms per
+    /// tty): `cargo test --release -p vigil-daemon --bin vigild look_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement: run by hand (BENCHMARKS.md)"]
+    fn look_cost() {
+        // A shell with two jobs on the pty, as an ssh login with a job or two has.
+        let (_master, shell, tty) = shell_on_pty("sleep 5 & sleep 5 & while read line; do :; done");
+        let roots = [shell.id()];
+        const LOOKS: u32 = 10_000;
+        let mut checks = InputChecks::default();
+        let started = std::time::Instant::now();
+        for i in 0..LOOKS {
+            let now = u64::from(i) * 200_000;
+            checks.access(tty, now);
+            std::hint::black_box(checks.judge(tty, look(&roots, tty), now + LOOK_DELAY_USEC));
+        }
+        let each = started.elapsed() / LOOKS;
+        let baseline_started = std::time::Instant::now();
+        for _ in 0..LOOKS {
+            std::hint::black_box(procfs::stat(shell.id()));
+        }
+        let stat_each = baseline_started.elapsed() / LOOKS;
+        println!("look_cost: {LOOKS} looks, {each:?} each; one /proc/PID/stat read: {stat_each:?}");
+        crate::ownership::tests::end(shell);
+    }
+}
