@@ -276,7 +276,9 @@ impl Task {
     /// (`activity_suspect reason=not_a_read`, at most once a minute per session). Input
     /// at a fixed period with no echo is noted (`reason=periodic`).
     fn check_input(&mut self, tty: TtyNr) {
-        let Some(session) = self.core.registry().owner_of_tty(tty).and_then(|id| self.core.session(id)) else {
+        // The registry's lock is let go before the session is copied (it is not reentrant).
+        let owner = self.core.registry().owner_of_tty(tty);
+        let Some(session) = owner.and_then(|id| self.core.session(id)) else {
             self.inputs.forget(tty);
             return;
         };
