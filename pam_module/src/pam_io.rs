@@ -17,6 +17,9 @@ pub trait PamIo {
     /// Marks this handle (between auth and account of one PAM transaction).
     fn set_mark(&mut self, mark: Mark) -> bool;
     fn has_mark(&self, mark: Mark) -> bool;
+    /// Whether a module before this one took a password (PAM_AUTHTOK is set and not
+    /// empty). The secret itself is never copied.
+    fn password_typed(&self) -> bool;
 }
 
 /// What the auth hook tells the account hook of the same transaction.
@@ -100,5 +103,9 @@ impl PamIo for RealPam<'_> {
     fn has_mark(&self, mark: Mark) -> bool {
         // SAFETY: only this module writes these keys, always with a bool.
         unsafe { self.0.get_data::<bool>(mark.key()) }.ok().copied().unwrap_or(false)
+    }
+
+    fn password_typed(&self) -> bool {
+        self.0.get_item::<pam::items::AuthTok>().ok().flatten().is_some_and(|token| !token.as_bytes().is_empty())
     }
 }

@@ -123,6 +123,12 @@ fn refused(pam: &dyn PamIo, call: ModuleCall, service: &str, error: &ClientError
 /// pam_sm_authenticate with `authfail`: the password was wrong.
 pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> HookOutcome {
     let service = service(pam);
+    // This line is reached by any failure of the modules before it, a prompt left
+    // unanswered (Ctrl-C, Ctrl-D) among them: only a password typed and refused is one.
+    if !pam.password_typed() {
+        log.debug(&format!("{service}: authentication failed without a password typed; nothing to record"));
+        return HookOutcome::AuthError;
+    }
     match daemon.record_auth_failure(&service) {
         Ok(()) => {}
         Err(error) if error.is_refusal() => log.record(&refused(pam, ModuleCall::RecordAuthFailure, &service, &error)),
@@ -175,8 +181,16 @@ mod tests {
     use crate::test_doubles::{FakeLog, FakePam};
 
     /// sudo run by alice; PAM_USER is `user`.
+    /// sudo's handle, after pam_unix took a password (PAM_AUTHTOK set).
     fn sudo_pam(user: &[u8]) -> FakePam {
-        FakePam::with(&[("service", b"sudo"), ("user", user), ("tty", b"alice"), ("rhost", b"alice"), ("ruser", b"alice")])
+        FakePam::with(&[
+            ("service", b"sudo"),
+            ("user", user),
+            ("tty", b"alice"),
+            ("rhost", b"alice"),
+            ("ruser", b"alice"),
+            ("authtok", b"typed"),
+        ])
     }
 
     struct Daemon2 {
@@ -328,6 +342,16 @@ mod tests {
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
         assert_eq!(account(&mut pam, &d, &log), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty());
+    }
+
+    #[test]
+    fn authfail_without_a_password_typed_records_nothing_and_keeps_failing() {
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
+        pam.items.remove("authtok");
+        let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
+        assert_eq!(authentication_failed(&mut pam, &d, &log), HookOutcome::AuthError);
+        assert!(d.recorded.borrow().is_empty(), "a prompt left unanswered is no wrong password");
+        assert!(log.0.borrow().is_empty());
     }
 
     #[test]

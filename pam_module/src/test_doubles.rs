@@ -56,6 +56,10 @@ impl PamIo for FakePam {
     fn has_mark(&self, mark: Mark) -> bool {
         self.marks.contains(&mark)
     }
+    /// The item `authtok`, as PAM_AUTHTOK.
+    fn password_typed(&self) -> bool {
+        self.items.get("authtok").is_some_and(|token| !token.is_empty())
+    }
 }
 
 /// The host log: each record as its key=value line.

@@ -572,3 +572,25 @@ fn a_service_that_is_not_sensitive_writes_no_refused_proof_at_each_sudo() {
         new_lines(&e.h, from).iter().filter(|l| l.is_event("pam_vigil", "call_refused")).map(|l| l.raw.clone()).collect();
     assert!(refused.is_empty(), "no call_refused from the module: {refused:#?}");
 }
+
+/// A sudo that gets no password at all (`sudo -S` reading an empty stdin) reaches the
+/// `authfail` line like a wrong password does, but nothing was typed: nothing is recorded
+/// as a failure. A wrong password right after is (one `reauth_failed`).
+#[test]
+fn a_sudo_without_a_password_typed_is_no_failed_password() {
+    require_root!();
+    let e = env();
+    let a = login(&e.h, &e.user);
+    let from = mark(&e.h);
+    a.client.send_line("sudo -S true </dev/null; echo NOPASS-RC=$?");
+    let rc = a.client.wait_for(STEP, "sudo -S with no input to give up", |screen| {
+        let at = screen.rfind("NOPASS-RC=")? + "NOPASS-RC=".len();
+        screen[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u32>().ok()
+    });
+    assert_ne!(rc, 0, "sudo without a password fails");
+    let wrong = sudo::sudo(&a.client, &tag(), "true", &Answer::Password("not-the-password".into()), STEP);
+    assert_eq!((wrong.prompts, wrong.rc), (1, 1), "{wrong:?}");
+    wait_record(&e.h, from, "reauth_failed", a.id());
+    let failed = records_after(&e.h, from, "reauth_failed");
+    assert_eq!(failed.len(), 1, "only the typed wrong password is a failure: {failed:#?}");
+}
