@@ -143,13 +143,13 @@ fn touch_loop_is_not_input(h: &Harness, label: &str) {
     login.client.send_line(TOUCH_LOOP);
     let last_input = Instant::now();
 
+    let (warned, ended, end) = ended_on_time(h, &login, TIMEOUT, WARNING, last_input);
     let suspect = h.wait_for_event(
-        STEP + Duration::from_secs(3),
+        STEP,
         "vigild",
         "activity_suspect",
         &[("session", &id.to_string()), ("source", "tty_access"), ("suspect_tty", &tty), ("reason", "not_a_read")],
     );
-    let (warned, ended, end) = ended_on_time(h, &login, TIMEOUT, WARNING, last_input);
     let suspects = records(h, id, "activity_suspect");
     assert_eq!(suspects.len(), 1, "once a minute, and no atime suspect beside it: {:?}", raw(&suspects));
     assert_eq!(suspect.field("foreground").as_deref(), Some("bash"), "{}", suspect.raw);
