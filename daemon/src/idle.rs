@@ -40,8 +40,6 @@ pub struct IdleFacts {
     /// With `idle_action = "none"`, the idle end already recorded for this stretch of
     /// idleness: not recorded again until new activity.
     pub idle_reported: bool,
-    /// With `idle_action = "none"`, the max-age end already recorded.
-    pub age_reported: bool,
     /// The user's idle inhibitor holds off the idle end until then (0: none).
     pub inhibited_until: u64,
 }
@@ -68,7 +66,7 @@ pub fn next_end(policy: &ResolvedPolicy, c: &IdleFacts) -> Option<(Limit, u64)> 
     }
     let idle_end =
         idle_timeout(policy, c).filter(|_| !c.idle_reported).map(|t| c.last_activity.saturating_add(usec(t)).max(c.inhibited_until));
-    let age_end = policy.max_session_age.filter(|_| !c.age_reported).map(|a| c.started.saturating_add(usec(a)));
+    let age_end = policy.max_session_age.map(|a| c.started.saturating_add(usec(a)));
     match (idle_end, age_end) {
         (None, None) => None,
         (Some(i), Some(a)) if a <= i => Some((Limit::MaxAge, a)),
@@ -87,8 +85,13 @@ pub fn decide(policy: &ResolvedPolicy, c: IdleFacts) -> Decision {
             _ => Decision::NoDeadline,
         };
     };
+    // `idle_action = "none"` is a dry run of the idle limit: no warning (and so no proof
+    // revoked by one), no end, a record of what would have happened. The age limit ends
+    // a session whatever idle_action says: "idle or not".
+    let action = if limit == Limit::MaxAge { IdleAction::Terminate } else { policy.idle_action };
+    let dry_run = action == IdleAction::None;
     // Without a terminal there is nowhere to show a warning.
-    let warning = if c.has_tty { usec(policy.idle_warning) } else { 0 };
+    let warning = if c.has_tty && !dry_run { usec(policy.idle_warning) } else { 0 };
     let warn_at = end.saturating_sub(warning);
     // A warning counts for the limit it announced; an idle warning is void once the
     // user came back.
@@ -101,7 +104,10 @@ pub fn decide(policy: &ResolvedPolicy, c: IdleFacts) -> Decision {
     }
     let warned_long_enough = warning == 0 || warned_at.is_some_and(|w| c.now >= w + warning);
     if c.now >= end && warned_long_enough {
-        return Decision::End { limit, action: policy.idle_action, deadline: end };
+        // The deadline the session really had: a warning given late (an inhibitor that
+        // expired, a check after a restart) moved it to the warning's end.
+        let deadline = end.max(warned_at.map_or(0, |w| w + warning));
+        return Decision::End { limit, action, deadline };
     }
     let mut wake = if c.now < warn_at { warn_at } else { end.max(warned_at.map_or(0, |w| w + warning)) };
     if !c.has_tty
@@ -130,16 +136,7 @@ mod tests {
     }
 
     fn clock(now: u64) -> IdleFacts {
-        IdleFacts {
-            now: now * S,
-            started: 0,
-            last_activity: 0,
-            warned: None,
-            has_tty: true,
-            idle_reported: false,
-            age_reported: false,
-            inhibited_until: 0,
-        }
+        IdleFacts { now: now * S, started: 0, last_activity: 0, warned: None, has_tty: true, idle_reported: false, inhibited_until: 0 }
     }
 
     #[test]
@@ -185,6 +182,30 @@ mod tests {
         let active = IdleFacts { last_activity: 25 * S, ..clock(25) };
         assert_eq!(decide(&p, active), Decision::Warn { limit: Limit::MaxAge, ends_at: 35 * S });
         let c = IdleFacts { last_activity: 34 * S, warned: Some((Limit::MaxAge, 25 * S)), ..clock(35) };
+        assert_eq!(decide(&p, c), Decision::End { limit: Limit::MaxAge, action: IdleAction::Terminate, deadline: 35 * S });
+        let on_time = IdleFacts { last_activity: 34 * S, warned: Some((Limit::MaxAge, 20 * S)), ..clock(31) };
+        assert_eq!(decide(&p, on_time), Decision::End { limit: Limit::MaxAge, action: IdleAction::Terminate, deadline: 30 * S });
+    }
+
+    #[test]
+    fn an_end_after_a_late_warning_is_late_from_the_warnings_end() {
+        let p = policy();
+        // Warned only at 90 (a check after a restart, an inhibitor that expired): the
+        // session had until 100, not until 60.
+        let c = IdleFacts { warned: Some((Limit::Idle, 90 * S)), ..clock(100) };
+        assert_eq!(decide(&p, c), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 100 * S });
+    }
+
+    #[test]
+    fn idle_action_none_is_a_dry_run_of_the_idle_limit_and_max_age_still_ends() {
+        let mut p = policy();
+        p.idle_action = IdleAction::None;
+        assert_eq!(decide(&p, clock(55)), Decision::SleepUntil(60 * S), "no warning before the idle end");
+        assert_eq!(decide(&p, clock(60)), Decision::End { limit: Limit::Idle, action: IdleAction::None, deadline: 60 * S });
+        p.max_session_age = Some(Duration::from_secs(30));
+        let active = IdleFacts { last_activity: 25 * S, ..clock(25) };
+        assert_eq!(decide(&p, active), Decision::Warn { limit: Limit::MaxAge, ends_at: 35 * S }, "max age warns");
+        let c = IdleFacts { last_activity: 34 * S, warned: Some((Limit::MaxAge, 20 * S)), ..clock(31) };
         assert_eq!(decide(&p, c), Decision::End { limit: Limit::MaxAge, action: IdleAction::Terminate, deadline: 30 * S });
     }
 
@@ -216,7 +237,7 @@ mod tests {
     fn audit_only_reports_once_per_idle_stretch() {
         let mut p = policy();
         p.idle_action = IdleAction::None;
-        let c = IdleFacts { warned: Some((Limit::Idle, 50 * S)), ..clock(60) };
+        let c = clock(60);
         assert_eq!(decide(&p, c), Decision::End { limit: Limit::Idle, action: IdleAction::None, deadline: 60 * S });
         let reported = IdleFacts { idle_reported: true, ..c };
         assert_eq!(decide(&p, reported), Decision::NoDeadline);

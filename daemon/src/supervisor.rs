@@ -550,7 +550,6 @@ impl Task {
             warned: session.activity.warned,
             has_tty: !session.ttys().is_empty(),
             idle_reported: session.activity.idle_reported,
-            age_reported: false,
             inhibited_until: session.inhibitor.as_ref().map_or(0, |i| i.until_usec),
         };
         let deadline = idle::next_end(&session.policy, &clock).map_or(0, |(_, end)| end);
@@ -578,11 +577,9 @@ impl Task {
                     .number("idle_s", now.saturating_sub(last_activity) / 1_000_000)
                     .number("late_ms", now.saturating_sub(deadline) as i128 / 1000);
                 self.core.audit.write(activity_evidence(record, fresh.as_ref().unwrap_or(&session)));
-                self.core.update_session(id, |s| match limit {
-                    Limit::Idle => s.activity.idle_reported = true,
-                    // Recorded once; the age limit does not come back.
-                    Limit::MaxAge => std::sync::Arc::make_mut(&mut s.policy).max_session_age = None,
-                });
+                // Only the idle limit has a dry run (`idle::decide`): recorded once for
+                // this stretch of idleness.
+                self.core.update_session(id, |s| s.activity.idle_reported = true);
                 self.check_session(id);
             }
         }

@@ -566,3 +566,35 @@ fn admin_terminate_ends_the_session() {
     });
     assert_eq!(end_records(&h, id).len(), 1, "{:?}", end_records(&h, id));
 }
+
+/// `idle_action = "none"` is a dry run of the idle limit: past the idle timeout nothing is
+/// written on the terminal and nothing is ended, `idle_limit_reached action=none` is
+/// recorded once for the stretch (reloads do not repeat it), and `max_session_age` still
+/// warns and ends the session.
+#[test]
+fn idle_action_none_is_a_dry_run_and_max_age_still_ends_the_session() {
+    require_root!();
+    let h = harness(
+        "[defaults]\nidle_timeout = \"4s\"\nidle_warning = \"2s\"\nidle_action = \"none\"\nmax_session_age = \"20s\"\nkill_grace = \"1s\"\n",
+    );
+    let user = h.create_user("dry");
+    let login = login(&h, &user);
+    let id = login.id();
+    let reached = wait_record(&h, id, "idle_limit_reached", &[("action", "none"), ("limit", "idle")]);
+    assert!(login.client.is_alive(), "nothing is ended at the idle limit");
+    assert!(!login.client.capture().contains(IDLE_WARNING_TEXT), "no idle warning in a dry run:\n{}", login.client.capture());
+    for _ in 0..2 {
+        let out = h.vigild().vigilctl(&["reload"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(records(&h, id, "idle_limit_reached").len(), 1, "recorded once for the stretch: {}", reached.raw);
+    assert!(records(&h, id, "idle_warning").iter().all(|w| w.has("limit", "max_age")), "no idle warning record");
+    login.client.wait_for_text(AGE_WARNING_TEXT, Duration::from_secs(20) + SLACK);
+    let end = wait_record(&h, id, "session_end", &[("reason", "max_age")]);
+    assert!(end.field("late_ms").and_then(|l| l.parse::<i64>().ok()).is_some_and(|l| l < 5_000), "{}", end.raw);
+    wait_for(STEP, "the ssh client to be disconnected", || {
+        if login.client.is_alive() { Err("client still connected".to_string()) } else { Ok(()) }
+    });
+    assert_eq!(records(&h, id, "session_end").len(), 1);
+}
