@@ -282,7 +282,7 @@ impl Task {
             self.inputs.forget(tty);
             return;
         };
-        let look = tty_input::look(&self.look_roots(&session, tty), tty);
+        let look = tty_input::look(&self.look_roots(&session, tty), tty, self.inputs.seen(tty));
         let Some(outcome) = self.inputs.judge(tty, look, now_usec()) else { return };
         let (at, evidence, periodic) = match outcome {
             Outcome::Read { at, reader, periodic } => (at, Evidence::new(ActivitySource::TtyRead, tty, reader), periodic),
@@ -334,7 +334,7 @@ impl Task {
     fn first_looks(&mut self, session: &Session) {
         for &tty in session.ttys() {
             if self.inputs.wants_first_look(tty)
-                && let Ok(look) = tty_input::look(&self.look_roots(session, tty), tty)
+                && let Ok(look) = tty_input::look(&self.look_roots(session, tty), tty, None)
             {
                 self.inputs.first_look(tty, look, now_usec());
             }

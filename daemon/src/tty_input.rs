@@ -59,6 +59,10 @@ impl Reader {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Foreground {
     pub readers: Vec<Reader>,
+    /// The previous look's foreground processes that have left the foreground since
+    /// (still running), read again now: a shell reads a command line, then hands the
+    /// terminal to the command it starts, and its reads are the keystrokes'.
+    pub former: Vec<Reader>,
 }
 
 impl Foreground {
@@ -84,6 +88,11 @@ pub enum Verdict {
 /// Compares a look with the previous one.
 pub fn judge(before: &Foreground, now: &Foreground) -> Verdict {
     let mut unknown = now.readers.is_empty();
+    for reader in &now.former {
+        if before.readers.iter().any(|b| b.pid == reader.pid && b.start_time == reader.start_time && reader.read_calls > b.read_calls) {
+            return Verdict::Read(reader.clone());
+        }
+    }
     for reader in &now.readers {
         match before.readers.iter().find(|b| b.pid == reader.pid && b.start_time == reader.start_time) {
             Some(b) if reader.read_calls > b.read_calls => return Verdict::Read(reader.clone()),
@@ -97,7 +106,24 @@ pub fn judge(before: &Foreground, now: &Foreground) -> Verdict {
 /// Reads `tty`'s foreground process group among the processes of `roots` (each with its
 /// descendants; the next root is walked only when the first has no process on the tty).
 /// An error when /proc could not be read for another reason than a process being gone.
-pub fn look(roots: &[u32], tty: TtyNr) -> std::io::Result<Foreground> {
+/// The processes of `previous` (the last look's foreground) that left the foreground are
+/// read again too ([`Foreground::former`]).
+pub fn look(roots: &[u32], tty: TtyNr, previous: Option<&Foreground>) -> std::io::Result<Foreground> {
+    let mut found = look_foreground(roots, tty)?;
+    for before in previous.map_or(&[][..], |p| p.readers.as_slice()) {
+        if found.readers.iter().any(|r| r.pid == before.pid && r.start_time == before.start_time) {
+            continue;
+        }
+        let Some(text) = procfs::stat_text(before.pid) else { continue };
+        let same = procfs::parse_stat_line(&text).is_some_and(|l| l.start_time == before.start_time);
+        if same && let Some(read_calls) = read_calls(before.pid)? {
+            found.former.push(Reader { read_calls, ..before.clone() });
+        }
+    }
+    Ok(found)
+}
+
+fn look_foreground(roots: &[u32], tty: TtyNr) -> std::io::Result<Foreground> {
     for &root in roots {
         let tree = match procfs::process_tree_live(root)? {
             Some(tree) => tree,
@@ -124,7 +150,7 @@ pub fn look(roots: &[u32], tty: TtyNr) -> std::io::Result<Foreground> {
                 readers.push(Reader { pid, start_time, read_calls, comm });
             }
         }
-        return Ok(Foreground { readers });
+        return Ok(Foreground { readers, former: Vec::new() });
     }
     Ok(Foreground::default())
 }
@@ -214,6 +240,11 @@ impl InputChecks {
             state.seen = Some(look);
             state.looked_at = now;
         }
+    }
+
+    /// The last look at `tty`'s foreground, what the next look reads again.
+    pub fn seen(&self, tty: TtyNr) -> Option<&Foreground> {
+        self.ttys.get(&tty).and_then(|s| s.seen.as_ref())
     }
 
     /// The look due for `tty`'s pending accesses; `None` when there were none.
@@ -324,7 +355,7 @@ mod tests {
     }
 
     fn fg(readers: Vec<Reader>) -> Foreground {
-        Foreground { readers }
+        Foreground { readers, former: Vec::new() }
     }
 
     #[test]
@@ -342,6 +373,18 @@ mod tests {
         assert_eq!(judge(&fg(vec![shell.clone()]), &fg(vec![reader(11, 3), reader(10, 502)])), Verdict::Read(reader(10, 502)));
         // No foreground found: nothing concluded.
         assert_eq!(judge(&fg(vec![shell]), &fg(vec![])), Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_shell_that_read_and_then_handed_the_terminal_to_its_command_read_the_input() {
+        // The keys of `vigilctl inhibit …⏎`: bash read them, then vigilctl became the
+        // foreground before the look.
+        let before = fg(vec![reader(10, 50)]);
+        let now = Foreground { readers: vec![reader(11, 3)], former: vec![reader(10, 62)] };
+        assert_eq!(judge(&before, &now), Verdict::Read(reader(10, 62)));
+        // A former foreground that did not read proves nothing; the new one is unknown.
+        let idle = Foreground { readers: vec![reader(11, 3)], former: vec![reader(10, 50)] };
+        assert_eq!(judge(&before, &idle), Verdict::Unknown);
     }
 
     #[test]
@@ -437,10 +480,10 @@ mod tests {
         let roots = [shell.id()];
         let wait_still = || {
             // The shell is back in its read once its count stops moving.
-            let mut last = look(&roots, tty).expect("/proc");
+            let mut last = look(&roots, tty, None).expect("/proc");
             for _ in 0..100 {
                 std::thread::sleep(std::time::Duration::from_millis(10));
-                let now = look(&roots, tty).expect("/proc");
+                let now = look(&roots, tty, Some(&last)).expect("/proc");
                 if now == last {
                     return now;
                 }
@@ -479,7 +522,7 @@ mod tests {
         for i in 0..LOOKS {
             let now = u64::from(i) * 200_000;
             checks.access(tty, now);
-            std::hint::black_box(checks.judge(tty, look(&roots, tty), now + LOOK_DELAY_USEC));
+            std::hint::black_box(checks.judge(tty, look(&roots, tty, None), now + LOOK_DELAY_USEC));
         }
         let each = started.elapsed() / LOOKS;
         let baseline_started = std::time::Instant::now();
