@@ -63,6 +63,13 @@ pub struct Foreground {
     /// (still running), read again now: a shell reads a command line, then hands the
     /// terminal to the command it starts, and its reads are the keystrokes'.
     pub former: Vec<Reader>,
+    /// The processes on the tty that started a process of the foreground (the shell
+    /// that ran the command now in front), which may have read the command line
+    /// between two looks that both found another group in front.
+    pub launchers: Vec<Reader>,
+    /// Every process of the session on the tty at this look, for the next look to
+    /// compare launchers with.
+    pub on_tty: Vec<Reader>,
 }
 
 impl Foreground {
@@ -88,8 +95,16 @@ pub enum Verdict {
 /// Compares a look with the previous one.
 pub fn judge(before: &Foreground, now: &Foreground) -> Verdict {
     let mut unknown = now.readers.is_empty();
+    let read_since = |reader: &Reader, then: &[Reader]| {
+        then.iter().any(|b| b.pid == reader.pid && b.start_time == reader.start_time && reader.read_calls > b.read_calls)
+    };
     for reader in &now.former {
-        if before.readers.iter().any(|b| b.pid == reader.pid && b.start_time == reader.start_time && reader.read_calls > b.read_calls) {
+        if read_since(reader, &before.readers) {
+            return Verdict::Read(reader.clone());
+        }
+    }
+    for reader in &now.launchers {
+        if read_since(reader, &before.on_tty) {
             return Verdict::Read(reader.clone());
         }
     }
@@ -133,24 +148,31 @@ fn look_foreground(roots: &[u32], tty: TtyNr) -> std::io::Result<Foreground> {
         for pid in tree {
             let Some(text) = procfs::stat_text(pid) else { continue };
             if let Some(line) = procfs::parse_stat_line(&text).filter(|l| l.tty_nr == tty) {
-                on_tty.push((line.pid, line.pgrp, line.tpgid, line.start_time, line.comm.to_string()));
+                on_tty.push((line.pid, line.pgrp, line.tpgid, line.start_time, line.comm.to_string(), line.ppid));
             }
         }
-        let Some(&(_, _, tpgid, _, _)) = on_tty.first() else { continue };
+        let Some(&(_, _, tpgid, _, _, _)) = on_tty.first() else { continue };
         // The group's leader may have left the tree (its parent gone): read it by pid.
         if tpgid > 0 && !on_tty.iter().any(|p| p.0 as i32 == tpgid) {
             let text = procfs::stat_text(tpgid as u32).unwrap_or_default();
             if let Some(line) = procfs::parse_stat_line(&text).filter(|l| l.tty_nr == tty) {
-                on_tty.push((line.pid, line.pgrp, line.tpgid, line.start_time, line.comm.to_string()));
+                on_tty.push((line.pid, line.pgrp, line.tpgid, line.start_time, line.comm.to_string(), line.ppid));
             }
         }
-        let mut readers = Vec::new();
-        for (pid, _, _, start_time, comm) in on_tty.into_iter().filter(|p| tpgid > 0 && p.1 == tpgid) {
-            if let Some(read_calls) = read_calls(pid)? {
-                readers.push(Reader { pid, start_time, read_calls, comm });
+        let in_front = |p: &(u32, i32, i32, u64, String, u32)| tpgid > 0 && p.1 == tpgid;
+        let parents: Vec<u32> = on_tty.iter().filter(|p| in_front(p)).map(|p| p.5).collect();
+        let mut found = Foreground::default();
+        for (pid, pgrp, _, start_time, comm, _) in on_tty {
+            let Some(read_calls) = read_calls(pid)? else { continue };
+            let reader = Reader { pid, start_time, read_calls, comm };
+            if tpgid > 0 && pgrp == tpgid {
+                found.readers.push(reader.clone());
+            } else if parents.contains(&pid) {
+                found.launchers.push(reader.clone());
             }
+            found.on_tty.push(reader);
         }
-        return Ok(Foreground { readers, former: Vec::new() });
+        return Ok(found);
     }
     Ok(Foreground::default())
 }
@@ -355,7 +377,7 @@ mod tests {
     }
 
     fn fg(readers: Vec<Reader>) -> Foreground {
-        Foreground { readers, former: Vec::new() }
+        Foreground { on_tty: readers.clone(), readers, ..Foreground::default() }
     }
 
     #[test]
@@ -380,11 +402,22 @@ mod tests {
         // The keys of `vigilctl inhibit …⏎`: bash read them, then vigilctl became the
         // foreground before the look.
         let before = fg(vec![reader(10, 50)]);
-        let now = Foreground { readers: vec![reader(11, 3)], former: vec![reader(10, 62)] };
+        let now = Foreground { readers: vec![reader(11, 3)], former: vec![reader(10, 62)], ..Foreground::default() };
         assert_eq!(judge(&before, &now), Verdict::Read(reader(10, 62)));
         // A former foreground that did not read proves nothing; the new one is unknown.
-        let idle = Foreground { readers: vec![reader(11, 3)], former: vec![reader(10, 50)] };
+        let idle = Foreground { readers: vec![reader(11, 3)], former: vec![reader(10, 50)], ..Foreground::default() };
         assert_eq!(judge(&before, &idle), Verdict::Unknown);
+    }
+
+    #[test]
+    fn the_shell_that_started_the_command_in_front_read_the_line_between_two_looks() {
+        // Both looks found a command of the shell's in front (the previous round's and
+        // this one's); the shell, waiting behind, read the new command line in between.
+        let before = Foreground { readers: vec![reader(20, 5)], on_tty: vec![reader(10, 50), reader(20, 5)], ..Foreground::default() };
+        let now = Foreground { readers: vec![reader(30, 2)], launchers: vec![reader(10, 61)], ..Foreground::default() };
+        assert_eq!(judge(&before, &now), Verdict::Read(reader(10, 61)));
+        let still = Foreground { readers: vec![reader(30, 2)], launchers: vec![reader(10, 50)], ..Foreground::default() };
+        assert_eq!(judge(&before, &still), Verdict::Unknown);
     }
 
     #[test]
