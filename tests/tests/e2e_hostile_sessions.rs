@@ -436,3 +436,34 @@ fn burst_of_100_ssh_logins_is_all_supervised() {
          {supervised_after:?} after the last ({opened} registered by pam_vigil, {adopted} adopted)"
     );
 }
+
+/// A process left behind by a login names itself `cron` (prctl(PR_SET_NAME), which any
+/// process may do) and outlives the login: the sweep still adopts its audit session,
+/// because a service is told by the program it runs, not by the name it gives itself.
+#[test]
+fn a_leftover_process_that_names_itself_cron_is_still_adopted() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    let user = h.create_user("cron");
+    h.start_vigild(VigildOpts::default().no_bus().config(IDLE_CONFIG_RESTORE).adopt_users(&[&user.name]));
+    let stack = ssh_stack(&h, true);
+    h.start_sshd(SshdOpts::default().stack(stack));
+    let client = h.ssh_session(&user);
+    client.wait_ready(h.sshd(), LOGIN_TIMEOUT);
+    let pid_file = user.home.join("fake-cron.pid");
+    client.send_line(&format!(
+        "setsid python3 -c 'import ctypes, os, time; ctypes.CDLL(None).prctl(15, b\"cron\", 0, 0, 0); \
+         open(\"{}\", \"w\").write(str(os.getpid())); time.sleep(120)' </dev/null >/dev/null 2>&1 &",
+        pid_file.display()
+    ));
+    let pid: u32 = wait_for(STEP, "the process that names itself cron", || {
+        std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse().ok()).ok_or_else(|| "no pid yet".to_string())
+    });
+    let fake = ProcInfo::read(pid).expect("the process runs");
+    assert_eq!(fake.comm, "cron", "{fake:?}");
+    client.send_line("exit");
+    client.wait_exit(STEP);
+    let adopted = h.wait_for_event(ADOPT_WITHIN + STEP, "vigild", "session_adopted", &[("leader_pid", &pid.to_string())]);
+    assert!(adopted.has("user", &user.name), "{}", adopted.raw);
+    fake.signal(Signal::SIGKILL);
+}
