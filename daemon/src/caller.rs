@@ -37,15 +37,15 @@ impl Caller {
     pub async fn identify(connection: &Connection, header: &Header<'_>) -> Result<Caller, String> {
         let (uid, pid) = if connection.is_bus() {
             let sender = header.sender().ok_or("message without sender")?;
-            let key = (connection.server_guid().to_string(), sender.to_string());
-            if let Some(known) = senders().get(&key) {
+            let guid = connection.server_guid().as_str();
+            if let Some(known) = known_on_bus(guid, sender.as_str()) {
                 return Ok(known);
             }
             let lookup = LOOKUP.get().filter(|lookup| lookup.server_guid() == connection.server_guid()).unwrap_or(connection);
             let dbus = zbus::fdo::DBusProxy::new(lookup).await.map_err(|e| e.to_string())?;
             let creds = dbus.get_connection_credentials(sender.clone().into()).await.map_err(|e| e.to_string())?;
             if let (Some(uid), Some(pid)) = (creds.unix_user_id(), creds.process_id()) {
-                senders().insert(key, Caller { uid, pid });
+                senders().insert(guid, sender.as_str(), Caller { uid, pid });
             }
             (creds.unix_user_id(), creds.process_id())
         } else {
@@ -61,7 +61,7 @@ impl Caller {
 
 /// The caller behind `sender` on the bus whose GUID is `bus_guid`, when already known.
 pub fn known_on_bus(bus_guid: &str, sender: &str) -> Option<Caller> {
-    senders().get(&(bus_guid.to_string(), sender.to_string()))
+    senders().get(bus_guid, sender)
 }
 
 /// vigild's second connection to the bus it serves on, for its questions about callers.
@@ -86,78 +86,72 @@ pub async fn open_lookup(address: &str) {
 /// of the key, so a restarted bus starts afresh).
 const SENDERS_KEPT: usize = 4096;
 
-/// Bus senders' credentials, by (bus GUID, unique name), oldest first out.
+/// Bus senders' credentials, by bus GUID and unique name (looked up without
+/// allocating: every message read from the bus asks), oldest first out.
 #[derive(Default)]
 pub struct SenderCache {
-    callers: HashMap<(String, String), Caller>,
+    callers: HashMap<String, HashMap<String, Caller>>,
     order: VecDeque<(String, String)>,
 }
 
 impl SenderCache {
-    pub fn get(&self, key: &(String, String)) -> Option<Caller> {
-        self.callers.get(key).copied()
+    pub fn get(&self, guid: &str, sender: &str) -> Option<Caller> {
+        self.callers.get(guid)?.get(sender).copied()
     }
 
-    pub fn insert(&mut self, key: (String, String), caller: Caller) {
-        if self.callers.insert(key.clone(), caller).is_none() {
-            self.order.push_back(key);
+    pub fn insert(&mut self, guid: &str, sender: &str, caller: Caller) {
+        let on_bus = self.callers.entry(guid.to_string()).or_default();
+        if on_bus.insert(sender.to_string(), caller).is_none() {
+            self.order.push_back((guid.to_string(), sender.to_string()));
         }
         while self.order.len() > SENDERS_KEPT {
-            if let Some(oldest) = self.order.pop_front() {
-                self.callers.remove(&oldest);
+            let Some((guid, sender)) = self.order.pop_front() else { break };
+            if let Some(on_bus) = self.callers.get_mut(&guid) {
+                on_bus.remove(&sender);
+                if on_bus.is_empty() {
+                    self.callers.remove(&guid);
+                }
             }
         }
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.callers.len()
+        self.callers.values().map(HashMap::len).sum()
     }
 }
 
 /// The bus senders vigild has identified (one bus connection per vigild).
-fn senders() -> SendersGuard {
+fn senders() -> std::sync::MutexGuard<'static, SenderCache> {
     static SENDERS: OnceLock<Mutex<SenderCache>> = OnceLock::new();
-    SendersGuard(SENDERS.get_or_init(Mutex::default))
-}
-
-struct SendersGuard(&'static Mutex<SenderCache>);
-
-impl SendersGuard {
-    fn get(&self, key: &(String, String)) -> Option<Caller> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key)
-    }
-
-    fn insert(&self, key: (String, String), caller: Caller) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key, caller);
-    }
+    SENDERS.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key(n: usize) -> (String, String) {
-        ("guid".to_string(), format!(":1.{n}"))
+    fn name(n: usize) -> String {
+        format!(":1.{n}")
     }
 
     #[test]
     fn the_sender_cache_keeps_the_newest_senders_up_to_its_bound() {
         let mut cache = SenderCache::default();
         for n in 0..SENDERS_KEPT + 10 {
-            cache.insert(key(n), Caller { uid: n as u32, pid: 1 });
+            cache.insert("guid", &name(n), Caller { uid: n as u32, pid: 1 });
         }
         assert_eq!(cache.len(), SENDERS_KEPT);
-        assert_eq!(cache.get(&key(0)), None, "the oldest went first");
-        assert_eq!(cache.get(&key(SENDERS_KEPT + 9)), Some(Caller { uid: (SENDERS_KEPT + 9) as u32, pid: 1 }));
-        cache.insert(key(SENDERS_KEPT + 9), Caller { uid: 7, pid: 1 });
+        assert_eq!(cache.get("guid", &name(0)), None, "the oldest went first");
+        assert_eq!(cache.get("guid", &name(SENDERS_KEPT + 9)), Some(Caller { uid: (SENDERS_KEPT + 9) as u32, pid: 1 }));
+        cache.insert("guid", &name(SENDERS_KEPT + 9), Caller { uid: 7, pid: 1 });
         assert_eq!(cache.len(), SENDERS_KEPT, "a sender seen again takes no second place");
     }
 
     #[test]
     fn the_same_name_on_another_bus_is_another_sender() {
         let mut cache = SenderCache::default();
-        cache.insert(("bus-a".to_string(), ":1.5".to_string()), Caller { uid: 0, pid: 1 });
-        assert_eq!(cache.get(&("bus-b".to_string(), ":1.5".to_string())), None);
+        cache.insert("bus-a", ":1.5", Caller { uid: 0, pid: 1 });
+        assert_eq!(cache.get("bus-b", ":1.5"), None);
     }
 }

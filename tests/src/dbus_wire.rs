@@ -138,6 +138,19 @@ pub fn frame_len(buf: &[u8]) -> Option<(u8, u32, usize)> {
     Some((fixed[1], body, header + body as usize))
 }
 
+/// Removes the whole messages at the front of `inbox`; returns how many.
+pub fn take_messages(inbox: &mut Vec<u8>) -> u64 {
+    let mut count = 0;
+    while let Some((_, _, total)) = frame_len(inbox) {
+        if inbox.len() < total {
+            break;
+        }
+        inbox.drain(..total);
+        count += 1;
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

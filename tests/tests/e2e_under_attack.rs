@@ -89,6 +89,17 @@ fn settled_rss(h: &Harness, target_kib: u64) -> u64 {
     }
 }
 
+/// The one `message_refused reason=REASON` record of `attacker` (once a minute per user,
+/// whatever the number of its connections or calls refused), naming the bound.
+#[track_caller]
+fn one_refusal(h: &Harness, attacker: &TestUser, reason: &str, limit: &str) {
+    let uid = attacker.uid.to_string();
+    h.wait_for_event(Duration::from_secs(10), "vigild", "message_refused", &[("reason", reason), ("uid", &uid)]);
+    let records: Vec<_> = h.auth_log().into_iter().filter(|l| l.is_event("vigild", "message_refused") && l.has("uid", &uid)).collect();
+    assert_eq!(records.len(), 1, "one {reason} record for the user: {records:#?}");
+    assert!(records[0].has("limit", limit), "the record names the bound: {}", records[0].raw);
+}
+
 fn median(values: &mut [u64]) -> u64 {
     values.sort_unstable();
     values.get(values.len() / 2).copied().unwrap_or(0)
@@ -131,11 +142,7 @@ fn a_peer_that_never_reads_its_replies_is_held_to_a_bound_then_dropped_and_recor
     assert!(after <= baseline + RSS_RETURN_KIB, "vigild's RSS {after} KiB after, {baseline} KiB before");
     assert!(watched.failed.is_empty(), "root's PAM cycles failed under the flood: {:#?}", watched.failed);
     assert!(watched.slowest_cycle < MODULE_DEADLINE, "root's slowest open+close took {:?}", watched.slowest_cycle);
-    let uid = attacker.uid.to_string();
-    h.wait_for_event(Duration::from_secs(10), "vigild", "message_refused", &[("reason", "replies_unread"), ("uid", &uid)]);
-    let records: Vec<_> = h.auth_log().into_iter().filter(|l| l.is_event("vigild", "message_refused") && l.has("uid", &uid)).collect();
-    assert_eq!(records.len(), 1, "one record for the user's 16 dropped connections: {records:#?}");
-    assert!(records[0].has("limit", "8"), "the record names the bound: {}", records[0].raw);
+    one_refusal(&h, &attacker, "replies_unread", "8");
 }
 
 #[test]
@@ -207,9 +214,5 @@ fn a_users_flood_on_the_bus_leaves_roots_pam_calls_on_the_bus_within_their_deadl
     assert!(watched.failed.is_empty(), "root's PAM cycles over the bus failed under the flood: {:#?}", watched.failed);
     assert!(watched.slowest_cycle < MODULE_DEADLINE, "root's slowest open+close over the bus took {:?}", watched.slowest_cycle);
     assert!(watched.peak_rss_kib < RSS_CEILING_KIB, "vigild's RSS peaked at {} KiB", watched.peak_rss_kib);
-    let uid = attacker.uid.to_string();
-    h.wait_for_event(Duration::from_secs(10), "vigild", "message_refused", &[("reason", "bus_share"), ("uid", &uid)]);
-    let records: Vec<_> = h.auth_log().into_iter().filter(|l| l.is_event("vigild", "message_refused") && l.has("uid", &uid)).collect();
-    assert_eq!(records.len(), 1, "one record for the user's calls passed over: {records:#?}");
-    assert!(records[0].has("limit", "32"), "the record names the share: {}", records[0].raw);
+    one_refusal(&h, &attacker, "bus_share", "32");
 }

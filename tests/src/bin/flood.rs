@@ -379,7 +379,7 @@ impl<'a> Flooder<'a> {
                     }
                     Ok(n) => {
                         conn.inbox.extend_from_slice(&buf[..n]);
-                        self.report.messages_received += count_messages(&mut conn.inbox);
+                        self.report.messages_received += dbus_wire::take_messages(&mut conn.inbox);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -404,19 +404,6 @@ impl<'a> Flooder<'a> {
         self.report.held_ms = self.held_since.map_or(0, |t| t.elapsed().as_millis() as u64);
         serde_json::to_string(&self.report).expect("the report serializes")
     }
-}
-
-/// Removes the whole messages at the front of `inbox`; returns how many.
-fn count_messages(inbox: &mut Vec<u8>) -> u64 {
-    let mut count = 0;
-    while let Some((_, _, total)) = dbus_wire::frame_len(inbox) {
-        if inbox.len() < total {
-            break;
-        }
-        inbox.drain(..total);
-        count += 1;
-    }
-    count
 }
 
 /// True when stdin has reached end of file (the test closed it) or cannot be read.

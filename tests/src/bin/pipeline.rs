@@ -166,7 +166,7 @@ fn connect(cli: &Cli) -> std::io::Result<UnixStream> {
                 return Err(std::io::Error::from(ErrorKind::UnexpectedEof));
             }
             inbox.extend_from_slice(&line[..n]);
-            got += count_messages(&mut inbox);
+            got += dbus_wire::take_messages(&mut inbox);
         }
     }
     stream.set_nonblocking(true)?;
@@ -193,27 +193,24 @@ fn write_some(conn: &mut Conn, call: &MethodCall<'_>, calls: u64, report: &mut R
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => {
-                conn.open = false;
-                report.closed_by_server += 1;
-                return;
-            }
+            Err(_) => return closed_by_server(conn, report),
         }
     }
+}
+
+fn closed_by_server(conn: &mut Conn, report: &mut Report) {
+    conn.open = false;
+    report.closed_by_server += 1;
 }
 
 fn read_some(conn: &mut Conn, report: &mut Report) {
     let mut buf = [0u8; 64 * 1024];
     for _ in 0..64 {
         match conn.stream.read(&mut buf) {
-            Ok(0) => {
-                conn.open = false;
-                report.closed_by_server += 1;
-                return;
-            }
+            Ok(0) => return closed_by_server(conn, report),
             Ok(n) => {
                 conn.inbox.extend_from_slice(&buf[..n]);
-                report.answers_read += count_messages(&mut conn.inbox);
+                report.answers_read += dbus_wire::take_messages(&mut conn.inbox);
                 if conn.inbox.len() > MAX_INBOX {
                     conn.open = false;
                     return;
@@ -221,24 +218,7 @@ fn read_some(conn: &mut Conn, report: &mut Report) {
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => {
-                conn.open = false;
-                report.closed_by_server += 1;
-                return;
-            }
+            Err(_) => return closed_by_server(conn, report),
         }
     }
-}
-
-/// Removes the whole messages at the front of `inbox`; returns how many.
-fn count_messages(inbox: &mut Vec<u8>) -> u64 {
-    let mut count = 0;
-    while let Some((_, _, total)) = dbus_wire::frame_len(inbox) {
-        if inbox.len() < total {
-            break;
-        }
-        inbox.drain(..total);
-        count += 1;
-    }
-    count
 }
