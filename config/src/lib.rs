@@ -31,6 +31,7 @@ mod parse;
 mod resolve;
 mod schema;
 mod validate;
+mod values;
 mod warnings;
 
 #[cfg(test)]
@@ -40,7 +41,8 @@ use std::io::Read;
 use std::path::Path;
 
 pub use error::ConfigError;
-pub use resolve::{IdleAction, ResolvedPolicy};
+pub use resolve::ResolvedPolicy;
+pub use values::IdleAction;
 pub use warnings::{Accounts, ConfigWarning, MAX_LOOKUPS, NssAccounts, WarningKind};
 
 use validate::Policy;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use wildmatch::WildMatch;
 
 use crate::SessionFacts;
-use crate::schema::deserialize_str_with;
+use crate::values::deserialize_str_with;
 
 /// The `match` table of a `[[policy]]` block, compiled.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,29 +1,10 @@
 //! The policy one session gets: built-in defaults, overridden by `[defaults]`,
 //! overridden by the first matching `[[policy]]` block.
 
-use std::fmt;
 use std::time::Duration;
 
-use crate::schema::{Dur, Layer};
-
-/// What happens when a session reaches its idle timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IdleAction {
-    /// Warn, then end the session (SIGHUP, then SIGKILL after `kill_grace`).
-    Terminate,
-    /// Audit only: record that the session went idle, end nothing.
-    None,
-}
-
-impl fmt::Display for IdleAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Terminate => "terminate",
-            Self::None => "none",
-        })
-    }
-}
+use crate::schema::Layer;
+use crate::values::{Dur, IdleAction};
 
 /// The settings that apply to one session. Durations that can be switched off are
 /// `Option`s: `None` means disabled (the file says `"0"`).
