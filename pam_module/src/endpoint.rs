@@ -17,7 +17,7 @@ use nix::sys::socket::UnixAddr;
 use zbus::address::transport::{Transport, UnixSocket};
 
 use crate::args::Target;
-use crate::client::ClientError;
+use crate::error::ClientError;
 
 /// A resolved target: the socket to connect to and what to say on it.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ use pam::module::{PamHandle, PamHooks};
 pub mod args;
 pub mod client;
 pub mod endpoint;
+pub mod error;
 pub mod host_log;
 pub mod pam_io;
 pub mod reauth;

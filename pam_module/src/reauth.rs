@@ -20,7 +20,8 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{Event, ModuleCall, ReauthReason};
 
 use crate::args::ModuleArgs;
-use crate::client::{ClientError, Daemon};
+use crate::client::Daemon;
+use crate::error::ClientError;
 use crate::host_log::HostLog;
 use crate::pam_io::{Item, Mark, PamIo};
 use crate::session::{HookOutcome, failure};

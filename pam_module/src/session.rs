@@ -6,7 +6,8 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{Event, ModuleCall, ModuleFailure};
 
 use crate::args::{FailMode, ModuleArgs};
-use crate::client::{ClientError, Daemon, OpenRequest};
+use crate::client::{Daemon, OpenRequest};
+use crate::error::ClientError;
 use crate::host_log::HostLog;
 use crate::pam_io::{Item, PamIo};
 

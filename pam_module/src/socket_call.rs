@@ -27,8 +27,8 @@ use zbus::message::{Message, Type};
 use zbus::wire::serialized::{Context, Data};
 use zbus::wire::{DynamicType, Endian};
 
-use crate::client::{ClientError, error_reply};
 use crate::endpoint::{Endpoint, Kind};
+use crate::error::{ClientError, error_reply};
 
 /// Replies the module gets are a few dozen bytes, a bus's greeting a few hundred;
 /// anything near this, all messages of a call together, is not theirs.

@@ -207,7 +207,7 @@ fn bus_errors_keep_their_meaning() {
     let gone = bus_error("gone", |c| error(c, "org.vigil1.Error.NoSuchSession", "no session 1"));
     assert!(matches!(gone, ClientError::NoSuchSession), "{gone:?}");
     let old = bus_error("old", |c| error(c, "org.freedesktop.DBus.Error.UnknownMethod", "no OpenSessionEx"));
-    assert!(crate::client::is_unknown_method(&old), "{old:?}");
+    assert!(crate::error::is_unknown_method(&old), "{old:?}");
 }
 
 #[test]
