@@ -6,7 +6,7 @@
 //! counts as input only when such a process made read system calls (`syscr` of
 //! /proc/PID/io) since the previous look at that tty. The counters are per process, not
 //! per descriptor: a foreground process that read a file or a pipe meanwhile passes too
-//! (README, "Forged activity", says what that leaves open).
+//! (docs/security.md, "Forged activity", says what that leaves open).
 //!
 //! A look reads the tty's POSIX session (a shell and its jobs: a few small /proc files)
 //! and comes a little after the first event it is for, at most every `MIN_LOOK_GAP_USEC`

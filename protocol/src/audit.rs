@@ -1,6 +1,6 @@
 //! The audit record: one line of `key=value` fields, written to syslog.
 //!
-//! Escaping rule (documented for admins in the README): a value is written bare when it
+//! Escaping rule (documented for admins in AUDIT.md): a value is written bare when it
 //! is non-empty and every byte is in `[A-Za-z0-9._:/@+,-]`; otherwise it is written in
 //! double quotes, where `\` and `"` are escaped with a backslash, `\n`, `\r`, `\t` are
 //! written as such, and every other byte below 0x20, 0x7f and every byte from 0x80 up is

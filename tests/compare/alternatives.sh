@@ -1,6 +1,6 @@
 #!/bin/bash
-# vigil next to the alternatives, measured on this machine (README: "vigil next to the
-# alternatives"). Not a test: it prints what each mechanism did, and a table.
+# vigil next to the alternatives, measured on this machine (docs/comparison.md: the
+# tables there). Not a test: it prints what each mechanism did, and a table.
 #
 #   bash tests/compare/alternatives.sh        (as root, from the repository; ~5 minutes)
 #
