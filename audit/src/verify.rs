@@ -35,6 +35,7 @@ use crate::syslog_line::for_each_line;
 mod host_chain;
 mod keys;
 mod module_records;
+mod placement;
 mod report;
 mod sealed;
 mod verifier;
