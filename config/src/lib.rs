@@ -26,6 +26,7 @@
 mod document;
 mod error;
 mod explain;
+mod keys;
 mod matching;
 mod parse;
 mod resolve;
@@ -41,6 +42,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use error::ConfigError;
+pub use keys::accepted_keys;
 pub use resolve::ResolvedPolicy;
 pub use values::IdleAction;
 pub use warnings::{Accounts, ConfigWarning, MAX_LOOKUPS, NssAccounts, WarningKind};

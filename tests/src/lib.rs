@@ -10,6 +10,8 @@ pub mod audit_trail;
 pub mod bench;
 pub mod bus;
 pub mod clock;
+pub mod conformance;
+pub mod conformance_check;
 pub mod dbus_wire;
 pub mod flood;
 pub mod harness;

@@ -186,6 +186,7 @@ impl PamService {
             .create_new(true)
             .open(&path)
             .unwrap_or_else(|e| panic!("cannot create {} (a stale file from an earlier run?): {e}", path.display()));
+        crate::conformance::pam_file_written(&stack.render());
         file.write_all(stack.render().as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         PamService { name: service, path }
     }

@@ -138,6 +138,8 @@ impl Rsyslog {
     pub fn stop(&self) {
         if let Some(mut child) = self.child.borrow_mut().take() {
             child.terminate();
+            // Once, when it has written everything: what the test's records carried.
+            crate::conformance::records_seen(&self.all_log);
         }
     }
 

@@ -344,6 +344,9 @@ fn write_file_like(path: &Path, bytes: &[u8], mode: u32, uid: u32, gid: u32, exc
     } else {
         opts.create(true).truncate(true);
     }
+    if path.starts_with(crate::pam::PAM_DIR) {
+        crate::conformance::pam_file_written(&String::from_utf8_lossy(bytes));
+    }
     let mut file = opts.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     file.write_all(bytes).map_err(|e| format!("write {}: {e}", path.display()))?;
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)).map_err(|e| format!("chmod {}: {e}", path.display()))?;

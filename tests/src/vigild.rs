@@ -311,6 +311,7 @@ impl Vigild {
 
     /// Runs `vigilctl --socket <private> ARGS` as root.
     pub fn vigilctl(&self, args: &[&str]) -> Output {
+        crate::conformance::vigilctl_ran(args);
         let mut cmd = Command::new(vigilctl_bin());
         cmd.arg("--socket").arg(&self.socket).args(args);
         run_bounded(&mut cmd, VIGILCTL_TIMEOUT, "vigilctl")
@@ -318,6 +319,7 @@ impl Vigild {
 
     /// Runs `vigilctl --socket <private> ARGS` as `user` (through runuser).
     pub fn vigilctl_as(&self, user: &str, args: &[&str]) -> Output {
+        crate::conformance::vigilctl_ran(args);
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", user, "--"]).arg(vigilctl_bin()).arg("--socket").arg(&self.socket).args(args);
         run_bounded(&mut cmd, VIGILCTL_TIMEOUT, "vigilctl (as a test user)")
@@ -362,6 +364,7 @@ impl Vigild {
 
     /// Replaces `vigil.toml` (vigild reads it on start, SIGHUP or `vigilctl reload`).
     pub fn write_config(&self, text: &str) {
+        crate::conformance::config_written(text);
         std::fs::write(&self.config, text).unwrap_or_else(|e| panic!("write {}: {e}", self.config.display()));
     }
 

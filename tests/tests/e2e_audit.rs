@@ -53,6 +53,7 @@ fn spool_file(h: &Harness) -> PathBuf {
 
 /// `vigilctl ARGS` without a daemon (audit verify, audit show).
 fn vigilctl(args: &[&OsStr]) -> Output {
+    vigil_e2e::conformance::vigilctl_ran(args);
     let mut cmd = Command::new(paths::vigilctl_bin());
     cmd.args(args);
     run_bounded(&mut cmd, VIGILCTL_TIMEOUT, "vigilctl")

@@ -23,6 +23,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Reads `file` with `audit VERB` (stdout to `out`), and returns its cost.
 fn read(verb: &str, file: &Path, out: &Path, extra: &[&str]) -> Measured {
     let stdout = std::fs::File::create(out).unwrap();
+    vigil_e2e::conformance::vigilctl_ran(&[&["audit", verb][..], extra].concat());
     let mut cmd = Command::new(vigilctl_bin());
     cmd.args(["audit", verb]).arg(file).args(extra).stdin(Stdio::null()).stdout(stdout);
     let measured = run_measured(&mut cmd, RUN_TIMEOUT).unwrap();

@@ -33,6 +33,7 @@ fn require_root() {
 
 /// `vigilctl ARGS` without a daemon: (exit code, stdout, stderr).
 fn vigilctl(args: &[&OsStr]) -> (Option<i32>, String, String, Output) {
+    vigil_e2e::conformance::vigilctl_ran(args);
     let mut cmd = Command::new(paths::vigilctl_bin());
     cmd.args(args);
     let out = run_bounded(&mut cmd, VIGILCTL_TIMEOUT, "vigilctl");

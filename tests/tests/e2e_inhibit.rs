@@ -330,6 +330,7 @@ fn back_to_back_inhibitors_are_bounded_in_total_across_a_sigkill() {
 /// `--cancel`), in its usage line, not among optional flags only.
 #[test]
 fn inhibit_help_shows_its_required_flags_in_the_usage() {
+    vigil_e2e::conformance::vigilctl_ran(&["inhibit", "--help"]);
     let out = std::process::Command::new(paths::vigilctl_bin()).args(["inhibit", "--help"]).output().expect("run vigilctl");
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{help}");

@@ -1,0 +1,46 @@
+//! Every key the file accepts, named as docs/configuration.md names them: the list the
+//! documentation gate (tests/conformance.toml) checks the three references against.
+
+use crate::schema::SETTING_KEYS;
+
+/// The keys of a `match` table, in the docs' order.
+pub(crate) const MATCH_KEYS: &[&str] = &["users", "groups", "services", "tty", "rhosts"];
+
+/// The keys of the `[audit]` table.
+pub(crate) const AUDIT_KEYS: &[&str] = &["format", "chain", "spool_max_bytes"];
+
+/// Every accepted key: the settings (in `[defaults]` and `[[policy]]`), a policy's
+/// `name` and `match`, `match.KEY` and `audit.KEY`.
+pub fn accepted_keys() -> Vec<String> {
+    let settings = SETTING_KEYS.iter().map(|k| k.to_string());
+    let policy = ["name", "match"].into_iter().map(str::to_string);
+    let matching = MATCH_KEYS.iter().map(|k| format!("match.{k}"));
+    let audit = AUDIT_KEYS.iter().map(|k| format!("audit.{k}"));
+    settings.chain(policy).chain(matching).chain(audit).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::Config;
+
+    /// The keys a table's parser offers when given one it does not know.
+    fn offered(table_prefix: &str, suffix: &str) -> String {
+        let text = format!("{table_prefix}not_a_key = 1{suffix}\n");
+        Config::parse(&text, Path::new("t.toml")).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_lists_are_what_the_parser_accepts() {
+        let matching = offered("[[policy]]\nmatch = { ", " }");
+        let audit = offered("[audit]\n", "");
+        let defaults = offered("[defaults]\n", "");
+        for (error, keys) in [(&matching, MATCH_KEYS), (&audit, AUDIT_KEYS), (&defaults, SETTING_KEYS)] {
+            let expected = error.rsplit("expected one of ").next().unwrap_or_default();
+            let listed: Vec<&str> = expected.split(", ").map(|k| k.trim()).collect();
+            assert_eq!(listed, keys, "{error}");
+        }
+    }
+}

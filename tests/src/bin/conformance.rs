@@ -1,0 +1,60 @@
+//! conformance: checks that every documented promise has a test that shows it
+//! (tests/conformance.toml), and after an e2e run that each named test exercised its
+//! item and that the captured records carried only documented events and fields.
+//!
+//!   conformance static            the map against the documents (no e2e run needed)
+//!   conformance check             static, then the run's declarations (tests/run.sh)
+//!   conformance suggest           map entries for what has none, from the declarations
+//!
+//! Declarations are read from $VIGIL_CONFORMANCE_DIR (default target/conformance).
+
+use std::process::ExitCode;
+
+use vigil_e2e::conformance::declarations_dir;
+use vigil_e2e::conformance_check::{check_run, check_static, documented, read_declarations, read_map, repo_root, suggest};
+
+fn main() -> ExitCode {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    match run(&mode) {
+        Ok(problems) if problems.is_empty() => ExitCode::SUCCESS,
+        Ok(problems) => {
+            for problem in &problems {
+                eprintln!("conformance: {problem}");
+            }
+            eprintln!("conformance: FAIL: {} problem(s)", problems.len());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(mode: &str) -> Result<Vec<String>, String> {
+    let repo = repo_root();
+    let documented = documented(&repo, &vigil_e2e::conformance_check::vigilctl_command())?;
+    let map = read_map(&repo).or_else(|e| if mode == "suggest" { Ok(Default::default()) } else { Err(e) })?;
+    let parser_keys = vigil_e2e::conformance_check::parser_keys();
+    match mode {
+        "static" => Ok(check_static(&repo, &documented, &map, &parser_keys)),
+        "check" => {
+            let mut problems = check_static(&repo, &documented, &map, &parser_keys);
+            let declared = read_declarations(&declarations_dir())?;
+            problems.extend(check_run(&documented, &map, &declared));
+            if problems.is_empty() {
+                let entries: usize = map.values().map(|m| m.len()).sum();
+                println!(
+                    "conformance: {entries} documented items, each shown by the test the map names; every record carried documented events and fields"
+                );
+            }
+            Ok(problems)
+        }
+        "suggest" => {
+            let declared = read_declarations(&declarations_dir())?;
+            print!("{}", suggest(&documented, &map, &declared));
+            Ok(Vec::new())
+        }
+        _ => Err("usage: conformance static|check|suggest".to_string()),
+    }
+}
