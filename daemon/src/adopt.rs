@@ -23,7 +23,7 @@ use vigil_protocol::events::Event;
 use crate::manager::{Manager, now_usec};
 use crate::procfs::{self, NO_AUDIT_SESSION, Stat};
 use crate::records::session_record;
-use crate::registry::{Identity, Session};
+use crate::session::{Identity, Session};
 use crate::ttys::{self, TtyNr};
 
 /// How often /proc is swept.
@@ -85,7 +85,7 @@ impl Manager {
             adopted: true,
         };
         // Resolved again for each tty claimed.
-        let policy = crate::registry::resolve(&config, &who, false);
+        let policy = who.policy_in(&config, false);
         let id = self.allocate_id();
         {
             let mut registry = self.registry();

@@ -14,7 +14,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::sys::time::TimeSpec;
@@ -22,8 +21,6 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use nix::time::{ClockId as TimeClock, clock_gettime};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-
-use crate::manager::Manager;
 
 /// Offset changes smaller than this are not steps: the two clocks are read one after
 /// the other, and the idle supervisor's own slack is larger (`TIME_SLACK_USEC`).
@@ -53,12 +50,12 @@ impl AsRawFd for Timer {
 }
 
 /// Waits for the kernel's word that the wall clock was set.
-struct StepWatch {
+pub struct StepWatch {
     timer: AsyncFd<Timer>,
 }
 
 impl StepWatch {
-    fn new() -> io::Result<Self> {
+    pub fn new() -> io::Result<Self> {
         let timer = TimerFd::new(ClockId::CLOCK_REALTIME, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)?;
         // SAFETY: the AsyncFd owns the timer, so the registration ends before it closes.
         let timer = unsafe { AsyncFd::register_with_interest(Timer(timer), Interest::READABLE)? };
@@ -73,7 +70,7 @@ impl StepWatch {
     }
 
     /// Returns once the clock was set (the timer is armed again).
-    async fn next_set(&mut self) -> io::Result<()> {
+    pub async fn next_set(&mut self) -> io::Result<()> {
         loop {
             let mut ready = self.timer.readable().await?;
             let mut expirations = [0u8; 8];
@@ -93,27 +90,6 @@ impl StepWatch {
             }
         }
     }
-}
-
-/// Watches for clock steps for as long as vigild runs; each one moves the sessions'
-/// times (`Manager::clock_changed`). Without a timerfd vigild runs on, as before.
-pub fn spawn(core: Arc<Manager>) {
-    let mut watch = match StepWatch::new() {
-        Ok(watch) => watch,
-        Err(e) => {
-            eprintln!("vigild: cannot watch for clock steps ({e}); a step of the system clock moves idle times by its length");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = watch.next_set().await {
-                eprintln!("vigild: the clock-step watch failed ({e}); a step of the system clock moves idle times by its length");
-                return;
-            }
-            let _ = core.clock_changed();
-        }
-    });
 }
 
 #[cfg(test)]

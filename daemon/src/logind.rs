@@ -6,19 +6,15 @@
 //! (no such directory) nothing changes.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use vigil_protocol::audit::Record;
-
-use crate::audit_log::AuditLog;
+use crate::procfs::NO_AUDIT_SESSION;
 
 /// Where logind keeps one file per session it tracks.
 const SESSIONS_DIR: &str = "/run/systemd/sessions";
 /// A call to logind never holds anything of vigild's: the end of the session's
 /// processes is vigild's own work, logind's is bookkeeping.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-use crate::procfs::NO_AUDIT_SESSION;
 
 /// logind's id for the login whose audit session is `ses`, when logind tracks it.
 pub fn session_of(ses: u32) -> Option<String> {
@@ -35,9 +31,9 @@ fn session_in(dir: &Path, ses: u32) -> Option<String> {
 }
 
 /// Asks logind to end the session `id` (in the background, bounded); a failure is
-/// recorded (`event=logind_terminate_failed`), never fatal: vigild ends the processes
+/// handed to `failed` (the caller records it), never fatal: vigild ends the processes
 /// itself either way.
-pub fn terminate(id: String, vigil_session: u64, audit: Arc<AuditLog>) {
+pub fn terminate(id: String, failed: impl FnOnce(&str, String) + Send + 'static) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     runtime.spawn(async move {
         let outcome = tokio::time::timeout(CALL_TIMEOUT, call_terminate(&id)).await;
@@ -46,12 +42,7 @@ pub fn terminate(id: String, vigil_session: u64, audit: Arc<AuditLog>) {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer from logind within {CALL_TIMEOUT:?}"),
         };
-        audit.write(
-            Record::new(vigil_protocol::events::Event::LogindTerminateFailed)
-                .number("session", vigil_session)
-                .text("logind_session", &id)
-                .text("error", error),
-        );
+        failed(&id, error);
     });
 }
 

@@ -1,24 +1,30 @@
 //! vigild: registers login sessions, ends idle ones, decides re-authentication, and
 //! audits every decision. This file parses arguments and wires the pieces together.
 
+mod activity;
+mod admin_calls;
 mod admission;
 mod adopt;
 mod audit_log;
-mod bus;
 mod bus_shares;
 mod bus_socket;
 mod caller;
 mod cli;
 mod clock;
+mod clock_steps;
+mod dirs;
 mod guarded_socket;
 mod idle;
 mod ids;
 mod inhibit;
+mod inhibit_calls;
 mod leaders;
 mod logind;
 mod manager;
+mod manager_iface;
 mod ownership;
 mod pidfd;
+mod policy_cache;
 mod private_socket;
 mod procfs;
 mod reauth;
@@ -27,11 +33,15 @@ mod records;
 mod registry;
 mod restore;
 mod rlimit;
+mod session;
 mod session_calls;
+mod session_iface;
+mod session_objects;
 mod single_call;
 mod store;
 mod supervisor;
 mod terminate;
+mod timers;
 mod tty_claims;
 mod tty_input;
 mod ttys;
@@ -50,11 +60,12 @@ use vigil_protocol::events::Event;
 use zbus::connection::Builder;
 
 use crate::audit_log::AuditLog;
-use crate::bus::{ManagerIface, SessionObjects};
 use crate::bus_shares::BusShares;
 use crate::cli::Args;
 use crate::ids::IdAllocator;
 use crate::manager::Manager;
+use crate::manager_iface::ManagerIface;
+use crate::session_objects::SessionObjects;
 use crate::store::SessionStore;
 
 fn main() -> ExitCode {
@@ -91,7 +102,7 @@ async fn run(args: Args) -> Result<(), String> {
     let nofile = rlimit::raise_nofile_soft_to_hard().map_err(|e| eprintln!("vigild: cannot raise RLIMIT_NOFILE: {e}")).ok();
     // /run/vigil holds the private socket every user connects to: 0755, like
     // /run/systemd; what is in it is private (sessions/ 0700, files 0600).
-    store::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
+    dirs::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
     let sessions_dir = args.state_dir.join("sessions");
     let store = SessionStore::open(sessions_dir.clone()).map_err(|e| format!("cannot create {}: {e}", sessions_dir.display()))?;
     restore::remove_legacy_state(&args.state_dir);
@@ -113,7 +124,7 @@ async fn run(args: Args) -> Result<(), String> {
     core.add_hooks(leaders::LeaderWatch::new(&core));
     let supervisor = supervisor::spawn(core.clone()).map_err(|e| format!("cannot start the idle supervisor (inotify): {e}"))?;
     core.add_hooks(supervisor);
-    clock::spawn(core.clone());
+    clock_steps::spawn(core.clone());
 
     let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
     let bus = connect_bus(&args, &core, &objects).await?;
@@ -223,7 +234,7 @@ async fn wait_for_signals(core: &Arc<Manager>) -> &'static str {
         tokio::select! {
             _ = hup.recv() => {
                 if let Err(e) = core.reload_config("sighup").await {
-                    eprintln!("vigild: reload failed: {e}");
+                    eprintln!("vigild: reload failed: {e}; the running policy is unchanged");
                 }
             }
             _ = term.recv() => return "SIGTERM",

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use vigil_config::{Config, NssAccounts};
+use vigil_config::Config;
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::{ActivitySource, CallRefusal, Event, ReloadResult};
-use vigil_protocol::{SessionInfo, StatusReply, VigilError};
+use vigil_protocol::events::{ActivitySource, CallRefusal, Event};
+use vigil_protocol::{SessionInfo, VigilError};
 
 use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::audit_log::AuditLog;
@@ -22,14 +22,15 @@ use crate::clock;
 use crate::ids::IdAllocator;
 use crate::logind;
 use crate::records::{EndReason, activity_evidence, session_record};
-use crate::registry::{Evidence, Registry, SavedSession, Session};
+use crate::registry::Registry;
+use crate::session::{Evidence, SavedSession, Session};
 use crate::store::SessionStore;
-use crate::terminate;
 use crate::ttys::TtyNr;
 use crate::users;
 
-/// Most `config_warning` records one load writes (a `kind=more` record counts the rest).
-const MAX_WARNING_RECORDS: usize = 32;
+/// Per claimed tty: the session that claimed it, and the POSIX session (leader pid, its
+/// start time) that held it then.
+pub type TtyHolders = std::collections::HashMap<TtyNr, (u64, (u32, u64))>;
 
 /// What happened on a tty.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +57,8 @@ pub trait Hooks: Send + Sync {
 pub struct Manager {
     registry: Mutex<Registry>,
     pub(crate) ids: Mutex<IdAllocator>,
-    config: RwLock<Arc<Config>>,
-    config_path: PathBuf,
+    pub(super) config: RwLock<Arc<Config>>,
+    pub(super) config_path: PathBuf,
     pub audit: Arc<AuditLog>,
     pub(crate) store: SessionStore,
     hooks: RwLock<Vec<Arc<dyn Hooks>>>,
@@ -70,7 +71,7 @@ pub struct Manager {
     user_calls: Mutex<CallBudget<u32>>,
     /// Per claimed tty: the session and the POSIX session that held it at the claim
     /// (`tty_claims.rs`).
-    pub(crate) tty_holders: Mutex<crate::tty_claims::TtyHolders>,
+    pub(crate) tty_holders: Mutex<TtyHolders>,
 }
 
 /// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
@@ -208,7 +209,12 @@ impl Manager {
         if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge)
             && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
         {
-            logind::terminate(logind_id, id, self.audit.clone());
+            let audit = self.audit.clone();
+            logind::terminate(logind_id, move |logind_id, error| {
+                audit.write(
+                    Record::new(Event::LogindTerminateFailed).number("session", id).text("logind_session", logind_id).text("error", error),
+                );
+            });
         }
         for hooks in self.hooks() {
             hooks.session_removed(id);
@@ -282,158 +288,10 @@ impl Manager {
         self.registry().ids()
     }
 
-    fn visible(caller: &Caller, session: &Session) -> bool {
-        caller.is_root() || caller.uid == session.who.uid
-    }
-
-    pub fn list_sessions(&self, caller: Caller) -> Vec<SessionInfo> {
-        self.registry().values().filter(|s| Self::visible(&caller, s)).map(Session::info).collect()
-    }
-
-    pub fn get_session(&self, caller: Caller, id: u64) -> Result<SessionInfo, VigilError> {
-        self.registry()
-            .get(id)
-            .filter(|s| Self::visible(&caller, s))
-            .map(Session::info)
-            // Same answer for "absent" and "not yours": ids of others are not disclosed.
-            .ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))
-    }
-
     /// Session data for the D-Bus session objects (no access check: properties are
     /// checked by the object layer).
     pub fn session_info(&self, id: u64) -> Option<SessionInfo> {
         self.registry().get(id).map(Session::info)
-    }
-
-    /// TerminateSession: root only. Ends the session's processes (SIGHUP, SIGKILL after
-    /// the policy's kill_grace) and its registration. A session whose processes cannot
-    /// be seen or signalled is kept, and the call fails saying why.
-    pub async fn terminate_session(&self, caller: Caller, id: u64) -> Result<(), VigilError> {
-        self.require_root(&caller, "TerminateSession")?;
-        let Some(session) = self.session(id) else {
-            return Err(VigilError::NoSuchSession(format!("no session {id}")));
-        };
-        let targets = match terminate::Targets::of(&self.end_scope(&session)) {
-            Ok(targets) => targets,
-            Err(why) => {
-                self.audit.write(
-                    session_record(Event::TerminateFailed, &session)
-                        .text("reason", why.reason())
-                        .text("error", why.to_string())
-                        .text("by", EndReason::Admin),
-                );
-                return Err(VigilError::Failed(format!("session {id} kept: {why}")));
-            }
-        };
-        self.end(id, EndReason::Admin, Some(("processes", targets.len() as i128)));
-        // The answer says the session is ended; the SIGKILL after kill_grace (5 s by
-        // default, any length by policy) goes on without the caller waiting for it.
-        let grace = session.policy.kill_grace;
-        tokio::spawn(async move { targets.end(grace).await });
-        Ok(())
-    }
-
-    /// Reload: root only over D-Bus; SIGHUP calls `reload_config` directly.
-    pub async fn reload(&self, caller: Caller) -> Result<String, VigilError> {
-        self.require_root(&caller, "Reload")?;
-        self.reload_config("dbus").await.map_err(VigilError::ConfigInvalid)
-    }
-
-    /// Records what in the running configuration probably does not do what its author
-    /// meant (users and groups NSS does not know, blocks that match every session):
-    /// `config_warning`, one record each up to `MAX_WARNING_RECORDS`. Returns them, for
-    /// the reload's answer. NSS may block: the lookups run off the async thread.
-    pub async fn audit_config_warnings(&self, config: Arc<Config>) -> Vec<String> {
-        let warnings = tokio::task::spawn_blocking(move || config.warnings(&NssAccounts)).await.unwrap_or_default();
-        for warning in warnings.iter().take(MAX_WARNING_RECORDS) {
-            self.audit.write(
-                Record::new(Event::ConfigWarning)
-                    .text("path", warning.path.as_os_str().as_encoded_bytes())
-                    .number("line", warning.line as u64)
-                    .number("column", warning.column as u64)
-                    .text("key", &warning.key)
-                    .text("kind", warning.kind.name())
-                    .text("message", &warning.message),
-            );
-        }
-        if warnings.len() > MAX_WARNING_RECORDS {
-            self.audit.write(
-                Record::new(Event::ConfigWarning).text("kind", "more").number("count", (warnings.len() - MAX_WARNING_RECORDS) as u64),
-            );
-        }
-        warnings.iter().map(ToString::to_string).collect()
-    }
-
-    /// Re-reads the configuration. A bad file keeps the running policy.
-    pub async fn reload_config(&self, trigger: &'static str) -> Result<String, String> {
-        let path = self.config_path.as_os_str().as_encoded_bytes();
-        let loaded = Config::load(&self.config_path).map_err(|e| e.to_string()).and_then(|config| {
-            match needs_restart(self.config().audit(), config.audit()) {
-                Some(key) => Err(format!(
-                    "{}: [audit] {key} changed: the audit writer takes it only at start (systemctl restart vigild)",
-                    self.config_path.display()
-                )),
-                None => Ok(config),
-            }
-        });
-        match loaded {
-            Ok(config) => {
-                let summary = format!("{} loaded, {} policy block(s)", self.config_path.display(), config.policy_count());
-                self.audit.write(
-                    Record::new(Event::ConfigReload)
-                        .text("result", ReloadResult::Ok)
-                        .text("trigger", trigger)
-                        .text("path", path)
-                        .number("policies", config.policy_count() as i128),
-                );
-                self.audit.set_format(config.audit().format);
-                let config = Arc::new(config);
-                *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
-                for session in self.registry().values_mut() {
-                    session.resolve_policy(&config);
-                }
-                for hooks in self.hooks() {
-                    hooks.policy_changed();
-                }
-                let warnings = self.audit_config_warnings(config).await;
-                Ok(match warnings.len() {
-                    0 => summary,
-                    n => format!("{summary}, {n} warning(s):\n{}", warnings.join("\n")),
-                })
-            }
-            Err(error) => {
-                self.audit.write(
-                    Record::new(Event::ConfigReload)
-                        .text("result", ReloadResult::Failed)
-                        .text("trigger", trigger)
-                        .text("path", path)
-                        .text("error", &error)
-                        .text("kept", "previous"),
-                );
-                Err(format!("{error}; the running policy is unchanged"))
-            }
-        }
-    }
-
-    /// AuditInit (root only): a new chain key from the next record on.
-    pub fn audit_init(&self, caller: Caller) -> Result<String, VigilError> {
-        self.require_root(&caller, "AuditInit")?;
-        self.audit.new_key().map(|key| key.render()).map_err(|e| VigilError::Failed(e.to_string()))
-    }
-
-    /// AuditSeal (root only): a `seal` record; returns its seq.
-    pub fn audit_seal(&self, caller: Caller) -> Result<u64, VigilError> {
-        self.require_root(&caller, "AuditSeal")?;
-        Ok(self.audit.seal())
-    }
-
-    pub fn status(&self, _caller: Caller) -> StatusReply {
-        StatusReply {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            config_path: self.config_path.display().to_string(),
-            policy_count: self.config().policy_count() as u32,
-            session_count: self.session_count() as u32,
-        }
     }
 
     pub fn session_count(&self) -> usize {
@@ -441,41 +299,8 @@ impl Manager {
     }
 }
 
-impl Session {
-    /// Which processes and ttys belong to the session (`ownership.rs`, `terminate.rs`).
-    pub fn scope(&self) -> terminate::SessionScope {
-        terminate::SessionScope::of(&self.who, self.ttys().iter().copied().collect())
-    }
-}
-
-impl terminate::SessionScope {
-    /// The scope of a session of `who` claiming `ttys`.
-    pub fn of(who: &crate::registry::Identity, ttys: Vec<TtyNr>) -> Self {
-        Self {
-            leader_pid: who.leader_pid,
-            leader_start: who.leader_start,
-            audit_session: who.owns_audit_session.then_some(who.audit_session_id),
-            ttys,
-            posix_sessions: Vec::new(),
-        }
-    }
-}
-
 /// A manager for unit tests: the built-in policy, no files, an audit log that goes
 /// nowhere, no hooks.
-/// The `[audit]` key whose new value a reload cannot apply (the writer thread and the
-/// chain are set up at start; a chain switched off or on mid-trail would read as a cut),
-/// if any changed. `format` applies at once.
-fn needs_restart(running: &vigil_config::AuditSettings, new: &vigil_config::AuditSettings) -> Option<&'static str> {
-    if running.chain != new.chain {
-        Some("chain")
-    } else if running.spool_max_bytes != new.spool_max_bytes {
-        Some("spool_max_bytes")
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 pub fn manager_for_tests() -> Arc<Manager> {
     Arc::new(Manager::new(

@@ -12,8 +12,23 @@
 use std::collections::HashSet;
 
 use crate::procfs::{self, Stat};
-use crate::terminate::SessionScope;
 use crate::ttys::{self, TtyNr};
+
+/// Which processes belong to a session.
+#[derive(Debug, Clone)]
+pub struct SessionScope {
+    pub leader_pid: u32,
+    /// The leader's start time (0: unknown): with the pid, it names the leader for good.
+    pub leader_start: u64,
+    /// The session's own audit session id, if it has one.
+    pub audit_session: Option<u32>,
+    /// The ttys the session claims: a process on them is its own only by its POSIX
+    /// session (`ownership::on_session_ttys`).
+    pub ttys: Vec<TtyNr>,
+    /// The POSIX sessions (leader pid, its start time) that held the session's ttys when
+    /// they were claimed.
+    pub posix_sessions: Vec<(u32, u64)>,
+}
 
 /// How far up the process tree a descent is followed.
 const MAX_DEPTH: usize = 4096;

@@ -27,10 +27,11 @@ use zbus::connection::Builder;
 use zbus::message::Message;
 
 use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
-use crate::bus::{ManagerIface, SessionObjects};
 use crate::caller::Caller;
 use crate::guarded_socket::{self, Dropped, RefusalAuditor, Services, Source, Start, UNPRIVILEGED_IDLE};
 use crate::manager::Manager;
+use crate::manager_iface::ManagerIface;
+use crate::session_objects::SessionObjects;
 use crate::single_call::{self, Opening, OpeningReader};
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
@@ -42,7 +43,7 @@ pub fn bind(path: &Path) -> std::io::Result<StdListener> {
     if let Some(dir) = path.parent()
         && !dir.exists()
     {
-        crate::store::create_dir_with_mode(dir, 0o755)?;
+        crate::dirs::create_dir_with_mode(dir, 0o755)?;
     }
     // A stale socket from a previous run would make bind fail.
     match std::fs::remove_file(path) {

@@ -18,8 +18,7 @@ use crate::manager::Manager;
 use crate::ownership;
 use crate::procfs::{self, Stat};
 use crate::records::session_record;
-use crate::registry::{SavedSession, Session};
-use crate::terminate::SessionScope;
+use crate::session::{SavedSession, Session};
 use crate::tty_claims;
 use crate::ttys::TtyNr;
 
@@ -103,7 +102,7 @@ fn release_lost_ttys(saved: &mut SavedSession, listing: &mut Option<std::io::Res
         return (Vec::new(), Vec::new());
     }
     let Ok(stats) = listing.get_or_insert_with(procfs::all_stats) else { return (Vec::new(), Vec::new()) };
-    let scope = SessionScope::of(&saved.who, saved.ttys.clone());
+    let scope = saved.who.scope(saved.ttys.clone());
     let (mut held, mut lost) = (Vec::new(), Vec::new());
     for &tty in &saved.ttys {
         match ownership::holder(&scope, tty, &ownership::on_tty(stats, tty)) {
@@ -126,8 +125,8 @@ mod tests {
     use std::sync::Arc;
 
     use crate::manager::{manager_for_tests, policy_for_tests};
-    use crate::registry::Session;
     use crate::registry::tests::identity;
+    use crate::session::Session;
 
     const S: u64 = 1_000_000;
 

@@ -13,7 +13,7 @@ use crate::caller::Caller;
 use crate::manager::{Manager, now_usec};
 use crate::procfs::{self, NO_AUDIT_SESSION};
 use crate::records::{EndReason, session_record};
-use crate::registry::{Identity, Session};
+use crate::session::{Identity, Session};
 use crate::ttys;
 
 /// Fields the module may name as cut in `OpenSessionEx`.
@@ -107,7 +107,7 @@ impl Manager {
                 started_usec: now,
                 adopted: false,
             };
-            let policy = crate::registry::resolve(&config, &who, pam_tty.is_some());
+            let policy = who.policy_in(&config, pam_tty.is_some());
             registry.insert(Session::new(id, who, policy, now));
             for tty in replaced.iter().flat_map(|old| old.ttys().iter().copied()).chain(pam_tty.filter(|_| nested_in.is_none())) {
                 registry.adopt_tty(id, tty);

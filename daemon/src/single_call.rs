@@ -29,7 +29,7 @@ use zbus::message::{Flags, Header, Message, Type};
 use zbus::wire::serialized::{Context, Data};
 use zbus::wire::{DynamicType, Endian};
 
-use crate::caller::Caller;
+use super::caller::Caller;
 use crate::manager::Manager;
 
 /// Most bytes read before deciding: a module's largest call (`OpenSessionEx` with every

@@ -6,10 +6,11 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::registry::SavedSession;
+use crate::dirs;
+use crate::session::SavedSession;
 
 /// Largest session file read back: a saved session is a few hundred bytes (its strings
 /// are bounded by the wire limit); anything larger is not vigild's.
@@ -30,7 +31,7 @@ pub struct Unreadable {
 impl SessionStore {
     /// Creates `dir` (mode 0700) if needed.
     pub fn open(dir: PathBuf) -> io::Result<Self> {
-        create_private_dir(&dir)?;
+        dirs::create_private_dir(&dir)?;
         Ok(Self { dir: Some(dir) })
     }
 
@@ -106,23 +107,12 @@ fn read_one(path: &Path, name: &str) -> Result<SavedSession, String> {
     Ok(saved)
 }
 
-/// Creates a directory vigild owns with mode 0700, and fixes the mode of one that
-/// exists: it is never left to the umask.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    create_dir_with_mode(dir, 0o700)
-}
-
-/// Creates `dir` and its missing parents with `mode` (the parents too: vigild creates
-/// nothing with the umask's mode), then sets `mode` on `dir` itself.
-pub fn create_dir_with_mode(dir: &Path, mode: u32) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(mode).create(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
-    use crate::registry::{Identity, SavedSession};
+    use crate::session::{Identity, SavedSession};
 
     fn saved(id: u64) -> SavedSession {
         let who = Identity {

@@ -8,16 +8,11 @@
 use vigil_protocol::events::Event;
 
 use crate::manager::Manager;
-use crate::ownership;
+use crate::ownership::{self, SessionScope};
 use crate::procfs;
 use crate::records::session_record;
-use crate::registry::Session;
-use crate::terminate::SessionScope;
+use crate::session::Session;
 use crate::ttys::{self, TtyNr};
-
-/// Per claimed tty: the session that claimed it, and the POSIX session (leader pid, its
-/// start time) that held it then.
-pub type TtyHolders = std::collections::HashMap<TtyNr, (u64, (u32, u64))>;
 
 /// What a claim on a tty came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
