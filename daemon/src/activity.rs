@@ -6,17 +6,17 @@ use std::collections::HashMap;
 
 use vigil_protocol::events::{ActivitySource, Event, SuspectReason};
 
-use crate::clock;
 use crate::manager::{TtyActivity, now_usec};
 use crate::ownership;
-use crate::procfs;
 use crate::records::session_record;
 use crate::session::{Evidence, Session};
 use crate::supervisor::{SUSPECT_REPORT_USEC, Task};
+use crate::sys::clock;
+use crate::sys::procfs;
+use crate::sys::ttys::{self, TtyEvent, TtyNr};
 use crate::timers::Entry;
 use crate::tty_claims::Claim;
 use crate::tty_input::{self, Outcome};
-use crate::ttys::{self, TtyEvent, TtyNr};
 
 /// When to look for the owner of a new pty: its first process may take a moment to
 /// make it its controlling tty.

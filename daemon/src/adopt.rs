@@ -21,10 +21,10 @@ use std::time::Duration;
 use vigil_protocol::events::Event;
 
 use crate::manager::{Manager, now_usec};
-use crate::procfs::{self, NO_AUDIT_SESSION, Stat};
 use crate::records::session_record;
 use crate::session::{Identity, Session};
-use crate::ttys::{self, TtyNr};
+use crate::sys::procfs::{self, NO_AUDIT_SESSION, Stat};
+use crate::sys::ttys::{self, TtyNr};
 
 /// How often /proc is swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -211,7 +211,7 @@ fn topmost(stats: &[Stat]) -> Option<Stat> {
 
 fn describe(ses: u32, leader: Stat, uid: u32, comm: String, stats: &[Stat]) -> Option<Orphan> {
     let user = vigil_host::users::by_uid(uid)?;
-    let account = crate::users::lookup(&user.name)?;
+    let account = crate::sys::users::lookup(&user.name)?;
     let pids: Vec<u32> = stats.iter().map(|s| s.pid).collect();
     Some(Orphan {
         audit_session_id: ses,

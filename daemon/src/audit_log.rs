@@ -106,7 +106,7 @@ impl AuditLog {
         echo_stderr: bool,
     ) -> std::io::Result<(Self, Option<KeyFile>)> {
         if let Some(dir) = &audit_dir {
-            crate::dirs::create_private_dir(dir)?;
+            crate::sys::dirs::create_private_dir(dir)?;
         }
         let config = WriterConfig {
             syslog_socket,

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::clock::StepWatch;
 use crate::manager::Manager;
+use crate::sys::clock::StepWatch;
 
 /// Watches for clock steps for as long as vigild runs; each one moves the sessions'
 /// times (`Manager::clock_changed`). Without a timerfd vigild runs on, and a step moves idle times by its length.

@@ -79,7 +79,7 @@ impl InhibitBudget {
 
     /// Moves the start of the count by a step of the wall clock.
     pub fn shift_clock(&mut self, delta: i64) {
-        self.since_usec = crate::clock::shift(self.since_usec, delta);
+        self.since_usec = crate::sys::clock::shift(self.since_usec, delta);
     }
 }
 

@@ -9,8 +9,8 @@ use tokio::task::AbortHandle;
 use vigil_protocol::events::Event;
 
 use crate::manager::{Hooks, Manager};
-use crate::pidfd;
 use crate::records::{EndReason, session_record};
+use crate::sys::pidfd;
 use crate::terminate::Targets;
 
 #[derive(Default)]
@@ -149,7 +149,7 @@ mod tests {
         core.add_hooks(LeaderWatch::new(&core));
         let mut leader = std::process::Command::new("sleep").arg("600").spawn().unwrap();
         let pid = leader.id();
-        let ses = crate::procfs::audit_session_id(pid);
+        let ses = crate::sys::procfs::audit_session_id(pid);
         for _ in 0..SESSIONS {
             let request = OpenRequest {
                 user: "root".into(),

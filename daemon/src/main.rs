@@ -10,29 +10,23 @@ mod bus_shares;
 mod bus_socket;
 mod caller;
 mod cli;
-mod clock;
 mod clock_steps;
-mod dirs;
 mod guarded_socket;
 mod idle;
 mod ids;
 mod inhibit;
 mod inhibit_calls;
 mod leaders;
-mod logind;
 mod manager;
 mod manager_iface;
 mod ownership;
-mod pidfd;
 mod policy_cache;
 mod private_socket;
-mod procfs;
 mod reauth;
 mod reauth_calls;
 mod records;
 mod registry;
 mod restore;
-mod rlimit;
 mod session;
 mod session_calls;
 mod session_iface;
@@ -40,12 +34,11 @@ mod session_objects;
 mod single_call;
 mod store;
 mod supervisor;
+mod sys;
 mod terminate;
 mod timers;
 mod tty_claims;
 mod tty_input;
-mod ttys;
-mod users;
 mod warning;
 
 use std::path::Path;
@@ -99,10 +92,10 @@ async fn run(args: Args) -> Result<(), String> {
     let (config, config_source) = initial_config(&args.config)?;
     // Every private-socket peer is a descriptor: take the whole hard limit (admission
     // keeps users far below it), so that running out never costs a login.
-    let nofile = rlimit::raise_nofile_soft_to_hard().map_err(|e| eprintln!("vigild: cannot raise RLIMIT_NOFILE: {e}")).ok();
+    let nofile = sys::rlimit::raise_nofile_soft_to_hard().map_err(|e| eprintln!("vigild: cannot raise RLIMIT_NOFILE: {e}")).ok();
     // /run/vigil holds the private socket every user connects to: 0755, like
     // /run/systemd; what is in it is private (sessions/ 0700, files 0600).
-    dirs::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
+    sys::dirs::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
     let sessions_dir = args.state_dir.join("sessions");
     let store = SessionStore::open(sessions_dir.clone()).map_err(|e| format!("cannot create {}: {e}", sessions_dir.display()))?;
     restore::remove_legacy_state(&args.state_dir);

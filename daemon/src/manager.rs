@@ -18,15 +18,15 @@ use vigil_protocol::{SessionInfo, VigilError};
 use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::audit_log::AuditLog;
 use crate::caller::Caller;
-use crate::clock;
 use crate::ids::IdAllocator;
-use crate::logind;
 use crate::records::{EndReason, activity_evidence, session_record};
 use crate::registry::Registry;
 use crate::session::{Evidence, SavedSession, Session};
 use crate::store::SessionStore;
-use crate::ttys::TtyNr;
-use crate::users;
+use crate::sys::clock;
+use crate::sys::logind;
+use crate::sys::ttys::TtyNr;
+use crate::sys::users;
 
 /// Per claimed tty: the session that claimed it, and the POSIX session (leader pid, its
 /// start time) that held it then.

@@ -249,7 +249,7 @@ mod tests {
         let (_core, objects, server, client) = pair().await;
         let manager = ManagerProxy::new(&client).await.unwrap();
         let pid = std::process::id();
-        let ses = crate::procfs::audit_session_id(pid);
+        let ses = crate::sys::procfs::audit_session_id(pid);
         let id = manager.open_session("root", "vigil-unit", "pts/7", "203.0.113.7", "", pid, ses).await.unwrap();
         let listed = manager.list_sessions().await.unwrap();
         assert_eq!(listed.len(), 1);

@@ -11,8 +11,8 @@
 
 use std::collections::HashSet;
 
-use crate::procfs::{self, Stat};
-use crate::ttys::{self, TtyNr};
+use crate::sys::procfs::{self, Stat};
+use crate::sys::ttys::{self, TtyNr};
 
 /// Which processes belong to a session.
 #[derive(Debug, Clone)]

@@ -43,7 +43,7 @@ pub fn bind(path: &Path) -> std::io::Result<StdListener> {
     if let Some(dir) = path.parent()
         && !dir.exists()
     {
-        crate::dirs::create_dir_with_mode(dir, 0o755)?;
+        crate::sys::dirs::create_dir_with_mode(dir, 0o755)?;
     }
     // A stale socket from a previous run would make bind fail.
     match std::fs::remove_file(path) {

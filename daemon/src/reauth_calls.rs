@@ -8,10 +8,10 @@ use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, VigilError};
 
 use crate::caller::Caller;
 use crate::manager::{Manager, now_usec};
-use crate::procfs::{self, NO_AUDIT_SESSION};
 use crate::reauth::{self, Judgement, Proof};
 use crate::records::session_record;
-use crate::ttys::{self, TtyNr};
+use crate::sys::procfs::{self, NO_AUDIT_SESSION};
+use crate::sys::ttys::{self, TtyNr};
 
 /// How far up the process tree a caller is followed to its session's leader.
 const MAX_ANCESTORS: usize = 64;

@@ -25,7 +25,7 @@ pub fn session_record(event: Event, s: &Session) -> Record {
         .text("policy", &s.policy.policy_name)
         .number("parent", s.who.parent)
         .text_opt("ttys", (!ttys.is_empty()).then(|| ttys.join(",")))
-        .text_opt("logind_session", crate::logind::session_of(s.who.audit_session_id))
+        .text_opt("logind_session", crate::sys::logind::session_of(s.who.audit_session_id))
 }
 
 /// What the session's last activity was measured by (the idle records): `activity_by`,

@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::procfs::NO_AUDIT_SESSION;
 use crate::session::Session;
-use crate::ttys::TtyNr;
+use crate::sys::procfs::NO_AUDIT_SESSION;
+use crate::sys::ttys::TtyNr;
 
 /// Every session, and the indexes over them.
 #[derive(Default)]

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{EndReason, Event};
 
-use crate::clock;
 use crate::manager::Manager;
 use crate::ownership;
-use crate::procfs::{self, Stat};
 use crate::records::session_record;
 use crate::session::{SavedSession, Session};
+use crate::sys::clock;
+use crate::sys::procfs::{self, Stat};
+use crate::sys::ttys::TtyNr;
 use crate::tty_claims;
-use crate::ttys::TtyNr;
 
 impl Manager {
     /// Registers a session saved by an earlier vigild whose leader still runs. Its

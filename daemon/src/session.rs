@@ -10,13 +10,13 @@ use vigil_config::{Config, ResolvedPolicy, SessionFacts};
 use vigil_protocol::SessionInfo;
 use vigil_protocol::events::ActivitySource;
 
-use crate::clock;
 use crate::idle::Limit;
 use crate::inhibit::{InhibitBudget, Inhibitor};
 use crate::ownership::SessionScope;
 use crate::policy_cache;
 use crate::reauth::Proof;
-use crate::ttys::{self, TtyNr};
+use crate::sys::clock;
+use crate::sys::ttys::{self, TtyNr};
 
 /// What a session is: fixed when it is registered, saved under `/run/vigil/sessions`
 /// so that a restarted vigild knows it again.

@@ -11,10 +11,10 @@ use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, VigilError};
 
 use crate::caller::Caller;
 use crate::manager::{Manager, now_usec};
-use crate::procfs::{self, NO_AUDIT_SESSION};
 use crate::records::{EndReason, session_record};
 use crate::session::{Identity, Session};
-use crate::ttys;
+use crate::sys::procfs::{self, NO_AUDIT_SESSION};
+use crate::sys::ttys;
 
 /// Fields the module may name as cut in `OpenSessionEx`.
 const TRUNCATABLE: [&str; 5] = ["user", "service", "tty", "rhost", "ruser"];

@@ -9,8 +9,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::dirs;
 use crate::session::SavedSession;
+use crate::sys::dirs;
 
 /// Largest session file read back: a saved session is a few hundred bytes (its strings
 /// are bounded by the wire limit); anything larger is not vigild's.

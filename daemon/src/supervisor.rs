@@ -19,13 +19,13 @@ use crate::idle::{self, Decision, IdleFacts, Limit};
 use crate::inhibit;
 use crate::manager::{Hooks, Manager, now_usec};
 use crate::ownership;
-use crate::procfs;
 use crate::records::{EndReason, activity_evidence, session_record};
 use crate::session::Session;
+use crate::sys::procfs;
+use crate::sys::ttys::{self, TtyNr, TtyWatcher};
 use crate::terminate::Targets;
 use crate::timers::{Entry, Timers};
 use crate::tty_input::InputChecks;
-use crate::ttys::{self, TtyNr, TtyWatcher};
 use crate::warning;
 
 /// The first look at a new session waits this long: a login's ttys appear after

@@ -15,8 +15,8 @@ use std::time::Duration;
 use vigil_protocol::events::TerminateFailure;
 
 use crate::ownership::{self, SessionScope};
-use crate::pidfd;
-use crate::procfs;
+use crate::sys::pidfd;
+use crate::sys::procfs;
 
 /// Why a session's processes could not be ended: vigild could not see them (/proc
 /// unreadable) or could not take hold of them (pidfd_open failed for a reason other

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::clock;
-use crate::ttys::TtyNr;
+use crate::sys::clock;
+use crate::sys::ttys::TtyNr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Entry {

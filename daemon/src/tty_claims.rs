@@ -9,10 +9,10 @@ use vigil_protocol::events::Event;
 
 use crate::manager::Manager;
 use crate::ownership::{self, SessionScope};
-use crate::procfs;
 use crate::records::session_record;
 use crate::session::Session;
-use crate::ttys::{self, TtyNr};
+use crate::sys::procfs;
+use crate::sys::ttys::{self, TtyNr};
 
 /// What a claim on a tty came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

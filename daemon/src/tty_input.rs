@@ -17,8 +17,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 
-use crate::procfs;
-use crate::ttys::TtyNr;
+use crate::sys::procfs;
+use crate::sys::ttys::TtyNr;
 
 /// How long after an access its look comes (the read is counted after the event is
 /// queued).
@@ -296,7 +296,7 @@ impl InputChecks {
 
     /// Moves every time held by a step of the wall clock.
     pub fn shift_clock(&mut self, delta: i64) {
-        let shift = |t: &mut u64| *t = crate::clock::shift(*t, delta);
+        let shift = |t: &mut u64| *t = crate::sys::clock::shift(*t, delta);
         for state in self.ttys.values_mut() {
             if let Some(p) = &mut state.pending {
                 shift(&mut p.first);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use vigil_protocol::time::human;
 
 use crate::idle::Limit;
-use crate::ttys::{self, TtyNr};
+use crate::sys::ttys::{self, TtyNr};
 
 /// The text, with CR LF so that it reads right in raw mode (vim, less) too.
 pub fn text(limit: Limit, idle_for: Duration, left: Duration, max_age: Option<Duration>) -> String {

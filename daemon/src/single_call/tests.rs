@@ -149,7 +149,7 @@ mod same_answers_as_the_object_server {
         // OpenSession needs uid 0: as another user this test cannot run, and says so.
         assert!(nix::unistd::geteuid().is_root(), "this test needs root (OpenSession is root's only)");
         let me = std::process::id();
-        let ses = crate::procfs::audit_session_id(me);
+        let ses = crate::sys::procfs::audit_session_id(me);
         let root = Caller { uid: 0, pid: me };
         let [here, zbus] = both(root, "OpenSession", &("root", "vigil-unit", "", "", "", me, ses)).await;
         assert_eq!((here.0, &here.1, &here.2), (Type::MethodReturn, &None, &"t".to_string()));

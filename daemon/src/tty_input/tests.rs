@@ -161,7 +161,7 @@ fn a_foreground_read_moves_the_count_and_touch_a_does_not() {
     assert_eq!(before.readers.iter().map(|r| r.pid).collect::<Vec<_>>(), vec![shell.id()], "{before:?}");
 
     // `touch -a` on the pty, as any background job of its user may.
-    let path = crate::ttys::device_path(tty).expect("a pts path");
+    let path = crate::sys::ttys::device_path(tty).expect("a pts path");
     let touched = std::process::Command::new("touch").arg("-a").arg(&path).status().expect("touch");
     assert!(touched.success());
     assert_eq!(judge(&before, &wait_still()), Verdict::NotARead);

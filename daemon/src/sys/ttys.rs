@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tokio::io::unix::AsyncFd;
 
-use crate::procfs::Stat;
+use crate::sys::procfs::Stat;
 
 // tty_nr and device names are shared with the module and the test harness (vigil-host);
 // what vigild does with a session's ttys stays here.

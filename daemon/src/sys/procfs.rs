@@ -18,7 +18,7 @@ pub fn exe(pid: u32) -> Option<String> {
 /// /proc/net/tcp walks the kernel's whole connection table (milliseconds on a large
 /// machine, at every login).
 pub fn remote_port(pid: u32) -> Option<u16> {
-    let pidfd = crate::pidfd::open(pid).ok()?;
+    let pidfd = crate::sys::pidfd::open(pid).ok()?;
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     // Bounded: a session process has a handful of fds; stop after 256 sockets.
     fds.flatten()
@@ -26,7 +26,7 @@ pub fn remote_port(pid: u32) -> Option<u16> {
         .filter_map(|fd| fd.file_name().to_str()?.parse::<i32>().ok())
         .take(256)
         .find_map(|target| {
-            let copy = crate::pidfd::get_fd(&pidfd, target).ok()?;
+            let copy = crate::sys::pidfd::get_fd(&pidfd, target).ok()?;
             tcp_peer_port(&copy)
         })
 }

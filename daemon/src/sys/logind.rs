@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::procfs::NO_AUDIT_SESSION;
+use crate::sys::procfs::NO_AUDIT_SESSION;
 
 /// Where logind keeps one file per session it tracks.
 const SESSIONS_DIR: &str = "/run/systemd/sessions";
