@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use vigil_protocol::events::{ActivitySource, Event, SuspectReason};
 
+use crate::audit::records::session_record;
 use crate::manager::{TtyActivity, now_usec};
 use crate::ownership;
-use crate::records::session_record;
 use crate::session::{Evidence, Session};
 use crate::supervisor::{SUSPECT_REPORT_USEC, Task};
 use crate::sys::clock;

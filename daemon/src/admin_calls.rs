@@ -10,9 +10,9 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{Event, ReloadResult};
 use vigil_protocol::{SessionInfo, StatusReply, VigilError};
 
+use crate::audit::records::{EndReason, session_record};
 use crate::caller::Caller;
 use crate::manager::Manager;
-use crate::records::{EndReason, session_record};
 use crate::session::Session;
 use crate::terminate;
 

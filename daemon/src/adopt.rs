@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use vigil_protocol::events::Event;
 
+use crate::audit::records::session_record;
 use crate::manager::{Manager, now_usec};
-use crate::records::session_record;
 use crate::session::{Identity, Session};
 use crate::sys::procfs::{self, NO_AUDIT_SESSION, Stat};
 use crate::sys::ttys::{self, TtyNr};

@@ -10,10 +10,10 @@ use vigil_protocol::events::{CallRefusal, Event, InhibitCancelledBy, InhibitEndR
 use vigil_protocol::time::rfc3339_seconds as rfc3339;
 use vigil_protocol::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, VigilError};
 
+use crate::audit::records::session_record;
 use crate::caller::Caller;
 use crate::inhibit::{Inhibitor, Refusal, check};
 use crate::manager::{Manager, now_usec};
-use crate::records::session_record;
 use crate::session::Session;
 
 fn inhibit_end(session: &Session, inhibitor: &Inhibitor, reason: InhibitEndReason) -> Record {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::task::AbortHandle;
 use vigil_protocol::events::Event;
 
+use crate::audit::records::{EndReason, session_record};
 use crate::manager::{Hooks, Manager};
-use crate::records::{EndReason, session_record};
 use crate::sys::pidfd;
 use crate::terminate::Targets;
 

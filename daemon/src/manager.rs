@@ -16,10 +16,10 @@ use vigil_protocol::events::{ActivitySource, CallRefusal, Event};
 use vigil_protocol::{SessionInfo, VigilError};
 
 use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
-use crate::audit_log::AuditLog;
+use crate::audit::audit_log::AuditLog;
+use crate::audit::records::{EndReason, activity_evidence, session_record};
 use crate::caller::Caller;
 use crate::ids::IdAllocator;
-use crate::records::{EndReason, activity_evidence, session_record};
 use crate::registry::Registry;
 use crate::session::{Evidence, SavedSession, Session};
 use crate::store::SessionStore;

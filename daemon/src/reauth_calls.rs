@@ -6,10 +6,10 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{CallRefusal, Event, REAUTH_FRESH, ReauthReason, RevokeReason};
 use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, VigilError};
 
+use crate::audit::records::session_record;
 use crate::caller::Caller;
 use crate::manager::{Manager, now_usec};
 use crate::reauth::{self, Judgement, Proof};
-use crate::records::session_record;
 use crate::sys::procfs::{self, NO_AUDIT_SESSION};
 use crate::sys::ttys::{self, TtyNr};
 

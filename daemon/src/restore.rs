@@ -13,9 +13,9 @@ use std::sync::Arc;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{EndReason, Event};
 
+use crate::audit::records::session_record;
 use crate::manager::Manager;
 use crate::ownership;
-use crate::records::session_record;
 use crate::session::{SavedSession, Session};
 use crate::sys::clock;
 use crate::sys::procfs::{self, Stat};

@@ -9,9 +9,9 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{CallRefusal, Event};
 use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, VigilError};
 
+use crate::audit::records::{EndReason, session_record};
 use crate::caller::Caller;
 use crate::manager::{Manager, now_usec};
-use crate::records::{EndReason, session_record};
 use crate::session::{Identity, Session};
 use crate::sys::procfs::{self, NO_AUDIT_SESSION};
 use crate::sys::ttys;

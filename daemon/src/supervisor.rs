@@ -15,11 +15,11 @@ use tokio::sync::mpsc;
 use vigil_config::IdleAction;
 use vigil_protocol::events::{Event, RevokeReason};
 
+use crate::audit::records::{EndReason, activity_evidence, session_record};
 use crate::idle::{self, Decision, IdleFacts, Limit};
 use crate::inhibit;
 use crate::manager::{Hooks, Manager, now_usec};
 use crate::ownership;
-use crate::records::{EndReason, activity_evidence, session_record};
 use crate::session::Session;
 use crate::sys::procfs;
 use crate::sys::ttys::{self, TtyNr, TtyWatcher};

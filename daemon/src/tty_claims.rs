@@ -7,9 +7,9 @@
 
 use vigil_protocol::events::Event;
 
+use crate::audit::records::session_record;
 use crate::manager::Manager;
 use crate::ownership::{self, SessionScope};
-use crate::records::session_record;
 use crate::session::Session;
 use crate::sys::procfs;
 use crate::sys::ttys::{self, TtyNr};
