@@ -14,7 +14,7 @@ use crate::audit::records::{EndReason, session_record};
 use crate::caller::Caller;
 use crate::manager::Manager;
 use crate::session::Session;
-use crate::terminate;
+use crate::supervise::terminate;
 
 /// Most `config_warning` records one load writes (a `kind=more` record counts the rest).
 const MAX_WARNING_RECORDS: usize = 32;

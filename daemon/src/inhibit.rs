@@ -19,7 +19,7 @@ use vigil_config::ResolvedPolicy;
 use vigil_protocol::MAX_INHIBIT_WHY_BYTES;
 use vigil_protocol::time::human;
 
-use crate::idle::Decision;
+use crate::supervise::idle::Decision;
 
 /// A session's idle inhibitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! vigild: registers login sessions, ends idle ones, decides re-authentication, and
 //! audits every decision. This file parses arguments and wires the pieces together.
 
-mod activity;
 mod admin_calls;
 mod admission;
 mod adopt;
@@ -10,13 +9,10 @@ mod bus_shares;
 mod bus_socket;
 mod caller;
 mod cli;
-mod clock_steps;
 mod guarded_socket;
-mod idle;
 mod ids;
 mod inhibit;
 mod inhibit_calls;
-mod leaders;
 mod manager;
 mod manager_iface;
 mod ownership;
@@ -32,13 +28,9 @@ mod session_iface;
 mod session_objects;
 mod single_call;
 mod store;
-mod supervisor;
+mod supervise;
 mod sys;
-mod terminate;
-mod timers;
 mod tty_claims;
-mod tty_input;
-mod warning;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -113,10 +105,10 @@ async fn run(args: Args) -> Result<(), String> {
     let core = Arc::new(Manager::new(config, args.config.clone(), audit, ids, store));
     let objects = SessionObjects::new(&core);
     core.add_hooks(objects.clone());
-    core.add_hooks(leaders::LeaderWatch::new(&core));
-    let supervisor = supervisor::spawn(core.clone()).map_err(|e| format!("cannot start the idle supervisor (inotify): {e}"))?;
+    core.add_hooks(supervise::leaders::LeaderWatch::new(&core));
+    let supervisor = supervise::supervisor::spawn(core.clone()).map_err(|e| format!("cannot start the idle supervisor (inotify): {e}"))?;
     core.add_hooks(supervisor);
-    clock_steps::spawn(core.clone());
+    supervise::clock_steps::spawn(core.clone());
 
     let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
     let bus = connect_bus(&args, &core, &objects).await?;

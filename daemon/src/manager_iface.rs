@@ -219,7 +219,7 @@ mod tests {
         let core = crate::manager::manager_for_tests();
         let objects = SessionObjects::new(&core);
         core.add_hooks(objects.clone());
-        core.add_hooks(crate::leaders::LeaderWatch::new(&core));
+        core.add_hooks(crate::supervise::leaders::LeaderWatch::new(&core));
         let (a, b) = UnixStream::pair().unwrap();
         let server = Builder::unix_stream(a)
             .server(zbus::Guid::generate())

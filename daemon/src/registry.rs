@@ -223,10 +223,10 @@ pub(crate) mod tests {
     use vigil_config::Config;
 
     use super::*;
-    use crate::idle::Limit;
     use crate::inhibit::Inhibitor;
     use crate::reauth::Proof;
     use crate::session::{Identity, SavedSession};
+    use crate::supervise::idle::Limit;
 
     pub fn identity(leader_pid: u32, ses: u32) -> Identity {
         Identity {

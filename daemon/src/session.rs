@@ -10,11 +10,11 @@ use vigil_config::{Config, ResolvedPolicy, SessionFacts};
 use vigil_protocol::SessionInfo;
 use vigil_protocol::events::ActivitySource;
 
-use crate::idle::Limit;
 use crate::inhibit::{InhibitBudget, Inhibitor};
 use crate::ownership::SessionScope;
 use crate::policy_cache;
 use crate::reauth::Proof;
+use crate::supervise::idle::Limit;
 use crate::sys::clock;
 use crate::sys::ttys::{self, TtyNr};
 

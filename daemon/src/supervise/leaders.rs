@@ -10,8 +10,8 @@ use vigil_protocol::events::Event;
 
 use crate::audit::records::{EndReason, session_record};
 use crate::manager::{Hooks, Manager};
+use crate::supervise::terminate::Targets;
 use crate::sys::pidfd;
-use crate::terminate::Targets;
 
 #[derive(Default)]
 struct Watches {

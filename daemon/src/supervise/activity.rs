@@ -10,13 +10,13 @@ use crate::audit::records::session_record;
 use crate::manager::{TtyActivity, now_usec};
 use crate::ownership;
 use crate::session::{Evidence, Session};
-use crate::supervisor::{SUSPECT_REPORT_USEC, Task};
+use crate::supervise::supervisor::{SUSPECT_REPORT_USEC, Task};
+use crate::supervise::timers::Entry;
+use crate::supervise::tty_input::{self, Outcome};
 use crate::sys::clock;
 use crate::sys::procfs;
 use crate::sys::ttys::{self, TtyEvent, TtyNr};
-use crate::timers::Entry;
 use crate::tty_claims::Claim;
-use crate::tty_input::{self, Outcome};
 
 /// When to look for the owner of a new pty: its first process may take a moment to
 /// make it its controlling tty.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use vigil_protocol::time::human;
 
-use crate::idle::Limit;
+use crate::supervise::idle::Limit;
 use crate::sys::ttys::{self, TtyNr};
 
 /// The text, with CR LF so that it reads right in raw mode (vim, less) too.

@@ -16,17 +16,17 @@ use vigil_config::IdleAction;
 use vigil_protocol::events::{Event, RevokeReason};
 
 use crate::audit::records::{EndReason, activity_evidence, session_record};
-use crate::idle::{self, Decision, IdleFacts, Limit};
 use crate::inhibit;
 use crate::manager::{Hooks, Manager, now_usec};
 use crate::ownership;
 use crate::session::Session;
+use crate::supervise::idle::{self, Decision, IdleFacts, Limit};
+use crate::supervise::terminate::Targets;
+use crate::supervise::timers::{Entry, Timers};
+use crate::supervise::tty_input::InputChecks;
+use crate::supervise::warning;
 use crate::sys::procfs;
 use crate::sys::ttys::{self, TtyNr, TtyWatcher};
-use crate::terminate::Targets;
-use crate::timers::{Entry, Timers};
-use crate::tty_input::InputChecks;
-use crate::warning;
 
 /// The first look at a new session waits this long: a login's ttys appear after
 /// pam_open_session returns (sshd creates the pty later; /dev/pts events catch it),
