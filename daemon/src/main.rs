@@ -1,36 +1,21 @@
 //! vigild: registers login sessions, ends idle ones, decides re-authentication, and
 //! audits every decision. This file parses arguments and wires the pieces together.
 
-mod admin_calls;
 mod admission;
-mod adopt;
 mod audit;
 mod bus_shares;
 mod bus_socket;
 mod caller;
 mod cli;
 mod guarded_socket;
-mod ids;
-mod inhibit;
-mod inhibit_calls;
-mod manager;
 mod manager_iface;
-mod ownership;
-mod policy_cache;
 mod private_socket;
-mod reauth;
-mod reauth_calls;
-mod registry;
-mod restore;
-mod session;
-mod session_calls;
 mod session_iface;
 mod session_objects;
+mod sessions;
 mod single_call;
-mod store;
 mod supervise;
 mod sys;
-mod tty_claims;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -46,11 +31,11 @@ use zbus::connection::Builder;
 use crate::audit::audit_log::AuditLog;
 use crate::bus_shares::BusShares;
 use crate::cli::Args;
-use crate::ids::IdAllocator;
-use crate::manager::Manager;
 use crate::manager_iface::ManagerIface;
 use crate::session_objects::SessionObjects;
-use crate::store::SessionStore;
+use crate::sessions::ids::IdAllocator;
+use crate::sessions::manager::Manager;
+use crate::sessions::store::SessionStore;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -89,7 +74,7 @@ async fn run(args: Args) -> Result<(), String> {
     sys::dirs::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
     let sessions_dir = args.state_dir.join("sessions");
     let store = SessionStore::open(sessions_dir.clone()).map_err(|e| format!("cannot create {}: {e}", sessions_dir.display()))?;
-    restore::remove_legacy_state(&args.state_dir);
+    sessions::restore::remove_legacy_state(&args.state_dir);
     let ids = IdAllocator::open(Some(args.state_dir.join("next-session-id")));
     let (audit, first_key) = AuditLog::open(args.syslog_socket.clone(), Some(args.audit_dir.clone()), config.audit(), args.foreground)
         .map_err(|e| format!("cannot open the audit trail in {}: {e}", args.audit_dir.display()))?;
@@ -128,14 +113,14 @@ async fn run(args: Args) -> Result<(), String> {
         eprintln!("vigild: warning: {warning}");
     }
 
-    let (restored, gone, unreadable) = restore::restore(&core);
+    let (restored, gone, unreadable) = sessions::restore::restore(&core);
     if restored + gone + unreadable > 0 {
         eprintln!(
             "vigild: {restored} session(s) restored from {}, {gone} ended meanwhile, {unreadable} unreadable",
             sessions_dir.display()
         );
     }
-    adopt::spawn(core.clone(), adoption_scope(&args));
+    sessions::adopt::spawn(core.clone(), adoption_scope(&args));
 
     let server = tokio::spawn(private_socket::serve(listener, core.clone(), objects.clone()));
     let stop_reason = wait_for_signals(&core).await;
@@ -149,13 +134,13 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-fn adoption_scope(args: &Args) -> adopt::Scope {
+fn adoption_scope(args: &Args) -> sessions::adopt::Scope {
     if args.no_adopt {
-        adopt::Scope::Off
+        sessions::adopt::Scope::Off
     } else if args.adopt_users.is_empty() {
-        adopt::Scope::All
+        sessions::adopt::Scope::All
     } else {
-        adopt::Scope::Users(args.adopt_users.iter().cloned().collect())
+        sessions::adopt::Scope::Users(args.adopt_users.iter().cloned().collect())
     }
 }
 

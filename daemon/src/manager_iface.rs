@@ -9,7 +9,7 @@ use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use crate::caller::Caller;
-use crate::manager::Manager;
+use crate::sessions::manager::Manager;
 
 pub struct ManagerIface {
     pub core: Arc<Manager>,
@@ -216,7 +216,7 @@ mod tests {
     use crate::session_objects::SessionObjects;
 
     async fn pair() -> (Arc<Manager>, Arc<SessionObjects>, zbus::Connection, zbus::Connection) {
-        let core = crate::manager::manager_for_tests();
+        let core = crate::sessions::manager::manager_for_tests();
         let objects = SessionObjects::new(&core);
         core.add_hooks(objects.clone());
         core.add_hooks(crate::supervise::leaders::LeaderWatch::new(&core));

@@ -29,9 +29,9 @@ use zbus::message::Message;
 use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
 use crate::caller::Caller;
 use crate::guarded_socket::{self, Dropped, RefusalAuditor, Services, Source, Start, UNPRIVILEGED_IDLE};
-use crate::manager::Manager;
 use crate::manager_iface::ManagerIface;
 use crate::session_objects::SessionObjects;
+use crate::sessions::manager::Manager;
 use crate::single_call::{self, Opening, OpeningReader};
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.

@@ -12,7 +12,7 @@ use zbus::zvariant::{OwnedVariant, Variant};
 use zbus::{BoxDBusError, Connection, Message, ObjectServer, interface};
 
 use crate::caller::Caller;
-use crate::manager::Manager;
+use crate::sessions::manager::Manager;
 
 /// `/org/vigil1/session/<id>`: read-only properties, read live from the registry.
 /// Like ListSessions, a session's properties are for root and for the session's own

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use vigil_protocol::session_path;
 use zbus::Connection;
 
-use crate::manager::{Hooks, Manager};
 use crate::session_iface::SessionIface;
+use crate::sessions::manager::{Hooks, Manager};
 
 /// The session objects, served on demand: a connection gets `/org/vigil1/session/ID`
 /// when a call for that path arrives on it (`serve`: the socket's reader calls it before

@@ -30,7 +30,7 @@ use zbus::wire::serialized::{Context, Data};
 use zbus::wire::{DynamicType, Endian};
 
 use super::caller::Caller;
-use crate::manager::Manager;
+use crate::sessions::manager::Manager;
 
 /// Most bytes read before deciding: a module's largest call (`OpenSessionEx` with every
 /// field at its limit) is under 8 KiB.

@@ -42,40 +42,42 @@ mod caller {
 
 /// Stands in for vigild's registry behind the calls the quick path answers: a value of
 /// each method's real reply type, or a refusal.
-mod manager {
-    use std::sync::Arc;
+mod sessions {
+    pub mod manager {
+        use std::sync::Arc;
 
-    use vigil_protocol::{OpenRequest, ReauthAnswer, VigilError};
+        use vigil_protocol::{OpenRequest, ReauthAnswer, VigilError};
 
-    use crate::caller::Caller;
+        use crate::caller::Caller;
 
-    pub struct Manager {
-        pub refuse: bool,
-    }
-
-    impl Manager {
-        fn result<T>(&self, value: T) -> Result<T, VigilError> {
-            if self.refuse { Err(VigilError::AccessDenied("OpenSession: root only".into())) } else { Ok(value) }
+        pub struct Manager {
+            pub refuse: bool,
         }
 
-        pub async fn open_session(self: &Arc<Self>, caller: Caller, r: OpenRequest) -> Result<u64, VigilError> {
-            self.result(u64::from(caller.uid) + r.user.len() as u64 + r.truncated.len() as u64)
-        }
+        impl Manager {
+            fn result<T>(&self, value: T) -> Result<T, VigilError> {
+                if self.refuse { Err(VigilError::AccessDenied("OpenSession: root only".into())) } else { Ok(value) }
+            }
 
-        pub fn close_session(&self, _caller: Caller, _id: u64) -> Result<(), VigilError> {
-            self.result(())
-        }
+            pub async fn open_session(self: &Arc<Self>, caller: Caller, r: OpenRequest) -> Result<u64, VigilError> {
+                self.result(u64::from(caller.uid) + r.user.len() as u64 + r.truncated.len() as u64)
+            }
 
-        pub fn check_reauth(&self, _caller: Caller, service: &str, user: &str) -> Result<ReauthAnswer, VigilError> {
-            self.result(ReauthAnswer { fresh: service == user, reason: service.to_owned(), proof_age_usec: 0, session: 1 })
-        }
+            pub fn close_session(&self, _caller: Caller, _id: u64) -> Result<(), VigilError> {
+                self.result(())
+            }
 
-        pub fn record_auth(&self, _caller: Caller, _service: &str, _user: &str) -> Result<(), VigilError> {
-            self.result(())
-        }
+            pub fn check_reauth(&self, _caller: Caller, service: &str, user: &str) -> Result<ReauthAnswer, VigilError> {
+                self.result(ReauthAnswer { fresh: service == user, reason: service.to_owned(), proof_age_usec: 0, session: 1 })
+            }
 
-        pub fn record_auth_failure(&self, _caller: Caller, _service: &str) -> Result<(), VigilError> {
-            self.result(())
+            pub fn record_auth(&self, _caller: Caller, _service: &str, _user: &str) -> Result<(), VigilError> {
+                self.result(())
+            }
+
+            pub fn record_auth_failure(&self, _caller: Caller, _service: &str) -> Result<(), VigilError> {
+                self.result(())
+            }
         }
     }
 }

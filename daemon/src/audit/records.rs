@@ -6,7 +6,7 @@ use vigil_protocol::audit::Record;
 pub use vigil_protocol::events::EndReason;
 use vigil_protocol::events::Event;
 
-use crate::session::Session;
+use crate::sessions::session::Session;
 
 /// The fields every session record carries.
 pub fn session_record(event: Event, s: &Session) -> Record {

@@ -84,7 +84,7 @@ mod same_answers_as_the_object_server {
     use crate::manager_iface::ManagerIface;
 
     fn core() -> Arc<Manager> {
-        crate::manager::manager_for_tests()
+        crate::sessions::manager::manager_for_tests()
     }
 
     /// A client connected to the object server of `core`, whose peer is `caller`.

@@ -7,16 +7,16 @@ use std::collections::HashMap;
 use vigil_protocol::events::{ActivitySource, Event, SuspectReason};
 
 use crate::audit::records::session_record;
-use crate::manager::{TtyActivity, now_usec};
-use crate::ownership;
-use crate::session::{Evidence, Session};
+use crate::sessions::manager::{TtyActivity, now_usec};
+use crate::sessions::ownership;
+use crate::sessions::session::{Evidence, Session};
+use crate::sessions::tty_claims::Claim;
 use crate::supervise::supervisor::{SUSPECT_REPORT_USEC, Task};
 use crate::supervise::timers::Entry;
 use crate::supervise::tty_input::{self, Outcome};
 use crate::sys::clock;
 use crate::sys::procfs;
 use crate::sys::ttys::{self, TtyEvent, TtyNr};
-use crate::tty_claims::Claim;
 
 /// When to look for the owner of a new pty: its first process may take a moment to
 /// make it its controlling tty.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::manager::Manager;
+use crate::sessions::manager::Manager;
 use crate::sys::clock::StepWatch;
 
 /// Watches for clock steps for as long as vigild runs; each one moves the sessions'

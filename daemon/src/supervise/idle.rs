@@ -125,7 +125,7 @@ mod tests {
     const S: u64 = 1_000_000;
 
     fn policy() -> ResolvedPolicy {
-        let mut p = crate::manager::policy_for_tests();
+        let mut p = crate::sessions::manager::policy_for_tests();
         p.idle_timeout = Some(Duration::from_secs(60));
         p.idle_warning = Duration::from_secs(10);
         p.max_session_age = None;

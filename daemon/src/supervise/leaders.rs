@@ -9,7 +9,7 @@ use tokio::task::AbortHandle;
 use vigil_protocol::events::Event;
 
 use crate::audit::records::{EndReason, session_record};
-use crate::manager::{Hooks, Manager};
+use crate::sessions::manager::{Hooks, Manager};
 use crate::supervise::terminate::Targets;
 use crate::sys::pidfd;
 
@@ -145,7 +145,7 @@ mod tests {
     #[tokio::test]
     async fn the_sessions_of_a_dead_leader_are_ended_in_batches_other_work_between() {
         const SESSIONS: usize = 4 * YIELD_EVERY;
-        let core = crate::manager::manager_for_tests();
+        let core = crate::sessions::manager::manager_for_tests();
         core.add_hooks(LeaderWatch::new(&core));
         let mut leader = std::process::Command::new("sleep").arg("600").spawn().unwrap();
         let pid = leader.id();

@@ -16,10 +16,10 @@ use vigil_config::IdleAction;
 use vigil_protocol::events::{Event, RevokeReason};
 
 use crate::audit::records::{EndReason, activity_evidence, session_record};
-use crate::inhibit;
-use crate::manager::{Hooks, Manager, now_usec};
-use crate::ownership;
-use crate::session::Session;
+use crate::sessions::inhibit;
+use crate::sessions::manager::{Hooks, Manager, now_usec};
+use crate::sessions::ownership;
+use crate::sessions::session::Session;
 use crate::supervise::idle::{self, Decision, IdleFacts, Limit};
 use crate::supervise::terminate::Targets;
 use crate::supervise::timers::{Entry, Timers};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use vigil_protocol::events::TerminateFailure;
 
-use crate::ownership::{self, SessionScope};
+use crate::sessions::ownership::{self, SessionScope};
 use crate::sys::pidfd;
 use crate::sys::procfs;
 
@@ -133,7 +133,7 @@ mod tests {
     /// session's (the pty's number given to another login), is never signalled.
     #[test]
     fn a_process_on_a_claimed_tty_is_a_target_only_by_its_posix_session() {
-        use crate::ownership::tests::{end, holder_of, open_pty};
+        use crate::sessions::ownership::tests::{end, holder_of, open_pty};
         let (_master, slave, tty) = open_pty();
         let other_login = holder_of(&slave, &["sleep", "30"], "sleep");
         let mut leader = std::process::Command::new("sleep").arg("30").spawn().unwrap();

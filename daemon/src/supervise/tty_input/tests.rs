@@ -133,7 +133,7 @@ fn output_right_after_pending_input_is_its_echo() {
 
 /// A shell on a pty of this process's, reading lines from it as a person's shell does.
 fn shell_on_pty(script: &str) -> (std::os::fd::OwnedFd, std::process::Child, TtyNr) {
-    use crate::ownership::tests::{holder_of, open_pty};
+    use crate::sessions::ownership::tests::{holder_of, open_pty};
     let (master, slave, tty) = open_pty();
     let shell = holder_of(&slave, &["sh", "-c", script], "sh");
     (master, shell, tty)
@@ -171,7 +171,7 @@ fn a_foreground_read_moves_the_count_and_touch_a_does_not() {
     typed.write_all(b"hello\n").expect("write to the master");
     let after = wait_still();
     assert!(matches!(judge(&before, &after), Verdict::Read(ref r) if r.pid == shell.id() && r.comm == "sh"), "{after:?}");
-    crate::ownership::tests::end(shell);
+    crate::sessions::ownership::tests::end(shell);
 }
 
 /// The cost of one look (what each keystroke costs vigild, at most every 100 ms per
@@ -197,5 +197,5 @@ fn look_cost() {
     }
     let stat_each = baseline_started.elapsed() / LOOKS;
     println!("look_cost: {LOOKS} looks, {each:?} each; one /proc/PID/stat read: {stat_each:?}");
-    crate::ownership::tests::end(shell);
+    crate::sessions::ownership::tests::end(shell);
 }

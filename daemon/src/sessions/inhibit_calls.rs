@@ -12,9 +12,9 @@ use vigil_protocol::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, VigilError};
 
 use crate::audit::records::session_record;
 use crate::caller::Caller;
-use crate::inhibit::{Inhibitor, Refusal, check};
-use crate::manager::{Manager, now_usec};
-use crate::session::Session;
+use crate::sessions::inhibit::{Inhibitor, Refusal, check};
+use crate::sessions::manager::{Manager, now_usec};
+use crate::sessions::session::Session;
 
 fn inhibit_end(session: &Session, inhibitor: &Inhibitor, reason: InhibitEndReason) -> Record {
     session_record(Event::InhibitEnd, session)
@@ -149,8 +149,12 @@ mod tests {
 
     #[test]
     fn a_hostile_reason_cannot_forge_a_record() {
-        let mut session =
-            Session::new(3, crate::registry::tests::identity(10, 4), std::sync::Arc::new(crate::manager::policy_for_tests()), 1);
+        let mut session = Session::new(
+            3,
+            crate::sessions::registry::tests::identity(10, 4),
+            std::sync::Arc::new(crate::sessions::manager::policy_for_tests()),
+            1,
+        );
         let why = "x\" reason=expired\nevent=session_end session=3 \u{1b}[2J";
         session.inhibitor = Some(Inhibitor { since_usec: 0, until_usec: 60 * S, why: why.into() });
         let line = inhibit_end(&session, session.inhibitor.as_ref().unwrap(), InhibitEndReason::Cancelled).to_kv_line();

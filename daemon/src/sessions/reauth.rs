@@ -103,7 +103,7 @@ mod tests {
     const S: u64 = 1_000_000;
 
     fn policy() -> ResolvedPolicy {
-        let mut p = crate::manager::policy_for_tests();
+        let mut p = crate::sessions::manager::policy_for_tests();
         p.reauth_window = Some(Duration::from_secs(60));
         p.reauth_after_idle = Some(Duration::from_secs(20));
         p

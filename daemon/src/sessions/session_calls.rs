@@ -11,8 +11,8 @@ use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, VigilError};
 
 use crate::audit::records::{EndReason, session_record};
 use crate::caller::Caller;
-use crate::manager::{Manager, now_usec};
-use crate::session::{Identity, Session};
+use crate::sessions::manager::{Manager, now_usec};
+use crate::sessions::session::{Identity, Session};
 use crate::sys::procfs::{self, NO_AUDIT_SESSION};
 use crate::sys::ttys;
 

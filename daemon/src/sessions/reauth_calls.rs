@@ -8,8 +8,8 @@ use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, VigilError};
 
 use crate::audit::records::session_record;
 use crate::caller::Caller;
-use crate::manager::{Manager, now_usec};
-use crate::reauth::{self, Judgement, Proof};
+use crate::sessions::manager::{Manager, now_usec};
+use crate::sessions::reauth::{self, Judgement, Proof};
 use crate::sys::procfs::{self, NO_AUDIT_SESSION};
 use crate::sys::ttys::{self, TtyNr};
 

@@ -8,9 +8,9 @@
 use vigil_protocol::events::Event;
 
 use crate::audit::records::session_record;
-use crate::manager::Manager;
-use crate::ownership::{self, SessionScope};
-use crate::session::Session;
+use crate::sessions::manager::Manager;
+use crate::sessions::ownership::{self, SessionScope};
+use crate::sessions::session::Session;
 use crate::sys::procfs;
 use crate::sys::ttys::{self, TtyNr};
 
@@ -149,7 +149,7 @@ mod tests {
 
     use super::*;
     use crate::caller::Caller;
-    use crate::ownership::tests::{end, holder_of, open_pty};
+    use crate::sessions::ownership::tests::{end, holder_of, open_pty};
 
     /// A session led by `pid` (no audit session of its own).
     async fn session_led_by(core: &std::sync::Arc<Manager>, pid: u32) -> u64 {
@@ -168,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tty_is_claimed_by_its_holder_and_taken_from_a_claimant_that_lost_it() {
-        let core = crate::manager::manager_for_tests();
+        let core = crate::sessions::manager::manager_for_tests();
         let (_master, slave, tty) = open_pty();
         // B's process holds the tty; A's leader (another process) does not.
         let b_holder = holder_of(&slave, &["sleep", "30"], "sleep");
@@ -199,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_claimant_that_still_holds_its_tty_keeps_it() {
-        let core = crate::manager::manager_for_tests();
+        let core = crate::sessions::manager::manager_for_tests();
         let (_master, slave, tty) = open_pty();
         let holder = holder_of(&slave, &["sleep", "30"], "sleep");
         let a = session_led_by(&core, holder.id()).await;

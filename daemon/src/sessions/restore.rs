@@ -14,13 +14,13 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{EndReason, Event};
 
 use crate::audit::records::session_record;
-use crate::manager::Manager;
-use crate::ownership;
-use crate::session::{SavedSession, Session};
+use crate::sessions::manager::Manager;
+use crate::sessions::ownership;
+use crate::sessions::session::{SavedSession, Session};
+use crate::sessions::tty_claims;
 use crate::sys::clock;
 use crate::sys::procfs::{self, Stat};
 use crate::sys::ttys::TtyNr;
-use crate::tty_claims;
 
 impl Manager {
     /// Registers a session saved by an earlier vigild whose leader still runs. Its
@@ -124,9 +124,9 @@ pub fn remove_legacy_state(state_dir: &Path) {
 mod tests {
     use std::sync::Arc;
 
-    use crate::manager::{manager_for_tests, policy_for_tests};
-    use crate::registry::tests::identity;
-    use crate::session::Session;
+    use crate::sessions::manager::{manager_for_tests, policy_for_tests};
+    use crate::sessions::registry::tests::identity;
+    use crate::sessions::session::Session;
 
     const S: u64 = 1_000_000;
 

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::session::SavedSession;
+use crate::sessions::session::SavedSession;
 use crate::sys::dirs;
 
 /// Largest session file read back: a saved session is a few hundred bytes (its strings
@@ -112,7 +112,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::session::{Identity, SavedSession};
+    use crate::sessions::session::{Identity, SavedSession};
 
     fn saved(id: u64) -> SavedSession {
         let who = Identity {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::session::Session;
+use crate::sessions::session::Session;
 use crate::sys::procfs::NO_AUDIT_SESSION;
 use crate::sys::ttys::TtyNr;
 
@@ -223,9 +223,9 @@ pub(crate) mod tests {
     use vigil_config::Config;
 
     use super::*;
-    use crate::inhibit::Inhibitor;
-    use crate::reauth::Proof;
-    use crate::session::{Identity, SavedSession};
+    use crate::sessions::inhibit::Inhibitor;
+    use crate::sessions::reauth::Proof;
+    use crate::sessions::session::{Identity, SavedSession};
     use crate::supervise::idle::Limit;
 
     pub fn identity(leader_pid: u32, ses: u32) -> Identity {
@@ -250,7 +250,7 @@ pub(crate) mod tests {
     }
 
     fn session(id: u64, leader: u32, ses: u32) -> Session {
-        Session::new(id, identity(leader, ses), Arc::new(crate::manager::policy_for_tests()), 1)
+        Session::new(id, identity(leader, ses), Arc::new(crate::sessions::manager::policy_for_tests()), 1)
     }
 
     #[test]

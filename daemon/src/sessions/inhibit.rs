@@ -161,12 +161,12 @@ pub fn warning_note(inhibitor: Option<&Inhibitor>, now: u64, ends_at: u64) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Session;
+    use crate::sessions::session::Session;
 
     const S: u64 = 1_000_000;
 
     fn policy(max: Option<u64>) -> ResolvedPolicy {
-        let mut p = crate::manager::policy_for_tests();
+        let mut p = crate::sessions::manager::policy_for_tests();
         p.max_inhibit = max.map(Duration::from_secs);
         p
     }
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn an_inhibitor_and_its_budget_survive_a_restart() {
-        let mut session = Session::new(5, crate::registry::tests::identity(10, 4), std::sync::Arc::new(policy(Some(60))), 1);
+        let mut session = Session::new(5, crate::sessions::registry::tests::identity(10, 4), std::sync::Arc::new(policy(Some(60))), 1);
         session.inhibitor = Some(Inhibitor { since_usec: 1, until_usec: 2, why: "w".into() });
         session.inhibit_budget = InhibitBudget { since_usec: 1, spent_usec: 7 };
         let text = serde_json::to_string(&session.saved()).unwrap();

@@ -12,8 +12,8 @@ use vigil_protocol::{SessionInfo, StatusReply, VigilError};
 
 use crate::audit::records::{EndReason, session_record};
 use crate::caller::Caller;
-use crate::manager::Manager;
-use crate::session::Session;
+use crate::sessions::manager::Manager;
+use crate::sessions::session::Session;
 use crate::supervise::terminate;
 
 /// Most `config_warning` records one load writes (a `kind=more` record counts the rest).

@@ -10,10 +10,10 @@ use vigil_config::{Config, ResolvedPolicy, SessionFacts};
 use vigil_protocol::SessionInfo;
 use vigil_protocol::events::ActivitySource;
 
-use crate::inhibit::{InhibitBudget, Inhibitor};
-use crate::ownership::SessionScope;
-use crate::policy_cache;
-use crate::reauth::Proof;
+use crate::sessions::inhibit::{InhibitBudget, Inhibitor};
+use crate::sessions::ownership::SessionScope;
+use crate::sessions::policy_cache;
+use crate::sessions::reauth::Proof;
 use crate::supervise::idle::Limit;
 use crate::sys::clock;
 use crate::sys::ttys::{self, TtyNr};

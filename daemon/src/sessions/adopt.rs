@@ -21,8 +21,8 @@ use std::time::Duration;
 use vigil_protocol::events::Event;
 
 use crate::audit::records::session_record;
-use crate::manager::{Manager, now_usec};
-use crate::session::{Identity, Session};
+use crate::sessions::manager::{Manager, now_usec};
+use crate::sessions::session::{Identity, Session};
 use crate::sys::procfs::{self, NO_AUDIT_SESSION, Stat};
 use crate::sys::ttys::{self, TtyNr};
 
@@ -250,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_adopted_login_is_taken_over_by_its_late_registration() {
-        let core = crate::manager::manager_for_tests();
+        let core = crate::sessions::manager::manager_for_tests();
         let mut child = login_process();
         let (pid, ses) = (child.id(), procfs::audit_session_id(child.id()));
         let leader = procfs::stat(pid).unwrap();
