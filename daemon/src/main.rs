@@ -1,19 +1,10 @@
 //! vigild: registers login sessions, ends idle ones, decides re-authentication, and
 //! audits every decision. This file parses arguments and wires the pieces together.
 
-mod admission;
 mod audit;
-mod bus_shares;
-mod bus_socket;
-mod caller;
 mod cli;
-mod guarded_socket;
-mod manager_iface;
-mod private_socket;
-mod session_iface;
-mod session_objects;
+mod rpc;
 mod sessions;
-mod single_call;
 mod supervise;
 mod sys;
 
@@ -29,10 +20,10 @@ use vigil_protocol::events::Event;
 use zbus::connection::Builder;
 
 use crate::audit::audit_log::AuditLog;
-use crate::bus_shares::BusShares;
 use crate::cli::Args;
-use crate::manager_iface::ManagerIface;
-use crate::session_objects::SessionObjects;
+use crate::rpc::bus_shares::BusShares;
+use crate::rpc::manager_iface::ManagerIface;
+use crate::rpc::session_objects::SessionObjects;
 use crate::sessions::ids::IdAllocator;
 use crate::sessions::manager::Manager;
 use crate::sessions::store::SessionStore;
@@ -95,7 +86,7 @@ async fn run(args: Args) -> Result<(), String> {
     core.add_hooks(supervisor);
     supervise::clock_steps::spawn(core.clone());
 
-    let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
+    let listener = rpc::private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
     let bus = connect_bus(&args, &core, &objects).await?;
 
     core.audit.write(
@@ -122,7 +113,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     sessions::adopt::spawn(core.clone(), adoption_scope(&args));
 
-    let server = tokio::spawn(private_socket::serve(listener, core.clone(), objects.clone()));
+    let server = tokio::spawn(rpc::private_socket::serve(listener, core.clone(), objects.clone()));
     let stop_reason = wait_for_signals(&core).await;
 
     server.abort();
@@ -153,7 +144,7 @@ async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObje
         return Ok(None);
     }
     let explicit = args.bus.is_some();
-    let address = args.bus.clone().unwrap_or_else(bus_socket::system_bus_address);
+    let address = args.bus.clone().unwrap_or_else(rpc::bus_socket::system_bus_address);
     let unavailable = |e: String| {
         if explicit {
             Err(format!("cannot own {} on {}: {e}", vigil_protocol::BUS_NAME, address))
@@ -168,7 +159,7 @@ async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObje
             core.audit.write(record);
         }
     }));
-    let (builder, services) = match bus_socket::connect(&address, objects, shares).await {
+    let (builder, services) = match rpc::bus_socket::connect(&address, objects, shares).await {
         Ok(Some((socket, services))) => (Builder::socket(socket), Some(services)),
         Ok(None) => (Builder::address(address.as_str()), None),
         Err(e) => return unavailable(e.to_string()),
@@ -187,7 +178,7 @@ async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObje
         services.connected(connection.object_server()).await;
     }
     objects.attach_bus(&connection, services.is_some()).await;
-    crate::caller::open_lookup(&address).await;
+    crate::rpc::caller::open_lookup(&address).await;
     Ok(Some(connection))
 }
 

@@ -1,5 +1,5 @@
 //! Arbitrary bytes as what a new peer of vigild's private socket sends, delivered in
-//! chunks the fuzzer chooses, through the quick path (`daemon/src/single_call.rs`, the
+//! chunks the fuzzer chooses, through the quick path (`daemon/src/rpc/single_call.rs`, the
 //! very file vigild compiles): `OpeningReader` decides whether the opening is one of the
 //! module's calls, and a call it keeps is answered and framed as vigild sends it. Any
 //! panic is a bug (any local user may send these bytes), and so is:
@@ -25,7 +25,7 @@ use vigil_protocol::frame::pipelined_handshake;
 use vigil_protocol::{MANAGER_INTERFACE, MANAGER_PATH};
 use zbus::message::Type;
 
-#[path = "../../src/single_call.rs"]
+#[path = "../../src/rpc/single_call.rs"]
 #[allow(dead_code)]
 mod single_call;
 

@@ -5,13 +5,13 @@
 #[path = "vigilctl/cli.rs"]
 mod cli;
 // vigild's own connection limits, to name them when one refuses us.
-#[path = "../admission.rs"]
-#[allow(dead_code)]
-mod admission;
 #[path = "vigilctl/inhibit.rs"]
 mod inhibit;
 #[path = "vigilctl/table.rs"]
 mod table;
+#[path = "../rpc/throttle.rs"]
+#[allow(dead_code)]
+mod throttle;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -246,7 +246,7 @@ fn cannot_connect(target: &Target, error: &zbus::Error) -> String {
         && cut_short
         && std::os::unix::net::UnixStream::connect(path).is_ok()
     {
-        let limits = admission::ConnectionLimits::DEFAULT;
+        let limits = throttle::ConnectionLimits::DEFAULT;
         let which = if nix::unistd::geteuid().is_root() {
             format!("vigild takes at most {} at a time from root", limits.root_total)
         } else {

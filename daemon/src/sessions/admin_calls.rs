@@ -11,7 +11,7 @@ use vigil_protocol::events::{Event, ReloadResult};
 use vigil_protocol::{SessionInfo, StatusReply, VigilError};
 
 use crate::audit::records::{EndReason, session_record};
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
 use crate::sessions::manager::Manager;
 use crate::sessions::session::Session;
 use crate::supervise::terminate;

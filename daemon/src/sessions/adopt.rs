@@ -232,7 +232,7 @@ mod tests {
 
     use vigil_protocol::OpenRequest;
 
-    use crate::caller::Caller;
+    use crate::rpc::caller::Caller;
 
     /// A process with an audit session of its own, as pam_loginuid gives a login.
     fn login_process() -> std::process::Child {

@@ -11,7 +11,7 @@ use vigil_protocol::time::rfc3339_seconds as rfc3339;
 use vigil_protocol::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, VigilError};
 
 use crate::audit::records::session_record;
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
 use crate::sessions::inhibit::{Inhibitor, Refusal, check};
 use crate::sessions::manager::{Manager, now_usec};
 use crate::sessions::session::Session;

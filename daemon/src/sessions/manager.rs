@@ -15,10 +15,10 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{ActivitySource, CallRefusal, Event};
 use vigil_protocol::{SessionInfo, VigilError};
 
-use crate::admission::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::audit::audit_log::AuditLog;
 use crate::audit::records::{EndReason, activity_evidence, session_record};
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
+use crate::rpc::throttle::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::sessions::ids::IdAllocator;
 use crate::sessions::registry::Registry;
 use crate::sessions::session::{Evidence, SavedSession, Session};

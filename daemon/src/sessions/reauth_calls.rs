@@ -7,7 +7,7 @@ use vigil_protocol::events::{CallRefusal, Event, REAUTH_FRESH, ReauthReason, Rev
 use vigil_protocol::{MAX_FIELD_BYTES, MyStatus, ReauthAnswer, VigilError};
 
 use crate::audit::records::session_record;
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
 use crate::sessions::manager::{Manager, now_usec};
 use crate::sessions::reauth::{self, Judgement, Proof};
 use crate::sys::procfs::{self, NO_AUDIT_SESSION};

@@ -10,7 +10,7 @@ use vigil_protocol::events::{CallRefusal, Event};
 use vigil_protocol::{MAX_FIELD_BYTES, OpenRequest, VigilError};
 
 use crate::audit::records::{EndReason, session_record};
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
 use crate::sessions::manager::{Manager, now_usec};
 use crate::sessions::session::{Identity, Session};
 use crate::sys::procfs::{self, NO_AUDIT_SESSION};

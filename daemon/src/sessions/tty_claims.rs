@@ -148,7 +148,7 @@ mod tests {
     use vigil_protocol::OpenRequest;
 
     use super::*;
-    use crate::caller::Caller;
+    use crate::rpc::caller::Caller;
     use crate::sessions::ownership::tests::{end, holder_of, open_pty};
 
     /// A session led by `pid` (no audit session of its own).

@@ -138,7 +138,7 @@ mod tests {
     use vigil_protocol::OpenRequest;
 
     use super::*;
-    use crate::caller::Caller;
+    use crate::rpc::caller::Caller;
 
     /// A leader of many sessions dies: its sessions are ended in batches, and other work
     /// (here a probe task, in vigild logins and signals) runs between the batches.

@@ -81,7 +81,7 @@ mod same_answers_as_the_object_server {
     use zbus::connection::Builder;
 
     use super::*;
-    use crate::manager_iface::ManagerIface;
+    use crate::rpc::manager_iface::ManagerIface;
 
     fn core() -> Arc<Manager> {
         crate::sessions::manager::manager_for_tests()

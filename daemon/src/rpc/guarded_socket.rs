@@ -47,9 +47,9 @@ use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
 use zbus::fdo::ConnectionCredentials;
 use zbus::message::{Message, Type};
 
-use crate::bus_shares::BusShares;
-use crate::caller::{self, Caller};
-use crate::session_objects::SessionObjects;
+use crate::rpc::bus_shares::BusShares;
+use crate::rpc::caller::{self, Caller};
+use crate::rpc::session_objects::SessionObjects;
 
 /// How long an unprivileged peer may send nothing before it is dropped: `vigilctl
 /// status` needs milliseconds, and every held connection is a file descriptor of

@@ -11,7 +11,7 @@ use zbus::object_server::{DispatchResult, Interface, SignalEmitter};
 use zbus::zvariant::{OwnedVariant, Variant};
 use zbus::{BoxDBusError, Connection, Message, ObjectServer, interface};
 
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
 use crate::sessions::manager::Manager;
 
 /// `/org/vigil1/session/<id>`: read-only properties, read live from the registry.

@@ -28,8 +28,8 @@ use std::time::Instant;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{Event, MessageRefusal};
 
-use crate::admission::{REPORT_PERIOD, ReportThrottle};
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
+use crate::rpc::throttle::{REPORT_PERIOD, ReportThrottle};
 
 /// Calls of one unprivileged uid read from the bus and not yet answered, at most.
 pub const CALLS_IN_FLIGHT_PER_UID: usize = 32;

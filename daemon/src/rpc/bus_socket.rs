@@ -19,9 +19,9 @@ use tokio::net::UnixStream;
 use zbus::address::transport::{Transport, UnixSocket};
 use zbus::connection::socket::BoxedSplit;
 
-use crate::bus_shares::BusShares;
-use crate::guarded_socket::{self, BusSide, Services, Source};
-use crate::session_objects::SessionObjects;
+use crate::rpc::bus_shares::BusShares;
+use crate::rpc::guarded_socket::{self, BusSide, Services, Source};
+use crate::rpc::session_objects::SessionObjects;
 
 /// The system bus's address: `DBUS_SYSTEM_BUS_ADDRESS`, or the well-known socket.
 pub fn system_bus_address() -> String {

@@ -8,7 +8,7 @@ use vigil_protocol::{InhibitorInfo, MyStatus, OpenRequest, ReauthAnswer, Session
 use zbus::message::Header;
 use zbus::{Connection, interface};
 
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
 use crate::sessions::manager::Manager;
 
 pub struct ManagerIface {
@@ -213,7 +213,7 @@ mod tests {
     use zbus::connection::Builder;
 
     use super::*;
-    use crate::session_objects::SessionObjects;
+    use crate::rpc::session_objects::SessionObjects;
 
     async fn pair() -> (Arc<Manager>, Arc<SessionObjects>, zbus::Connection, zbus::Connection) {
         let core = crate::sessions::manager::manager_for_tests();

@@ -26,13 +26,13 @@ use zbus::Guid;
 use zbus::connection::Builder;
 use zbus::message::Message;
 
-use crate::admission::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
-use crate::caller::Caller;
-use crate::guarded_socket::{self, Dropped, RefusalAuditor, Services, Source, Start, UNPRIVILEGED_IDLE};
-use crate::manager_iface::ManagerIface;
-use crate::session_objects::SessionObjects;
+use crate::rpc::caller::Caller;
+use crate::rpc::guarded_socket::{self, Dropped, RefusalAuditor, Services, Source, Start, UNPRIVILEGED_IDLE};
+use crate::rpc::manager_iface::ManagerIface;
+use crate::rpc::session_objects::SessionObjects;
+use crate::rpc::single_call::{self, Opening, OpeningReader};
+use crate::rpc::throttle::{Admission, ConnectionLimits, REPORT_PERIOD, ReportThrottle};
 use crate::sessions::manager::Manager;
-use crate::single_call::{self, Opening, OpeningReader};
 
 /// How long a peer may take to finish the D-Bus handshake before it is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use vigil_protocol::session_path;
 use zbus::Connection;
 
-use crate::session_iface::SessionIface;
+use crate::rpc::session_iface::SessionIface;
 use crate::sessions::manager::{Hooks, Manager};
 
 /// The session objects, served on demand: a connection gets `/org/vigil1/session/ID`
