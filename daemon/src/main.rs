@@ -65,7 +65,6 @@ async fn run(args: Args) -> Result<(), String> {
     sys::dirs::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
     let sessions_dir = args.state_dir.join("sessions");
     let store = SessionStore::open(sessions_dir.clone()).map_err(|e| format!("cannot create {}: {e}", sessions_dir.display()))?;
-    sessions::restore::remove_legacy_state(&args.state_dir);
     let ids = IdAllocator::open(Some(args.state_dir.join("next-session-id")));
     let (audit, first_key) = AuditLog::open(args.syslog_socket.clone(), Some(args.audit_dir.clone()), config.audit(), args.foreground)
         .map_err(|e| format!("cannot open the audit trail in {}: {e}", args.audit_dir.display()))?;

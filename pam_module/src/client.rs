@@ -11,7 +11,7 @@ use vigil_protocol::ReauthAnswer;
 
 use crate::args::Target;
 use crate::endpoint::Endpoint;
-use crate::error::{ClientError, is_unknown_method};
+use crate::error::ClientError;
 
 pub use vigil_protocol::OpenRequest;
 
@@ -48,12 +48,7 @@ impl Daemon for DbusDaemon {
         let truncated: Vec<&str> = r.truncated.iter().map(String::as_str).collect();
         let (user, service, tty, rhost, ruser) = (r.user.as_str(), r.service.as_str(), r.tty.as_str(), r.rhost.as_str(), r.ruser.as_str());
         let ex = (user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id, truncated);
-        match self.call("OpenSessionEx", &ex) {
-            Err(e) if is_unknown_method(&e) => {
-                self.call("OpenSession", &(user, service, tty, rhost, ruser, r.leader_pid, r.audit_session_id))
-            }
-            answer => answer,
-        }
+        self.call("OpenSessionEx", &ex)
     }
 
     fn close_session(&self, id: u64) -> Result<(), ClientError> {

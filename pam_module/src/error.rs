@@ -120,16 +120,6 @@ pub(crate) fn error_reply(message: Message) -> ClientError {
     map_call_error(VigilError::from(zbus::Error::from(message)))
 }
 
-/// A vigild from before `OpenSessionEx` (an upgrade whose restart has not happened
-/// yet) answers UnknownMethod; it still takes `OpenSession`, so a login keeps its
-/// supervision. Only the `truncated=` note is lost in that vigild's record.
-pub(crate) fn is_unknown_method(error: &ClientError) -> bool {
-    matches!(error, ClientError::Refused { name, .. } if name == UNKNOWN_METHOD)
-}
-
-/// The error name of a call to a method the peer does not have.
-const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,13 +171,6 @@ mod tests {
         assert_eq!((e.reason().as_str(), e.error_name()), ("access_denied", Some("org.freedesktop.DBus.Error.AccessDenied")));
         let e = reply("CloseSession", "com.example.Odd", "");
         assert!(e.is_refusal() && e.reason() == "odd", "{e:?}");
-    }
-
-    #[test]
-    fn unknown_method_is_recognised_for_the_open_session_fallback() {
-        assert!(is_unknown_method(&reply("OpenSessionEx", UNKNOWN_METHOD, "no such method")));
-        assert!(!is_unknown_method(&reply("OpenSessionEx", "org.vigil1.Error.InvalidArgument", "x")));
-        assert!(!is_unknown_method(&reply("OpenSessionEx", "org.freedesktop.DBus.Error.ServiceUnknown", "x")));
     }
 
     #[test]

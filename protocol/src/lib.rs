@@ -64,21 +64,8 @@ pub enum VigilError {
 pub trait Manager {
     /// Registers a login session led by the calling process (root only). `leader_pid`
     /// and `audit_session_id` must match what the transport and /proc say about the
-    /// caller. Returns the new session id.
-    #[allow(clippy::too_many_arguments)]
-    fn open_session(
-        &self,
-        user: &str,
-        service: &str,
-        tty: &str,
-        rhost: &str,
-        ruser: &str,
-        leader_pid: u32,
-        audit_session_id: u32,
-    ) -> Result<u64, VigilError>;
-
-    /// `OpenSession` with the names of the fields the module cut to
-    /// [`MAX_FIELD_BYTES`] (recorded as `truncated=` in the `session_open` record).
+    /// caller; `truncated` names the fields the module cut to [`MAX_FIELD_BYTES`]
+    /// (recorded as `truncated=` in the `session_open` record). Returns the new session id.
     #[allow(clippy::too_many_arguments)]
     fn open_session_ex(
         &self,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use zbus::zvariant::Type;
 
-/// The arguments of `OpenSession`: what the module sends and vigild checks.
+/// The arguments of `OpenSessionEx`: what the module sends and vigild checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenRequest {
     pub user: String,

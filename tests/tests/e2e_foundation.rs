@@ -19,12 +19,12 @@ const MODULE_TIMEOUT: &str = "1s";
 const MODULE_TIMEOUT_BOUND: Duration = Duration::from_millis(1500);
 const TTY: &str = "pts/9";
 const RHOST: &str = "203.0.113.7";
-/// OpenSession with made-up values, as a non-root caller would try it.
-const OPEN_SESSION_ARGS: [&str; 11] = [
+/// OpenSessionEx with made-up values, as a non-root caller would try it.
+const OPEN_SESSION_ARGS: [&str; 12] = [
     "--print-reply",
     "--dest=org.vigil1",
     "/org/vigil1",
-    "org.vigil1.Manager.OpenSession",
+    "org.vigil1.Manager.OpenSessionEx",
     "string:x",
     "string:y",
     "string:z",
@@ -32,6 +32,7 @@ const OPEN_SESSION_ARGS: [&str; 11] = [
     "string:r",
     "uint32:1",
     "uint32:1",
+    "array:string:rhost",
 ];
 
 fn harness() -> Harness {
@@ -242,7 +243,7 @@ fn refusals_of(h: &Harness, uid: u32) -> usize {
 #[track_caller]
 fn assert_refused_by_vigild(h: &Harness, out: &std::process::Output, uid: u32, before: usize, label: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{label}: OpenSession as uid {uid} succeeded: {}", describe_output(out));
+    assert!(!out.status.success(), "{label}: OpenSessionEx as uid {uid} succeeded: {}", describe_output(out));
     assert!(
         ["AccessDenied", "NotAuthorized", "PermissionDenied"].iter().any(|w| stderr.contains(w)),
         "{label}: expected an access-denied error: {}",
@@ -296,7 +297,7 @@ fn non_root_open_session_refused_by_bus_policy() {
     let user = h.create_user("nonroot");
     let out = open_session_as(&h, &user.name, &format!("--bus={}", h.bus_address()));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "OpenSession through the bus succeeded: {}", describe_output(&out));
+    assert!(!out.status.success(), "OpenSessionEx through the bus succeeded: {}", describe_output(&out));
     assert!(
         stderr.contains("org.freedesktop.DBus.Error.AccessDenied") && stderr.contains("Rejected send message"),
         "dbus-daemon itself must refuse (packaging/dbus/org.vigil1.conf): {}",

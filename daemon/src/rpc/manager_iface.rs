@@ -25,33 +25,10 @@ impl ManagerIface {
         }
         Caller::identify(connection, header).await.map_err(|e| VigilError::Failed(format!("cannot identify the caller: {e}")))
     }
-
-    /// OpenSession and OpenSessionEx: one request, from the transport's caller.
-    async fn open(&self, request: OpenRequest, header: &Header<'_>, connection: &Connection) -> Result<u64, VigilError> {
-        let caller = self.caller(connection, header).await?;
-        self.core.open_session(caller, request).await
-    }
 }
 
 #[interface(name = "org.vigil1.Manager")]
 impl ManagerIface {
-    #[allow(clippy::too_many_arguments)]
-    async fn open_session(
-        &self,
-        user: String,
-        service: String,
-        tty: String,
-        rhost: String,
-        ruser: String,
-        leader_pid: u32,
-        audit_session_id: u32,
-        #[zbus(header)] header: Header<'_>,
-        #[zbus(connection)] connection: &Connection,
-    ) -> Result<u64, VigilError> {
-        let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated: Vec::new() };
-        self.open(request, &header, connection).await
-    }
-
     #[allow(clippy::too_many_arguments)]
     async fn open_session_ex(
         &self,
@@ -67,7 +44,7 @@ impl ManagerIface {
         #[zbus(connection)] connection: &Connection,
     ) -> Result<u64, VigilError> {
         let request = OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated };
-        self.open(request, &header, connection).await
+        self.core.open_session(self.caller(connection, &header).await?, request).await
     }
 
     async fn close_session(
@@ -244,13 +221,13 @@ mod tests {
 
     #[tokio::test]
     async fn open_list_and_close_when_root() {
-        // OpenSession needs uid 0: as another user this test cannot run, and says so.
-        assert!(nix::unistd::geteuid().is_root(), "this test needs root (OpenSession is root's only)");
+        // OpenSessionEx needs uid 0: as another user this test cannot run, and says so.
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root (OpenSessionEx is root's only)");
         let (_core, objects, server, client) = pair().await;
         let manager = ManagerProxy::new(&client).await.unwrap();
         let pid = std::process::id();
         let ses = crate::sys::procfs::audit_session_id(pid);
-        let id = manager.open_session("root", "vigil-unit", "pts/7", "203.0.113.7", "", pid, ses).await.unwrap();
+        let id = manager.open_session_ex("root", "vigil-unit", "pts/7", "203.0.113.7", "", pid, ses, &[]).await.unwrap();
         let listed = manager.list_sessions().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(
@@ -269,10 +246,10 @@ mod tests {
         let user = props.get(vigil_protocol::SESSION_INTERFACE.try_into().unwrap(), "User").await.unwrap();
         assert_eq!(String::try_from(user).unwrap(), "root");
         // A claimed leader that is not the caller is refused.
-        assert!(matches!(manager.open_session("root", "s", "", "", "", 1, ses).await, Err(VigilError::AccessDenied(_))));
+        assert!(matches!(manager.open_session_ex("root", "s", "", "", "", 1, ses, &[]).await, Err(VigilError::AccessDenied(_))));
         // Oversized fields are refused, not cut.
         let long = "x".repeat(vigil_protocol::MAX_FIELD_BYTES + 1);
-        assert!(matches!(manager.open_session("root", "s", &long, "", "", pid, ses).await, Err(VigilError::InvalidArgument(_))));
+        assert!(matches!(manager.open_session_ex("root", "s", &long, "", "", pid, ses, &[]).await, Err(VigilError::InvalidArgument(_))));
         manager.close_session(id).await.unwrap();
         assert!(manager.list_sessions().await.unwrap().is_empty());
         assert!(matches!(manager.close_session(id).await, Err(VigilError::NoSuchSession(_))));

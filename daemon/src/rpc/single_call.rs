@@ -40,14 +40,8 @@ pub const OPENING_LIMIT: usize = 16 * 1024;
 const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The methods answered here, with the body signature each takes.
-const MODULE_CALLS: [(&str, &str); 6] = [
-    ("OpenSession", "sssssuu"),
-    ("OpenSessionEx", "sssssuuas"),
-    ("CloseSession", "t"),
-    ("CheckReauth", "ss"),
-    ("RecordAuth", "ss"),
-    ("RecordAuthFailure", "s"),
-];
+const MODULE_CALLS: [(&str, &str); 5] =
+    [("OpenSessionEx", "sssssuuas"), ("CloseSession", "t"), ("CheckReauth", "ss"), ("RecordAuth", "ss"), ("RecordAuthFailure", "s")];
 
 /// How a connection opened.
 pub enum Opening {
@@ -199,11 +193,6 @@ pub async fn answer(core: &Arc<Manager>, peer: Caller, call: &Message) -> zbus::
     let body = call.body();
     let member = header.member().map(|m| m.as_str()).unwrap_or_default();
     let parsed = match member {
-        "OpenSession" => body.deserialize::<(String, String, String, String, String, u32, u32)>().map(
-            |(user, service, tty, rhost, ruser, leader_pid, audit_session_id)| {
-                Call::Open(OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated: Vec::new() })
-            },
-        ),
         "OpenSessionEx" => body.deserialize::<(String, String, String, String, String, u32, u32, Vec<String>)>().map(
             |(user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated)| {
                 Call::Open(OpenRequest { user, service, tty, rhost, ruser, leader_pid, audit_session_id, truncated })

@@ -42,10 +42,6 @@ pub struct InhibitBudget {
 }
 
 impl InhibitBudget {
-    pub fn is_unused(&self) -> bool {
-        *self == InhibitBudget::default()
-    }
-
     /// Activity at `at` starts a new count, holding what the running inhibitor still
     /// covers after it.
     pub fn renew(&mut self, at: u64, running: Option<&Inhibitor>) {

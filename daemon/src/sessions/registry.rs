@@ -324,7 +324,7 @@ pub(crate) mod tests {
         assert_eq!((s.activity.own_output_until, s.activity.suspect_reported_usec), (0, 0));
         assert_eq!((s.clock_offset_usec, r.clock_offset()), (500 * S as i64 + hour as i64, 500 * S as i64 + hour as i64));
         // Its file says which clock its times are in.
-        assert_eq!(s.saved().clock_offset_usec, Some(500 * S as i64 + hour as i64));
+        assert_eq!(s.saved().clock_offset_usec, 500 * S as i64 + hour as i64);
     }
 
     #[test]

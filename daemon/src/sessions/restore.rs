@@ -7,7 +7,6 @@
 //! asks the password (the safe side). A saved tty is kept only while a process of the
 //! session still has it: a pty closed while vigild was away may be another login's now.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use vigil_protocol::audit::Record;
@@ -25,9 +24,9 @@ use crate::sys::ttys::TtyNr;
 impl Manager {
     /// Registers a session saved by an earlier vigild whose leader still runs. Its
     /// times are moved by any step of the wall clock since its file was written
-    /// (`saved_offset`: the clock offset the file's times are in; `clock.rs`).
+    /// (`saved_offset`: the clock offset the file's times are in; `sys/clock.rs`).
     /// `released`: saved ttys the session no longer held, named in its record.
-    pub fn restore_session(&self, mut session: Session, saved_offset: Option<i64>, released: &[TtyNr]) {
+    pub fn restore_session(&self, mut session: Session, saved_offset: i64, released: &[TtyNr]) {
         let (id, leader) = (session.id, session.who.leader_pid);
         // The client's port is not in the file: the leader still holds the connection.
         if !session.who.rhost.is_empty() && session.who.rport.is_none() {
@@ -35,7 +34,7 @@ impl Manager {
         }
         let (restored, shift) = {
             let mut registry = self.registry();
-            let shift = saved_offset.map(|saved| registry.clock_offset() - saved).filter(|d| d.abs() >= clock::MIN_STEP_USEC);
+            let shift = Some(registry.clock_offset() - saved_offset).filter(|d| d.abs() >= clock::MIN_STEP_USEC);
             if let Some(delta) = shift {
                 session.shift_clock(delta);
             }
@@ -114,12 +113,6 @@ fn release_lost_ttys(saved: &mut SavedSession, listing: &mut Option<std::io::Res
     (held, lost)
 }
 
-/// The single state file of vigil 0.1 (`sessions.json`, written at a clean stop only):
-/// read no more, removed so that it cannot mislead.
-pub fn remove_legacy_state(state_dir: &Path) {
-    let _ = std::fs::remove_file(state_dir.join("sessions.json"));
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -142,17 +135,13 @@ mod tests {
         let running = core.registry().clock_offset();
         // Written by a vigild that ran while the clock was an hour behind.
         let hour = 3600 * S as i64;
-        core.restore_session(saved_session(1), Some(running - hour), &[]);
+        core.restore_session(saved_session(1), running - hour, &[]);
         let restored = core.session(1).unwrap();
         assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S + 3600 * S, 2000 * S + 3600 * S));
         assert_eq!(restored.clock_offset_usec, running);
-        // A file in the running clock, and one from before vigild followed clock steps:
-        // as they are.
-        core.restore_session(saved_session(2), Some(running), &[]);
-        core.restore_session(saved_session(3), None, &[]);
-        for id in [2, 3] {
-            let restored = core.session(id).unwrap();
-            assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S, 2000 * S), "session {id}");
-        }
+        // A file in the running clock: as it is.
+        core.restore_session(saved_session(2), running, &[]);
+        let restored = core.session(2).unwrap();
+        assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S, 2000 * S));
     }
 }

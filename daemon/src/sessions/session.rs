@@ -48,7 +48,6 @@ pub struct Identity {
     pub parent: u64,
     pub started_usec: u64,
     /// Found by vigild's sweep rather than registered by the module.
-    #[serde(default)]
     pub adopted: bool,
 }
 
@@ -281,7 +280,7 @@ impl Session {
             last_activity_usec: self.last_activity_usec,
             inhibitor: self.inhibitor.clone(),
             inhibit_budget: self.inhibit_budget,
-            clock_offset_usec: Some(self.clock_offset_usec),
+            clock_offset_usec: self.clock_offset_usec,
         }
     }
 
@@ -292,7 +291,7 @@ impl Session {
         session.ttys = saved.ttys.into_iter().collect();
         session.inhibitor = saved.inhibitor;
         session.inhibit_budget = saved.inhibit_budget;
-        session.clock_offset_usec = saved.clock_offset_usec.unwrap_or(0);
+        session.clock_offset_usec = saved.clock_offset_usec;
         session
     }
 }
@@ -305,17 +304,11 @@ pub struct SavedSession {
     pub who: Identity,
     pub ttys: Vec<TtyNr>,
     pub last_activity_usec: u64,
-    /// Absent in files written before inhibitors existed, and when there is none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inhibitor: Option<Inhibitor>,
-    /// Absent in files written before the budget existed (renewed from the last
-    /// activity then), and while nothing was spent.
-    #[serde(default, skip_serializing_if = "InhibitBudget::is_unused")]
     pub inhibit_budget: InhibitBudget,
-    /// The clock offset the times above are in (`clock.rs`); absent in files written
-    /// before vigild followed clock steps (taken as the running offset: no shift).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock_offset_usec: Option<i64>,
+    /// The clock offset the times above are in (`sys/clock.rs`): a step of the wall
+    /// clock while vigild was away moves them when the session is taken over.
+    pub clock_offset_usec: i64,
 }
 
 impl SavedSession {

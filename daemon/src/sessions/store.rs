@@ -141,7 +141,7 @@ mod tests {
             last_activity_usec: 6,
             inhibitor: None,
             inhibit_budget: Default::default(),
-            clock_offset_usec: None,
+            clock_offset_usec: 0,
         }
     }
 

@@ -206,8 +206,6 @@ fn bus_errors_keep_their_meaning() {
     assert_eq!((policy.reason().as_str(), policy.error_name()), ("access_denied", Some("org.freedesktop.DBus.Error.AccessDenied")));
     let gone = bus_error("gone", |c| error(c, "org.vigil1.Error.NoSuchSession", "no session 1"));
     assert!(matches!(gone, ClientError::NoSuchSession), "{gone:?}");
-    let old = bus_error("old", |c| error(c, "org.freedesktop.DBus.Error.UnknownMethod", "no OpenSessionEx"));
-    assert!(crate::error::is_unknown_method(&old), "{old:?}");
 }
 
 #[test]

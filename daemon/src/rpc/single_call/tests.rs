@@ -55,7 +55,6 @@ fn an_opening_claiming_more_than_the_limit_goes_to_zbus_unread() {
 fn only_the_module_calls_as_the_module_sends_them_are_answered_here() {
     let call = |m: Message| module_call(m.data().bytes()).is_some();
     assert!(call(module_message("OpenSessionEx", &("u", "sshd", "pts/1", "h", "", 1u32, 2u32, Vec::<String>::new()))));
-    assert!(call(module_message("OpenSession", &("u", "sshd", "pts/1", "h", "", 1u32, 2u32))));
     assert!(call(module_message("CheckReauth", &("sudo", "root"))));
     assert!(call(module_message("RecordAuth", &("sudo", "root"))));
     assert!(call(module_message("RecordAuthFailure", &("sudo",))));
@@ -130,7 +129,7 @@ mod same_answers_as_the_object_server {
         let cases: Vec<[Gist; 2]> = vec![
             both(root, "CloseSession", &(4_000_000_000u64,)).await,
             both(user, "CloseSession", &(4_000_000_000u64,)).await,
-            both(user, "OpenSession", &("root", "sshd", "pts/1", "", "", me, 0u32)).await,
+            both(user, "OpenSessionEx", &("root", "sshd", "pts/1", "", "", me, 0u32, Vec::<String>::new())).await,
             both(root, "OpenSessionEx", &("root", "sshd", "pts/1", "", "", 1u32, 0u32, vec!["rhost"])).await,
             both(root, "CheckReauth", &("sudo", "root")).await,
             both(user, "CheckReauth", &("sudo", "root")).await,
@@ -146,12 +145,12 @@ mod same_answers_as_the_object_server {
 
     #[tokio::test]
     async fn a_registered_session_is_answered_with_its_id_in_the_same_shape() {
-        // OpenSession needs uid 0: as another user this test cannot run, and says so.
-        assert!(nix::unistd::geteuid().is_root(), "this test needs root (OpenSession is root's only)");
+        // OpenSessionEx needs uid 0: as another user this test cannot run, and says so.
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root (OpenSessionEx is root's only)");
         let me = std::process::id();
         let ses = crate::sys::procfs::audit_session_id(me);
         let root = Caller { uid: 0, pid: me };
-        let [here, zbus] = both(root, "OpenSession", &("root", "vigil-unit", "", "", "", me, ses)).await;
+        let [here, zbus] = both(root, "OpenSessionEx", &("root", "vigil-unit", "", "", "", me, ses, Vec::<String>::new())).await;
         assert_eq!((here.0, &here.1, &here.2), (Type::MethodReturn, &None, &"t".to_string()));
         assert_eq!((here.0, here.1, here.2), (zbus.0, zbus.1, zbus.2));
     }

@@ -318,7 +318,7 @@ fn leaf_main() -> ExitCode {
         let manager = ManagerProxy::new(&connection).await.map_err(|e| e.to_string())?;
         for i in first..first + count {
             let tty = format!("hold{i}");
-            manager.open_session(user, SERVICE, &tty, RHOST, "", me, ses).await.map_err(|e| format!("OpenSession {i}: {e}"))?;
+            manager.open_session_ex(user, SERVICE, &tty, RHOST, "", me, ses, &[]).await.map_err(|e| format!("OpenSessionEx {i}: {e}"))?;
         }
         Ok::<_, String>(count)
     });
@@ -359,8 +359,8 @@ async fn open_range(
                 let (mut opened, mut i) = (0u32, range.start + lane);
                 while i < range.end {
                     let tty = format!("hold{i}");
-                    if let Err(e) = manager.open_session(&user, SERVICE, &tty, RHOST, "", me, ses).await {
-                        return (opened, Some(format!("OpenSession {i}: {e}")));
+                    if let Err(e) = manager.open_session_ex(&user, SERVICE, &tty, RHOST, "", me, ses, &[]).await {
+                        return (opened, Some(format!("OpenSessionEx {i}: {e}")));
                     }
                     opened += 1;
                     i += in_flight;
