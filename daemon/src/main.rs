@@ -8,13 +8,14 @@ mod sessions;
 mod supervise;
 mod sys;
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use vigil_config::Config;
+use vigil_config::{Config, ConfigError};
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event;
 use zbus::connection::Builder;
@@ -39,8 +40,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("vigild: {message}");
+        Err(error) => {
+            eprintln!("vigild: {error}");
             ExitCode::FAILURE
         }
     }
@@ -48,26 +49,45 @@ fn main() -> ExitCode {
 
 /// The configuration at start: a missing file means built-in defaults; a bad file
 /// stops the start, with the file, line and column.
-fn initial_config(path: &Path) -> Result<(Config, &'static str), String> {
+fn initial_config(path: &Path) -> Result<(Config, &'static str), ConfigError> {
     if !path.exists() {
         return Ok((Config::builtin(), "builtin"));
     }
-    Config::load(path).map(|c| (c, "file")).map_err(|e| e.to_string())
+    Config::load(path).map(|c| (c, "file"))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// Why vigild could not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot open the audit trail in {}: {source}", path.display())]
+    Audit { path: PathBuf, source: io::Error },
+    #[error("cannot start the idle supervisor (inotify): {0}")]
+    Supervisor(io::Error),
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen { path: PathBuf, source: io::Error },
+    /// An explicit `--bus` that cannot be used (zbus's or the socket's error, as text).
+    #[error("cannot own {} on {address}: {error}", vigil_protocol::BUS_NAME)]
+    Bus { address: String, error: String },
+}
+
+async fn run(args: Args) -> Result<(), StartError> {
     let (config, config_source) = initial_config(&args.config)?;
     // Every private-socket peer is a descriptor: take the whole hard limit (admission
     // keeps users far below it), so that running out never costs a login.
     let nofile = sys::rlimit::raise_nofile_soft_to_hard().map_err(|e| eprintln!("vigild: cannot raise RLIMIT_NOFILE: {e}")).ok();
     // /run/vigil holds the private socket every user connects to: 0755, like
     // /run/systemd; what is in it is private (sessions/ 0700, files 0600).
-    sys::dirs::create_dir_with_mode(&args.state_dir, 0o755).map_err(|e| format!("cannot create {}: {e}", args.state_dir.display()))?;
+    sys::dirs::create_dir_with_mode(&args.state_dir, 0o755)
+        .map_err(|source| StartError::CreateDir { path: args.state_dir.clone(), source })?;
     let sessions_dir = args.state_dir.join("sessions");
-    let store = SessionStore::open(sessions_dir.clone()).map_err(|e| format!("cannot create {}: {e}", sessions_dir.display()))?;
+    let store = SessionStore::open(sessions_dir.clone()).map_err(|source| StartError::CreateDir { path: sessions_dir.clone(), source })?;
     let ids = IdAllocator::open(Some(args.state_dir.join("next-session-id")));
     let (audit, first_key) = AuditLog::open(args.syslog_socket.clone(), Some(args.audit_dir.clone()), config.audit(), args.foreground)
-        .map_err(|e| format!("cannot open the audit trail in {}: {e}", args.audit_dir.display()))?;
+        .map_err(|source| StartError::Audit { path: args.audit_dir.clone(), source })?;
     let audit = Arc::new(audit);
     if let Some(key) = &first_key {
         audit.write(
@@ -81,11 +101,11 @@ async fn run(args: Args) -> Result<(), String> {
     let objects = SessionObjects::new(&core);
     core.add_hooks(objects.clone());
     core.add_hooks(supervise::leaders::LeaderWatch::new(&core));
-    let supervisor = supervise::supervisor::spawn(core.clone()).map_err(|e| format!("cannot start the idle supervisor (inotify): {e}"))?;
+    let supervisor = supervise::supervisor::spawn(core.clone()).map_err(StartError::Supervisor)?;
     core.add_hooks(supervisor);
     supervise::clock_steps::spawn(core.clone());
 
-    let listener = rpc::private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
+    let listener = rpc::private_socket::bind(&args.socket).map_err(|source| StartError::Listen { path: args.socket.clone(), source })?;
     let bus = connect_bus(&args, &core, &objects).await?;
 
     core.audit.write(
@@ -138,7 +158,7 @@ fn adoption_scope(args: &Args) -> sessions::adopt::Scope {
 /// A missing system bus is normal (containers, minimal hosts); a --bus that fails is
 /// an error. Session objects are served on demand when vigild connects the socket
 /// itself (`bus_socket`: every `unix:` address), from the start otherwise.
-async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObjects>) -> Result<Option<zbus::Connection>, String> {
+async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObjects>) -> Result<Option<zbus::Connection>, StartError> {
     if args.no_bus {
         return Ok(None);
     }
@@ -146,7 +166,7 @@ async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObje
     let address = args.bus.clone().unwrap_or_else(rpc::bus_socket::system_bus_address);
     let unavailable = |e: String| {
         if explicit {
-            Err(format!("cannot own {} on {}: {e}", vigil_protocol::BUS_NAME, address))
+            Err(StartError::Bus { address: address.clone(), error: e })
         } else {
             eprintln!("vigild: no system bus ({e}); serving the private socket only");
             Ok(None)

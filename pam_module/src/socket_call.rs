@@ -81,7 +81,7 @@ where
     stream.write_all(&out).map_err(|e| io_error(e, timeout))?;
     if endpoint.kind == Kind::Private {
         // Nothing more comes from this side: vigild answers, and closes without waiting
-        // for us (`daemon/src/single_call.rs`). Not on a bus, which drops a client that
+        // for us (`daemon/src/rpc/single_call.rs`). Not on a bus, which drops a client that
         // shuts its side, replies and all.
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }

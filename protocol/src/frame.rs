@@ -156,7 +156,7 @@ impl FrameGuard {
     }
 
     /// A guard for a connection whose handshake vigild already took part in (it answered
-    /// the peer's first call itself, `daemon/src/single_call.rs`): messages from the start.
+    /// the peer's first call itself, `daemon/src/rpc/single_call.rs`): messages from the start.
     pub fn after_handshake() -> Self {
         Self {
             phase: Phase::Header { bytes: [0; PRIMARY_HEADER_BYTES], have: 0 },
@@ -297,7 +297,7 @@ fn after(left: u64) -> Phase {
 
 /// What a client that pipelines its handshake sends before its first message, as the PAM
 /// module does: the NUL byte, `AUTH EXTERNAL` with the uid's decimal digits hex-encoded,
-/// and `BEGIN`. vigild recognises exactly these bytes (`daemon/src/single_call.rs`).
+/// and `BEGIN`. vigild recognises exactly these bytes (`daemon/src/rpc/single_call.rs`).
 pub fn pipelined_handshake(uid: u32) -> Vec<u8> {
     let mut out = b"\0AUTH EXTERNAL ".to_vec();
     for digit in uid.to_string().bytes() {

@@ -1,5 +1,5 @@
 //! Steps of the machine's real wall clock, for the tests of vigild's clock-step handling
-//! (`daemon/src/clock.rs`). The clock is the whole machine's: every step is undone when
+//! (`daemon/src/sys/clock.rs`). The clock is the whole machine's: every step is undone when
 //! the guard drops, on a panic too, and tests step by minutes, not hours, so that a
 //! test killed in between leaves the machine little off. Only the wall clock moves;
 //! every wait in the harness is on the monotonic clock.

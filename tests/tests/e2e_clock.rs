@@ -1,4 +1,4 @@
-//! End-to-end tests of a step of the system clock (`daemon/src/clock.rs`): the machine's
+//! End-to-end tests of a step of the system clock (`daemon/src/sys/clock.rs`): the machine's
 //! real wall clock is set ten minutes ahead and back (`vigil_e2e::clock::ClockSteps`,
 //! undone on drop) while a real sshd session and the real sudo run against vigild. A
 //! step must not make a session look idle for its length, keep a session that really is

@@ -252,7 +252,7 @@ fn restored_session_still_ends_when_idle() {
 /// vigild's hard descriptor limit in the test below: room for its own files and a few
 /// connections, so root's connections (whose pool, 1024, is far larger) fill it.
 const NOFILE_HARD: u64 = 64;
-/// vigild tries a failed end again this long after (daemon/src/supervisor.rs).
+/// vigild tries a failed end again this long after (daemon/src/supervise/supervisor.rs).
 const TERMINATE_RETRY: Duration = Duration::from_secs(5);
 
 #[test]

@@ -408,7 +408,7 @@ fn t7_revoke_by_the_user_and_status() {
 }
 
 /// The calls a user may loop on to write records (RevokeReauth, Inhibit, CancelInhibit)
-/// are limited per user and minute (`USER_CALLS_PER_MINUTE` in daemon/src/manager.rs).
+/// are limited per user and minute (`USER_CALLS_PER_MINUTE` in daemon/src/sessions/manager.rs).
 const USER_CALLS_PER_MINUTE: usize = 30;
 
 /// A user looping on `vigilctl reauth --revoke` gets 30 records a minute, then refusals,

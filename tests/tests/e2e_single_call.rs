@@ -1,5 +1,5 @@
 //! vigild answers the PAM module's one call per connection itself, without a zbus
-//! connection (`daemon/src/single_call.rs`); every other opening goes to zbus with what
+//! connection (`daemon/src/rpc/single_call.rs`); every other opening goes to zbus with what
 //! was read replayed. These tests speak to a real vigild over its private socket with
 //! raw bytes, the way clients other than the module do, and check that each way of
 //! opening a connection gets the answer zbus would give: a module call written in

@@ -31,8 +31,8 @@ const MAX_QUEUED: usize = 200_000;
 const DEFERRED_WAIT: Duration = Duration::from_secs(5);
 /// Once woken, the writer lets records gather this long before it writes them: records
 /// queued meanwhile cost vigild's event loop no wake-up of the writer (a futex call and
-/// a switch to the other CPU per record, measured at 5 % of vigild's time under load),
-/// and a login's deferred open record is usually filled in by then. The trail lags
+/// a switch to the other CPU per record), and a login's deferred open record is usually
+/// filled in by then. The trail lags
 /// syslog by at most this much more.
 const GATHER: Duration = Duration::from_micros(500);
 

@@ -3,9 +3,8 @@
 //! Every caller on the bus reaches vigild through one socket each way, in the bus's
 //! order. The way back is the narrow part: the bus daemon reads vigild's replies in turn
 //! with every other connection it serves, so when one user pipelines calls, their
-//! replies queue up in front of every other reply, root's PAM calls' among them
-//! (measured: a user's 16 connections pipelining `MyStatus` kept the module's opens over
-//! the bus past their 2 s deadline, with vigild itself at 6 % of a core).
+//! replies queue up in front of every other reply, root's PAM calls' among them, until
+//! the module's opens over the bus miss their deadline (BENCHMARKS.md).
 //!
 //! So each unprivileged uid may have at most [`CALLS_IN_FLIGHT_PER_UID`] calls read and
 //! not yet answered. A call past that is not served at all: it is passed over before

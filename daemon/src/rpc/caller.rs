@@ -22,6 +22,21 @@ pub struct Caller {
     pub pid: u32,
 }
 
+/// Why the caller of a message could not be told.
+#[derive(Debug, thiserror::Error)]
+pub enum Unidentified {
+    #[error("message without sender")]
+    NoSender,
+    #[error(transparent)]
+    Bus(#[from] zbus::Error),
+    #[error(transparent)]
+    BusDaemon(#[from] zbus::fdo::Error),
+    #[error(transparent)]
+    Peer(#[from] std::io::Error),
+    #[error("the transport gave no uid or pid for the caller")]
+    NoCredentials,
+}
+
 impl Caller {
     pub fn is_root(&self) -> bool {
         self.uid == 0
@@ -34,27 +49,27 @@ impl Caller {
     }
 
     /// The sender of a message on a bus connection (or the peer of a p2p one).
-    pub async fn identify(connection: &Connection, header: &Header<'_>) -> Result<Caller, String> {
+    pub async fn identify(connection: &Connection, header: &Header<'_>) -> Result<Caller, Unidentified> {
         let (uid, pid) = if connection.is_bus() {
-            let sender = header.sender().ok_or("message without sender")?;
+            let sender = header.sender().ok_or(Unidentified::NoSender)?;
             let guid = connection.server_guid().as_str();
             if let Some(known) = known_on_bus(guid, sender.as_str()) {
                 return Ok(known);
             }
             let lookup = LOOKUP.get().filter(|lookup| lookup.server_guid() == connection.server_guid()).unwrap_or(connection);
-            let dbus = zbus::fdo::DBusProxy::new(lookup).await.map_err(|e| e.to_string())?;
-            let creds = dbus.get_connection_credentials(sender.clone().into()).await.map_err(|e| e.to_string())?;
+            let dbus = zbus::fdo::DBusProxy::new(lookup).await?;
+            let creds = dbus.get_connection_credentials(sender.clone().into()).await?;
             if let (Some(uid), Some(pid)) = (creds.unix_user_id(), creds.process_id()) {
                 senders().insert(guid, sender.as_str(), Caller { uid, pid });
             }
             (creds.unix_user_id(), creds.process_id())
         } else {
-            let creds = connection.peer_creds().await.map_err(|e| e.to_string())?;
+            let creds = connection.peer_creds().await?;
             (creds.unix_user_id(), creds.process_id())
         };
         match (uid, pid) {
             (Some(uid), Some(pid)) => Ok(Caller { uid, pid }),
-            _ => Err("the transport gave no uid or pid for the caller".into()),
+            _ => Err(Unidentified::NoCredentials),
         }
     }
 }

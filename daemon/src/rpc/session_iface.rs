@@ -32,7 +32,7 @@ impl SessionProperties {
             .ok_or_else(|| zbus::fdo::Error::UnknownObject(format!("session {} has ended", self.id)))?;
         // No header: vigild's own use (not a peer's Get), nothing to check.
         if let Some(header) = header {
-            let caller = Caller::identify(connection, &header).await.map_err(zbus::fdo::Error::Failed)?;
+            let caller = Caller::identify(connection, &header).await.map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
             if !caller.is_root() && caller.uid != info.uid {
                 return Err(zbus::fdo::Error::AccessDenied(format!("session {} is not yours", self.id)));
             }

@@ -2,15 +2,15 @@
 //!
 //! The module (sshd's or sudo's guest) makes one call per connection and sends its whole
 //! side at once: `\0AUTH EXTERNAL <uid>`, `BEGIN` and the call in one write, then shuts
-//! its side down (`pam_module/src/socket_call.rs`). Building a zbus server connection for
-//! that one call (its handshake, reader task and object server) was a fifth of vigild's
-//! work per login (BENCHMARKS.md, issue 9). When a peer's opening is exactly that — the
+//! its side down (`pam_module/src/socket_call.rs`). A zbus server connection for that one
+//! call (its handshake, reader task and object server) would cost more than the call
+//! (BENCHMARKS.md). When a peer's opening is exactly that — the
 //! handshake for the uid the socket reports and one complete call of the module's — vigild
 //! answers it here: `OK` and the reply in one write, from the same `Manager` methods and
 //! with the same replies the object server gives (a unit test holds the two together).
 //!
 //! Anything else — a client that waits for `OK` (zbus, sd-bus), negotiates descriptors,
-//! calls another method, or sends more than a module's call — goes to zbus as before, with
+//! calls another method, or sends more than a module's call — goes to zbus, with
 //! what was read so far replayed through the frame guard (`guarded_socket`). A peer that
 //! goes on after its answered call gets zbus for the rest of its connection, already
 //! authenticated. Nothing here trusts the message beyond what zbus's parser checks: the

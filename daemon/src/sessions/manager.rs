@@ -155,12 +155,12 @@ impl Manager {
         if caller.is_root() { Ok(()) } else { Err(self.refuse(caller, method, CallRefusal::RootOnly)) }
     }
 
-    /// The clock offset the sessions' times are in (`clock.rs`).
+    /// The clock offset the sessions' times are in (`sys/clock.rs`).
     pub fn clock_offset(&self) -> i64 {
         self.registry().clock_offset()
     }
 
-    /// The wall clock may have been set (`clock.rs`): when its offset from the boot
+    /// The wall clock may have been set (`sys/clock.rs`): when its offset from the boot
     /// clock moved by a second or more, every session's times move by as much, in the
     /// registry now and in each file at its next save (a file says which offset its
     /// times are in). Recorded as `clock_step`; the supervisor's timers follow.

@@ -83,7 +83,7 @@ pub fn judge(policy: &ResolvedPolicy, proof: Option<Proof>, last_activity: u64, 
     };
     let age = now.saturating_sub(proof.at);
     // A proof from the future: the clock was set back and vigild has not followed yet
-    // (`clock.rs`). Its age is unknown: ask.
+    // (`sys/clock.rs`). Its age is unknown: ask.
     if age > usec(window) || proof.at > now.saturating_add(FUTURE_SLACK_USEC) {
         return Judgement::Required(Required::Expired);
     }

@@ -59,8 +59,11 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
     let store = core.store();
     let (saved, unreadable) = store.load_all();
     for bad in &unreadable {
-        core.audit
-            .write(Record::new(Event::SessionFileUnreadable).text("path", bad.path.as_os_str().as_encoded_bytes()).text("error", &bad.why));
+        core.audit.write(
+            Record::new(Event::SessionFileUnreadable)
+                .text("path", bad.path.as_os_str().as_encoded_bytes())
+                .text("error", bad.why.to_string()),
+        );
     }
     let config = core.config();
     let (mut restored, mut gone) = (0, 0);

@@ -97,7 +97,7 @@ pub struct Session {
     /// Inhibited time since the last activity (`max_inhibit_total`).
     pub inhibit_budget: InhibitBudget,
     /// The wall clock's offset from the boot clock that the times above are in (set by
-    /// the registry; `clock.rs`).
+    /// the registry; `sys/clock.rs`).
     pub clock_offset_usec: i64,
 }
 
@@ -237,7 +237,7 @@ impl Session {
         self.inhibit_budget.renew(at, self.inhibitor.as_ref());
     }
 
-    /// Moves every time the session holds by a step of the wall clock (`clock.rs`), so
+    /// Moves every time the session holds by a step of the wall clock (`sys/clock.rs`), so
     /// that its idle time, age, warning, inhibitor and proofs stay what they were in
     /// real time.
     pub fn shift_clock(&mut self, delta: i64) {

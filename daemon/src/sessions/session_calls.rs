@@ -134,9 +134,8 @@ impl Manager {
                 // Not saved now (a second file write per login): the file gets it with
                 // the next change, and a restarted vigild asks the leader's socket again
                 // (`restore_session`).
-                // On the runtime's thread, after the reply: handing it to the blocking
-                // pool cost a thread wake-up per login, which measured no better here
-                // (bench_load, 2 and 16 hosts: within this machine's ±40 % noise).
+                // On the runtime's thread, after the reply: the blocking pool would add a
+                // thread wake-up per login for a read of one /proc file.
                 session.who.rport = procfs::remote_port(session.who.leader_pid);
                 if let Some(live) = manager.registry().get_mut(session.id) {
                     live.who.rport = session.who.rport;

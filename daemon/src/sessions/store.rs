@@ -25,7 +25,22 @@ pub struct SessionStore {
 #[derive(Debug)]
 pub struct Unreadable {
     pub path: PathBuf,
-    pub why: String,
+    pub why: NotASession,
+}
+
+/// Why a file under the sessions directory is not a session vigild takes over.
+#[derive(Debug, thiserror::Error)]
+pub enum NotASession {
+    #[error("not a session file name")]
+    Name,
+    #[error("not a regular file of a session's size")]
+    NotARegularFile,
+    #[error(transparent)]
+    Read(#[from] io::Error),
+    #[error(transparent)]
+    Parse(#[from] serde_json::Error),
+    #[error("format version {version} / id {id} does not match")]
+    Mismatch { version: u32, id: u64 },
 }
 
 impl SessionStore {
@@ -73,7 +88,7 @@ impl SessionStore {
             let path = entry.path();
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
-                bad.push(Unreadable { path, why: "not a session file name".into() });
+                bad.push(Unreadable { path, why: NotASession::Name });
                 continue;
             };
             if name.starts_with('.') && name.ends_with(".tmp") {
@@ -93,16 +108,15 @@ impl SessionStore {
     }
 }
 
-fn read_one(path: &Path, name: &str) -> Result<SavedSession, String> {
-    let id: u64 = name.parse().map_err(|_| "not a session file name".to_string())?;
-    let meta = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+fn read_one(path: &Path, name: &str) -> Result<SavedSession, NotASession> {
+    let id: u64 = name.parse().map_err(|_| NotASession::Name)?;
+    let meta = fs::symlink_metadata(path)?;
     if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
-        return Err("not a regular file of a session's size".into());
+        return Err(NotASession::NotARegularFile);
     }
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    let saved: SavedSession = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let saved: SavedSession = serde_json::from_slice(&fs::read(path)?)?;
     if saved.version != SavedSession::VERSION || saved.id != id {
-        return Err(format!("format version {} / id {} does not match", saved.version, saved.id));
+        return Err(NotASession::Mismatch { version: saved.version, id: saved.id });
     }
     Ok(saved)
 }

@@ -1,3 +1,5 @@
+//! Unit tests of the quick path: which openings it answers, and its answers held against the object server's.
+
 use super::*;
 
 /// A call as the module builds it (`pam_module/src/socket_call.rs`).
