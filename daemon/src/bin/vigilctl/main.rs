@@ -1,16 +1,6 @@
 //! vigilctl: the admin and user CLI for vigild.
 
-// The command line, in a file of its own that vigil-docgen includes too (man page,
-// completions).
-#[path = "vigilctl/cli.rs"]
-mod cli;
-// vigild's own connection limits, to name them when one refuses us.
-#[path = "../admission.rs"]
-#[allow(dead_code)]
-mod admission;
-#[path = "vigilctl/inhibit.rs"]
 mod inhibit;
-#[path = "vigilctl/table.rs"]
 mod table;
 
 use std::path::PathBuf;
@@ -18,11 +8,11 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
+use vigil_daemon::cli::vigilctl::{AuditCommand, Cli, Command};
+use vigil_daemon::connection_limits::ConnectionLimits;
 use vigil_protocol::events::ReauthReason;
 use vigil_protocol::time::{compact, human, now_usec};
 use vigil_protocol::{ManagerProxy, SessionInfo, Target, VigilError};
-
-use cli::{AuditCommand, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -246,7 +236,7 @@ fn cannot_connect(target: &Target, error: &zbus::Error) -> String {
         && cut_short
         && std::os::unix::net::UnixStream::connect(path).is_ok()
     {
-        let limits = admission::ConnectionLimits::DEFAULT;
+        let limits = ConnectionLimits::DEFAULT;
         let which = if nix::unistd::geteuid().is_root() {
             format!("vigild takes at most {} at a time from root", limits.root_total)
         } else {
