@@ -55,10 +55,9 @@ fn report(files: &[PathBuf], since: Option<SystemTime>, until: Option<SystemTime
 }
 
 fn read_key(path: &PathBuf) -> Result<vigil_audit::chain::KeyFile, String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| vigil_audit::chain::KeyFile::parse(&text))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let refused = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| refused(&e))?;
+    vigil_audit::chain::KeyFile::parse(&text).map_err(|e| refused(&e))
 }
 
 /// `audit verify`: exit 0 only when every record verifies (and, with `strict`, no
