@@ -107,10 +107,10 @@ impl KeyFile {
         format!("vigil-audit-key v1 start_seq={} key={}\n", self.start_seq, self.key.to_hex())
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, KeyFileError> {
         let mut words = text.split_whitespace();
         if (words.next(), words.next()) != (Some("vigil-audit-key"), Some("v1")) {
-            return Err("not a vigil audit key file (expected \"vigil-audit-key v1 start_seq=N key=HEX\")".into());
+            return Err(KeyFileError::NotAKeyFile);
         }
         let mut start_seq = None;
         let mut key = None;
@@ -118,14 +118,25 @@ impl KeyFile {
             match word.split_once('=') {
                 Some(("start_seq", v)) => start_seq = v.parse().ok(),
                 Some(("key", v)) => key = Key::from_hex(v),
-                _ => return Err(format!("unexpected {word:?} in the key file")),
+                _ => return Err(KeyFileError::Unexpected(word.to_string())),
             }
         }
         match (start_seq, key) {
             (Some(start_seq), Some(key)) => Ok(KeyFile { start_seq, key }),
-            _ => Err("the key file needs start_seq=N and key=<64 hex digits>".into()),
+            _ => Err(KeyFileError::Incomplete),
         }
     }
+}
+
+/// Why a key file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("not a vigil audit key file (expected \"vigil-audit-key v1 start_seq=N key=HEX\")")]
+    NotAKeyFile,
+    #[error("unexpected {0:?} in the key file")]
+    Unexpected(String),
+    #[error("the key file needs start_seq=N and key=<64 hex digits>")]
+    Incomplete,
 }
 
 /// How a record's text ends, per encoding: the verifier strips it to find the body.

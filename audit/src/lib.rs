@@ -1,3 +1,6 @@
+//! vigil's audit records: the hash chain that seals them, the writer that sends them to
+//! syslog, and what `vigilctl audit` reads back (verify, show, report).
+
 pub mod chain;
 mod display;
 pub mod report;

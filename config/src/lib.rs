@@ -43,8 +43,9 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use keys::accepted_keys;
+pub use matching::SessionFacts;
 pub use resolve::ResolvedPolicy;
-pub use values::IdleAction;
+pub use values::{AuditFormat, IdleAction};
 pub use warnings::{Accounts, ConfigWarning, MAX_LOOKUPS, NssAccounts, WarningKind};
 
 use validate::Policy;
@@ -56,29 +57,6 @@ pub const DEFAULT_PATH: &str = "/etc/vigil/vigil.toml";
 /// A larger file is refused unread: no policy file is that long, and
 /// `vigilctl check-config /dev/zero` must not eat the machine's memory.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
-
-/// What is known about a session when its policy is chosen.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionFacts<'a> {
-    pub user: &'a str,
-    /// Every group of the user (primary and supplementary), by name.
-    pub groups: &'a [String],
-    /// The PAM service (`sshd`, `login`, ...).
-    pub service: &'a str,
-    pub has_tty: bool,
-    /// `PAM_RHOST`: an address or a host name; `None` (or empty) for a local login.
-    pub rhost: Option<&'a str>,
-}
-
-/// How audit records are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuditFormat {
-    /// `key=value` (the default, for auth.log readers).
-    Kv,
-    /// One JSON object per line (for log pipelines).
-    Json,
-}
 
 /// The `[audit]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

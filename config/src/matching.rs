@@ -10,8 +10,20 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use wildmatch::WildMatch;
 
-use crate::SessionFacts;
 use crate::values::deserialize_str_with;
+
+/// What is known about a session when its policy is chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts<'a> {
+    pub user: &'a str,
+    /// Every group of the user (primary and supplementary), by name.
+    pub groups: &'a [String],
+    /// The PAM service (`sshd`, `login`, ...).
+    pub service: &'a str,
+    pub has_tty: bool,
+    /// `PAM_RHOST`: an address or a host name; `None` (or empty) for a local login.
+    pub rhost: Option<&'a str>,
+}
 
 /// The `match` table of a `[[policy]]` block, compiled.
 #[derive(Debug, Clone, Default, Deserialize)]

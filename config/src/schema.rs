@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use crate::matching::Criteria;
-use crate::values::{Dur, IdleAction};
+use crate::values::{AuditFormat, Dur, IdleAction};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -26,7 +26,7 @@ pub(crate) struct FileDoc {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditDoc {
-    pub(crate) format: Option<crate::AuditFormat>,
+    pub(crate) format: Option<AuditFormat>,
     pub(crate) chain: Option<bool>,
     pub(crate) spool_max_bytes: Option<u64>,
 }

@@ -1,5 +1,5 @@
-//! The values a setting takes in the file (durations, the idle action), each checked
-//! while it is read, so that toml places an error on the value itself.
+//! The values a setting takes in the file (durations, the idle action, the audit format),
+//! each checked while it is read, so that toml places an error on the value itself.
 
 use std::fmt;
 use std::time::Duration;
@@ -23,6 +23,16 @@ impl fmt::Display for IdleAction {
             Self::None => "none",
         })
     }
+}
+
+/// How audit records are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFormat {
+    /// `key=value` (the default, for auth.log readers).
+    Kv,
+    /// One JSON object per line (for log pipelines).
+    Json,
 }
 
 /// A human duration such as `"15m"`, `"1h30m"` or `"90s"`; `"0"` is zero.

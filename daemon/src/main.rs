@@ -2,7 +2,6 @@
 //! audits every decision. This file parses arguments and wires the pieces together.
 
 mod audit;
-mod cli;
 mod rpc;
 mod sessions;
 mod supervise;
@@ -16,12 +15,12 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use vigil_config::{Config, ConfigError};
+use vigil_daemon::cli::vigild::Args;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event;
 use zbus::connection::Builder;
 
 use crate::audit::audit_log::AuditLog;
-use crate::cli::Args;
 use crate::rpc::bus_shares::BusShares;
 use crate::rpc::manager_iface::ManagerIface;
 use crate::rpc::session_objects::SessionObjects;

@@ -11,14 +11,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-
-// The binaries' own command-line files; their fields are read by the binaries only.
-#[allow(dead_code)]
-#[path = "../../daemon/src/bin/vigilctl/cli.rs"]
-mod vigilctl_cli;
-#[allow(dead_code)]
-#[path = "../../daemon/src/cli.rs"]
-mod vigild_cli;
+use vigil_daemon::cli::{vigilctl, vigild};
 
 #[derive(Debug, thiserror::Error)]
 enum GenError {
@@ -44,7 +37,7 @@ fn main() -> ExitCode {
 }
 
 fn generate(out: &Path) -> Result<(), GenError> {
-    let pages = [(vigild_cli::Args::command(), "8", "System Administration"), (vigilctl_cli::Cli::command(), "1", "User Commands")];
+    let pages = [(vigild::Args::command(), "8", "System Administration"), (vigilctl::Cli::command(), "1", "User Commands")];
     for (cmd, section, manual) in pages {
         let name = cmd.get_name().to_string();
         let mut built = cmd.clone().disable_help_subcommand(true);

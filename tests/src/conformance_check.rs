@@ -413,6 +413,16 @@ pub fn suggest(documented: &Items, map: &Map, declared: &Declared) -> String {
     out
 }
 
+/// The configuration keys the parser accepts.
+pub fn parser_keys() -> BTreeSet<String> {
+    vigil_config::accepted_keys().into_iter().collect()
+}
+
+/// vigilctl's clap definitions: the source of its man pages.
+pub fn vigilctl_command() -> clap::Command {
+    <vigil_daemon::cli::vigilctl::Cli as clap::CommandFactory>::command()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,18 +454,3 @@ mod tests {
         assert!(!mentions_word("max_inhibit_total", "max_inhibit"));
     }
 }
-
-/// The configuration keys the parser accepts.
-pub fn parser_keys() -> BTreeSet<String> {
-    vigil_config::accepted_keys().into_iter().collect()
-}
-
-/// vigilctl's clap definitions: the source of its man pages.
-pub fn vigilctl_command() -> clap::Command {
-    <vigilctl_cli::Cli as clap::CommandFactory>::command()
-}
-
-// vigilctl's command-line file, as docgen reads it.
-#[allow(dead_code)]
-#[path = "../../daemon/src/bin/vigilctl/cli.rs"]
-mod vigilctl_cli;

@@ -1,3 +1,6 @@
+//! Tests of `audit report`: counts per day and user, chain state per host, and numbers
+//! that agree with what `audit show` lists.
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,3 +1,6 @@
+//! Tests of reading syslog lines: traditional and high-precision timestamps, lines that
+//! are not syslog, the guessed year, and the byte cap.
+
 use super::*;
 
 #[test]

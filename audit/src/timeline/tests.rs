@@ -1,3 +1,6 @@
+//! Tests of `audit show`: sessions in order with durations, filters, JSON output, and
+//! hostile values kept off the terminal.
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,3 +1,6 @@
+//! Tests of the trail that follows sessions across files: when a session is let go, and
+//! how its records' lines are read again.
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};

@@ -1,3 +1,6 @@
+//! Tests of `audit verify` on sealed sample logs: untouched files pass, and each kind of
+//! tampering is reported at its line.
+
 use std::path::PathBuf;
 
 use vigil_protocol::audit::Record;

@@ -1,3 +1,6 @@
+//! Tests of resolution: built-in values, `[defaults]` and `[[policy]]` blocks, and which
+//! block a session gets.
+
 use std::time::Duration;
 
 use super::{parse, session};

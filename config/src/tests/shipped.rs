@@ -1,3 +1,6 @@
+//! Tests of the shipped `packaging/vigil.toml`: it parses without warnings, sets the
+//! built-in defaults, and its commented examples parse.
+
 use super::warnings::Fake;
 use super::{parse, session};
 use crate::{Config, ResolvedPolicy, WarningKind};

@@ -17,20 +17,8 @@ use std::time::{Duration, Instant};
 /// How often a refusal is audited for one uid.
 pub const REPORT_PERIOD: Duration = Duration::from_secs(60);
 
-/// Connection limits of the private socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Connections one unprivileged uid may hold.
-    pub per_uid: usize,
-    /// Connections all unprivileged uids may hold together.
-    pub unprivileged_total: usize,
-    /// Connections root may hold (a pool apart from the users').
-    pub root_total: usize,
-}
-
-impl ConnectionLimits {
-    pub const DEFAULT: ConnectionLimits = ConnectionLimits { per_uid: 16, unprivileged_total: 256, root_total: 1024 };
-}
+/// The limits, in the library: vigilctl names them when one refuses it.
+pub use vigil_daemon::connection_limits::ConnectionLimits;
 
 /// Which limit refused a connection.
 pub use vigil_protocol::events::ConnectionRefusal as RefusedReason;

@@ -1,3 +1,6 @@
+//! Tests of the one blocking exchange against scripted servers on a real socket:
+//! deadlines, bounds on what a server sends, and bus replies.
+
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

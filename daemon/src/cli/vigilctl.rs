@@ -1,5 +1,5 @@
-//! vigilctl's command line. vigil-docgen includes this file to write vigilctl(1) and
-//! the shell completions from it, so the documentation follows the code.
+//! vigilctl's command line. vigil-docgen writes vigilctl(1) and the shell completions
+//! from it, so the documentation follows the code.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! vigild's command line. vigil-docgen includes this file to write vigild(8) and the
-//! shell completions from it, so the documentation follows the code.
+//! vigild's command line. vigil-docgen writes vigild(8) and the shell completions from
+//! it, so the documentation follows the code.
 
 use std::path::PathBuf;
 

@@ -1,28 +1,18 @@
 //! vigilctl: the admin and user CLI for vigild.
 
-// The command line, in a file of its own that vigil-docgen includes too (man page,
-// completions).
-#[path = "vigilctl/cli.rs"]
-mod cli;
-// vigild's own connection limits, to name them when one refuses us.
-#[path = "vigilctl/inhibit.rs"]
 mod inhibit;
-#[path = "vigilctl/table.rs"]
 mod table;
-#[path = "../rpc/throttle.rs"]
-#[allow(dead_code)]
-mod throttle;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
+use vigil_daemon::cli::vigilctl::{AuditCommand, Cli, Command};
+use vigil_daemon::connection_limits::ConnectionLimits;
 use vigil_protocol::events::ReauthReason;
 use vigil_protocol::time::{compact, human, now_usec};
 use vigil_protocol::{ManagerProxy, SessionInfo, Target, VigilError};
-
-use cli::{AuditCommand, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -65,10 +55,9 @@ fn report(files: &[PathBuf], since: Option<SystemTime>, until: Option<SystemTime
 }
 
 fn read_key(path: &PathBuf) -> Result<vigil_audit::chain::KeyFile, String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| vigil_audit::chain::KeyFile::parse(&text))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let refused = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| refused(&e))?;
+    vigil_audit::chain::KeyFile::parse(&text).map_err(|e| refused(&e))
 }
 
 /// `audit verify`: exit 0 only when every record verifies (and, with `strict`, no
@@ -246,7 +235,7 @@ fn cannot_connect(target: &Target, error: &zbus::Error) -> String {
         && cut_short
         && std::os::unix::net::UnixStream::connect(path).is_ok()
     {
-        let limits = throttle::ConnectionLimits::DEFAULT;
+        let limits = ConnectionLimits::DEFAULT;
         let which = if nix::unistd::geteuid().is_root() {
             format!("vigild takes at most {} at a time from root", limits.root_total)
         } else {
