@@ -1,5 +1,7 @@
-//! The operations behind `org.vigil1.Manager`: who may do what, what gets registered,
-//! and the record each decision leaves.
+//! The manager: the registry under its one lock, the hooks to the layers around it, and
+//! what every call shares (who may do what, saving a session, ending a registration).
+//! The calls themselves are in `session_calls.rs`, `reauth_calls.rs`,
+//! `inhibit_calls.rs` and `admin_calls.rs`, the tty claims in `tty_claims.rs`.
 //!
 //! Every change follows one order: decide and change the registry under its lock (no
 //! I/O inside), then, with the lock released, save the session's file (the PAM reply

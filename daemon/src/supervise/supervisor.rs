@@ -5,7 +5,8 @@
 //! deadline comes, one look at /proc. Keystrokes only move the session's
 //! `last_activity` (a map lookup); the timer finds the new time when it fires and
 //! sleeps again. Sessions without a tty have no event to wake vigild, so their
-//! processes' I/O is sampled at a quarter of their timeout.
+//! processes' I/O is sampled at a quarter of their timeout. The deadlines are
+//! `timers.rs`; what tty events and a check make of activity, `activity.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
