@@ -21,7 +21,7 @@ use crate::caller::Caller;
 use crate::clock;
 use crate::ids::IdAllocator;
 use crate::logind;
-use crate::records::{EndReason, activity_evidence, session_record};
+use crate::records::{EndReason, activity_evidence, policy_changed, session_record};
 use crate::registry::{Evidence, Registry, SavedSession, Session};
 use crate::store::SessionStore;
 use crate::terminate;
@@ -218,11 +218,17 @@ impl Manager {
 
     /// A tty device went away (pty closed).
     pub fn drop_tty(&self, tty: TtyNr) {
-        let saved = {
+        let config = self.config();
+        let (saved, changed) = {
             let mut registry = self.registry();
-            registry.drop_tty(tty).and_then(|id| registry.get(id).map(Session::saved))
+            let Some(session) = registry.drop_tty(tty).and_then(|id| registry.get_mut(id)) else { return };
+            let was = session.resolve_policy(&config);
+            (session.saved(), was.map(|was| (session.clone(), was)))
         };
-        self.save(saved);
+        self.save(Some(saved));
+        if let Some((session, was)) = changed {
+            self.audit.write(policy_changed(&session, &was, "tty"));
+        }
     }
 
     /// Records activity on a tty at `at`. Returns the session, and whether it needs a new
@@ -389,8 +395,13 @@ impl Manager {
                 self.audit.set_format(config.audit().format);
                 let config = Arc::new(config);
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
-                for session in self.registry().values_mut() {
-                    session.resolve_policy(&config);
+                let changed: Vec<(Session, String)> = self
+                    .registry()
+                    .values_mut()
+                    .filter_map(|session| session.resolve_policy(&config).map(|was| (session.clone(), was)))
+                    .collect();
+                for (session, was) in changed {
+                    self.audit.write(policy_changed(&session, &was, "reload"));
                 }
                 for hooks in self.hooks() {
                     hooks.policy_changed();
