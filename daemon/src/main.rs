@@ -116,6 +116,9 @@ async fn run(args: Args) -> Result<(), String> {
 
     let listener = private_socket::bind(&args.socket).map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
     let bus = connect_bus(&args, &core, &objects).await?;
+    if let (Some(_), Some(address)) = (&bus, &args.bus) {
+        core.set_logind_bus(address.clone());
+    }
 
     core.audit.write(
         Record::new(Event::DaemonStart)

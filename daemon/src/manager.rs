@@ -71,6 +71,8 @@ pub struct Manager {
     /// Per claimed tty: the session and the POSIX session that held it at the claim
     /// (`tty_claims.rs`).
     pub(crate) tty_holders: Mutex<crate::tty_claims::TtyHolders>,
+    /// The bus logind is asked on (`--bus`); `None`: the system bus.
+    logind_bus: RwLock<Option<String>>,
 }
 
 /// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
@@ -95,7 +97,13 @@ impl Manager {
             refusals: Mutex::new(ReportThrottle::new(REPORT_PERIOD)),
             user_calls: Mutex::new(CallBudget::new(USER_CALLS_PER_MINUTE, Duration::from_secs(60))),
             tty_holders: Mutex::new(std::collections::HashMap::new()),
+            logind_bus: RwLock::new(None),
         }
+    }
+
+    /// Asks logind on the bus at `address` rather than the system bus.
+    pub fn set_logind_bus(&self, address: String) {
+        *self.logind_bus.write().unwrap_or_else(|p| p.into_inner()) = Some(address);
     }
 
     pub fn add_hooks(&self, hooks: Arc<dyn Hooks>) {
@@ -208,7 +216,8 @@ impl Manager {
         if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge)
             && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
         {
-            logind::terminate(logind_id, id, self.audit.clone());
+            let bus = self.logind_bus.read().unwrap_or_else(|p| p.into_inner()).clone();
+            logind::terminate(logind_id, id, self.audit.clone(), bus);
         }
         for hooks in self.hooks() {
             hooks.session_removed(id);
