@@ -106,6 +106,9 @@ async fn run(args: Args) -> Result<(), StartError> {
 
     let listener = rpc::private_socket::bind(&args.socket).map_err(|source| StartError::Listen { path: args.socket.clone(), source })?;
     let bus = connect_bus(&args, &core, &objects).await?;
+    if let (Some(_), Some(address)) = (&bus, &args.bus) {
+        core.set_logind_bus(address.clone());
+    }
 
     core.audit.write(
         Record::new(Event::DaemonStart)

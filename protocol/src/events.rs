@@ -85,6 +85,9 @@ wire_names! {
         ActivitySuspect = "activity_suspect",
         /// A login claimed a tty that another session claimed but no longer held.
         TtyTakenOver = "tty_taken_over",
+        /// Another policy block applies to a session now: a tty claimed or given up
+        /// (blocks may match on `tty`), or a reload.
+        SessionPolicyChanged = "session_policy_changed",
         TerminateFailed = "terminate_failed",
         LogindTerminateFailed = "logind_terminate_failed",
         SessionEnd = "session_end",

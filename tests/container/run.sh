@@ -216,6 +216,15 @@ if [ "$failures" != 0 ]; then
     ct vigilctl show "$cid" || true
 fi
 
+# What the records written here showed, for the documented-promises gate (tests/run.sh
+# runs it after this stage): logind_session, for one, only a real logind gives.
+conformance=${CARGO_TARGET_DIR:-$repo/target}/release/conformance
+if [ -n "${VIGIL_CONFORMANCE_DIR:-}" ] && [ -x "$conformance" ]; then
+    mkdir -p "$VIGIL_CONFORMANCE_DIR"
+    vigild_log >"$VIGIL_CONFORMANCE_DIR/container.records" || true
+    "$conformance" records "$VIGIL_CONFORMANCE_DIR/container.records" container::run_sh || true
+fi
+
 # ---- purge ------------------------------------------------------------------------------
 rm -f "$root/etc/pam.d/polkit-1"
 check "apt-get purge vigil" apt_get purge vigil

@@ -24,6 +24,10 @@ pub type Map = BTreeMap<Kind, BTreeMap<String, Vec<String>>>;
 /// What each test declared: (kind, item) → tests.
 pub type Declared = BTreeMap<(Kind, String), BTreeSet<String>>;
 
+/// The container stage (tests/container/run.sh) as the map names it: its records are
+/// declared after it ran (a real systemd and logind show what no other test can).
+pub const CONTAINER_STAGE: &str = "container::run_sh";
+
 /// Fewer distinct events than this in a run's captures means the capture did not
 /// work (a full run sees 40 and more); the record check would then pass vacuously.
 pub const MIN_EVENTS_SEEN: usize = 25;
@@ -123,58 +127,33 @@ pub fn documented_events(audit_md: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// AUDIT.md's fields: the first cell of the field tables (common fields, what the last
-/// activity was measured by), and in the events table's field column every backticked
-/// `name` or `name=value` outside parentheses (inside them are values and examples).
+/// AUDIT.md's fields: the first cell of the session fields table, of the table of
+/// what the last activity was measured by, and of the field index ("Every field").
 pub fn documented_fields(audit_md: &str) -> BTreeSet<String> {
     let mut fields: BTreeSet<String> = RECORD_FIELDS.iter().map(|f| f.to_string()).collect();
-    for heading in ["## One grep links a session", "### What the last activity was measured by"] {
+    for heading in [SESSION_FIELDS_HEADING, ACTIVITY_FIELDS_HEADING, FIELD_INDEX_HEADING] {
         for row in table_rows(audit_md, heading) {
             if let Some(first) = row.first() {
-                for word in backticked(first) {
-                    if is_name(word) {
-                        fields.insert(word.to_string());
-                    }
-                }
+                fields.extend(backticked(first).into_iter().filter(|w| is_name(w)).map(str::to_string));
             }
         }
-    }
-    for row in table_rows(audit_md, "## Events") {
-        let Some(cell) = row.get(2) else { continue };
-        fields.extend(field_names_in(cell));
     }
     fields
 }
 
-/// Backticked `name` or `name=…` in `cell`, outside parentheses.
-fn field_names_in(cell: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut depth = 0usize;
-    let mut in_tick = false;
-    let mut word = String::new();
-    for c in cell.chars() {
-        match (in_tick, c) {
-            (false, '(') => depth += 1,
-            (false, ')') => depth = depth.saturating_sub(1),
-            (false, '`') => {
-                in_tick = true;
-                word.clear();
-            }
-            (true, '`') => {
-                in_tick = false;
-                let (name, has_value) = match word.split_once('=') {
-                    Some((n, _)) => (n, true),
-                    None => (word.as_str(), false),
-                };
-                if is_name(name) && (depth == 0 || has_value) {
-                    names.push(name.to_string());
-                }
-            }
-            (true, c) => word.push(c),
-            _ => {}
-        }
+const SESSION_FIELDS_HEADING: &str = "## One grep links a session";
+const ACTIVITY_FIELDS_HEADING: &str = "### What the last activity was measured by";
+const FIELD_INDEX_HEADING: &str = "### Every field";
+
+/// AUDIT.md's field index: each event-specific field and the events that carry it.
+pub fn field_index(audit_md: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut index = BTreeMap::new();
+    for row in table_rows(audit_md, FIELD_INDEX_HEADING) {
+        let (Some(field), Some(events)) = (row.first().and_then(|c| backticked(c).first().copied()), row.get(1)) else { continue };
+        let events: BTreeSet<String> = backticked(events).into_iter().filter(|e| is_name(e)).map(str::to_string).collect();
+        index.insert(field.to_string(), events);
     }
-    names
+    index
 }
 
 /// The rows (as cells) of the first table after `heading`, up to the next heading.
@@ -254,10 +233,25 @@ pub fn read_map(repo: &Path) -> Result<Map, String> {
 /// test is written `BINARY::NAME` (a module path inside the file is allowed:
 /// `BINARY::module::NAME`).
 fn test_exists(repo: &Path, test: &str) -> bool {
+    if test == CONTAINER_STAGE {
+        return repo.join("tests/container/run.sh").exists();
+    }
     let Some((binary, path)) = test.split_once("::") else { return false };
     let name = path.rsplit("::").next().unwrap_or(path);
     let Ok(source) = std::fs::read_to_string(repo.join("tests/tests").join(format!("{binary}.rs"))) else { return false };
     source.contains(&format!("fn {name}("))
+}
+
+/// The text of `fn NAME` in `tests/tests/BINARY.rs`, up to the next item at the
+/// file's top level.
+fn test_body(repo: &Path, test: &str) -> Option<String> {
+    let (binary, path) = test.split_once("::")?;
+    let name = path.rsplit("::").next().unwrap_or(path);
+    let source = std::fs::read_to_string(repo.join("tests/tests").join(format!("{binary}.rs"))).ok()?;
+    let start = source.find(&format!("fn {name}("))?;
+    let rest = &source[start..];
+    let end = rest.find("\n}\n").map(|e| e + 3).unwrap_or(rest.len());
+    Some(rest[..end].to_string())
 }
 
 /// The checks that need no e2e run: the map against the documents and the test files,
@@ -348,9 +342,44 @@ pub fn read_declarations(dir: &Path) -> Result<Declared, String> {
     Ok(declared)
 }
 
-/// The checks after an e2e run.
-pub fn check_run(documented: &Items, map: &Map, declared: &Declared) -> Vec<String> {
+/// Which events the run's records carried each field in: (event, field) → tests.
+pub fn read_shapes(dir: &Path) -> Result<BTreeMap<(String, String), BTreeSet<String>>, String> {
+    let mut shapes: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e} (run the e2e tests first)", dir.display()))?;
+    for entry in entries.flatten() {
+        let text = std::fs::read_to_string(entry.path()).map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        for line in text.lines() {
+            let mut parts = line.splitn(3, '\t');
+            let (Some(test), Some("record_shape"), Some(pair)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let Some((event, field)) = pair.split_once(' ') else { continue };
+            shapes.entry((event.to_string(), field.to_string())).or_default().insert(test.to_string());
+        }
+    }
+    Ok(shapes)
+}
+
+/// The checks after an e2e run. `shapes`: which events carried which fields
+/// ([`read_shapes`]); `index`: AUDIT.md's field index ([`field_index`]).
+pub fn check_run(
+    documented: &Items,
+    map: &Map,
+    declared: &Declared,
+    shapes: &BTreeMap<(String, String), BTreeSet<String>>,
+    index: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
     let mut problems = Vec::new();
+    for ((event, field), tests) in shapes {
+        if let Some(events) = index.get(field)
+            && !events.contains(event)
+        {
+            let tests: Vec<_> = tests.iter().take(2).cloned().collect();
+            problems.push(format!(
+                "a {event} record carried the field {field:?}, but AUDIT.md's field index lists it only for {} (seen in {})",
+                events.iter().cloned().collect::<Vec<_>>().join(", "),
+                tests.join(", ")
+            ));
+        }
+    }
     for (kind, entries) in map {
         for (item, tests) in entries {
             let by = declared.get(&(*kind, item.clone()));
@@ -393,7 +422,7 @@ fn same_test(declared: &str, named: &str) -> bool {
 
 /// A map for the items that have none yet, from what the run's tests declared (the
 /// first test by name): a starting point to review, never applied by itself.
-pub fn suggest(documented: &Items, map: &Map, declared: &Declared) -> String {
+pub fn suggest(repo: &Path, documented: &Items, map: &Map, declared: &Declared) -> String {
     let mut out = String::new();
     for kind in Kind::ALL {
         let mapped = map.get(&kind).cloned().unwrap_or_default();
@@ -403,7 +432,13 @@ pub fn suggest(documented: &Items, map: &Map, declared: &Declared) -> String {
         }
         out.push_str(&format!("[{}]\n", kind.table()));
         for item in missing {
-            match declared.get(&(kind, item.clone())).and_then(|t| t.iter().find(|t| !t.contains("(outside a test)"))) {
+            let candidates: Vec<&String> =
+                declared.get(&(kind, item.clone())).into_iter().flatten().filter(|t| !t.contains("(outside a test)")).collect();
+            // A test whose own body names the item is likelier to assert it than one
+            // that only passed by it.
+            let word = item.rsplit([' ', '.']).next().unwrap_or(item);
+            let chosen = candidates.iter().find(|t| test_body(repo, t).is_some_and(|b| b.contains(word))).or(candidates.first());
+            match chosen {
                 Some(test) => out.push_str(&format!("{item:?} = {test:?}\n")),
                 None => out.push_str(&format!("# {item:?} = no test exercised it\n")),
             }
@@ -421,36 +456,4 @@ pub fn parser_keys() -> BTreeSet<String> {
 /// vigilctl's clap definitions: the source of its man pages.
 pub fn vigilctl_command() -> clap::Command {
     <vigil_daemon::cli::vigilctl::Cli as clap::CommandFactory>::command()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_names_outside_parentheses_or_with_a_value() {
-        let cell = "`version`, `config_source` (`file`/`builtin`), `by` (`vigild first start` + `key_file=x`), `reason=idle`";
-        assert_eq!(field_names_in(cell), ["version", "config_source", "by", "key_file", "reason"]);
-    }
-
-    #[test]
-    fn config_keys_by_section() {
-        let text = "## Settings\n| key | t |\n| --- | --- |\n| `idle_timeout` | d |\n### `match`\n| key |\n| `users` | x |\n## `[audit]`\n| `chain` | b |\n## Errors\n| `nope` |\n";
-        let keys: Vec<_> = documented_config_keys(text).into_iter().collect();
-        assert_eq!(keys, ["audit.chain", "idle_timeout", "match.users"]);
-    }
-
-    #[test]
-    fn man_page_options() {
-        let man = ".SH OPTIONS\n.TP\n.BI socket= PATH\ntext\n.TP\n.B debug\n.SH FILES\n.TP\n.I /etc/x\n";
-        let args: Vec<_> = documented_module_args(man).into_iter().collect();
-        assert_eq!(args, ["debug", "socket"]);
-    }
-
-    #[test]
-    fn whole_words_only() {
-        assert!(mentions_word("a exempt = true", "exempt"));
-        assert!(!mentions_word("exempted", "exempt"));
-        assert!(!mentions_word("max_inhibit_total", "max_inhibit"));
-    }
 }

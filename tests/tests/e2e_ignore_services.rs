@@ -33,6 +33,7 @@ fn stack(args: vigil_e2e::VigilArgs) -> PamStack {
 /// Writes `stack` as the service `name` in the test's own PAM directory.
 fn write_service(dir: &Path, name: &str, stack: &PamStack) {
     std::fs::create_dir_all(dir).expect("the test's PAM directory");
+    vigil_e2e::conformance::pam_file_written(&stack.render());
     std::fs::write(dir.join(name), stack.render()).expect("a service file in the test's PAM directory");
 }
 

@@ -58,6 +58,7 @@ fn tag() -> String {
 /// `vigilctl ARGS` typed in the session by its user.
 #[track_caller]
 fn vigilctl_in(h: &Harness, login: &Login, args: &str) -> Prompted {
+    vigil_e2e::conformance::vigilctl_ran(&args.split_whitespace().collect::<Vec<_>>());
     let command = format!("{} --socket {} {args}", paths::vigilctl_bin().display(), h.vigild().socket().display());
     run_prompted(&login.client, &tag(), &command, "Password:", &Answer::Interrupt, STEP)
 }

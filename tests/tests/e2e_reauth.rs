@@ -369,6 +369,7 @@ fn t6_a_wrong_password_is_refused_audited_and_proves_nothing() {
 #[track_caller]
 fn next_sudo_line(login: &Login, socket: &str) -> String {
     let vigilctl = paths::vigilctl_bin().display().to_string();
+    vigil_e2e::conformance::vigilctl_ran(&["status"]);
     let run = run_in(login, &format!("{vigilctl} --socket {socket} status"));
     assert_eq!(run.rc, 0, "vigilctl status as the user: {run:?}");
     run.output.iter().find(|l| l.trim_start().starts_with("next sudo:")).cloned().unwrap_or_else(|| panic!("no `next sudo:` line: {run:?}"))
@@ -387,8 +388,16 @@ fn t7_revoke_by_the_user_and_status() {
     prove(&e, &a);
     let fresh = next_sudo_line(&a, &socket);
     assert!(fresh.contains("does not ask"), "{fresh}");
+    // The same answer for scripts: `status --json` names the session and what sudo does.
+    vigil_e2e::conformance::vigilctl_ran(&["status", "--json"]);
+    let json =
+        run_in(&a, &format!("{vigilctl} --socket {socket} status --json | grep -o -e '\"id\": [0-9]*' -e '\"next_sudo_asks\": [a-z]*'"));
+    assert_eq!(json.rc, 0, "{json:?}");
+    assert!(json.output.iter().any(|l| l.trim() == format!("\"id\": {}", a.id())), "status --json names the session: {json:?}");
+    assert!(json.output.iter().any(|l| l.trim() == "\"next_sudo_asks\": false"), "status --json: sudo does not ask: {json:?}");
 
     let from = mark(&e.h);
+    vigil_e2e::conformance::vigilctl_ran(&["reauth", "--revoke"]);
     let revoke = run_in(&a, &format!("{vigilctl} --socket {socket} reauth --revoke"));
     assert_eq!(revoke.rc, 0, "{revoke:?}");
     assert!(revoke.output.iter().any(|l| l.contains("proof of identity dropped")), "{revoke:?}");

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use vigil_e2e::login::{Login, listed_ttys, login_with, short_tty, wait_tracked};
+use vigil_e2e::login::{Login, hold_pty, listed_ttys, login_with, login_without_client_pty, short_tty, wait_tracked};
 use vigil_e2e::procfs::{self, ProcInfo};
 use vigil_e2e::sshd::unix_stack;
 use vigil_e2e::{Harness, LogLine, PamStack, SshCommand, SshOpts, SshdOpts, VigildOpts, paths, require_root, wait_for};
@@ -59,43 +59,6 @@ fn device(tty: &str) -> PathBuf {
 fn wait_device_gone(tty: &str) {
     let path = device(tty);
     wait_for(STEP, &format!("{} to be removed", path.display()), || if path.exists() { Err("still there".to_string()) } else { Ok(()) });
-}
-
-/// B's login with a pty and no terminal on the client side (`ssh -tt` from a plain
-/// child): the server's pty is the lowest free pts number, the one just freed. Its
-/// command reads nothing and runs for 600 s; its output (a warning would be) lands in the
-/// client's stdout file.
-fn login_without_client_pty(h: &Harness, user: &vigil_e2e::TestUser) -> (SshCommand, vigil_e2e::sshd::SshdSession) {
-    let client = h.ssh_command_with(user, &SshOpts::default().arg("-tt").command("sleep 600"));
-    let server = client.wait_server_side(h.sshd(), STEP);
-    (client, server)
-}
-
-/// A pty the test holds (master and slave, closed on exec) until it is dropped: the
-/// number below a pty about to be freed, for sshpass, which takes a pty of its own for
-/// the password before sshd allocates B's. Dropped just before B's login, it leaves the
-/// freed number the lowest but one.
-struct HeldPty {
-    _master: std::os::fd::OwnedFd,
-    _slave: std::fs::File,
-}
-
-fn hold_pty() -> HeldPty {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: libc calls on a descriptor owned by the OwnedFd at once; ptsname_r writes at
-    // most the buffer's length.
-    unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-        let master = std::os::fd::OwnedFd::from_raw_fd(fd);
-        assert!(libc::grantpt(master.as_raw_fd()) == 0 && libc::unlockpt(master.as_raw_fd()) == 0);
-        let mut name = [0 as libc::c_char; 64];
-        assert_eq!(libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()), 0);
-        let name = std::ffi::CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned();
-        let slave =
-            std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC).open(&name).expect("slave");
-        HeldPty { _master: master, _slave: slave }
-    }
 }
 
 /// Processes of `uid` whose controlling tty is `tty` (`pts/N`).
@@ -158,7 +121,7 @@ fn a_pty_closed_while_vigild_was_down_is_not_restored_and_its_next_owner_is_unto
 
     // 5. B logs in and is given the freed number: supervised with it.
     drop(for_sshpass);
-    let (b_client, b_server) = login_without_client_pty(&h, &b_user);
+    let (b_client, b_server) = login_without_client_pty(&h, &b_user, STEP);
     let b_tty = short_tty(&b_server.tty().expect("B's pty").display().to_string());
     assert_eq!(b_tty, inner, "B was given another pts number than the freed one: the test cannot show the takeover");
     let b_tracked = wait_tracked(&h, b_server.priv_pid(), std::slice::from_ref(&b_tty), STEP);
@@ -256,7 +219,7 @@ fn a_pty_closed_before_its_watch_is_not_kept_and_its_next_owners_are_untouched()
     let for_sshpass = hold_pty();
     let second = forced_race(&h, &a, a_user.uid);
     drop(for_sshpass);
-    let (b_client, b_server) = login_without_client_pty(&h, &b_user);
+    let (b_client, b_server) = login_without_client_pty(&h, &b_user, STEP);
     let b_tty = short_tty(&b_server.tty().expect("B's pty").display().to_string());
     assert_eq!(b_tty, second, "B was given another pts number than the freed one");
     wait_tracked(&h, b_server.priv_pid(), std::slice::from_ref(&b_tty), STEP);

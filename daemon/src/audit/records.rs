@@ -40,3 +40,9 @@ pub fn activity_evidence(record: Record, s: &Session) -> Record {
         .text_opt("activity_reader", (!evidence.reader.is_empty()).then_some(evidence.reader.as_str()))
         .number_opt("accesses_ignored", (ignored > 0).then_some(ignored))
 }
+
+/// Another policy block applies to the session now (`cause=tty`: a tty claimed or given
+/// up, `reload`); the session's fields name the new one.
+pub fn policy_changed(s: &Session, previous: &str, cause: &str) -> Record {
+    session_record(Event::SessionPolicyChanged, s).text("previous_policy", previous).text("cause", cause)
+}

@@ -245,8 +245,9 @@ fn spawn_unreported_summary(core: &Arc<Manager>, admission: &Admission, refusals
         loop {
             tokio::time::sleep(REPORT_PERIOD).await;
             let Some(core) = core.upgrade() else { return };
-            let connections = admission.take_unreported();
-            let messages = refusals.lock().unwrap_or_else(|p| p.into_inner()).take_unreported();
+            let now = Instant::now();
+            let connections = admission.take_unreported(now);
+            let messages = refusals.lock().unwrap_or_else(|p| p.into_inner()).take_unreported(now);
             if connections + messages > 0 {
                 core.audit.write(Record::new(Event::RefusalsUnreported).number("connections", connections).number("messages", messages));
             }

@@ -112,8 +112,8 @@ impl Admission {
 
     /// Refusals never reported because their uid went quiet for a whole period (see
     /// [`ReportThrottle::take_unreported`]); for a periodic summary record.
-    pub fn take_unreported(&self) -> u64 {
-        lock(&self.state).throttle.take_unreported()
+    pub fn take_unreported(&self, now: Instant) -> u64 {
+        lock(&self.state).throttle.take_unreported(now)
     }
 }
 
@@ -182,9 +182,12 @@ impl<K: Hash + Eq> ReportThrottle<K> {
         report
     }
 
-    /// Events held back for keys that were pruned before another event reported them;
+    /// Events held back for keys quiet for a whole period (pruned now, without waiting
+    /// for another event to prune them) or pruned before another event reported them;
     /// resets the total.
-    pub fn take_unreported(&mut self) -> u64 {
+    pub fn take_unreported(&mut self, now: Instant) -> u64 {
+        self.last_prune = None;
+        self.prune(now);
         std::mem::take(&mut self.unreported)
     }
 
@@ -331,7 +334,7 @@ mod tests {
         // uid 1000 goes quiet with one refusal held back: a later prune keeps its count.
         assert_eq!(report(t0 + Duration::from_secs(121)), None);
         assert_eq!(admission.admit(1002, t0 + Duration::from_secs(300)).expect_err("total").report, Some(0));
-        assert_eq!(admission.take_unreported(), 1);
+        assert_eq!(admission.take_unreported(t0 + Duration::from_secs(300)), 1);
     }
 
     #[test]
@@ -346,8 +349,14 @@ mod tests {
         // A period later, one event prunes every quiet key.
         assert_eq!(throttle.should_report(5, t0 + Duration::from_secs(61)), Some(0));
         assert_eq!(throttle.len(), 1);
-        assert_eq!(throttle.take_unreported(), 1, "key 7's event held back");
-        assert_eq!(throttle.take_unreported(), 0);
+        assert_eq!(throttle.take_unreported(t0 + Duration::from_secs(61)), 1, "key 7's event held back");
+        assert_eq!(throttle.take_unreported(t0 + Duration::from_secs(61)), 0);
+        // A key that goes quiet with events held back, and no event after it: the
+        // summary itself finds it a period after its last event, not before.
+        assert_eq!(throttle.should_report(9, t0 + Duration::from_secs(70)), Some(0));
+        assert_eq!(throttle.should_report(9, t0 + Duration::from_secs(71)), None);
+        assert_eq!(throttle.take_unreported(t0 + Duration::from_secs(130)), 0, "not quiet for a period yet");
+        assert_eq!(throttle.take_unreported(t0 + Duration::from_secs(132)), 1);
         // A steady stream of new keys keeps about two periods of them, never more.
         let mut most = 0;
         for i in 0..100_000u64 {

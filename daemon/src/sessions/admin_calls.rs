@@ -10,7 +10,7 @@ use vigil_protocol::audit::Record;
 use vigil_protocol::events::{Event, ReloadResult};
 use vigil_protocol::{SessionInfo, StatusReply, VigilError};
 
-use crate::audit::records::{EndReason, session_record};
+use crate::audit::records::{EndReason, policy_changed, session_record};
 use crate::rpc::caller::Caller;
 use crate::sessions::manager::Manager;
 use crate::sessions::session::Session;
@@ -129,8 +129,13 @@ impl Manager {
                 self.audit.set_format(config.audit().format);
                 let config = Arc::new(config);
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
-                for session in self.registry().values_mut() {
-                    session.resolve_policy(&config);
+                let changed: Vec<(Session, String)> = self
+                    .registry()
+                    .values_mut()
+                    .filter_map(|session| session.resolve_policy(&config).map(|was| (session.clone(), was)))
+                    .collect();
+                for (session, was) in changed {
+                    self.audit.write(policy_changed(&session, &was, "reload"));
                 }
                 for hooks in self.hooks() {
                     hooks.policy_changed();

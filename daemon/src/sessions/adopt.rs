@@ -97,7 +97,7 @@ impl Manager {
         // The sweep's listing is seconds old: each tty is claimed only if a process of the
         // login has it now.
         for &tty in &orphan.ttys {
-            self.claim_tty(id, tty, &orphan.pids);
+            self.claim_tty_unannounced(id, tty, &orphan.pids);
         }
         let Some(session) = self.session(id) else { return false };
         self.save(Some(session.saved()));

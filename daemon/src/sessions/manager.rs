@@ -18,7 +18,7 @@ use vigil_protocol::events::{ActivitySource, CallRefusal, Event};
 use vigil_protocol::{SessionInfo, VigilError};
 
 use crate::audit::audit_log::AuditLog;
-use crate::audit::records::{EndReason, activity_evidence, session_record};
+use crate::audit::records::{EndReason, activity_evidence, policy_changed, session_record};
 use crate::rpc::caller::Caller;
 use crate::rpc::throttle::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::sessions::ids::IdAllocator;
@@ -74,6 +74,8 @@ pub struct Manager {
     /// Per claimed tty: the session and the POSIX session that held it at the claim
     /// (`tty_claims.rs`).
     pub(crate) tty_holders: Mutex<TtyHolders>,
+    /// The bus logind is asked on (`--bus`); `None`: the system bus.
+    logind_bus: RwLock<Option<String>>,
 }
 
 /// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
@@ -98,7 +100,13 @@ impl Manager {
             refusals: Mutex::new(ReportThrottle::new(REPORT_PERIOD)),
             user_calls: Mutex::new(CallBudget::new(USER_CALLS_PER_MINUTE, Duration::from_secs(60))),
             tty_holders: Mutex::new(std::collections::HashMap::new()),
+            logind_bus: RwLock::new(None),
         }
+    }
+
+    /// Asks logind on the bus at `address` rather than the system bus.
+    pub fn set_logind_bus(&self, address: String) {
+        *self.logind_bus.write().unwrap_or_else(|p| p.into_inner()) = Some(address);
     }
 
     pub fn add_hooks(&self, hooks: Arc<dyn Hooks>) {
@@ -211,8 +219,9 @@ impl Manager {
         if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge)
             && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
         {
+            let bus = self.logind_bus.read().unwrap_or_else(|p| p.into_inner()).clone();
             let audit = self.audit.clone();
-            logind::terminate(logind_id, move |logind_id, error| {
+            logind::terminate(logind_id, bus, move |logind_id, error| {
                 audit.write(
                     Record::new(Event::LogindTerminateFailed).number("session", id).text("logind_session", logind_id).text("error", error),
                 );
@@ -226,11 +235,17 @@ impl Manager {
 
     /// A tty device went away (pty closed).
     pub fn drop_tty(&self, tty: TtyNr) {
-        let saved = {
+        let config = self.config();
+        let (saved, changed) = {
             let mut registry = self.registry();
-            registry.drop_tty(tty).and_then(|id| registry.get(id).map(Session::saved))
+            let Some(session) = registry.drop_tty(tty).and_then(|id| registry.get_mut(id)) else { return };
+            let was = session.resolve_policy(&config);
+            (session.saved(), was.map(|was| (session.clone(), was)))
         };
-        self.save(saved);
+        self.save(Some(saved));
+        if let Some((session, was)) = changed {
+            self.audit.write(policy_changed(&session, &was, "tty"));
+        }
     }
 
     /// Records activity on a tty at `at`. Returns the session, and whether it needs a new

@@ -3,7 +3,9 @@
 //! saved session whose leader still runs (same pid and start time) is supervised again,
 //! under the running configuration, with a `session_restored` record and no second
 //! `session_open`. The others ended while vigild was away: `session_end
-//! reason=leader_gone`. Proofs of identity are not kept: after a restart the next sudo
+//! reason=leader_gone`, unless processes of the login's own audit session run on: then
+//! the session is taken over under its id (`session_restored leader_gone=yes`) and
+//! ended with them at once, as a leader's death is while vigild runs. Proofs of identity are not kept: after a restart the next sudo
 //! asks the password (the safe side). A saved tty is kept only while a process of the
 //! session still has it: a pty closed while vigild was away may be another login's now.
 
@@ -26,7 +28,10 @@ impl Manager {
     /// times are moved by any step of the wall clock since its file was written
     /// (`saved_offset`: the clock offset the file's times are in; `sys/clock.rs`).
     /// `released`: saved ttys the session no longer held, named in its record.
-    pub fn restore_session(&self, mut session: Session, saved_offset: i64, released: &[TtyNr]) {
+    /// `leader_gone`: the leader exited while vigild was away but processes of the login
+    /// were left; the session's record says so, and the leader watch ends it at once
+    /// (`leaders.rs`), as it would have had vigild run.
+    pub fn restore_session(&self, mut session: Session, saved_offset: i64, released: &[TtyNr], leader_gone: bool) {
         let (id, leader) = (session.id, session.who.leader_pid);
         // The client's port is not in the file: the leader still holds the connection.
         if !session.who.rhost.is_empty() && session.who.rport.is_none() {
@@ -46,7 +51,8 @@ impl Manager {
         self.audit.write(
             session_record(Event::SessionRestored, &restored)
                 .number_opt("clock_step_ms", shift.map(|d| d / 1000))
-                .text_opt("ttys_released", tty_claims::names(released)),
+                .text_opt("ttys_released", tty_claims::names(released))
+                .text_opt("leader_gone", leader_gone.then_some("yes")),
         );
         for hooks in self.hooks() {
             hooks.session_added(id, leader);
@@ -72,10 +78,11 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
     for mut saved in saved {
         let saved_offset = saved.clock_offset_usec;
         let leader = &saved.who;
-        if leader.leader_start != 0 && procfs::stat(leader.leader_pid).map(|s| s.start_time) == Some(leader.leader_start) {
+        let leader_lives = leader.leader_start != 0 && procfs::stat(leader.leader_pid).map(|s| s.start_time) == Some(leader.leader_start);
+        if leader_lives || has_survivors(&saved, &mut listing) {
             let (held, released) = release_lost_ttys(&mut saved, &mut listing);
             let id = saved.id;
-            core.restore_session(Session::from_saved(saved, &config), saved_offset, &released);
+            core.restore_session(Session::from_saved(saved, &config), saved_offset, &released, !leader_lives);
             for (tty, holder) in held {
                 core.note_tty_holder(id, tty, holder);
             }
@@ -91,6 +98,22 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
         }
     }
     (restored, gone, unreadable.len())
+}
+
+/// Whether processes of a session whose leader is gone still run: those of the
+/// login's own audit session (set by pam_loginuid, kept by every process forked in the
+/// login). Such a session is taken over under its id and ended as a leader's death is,
+/// its leftovers with it, rather than recorded ended while they run on (and are adopted
+/// by the sweep under a new id). Without an audit session of its own nothing outside the
+/// dead leader's tree can be told to be the session's. When /proc cannot be listed:
+/// none are assumed.
+fn has_survivors(saved: &SavedSession, listing: &mut Option<std::io::Result<Vec<Stat>>>) -> bool {
+    let ses = saved.who.audit_session_id;
+    if !saved.who.owns_audit_session || ses == procfs::NO_AUDIT_SESSION {
+        return false;
+    }
+    let Ok(stats) = listing.get_or_insert_with(procfs::all_stats) else { return false };
+    stats.iter().any(|s| procfs::audit_session_id(s.pid) == ses)
 }
 
 /// Drops the saved ttys the session no longer holds (closed while vigild was away, their
@@ -138,12 +161,12 @@ mod tests {
         let running = core.registry().clock_offset();
         // Written by a vigild that ran while the clock was an hour behind.
         let hour = 3600 * S as i64;
-        core.restore_session(saved_session(1), running - hour, &[]);
+        core.restore_session(saved_session(1), running - hour, &[], false);
         let restored = core.session(1).unwrap();
         assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S + 3600 * S, 2000 * S + 3600 * S));
         assert_eq!(restored.clock_offset_usec, running);
         // A file in the running clock: as it is.
-        core.restore_session(saved_session(2), running, &[]);
+        core.restore_session(saved_session(2), running, &[], false);
         let restored = core.session(2).unwrap();
         assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S, 2000 * S));
     }

@@ -14,7 +14,7 @@ use crate::sessions::inhibit::{InhibitBudget, Inhibitor};
 use crate::sessions::ownership::SessionScope;
 use crate::sessions::policy_cache;
 use crate::sessions::reauth::Proof;
-use crate::supervise::idle::Limit;
+use crate::supervise::idle::{self, IdleFacts, Limit};
 use crate::sys::clock;
 use crate::sys::ttys::{self, TtyNr};
 
@@ -201,13 +201,29 @@ impl Session {
             last_activity_usec: self.last_activity_usec,
             policy: self.policy.policy_name.clone(),
             ttys: self.tty_names(),
-            deadline_usec: self.deadline_usec,
+            deadline_usec: self.deadline(),
             parent: self.who.parent,
             activity_by: self.activity.evidence.source.as_str().to_string(),
             activity_tty: self.activity.evidence.tty_name().unwrap_or_default(),
             activity_reader: self.activity.evidence.reader.clone(),
             accesses_ignored: self.activity.evidence.accesses_ignored,
         }
+    }
+
+    /// When the session ends unless there is activity, by its activity as known now: the
+    /// supervisor's `deadline_usec` is as of its last check, and input or output seen
+    /// since (which only moves `last_activity_usec`) moves it. 0: no limit applies.
+    pub fn deadline(&self) -> u64 {
+        let facts = IdleFacts {
+            now: self.last_activity_usec,
+            started: self.who.started_usec,
+            last_activity: self.last_activity_usec,
+            warned: self.activity.warned,
+            has_tty: !self.ttys.is_empty(),
+            idle_reported: self.activity.idle_reported,
+            inhibited_until: self.inhibitor.as_ref().map_or(0, |i| i.until_usec),
+        };
+        idle::deadline(&self.policy, &facts)
     }
 
     pub fn tty_names(&self) -> Vec<String> {
@@ -266,8 +282,10 @@ impl Session {
     }
 
     /// Resolves the policy for the session as it is now (its tty-ness may have changed).
-    pub fn resolve_policy(&mut self, config: &Config) {
-        self.policy = self.who.policy_in(config, !self.ttys.is_empty());
+    /// The previous policy's name when another block applies now.
+    pub fn resolve_policy(&mut self, config: &Config) -> Option<String> {
+        let previous = std::mem::replace(&mut self.policy, self.who.policy_in(config, !self.ttys.is_empty()));
+        (previous.policy_name != self.policy.policy_name).then(|| previous.policy_name.clone())
     }
 
     /// What is saved of the session: enough to supervise it again after a crash.

@@ -7,7 +7,7 @@
 
 use vigil_protocol::events::Event;
 
-use crate::audit::records::session_record;
+use crate::audit::records::{policy_changed, session_record};
 use crate::sessions::manager::Manager;
 use crate::sessions::ownership::{self, SessionScope};
 use crate::sessions::session::Session;
@@ -34,6 +34,16 @@ impl Manager {
     /// Claims `tty` for session `id` when a process of the session has it now. `on_tty`:
     /// the pids a listing of /proc showed on it (each is read again).
     pub fn claim_tty(&self, id: u64, tty: TtyNr, on_tty: &[u32]) -> Claim {
+        self.claim(id, tty, on_tty, true)
+    }
+
+    /// As `claim_tty`, for a session not announced yet (adoption): its first record
+    /// names the policy it has once its ttys are claimed, so no change is recorded.
+    pub fn claim_tty_unannounced(&self, id: u64, tty: TtyNr, on_tty: &[u32]) -> Claim {
+        self.claim(id, tty, on_tty, false)
+    }
+
+    fn claim(&self, id: u64, tty: TtyNr, on_tty: &[u32], announced: bool) -> Claim {
         let (scope, owner) = {
             let registry = self.registry();
             let Some(session) = registry.get(id) else { return Claim::Refused };
@@ -61,7 +71,7 @@ impl Manager {
             }
         };
         let config = self.config();
-        let (claimed, previous) = {
+        let (claimed, claimed_was, previous) = {
             let mut registry = self.registry();
             // Looked at again under the lock: the claim may have moved meanwhile.
             if registry.owner_of_tty(tty) != from.as_ref().map(|o| o.id) {
@@ -70,20 +80,26 @@ impl Manager {
             let previous = from.as_ref().and_then(|old| {
                 registry.release_tty(old.id, tty);
                 let old = registry.get_mut(old.id)?;
-                old.resolve_policy(&config);
-                Some(old.clone())
+                let was = old.resolve_policy(&config);
+                Some((old.clone(), was))
             });
             if !registry.adopt_tty(id, tty) {
                 return Claim::Refused;
             }
             let Some(claimed) = registry.get_mut(id) else { return Claim::Refused };
-            claimed.resolve_policy(&config);
-            (claimed.clone(), previous)
+            let was = claimed.resolve_policy(&config);
+            (claimed.clone(), was, previous)
         };
         self.save(Some(claimed.saved()));
         self.note_tty_holder(id, tty, holder);
-        let Some(previous) = previous else { return Claim::Claimed };
+        if announced && let Some(was) = claimed_was {
+            self.audit.write(policy_changed(&claimed, &was, "tty"));
+        }
+        let Some((previous, previous_was)) = previous else { return Claim::Claimed };
         self.save(Some(previous.saved()));
+        if let Some(was) = previous_was {
+            self.audit.write(policy_changed(&previous, &was, "tty"));
+        }
         self.audit.write(
             session_record(Event::TtyTakenOver, &claimed)
                 .text("taken_tty", ttys::short_name(tty))
@@ -100,17 +116,19 @@ impl Manager {
     /// the session's.
     pub fn release_tty(&self, id: u64, tty: TtyNr) -> bool {
         let config = self.config();
-        let saved = {
+        let (saved, changed) = {
             let mut registry = self.registry();
             if !registry.release_tty(id, tty) {
                 return false;
             }
-            registry.get_mut(id).map(|s| {
-                s.resolve_policy(&config);
-                s.saved()
-            })
+            let Some(session) = registry.get_mut(id) else { return true };
+            let was = session.resolve_policy(&config);
+            (session.saved(), was.map(|was| (session.clone(), was)))
         };
-        self.save(saved);
+        self.save(Some(saved));
+        if let Some((session, was)) = changed {
+            self.audit.write(policy_changed(&session, &was, "tty"));
+        }
         true
     }
 

@@ -75,6 +75,17 @@ pub fn next_end(policy: &ResolvedPolicy, c: &IdleFacts) -> Option<(Limit, u64)> 
     }
 }
 
+/// When the session ends if no activity comes first, by what is known of it now (what
+/// `vigilctl list` shows): the next limit's end, or the end a warning already written
+/// announced for it, whichever is later. 0 when no limit applies.
+pub fn deadline(policy: &ResolvedPolicy, c: &IdleFacts) -> u64 {
+    let Some((limit, end)) = next_end(policy, c) else { return 0 };
+    let warning =
+        if c.has_tty && (limit == Limit::MaxAge || policy.idle_action != IdleAction::None) { usec(policy.idle_warning) } else { 0 };
+    let warned_at = c.warned.filter(|&(l, at)| l == limit && (l == Limit::MaxAge || at >= c.last_activity)).map(|(_, at)| at);
+    end.max(warned_at.map_or(0, |w| w + warning))
+}
+
 pub fn decide(policy: &ResolvedPolicy, c: IdleFacts) -> Decision {
     let idle_timeout = idle_timeout(policy, &c);
     let Some((limit, end)) = next_end(policy, &c) else {
@@ -148,6 +159,19 @@ mod tests {
         assert_eq!(decide(&p, warned), Decision::SleepUntil(60 * S));
         let at_end = IdleFacts { warned: Some((Limit::Idle, 50 * S)), ..clock(60) };
         assert_eq!(decide(&p, at_end), Decision::End { limit: Limit::Idle, action: IdleAction::Terminate, deadline: 60 * S });
+    }
+
+    #[test]
+    fn the_listed_deadline_follows_activity_and_a_late_warning() {
+        let p = policy();
+        assert_eq!(deadline(&p, &clock(5)), 60 * S);
+        assert_eq!(deadline(&p, &IdleFacts { last_activity: 30 * S, ..clock(31) }), 90 * S);
+        // Warned late (at 90 s): the end the warning announced.
+        assert_eq!(deadline(&p, &IdleFacts { warned: Some((Limit::Idle, 90 * S)), ..clock(95) }), 100 * S);
+        // A warning before the latest activity no longer counts.
+        assert_eq!(deadline(&p, &IdleFacts { warned: Some((Limit::Idle, 90 * S)), last_activity: 92 * S, ..clock(95) }), 152 * S);
+        let exempt = ResolvedPolicy { exempt: true, ..policy() };
+        assert_eq!(deadline(&exempt, &clock(5)), 0);
     }
 
     #[test]

@@ -32,11 +32,12 @@ fn session_in(dir: &Path, ses: u32) -> Option<String> {
 
 /// Asks logind to end the session `id` (in the background, bounded); a failure is
 /// handed to `failed` (the caller records it), never fatal: vigild ends the processes
-/// itself either way.
-pub fn terminate(id: String, failed: impl FnOnce(&str, String) + Send + 'static) {
+/// itself either way. `bus`: the address of the bus vigild was given (`--bus`), where
+/// logind is asked too; `None`: the system bus.
+pub fn terminate(id: String, bus: Option<String>, failed: impl FnOnce(&str, String) + Send + 'static) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     runtime.spawn(async move {
-        let outcome = tokio::time::timeout(CALL_TIMEOUT, call_terminate(&id)).await;
+        let outcome = tokio::time::timeout(CALL_TIMEOUT, call_terminate(&id, bus.as_deref())).await;
         let error = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),
@@ -46,8 +47,11 @@ pub fn terminate(id: String, failed: impl FnOnce(&str, String) + Send + 'static)
     });
 }
 
-async fn call_terminate(id: &str) -> zbus::Result<()> {
-    let bus = zbus::Connection::system().await?;
+async fn call_terminate(id: &str, address: Option<&str>) -> zbus::Result<()> {
+    let bus = match address {
+        Some(address) => zbus::connection::Builder::address(address).build().await?,
+        None => zbus::Connection::system().await?,
+    };
     bus.call_method(
         Some("org.freedesktop.login1"),
         "/org/freedesktop/login1",
