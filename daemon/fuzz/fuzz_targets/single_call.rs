@@ -174,7 +174,7 @@ fn check_call(stream: &[u8], read: usize, end: End, call: &zbus::Message, rest: 
     assert_eq!(header.interface().map(|i| i.as_str()), Some(MANAGER_INTERFACE));
     assert_eq!(header.unix_fds().unwrap_or(0), 0, "a call that claims descriptors");
 
-    let core = Arc::new(manager::Manager { refuse });
+    let core = Arc::new(sessions::manager::Manager { refuse });
     let peer = caller::Caller { uid: UID, pid: 4242 };
     let answer = runtime().block_on(single_call::answer(&core, peer, call)).expect("an answer to a kept call");
     assert!(matches!(answer.message_type(), Type::MethodReturn | Type::Error), "{answer:?}");
