@@ -1,7 +1,8 @@
 //! Documented promises no other test showed (tests/conformance.toml names these): the
 //! vigilctl views and filters (`show --json`, `daemon`, `audit show --user/--since/
 //! --until`, `audit report --key/--since/--until`), policies matched on remote hosts and
-//! on having no terminal, and a file in the sessions directory that vigild did not write.
+//! on having no terminal, a file in the sessions directory that vigild did not write, and
+//! `audit report`'s unusual section on a real trail.
 
 use std::time::Duration;
 
@@ -126,4 +127,47 @@ fn a_file_in_the_sessions_directory_that_vigild_did_not_write_is_recorded_and_re
     assert_eq!(record.field("path").as_deref(), Some(stray.to_str().unwrap()), "{}", record.raw);
     assert!(record.field("error").is_some_and(|e| !e.is_empty()), "{}", record.raw);
     wait_for(LOG_WAIT, "the stray file removed", || if stray.exists() { Err("still there".to_string()) } else { Ok(()) });
+}
+
+#[test]
+fn audit_report_lists_what_is_unusual_with_its_lines() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    h.start_vigild(VigildOpts::default().no_bus());
+    let user = h.create_user("odd");
+    let service = h.install_vigil_service("odd", &h.vigil_args());
+    one_session(&h, &service, &user.name, DOC_NET_HOST);
+    let second = one_session(&h, &service, &user.name, OTHER_HOST);
+    let second_id: u64 = second.field("session").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{}", second.raw));
+    // A non-root user's terminate is refused (root only) and recorded.
+    let refused = h.vigild().vigilctl_as(&user.name, &["terminate", "1"]);
+    assert!(!refused.status.success(), "terminate by a user is refused: {}", vigil_e2e::process::describe_output(&refused));
+    let call = h.wait_for_event(LOG_WAIT, "vigild", "call_refused", &[("reason", "root_only")]);
+    let log = h.rsyslog().auth_log_path();
+    let log_text = std::fs::read_to_string(log).unwrap();
+    let line_of = |raw: &str| {
+        log_text.lines().position(|l| l.contains(raw.trim_end())).map(|i| i + 1).unwrap_or_else(|| panic!("{raw} not in the file"))
+    };
+    let log = log.display().to_string();
+    let place = |raw: &str| format!("{log}:{}", line_of(raw));
+
+    let out = stdout(&h.vigild().vigilctl(&["audit", "report", &log, "--json"]), "audit report --json");
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("report --json is JSON ({e}): {out}"));
+    let items = value["unusual"]["items"].as_array().unwrap_or_else(|| panic!("an unusual section: {out}"));
+    let of = |rule: &str| items.iter().filter(|i| i["rule"] == rule).collect::<Vec<_>>();
+    let new = of("new_rhost");
+    assert_eq!(new.len(), 1, "the second host only: {out}");
+    assert_eq!(new[0]["session"].as_u64(), Some(second_id), "{out}");
+    assert_eq!(new[0]["user"].as_str(), Some(user.name.as_str()), "{out}");
+    assert_eq!(new[0]["evidence"], serde_json::json!([place(&second.raw)]), "{out}");
+    assert!(new[0]["detail"].as_str().unwrap().contains(OTHER_HOST), "{out}");
+    let calls = of("call_refused");
+    assert_eq!(calls.len(), 1, "{out}");
+    assert_eq!(calls[0]["evidence"], serde_json::json!([place(&call.raw)]), "{out}");
+    assert!(calls[0]["detail"].as_str().unwrap().contains("reason=root_only"), "{out}");
+    assert_eq!(items.len(), 2, "nothing else is unusual in this run: {out}");
+
+    let text = stdout(&h.vigild().vigilctl(&["audit", "report", &log]), "audit report");
+    assert!(text.contains("\nunusual") || text.contains("unusual (rules"), "{text}");
+    assert!(text.contains(&format!("[{}]", place(&second.raw))), "the text names the line too:\n{text}");
 }
