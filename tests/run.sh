@@ -59,7 +59,10 @@ if [ "$tokio" -ne 0 ]; then
 fi
 echo "tests/run.sh: $module carries no tokio"
 
-# End-to-end tests one at a time: they time deadlines and share the machine.
+# End-to-end tests one at a time: they time deadlines and share the machine. Each test
+# declares what it exercised (tests/src/conformance.rs) under target/conformance.
+export VIGIL_CONFORMANCE_DIR="$target/conformance"
+rm -rf "$VIGIL_CONFORMANCE_DIR"
 cargo test --release --locked -p vigil-e2e -- --test-threads=1
 
 # The Debian package, built from the binaries the end-to-end tests just ran
@@ -72,3 +75,10 @@ deb="$target/debian/vigil_$(dpkg-parsechangelog -S Version)_$(dpkg-architecture 
 lintian --fail-on error,warning "$deb"
 echo "tests/run.sh: lintian: no error, no warning (infos explained in debian/vigil.lintian-overrides)"
 CARGO_TARGET_DIR="$target" sh tests/container/run.sh
+
+# The documented-promises gate, last: every documented config key, vigilctl verb and
+# flag, module argument, audit event and field is in tests/conformance.toml with the test
+# that shows it (an e2e test, or the container stage for what only a real logind
+# shows), that test exercised it in this run, and every record captured carried only
+# the events and fields AUDIT.md lists.
+"$target/release/conformance" check

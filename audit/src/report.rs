@@ -13,6 +13,9 @@
 //! with `--key` it is `verify`'s result for each host. The chain is about the files as
 //! a whole: `--since`/`--until` do not apply to it.
 //!
+//! The **unusual** section lists what the rules of [`unusual`] find, each item with
+//! its rule, session, user and the lines it rests on.
+//!
 //! Memory: the records stream by once and only counts stay (per day and user, per
 //! host, per hour); a session's state (its user, and counts waiting for it) lasts while
 //! its block takes records.
@@ -31,6 +34,7 @@ use crate::display::escaped;
 use crate::timeline::Filter;
 use crate::trail::{BlockId, Event, Input, Place, Visit, open_files, scan, streams};
 use crate::verify::{self, FindingKind};
+use unusual::{Unusual, Watch};
 
 /// What one day of one user (or the whole report) counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -155,6 +159,8 @@ pub struct Report {
     pub hosts: Vec<HostChain>,
     /// Idle ends (`session_end reason=idle`) by the hour of day the lines give.
     pub idle_ends_by_hour: [u64; 24],
+    /// What the rules find unusual.
+    pub unusual: Unusual,
 }
 
 /// Reads `paths` and summarises them; `keys` (may be empty) verify the chain.
@@ -180,8 +186,8 @@ fn report_inputs<R: BufRead>(
     now: SystemTime,
 ) -> io::Result<Report> {
     let mut tally = Tally::new(filter);
-    scan(inputs, now, false, &mut tally)?;
-    Ok(tally.report(verified))
+    let scanned = scan(inputs, now, false, &mut tally)?;
+    Ok(tally.report(verified, &scanned.names))
 }
 
 /// A counted event, until its session's user is known.
@@ -226,6 +232,7 @@ struct Tally<'f> {
     by_hour: [u64; 24],
     hosts: Vec<HostTally>,
     open: HashMap<BlockId, OpenSession>,
+    watch: Watch,
 }
 
 impl<'f> Tally<'f> {
@@ -239,6 +246,7 @@ impl<'f> Tally<'f> {
             by_hour: [0; 24],
             hosts: Vec::new(),
             open: HashMap::new(),
+            watch: Watch::default(),
         }
     }
 
@@ -267,7 +275,8 @@ impl<'f> Tally<'f> {
         }
     }
 
-    fn report(self, verified: Option<&verify::Report>) -> Report {
+    fn report(self, verified: Option<&verify::Report>, file_names: &[String]) -> Report {
+        let unusual = self.watch.into_unusual(file_names, &self.user_names, self.filter, verified);
         let mut days: BTreeMap<(String, String), Counts> = BTreeMap::new();
         for ((day, user), counts) in self.days {
             let day = day.map_or_else(|| "?".to_owned(), |(y, m, d)| format!("{y:04}-{m:02}-{d:02}"));
@@ -290,6 +299,7 @@ impl<'f> Tally<'f> {
                 })
                 .collect(),
             idle_ends_by_hour: self.by_hour,
+            unusual,
         }
     }
 }
@@ -319,6 +329,7 @@ impl Visit for Tally<'_> {
         }
         // A session's user is its header's: vigild's first `user=`, else any record's.
         let user = event.get("user").map(|u| self.user(u));
+        let mut session_user = None;
         if place.session.is_some() {
             let open = self.open.entry(place.id).or_default();
             if open.any_user.is_none() {
@@ -327,7 +338,9 @@ impl Visit for Tally<'_> {
             if open.vigild_user.is_none() && !event.module {
                 open.vigild_user = user;
             }
+            session_user = open.vigild_user;
         }
+        self.watch.record(&place, &event, session_user, &self.user_names, self.filter);
         let filter = self.filter;
         if filter.session.is_some_and(|id| place.session != Some(id)) || event.module {
             return;
@@ -357,6 +370,7 @@ impl Visit for Tally<'_> {
     }
 
     fn finished(&mut self, id: BlockId) {
+        self.watch.finished(id, &self.user_names, self.filter);
         if let Some(open) = self.open.remove(&id) {
             let user = open.vigild_user.or(open.any_user);
             for counted in open.pending {
@@ -433,9 +447,12 @@ impl Report {
             let bar = "#".repeat(usize::try_from(width).unwrap_or(50));
             let _ = writeln!(out, "  {hour:02} {bar}{}", if n > 0 { format!(" {n}") } else { String::new() });
         }
+        self.unusual.render(&mut out);
         out
     }
 }
+
+pub mod unusual;
 
 #[cfg(test)]
 mod tests;

@@ -65,7 +65,8 @@ fn env_with(config: &str) -> Env {
     let stack = unix_stack().session("required", &module.display().to_string(), &h.vigil_args().to_args());
     h.start_sshd(SshdOpts::default().stack(stack));
     let user = h.create_user("alice");
-    let sudo_service = h.install_sudo(&user, &reauth_stack(&module, &h.vigil_args()));
+    // `debug`: the module says why it answered as it did (t1 reads it).
+    let sudo_service = h.install_sudo(&user, &reauth_stack(&module, &h.vigil_args().debug()));
     Env { h, user, sudo_service }
 }
 
@@ -189,6 +190,14 @@ fn t1_sudo_asks_once_then_trusts_the_proof_within_the_window() {
     let granted = wait_record(&e.h, from, "reauth_granted", a.id());
     assert_eq!(reauth_service(&granted).as_deref(), Some(e.sudo_service.as_str()), "{}", granted.raw);
     assert!(proof_age_s(&granted) < WINDOW.as_secs(), "{}", granted.raw);
+    // With `debug` the module also says why, at debug severity (all.log), not as a record.
+    let why = format!("reauth granted for {}", e.sudo_service);
+    vigil_e2e::wait_for(STEP, "the module's debug line", || {
+        e.h.all_log()
+            .into_iter()
+            .find(|l| l.tag == "pam_vigil" && l.event().is_none() && l.message.contains(&why))
+            .ok_or_else(|| "not yet".to_string())
+    });
     // A grant from the cache makes no new proof (else the window would never end).
     sleep(Duration::from_millis(300));
     assert!(records_after(&e.h, from, "reauth_recorded").is_empty(), "{:?}", records_after(&e.h, from, "reauth_recorded"));

@@ -325,6 +325,56 @@ mod tests {
         log.close();
     }
 
+    /// The queue's bound, reached for real: the writer is held by a call while more
+    /// records than MAX_QUEUED are queued; the ones past the bound are dropped and the
+    /// next record syslog receives says how many (`records_dropped where=queue`). No
+    /// end-to-end test can hold the writer thread (sends never block; tests/conformance.toml
+    /// names this test for `where`).
+    #[test]
+    fn records_past_the_queue_bound_are_dropped_and_counted_where_queue() {
+        use std::os::unix::net::UnixDatagram;
+        let dir = std::env::temp_dir().join(format!("vigil-audit-queue-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let syslog = UnixDatagram::bind(dir.join("log")).unwrap();
+        syslog.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let settings = AuditSettings { chain: false, ..AuditSettings::default() };
+        let (log, _) = AuditLog::open(dir.join("log"), None, &settings, false).unwrap();
+        let log = Arc::new(log);
+
+        let (release, released) = mpsc::channel::<()>();
+        let holder = {
+            let log = log.clone();
+            std::thread::spawn(move || log.call(move |_| (released.recv().is_ok(), Outcome::Sent)))
+        };
+        // The call holds one place in the queue (until it returns) ...
+        for _ in 0..1000 {
+            if log.queued.load(Ordering::Relaxed) == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(log.queued.load(Ordering::Relaxed), 1, "the call is queued");
+        // ... and two records more than the rest of it are queued.
+        for _ in 0..MAX_QUEUED + 1 {
+            log.write(Record::new(Event::SessionOpen));
+        }
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 2);
+        release.send(()).unwrap();
+        assert_eq!(holder.join().unwrap(), Some(true));
+
+        // The first message after the call is the count.
+        let mut buf = vec![0u8; 65536];
+        let n = syslog.recv(&mut buf).unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(first.contains("event=records_dropped") && first.contains("count=2") && first.contains("where=queue"), "{first}");
+        drop(syslog);
+        if let Ok(log) = Arc::try_unwrap(log) {
+            log.close();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn the_audit_dir_is_created_0700_whatever_the_umask() {
         use std::os::unix::fs::PermissionsExt;

@@ -125,8 +125,9 @@ pub enum AuditCommand {
         json: bool,
     },
     /// A summary per day and user (logins, idle/max-age/admin ends, re-auth asked,
-    /// granted and failed, refused calls, inhibitors), the chain's state per host and
-    /// idle ends by hour of day. Counts what `audit show` lists for the same filters.
+    /// granted and failed, refused calls, inhibitors), the chain's state per host,
+    /// idle ends by hour of day, and what is unusual (each item with its rule and the
+    /// file:line of its records). Counts what `audit show` lists for the same filters.
     Report {
         #[arg(required = true)]
         files: Vec<PathBuf>,

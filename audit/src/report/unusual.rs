@@ -1,0 +1,520 @@
+//! The report's **unusual** section: records and patterns worth a look, each an item
+//! naming its rule, the session and user, and the lines it rests on (file:line).
+//!
+//! The rules and their thresholds (AUDIT.md, "What the report finds unusual"):
+//! - `new_rhost`: a login (`session_open`) from a remote host the user had not logged in
+//!   from earlier in the input, when the user had logged in before (the first login of a
+//!   user in the input only sets what is known);
+//! - `new_hour`: a login at an hour of day (the host's, as the line gives it) at which the
+//!   user had not logged in, once the input holds [`HOUR_HISTORY`] of that user's logins
+//!   (this login at least that long after the user's first in the input);
+//! - `reauth_failures`: [`REAUTH_FAILURES`] `reauth_failed` in one session within
+//!   [`REAUTH_WINDOW`];
+//! - `activity_suspect` and `call_refused`: every such record;
+//! - `unauthenticated`: every line without a mac (`pam_vigil` records, `vigild` records
+//!   without `mac=`); with keys, `chain`: every failure `verify` finds (gaps, edits,
+//!   forgeries...), unsealed records aside (they are `unauthenticated` items already);
+//! - `mostly_inhibited`: a user whose idle inhibitors cover more than half of their
+//!   session time (summed over their sessions in the input);
+//! - `long_session`: a session open for more than [`LONG_SESSION`] (ended, or still open
+//!   at the input's last record).
+//!
+//! Only `vigild` records feed the rules (a `pam_vigil` line is anyone's: it is an
+//! `unauthenticated` item and nothing else). Values from the file are escaped.
+//!
+//! Memory: per user, the remote hosts seen, a mask of hours and a few numbers; per open
+//! session a few dozen bytes, dropped at its end; at most [`MAX_ITEMS`] items are listed
+//! (every one is counted per rule).
+
+// Nested `if let`s, as in `crate::trail`.
+#![allow(clippy::collapsible_if)]
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use vigil_protocol::events::Event as EventName;
+
+use crate::display::escaped;
+use crate::timeline::Filter;
+use crate::trail::{BlockId, Event, Place};
+
+use crate::verify::{self, FindingKind};
+
+/// A login at a new hour counts once the user's logins in the input span this long.
+pub const HOUR_HISTORY: Duration = Duration::from_secs(7 * 86_400);
+/// Failed re-authentications in one session that make an item...
+pub const REAUTH_FAILURES: usize = 3;
+/// ... within this long.
+pub const REAUTH_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// A session open longer than this is an item.
+pub const LONG_SESSION: Duration = Duration::from_secs(24 * 3600);
+/// Items listed (all are counted).
+pub const MAX_ITEMS: usize = 1000;
+/// Lines given as evidence for one item.
+pub const MAX_EVIDENCE: usize = 8;
+
+/// One unusual thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    /// The rule's name (`new_rhost`, `new_hour`, `reauth_failures`, `activity_suspect`,
+    /// `call_refused`, `unauthenticated`, `chain`, `mostly_inhibited`, `long_session`).
+    pub rule: &'static str,
+    /// The host, escaped.
+    pub host: String,
+    /// The session, when the item is about one.
+    pub session: Option<u64>,
+    /// The user (escaped), when known.
+    pub user: Option<String>,
+    /// The syslog time of the item's first record, as the line gives it.
+    pub time: String,
+    /// What was found, values escaped.
+    pub detail: String,
+    /// `file:line` of the records.
+    pub evidence: Vec<String>,
+}
+
+/// The section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Unusual {
+    /// In the order of their first record.
+    pub items: Vec<Item>,
+    /// Items per rule, listed or not.
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Items counted but not listed (over [`MAX_ITEMS`]).
+    pub not_listed: u64,
+}
+
+/// (file index, line).
+type Line = (usize, u64);
+
+/// An item before the files' names are known.
+struct Raw {
+    rule: &'static str,
+    host: String,
+    session: Option<u64>,
+    user: Option<String>,
+    time: String,
+    detail: String,
+    evidence: Vec<Line>,
+}
+
+#[derive(Default)]
+struct UserWatch {
+    logins: u64,
+    first_login: Option<SystemTime>,
+    rhosts: HashSet<Vec<u8>>,
+    /// Bit h: a login at hour h.
+    hours: u32,
+    session_time: Duration,
+    inhibited: Duration,
+    sessions: u64,
+    inhibit_lines: Vec<Line>,
+    host: String,
+}
+
+/// An open session: when it started, its failures in the window, its inhibitors.
+struct SessionWatch {
+    session: u64,
+    host: u32,
+    user: Option<u32>,
+    start: Option<(SystemTime, Line)>,
+    /// Boxed: most sessions have none, and an open session's state is kept small.
+    #[allow(clippy::box_collection)]
+    fails: Option<Box<VecDeque<(SystemTime, Line)>>>,
+    inhibit: Option<Box<Inhibit>>,
+}
+
+#[derive(Default)]
+struct Inhibit {
+    since: Option<SystemTime>,
+    total: Duration,
+    lines: Vec<Line>,
+}
+
+impl Inhibit {
+    fn stop(&mut self, at: SystemTime) {
+        if let Some(since) = self.since.take() {
+            self.total += at.duration_since(since).unwrap_or_default();
+        }
+    }
+}
+
+/// The rules' state as the records stream by.
+#[derive(Default)]
+pub(super) struct Watch {
+    users: HashMap<u32, UserWatch>,
+    sessions: HashMap<BlockId, SessionWatch>,
+    /// Escaped, by the readers' host numbers.
+    host_names: Vec<String>,
+    last_time: Option<SystemTime>,
+    items: Vec<Raw>,
+    counts: BTreeMap<&'static str, u64>,
+    not_listed: u64,
+}
+
+fn text(v: Option<&[u8]>) -> String {
+    v.map_or_else(|| "-".to_owned(), escaped)
+}
+
+fn user_name(names: &[Vec<u8>], user: Option<u32>) -> Option<String> {
+    user.and_then(|u| names.get(u as usize)).map(|u| escaped(u))
+}
+
+fn hours_text(d: Duration) -> String {
+    format!("{:.1}h", d.as_secs_f64() / 3600.0)
+}
+
+impl Watch {
+    /// Adds an item when the filter keeps it (`filtered`: the item is about what
+    /// happened, so `--user`, `--session`, `--since` and `--until` apply).
+    #[allow(clippy::too_many_arguments)]
+    fn add(&mut self, filter: &Filter, filtered: bool, time: Option<SystemTime>, user_bytes: Option<&[u8]>, raw: Raw) {
+        if filtered {
+            if filter.session.is_some_and(|id| raw.session != Some(id)) {
+                return;
+            }
+            if filter.user.as_ref().is_some_and(|u| user_bytes != Some(u.as_bytes())) {
+                return;
+            }
+            if let Some(t) = time {
+                if filter.since.is_some_and(|s| t < s) || filter.until.is_some_and(|u| t > u) {
+                    return;
+                }
+            }
+        }
+        *self.counts.entry(raw.rule).or_default() += 1;
+        if self.items.len() < MAX_ITEMS {
+            self.items.push(raw);
+        } else {
+            self.not_listed += 1;
+        }
+    }
+
+    /// One record, whatever the filter: `session_user` is its session's user (vigild's).
+    pub(super) fn record(&mut self, place: &Place<'_>, event: &Event, session_user: Option<u32>, names: &[Vec<u8>], filter: &Filter) {
+        let line = (event.file, event.line);
+        let host = place.host as usize;
+        if host >= self.host_names.len() {
+            self.host_names.resize_with(host + 1, String::new);
+        }
+        if let Some(name) = self.host_names.get_mut(host) {
+            if name.is_empty() {
+                *name = escaped(place.host_name.as_bytes());
+            }
+        }
+        if let Some(t) = event.time {
+            self.last_time = Some(self.last_time.map_or(t, |l| l.max(t)));
+        }
+        if event.unauthenticated() {
+            let what = if event.module { "a pam_vigil record (anyone can write one)" } else { "a vigild record without mac" };
+            let raw = Raw {
+                rule: "unauthenticated",
+                host: self.host_names.get(host).cloned().unwrap_or_default(),
+                session: event.session(),
+                user: event.get("user").map(escaped),
+                time: event.time_text.clone(),
+                detail: format!("{what}: event={}", escaped(&event.name)),
+                evidence: vec![line],
+            };
+            self.add(filter, false, event.time, None, raw);
+        }
+        if event.module {
+            return;
+        }
+        let user_bytes = session_user.and_then(|u| names.get(u as usize)).map(Vec::as_slice).or_else(|| event.get("user"));
+        let session = place.session;
+        if let Some(id) = session {
+            if place.fresh || event.is(EventName::SessionOpen) {
+                let watch = self.sessions.entry(place.id).or_insert_with(|| SessionWatch {
+                    session: id,
+                    host: place.host,
+                    user: session_user,
+                    start: None,
+                    fails: None,
+                    inhibit: None,
+                });
+                if let Some(t) = event.time {
+                    if watch.start.is_none() || event.is(EventName::SessionOpen) {
+                        watch.start = Some((t, line));
+                    }
+                }
+            }
+            if let Some(watch) = self.sessions.get_mut(&place.id) {
+                if watch.user.is_none() {
+                    watch.user = session_user;
+                }
+            }
+        }
+        let makes_items = [EventName::SessionOpen, EventName::ActivitySuspect, EventName::CallRefused, EventName::ReauthFailed]
+            .iter()
+            .any(|&e| event.is(e));
+        let host_name = if makes_items { self.host_names.get(host).cloned().unwrap_or_default() } else { String::new() };
+        let raw = |rule: &'static str, detail: String, evidence: Vec<Line>| Raw {
+            rule,
+            host: host_name.clone(),
+            session,
+            user: user_bytes.map(escaped),
+            time: event.time_text.clone(),
+            detail,
+            evidence,
+        };
+        if event.is(EventName::SessionOpen) {
+            self.login(event, session_user, user_bytes, line, filter, &raw);
+        } else if let Some((rule, keys)) =
+            [(EventName::ActivitySuspect, ["source", "reason", "suspect_tty"]), (EventName::CallRefused, ["method", "reason", "uid"])]
+                .into_iter()
+                .find(|&(name, _)| event.is(name))
+        {
+            let mut detail = rule.as_str().to_owned();
+            for key in keys {
+                detail.push_str(&format!(" {key}={}", text(event.get(key))));
+            }
+            self.add(filter, true, event.time, user_bytes, raw(rule.as_str(), detail, vec![line]));
+        } else if event.is(EventName::ReauthFailed) {
+            let burst = match (self.sessions.get_mut(&place.id), event.time) {
+                (Some(watch), Some(t)) => {
+                    let fails = watch.fails.get_or_insert_with(Box::default);
+                    fails.push_back((t, line));
+                    while fails.front().is_some_and(|&(first, _)| t.duration_since(first).unwrap_or_default() > REAUTH_WINDOW) {
+                        fails.pop_front();
+                    }
+                    if fails.len() >= REAUTH_FAILURES {
+                        let lines: Vec<Line> = fails.drain(..).map(|(_, l)| l).collect();
+                        Some(lines)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            if let Some(lines) = burst {
+                let detail = format!(
+                    "{} failed re-authentications within {} min (last: reauth_service={})",
+                    lines.len(),
+                    REAUTH_WINDOW.as_secs() / 60,
+                    text(event.get("reauth_service"))
+                );
+                self.add(filter, true, event.time, user_bytes, raw("reauth_failures", detail, lines));
+            }
+        } else if event.is(EventName::InhibitStart) {
+            if let (Some(watch), Some(t)) = (self.sessions.get_mut(&place.id), event.time) {
+                let inhibit = watch.inhibit.get_or_insert_with(Box::default);
+                inhibit.stop(t);
+                inhibit.since = Some(t);
+                if inhibit.lines.len() < MAX_EVIDENCE {
+                    inhibit.lines.push(line);
+                }
+            }
+        } else if event.is(EventName::InhibitEnd) {
+            if let (Some(watch), Some(t)) = (self.sessions.get_mut(&place.id), event.time) {
+                if let Some(inhibit) = watch.inhibit.as_mut() {
+                    inhibit.stop(t);
+                }
+            }
+        }
+        if event.is_end() && session.is_some() {
+            if let Some(watch) = self.sessions.remove(&place.id) {
+                self.session_over(watch, event.time, Some(line), names, filter);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn login(
+        &mut self,
+        event: &Event,
+        session_user: Option<u32>,
+        user_bytes: Option<&[u8]>,
+        line: Line,
+        filter: &Filter,
+        raw: &dyn Fn(&'static str, String, Vec<Line>) -> Raw,
+    ) {
+        let Some(uid) = session_user else { return };
+        let u = self.users.entry(uid).or_default();
+        let mut found = Vec::new();
+        if let Some(rhost) = event.get("rhost").filter(|r| !r.is_empty()) {
+            if !u.rhosts.contains(rhost) {
+                if u.logins > 0 {
+                    let detail = format!(
+                        "first login from rhost={} (the user's earlier logins: from {} other remote host(s))",
+                        escaped(rhost),
+                        u.rhosts.len()
+                    );
+                    found.push(raw("new_rhost", detail, vec![line]));
+                }
+                u.rhosts.insert(rhost.to_vec());
+            }
+        }
+        if let (Some((_, _, _, hour)), Some(t)) = (event.stamp, event.time) {
+            let bit = 1u32 << u32::from(hour.min(23));
+            let first = *u.first_login.get_or_insert(t);
+            if u.hours & bit == 0 && t.duration_since(first).unwrap_or_default() >= HOUR_HISTORY {
+                let detail = format!(
+                    "login at {hour:02}h, an hour of day with no login of the user's in {} day(s) of their logins",
+                    t.duration_since(first).unwrap_or_default().as_secs() / 86_400
+                );
+                found.push(raw("new_hour", detail, vec![line]));
+            }
+            u.hours |= bit;
+        }
+        u.logins += 1;
+        for item in found {
+            self.add(filter, true, event.time, user_bytes, item);
+        }
+    }
+
+    /// A session ended at `end` (or the input did): its length and inhibited time.
+    fn session_over(&mut self, watch: SessionWatch, end: Option<SystemTime>, end_line: Option<Line>, names: &[Vec<u8>], filter: &Filter) {
+        let host = self.host_names.get(watch.host as usize).cloned().unwrap_or_default();
+        let Some((start, start_line)) = watch.start else { return };
+        let end = end.or(self.last_time).unwrap_or(start);
+        let length = end.duration_since(start).unwrap_or_default();
+        let user_bytes = watch.user.and_then(|u| names.get(u as usize)).map(Vec::as_slice);
+        if length > LONG_SESSION {
+            let (how, evidence) = match end_line {
+                Some(l) => ("ended after", vec![start_line, l]),
+                None => ("still open at the input's last record after", vec![start_line]),
+            };
+            let raw = Raw {
+                rule: "long_session",
+                host: host.clone(),
+                session: Some(watch.session),
+                user: user_name(names, watch.user),
+                time: String::new(),
+                detail: format!("{how} {} (more than {}h)", hours_text(length), LONG_SESSION.as_secs() / 3600),
+                evidence,
+            };
+            self.add(filter, true, Some(start), user_bytes, raw);
+        }
+        if let Some(uid) = watch.user {
+            let u = self.users.entry(uid).or_default();
+            u.session_time += length;
+            u.sessions += 1;
+            if u.host.is_empty() {
+                u.host = host;
+            }
+            if let Some(mut inhibit) = watch.inhibit {
+                inhibit.stop(end);
+                u.inhibited += inhibit.total.min(length);
+                for l in inhibit.lines {
+                    if u.inhibit_lines.len() < MAX_EVIDENCE {
+                        u.inhibit_lines.push(l);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Block `id` takes no more records (a session that never ended: counted to the
+    /// input's last record).
+    pub(super) fn finished(&mut self, id: BlockId, names: &[Vec<u8>], filter: &Filter) {
+        if let Some(watch) = self.sessions.remove(&id) {
+            self.session_over(watch, None, None, names, filter);
+        }
+    }
+
+    /// The section: user-wide rules, `verify`'s failures, and the files' names.
+    pub(super) fn into_unusual(
+        mut self,
+        file_names: &[String],
+        names: &[Vec<u8>],
+        filter: &Filter,
+        verified: Option<&verify::Report>,
+    ) -> Unusual {
+        let mut users: Vec<(u32, UserWatch)> = self.users.drain().collect();
+        users.sort_by_key(|(uid, _)| *uid);
+        for (uid, u) in users {
+            if u.session_time > Duration::ZERO && u.inhibited.saturating_mul(2) > u.session_time {
+                let raw = Raw {
+                    rule: "mostly_inhibited",
+                    host: if u.host.is_empty() { "?".to_owned() } else { u.host.clone() },
+                    session: None,
+                    user: user_name(names, Some(uid)),
+                    time: String::new(),
+                    detail: format!(
+                        "idle inhibitors cover {} of {} of session time in {} session(s) (more than half)",
+                        hours_text(u.inhibited),
+                        hours_text(u.session_time),
+                        u.sessions
+                    ),
+                    evidence: u.inhibit_lines,
+                };
+                let user_bytes = names.get(uid as usize).map(Vec::as_slice);
+                // User-wide: the filter's user applies, its times do not.
+                let filter = Filter { since: None, until: None, session: None, ..filter.clone() };
+                self.add(&filter, true, None, user_bytes, raw);
+            }
+        }
+        if let Some(report) = verified {
+            for f in report.failures() {
+                if f.kind == FindingKind::Unsealed {
+                    continue;
+                }
+                let mut evidence = vec![(f.at.file, f.at.line)];
+                if let Some(end) = f.end_line.filter(|&e| e != f.at.line) {
+                    evidence.push((f.at.file, end));
+                }
+                let raw = Raw {
+                    rule: "chain",
+                    host: report.hosts.get(f.host).map_or_else(|| "?".to_owned(), |h| escaped(h.host.as_bytes())),
+                    session: None,
+                    user: None,
+                    time: String::new(),
+                    detail: format!("{}: {}", f.kind.label(), f.detail),
+                    evidence,
+                };
+                self.add(filter, false, None, None, raw);
+            }
+        }
+        let mut items = self.items;
+        items.sort_by_key(|r| r.evidence.first().copied().unwrap_or((usize::MAX, u64::MAX)));
+        let place = |(file, line): Line| format!("{}:{line}", file_names.get(file).map_or("?", String::as_str));
+        Unusual {
+            items: items
+                .into_iter()
+                .map(|r| Item {
+                    rule: r.rule,
+                    host: r.host,
+                    session: r.session,
+                    user: r.user,
+                    time: r.time,
+                    detail: r.detail,
+                    evidence: r.evidence.into_iter().map(place).collect(),
+                })
+                .collect(),
+            counts: self.counts,
+            not_listed: self.not_listed,
+        }
+    }
+}
+
+impl Unusual {
+    /// The section as a terminal shows it: one line per item.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        out.push_str("\nunusual (rules and thresholds: AUDIT.md, \"What the report finds unusual\"):\n");
+        if self.items.is_empty() {
+            out.push_str("  nothing\n");
+            return;
+        }
+        for i in &self.items {
+            let _ = write!(out, "  {}: host {}", i.rule, i.host);
+            if let Some(s) = i.session {
+                let _ = write!(out, " session {s}");
+            }
+            if let Some(u) = &i.user {
+                let _ = write!(out, " user {u}");
+            }
+            if !i.time.is_empty() {
+                let _ = write!(out, " at {}", i.time);
+            }
+            let _ = writeln!(out, ": {} [{}]", i.detail, i.evidence.join(" "));
+        }
+        if self.not_listed > 0 {
+            let _ = writeln!(out, "  ... and {} more not listed (first {MAX_ITEMS} shown)", self.not_listed);
+        }
+        let counts: Vec<String> = self.counts.iter().map(|(rule, n)| format!("{rule} {n}")).collect();
+        let _ = writeln!(out, "  per rule: {}", counts.join(", "));
+    }
+}
