@@ -876,8 +876,13 @@ fn rsyslog_stopped_records_spool_then_arrive_in_order() {
     for pair in sizes.windows(2) {
         assert!(pair[1] > pair[0], "the spool grows with each session: {sizes:?}");
     }
-    let spooled = std::fs::read_to_string(&spool).expect("read the spool");
-    assert!(spooled.lines().any(|l| l.contains(&format!("session={held_id} "))), "{spooled}");
+    // The burst's records may still be going to the spool when the held session opens
+    // (the spool grew, but not yet by its record): wait for that record itself.
+    let held_open = format!("session={held_id} ");
+    wait_for(Duration::from_secs(10), "the held session's record in the spool", || {
+        let spooled = std::fs::read_to_string(&spool).map_err(|e| format!("read the spool: {e}"))?;
+        if spooled.lines().any(|l| l.contains(&held_open)) { Ok(()) } else { Err(format!("{} spooled lines", spooled.lines().count())) }
+    });
     assert_eq!(records(&auth).len(), lines_before, "nothing reached auth.log while rsyslogd was stopped");
 
     h.rsyslog().start();
