@@ -318,8 +318,15 @@ fn back_to_back_inhibitors_are_bounded_in_total_across_a_sigkill() {
     assert!(records(&h, id, "inhibit_start").iter().all(|l| l.field("why").as_deref() != Some("third")));
     assert_alive(&h, &login, "under `second`");
 
-    // Someone at the keyboard: a new count, and the same request is granted.
+    // Someone at the keyboard: a new count, and the same request is granted. vigild
+    // sees input at its next look at the terminal; a person's typing of the command
+    // spans that look, tmux's whole line at once does not: wait for the look.
+    let before = h.vigild().session(id).map(|s| s.last_activity);
     login.client.press_key();
+    vigil_e2e::wait_for(STEP, "vigild to see the key press", || {
+        let now = h.vigild().session(id).map(|s| s.last_activity);
+        if now != before { Ok(()) } else { Err(format!("last_activity still {now:?}")) }
+    });
     let fourth = vigilctl_in(&h, &login, "inhibit --for 20s --why fourth");
     assert_eq!(fourth.rc, 0, "input renews the budget: {fourth:?}");
     let start = wait_record(&h, id, "inhibit_start", &[("why", "fourth")]);
