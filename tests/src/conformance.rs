@@ -85,11 +85,12 @@ fn current_test() -> String {
 /// failures to write are reported on stderr and never fail the test (the check after
 /// the run does, for what is missing).
 pub fn declare(kind: Kind, item: &str) {
-    declare_in(kind.table(), item);
+    declare_for(&running_test(), kind.table(), item);
 }
 
-fn declare_in(table: &'static str, item: &str) {
-    declare_for(&format!("{}::{}", binary_name(), current_test()), table, item);
+/// `binary::test` for the test running now.
+fn running_test() -> String {
+    format!("{}::{}", binary_name(), current_test())
 }
 
 /// Declares for `test`, named by the caller (the container stage's records, which no
@@ -124,25 +125,21 @@ fn declare_for(test: &str, table: &'static str, item: &str) {
 /// syslog prefix (`journalctl -t vigild -o cat`), declared for `test`.
 pub fn messages_seen(path: &std::path::Path, test: &str) -> std::io::Result<usize> {
     let text = std::fs::read_to_string(path)?;
-    let mut records = 0;
-    for message in text.lines() {
-        let line = crate::LogLine { raw: message.to_string(), tag: "vigild".to_string(), pid: None, message: message.to_string() };
-        if let Some((event, fields)) = record_shape(&line) {
-            records += 1;
-            declare_for(test, Kind::Event.table(), &event);
-            for field in &fields {
-                declare_for(test, Kind::Field.table(), field);
-                declare_for(test, "record_shape", &format!("{event} {field}"));
-            }
-        }
-    }
-    Ok(records)
+    let lines = text.lines().map(|m| crate::LogLine { raw: m.to_string(), tag: "vigild".to_string(), pid: None, message: m.to_string() });
+    Ok(lines.filter(|line| declare_record(test, line)).count())
 }
 
-/// One `event field` pair seen in a record, under the table `record_shape`, which the
-/// check ignores.
-fn declare_shape(pair: &str) {
-    declare_in("record_shape", pair);
+/// Declares a record's event, its fields, and which event carried each field (table
+/// `record_shape`: AUDIT.md's field index is checked against it) for `test`; false when
+/// the line is no record.
+fn declare_record(test: &str, line: &crate::LogLine) -> bool {
+    let Some((event, fields)) = record_shape(line) else { return false };
+    declare_for(test, Kind::Event.table(), &event);
+    for field in &fields {
+        declare_for(test, Kind::Field.table(), field);
+        declare_for(test, "record_shape", &format!("{event} {field}"));
+    }
+    true
 }
 
 /// The configuration keys a vigil.toml text sets, as the docs name them. A text that
@@ -249,18 +246,10 @@ pub fn pam_file_written(text: &str) {
 /// The events and fields of the audit records in a log file rsyslogd wrote: the lines
 /// tagged vigild or pam_vigil, in either format (`key=value` or JSON).
 pub fn records_seen(path: &std::path::Path) {
+    let test = running_test();
     for line in crate::logs::read_log(path) {
-        if line.tag != "vigild" && line.tag != "pam_vigil" {
-            continue;
-        }
-        if let Some((event, fields)) = record_shape(&line) {
-            declare(Kind::Event, &event);
-            for field in &fields {
-                declare(Kind::Field, field);
-                // Which events carry which fields (not checked; AUDIT.md's field
-                // index is written from these lines).
-                declare_shape(&format!("{event} {field}"));
-            }
+        if line.tag == "vigild" || line.tag == "pam_vigil" {
+            declare_record(&test, &line);
         }
     }
 }

@@ -336,45 +336,39 @@ fn mentions_word(text: &str, word: &str) -> bool {
     })
 }
 
-/// Reads every declaration file in `dir`.
-pub fn read_declarations(dir: &Path) -> Result<Declared, String> {
+/// Which events the run's records carried each field in: (event, field) → tests.
+pub type Shapes = BTreeMap<(String, String), BTreeSet<String>>;
+
+/// Reads every declaration file in `dir`: what each test declared, and the
+/// `record_shape` lines (which events carried which fields).
+pub fn read_declarations(dir: &Path) -> Result<(Declared, Shapes), String> {
     let mut declared = Declared::new();
+    let mut shapes = Shapes::new();
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e} (run the e2e tests first)", dir.display()))?;
     for entry in entries.flatten() {
         let text = std::fs::read_to_string(entry.path()).map_err(|e| format!("{}: {e}", entry.path().display()))?;
         for line in text.lines() {
             let mut parts = line.splitn(3, '\t');
             let (Some(test), Some(table), Some(item)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            let Some(kind) = Kind::from_table(table) else { continue };
-            declared.entry((kind, item.to_string())).or_default().insert(test.to_string());
+            if table == "record_shape" {
+                if let Some((event, field)) = item.split_once(' ') {
+                    shapes.entry((event.to_string(), field.to_string())).or_default().insert(test.to_string());
+                }
+            } else if let Some(kind) = Kind::from_table(table) {
+                declared.entry((kind, item.to_string())).or_default().insert(test.to_string());
+            }
         }
     }
-    Ok(declared)
-}
-
-/// Which events the run's records carried each field in: (event, field) → tests.
-pub fn read_shapes(dir: &Path) -> Result<BTreeMap<(String, String), BTreeSet<String>>, String> {
-    let mut shapes: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e} (run the e2e tests first)", dir.display()))?;
-    for entry in entries.flatten() {
-        let text = std::fs::read_to_string(entry.path()).map_err(|e| format!("{}: {e}", entry.path().display()))?;
-        for line in text.lines() {
-            let mut parts = line.splitn(3, '\t');
-            let (Some(test), Some("record_shape"), Some(pair)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            let Some((event, field)) = pair.split_once(' ') else { continue };
-            shapes.entry((event.to_string(), field.to_string())).or_default().insert(test.to_string());
-        }
-    }
-    Ok(shapes)
+    Ok((declared, shapes))
 }
 
 /// The checks after an e2e run. `shapes`: which events carried which fields
-/// ([`read_shapes`]); `index`: AUDIT.md's field index ([`field_index`]).
+/// ([`read_declarations`]); `index`: AUDIT.md's field index ([`field_index`]).
 pub fn check_run(
     documented: &Items,
     map: &Map,
     declared: &Declared,
-    shapes: &BTreeMap<(String, String), BTreeSet<String>>,
+    shapes: &Shapes,
     index: &BTreeMap<String, BTreeSet<String>>,
 ) -> Vec<String> {
     let mut problems = Vec::new();

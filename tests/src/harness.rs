@@ -371,6 +371,19 @@ impl Harness {
         read_log(&self.path("auth.log"))
     }
 
+    /// vigild's records `event` for session `id`, in log order.
+    pub fn session_records(&self, event: &str, id: u64) -> Vec<LogLine> {
+        let id = id.to_string();
+        self.auth_log().into_iter().filter(|l| l.is_event("vigild", event) && l.has("session", &id)).collect()
+    }
+
+    /// sshd's session stack as Debian's: pam_unix, pam_loginuid (an audit session per
+    /// login), then pam_vigil with this harness's arguments.
+    pub fn loginuid_ssh_stack(&self) -> PamStack {
+        let module = crate::paths::pam_module().display().to_string();
+        crate::sshd::unix_stack().session("required", "pam_loginuid.so", &[]).session("required", &module, &self.vigil_args().to_args())
+    }
+
     pub fn all_log(&self) -> Vec<LogLine> {
         read_log(&self.path("all.log"))
     }

@@ -58,12 +58,6 @@ fn ssh_harness(config: &str) -> Harness {
     h
 }
 
-/// vigild's records `event` for session `id`, in log order.
-fn records(h: &Harness, event: &str, id: u64) -> Vec<LogLine> {
-    let id = id.to_string();
-    h.auth_log().into_iter().filter(|l| l.is_event("vigild", event) && l.has("session", &id)).collect()
-}
-
 /// The session ids of every vigild record `event`, with how often each appears.
 fn ids_of(h: &Harness, event: &str) -> BTreeMap<u64, usize> {
     let mut ids = BTreeMap::new();
@@ -132,7 +126,7 @@ fn future_tty_atime_is_not_activity() {
         "activity_suspect",
         &[("session", &id.to_string()), ("source", "atime"), ("suspect_tty", &tty), ("reason", "future")],
     );
-    let suspects = records(&h, "activity_suspect", id);
+    let suspects = h.session_records("activity_suspect", id);
     assert!(suspects.len() <= 1 + (ended_after.as_secs() / 60) as usize, "once per minute: {:#?}", raw(&suspects));
     eprintln!(
         "future atime: warned {warned_after:?} and ended {ended_after:?} after the touch (timeout {IDLE_TIMEOUT:?}); \
@@ -196,7 +190,7 @@ fn sigkill_with_200_sessions_restores_the_living_and_ends_the_dead() {
     assert_eq!(restored.keys().copied().collect::<BTreeSet<u64>>(), living_ids, "exactly the living are restored");
     assert!(restored.values().all(|&n| n == 1), "one session_restored each: {restored:?}");
     for &id in &dead_ids {
-        let ends: Vec<LogLine> = records(&h, "session_end", id);
+        let ends: Vec<LogLine> = h.session_records("session_end", id);
         assert_eq!(ends.len(), 1, "session {id}: {:#?}", raw(&ends));
         assert!(ends[0].has("reason", "leader_gone"), "{}", ends[0].raw);
         assert!(!file(id).exists(), "{} is removed with its session", file(id).display());
@@ -242,8 +236,8 @@ fn restored_session_still_ends_when_idle() {
     login.client.wait_exit(RESTORE_TIMEOUT + SLACK);
     let ended_after = last_input.elapsed();
     h.wait_for_event(STEP, "vigild", "session_end", &[("session", &id.to_string()), ("reason", "idle")]);
-    assert_eq!(records(&h, "session_open", id).len(), 1, "{:#?}", raw(&records(&h, "session_open", id)));
-    assert_eq!(records(&h, "session_end", id).len(), 1);
+    assert_eq!(h.session_records("session_open", id).len(), 1, "{:#?}", raw(&h.session_records("session_open", id)));
+    assert_eq!(h.session_records("session_end", id).len(), 1);
     eprintln!("restored idle: ended {ended_after:?} after the last input (timeout {RESTORE_TIMEOUT:?})");
 }
 
@@ -285,7 +279,11 @@ fn idle_end_while_vigild_is_out_of_descriptors_is_retried_not_faked() {
         "terminate_failed",
         &[("session", &session), ("reason", "cannot_list_processes"), ("by", "idle")],
     );
-    assert!(records(&h, "session_end", id).is_empty(), "no end while nothing was ended: {:#?}", raw(&records(&h, "session_end", id)));
+    assert!(
+        h.session_records("session_end", id).is_empty(),
+        "no end while nothing was ended: {:#?}",
+        raw(&h.session_records("session_end", id))
+    );
     let shell = login.server.shell().map(|p| p.pid).expect("the shell");
     assert!(login.client.is_alive() && ProcInfo::read(shell).is_some(), "the shell still runs: {}", failed.raw);
 
@@ -294,7 +292,7 @@ fn idle_end_while_vigild_is_out_of_descriptors_is_retried_not_faked() {
     let released = Instant::now();
     let code = login.client.wait_exit(TERMINATE_RETRY + SLACK);
     let end = h.wait_for_event(STEP, "vigild", "session_end", &[("session", &session), ("reason", "idle")]);
-    let (failures, ends) = (records(&h, "terminate_failed", id), records(&h, "session_end", id));
+    let (failures, ends) = (h.session_records("terminate_failed", id), h.session_records("session_end", id));
     assert_eq!(ends.len(), 1, "{:#?}", raw(&ends));
     let log = h.auth_log();
     let position = |raw: &str| log.iter().position(|l| l.raw == raw);
@@ -349,7 +347,7 @@ fn login_while_vigild_is_down_is_adopted_and_ended_when_idle() {
     // Supervised like any other: nobody types, and it ends by idleness.
     let code = client.wait_exit(IDLE_TIMEOUT + SLACK);
     h.wait_for_event(STEP, "vigild", "session_end", &[("session", &id.to_string()), ("reason", "idle")]);
-    assert!(records(&h, "session_open", id).is_empty(), "adopted, not opened: {:#?}", raw(&records(&h, "session_open", id)));
+    assert!(h.session_records("session_open", id).is_empty(), "adopted, not opened: {:#?}", raw(&h.session_records("session_open", id)));
     eprintln!("vigild down: adopted {adopted_after:?} after vigild started (ses={ses}, service={comm}); ssh exit {code}");
 }
 

@@ -26,12 +26,6 @@ use vigil_e2e::{BusPolicy, Harness, LogLine, PamStack, SshOpts, SshdOpts, Vigild
 /// A single step (a record that is already due, a command's output).
 const STEP: Duration = Duration::from_secs(10);
 
-/// vigild's records `event` for session `id`, in log order.
-fn records(h: &Harness, event: &str, id: u64) -> Vec<LogLine> {
-    let id = id.to_string();
-    h.auth_log().into_iter().filter(|l| l.is_event("vigild", event) && l.has("session", &id)).collect()
-}
-
 fn raw(lines: &[LogLine]) -> Vec<&str> {
     lines.iter().map(|l| l.raw.as_str()).collect()
 }
@@ -80,7 +74,7 @@ fn a_policy_that_matches_ttys_applies_once_the_pty_exists_and_the_switch_is_reco
     }
     assert!(changed.has("user", &user.name), "{}", changed.raw);
     assert!(position(&h, &open) < position(&h, &changed), "the open before the change");
-    assert_eq!(records(&h, "session_policy_changed", id).len(), 1, "{:#?}", raw(&records(&h, "session_policy_changed", id)));
+    assert_eq!(h.session_records("session_policy_changed", id).len(), 1, "{:#?}", raw(&h.session_records("session_policy_changed", id)));
 }
 
 // ---- a leader killed while vigild is down -------------------------------------------------
@@ -97,9 +91,7 @@ fn a_leader_killed_while_vigild_is_down_is_ended_with_its_leftovers_under_its_id
     h.start_vigild(
         VigildOpts::default().no_bus().config("[defaults]\nidle_timeout = \"1h\"\nkill_grace = \"1s\"\n").adopt_users(&[&user.name]),
     );
-    let module = paths::pam_module().display().to_string();
-    let stack = unix_stack().session("required", "pam_loginuid.so", &[]).session("required", &module, &h.vigil_args().to_args());
-    h.start_sshd(SshdOpts::default().stack(stack));
+    h.start_sshd(SshdOpts::default().stack(h.loginuid_ssh_stack()));
     let login = login_with(&h, &user, &SshOpts::default(), STEP);
     let id = login.id();
     let shell = login.server.shell().cloned().expect("the shell");
@@ -119,7 +111,7 @@ fn a_leader_killed_while_vigild_is_down_is_ended_with_its_leftovers_under_its_id
     let end = h.wait_for_event(STEP, "vigild", "session_end", &[("session", &id.to_string()), ("reason", "leader_gone")]);
     assert!(end.field("processes").is_some_and(|n| n != "0"), "the leftovers were ended with it: {}", end.raw);
     assert!(position(&h, &restored) < position(&h, &end), "restored, then ended");
-    assert_eq!(records(&h, "session_end", id).len(), 1, "{:#?}", raw(&records(&h, "session_end", id)));
+    assert_eq!(h.session_records("session_end", id).len(), 1, "{:#?}", raw(&h.session_records("session_end", id)));
     wait_for(STEP, "the shell to be ended", || match ProcInfo::read(shell.pid).filter(ProcInfo::is_alive) {
         Some(p) => Err(format!("still running: {p:?}")),
         None => Ok(()),
@@ -247,7 +239,7 @@ fn a_registration_after_the_sweep_adopted_the_login_replaces_it() {
     let (closed, run) = session.close();
     assert_eq!(closed, Some(PAM_SUCCESS), "{}", run.stderr);
     h.wait_for_event(STEP, "vigild", "session_close", &[("session", &id.to_string())]);
-    assert!(records(&h, "session_end", adopted_id).is_empty(), "the adopted one is replaced, not ended");
+    assert!(h.session_records("session_end", adopted_id).is_empty(), "the adopted one is replaced, not ended");
 }
 
 // ---- refusals held back for a user who went quiet -------------------------------------------

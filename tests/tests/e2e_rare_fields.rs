@@ -31,26 +31,12 @@ use nix::sys::signal::Signal;
 use vigil_e2e::flood::FLOOD_STEP_TIMEOUT;
 use vigil_e2e::login::{Login, hold_pty, listed_ttys, login_with, login_without_client_pty, short_tty, wait_tracked};
 use vigil_e2e::procfs::{self, ProcInfo};
-use vigil_e2e::sshd::unix_stack;
-use vigil_e2e::{Harness, LogLine, PamStack, SshOpts, SshdOpts, VigildOpts, paths, require_root, wait_for};
+use vigil_e2e::{Harness, LogLine, SshOpts, SshdOpts, VigildOpts, require_root, wait_for};
 
 /// A single step (a record that is already due, a command's output).
 const STEP: Duration = Duration::from_secs(10);
 /// Nobody is ended by idleness while a test looks.
 const QUIET_CONFIG: &str = "[defaults]\nidle_timeout = \"1h\"\nnotty_idle_timeout = \"1h\"\nkill_grace = \"1s\"\n";
-
-/// sshd's session stack as Debian's: pam_unix, pam_loginuid (an audit session per
-/// login), then pam_vigil.
-fn ssh_stack(h: &Harness) -> PamStack {
-    let module = paths::pam_module().display().to_string();
-    unix_stack().session("required", "pam_loginuid.so", &[]).session("required", &module, &h.vigil_args().to_args())
-}
-
-/// vigild's records `event` for session `id`, in log order.
-fn records(h: &Harness, event: &str, id: u64) -> Vec<LogLine> {
-    let id = id.to_string();
-    h.auth_log().into_iter().filter(|l| l.is_event("vigild", event) && l.has("session", &id)).collect()
-}
 
 fn raw(lines: &[LogLine]) -> Vec<&str> {
     lines.iter().map(|l| l.raw.as_str()).collect()
@@ -149,7 +135,7 @@ fn a_stale_claim_on_a_pty_given_to_another_login_is_taken_over_with_its_fields()
     let a_user = h.create_user("takea");
     let b_user = h.create_user("takeb");
     h.start_vigild(VigildOpts::default().no_bus().config(QUIET_CONFIG));
-    let stack = ssh_stack(&h);
+    let stack = h.loginuid_ssh_stack();
     h.start_sshd(SshdOpts::default().stack(stack));
 
     // 1. A logs in and opens an inner pty; vigild claims both.
@@ -257,7 +243,7 @@ fn a_leader_that_dies_while_vigild_is_out_of_descriptors_is_retried_with_its_att
     let mut h = Harness::with_syslog();
     let user = h.create_user("lgone");
     h.start_vigild(VigildOpts::default().no_bus().config(QUIET_CONFIG).nofile_hard(NOFILE_HARD));
-    let stack = ssh_stack(&h);
+    let stack = h.loginuid_ssh_stack();
     h.start_sshd(SshdOpts::default().stack(stack));
     let login = login_with(&h, &user, &SshOpts::default(), STEP);
     let (id, session) = (login.id(), login.id().to_string());
@@ -283,7 +269,11 @@ fn a_leader_that_dies_while_vigild_is_out_of_descriptors_is_retried_with_its_att
         assert!(matches!(reason.as_deref(), Some("cannot_list_processes" | "cannot_hold_process")), "{}", failed.raw);
         assert!(failed.field("error").is_some_and(|e| e.contains("Too many open files")), "{}", failed.raw);
     }
-    assert!(records(&h, "session_end", id).is_empty(), "no end while nothing was ended: {:#?}", raw(&records(&h, "session_end", id)));
+    assert!(
+        h.session_records("session_end", id).is_empty(),
+        "no end while nothing was ended: {:#?}",
+        raw(&h.session_records("session_end", id))
+    );
     assert!(ProcInfo::read(shell.pid).is_some_and(|p| p.is_alive()), "the shell {} still runs: {}", shell.pid, second.raw);
 
     // Descriptors back: a later attempt ends the session and the shell.
@@ -294,7 +284,7 @@ fn a_leader_that_dies_while_vigild_is_out_of_descriptors_is_retried_with_its_att
         Some(p) => Err(format!("still running: {p:?}")),
         None => Ok(()),
     });
-    let failures = records(&h, "terminate_failed", id);
+    let failures = h.session_records("terminate_failed", id);
     let attempts: Vec<String> = failures.iter().filter_map(|l| l.field("attempt")).collect();
     let numbered: Vec<String> = (1..=attempts.len()).map(|n| n.to_string()).collect();
     assert_eq!(attempts, numbered, "one record per attempt, counted from 1: {:#?}", raw(&failures));
@@ -302,7 +292,7 @@ fn a_leader_that_dies_while_vigild_is_out_of_descriptors_is_retried_with_its_att
     let log = h.auth_log();
     let position = |line: &LogLine| log.iter().position(|l| l.raw == line.raw);
     assert!(position(failures.last().unwrap()) < position(&end), "the failures before the end");
-    assert_eq!(records(&h, "session_end", id).len(), 1, "{:#?}", raw(&records(&h, "session_end", id)));
+    assert_eq!(h.session_records("session_end", id).len(), 1, "{:#?}", raw(&h.session_records("session_end", id)));
     eprintln!(
         "leader gone out of descriptors: {} attempt(s) failed, {} root connections held; then {}",
         attempts.len(),

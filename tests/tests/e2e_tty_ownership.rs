@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use vigil_e2e::login::{Login, hold_pty, listed_ttys, login_with, login_without_client_pty, short_tty, wait_tracked};
 use vigil_e2e::procfs::{self, ProcInfo};
-use vigil_e2e::sshd::unix_stack;
-use vigil_e2e::{Harness, LogLine, PamStack, SshCommand, SshOpts, SshdOpts, VigildOpts, paths, require_root, wait_for};
+use vigil_e2e::{Harness, SshCommand, SshOpts, SshdOpts, VigildOpts, require_root, wait_for};
 
 const STEP: Duration = Duration::from_secs(10);
 const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -36,19 +35,6 @@ fn config(a_user: &str, a_idle: &str) -> String {
         "[defaults]\nidle_timeout = \"1h\"\nnotty_idle_timeout = \"1h\"\nkill_grace = \"1s\"\n\n\
          [[policy]]\nname = \"a\"\nmatch = {{ users = [\"{a_user}\"] }}\nidle_timeout = \"{a_idle}\"\nidle_warning = \"8s\"\n"
     )
-}
-
-/// sshd's session stack as Debian's: pam_unix, pam_loginuid (an audit session per
-/// login), then pam_vigil.
-fn ssh_stack(h: &Harness) -> PamStack {
-    let module = paths::pam_module().display().to_string();
-    unix_stack().session("required", "pam_loginuid.so", &[]).session("required", &module, &h.vigil_args().to_args())
-}
-
-/// vigild's records `event` for session `id`.
-fn records(h: &Harness, event: &str, id: u64) -> Vec<LogLine> {
-    let id = id.to_string();
-    h.auth_log().into_iter().filter(|l| l.is_event("vigild", event) && l.has("session", &id)).collect()
 }
 
 fn device(tty: &str) -> PathBuf {
@@ -81,7 +67,7 @@ fn assert_b_untouched(h: &Harness, b_client: &SshCommand, b_leader: u32, b_job: 
     assert_eq!(listed_ttys(&b), vec![b_tty.to_string()], "{b:#?}");
     assert!(b.other.get("deadline").and_then(|v| v.as_u64()).is_some_and(|d| d > 0), "B has an idle deadline: {b:#?}");
     assert!(!b_client.stdout_text().contains(WARNING_TEXT), "A's warning reached B's terminal: {}", b_client.stdout_text());
-    assert!(records(h, "session_close", b.id).is_empty() && records(h, "session_end", b.id).is_empty());
+    assert!(h.session_records("session_close", b.id).is_empty() && h.session_records("session_end", b.id).is_empty());
 }
 
 // ---- after a crash restart ------------------------------------------------------------
@@ -93,7 +79,7 @@ fn a_pty_closed_while_vigild_was_down_is_not_restored_and_its_next_owner_is_unto
     let a_user = h.create_user("owna");
     let b_user = h.create_user("ownb");
     h.start_vigild(VigildOpts::default().no_bus().config(&config(&a_user.name, "1h")));
-    let stack = ssh_stack(&h);
+    let stack = h.loginuid_ssh_stack();
     h.start_sshd(SshdOpts::default().stack(stack));
 
     // 1. A, in an ssh session, opens a second pty; vigild lists both.
@@ -202,7 +188,7 @@ fn a_pty_closed_before_its_watch_is_not_kept_and_its_next_owners_are_untouched()
     let b_user = h.create_user("raceb");
     let a_idle = format!("{}s", A_IDLE.as_secs());
     h.start_vigild(VigildOpts::default().no_bus().config(&config(&a_user.name, &a_idle)));
-    let stack = ssh_stack(&h);
+    let stack = h.loginuid_ssh_stack();
     h.start_sshd(SshdOpts::default().stack(stack));
     let a = login_with(&h, &a_user, &SshOpts::default(), STEP);
     let a_tty = a.tty();

@@ -12,9 +12,7 @@
 use std::process::ExitCode;
 
 use vigil_e2e::conformance::declarations_dir;
-use vigil_e2e::conformance_check::{
-    check_run, check_static, documented, field_index, read_declarations, read_map, read_shapes, repo_root, suggest,
-};
+use vigil_e2e::conformance_check::{check_run, check_static, documented, field_index, read_declarations, read_map, repo_root, suggest};
 
 fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -52,8 +50,7 @@ fn run(mode: &str) -> Result<Vec<String>, String> {
         "static" => Ok(check_static(&repo, &documented, &map, &parser_keys)),
         "check" => {
             let mut problems = check_static(&repo, &documented, &map, &parser_keys);
-            let declared = read_declarations(&declarations_dir())?;
-            let shapes = read_shapes(&declarations_dir())?;
+            let (declared, shapes) = read_declarations(&declarations_dir())?;
             let audit_md = std::fs::read_to_string(repo.join("AUDIT.md")).map_err(|e| format!("AUDIT.md: {e}"))?;
             problems.extend(check_run(&documented, &map, &declared, &shapes, &field_index(&audit_md)));
             if problems.is_empty() {
@@ -65,7 +62,7 @@ fn run(mode: &str) -> Result<Vec<String>, String> {
             Ok(problems)
         }
         "suggest" => {
-            let declared = read_declarations(&declarations_dir())?;
+            let (declared, _) = read_declarations(&declarations_dir())?;
             print!("{}", suggest(&repo, &documented, &map, &declared));
             Ok(Vec::new())
         }
