@@ -7,6 +7,7 @@ pub mod adopt;
 pub mod ids;
 pub mod inhibit;
 pub mod inhibit_calls;
+pub mod lock_calls;
 pub mod manager;
 pub mod ownership;
 pub mod policy_cache;
