@@ -34,6 +34,10 @@ pub enum Mark {
     PasswordAsked,
     /// vigild did not answer in auth, or refused: account does not call it again.
     DaemonFailed,
+    /// An account line already sent this password's proof. A stack can hold two
+    /// (vigil-reauth's and common-account's lock check, `vigil-lock`): one proof, one
+    /// record.
+    ProofSent,
 }
 
 impl Mark {
@@ -42,6 +46,7 @@ impl Mark {
             Mark::Granted => "pam_vigil_granted",
             Mark::PasswordAsked => "pam_vigil_password_asked",
             Mark::DaemonFailed => "pam_vigil_daemon_failed",
+            Mark::ProofSent => "pam_vigil_proof_sent",
         }
     }
 }

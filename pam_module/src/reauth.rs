@@ -166,7 +166,13 @@ pub fn account(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> H
 pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, invoker: &Invoker) -> HookOutcome {
     // A vigild that did not answer (or refused) in auth is not called again (sudo
     // would pay the deadline twice); the proof is simply not recorded.
-    if pam.has_mark(Mark::PasswordAsked) && !pam.has_mark(Mark::Granted) && !pam.has_mark(Mark::DaemonFailed) && invoker.is_pam_user(pam) {
+    let proof_due = pam.has_mark(Mark::PasswordAsked)
+        && !pam.has_mark(Mark::Granted)
+        && !pam.has_mark(Mark::DaemonFailed)
+        && !pam.has_mark(Mark::ProofSent);
+    if proof_due && invoker.is_pam_user(pam) {
+        // Whatever vigild answers, a second account line of this stack does not ask again.
+        pam.set_mark(Mark::ProofSent);
         let service = service(pam);
         match daemon.record_auth(&service, &pam_user(pam)) {
             Ok(()) => {}
@@ -341,6 +347,17 @@ mod tests {
         assert_eq!(account_as(&mut pam, &d, &log, &ALICE), HookOutcome::Ignore);
         assert!(d.recorded.borrow().is_empty(), "no RecordAuth for a service vigild would refuse it for");
         assert!(log.0.borrow().is_empty(), "no record at all: {:?}", log.0.borrow());
+    }
+
+    #[test]
+    fn two_account_lines_record_one_proof() {
+        // sudo including vigil-reauth, with vigil-lock's line in common-account.
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
+        let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
+        assert_eq!(authenticate_as(&mut pam, &d, &log, &ModuleArgs::default(), &ALICE), HookOutcome::Ignore);
+        assert_eq!(account_as(&mut pam, &d, &log, &ALICE), HookOutcome::Ignore);
+        assert_eq!(account_as(&mut pam, &d, &log, &ALICE), HookOutcome::Ignore);
+        assert_eq!(*d.recorded.borrow(), vec!["proof"]);
     }
 
     #[test]
