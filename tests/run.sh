@@ -14,8 +14,9 @@ command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Ru
 packages="rsyslog dbus openssh-server openssh-client sudo sshpass tmux libpam0g-dev procps passwd util-linux"
 # The package and its tests under a real systemd (tests/container/run.sh). Installing
 # systemd-container upgrades systemd 252.38 to 252.39 on Debian 12: harmless. polkitd
-# and pkexec: the container's pkexec test (the container runs the machine's own root).
-packages="$packages debhelper dpkg-dev lintian systemd-container polkitd pkexec"
+# and pkexec: the container's pkexec test (the container runs the machine's own root);
+# cron: a locked user's cron job refused there (tests/container/pam_stacks.sh).
+packages="$packages debhelper dpkg-dev lintian systemd-container polkitd pkexec cron"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -110,9 +110,11 @@ check "man pages and completions" test -f "$root/usr/share/man/man8/pam_vigil.8.
     -a -f "$root/usr/share/man/man5/vigil.toml.5.gz" -a -f "$root/usr/share/bash-completion/completions/vigilctl"
 
 # ---- ssh through the stock /etc/pam.d/sshd, beside logind ------------------------------
-ct pam-auth-update --enable vigil
-check "pam-auth-update puts vigil in common-session only" sh -c \
-    "grep -q pam_vigil.so $root/etc/pam.d/common-session && ! grep -q pam_vigil.so $root/etc/pam.d/common-session-noninteractive"
+ct pam-auth-update --enable vigil vigil-lock
+# The profiles in common-auth, common-account and common-session; wrong and right
+# passwords through the stock sudo and sshd stacks (pam_stacks.sh).
+. "$here/pam_stacks.sh"
+pam_stack_checks
 write_config 'idle_timeout = "10m"' 'idle_timeout = "0"'
 ct systemctl reload vigild
 held=$VIGIL_CT_DIR/held.out
@@ -129,6 +131,11 @@ check "vigild names the audit session logind tracks" sh -c "nsenter -t $leader -
 uid=$(ct id -u ctssh)
 check "a systemd --user manager runs for the login" wait_for 50 sh -c "[ \"\$(nsenter -t $leader -a systemctl is-active user@$uid.service)\" = active ]"
 check "no systemd-user session at vigild" sh -c "! nsenter -t $leader -a vigilctl list | awk '{print \$4}' | grep -qx systemd-user && ! nsenter -t $leader -a journalctl -t vigild -o cat | grep -q 'service=systemd-user'"
+
+# ---- locks (pam_stacks.sh): ctlock refused by su and sshd then let in again; ctcron's
+# lock held across the restarts below, its cron job looked at near the end ----------------
+lock_checks
+lock_cron_start
 
 # ---- reload, restart, SIGKILL ---------------------------------------------------------
 check "session policy before reload is ct-ssh" test "$(policy_of "$vid")" = ct-ssh
@@ -210,6 +217,8 @@ check "logind ended the session too" wait_for 50 sh -c "! nsenter -t $leader -a 
 check "vigild's TerminateSession call to logind did not fail" sh -c "! nsenter -t $leader -a journalctl -t vigild -o cat | grep -q logind_terminate_failed"
 check "idle records name logind's session" sh -c "nsenter -t $leader -a journalctl -t vigild -o cat | grep 'event=session_end session=$cid ' | grep -q 'logind_session='"
 
+lock_cron_check
+
 if [ "$failures" != 0 ]; then
     echo "container: the console's terminal:"; pane | grep -v '^$' | tail -40
     echo "container: vigild's records:"; vigild_log | grep -v session_restored | tail -15 | cut -c1-300
@@ -231,7 +240,7 @@ check "apt-get purge vigil" apt_get purge vigil
 # (/etc/pam.d/vigil-test-* are the machine's own e2e tests' files, seen through the overlay.)
 check "no PAM line names vigil" sh -c "! grep -rqs --exclude='vigil-test-*' -e pam_vigil -e vigil-reauth $root/etc/pam.d"
 check "no binary, module, unit or policy left" sh -c "! ls $root/usr/sbin/vigild $root/usr/bin/vigilctl $root/lib/*/security/pam_vigil.so \
-    $root/lib/systemd/system/vigild.service $root/usr/share/dbus-1/system.d/org.vigil1.conf $root/usr/share/pam-configs/vigil 2>/dev/null | grep -q ."
+    $root/lib/systemd/system/vigild.service $root/usr/share/dbus-1/system.d/org.vigil1.conf $root/usr/share/pam-configs/vigil $root/usr/share/pam-configs/vigil-lock 2>/dev/null | grep -q ."
 check "no state left (/etc/vigil, /var/lib/vigil, /run/vigil)" sh -c "! ct_state=\$(nsenter -t $leader -a ls -d /etc/vigil /var/lib/vigil /run/vigil 2>/dev/null) || [ -z \"\$ct_state\" ]"
 check "vigild is gone" sh -c "! nsenter -t $leader -a pgrep -x vigild"
 check "a login still works after the purge" sh -c "ssh_out=\$(timeout 30 nsenter -t $leader -n sshpass -p '$pw' ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o PubkeyAuthentication=no -o LogLevel=ERROR ctssh@127.0.0.1 'echo LOGGED-IN') && [ \"\$ssh_out\" = LOGGED-IN ]"

@@ -58,7 +58,7 @@ fi
 rm -rf "$root/usr/sbin/vigild" "$root/usr/bin/vigilctl" "$root/etc/vigil" "$root/var/lib/vigil" "$root/run/vigil" \
     "$root/var/log/vigild.log" "$root/usr/libexec/vigil" \
     "$root/lib/systemd/system/vigild.service" "$root/usr/share/dbus-1/system.d/org.vigil1.conf" \
-    "$root/usr/share/pam-configs/vigil" "$root/etc/pam.d/vigil-reauth" "$root"/lib/*/security/pam_vigil.so \
+    "$root/usr/share/pam-configs/vigil" "$root/usr/share/pam-configs/vigil-lock" "$root/etc/pam.d/vigil-reauth" "$root"/lib/*/security/pam_vigil.so \
     "$root/etc/systemd/system/multi-user.target.wants/vigild.service"
 # The machine's e2e tests may be running: /etc/pam.d/su patched by one of them is put
 # back from its backup (their other files have names of their own and are harmless).
