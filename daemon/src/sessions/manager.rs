@@ -21,6 +21,7 @@ use crate::audit::audit_log::AuditLog;
 use crate::audit::records::{EndReason, activity_evidence, policy_changed, session_record};
 use crate::rpc::caller::Caller;
 use crate::rpc::throttle::{CallBudget, REPORT_PERIOD, ReportThrottle};
+use crate::sessions::alerts::Alerts;
 use crate::sessions::ids::IdAllocator;
 use crate::sessions::registry::Registry;
 use crate::sessions::session::{Evidence, SavedSession, Session};
@@ -76,6 +77,8 @@ pub struct Manager {
     pub(crate) tty_holders: Mutex<TtyHolders>,
     /// The bus logind is asked on (`--bus`); `None`: the system bus.
     logind_bus: RwLock<Option<String>>,
+    /// The bursts that make `alert` records (`alerts.rs`).
+    pub(crate) alerts: Alerts,
 }
 
 /// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
@@ -101,6 +104,7 @@ impl Manager {
             user_calls: Mutex::new(CallBudget::new(USER_CALLS_PER_MINUTE, Duration::from_secs(60))),
             tty_holders: Mutex::new(std::collections::HashMap::new()),
             logind_bus: RwLock::new(None),
+            alerts: Alerts::default(),
         }
     }
 
@@ -147,6 +151,7 @@ impl Manager {
         {
             self.audit.write(record.number("suppressed", suppressed));
         }
+        self.count_refused_call(caller, method);
         VigilError::AccessDenied(format!("{method}: {}", why.describe()))
     }
 
@@ -216,7 +221,7 @@ impl Manager {
         }
         self.audit.write(record);
         // vigild ends the processes; logind, where it tracks the login, ends its session too.
-        if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge)
+        if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge | EndReason::ReauthFailures)
             && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
         {
             let bus = self.logind_bus.read().unwrap_or_else(|p| p.into_inner()).clone();
