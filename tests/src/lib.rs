@@ -44,7 +44,7 @@ pub use logs::LogLine;
 pub use pam::{Fail, PamStack, VigilArgs};
 pub use procfs::ProcInfo;
 pub use report::{PamHostReport, RcSummary, Stats};
-pub use rsyslog::{Rsyslog, RsyslogOpts};
+pub use rsyslog::{Rsyslog, RsyslogOpts, SeverityLine};
 pub use sshd::{Sshd, SshdOpts, SshdSession};
 pub use sudo::{Answer, Prompted};
 pub use tmux::{SshCommand, SshOpts, SshSession, Tmux};
