@@ -34,6 +34,9 @@ pub enum OnReauthFailures {
     Off,
     /// End the session as an admin's `vigilctl terminate` would.
     End,
+    /// Lock the user for a while (`vigilctl lock --for`): every session of theirs ends,
+    /// and their logins, sudo and su are refused until the lock runs out.
+    Lock,
 }
 
 impl fmt::Display for OnReauthFailures {
@@ -41,19 +44,18 @@ impl fmt::Display for OnReauthFailures {
         f.write_str(match self {
             Self::Off => "off",
             Self::End => "end",
+            Self::Lock => "lock",
         })
     }
 }
 
 impl<'de> Deserialize<'de> for OnReauthFailures {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_str_with(deserializer, r#""off" or "end""#, |text| match text {
+        deserialize_str_with(deserializer, r#""off", "end" or "lock""#, |text| match text {
             "off" => Ok(Self::Off),
             "end" => Ok(Self::End),
-            // Named apart: the issue that brings locks will accept it, and an admin who
-            // read about it should learn it is not there yet rather than guess a typo.
-            "lock" => Err(r#""lock" is not available yet (this vigil has no user locks); expected "off" or "end""#.to_owned()),
-            other => Err(format!(r#"invalid value {other:?}; expected "off" or "end""#)),
+            "lock" => Ok(Self::Lock),
+            other => Err(format!(r#"invalid value {other:?}; expected "off", "end" or "lock""#)),
         })
     }
 }

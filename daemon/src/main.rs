@@ -2,6 +2,7 @@
 //! audits every decision. This file parses arguments and wires the pieces together.
 
 mod audit;
+mod locks;
 mod rpc;
 mod sessions;
 mod supervise;
@@ -96,7 +97,12 @@ async fn run(args: Args) -> Result<(), StartError> {
                 .text("by", "vigild first start"),
         );
     }
-    let core = Arc::new(Manager::new(config, args.config.clone(), audit, ids, store));
+    let (locks, strays) = locks::book::LockBook::open(args.lock_dir.clone())
+        .map_err(|source| StartError::CreateDir { path: args.lock_dir.clone(), source })?;
+    for stray in strays {
+        eprintln!("vigild: {} is not a lock vigild wrote ({}); left in place, and ignored", stray.path.display(), stray.why);
+    }
+    let core = Arc::new(Manager::new(config, args.config.clone(), audit, ids, store, locks));
     let objects = SessionObjects::new(&core);
     core.add_hooks(objects.clone());
     core.add_hooks(supervise::leaders::LeaderWatch::new(&core));
@@ -133,6 +139,8 @@ async fn run(args: Args) -> Result<(), StartError> {
         );
     }
     sessions::adopt::spawn(core.clone(), adoption_scope(&args));
+    // Locks that ran out while vigild was down end first, then each at its time.
+    locks::expiry::spawn(core.clone());
 
     let server = tokio::spawn(rpc::private_socket::serve(listener, core.clone(), objects.clone()));
     let stop_reason = wait_for_signals(&core).await;

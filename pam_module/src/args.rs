@@ -36,6 +36,8 @@ pub struct ModuleArgs {
     pub reauth: bool,
     /// auth: the line the stack reaches only after a failed password (`authfail`).
     pub authfail: bool,
+    /// Where vigild keeps user locks (`locks=DIR`), read in the account stage.
+    pub locks: PathBuf,
     /// PAM services whose sessions are not login sessions (`ignore_services=a,b`, added
     /// to `systemd-user`): their hooks return before any daemon call.
     pub ignore_services: Vec<String>,
@@ -68,6 +70,7 @@ impl Default for ModuleArgs {
             debug: false,
             reauth: false,
             authfail: false,
+            locks: PathBuf::from(vigil_protocol::lock::DEFAULT_LOCK_DIR),
             ignore_services: vec![ALWAYS_IGNORED.to_string()],
             unknown: Vec::new(),
             overridden: Vec::new(),
@@ -119,6 +122,10 @@ impl ModuleArgs {
                 }
                 ("syslog", Some(v)) if v.starts_with('/') => {
                     parsed.syslog_socket = PathBuf::from(v);
+                    true
+                }
+                ("locks", Some(v)) if v.starts_with('/') => {
+                    parsed.locks = PathBuf::from(v);
                     true
                 }
                 ("debug", None) => {
@@ -180,7 +187,8 @@ mod tests {
 
     #[test]
     fn all_arguments() {
-        let a = parse(&["socket=/tmp/x", "timeout=500ms", "fail=closed", "syslog=/tmp/log", "debug"]);
+        let a = parse(&["socket=/tmp/x", "timeout=500ms", "fail=closed", "syslog=/tmp/log", "debug", "locks=/tmp/locks"]);
+        assert_eq!(a.locks, PathBuf::from("/tmp/locks"));
         assert_eq!(a.target, Target::Socket("/tmp/x".into()));
         assert_eq!(a.timeout, Duration::from_millis(500));
         assert_eq!(a.fail, FailMode::Closed);
@@ -192,10 +200,11 @@ mod tests {
 
     #[test]
     fn bad_values_keep_defaults_and_are_reported() {
-        let a = parse(&["timeout=forever", "timeout=0s", "fail=maybe", "socket=relative", "verbose"]);
+        let a = parse(&["timeout=forever", "timeout=0s", "fail=maybe", "socket=relative", "verbose", "locks=relative"]);
         assert_eq!(a.timeout, DEFAULT_TIMEOUT);
         assert_eq!(a.fail, FailMode::Open);
-        assert_eq!(a.unknown.len(), 5);
+        assert_eq!(a.locks, PathBuf::from(vigil_protocol::lock::DEFAULT_LOCK_DIR));
+        assert_eq!(a.unknown.len(), 6);
     }
 
     #[test]

@@ -67,3 +67,9 @@ impl Daemon for DbusDaemon {
         self.call("RecordAuthFailure", &(service,))
     }
 }
+
+impl crate::lock_check::RefusalReport for DbusDaemon {
+    fn login_refused(&self, user: &str, pam_user: &str, service: &str, rhost: &str, tty: &str) -> Result<(), ClientError> {
+        self.call("RecordLoginRefused", &(user, pam_user, service, rhost, tty))
+    }
+}

@@ -16,6 +16,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod host_log;
+pub mod lock_check;
 pub mod pam_io;
 pub mod reauth;
 pub mod session;
@@ -38,6 +39,7 @@ fn to_code(verdict: HookOutcome) -> PamResultCode {
         HookOutcome::SessionError => PamResultCode::PAM_SESSION_ERR,
         HookOutcome::Ignore => PamResultCode::PAM_IGNORE,
         HookOutcome::AuthError => PamResultCode::PAM_AUTH_ERR,
+        HookOutcome::PermissionDenied => PamResultCode::PAM_PERM_DENIED,
     }
 }
 
@@ -102,7 +104,9 @@ impl PamHooks for PamVigil {
         guarded(&args, ask_password, |args| {
             let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
             if args.authfail {
-                reauth::authentication_failed(&mut RealPam(pamh), &daemon_for(args), &log)
+                // SAFETY: getuid cannot fail.
+                let real_uid = unsafe { libc::getuid() };
+                reauth::authentication_failed(&mut RealPam(pamh), &daemon_for(args), &log, real_uid)
             } else if args.reauth {
                 reauth::authenticate(&mut RealPam(pamh), &daemon_for(args), &log, args)
             } else {
@@ -114,7 +118,13 @@ impl PamHooks for PamVigil {
     fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         guarded(&args, ask_password, |args| {
             let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
-            reauth::account(&mut RealPam(pamh), &daemon_for(args), &log)
+            let (daemon, mut pam) = (daemon_for(args), RealPam(pamh));
+            // A locked user is refused before anything else; `ask_password` makes a
+            // bug here PAM_IGNORE, never a refusal.
+            if lock_check::check(&mut pam, args, &lock_check::Identities::of_process(), &daemon, &log).is_some() {
+                return HookOutcome::PermissionDenied;
+            }
+            reauth::account(&mut pam, &daemon, &log)
         })
     }
 

@@ -17,6 +17,9 @@ pub trait PamIo {
     /// Marks this handle (between auth and account of one PAM transaction).
     fn set_mark(&mut self, mark: Mark) -> bool;
     fn has_mark(&self, mark: Mark) -> bool;
+    /// Shows `text` to the user (a PAM_ERROR_MSG through the application's
+    /// conversation: sshd sends it as a banner, su and sudo print it). Best effort.
+    fn tell(&mut self, text: &str);
     /// Whether a module before this one took a password (PAM_AUTHTOK is set and not
     /// empty). The secret itself is never copied.
     fn password_typed(&self) -> bool;
@@ -103,6 +106,14 @@ impl PamIo for RealPam<'_> {
     fn has_mark(&self, mark: Mark) -> bool {
         // SAFETY: only this module writes these keys, always with a bool.
         unsafe { self.0.get_data::<bool>(mark.key()) }.ok().copied().unwrap_or(false)
+    }
+
+    fn tell(&mut self, text: &str) {
+        if let Ok(Some(conv)) = self.0.get_item::<pam::conv::Conv>() {
+            // An application without a way to show it (cron) answers with an error: the
+            // refusal stands all the same.
+            let _ = conv.send(pam::constants::PAM_ERROR_MSG, text);
+        }
     }
 
     fn password_typed(&self) -> bool {

@@ -121,9 +121,16 @@ fn refused(pam: &dyn PamIo, call: ModuleCall, service: &str, error: &ClientError
     failure(record, error)
 }
 
-/// pam_sm_authenticate with `authfail`: the password was wrong.
-pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> HookOutcome {
+/// pam_sm_authenticate with `authfail`: the password was wrong. Recorded only for a
+/// program run by a logged-in user (`real_uid` not root: sudo, su, pkexec): a failed
+/// password of sshd or login (which run as root) is a login attempt, not a
+/// re-authentication, and a remote password-guessing flood must not reach vigild.
+pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, real_uid: u32) -> HookOutcome {
     let service = service(pam);
+    if real_uid == 0 {
+        log.debug(&format!("{service}: a failed password of a program run by root is no re-authentication; nothing to record"));
+        return HookOutcome::AuthError;
+    }
     // This line is reached by any failure of the modules before it, a prompt left
     // unanswered (Ctrl-C, Ctrl-D) among them: only a password typed and refused is one.
     if !pam.password_typed() {
@@ -315,7 +322,7 @@ mod tests {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         assert_eq!(authenticate_as(&mut pam, &Refusing, &log, &ModuleArgs::default(), &ALICE), HookOutcome::Ignore);
         assert_eq!(account_as(&mut pam, &Refusing, &log, &ALICE), HookOutcome::Ignore);
-        assert_eq!(authentication_failed(&mut pam, &Refusing, &log), HookOutcome::AuthError);
+        assert_eq!(authentication_failed(&mut pam, &Refusing, &log, 1001), HookOutcome::AuthError);
         let lines = log.0.borrow();
         assert!(lines[0].starts_with("event=call_refused call=record_auth service=sudo"), "{lines:?}");
         assert!(lines[0].contains(" reason=invalid_argument "), "{lines:?}");
@@ -350,7 +357,7 @@ mod tests {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         pam.items.remove("authtok");
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
-        assert_eq!(authentication_failed(&mut pam, &d, &log), HookOutcome::AuthError);
+        assert_eq!(authentication_failed(&mut pam, &d, &log, 1001), HookOutcome::AuthError);
         assert!(d.recorded.borrow().is_empty(), "a prompt left unanswered is no wrong password");
         assert!(log.0.borrow().is_empty());
     }
@@ -359,8 +366,18 @@ mod tests {
     fn authfail_records_and_keeps_failing() {
         let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
         let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
-        assert_eq!(authentication_failed(&mut pam, &d, &log), HookOutcome::AuthError);
+        assert_eq!(authentication_failed(&mut pam, &d, &log, 1001), HookOutcome::AuthError);
         assert_eq!(*d.recorded.borrow(), vec!["failure"]);
+    }
+
+    #[test]
+    fn authfail_in_a_program_run_by_root_sends_nothing() {
+        // sshd and login run as root: their failed passwords are login attempts.
+        let (mut pam, log) = (sudo_pam(b"alice"), FakeLog::default());
+        let d = Daemon2 { answer: || Ok(answer(false)), recorded: RefCell::default() };
+        assert_eq!(authentication_failed(&mut pam, &d, &log, 0), HookOutcome::AuthError);
+        assert!(d.recorded.borrow().is_empty());
+        assert!(log.0.borrow().is_empty());
     }
 
     #[test]

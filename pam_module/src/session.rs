@@ -18,6 +18,8 @@ pub enum HookOutcome {
     SessionError,
     Ignore,
     AuthError,
+    /// The account stage refuses (a lock).
+    PermissionDenied,
 }
 
 /// The environment variable that carries the vigil session id into the session.

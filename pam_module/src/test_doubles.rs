@@ -18,6 +18,8 @@ pub struct FakePam {
     pub env: Vec<String>,
     pub id: Option<u64>,
     pub marks: Vec<Mark>,
+    /// What the module showed the user.
+    pub told: Vec<String>,
 }
 
 impl FakePam {
@@ -55,6 +57,9 @@ impl PamIo for FakePam {
     }
     fn has_mark(&self, mark: Mark) -> bool {
         self.marks.contains(&mark)
+    }
+    fn tell(&mut self, text: &str) {
+        self.told.push(text.to_string());
     }
     /// The item `authtok`, as PAM_AUTHTOK.
     fn password_typed(&self) -> bool {

@@ -115,6 +115,12 @@ wire_names! {
         DaemonUnreachable = "daemon_unreachable",
         /// The module's: an argument in /etc/pam.d it does not know.
         ModuleArgumentIgnored = "module_argument_ignored",
+        /// `vigilctl lock`: a user locked.
+        LockStart = "lock_start",
+        /// A lock expired or was lifted.
+        LockEnd = "lock_end",
+        /// The module refused a login (or sudo, su, cron) of a locked user.
+        LoginRefused = "login_refused",
     }
 }
 
@@ -135,8 +141,23 @@ wire_names! {
         /// `on_reauth_failures = "end"`: a burst of failed re-authentications in the
         /// session (the `alert kind=reauth_failures` before it says which).
         ReauthFailures = "reauth_failures",
+        /// The user was locked (`vigilctl lock`).
+        Lock = "lock",
     }
 }
+
+wire_names! {
+    /// Why a lock ended (`reason=` of `lock_end`).
+    pub enum LockEndReason ("lock end reason") {
+        /// Its `--for` ran out.
+        Expired = "expired",
+        /// `vigilctl unlock`.
+        Lifted = "lifted",
+    }
+}
+
+/// The `reason=` of `login_refused` (the one reason the module refuses a login for).
+pub const LOGIN_REFUSED_LOCKED: &str = "locked";
 
 impl EndReason {
     /// `session_close` for the module's own close, `session_end` for everything else.
@@ -222,6 +243,9 @@ wire_names! {
         ActivitySuspect = "activity_suspect",
         /// Refused calls from one uid, in a burst.
         RefusedCalls = "refused_calls",
+        /// A locked user tried to log in (or sudo, su): the first refusal of each
+        /// minute per locked user.
+        LockedLogin = "locked_login",
     }
 }
 

@@ -6,11 +6,14 @@
 pub mod audit;
 pub mod events;
 pub mod frame;
+pub mod lock;
 mod target;
 pub mod time;
 mod wire;
 
 pub use target::Target;
+
+pub use lock::LockInfo;
 
 pub use wire::{InhibitorInfo, MAX_INHIBIT_WHY_BYTES, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply};
 
@@ -142,4 +145,22 @@ pub trait Manager {
     /// Idle inhibitors of the sessions visible to the caller (all for root, the
     /// caller's own otherwise).
     fn list_inhibitors(&self) -> Result<Vec<InhibitorInfo>, VigilError>;
+
+    /// Locks `user` (root only; never uid 0): ends every session of theirs as an admin
+    /// termination would, and from now the module refuses them in PAM's account stage
+    /// until the lock expires (`duration_usec` from now; 0: until it is lifted) or is
+    /// lifted. A lock already there is replaced. Returns the lock and how many sessions
+    /// were ended.
+    fn lock_user(&self, user: &str, why: &str, duration_usec: u64) -> Result<(LockInfo, u32), VigilError>;
+
+    /// Lifts `user`'s lock (root only). Returns whether there was one.
+    fn unlock_user(&self, user: &str, why: &str) -> Result<bool, VigilError>;
+
+    /// Every lock in force (root only).
+    fn list_locks(&self) -> Result<Vec<LockInfo>, VigilError>;
+
+    /// The module refused a login of a locked user in PAM's account stage (root only:
+    /// the caller is sshd, login, su, sudo, cron as root): vigild records it and
+    /// raises an alert. `user` is who was locked, `pam_user` PAM_USER.
+    fn record_login_refused(&self, user: &str, pam_user: &str, service: &str, rhost: &str, tty: &str) -> Result<(), VigilError>;
 }

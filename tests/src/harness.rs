@@ -216,7 +216,13 @@ impl Harness {
     /// pam_vigil's arguments pointing at this harness: the private socket, the syslog
     /// socket, `timeout=2s`, `fail=open`.
     pub fn vigil_args(&self) -> VigilArgs {
-        VigilArgs::default().socket(self.private_socket()).syslog(self.log_socket()).timeout("2s").fail(Fail::Open)
+        VigilArgs::default().socket(self.private_socket()).syslog(self.log_socket()).timeout("2s").fail(Fail::Open).locks(self.lock_dir())
+    }
+
+    /// Where the harness's vigild keeps user locks (`Vigild::lock_dir`), so that no
+    /// test reads or writes /var/lib/vigil/locks.
+    pub fn lock_dir(&self) -> PathBuf {
+        self.path("state").join("locks")
     }
 
     /// Installs a service whose session stack is `pam_vigil.so ARGS` (auth and account by

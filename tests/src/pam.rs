@@ -25,6 +25,8 @@ pub struct VigilArgs {
     pub timeout: Option<String>,
     pub fail: Option<Fail>,
     pub syslog: Option<PathBuf>,
+    /// `locks=DIR`: where the account hook looks for user locks.
+    pub locks: Option<PathBuf>,
     pub debug: bool,
     /// Anything else, verbatim (e.g. `reauth`).
     pub extra: Vec<String>,
@@ -53,6 +55,11 @@ impl VigilArgs {
 
     pub fn syslog(mut self, path: impl Into<PathBuf>) -> Self {
         self.syslog = Some(path.into());
+        self
+    }
+
+    pub fn locks(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.locks = Some(dir.into());
         self
     }
 
@@ -86,6 +93,9 @@ impl VigilArgs {
         }
         if let Some(s) = &self.syslog {
             args.push(format!("syslog={}", s.display()));
+        }
+        if let Some(dir) = &self.locks {
+            args.push(format!("locks={}", dir.display()));
         }
         if self.debug {
             args.push("debug".to_string());

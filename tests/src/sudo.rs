@@ -188,7 +188,7 @@ fn visudo_ok(args: &[&str], file: Option<&Path>) -> Result<(), String> {
 /// auth     [default=die]              <so> authfail ARGS
 /// auth     requisite                  pam_deny.so
 /// auth     required                   pam_permit.so
-/// account  optional                   <so> ARGS
+/// account  [perm_denied=die default=ignore] <so> ARGS
 /// account  required                   pam_unix.so
 /// session  required                   pam_unix.so
 /// ```
@@ -204,7 +204,7 @@ pub fn reauth_stack(module: &Path, args: &VigilArgs) -> PamStack {
         .auth("[default=die]", &so, &base.clone().extra("authfail").to_args())
         .auth("requisite", "pam_deny.so", &[])
         .auth("required", "pam_permit.so", &[])
-        .account("optional", &so, &base.to_args())
+        .account("[perm_denied=die default=ignore]", &so, &base.to_args())
         .account("required", "pam_unix.so", &[])
         .session("required", "pam_unix.so", &[])
 }

@@ -161,6 +161,12 @@ impl Vigild {
         vigild
     }
 
+    /// Where this vigild keeps user locks (`--lock-dir`); the module's `locks=` in
+    /// [`crate::Harness::vigil_args`].
+    pub fn lock_dir(&self) -> PathBuf {
+        self.state_dir.join("locks")
+    }
+
     /// Starts vigild (again, e.g. after [`Vigild::stop`]) and waits until it answers.
     pub fn start(&self) {
         assert!(!self.is_running(), "vigild is already running");
@@ -184,6 +190,9 @@ impl Vigild {
             // The audit chain and spool live beside the state: never /var/lib/vigil.
             .arg("--audit-dir")
             .arg(self.state_dir.join("audit"))
+            // Locks too: never /var/lib/vigil/locks ([`Vigild::lock_dir`]).
+            .arg("--lock-dir")
+            .arg(self.lock_dir())
             .arg("--foreground");
         match &self.opts.adopt_users {
             Some(users) => {

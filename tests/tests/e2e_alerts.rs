@@ -182,6 +182,40 @@ fn on_reauth_failures_end_ends_the_session_at_the_third_failed_password() {
     assert_eq!(records(&h, "session_end", &[("session", &id)]).len(), 1, "one end");
 }
 
+/// `on_reauth_failures = "lock"`: the third wrong sudo password locks the user for ten
+/// minutes (`lock_start by=vigild`), which ends the session (`session_end reason=lock`);
+/// a new login of the user is refused at the account stage, and the refusal is an
+/// `alert kind=locked_login` at warning.
+#[test]
+fn on_reauth_failures_lock_locks_the_user_and_a_login_then_is_an_alert() {
+    require_root!();
+    let config = format!("{CONFIG}on_reauth_failures = \"lock\"\n");
+    let mut h = harness(&config);
+    let module = paths::pam_module().display().to_string();
+    let args = h.vigil_args().to_args();
+    let stack = unix_stack().account("[perm_denied=die default=ignore]", &module, &args).session("required", &module, &args);
+    h.start_sshd(SshdOpts::default().stack(stack));
+    let user = h.create_user("faillock");
+    h.install_sudo(&user, &reauth_stack(&paths::pam_module(), &h.vigil_args()));
+    let a = login(&h, &user);
+    let id = a.id().to_string();
+    for _ in 0..REAUTH_FAILURES_ALERT - 1 {
+        wrong_sudo(&a);
+    }
+    a.client.send_line(&format!("echo not-the-password | sudo -S -p '' true; echo {}", tag()));
+    h.wait_for_event(STEP, "vigild", "alert", &[("kind", "reauth_failures"), ("session", &id)]);
+    let lock = h.wait_for_event(STEP, "vigild", "lock_start", &[("user", &user.name), ("by", "vigild"), ("sessions", "1")]);
+    assert_ne!(lock.field("until").as_deref(), Some("none"), "a lock for a while: {}", lock.raw);
+    h.wait_for_event(STEP, "vigild", "session_end", &[("session", &id), ("reason", "lock")]);
+    wait_for(STEP, "the ssh client to be disconnected", || if a.client.is_alive() { Err("connected".to_string()) } else { Ok(()) });
+
+    let client = h.ssh_command_with(&user, &SshOpts::default().command("true"));
+    let status = client.wait_exit(STEP).expect("the refused login ends");
+    assert!(!status.success(), "the locked user's login is refused");
+    let alert = h.wait_for_event(STEP, "vigild", "alert", &[("kind", "locked_login"), ("user", &user.name)]);
+    assert_received_at(&h, &alert, "warning", 84);
+}
+
 /// An ordinary user calling a root-only method in a loop: one `alert kind=refused_calls`
 /// at the 10th refusal within a minute, with the user's uid and the count, at warning;
 /// the `call_refused` records (one per user and method a minute) at notice; more

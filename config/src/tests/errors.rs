@@ -142,16 +142,16 @@ fn bad_on_reauth_failures() {
         3,
         22,
         "policy[1].on_reauth_failures",
-        "invalid value \"kill\"; expected \"off\" or \"end\"",
+        "invalid value \"kill\"; expected \"off\", \"end\" or \"lock\"",
     );
     assert_refused(
         "[defaults]\non_reauth_failures = \"lock\"\n",
         2,
         22,
         "defaults.on_reauth_failures",
-        "\"lock\" is not available yet (this vigil has no user locks); expected \"off\" or \"end\"",
+        "\"lock\" is not available yet (this vigil has no user locks); expected \"off\", \"end\" or \"lock\"",
     );
-    assert_refused("[defaults]\non_reauth_failures = 3\n", 2, 22, "defaults.on_reauth_failures", "expected \"off\" or \"end\"");
+    assert_refused("[defaults]\non_reauth_failures = 3\n", 2, 22, "defaults.on_reauth_failures", "expected \"off\", \"end\" or \"lock\"");
 }
 
 #[test]

@@ -77,6 +77,32 @@ pub enum Command {
         #[arg(long)]
         revoke: bool,
     },
+    /// Lock a user out (root only): end every session of theirs now and refuse their
+    /// logins, sudo, su and cron jobs in PAM's account stage, whether vigild runs or
+    /// not, until the lock expires or is lifted. Never root.
+    Lock {
+        #[arg(long)]
+        user: String,
+        /// Why (recorded, and shown to the user when a login is refused; at most 256 bytes).
+        #[arg(long)]
+        why: String,
+        /// How long, e.g. 2h or 3d; without it, until `vigilctl unlock`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Lift a user's lock (root only).
+    Unlock {
+        #[arg(long)]
+        user: String,
+        /// Why (recorded).
+        #[arg(long)]
+        why: Option<String>,
+    },
+    /// The locks in force (root only).
+    Locks {
+        #[arg(long)]
+        json: bool,
+    },
     /// The audit trail: start a chain key, seal, verify files, show timelines.
     Audit {
         #[command(subcommand)]

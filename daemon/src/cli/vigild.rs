@@ -29,6 +29,10 @@ pub struct Args {
     /// Audit chain state and spool (must survive reboots).
     #[arg(long, default_value = "/var/lib/vigil")]
     pub audit_dir: PathBuf,
+    /// User locks (`vigilctl lock`), one file per locked user; pam_vigil reads them
+    /// (its `locks=` argument) in PAM's account stage. Must survive reboots.
+    #[arg(long, default_value = vigil_protocol::lock::DEFAULT_LOCK_DIR)]
+    pub lock_dir: PathBuf,
     /// Also print every audit record on stderr.
     #[arg(long)]
     pub foreground: bool,

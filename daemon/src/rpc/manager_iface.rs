@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use vigil_protocol::{InhibitorInfo, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError};
+use vigil_protocol::{InhibitorInfo, LockInfo, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError};
 use zbus::message::Header;
 use zbus::{Connection, interface};
 
@@ -176,6 +176,49 @@ impl ManagerIface {
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<InhibitorInfo>, VigilError> {
         Ok(self.core.list_inhibitors(self.caller(connection, &header).await?))
+    }
+
+    async fn lock_user(
+        &self,
+        user: String,
+        why: String,
+        duration_usec: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(LockInfo, u32), VigilError> {
+        self.core.lock_user(self.caller(connection, &header).await?, &user, &why, duration_usec).await
+    }
+
+    async fn unlock_user(
+        &self,
+        user: String,
+        why: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<bool, VigilError> {
+        self.core.unlock_user(self.caller(connection, &header).await?, &user, &why).await
+    }
+
+    async fn list_locks(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<LockInfo>, VigilError> {
+        self.core.list_locks(self.caller(connection, &header).await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_login_refused(
+        &self,
+        user: String,
+        pam_user: String,
+        service: String,
+        rhost: String,
+        tty: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), VigilError> {
+        self.core.record_login_refused(self.caller(connection, &header).await?, &user, &pam_user, &service, &rhost, &tty)
     }
 }
 

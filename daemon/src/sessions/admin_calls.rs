@@ -53,6 +53,12 @@ impl Manager {
     /// be seen or signalled is kept, and the call fails saying why.
     pub async fn terminate_session(&self, caller: Caller, id: u64) -> Result<(), VigilError> {
         self.require_root(&caller, "TerminateSession")?;
+        self.terminate(id, EndReason::Admin).map(|_| ())
+    }
+
+    /// Ends session `id`'s processes and its registration for `reason` (an admin's
+    /// TerminateSession, a lock). Returns how many processes were signalled.
+    pub(crate) fn terminate(&self, id: u64, reason: EndReason) -> Result<usize, VigilError> {
         let Some(session) = self.session(id) else {
             return Err(VigilError::NoSuchSession(format!("no session {id}")));
         };
@@ -63,17 +69,20 @@ impl Manager {
                     session_record(Event::TerminateFailed, &session)
                         .text("reason", why.reason())
                         .text("error", why.to_string())
-                        .text("by", EndReason::Admin),
+                        .text("by", reason),
                 );
                 return Err(VigilError::Failed(format!("session {id} kept: {why}")));
             }
         };
-        self.end(id, EndReason::Admin, Some(("processes", targets.len() as i128)));
+        let processes = targets.len();
+        self.end(id, reason, Some(("processes", processes as i128)));
         // The answer says the session is ended; the SIGKILL after kill_grace (5 s by
         // default, any length by policy) goes on without the caller waiting for it.
-        let grace = session.policy.kill_grace;
-        tokio::spawn(async move { targets.end(grace).await });
-        Ok(())
+        // (Unit tests of the calls that end sessions run without a runtime.)
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(targets.end(session.policy.kill_grace));
+        }
+        Ok(processes)
     }
 
     /// Reload: root only over D-Bus; SIGHUP calls `reload_config` directly.

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use vigil_config::OnReauthFailures;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{AlertKind, Event};
+use vigil_protocol::lock::{LockInfo, NEVER_LOCKED_UID};
 
 use crate::audit::records::{EndReason, alert_record, session_record};
 use crate::rpc::caller::Caller;
 use crate::sessions::bursts::Bursts;
-use crate::sessions::manager::Manager;
+use crate::sessions::manager::{Manager, now_usec};
 use crate::sessions::session::Session;
-use crate::supervise::terminate;
 
 /// Failed re-authentications in one session that make an alert, within
 /// [`REAUTH_FAILURES_WINDOW`]: sudo's `passwd_tries` and pam_faillock's `deny` are both 3
@@ -34,6 +34,10 @@ pub const REAUTH_FAILURES_WINDOW: Duration = Duration::from_secs(600);
 /// minute, so the alert's `count` also says how many there really were.
 pub const REFUSED_CALLS_ALERT: usize = 10;
 pub const REFUSED_CALLS_WINDOW: Duration = Duration::from_secs(60);
+/// How long `on_reauth_failures = "lock"` locks the user: pam_faillock's `unlock_time`
+/// default (600 s), long enough to stop a guessing script, short enough that a person
+/// who mistyped waits rather than calls an admin.
+pub const REAUTH_FAILURES_LOCK: Duration = Duration::from_secs(600);
 
 /// The bursts vigild counts, each under its own lock (never held across I/O).
 #[derive(Debug)]
@@ -71,8 +75,27 @@ impl Manager {
                 .text("reauth_tty", tty)
                 .number("pid", pid),
         );
-        if session.policy.on_reauth_failures == OnReauthFailures::End && !session.policy.exempt {
-            self.end_now(session, EndReason::ReauthFailures);
+        if session.policy.exempt {
+            return;
+        }
+        match session.policy.on_reauth_failures {
+            OnReauthFailures::Off => {}
+            OnReauthFailures::End => self.end_now(session, EndReason::ReauthFailures),
+            OnReauthFailures::Lock if session.who.uid == NEVER_LOCKED_UID => {}
+            OnReauthFailures::Lock => {
+                let now = now_usec();
+                let lock = LockInfo {
+                    user: session.who.user.clone(),
+                    uid: session.who.uid,
+                    by: "vigild".into(),
+                    why: format!("{failures} failed re-authentications in session {} (on_reauth_failures)", session.id),
+                    since_usec: now,
+                    until_usec: now + REAUTH_FAILURES_LOCK.as_micros() as u64,
+                };
+                // A lock that cannot be written is recorded by the call (no lock_start):
+                // the alert above stands either way.
+                let _ = self.impose_lock(lock, std::process::id());
+            }
         }
     }
 
@@ -102,26 +125,7 @@ impl Manager {
     /// kill_grace, logind's TerminateSession), for `reason`. A session whose processes
     /// cannot be seen or held is kept, recorded `terminate_failed by=REASON`.
     pub(crate) fn end_now(&self, session: &Session, reason: EndReason) {
-        let targets = match terminate::Targets::of(&self.end_scope(session)) {
-            Ok(targets) => targets,
-            Err(why) => {
-                self.audit.write(
-                    session_record(Event::TerminateFailed, session)
-                        .text("reason", why.reason())
-                        .text("error", why.to_string())
-                        .text("by", reason),
-                );
-                return;
-            }
-        };
-        if !self.end(session.id, reason, Some(("processes", targets.len() as i128))) {
-            return;
-        }
-        // The calls that end a session run on vigild's runtime; the SIGKILL after the
-        // grace goes on without the caller waiting for it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(targets.end(session.policy.kill_grace));
-        }
+        let _ = self.terminate(session.id, reason);
     }
 }
 
@@ -166,6 +170,7 @@ mod tests {
                 Arc::new(log),
                 IdAllocator::open(None),
                 SessionStore::none(),
+                crate::locks::book::LockBook::in_memory(),
             ));
             Self { manager, syslog, dir }
         }
@@ -265,6 +270,31 @@ mod tests {
         assert_eq!(ended.len(), 1, "{got:?}");
         assert!(ended[0].starts_with(AUTHPRIV_NOTICE) && ended[0].contains(" session=9 "), "{}", ended[0]);
         assert!(ended[0].contains(" reason=reauth_failures duration_s=") && ended[0].contains(" processes=1"), "{}", ended[0]);
+        let _ = leader.kill();
+        let _ = leader.wait();
+    }
+
+    #[test]
+    fn on_reauth_failures_lock_locks_the_user_for_ten_minutes_and_ends_the_session() {
+        let f = Fixture::new("lock");
+        let mut leader = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut policy = crate::sessions::manager::policy_for_tests();
+        policy.on_reauth_failures = OnReauthFailures::Lock;
+        let session = f.session(9, leader.id(), policy);
+        let before = now_usec();
+        for _ in 0..REAUTH_FAILURES_ALERT {
+            f.manager.count_reauth_failure(&session, "sudo", "pts/3", 77);
+        }
+        assert!(f.manager.session(9).is_none(), "the lock ended the session");
+        let locks = f.manager.locks.list();
+        assert_eq!(locks.len(), 1, "{locks:?}");
+        assert_eq!((locks[0].uid, locks[0].by.as_str()), (session.who.uid, "vigild"));
+        let length = locks[0].until_usec - locks[0].since_usec;
+        assert_eq!(length, REAUTH_FAILURES_LOCK.as_micros() as u64);
+        assert!(locks[0].since_usec >= before);
+        let got = f.received(SHORT);
+        assert!(got.iter().any(|l| l.contains("event=lock_start") && l.contains(" by=vigild ")), "{got:?}");
+        assert!(got.iter().any(|l| l.contains("event=session_end") && l.contains(" reason=lock ")), "{got:?}");
         let _ = leader.kill();
         let _ = leader.wait();
     }

@@ -19,6 +19,7 @@ use vigil_protocol::{SessionInfo, VigilError};
 
 use crate::audit::audit_log::AuditLog;
 use crate::audit::records::{EndReason, activity_evidence, policy_changed, session_record};
+use crate::locks::book::LockBook;
 use crate::rpc::caller::Caller;
 use crate::rpc::throttle::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::sessions::alerts::Alerts;
@@ -79,6 +80,11 @@ pub struct Manager {
     logind_bus: RwLock<Option<String>>,
     /// The bursts that make `alert` records (`alerts.rs`).
     pub(crate) alerts: Alerts,
+    /// The users locked out (`vigilctl lock`), kept on disk for the module.
+    pub locks: LockBook,
+    /// Logins refused for a lock, recorded per locked uid and minute up to
+    /// `REFUSED_LOGINS_PER_MINUTE` (`lock_calls.rs`), and the ones left unrecorded.
+    pub(crate) refused_logins: Mutex<(CallBudget<u32>, std::collections::HashMap<u32, u64>)>,
 }
 
 /// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
@@ -88,7 +94,7 @@ pub const USER_CALLS_PER_MINUTE: u32 = 30;
 pub use vigil_protocol::time::now_usec;
 
 impl Manager {
-    pub fn new(config: Config, config_path: PathBuf, audit: Arc<AuditLog>, ids: IdAllocator, store: SessionStore) -> Self {
+    pub fn new(config: Config, config_path: PathBuf, audit: Arc<AuditLog>, ids: IdAllocator, store: SessionStore, locks: LockBook) -> Self {
         let mut registry = Registry::default();
         registry.set_clock_offset(clock::offset_usec());
         Self {
@@ -105,6 +111,11 @@ impl Manager {
             tty_holders: Mutex::new(std::collections::HashMap::new()),
             logind_bus: RwLock::new(None),
             alerts: Alerts::default(),
+            locks,
+            refused_logins: Mutex::new((
+                CallBudget::new(crate::sessions::lock_calls::REFUSED_LOGINS_PER_MINUTE, Duration::from_secs(60)),
+                std::collections::HashMap::new(),
+            )),
         }
     }
 
@@ -166,6 +177,12 @@ impl Manager {
         Err(VigilError::AccessDenied(format!("{method}: more than {USER_CALLS_PER_MINUTE} calls a minute; try again later")))
     }
 
+    /// True at most once a minute per `(uid, what)`: for alerts that a user repeating
+    /// the same thing must not turn into a flood (the refusals' own throttle).
+    pub(crate) fn should_alert_once_a_minute(&self, uid: u32, what: &'static str) -> bool {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).should_report((uid, what), Instant::now()).is_some()
+    }
+
     pub(crate) fn require_root(&self, caller: &Caller, method: &'static str) -> Result<(), VigilError> {
         if caller.is_root() { Ok(()) } else { Err(self.refuse(caller, method, CallRefusal::RootOnly)) }
     }
@@ -221,7 +238,7 @@ impl Manager {
         }
         self.audit.write(record);
         // vigild ends the processes; logind, where it tracks the login, ends its session too.
-        if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge | EndReason::ReauthFailures)
+        if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge | EndReason::Lock | EndReason::ReauthFailures)
             && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
         {
             let bus = self.logind_bus.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -331,6 +348,7 @@ pub fn manager_for_tests() -> Arc<Manager> {
         Arc::new(AuditLog::for_tests()),
         IdAllocator::open(None),
         SessionStore::none(),
+        LockBook::in_memory(),
     ))
 }
 

@@ -9,6 +9,7 @@ pub mod bursts;
 pub mod ids;
 pub mod inhibit;
 pub mod inhibit_calls;
+pub mod lock_calls;
 pub mod manager;
 pub mod ownership;
 pub mod policy_cache;

@@ -1,6 +1,7 @@
 //! vigilctl: the admin and user CLI for vigild.
 
 mod inhibit;
+mod locks;
 mod table;
 
 use std::path::PathBuf;
@@ -183,6 +184,9 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
             }
         }
         Command::Inhibit { duration, why, cancel, session } => inhibit::run(&manager, *duration, why.as_deref(), *cancel, *session).await?,
+        Command::Lock { user, why, duration } => locks::lock(&manager, user, why, *duration).await?,
+        Command::Unlock { user, why } => locks::unlock(&manager, user, why.as_deref()).await?,
+        Command::Locks { json } => locks::list(&manager, *json).await?,
         Command::Reauth { revoke } => {
             if !*revoke {
                 return Err("say what to do: vigilctl reauth --revoke".into());
