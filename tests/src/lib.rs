@@ -32,6 +32,7 @@ mod sweep;
 pub mod tempdir;
 pub mod tmux;
 pub mod users;
+pub mod vigilctl_child;
 pub mod vigild;
 pub mod wait;
 pub mod watch;
@@ -49,6 +50,7 @@ pub use sshd::{Sshd, SshdOpts, SshdSession};
 pub use sudo::{Answer, Prompted};
 pub use tmux::{SshCommand, SshOpts, SshSession, Tmux};
 pub use users::TestUser;
+pub use vigilctl_child::VigilctlChild;
 pub use vigild::{SessionInfo, Vigild, VigildOpts};
 pub use wait::{try_wait_for, wait_for, wait_until};
 

@@ -177,6 +177,14 @@ impl Rsyslog {
         self.child.borrow().as_ref().map(|c| c.pid())
     }
 
+    /// SIGHUP, as logrotate's postrotate sends it: rsyslogd closes its files and opens
+    /// them again by name at its next write (a renamed auth.log is then left behind).
+    pub fn reopen(&self) {
+        let mut guard = self.child.borrow_mut();
+        let child = guard.as_mut().expect("rsyslogd is not started");
+        child.signal(nix::sys::signal::Signal::SIGHUP).unwrap_or_else(|e| panic!("{e}; rsyslogd stderr:\n{}", child.stderr_text()));
+    }
+
     /// The syslog socket (give it to vigild and pam_vigil as their syslog socket).
     pub fn socket(&self) -> &Path {
         &self.socket
