@@ -101,3 +101,26 @@ fn follow_prints_appended_records_through_a_rotation_and_keeps_its_filter() {
     assert!(seen.iter().all(|line| line.starts_with("  ") && line.is_ascii()), "no alert here, plain ASCII:\n{}", seen.join("\n"));
     assert_eq!(third.close().0, Some(PAM_SUCCESS));
 }
+
+/// A live alert (an ordinary user's refused calls in a burst, AUDIT.md "Alerts") is
+/// marked `!` in the follow, filtered with `--event alert`; nothing else is printed.
+#[test]
+fn follow_marks_a_live_alert() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    h.start_vigild(VigildOpts::default().no_bus().config(CONFIG));
+    let user = h.create_user("fa");
+    let auth = h.rsyslog().auth_log_path().to_path_buf();
+    let mut follow =
+        h.spawn_vigilctl(&["audit".as_ref(), "show".as_ref(), auth.as_os_str(), "--follow".as_ref(), "--event".as_ref(), "alert".as_ref()]);
+    // Ten refused calls within a minute make the alert (bounded: ten calls).
+    for _ in 0..10 {
+        let out = h.vigild().vigilctl_as(&user.name, &["reload"]);
+        assert!(!out.status.success(), "reload is root's");
+    }
+    let line = follow.expect("the alert, marked", ARRIVAL, |line| line.contains("refused_calls").then(|| line.to_string()));
+    assert!(line.starts_with('!'), "an alert is marked: {line}");
+    let status = follow.stop_with(Signal::SIGTERM, STOP);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", follow.stderr_text());
+    assert!(follow.seen().iter().all(|l| l.starts_with('!')), "--event alert prints alerts only: {:?}", follow.seen());
+}

@@ -44,7 +44,7 @@ const READ_BUDGET: usize = 4 * 1024 * 1024;
 pub const SESSIONS_KEPT: usize = 16_384;
 
 /// The event of vigild's live alerts.
-const ALERT_EVENT: &[u8] = b"alert";
+const ALERT_EVENT: &[u8] = vigil_protocol::events::Event::Alert.as_str().as_bytes();
 
 /// Reads `paths` in order, printing each record the filter keeps, then follows the last
 /// one: records appended to it are printed as their lines complete, through rotations
