@@ -35,7 +35,10 @@ use crate::trail::reread::{Positions, Reread, Span, Stored};
 use crate::trail::{At, BlockId, Input, Line, MinuteCache, Place, Visit, open_files, read_line, scan, streams};
 pub(crate) use crate::trail::{Event, parse_record};
 
+mod follow;
 mod json;
+
+pub use follow::{POLL_INTERVAL, SESSIONS_KEPT, follow_files};
 
 /// What to show. Every criterion given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

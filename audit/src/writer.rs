@@ -5,6 +5,12 @@
 //! Nothing is lost silently: when the spool is full, the oldest records are kept, the
 //! newest are dropped and counted, and a `records_dropped count=N` record follows the
 //! spooled ones once syslog is back.
+//!
+//! Every record goes at severity notice, but an `alert` record at warning
+//! ([`severity_of`]): an rsyslog filter on `authpriv.warning` pages on alerts without
+//! parsing a line. The severity follows the record's event, which every line begins
+//! with, so a spooled alert is sent at warning too when the spool is replayed, and the
+//! spool's format stays one sealed line per record.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
@@ -117,15 +123,16 @@ impl Writer {
         self.spool_bytes
     }
 
-    /// Seals and sends (or spools) one record.
+    /// Seals and sends (or spools) one record, at its event's severity ([`severity_of`]).
     pub fn write(&mut self, record: &Record) -> Outcome {
+        let severity = severity_of(record.event());
         let line = self.seal(record);
         if self.config.echo_stderr {
             // One write (stderr is unbuffered: `eprintln!` made three per record).
             let _ = io::stderr().write_all(format!("audit: {line}\n").as_bytes());
         }
         // Records keep their order: while anything is spooled, new ones queue behind it.
-        if self.spool_bytes == 0 && self.dropped == 0 && self.send(&line, Instant::now() + SEND_WAIT).is_ok() {
+        if self.spool_bytes == 0 && self.dropped == 0 && self.send(&line, severity, Instant::now() + SEND_WAIT).is_ok() {
             return Outcome::Sent;
         }
         self.spool(&line)
@@ -159,9 +166,9 @@ impl Writer {
     }
 
     /// Sends one record; while syslog's queue is full, waits for room until `deadline`.
-    fn send(&mut self, line: &str, deadline: Instant) -> io::Result<()> {
+    fn send(&mut self, line: &str, severity: Severity, deadline: Instant) -> io::Result<()> {
         let mut datagram = Vec::with_capacity(line.len() + 48);
-        self.formatter.format(&mut datagram, Severity::LOG_NOTICE, line).map_err(|e| io::Error::other(e.to_string()))?;
+        self.formatter.format(&mut datagram, severity, line).map_err(|e| io::Error::other(e.to_string()))?;
         for _attempt in 0..2 {
             if self.socket.is_none() {
                 let socket = UnixDatagram::unbound()?;
@@ -242,7 +249,7 @@ impl Writer {
         let mut sent = 0;
         let deadline = Instant::now() + FLUSH_PASS;
         for line in &lines {
-            if self.send(line, deadline).is_err() {
+            if self.send(line, severity_of_line(line), deadline).is_err() {
                 break;
             }
             sent += 1;
@@ -275,6 +282,24 @@ impl Writer {
             return self.write(&record) == Outcome::Sent;
         }
         true
+    }
+}
+
+/// The syslog severity of a record: warning for an `alert` (what an admin is paged on),
+/// notice for every other.
+pub fn severity_of(event: Event) -> Severity {
+    if event == Event::Alert { Severity::LOG_WARNING } else { Severity::LOG_NOTICE }
+}
+
+/// The severity of a sealed line read back from the spool: the event is the line's first
+/// field in both encodings (`event=alert ...`, `{"event":"alert",...}`), and the seal
+/// only appends to the line.
+fn severity_of_line(line: &str) -> Severity {
+    let name = line.strip_prefix("event=").and_then(|rest| rest.split(' ').next());
+    let name = name.or_else(|| line.strip_prefix("{\"event\":\"").and_then(|rest| rest.split('"').next()));
+    match name.map(str::parse::<Event>) {
+        Some(Ok(event)) => severity_of(event),
+        _ => Severity::LOG_NOTICE,
     }
 }
 
@@ -387,6 +412,66 @@ mod tests {
             assert_eq!(deriver.key(1 + i as u64).unwrap().mac(&body), mac, "{line}");
         }
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The `<PRI>` of each datagram syslog received.
+    fn priorities(socket: &UnixDatagram) -> Vec<(String, String)> {
+        socket.set_nonblocking(true).unwrap();
+        let mut out = Vec::new();
+        let mut buffer = [0u8; 65536];
+        while let Ok(n) = socket.recv(&mut buffer) {
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            let pri = text.split_once('>').map(|(p, _)| format!("{p}>")).unwrap_or_default();
+            let event = text.split_once("]: ").map(|(_, m)| m.split([' ', ',']).next().unwrap_or("").to_string()).unwrap_or_default();
+            out.push((pri, event));
+        }
+        out
+    }
+
+    #[test]
+    fn an_alert_goes_at_authpriv_warning_and_every_other_record_at_notice() {
+        let dir = temp_dir("severity");
+        let syslog = UnixDatagram::bind(dir.join("log.sock")).unwrap();
+        let (mut w, _) = Writer::open(config(&dir, 1 << 20)).unwrap();
+        for event in [Event::SessionOpen, Event::Alert, Event::ActivitySuspect, Event::Alert, Event::SessionEnd] {
+            assert_eq!(w.write(&Record::new(event).text("kind", "x")), Outcome::Sent);
+        }
+        // authpriv is facility 10: <10*8+4> for warning, <10*8+5> for notice.
+        let expected = [
+            ("<85>", "event=session_open"),
+            ("<84>", "event=alert"),
+            ("<85>", "event=activity_suspect"),
+            ("<84>", "event=alert"),
+            ("<85>", "event=session_end"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(p, e)| (p.to_string(), e.to_string())).collect();
+        assert_eq!(priorities(&syslog), expected);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_spooled_alert_keeps_its_severity_when_the_spool_is_sent_in_both_encodings() {
+        for encoding in [Encoding::KeyValue, Encoding::Json] {
+            let dir = temp_dir("spooled-severity");
+            let (mut w, _) = Writer::open(WriterConfig { encoding, ..config(&dir, 1 << 20) }).unwrap();
+            for event in [Event::Alert, Event::Seal, Event::Alert] {
+                assert_eq!(w.write(&Record::new(event).text("kind", "alert")), Outcome::Spooled);
+            }
+            let syslog = UnixDatagram::bind(dir.join("log.sock")).unwrap();
+            assert!(w.flush_spool());
+            let got: Vec<String> = priorities(&syslog).into_iter().map(|(pri, _)| pri).collect();
+            assert_eq!(got, ["<84>", "<85>", "<84>"], "{encoding:?}");
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_line_that_only_mentions_alert_is_not_one() {
+        assert_eq!(severity_of_line("event=alert kind=x seq=1") as u8, Severity::LOG_WARNING as u8);
+        assert_eq!(severity_of_line("{\"event\":\"alert\",\"kind\":\"x\"}") as u8, Severity::LOG_WARNING as u8);
+        for line in ["event=alerts x=1", "event=seal kind=alert", "{\"event\":\"seal\",\"kind\":\"alert\"}", "", "alert"] {
+            assert_eq!(severity_of_line(line) as u8, Severity::LOG_NOTICE as u8, "{line}");
+        }
     }
 
     #[test]

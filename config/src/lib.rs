@@ -45,7 +45,7 @@ pub use error::ConfigError;
 pub use keys::accepted_keys;
 pub use matching::SessionFacts;
 pub use resolve::ResolvedPolicy;
-pub use values::{AuditFormat, IdleAction};
+pub use values::{AuditFormat, IdleAction, OnReauthFailures};
 pub use warnings::{Accounts, ConfigWarning, MAX_LOOKUPS, NssAccounts, WarningKind};
 
 use validate::Policy;

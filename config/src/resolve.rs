@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::schema::Layer;
-use crate::values::{Dur, IdleAction};
+use crate::values::{Dur, IdleAction, OnReauthFailures};
 
 /// The settings that apply to one session. Durations that can be switched off are
 /// `Option`s: `None` means disabled (the file says `"0"`).
@@ -43,6 +43,9 @@ pub struct ResolvedPolicy {
     /// who is present needs no inhibitor, so activity renews it. `None` = no bound
     /// beyond `max_inhibit` per request (the file says `"0"`).
     pub max_inhibit_total: Option<Duration>,
+    /// What a burst of failed re-authentications in a session does besides its `alert`
+    /// record (vigild's threshold: 3 within 10 minutes).
+    pub on_reauth_failures: OnReauthFailures,
 }
 
 /// The name a session's policy carries when no `[[policy]]` block matched.
@@ -68,6 +71,7 @@ impl ResolvedPolicy {
             exempt: false,
             max_inhibit: Some(minutes(240)),
             max_inhibit_total: Some(minutes(480)),
+            on_reauth_failures: OnReauthFailures::Off,
         }
     }
 
@@ -88,6 +92,7 @@ impl ResolvedPolicy {
             exempt,
             max_inhibit,
             max_inhibit_total,
+            on_reauth_failures,
         } = layer;
         let set = |target: &mut Option<Duration>, value: &Option<Dur>| {
             if let Some(Dur(d)) = value {
@@ -112,6 +117,9 @@ impl ResolvedPolicy {
         }
         if let Some(flag) = output_is_activity {
             self.output_is_activity = *flag;
+        }
+        if let Some(action) = on_reauth_failures {
+            self.on_reauth_failures = *action;
         }
         if let Some(flag) = exempt {
             self.exempt = *flag;

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use crate::matching::Criteria;
-use crate::values::{AuditFormat, Dur, IdleAction};
+use crate::values::{AuditFormat, Dur, IdleAction, OnReauthFailures};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -79,4 +79,5 @@ settings! {
     exempt: bool,
     max_inhibit: Dur,
     max_inhibit_total: Dur,
+    on_reauth_failures: OnReauthFailures,
 }

@@ -25,6 +25,41 @@ impl fmt::Display for IdleAction {
     }
 }
 
+/// What vigild does, besides the `alert` record, when a session's failed
+/// re-authentications reach the alert's threshold (`on_reauth_failures`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OnReauthFailures {
+    /// Only the alert.
+    #[default]
+    Off,
+    /// End the session as an admin's `vigilctl terminate` would.
+    End,
+    /// Lock the user for a while (`vigilctl lock --for`): every session of theirs ends,
+    /// and their logins, sudo and su are refused until the lock runs out.
+    Lock,
+}
+
+impl fmt::Display for OnReauthFailures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::End => "end",
+            Self::Lock => "lock",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OnReauthFailures {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str_with(deserializer, r#""off", "end" or "lock""#, |text| match text {
+            "off" => Ok(Self::Off),
+            "end" => Ok(Self::End),
+            "lock" => Ok(Self::Lock),
+            other => Err(format!(r#"invalid value {other:?}; expected "off", "end" or "lock""#)),
+        })
+    }
+}
+
 /// How audit records are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

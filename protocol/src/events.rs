@@ -108,6 +108,9 @@ wire_names! {
         AuditKeyInit = "audit_key_init",
         Seal = "seal",
         RecordsDropped = "records_dropped",
+        /// Something vigild sees as it happens that an admin should look at now
+        /// (`kind=`, [`AlertKind`]); written at syslog severity warning.
+        Alert = "alert",
         /// The module's (tag `pam_vigil`): nobody answered at open or close.
         DaemonUnreachable = "daemon_unreachable",
         /// The module's: an argument in /etc/pam.d it does not know.
@@ -135,6 +138,9 @@ wire_names! {
         Idle = "idle",
         /// The idle supervisor: older than max_session_age.
         MaxAge = "max_age",
+        /// `on_reauth_failures = "end"`: a burst of failed re-authentications in the
+        /// session (the `alert kind=reauth_failures` before it says which).
+        ReauthFailures = "reauth_failures",
         /// The user was locked (`vigilctl lock`).
         Lock = "lock",
     }
@@ -225,6 +231,21 @@ wire_names! {
         Root = "root",
         /// A new inhibitor took its place.
         Replaced = "replaced",
+    }
+}
+
+wire_names! {
+    /// Which rule an `alert` record reports (`kind=`; AUDIT.md, "Alerts").
+    pub enum AlertKind ("alert kind") {
+        /// Failed re-authentications in one session, in a burst.
+        ReauthFailures = "reauth_failures",
+        /// An `activity_suspect` record was written.
+        ActivitySuspect = "activity_suspect",
+        /// Refused calls from one uid, in a burst.
+        RefusedCalls = "refused_calls",
+        /// A locked user tried to log in (or sudo, su): the first refusal of each
+        /// minute per locked user.
+        LockedLogin = "locked_login",
     }
 }
 
@@ -390,6 +411,7 @@ mod tests {
             ("inhibit end reason", names(InhibitEndReason::ALL, InhibitEndReason::as_str)),
             ("inhibit canceller", names(InhibitCancelledBy::ALL, InhibitCancelledBy::as_str)),
             ("suspect reason", names(SuspectReason::ALL, SuspectReason::as_str)),
+            ("alert kind", names(AlertKind::ALL, AlertKind::as_str)),
             ("activity source", names(ActivitySource::ALL, ActivitySource::as_str)),
             ("terminate failure", names(TerminateFailure::ALL, TerminateFailure::as_str)),
             ("call refusal", names(CallRefusal::ALL, CallRefusal::as_str)),

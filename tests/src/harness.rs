@@ -22,6 +22,7 @@ use crate::sudo::{SuPatch, SudoersFile};
 use crate::tempdir::TestDir;
 use crate::tmux::{LOGIN_TIMEOUT, SshCommand, SshOpts, SshSession, Tmux};
 use crate::users::{self, TestUser};
+use crate::vigilctl_child::VigilctlChild;
 use crate::vigild::{Vigild, VigildOpts};
 use crate::wait::wait_for;
 
@@ -363,6 +364,13 @@ impl Harness {
     }
 
     // ---- other commands -------------------------------------------------------------
+
+    /// Starts `vigilctl ARGS` as root without waiting for its end (`audit show --follow`),
+    /// its command line declared for the conformance map; ended on drop at the latest.
+    pub fn spawn_vigilctl<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> VigilctlChild {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(AsRef::as_ref).collect();
+        VigilctlChild::spawn(&args, self.dir.path(), self.next(), &self.ledger)
+    }
 
     /// Runs `argv` as `user` through `runuser -u USER --` (deadline 30 s).
     pub fn run_as(&self, user: &str, argv: &[&str]) -> Output {

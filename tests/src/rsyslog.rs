@@ -2,6 +2,10 @@
 //! `<dir>/auth.log` and everything to `<dir>/all.log`, both in the traditional format.
 //! Stoppable and restartable (a test takes syslog away and brings it back).
 //!
+//! Optionally (`RsyslogOpts::severity_log`) authpriv also goes to `<dir>/severity.log`,
+//! each line led by the priority as rsyslogd understood it (`warning <84> vigild[9]: ...`),
+//! so a test sees the severity a record arrived with.
+//!
 //! Optionally with extra configuration lines (e.g. forwarding `authpriv.* @@127.0.0.1:PORT`)
 //! and a TCP listener (imtcp on 127.0.0.1): a second instance in a subdirectory then
 //! plays a central log host (`Harness::start_central_rsyslog`).
@@ -27,6 +31,8 @@ pub struct Rsyslog {
     socket: PathBuf,
     auth_log: PathBuf,
     all_log: PathBuf,
+    /// `<dir>/severity.log`, written when `RsyslogOpts::severity_log` is set.
+    severity_log: Option<PathBuf>,
     ledger: Ledger,
     child: RefCell<Option<ManagedChild>>,
     probes: Cell<u32>,
@@ -43,6 +49,18 @@ pub struct RsyslogOpts {
     pub extra_config: Vec<String>,
     /// Listen with imtcp on 127.0.0.1:PORT (ready once the port listens).
     pub tcp_port: Option<u16>,
+    /// authpriv also to `<dir>/severity.log` with each record's severity and priority
+    /// first ([`Rsyslog::severity_lines`]); auth.log and all.log keep their format.
+    pub severity_log: bool,
+}
+
+/// One line of severity.log: the severity's name, the priority, and the message as
+/// auth.log would show it after the host name (`vigild[9]: event=...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeverityLine {
+    pub severity: String,
+    pub pri: u32,
+    pub text: String,
 }
 
 impl Rsyslog {
@@ -58,6 +76,7 @@ impl Rsyslog {
             socket: dir.join("log.sock"),
             auth_log: dir.join("auth.log"),
             all_log: dir.join("all.log"),
+            severity_log: opts.severity_log.then(|| dir.join("severity.log")),
             ledger: ledger.clone(),
             child: RefCell::new(None),
             probes: Cell::new(0),
@@ -87,6 +106,13 @@ impl Rsyslog {
             auth = self.auth_log.display(),
             all = self.all_log.display(),
         );
+        if let Some(severity_log) = &self.severity_log {
+            text.push_str(&format!(
+                "template(name=\"VigilE2eSeverity\" type=\"string\" string=\"%syslogseverity-text% <%pri%> %syslogtag%%msg:::sp-if-no-1st-sp%%msg:::drop-last-lf%\\n\")\n\
+                 authpriv.* action(type=\"omfile\" file=\"{}\" template=\"VigilE2eSeverity\")\n",
+                severity_log.display()
+            ));
+        }
         if let Some(port) = self.tcp_port {
             text.push_str(&format!("module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n"));
         }
@@ -151,6 +177,14 @@ impl Rsyslog {
         self.child.borrow().as_ref().map(|c| c.pid())
     }
 
+    /// SIGHUP, as logrotate's postrotate sends it: rsyslogd closes its files and opens
+    /// them again by name at its next write (a renamed auth.log is then left behind).
+    pub fn reopen(&self) {
+        let mut guard = self.child.borrow_mut();
+        let child = guard.as_mut().expect("rsyslogd is not started");
+        child.signal(nix::sys::signal::Signal::SIGHUP).unwrap_or_else(|e| panic!("{e}; rsyslogd stderr:\n{}", child.stderr_text()));
+    }
+
     /// The syslog socket (give it to vigild and pam_vigil as their syslog socket).
     pub fn socket(&self) -> &Path {
         &self.socket
@@ -162,6 +196,19 @@ impl Rsyslog {
 
     pub fn all_log_path(&self) -> &Path {
         &self.all_log
+    }
+
+    /// The lines of severity.log (empty without `RsyslogOpts::severity_log`).
+    pub fn severity_lines(&self) -> Vec<SeverityLine> {
+        let Some(path) = &self.severity_log else { return Vec::new() };
+        let text = crate::process::read_lossy(path);
+        text.lines()
+            .filter_map(|line| {
+                let (severity, rest) = line.split_once(' ')?;
+                let (pri, text) = rest.strip_prefix('<')?.split_once("> ")?;
+                Some(SeverityLine { severity: severity.to_string(), pri: pri.parse().ok()?, text: text.to_string() })
+            })
+            .collect()
     }
 
     /// What rsyslogd printed on stderr (all runs).

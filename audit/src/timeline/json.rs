@@ -67,7 +67,7 @@ struct JsonBlock<'a> {
 }
 
 #[derive(Serialize)]
-struct JsonEvent<'a> {
+pub(super) struct JsonEvent<'a> {
     time: &'a str,
     unix_time: Option<Seconds>,
     /// Only in session blocks; null when either time is unknown.
@@ -94,13 +94,15 @@ fn offset_seconds(from: SystemTime, to: SystemTime) -> Seconds {
     }
 }
 
-fn json_event<'a>(block: &Block, origin: Option<SystemTime>, event: &'a Event, names: &'a [String]) -> JsonEvent<'a> {
+/// `event` as an object; `in_session`: it is shown in a session's block, with its
+/// offset from `origin`.
+pub(super) fn json_event<'a>(in_session: bool, origin: Option<SystemTime>, event: &'a Event, names: &'a [String]) -> JsonEvent<'a> {
     let fields =
         event.fields.iter().filter(|(key, _)| key != "prev" && key != "mac").map(|(key, value)| (key.as_str(), text(value))).collect();
     JsonEvent {
         time: &event.time_text,
         unix_time: event.time.and_then(unix_seconds),
-        offset_s: block.session.map(|_| origin.zip(event.time).map(|(o, t)| offset_seconds(o, t))),
+        offset_s: in_session.then(|| origin.zip(event.time).map(|(o, t)| offset_seconds(o, t))),
         event: text(&event.name),
         tag: if event.module { MODULE_TAG } else { DAEMON_TAG },
         authenticated: if event.unauthenticated() { Some(false) } else { None },
@@ -124,9 +126,14 @@ pub(super) fn render_json(out: &mut Vec<u8>, block: &Block, selected: &[&Event],
         opened: session.then(|| block.open().map(|e| e.time_text.as_str())),
         ended: session.then(|| block.end().map(|e| e.time_text.as_str())),
         duration_s: session.then(|| lasted(block).map(|d| Seconds::of_millis(d.as_millis() as i128))),
-        events: selected.iter().map(|event| json_event(block, origin, event, names)).collect(),
+        events: selected.iter().map(|event| json_event(session, origin, event, names)).collect(),
     };
-    object.serialize(&mut serde_json::Serializer::with_formatter(&mut *out, AsciiFormatter))?;
+    write_ascii_line(out, &object)
+}
+
+/// Appends `value` as one line of ASCII-only JSON.
+pub(super) fn write_ascii_line(out: &mut Vec<u8>, value: &impl Serialize) -> io::Result<()> {
+    value.serialize(&mut serde_json::Serializer::with_formatter(&mut *out, AsciiFormatter))?;
     out.push(b'\n');
     Ok(())
 }

@@ -45,7 +45,7 @@ fn unknown_key_in_defaults() {
         refusal.message,
         "unknown key; expected one of idle_timeout, idle_warning, idle_action, output_is_activity, \
          max_session_age, notty_idle_timeout, kill_grace, reauth_window, reauth_after_idle, sensitive_services, exempt, max_inhibit, \
-         max_inhibit_total"
+         max_inhibit_total, on_reauth_failures"
     );
 }
 
@@ -133,6 +133,25 @@ fn bad_duration() {
         "policy[1].max_inhibit",
         "invalid duration \"4 hours please\"",
     );
+}
+
+#[test]
+fn bad_on_reauth_failures() {
+    assert_refused(
+        "[[policy]]\nname = \"x\"\non_reauth_failures = \"kill\"\n",
+        3,
+        22,
+        "policy[1].on_reauth_failures",
+        "invalid value \"kill\"; expected \"off\", \"end\" or \"lock\"",
+    );
+    assert_refused(
+        "[defaults]\non_reauth_failures = \"lock\"\n",
+        2,
+        22,
+        "defaults.on_reauth_failures",
+        "\"lock\" is not available yet (this vigil has no user locks); expected \"off\", \"end\" or \"lock\"",
+    );
+    assert_refused("[defaults]\non_reauth_failures = 3\n", 2, 22, "defaults.on_reauth_failures", "expected \"off\", \"end\" or \"lock\"");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{parse, session};
-use crate::{Config, IdleAction, ResolvedPolicy};
+use crate::{Config, IdleAction, OnReauthFailures, ResolvedPolicy};
 
 fn mins(m: u64) -> Duration {
     Duration::from_secs(m * 60)
@@ -39,6 +39,7 @@ fn builtin_values() {
             exempt: false,
             max_inhibit: Some(mins(240)),
             max_inhibit_total: Some(mins(480)),
+            on_reauth_failures: OnReauthFailures::Off,
         }
     );
     assert_eq!(Config::builtin().policy_count(), 0);
@@ -92,6 +93,17 @@ fn max_inhibit_is_per_block_and_zero_forbids() {
     assert_eq!(config.resolve(&session().user("bob").facts()).max_inhibit, None, "\"0\" forbids");
     assert_eq!(config.resolve(&session().user("carol").facts()).max_inhibit, Some(mins(480)));
     assert_eq!(Config::builtin().resolve(&session().facts()).max_inhibit, Some(mins(240)), "built-in 4h");
+}
+
+#[test]
+fn on_reauth_failures_is_off_by_default_and_per_block() {
+    let config = parse(
+        "[defaults]\non_reauth_failures = \"end\"\n\n\
+         [[policy]]\nname = \"ops\"\nmatch = { users = [\"bob\"] }\non_reauth_failures = \"off\"\n",
+    );
+    assert_eq!(config.resolve(&session().facts()).on_reauth_failures, OnReauthFailures::End, "from [defaults]");
+    assert_eq!(config.resolve(&session().user("bob").facts()).on_reauth_failures, OnReauthFailures::Off);
+    assert_eq!(Config::builtin().resolve(&session().facts()).on_reauth_failures, OnReauthFailures::Off, "built-in off");
 }
 
 #[test]

@@ -4,14 +4,29 @@
 
 use vigil_protocol::audit::Record;
 pub use vigil_protocol::events::EndReason;
-use vigil_protocol::events::Event;
+use vigil_protocol::events::{AlertKind, Event};
 
 use crate::sessions::session::Session;
 
 /// The fields every session record carries.
 pub fn session_record(event: Event, s: &Session) -> Record {
+    with_session_fields(Record::new(event), s)
+}
+
+/// An `alert` record (written at syslog severity warning): `kind=` first, then the
+/// session's fields when the alert is about a session. The caller adds what triggered
+/// it and writes it with `audit.write`.
+pub fn alert_record(kind: AlertKind, session: Option<&Session>) -> Record {
+    let record = Record::new(Event::Alert).text("kind", kind);
+    match session {
+        Some(s) => with_session_fields(record, s),
+        None => record,
+    }
+}
+
+fn with_session_fields(record: Record, s: &Session) -> Record {
     let ttys = s.tty_names();
-    Record::new(event)
+    record
         .number("session", s.id)
         .number("ses", s.who.audit_session_id)
         .text("user", &s.who.user)

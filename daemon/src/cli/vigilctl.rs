@@ -132,7 +132,8 @@ pub enum AuditCommand {
         #[arg(long)]
         strict: bool,
     },
-    /// A timeline per session from syslog files.
+    /// A timeline per session from syslog files; with --follow, every record as it
+    /// arrives.
     Show {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -149,6 +150,13 @@ pub enum AuditCommand {
         until: Option<std::time::SystemTime>,
         #[arg(long)]
         json: bool,
+        /// Like `tail -F`: print the records the filters keep one per line as they
+        /// arrive (those already in the files first), then follow the last file through
+        /// rotation (renamed and created again, or truncated) until SIGINT or SIGTERM
+        /// (exit 0). A line is printed once complete. vigild's alerts (event `alert`)
+        /// start with `!`; with --json each record is one object with `"alert": true`.
+        #[arg(long)]
+        follow: bool,
     },
     /// A summary per day and user (logins, idle/max-age/admin ends, re-auth asked,
     /// granted and failed, refused calls, inhibitors), the chain's state per host,

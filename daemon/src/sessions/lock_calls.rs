@@ -10,11 +10,12 @@
 use std::time::{Duration, Instant};
 
 use vigil_protocol::audit::Record;
-use vigil_protocol::events::{EndReason, Event, LOGIN_REFUSED_LOCKED, LockEndReason};
+use vigil_protocol::events::{AlertKind, EndReason, Event, LOGIN_REFUSED_LOCKED, LockEndReason};
 use vigil_protocol::lock::{LockInfo, MAX_LOCK_WHY_BYTES, NEVER_LOCKED_UID};
 use vigil_protocol::time::rfc3339_seconds;
 use vigil_protocol::{MAX_FIELD_BYTES, VigilError};
 
+use crate::audit::records::alert_record;
 use crate::rpc::caller::Caller;
 use crate::sessions::manager::{Manager, now_usec};
 
@@ -77,6 +78,15 @@ impl Manager {
             d => now.saturating_add(Duration::from_micros(d).min(MAX_LOCK_DURATION).as_micros() as u64),
         };
         let lock = LockInfo { user: name, uid, by: name_of(caller.uid).await, why: why.to_string(), since_usec: now, until_usec: until };
+        self.impose_lock(lock, caller.pid)
+    }
+
+    /// Takes `lock` (replacing the user's lock, if any), records `lock_start` and ends
+    /// every session of the user (`session_end reason=lock`). `pid` is who asked (the
+    /// admin's vigilctl, or vigild itself for `on_reauth_failures = "lock"`). Returns
+    /// the lock and how many sessions were ended.
+    pub(crate) fn impose_lock(&self, lock: LockInfo, pid: u32) -> Result<(LockInfo, u32), VigilError> {
+        let uid = lock.uid;
         let replaced = self.locks.put(lock.clone()).map_err(|e| VigilError::Failed(format!("cannot write the lock: {e}")))?;
         let ids: Vec<u64> = self.registry().values().filter(|s| s.who.uid == uid).map(|s| s.id).collect();
         self.audit.write(
@@ -84,8 +94,8 @@ impl Manager {
                 .text("user", &lock.user)
                 .number("uid", uid)
                 .text("by", &lock.by)
-                .number("pid", caller.pid)
-                .text("why", why)
+                .number("pid", pid)
+                .text("why", &lock.why)
                 .text("until", until_text(&lock))
                 .number("sessions", ids.len() as u64)
                 .text_opt("replaced_until", replaced.as_ref().map(until_text)),
@@ -193,6 +203,18 @@ impl Manager {
                 .text_opt("locked_by", lock.as_ref().map(|l| l.by.as_str()))
                 .number_opt("suppressed", (suppressed > 0).then_some(suppressed)),
         );
+        // A locked user trying again and again is one page a minute, not one per try.
+        if self.should_alert_once_a_minute(uid.unwrap_or(u32::MAX), "locked_login") {
+            self.audit.write(
+                alert_record(AlertKind::LockedLogin, None)
+                    .text("user", user)
+                    .number_opt("uid", uid)
+                    .text("service", service)
+                    .text("rhost", rhost)
+                    .text("tty", tty)
+                    .number("pid", caller.pid),
+            );
+        }
         Ok(())
     }
 }

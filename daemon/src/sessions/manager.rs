@@ -22,6 +22,7 @@ use crate::audit::records::{EndReason, activity_evidence, policy_changed, sessio
 use crate::locks::book::LockBook;
 use crate::rpc::caller::Caller;
 use crate::rpc::throttle::{CallBudget, REPORT_PERIOD, ReportThrottle};
+use crate::sessions::alerts::Alerts;
 use crate::sessions::ids::IdAllocator;
 use crate::sessions::registry::Registry;
 use crate::sessions::session::{Evidence, SavedSession, Session};
@@ -77,6 +78,8 @@ pub struct Manager {
     pub(crate) tty_holders: Mutex<TtyHolders>,
     /// The bus logind is asked on (`--bus`); `None`: the system bus.
     logind_bus: RwLock<Option<String>>,
+    /// The bursts that make `alert` records (`alerts.rs`).
+    pub(crate) alerts: Alerts,
     /// The users locked out (`vigilctl lock`), kept on disk for the module.
     pub locks: LockBook,
     /// Logins refused for a lock, recorded per locked uid and minute up to
@@ -107,6 +110,7 @@ impl Manager {
             user_calls: Mutex::new(CallBudget::new(USER_CALLS_PER_MINUTE, Duration::from_secs(60))),
             tty_holders: Mutex::new(std::collections::HashMap::new()),
             logind_bus: RwLock::new(None),
+            alerts: Alerts::default(),
             locks,
             refused_logins: Mutex::new((
                 CallBudget::new(crate::sessions::lock_calls::REFUSED_LOGINS_PER_MINUTE, Duration::from_secs(60)),
@@ -158,6 +162,7 @@ impl Manager {
         {
             self.audit.write(record.number("suppressed", suppressed));
         }
+        self.count_refused_call(caller, method);
         VigilError::AccessDenied(format!("{method}: {}", why.describe()))
     }
 
@@ -170,6 +175,12 @@ impl Manager {
         }
         self.refuse(caller, method, CallRefusal::RateLimited);
         Err(VigilError::AccessDenied(format!("{method}: more than {USER_CALLS_PER_MINUTE} calls a minute; try again later")))
+    }
+
+    /// True at most once a minute per `(uid, what)`: for alerts that a user repeating
+    /// the same thing must not turn into a flood (the refusals' own throttle).
+    pub(crate) fn should_alert_once_a_minute(&self, uid: u32, what: &'static str) -> bool {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).should_report((uid, what), Instant::now()).is_some()
     }
 
     pub(crate) fn require_root(&self, caller: &Caller, method: &'static str) -> Result<(), VigilError> {
@@ -227,7 +238,7 @@ impl Manager {
         }
         self.audit.write(record);
         // vigild ends the processes; logind, where it tracks the login, ends its session too.
-        if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge | EndReason::Lock)
+        if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge | EndReason::Lock | EndReason::ReauthFailures)
             && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
         {
             let bus = self.logind_bus.read().unwrap_or_else(|p| p.into_inner()).clone();

@@ -4,6 +4,8 @@
 
 pub mod admin_calls;
 pub mod adopt;
+pub mod alerts;
+pub mod bursts;
 pub mod ids;
 pub mod inhibit;
 pub mod inhibit_calls;

@@ -147,11 +147,16 @@ impl Manager {
         check_field("service", service)?;
         let process = CallerProcess::read(caller.pid);
         let tty = process.as_ref().map_or(0, |p| p.tty);
-        let record = match process.as_ref().and_then(|p| self.session_of(p)).and_then(|id| self.session(id)) {
-            Some(session) => session_record(Event::ReauthFailed, &session),
+        let session = process.as_ref().and_then(|p| self.session_of(p)).and_then(|id| self.session(id));
+        let record = match &session {
+            Some(session) => session_record(Event::ReauthFailed, session),
             None => Record::new(Event::ReauthFailed).number("uid", process.as_ref().and_then(|p| p.real_uid).map_or(-1, i128::from)),
         };
-        self.audit.write(record.text("reauth_service", service).text("reauth_tty", ttys::short_name(tty)).number("pid", caller.pid));
+        let tty_name = ttys::short_name(tty);
+        self.audit.write(record.text("reauth_service", service).text("reauth_tty", &tty_name).number("pid", caller.pid));
+        if let Some(session) = session {
+            self.count_reauth_failure(&session, service, &tty_name, caller.pid);
+        }
         Ok(())
     }
 

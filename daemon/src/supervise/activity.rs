@@ -4,9 +4,8 @@
 
 use std::collections::HashMap;
 
-use vigil_protocol::events::{ActivitySource, Event, SuspectReason};
+use vigil_protocol::events::{ActivitySource, SuspectReason};
 
-use crate::audit::records::session_record;
 use crate::sessions::manager::{TtyActivity, now_usec};
 use crate::sessions::ownership;
 use crate::sessions::session::{Evidence, Session};
@@ -84,14 +83,14 @@ impl Task {
             Outcome::Unverified { at } => (at, Evidence::new(ActivitySource::TtyAccess, tty, String::new()), None),
             Outcome::Ignored { at, events, foreground, report } => {
                 if let Some((session, accesses)) = self.core.note_ignored_access(tty, at, events, report, SUSPECT_REPORT_USEC) {
-                    self.core.audit.write(
-                        session_record(Event::ActivitySuspect, &session)
+                    self.core.activity_suspect(&session, |record| {
+                        record
                             .text("source", "tty_access")
                             .text("suspect_tty", ttys::short_name(tty))
                             .text("reason", SuspectReason::NotARead)
-                            .text("foreground", foreground)
-                            .number("accesses", accesses),
-                    );
+                            .text("foreground", &foreground)
+                            .number("accesses", accesses)
+                    });
                 }
                 return;
             }
@@ -104,14 +103,14 @@ impl Task {
             && at.saturating_sub(session.activity.periodic_reported_usec) >= SUSPECT_REPORT_USEC
         {
             self.core.update_session(session.id, |s| s.activity.periodic_reported_usec = at);
-            self.core.audit.write(
-                session_record(Event::ActivitySuspect, &session)
+            self.core.activity_suspect(&session, |record| {
+                record
                     .text("source", "tty_read")
                     .text("suspect_tty", ttys::short_name(tty))
                     .text("reason", SuspectReason::Periodic)
                     .number("period_ms", period / 1000)
-                    .text("reader", reader),
-            );
+                    .text("reader", &reader)
+            });
         }
     }
 

@@ -230,12 +230,9 @@ impl Task {
         if let Some((tty, reason)) = seen.suspect
             && now.saturating_sub(session.activity.suspect_reported_usec) >= SUSPECT_REPORT_USEC
         {
-            self.core.audit.write(
-                session_record(Event::ActivitySuspect, &session)
-                    .text("source", "atime")
-                    .text("suspect_tty", ttys::short_name(tty))
-                    .text("reason", reason),
-            );
+            self.core.activity_suspect(&session, |record| {
+                record.text("source", "atime").text("suspect_tty", ttys::short_name(tty)).text("reason", reason)
+            });
             self.core.update_session(id, |s| s.activity.suspect_reported_usec = now);
         }
         let last_activity = seen.last;

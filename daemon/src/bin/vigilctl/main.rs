@@ -1,5 +1,6 @@
 //! vigilctl: the admin and user CLI for vigild.
 
+mod follow;
 mod inhibit;
 mod locks;
 mod table;
@@ -20,15 +21,10 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::CheckConfig { file, strict } => check_config(file.clone(), *strict),
         Command::Audit { command: AuditCommand::Verify { files, keys, strict } } => return verify(files, keys, *strict),
-        Command::Audit { command: AuditCommand::Show { files, user, session, event, since, until, json } } => {
+        Command::Audit { command: AuditCommand::Show { files, user, session, event, since, until, json, follow } } => {
             let filter =
                 vigil_audit::timeline::Filter { user: user.clone(), session: *session, event: event.clone(), since: *since, until: *until };
-            let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
-            match vigil_audit::timeline::show_files(files, &filter, *json, &mut out) {
-                // A reader that stopped early (`| head`) wanted no more.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                outcome => outcome.map_err(|e| e.to_string()),
-            }
+            if *follow { follow::follow(files, &filter, *json) } else { show(files, &filter, *json) }
         }
         Command::Audit { command: AuditCommand::Report { files, since, until, keys, json } } => report(files, *since, *until, keys, *json),
         _ => talk_to_vigild(&cli),
@@ -39,6 +35,16 @@ fn main() -> ExitCode {
             eprintln!("vigilctl: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `audit show`: the timeline, to stdout.
+fn show(files: &[PathBuf], filter: &vigil_audit::timeline::Filter, json: bool) -> Result<(), String> {
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+    match vigil_audit::timeline::show_files(files, filter, json, &mut out) {
+        // A reader that stopped early (`| head`) wanted no more.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        outcome => outcome.map_err(|e| e.to_string()),
     }
 }
 
