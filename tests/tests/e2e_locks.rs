@@ -298,3 +298,24 @@ fn root_is_never_locked_and_ordinary_users_cannot_touch_locks() {
     let out = h.vigild().vigilctl(&["unlock", "--user", &bob.name]);
     assert!(!out.status.success(), "unlocking a user who is not locked says so");
 }
+
+/// The second wall: a stack that skips the account stage's lock check (pam_unix's
+/// `new_authtok_reqd=done` does, for an expired password) still cannot keep a locked
+/// user's session: vigild ends it as soon as it is registered.
+#[test]
+fn a_session_of_a_locked_user_that_skipped_the_account_check_is_ended_at_once() {
+    require_root!();
+    let mut h = Harness::with_syslog();
+    h.set_pam_host_bin(env!("CARGO_BIN_EXE_pam_host"));
+    h.start_vigild(VigildOpts::default().no_bus().config(CONFIG));
+    let alice = h.create_user("lkh");
+    vigilctl_ok(&h, &["lock", "--user", &alice.name, "--why", "second wall"]);
+    // Session line only: no account check at all.
+    let service = h.install_vigil_service("nolockcheck", &h.vigil_args());
+    let mut session = h.open_pam_session(&h.pam_host(&service, &alice.name).tty("pts/9"));
+    let id = session.session_id_u64();
+    let end = wait_record(&h, "session_end", &[("session", &id.to_string()), ("reason", "lock")]);
+    assert!(end.field("processes").is_some(), "{}", end.raw);
+    wait_until(KILL_GRACE + STEP, "the locked user's session leader to be ended", || !vigil_e2e::process::pid_alive(session.pid()));
+    session.kill();
+}

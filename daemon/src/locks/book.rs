@@ -101,6 +101,11 @@ impl LockBook {
         self.locks().values().find(|l| l.user == user).cloned()
     }
 
+    /// Whether `uid` is locked at `now_usec`.
+    pub fn in_force(&self, uid: u32, now_usec: u64) -> bool {
+        self.locks().get(&uid).is_some_and(|l| l.in_force_at(now_usec))
+    }
+
     /// The locks whose time ran out at `now_usec`.
     pub fn expired(&self, now_usec: u64) -> Vec<LockInfo> {
         self.locks().values().filter(|l| !l.in_force_at(now_usec)).cloned().collect()

@@ -105,6 +105,7 @@ impl Manager {
         for hooks in self.hooks() {
             hooks.session_added(session.id, session.who.leader_pid);
         }
+        self.end_if_locked(&session);
         true
     }
 

@@ -18,6 +18,7 @@ use vigil_protocol::{MAX_FIELD_BYTES, VigilError};
 use crate::audit::records::alert_record;
 use crate::rpc::caller::Caller;
 use crate::sessions::manager::{Manager, now_usec};
+use crate::sessions::session::Session;
 
 /// `login_refused` records per locked user and minute; the rest are counted in the next
 /// one's `suppressed=`. A locked user's scripts may retry in a loop: the refusals must
@@ -104,6 +105,17 @@ impl Manager {
         // terminate_failed record says why); the lock holds either way.
         let ended = ids.into_iter().filter(|&id| self.terminate(id, EndReason::Lock).is_ok()).count();
         Ok((lock, ended as u32))
+    }
+
+    /// The second wall: a session registered or adopted for a locked user is ended at
+    /// once (`session_end reason=lock`). The account stage refuses locked users, but a
+    /// stack can skip it: pam_unix's `new_authtok_reqd=done` ends common-account before
+    /// the lock check for a user whose password has expired, and sshd then opens a
+    /// session to ask for a new one.
+    pub(crate) fn end_if_locked(&self, session: &Session) {
+        if self.locks.in_force(session.who.uid, now_usec()) {
+            let _ = self.terminate(session.id, EndReason::Lock);
+        }
     }
 
     /// UnlockUser: root only. Returns whether `user` was locked.

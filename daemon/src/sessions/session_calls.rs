@@ -147,6 +147,7 @@ impl Manager {
                     .text_opt("truncated", truncated)
                     .number_opt("replaces", replaced_id),
             );
+            manager.end_if_locked(&session);
         });
         for hooks in self.hooks() {
             hooks.session_added(id, caller.pid);
