@@ -144,6 +144,23 @@ fn three_failed_sudo_passwords_in_a_session_are_one_alert_at_warning() {
     assert_eq!(alerts.len(), 1, "one alert per session per window: {:?}", raw(&alerts));
     assert!(records(&h, "session_end", &[("session", &id)]).is_empty(), "off by default: the session stays");
     assert!(a.client.is_alive(), "the session stays");
+
+    // The report on the same trail: one reauth_failures item for the session, its
+    // evidence the first three reauth_failed lines (file:line).
+    let log = h.rsyslog().auth_log_path().display().to_string();
+    let out = h.vigild().vigilctl(&["audit", "report", &log, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("report --json ({e}): {out:?}"));
+    let items: Vec<&serde_json::Value> =
+        report["unusual"]["items"].as_array().unwrap().iter().filter(|i| i["rule"] == "reauth_failures").collect();
+    assert_eq!(items.len(), 1, "{report}");
+    assert_eq!(items[0]["session"].as_u64(), id.parse().ok(), "{report}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let evidence = items[0]["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 3, "{report}");
+    for place in evidence {
+        let line: usize = place.as_str().unwrap().rsplit_once(':').unwrap().1.parse().unwrap();
+        assert!(text.lines().nth(line - 1).unwrap().contains("event=reauth_failed"), "{place}");
+    }
 }
 
 /// `on_reauth_failures = "end"`: the third wrong sudo password ends the session as an

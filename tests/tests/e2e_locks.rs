@@ -192,6 +192,19 @@ fn a_locked_user_is_ended_and_refused_everywhere_and_others_are_not() {
     assert!(by_sudo.has("reason", "locked") && by_sudo.has("locked_by", "root"), "{}", by_sudo.raw);
     assert!(refused.iter().all(|l| l.field("uid") == Some(alice.uid.to_string())));
 
+    // The report's unusual section lists each refusal, with the line it rests on.
+    let log = h.rsyslog().auth_log_path().display().to_string();
+    let report: serde_json::Value = serde_json::from_str(&vigilctl_ok(&h, &["audit", "report", &log, "--json"])).unwrap();
+    let items: Vec<&serde_json::Value> =
+        report["unusual"]["items"].as_array().unwrap().iter().filter(|i| i["rule"] == "login_refused").collect();
+    assert_eq!(items.len(), refused.len(), "{report}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    for item in items {
+        let place = item["evidence"][0].as_str().unwrap();
+        let line: usize = place.rsplit_once(':').unwrap().1.parse().unwrap();
+        assert!(text.lines().nth(line - 1).unwrap().contains("event=login_refused"), "{place}");
+    }
+
     let listed: serde_json::Value = serde_json::from_str(&vigilctl_ok(&h, &["locks", "--json"])).unwrap();
     assert_eq!(listed[0]["user"], alice.name.as_str(), "{listed}");
     assert_eq!(listed[0]["until"], serde_json::Value::Null, "{listed}");

@@ -304,7 +304,7 @@ fn unusual_reauth_failures_three_in_ten_minutes_of_one_session() {
 }
 
 #[test]
-fn unusual_activity_suspect_and_refused_calls_each_an_item() {
+fn unusual_activity_suspect_refused_calls_and_refused_logins_each_an_item() {
     let mut l = Lines::new();
     l.record(0, open_from(1, "alice", "10.0.0.1"));
     let suspect = l.record(
@@ -318,9 +318,23 @@ fn unusual_activity_suspect_and_refused_calls_each_an_item() {
         20,
         Record::new(Event::CallRefused).text("method", "TerminateSession").number("uid", 1000).text("reason", CallRefusal::RootOnly),
     );
+    let locked = l.record(
+        25,
+        Record::new(Event::LoginRefused)
+            .text("reason", "locked")
+            .text("user", "bob")
+            .number("uid", 1001)
+            .text("service", "sshd")
+            .text("rhost", "203.0.113.9")
+            .text("locked_by", "root"),
+    );
     // Forged by anyone: no call_refused item, an unauthenticated one.
     l.raw(30, "pam_vigil", "event=call_refused method=Lock uid=0 reason=root_only");
     let u = l.unusual(&Filter::default());
+    let lr = of_rule(&u, "login_refused");
+    assert_eq!(lr.len(), 1, "{u:?}");
+    assert_eq!((lr[0].user.as_deref(), lr[0].evidence.clone()), (Some("bob"), vec![at(locked)]));
+    assert!(lr[0].detail.contains("service=sshd") && lr[0].detail.contains("locked_by=root"), "{}", lr[0].detail);
     let s = of_rule(&u, "activity_suspect");
     assert_eq!(s.len(), 1, "{u:?}");
     assert_eq!((s[0].session, s[0].user.as_deref(), s[0].evidence.clone()), (Some(1), Some("alice"), vec![at(suspect)]));

@@ -10,7 +10,8 @@
 //!   (this login at least that long after the user's first in the input);
 //! - `reauth_failures`: [`REAUTH_FAILURES`] `reauth_failed` in one session within
 //!   [`REAUTH_WINDOW`];
-//! - `activity_suspect` and `call_refused`: every such record;
+//! - `activity_suspect`, `call_refused` and `login_refused` (a locked user's login,
+//!   sudo, su or cron job refused): every such record;
 //! - `unauthenticated`: every line without a mac (`pam_vigil` records, `vigild` records
 //!   without `mac=`); with keys, `chain`: every failure `verify` finds (gaps, edits,
 //!   forgeries...), unsealed records aside (they are `unauthenticated` items already);
@@ -58,7 +59,8 @@ pub const MAX_EVIDENCE: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
     /// The rule's name (`new_rhost`, `new_hour`, `reauth_failures`, `activity_suspect`,
-    /// `call_refused`, `unauthenticated`, `chain`, `mostly_inhibited`, `long_session`).
+    /// `call_refused`, `login_refused`, `unauthenticated`, `chain`, `mostly_inhibited`,
+    /// `long_session`).
     pub rule: &'static str,
     /// The host, escaped.
     pub host: String,
@@ -246,9 +248,10 @@ impl Watch {
                 }
             }
         }
-        let makes_items = [EventName::SessionOpen, EventName::ActivitySuspect, EventName::CallRefused, EventName::ReauthFailed]
-            .iter()
-            .any(|&e| event.is(e));
+        let makes_items =
+            [EventName::SessionOpen, EventName::ActivitySuspect, EventName::CallRefused, EventName::LoginRefused, EventName::ReauthFailed]
+                .iter()
+                .any(|&e| event.is(e));
         let host_name = if makes_items { self.host_names.get(host).cloned().unwrap_or_default() } else { String::new() };
         let raw = |rule: &'static str, detail: String, evidence: Vec<Line>| Raw {
             rule,
@@ -261,10 +264,13 @@ impl Watch {
         };
         if event.is(EventName::SessionOpen) {
             self.login(event, session_user, user_bytes, line, filter, &raw);
-        } else if let Some((rule, keys)) =
-            [(EventName::ActivitySuspect, ["source", "reason", "suspect_tty"]), (EventName::CallRefused, ["method", "reason", "uid"])]
-                .into_iter()
-                .find(|&(name, _)| event.is(name))
+        } else if let Some((rule, keys)) = [
+            (EventName::ActivitySuspect, ["source", "reason", "suspect_tty"]),
+            (EventName::CallRefused, ["method", "reason", "uid"]),
+            (EventName::LoginRefused, ["service", "rhost", "locked_by"]),
+        ]
+        .into_iter()
+        .find(|&(name, _)| event.is(name))
         {
             let mut detail = rule.as_str().to_owned();
             for key in keys {
