@@ -229,10 +229,29 @@ fn a_lock_holds_across_a_sigkill_and_while_vigild_is_down() {
     vigilctl_ok(&h, &["lock", "--user", &alice.name, "--why", "incident 42", "--for", "1h"]);
     wait_record(&h, "lock_start", &[("user", &alice.name), ("sessions", "0")]);
 
+    // carol is logged in when vigild dies between writing her lock file and ending her
+    // sessions (the file is written first): the restarted vigild ends the restored
+    // session.
+    let carol = h.create_user("lki");
+    let hers = login_with(&h, &carol, &SshOpts::default(), STEP);
     h.vigild().signal(Signal::SIGKILL);
     h.vigild().wait_exit(STEP).expect("vigild to die of SIGKILL");
     h.vigild().stop(); // reaps
+    let lock = vigil_protocol::LockInfo {
+        user: carol.name.clone(),
+        uid: carol.uid,
+        by: "root".into(),
+        why: "written just before the kill".into(),
+        since_usec: vigil_protocol::time::now_usec(),
+        until_usec: 0,
+    };
+    let path = h.lock_dir().join(carol.uid.to_string());
+    std::fs::write(&path, lock.to_file()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     h.vigild().start();
+    wait_record(&h, "session_restored", &[("session", &hers.id().to_string())]);
+    wait_record(&h, "session_end", &[("session", &hers.id().to_string()), ("reason", "lock")]);
+    wait_until(KILL_GRACE + STEP, "carol's restored session to end", || !hers.server.is_alive());
     let listed = vigilctl_ok(&h, &["locks"]);
     assert!(listed.contains(&alice.name) && listed.contains("incident 42"), "the restarted vigild lists the lock: {listed}");
     let (code, stderr) = try_ssh(&h, &alice, SshOpts::default());
@@ -267,6 +286,22 @@ fn a_lock_for_a_while_ends_by_itself() {
     assert!(!h.lock_dir().join(alice.uid.to_string()).exists(), "the expired lock's file is gone");
     let (code, stderr) = try_ssh(&h, &alice, SshOpts::default());
     assert_eq!(code, Some(0), "the lock ran out: {stderr}");
+
+    // A lock that runs out while vigild is stopped ends at its next start.
+    vigilctl_ok(&h, &["lock", "--user", &alice.name, "--why", "overnight", "--for", "2s"]);
+    h.vigild().stop();
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, stderr) = try_ssh(&h, &alice, SshOpts::default());
+    assert_eq!(code, Some(0), "the module reads the end itself, vigild down: {stderr}");
+    h.vigild().start();
+    let end = wait_record(&h, "lock_end", &[("user", &alice.name), ("reason", "expired"), ("until", &end_of(&h, &alice, "overnight"))]);
+    assert!(end.field("duration_s").is_some(), "{}", end.raw);
+    assert!(!h.lock_dir().join(alice.uid.to_string()).exists(), "removed at the start");
+}
+
+/// `until=` of `user`'s lock_start that had `why`.
+fn end_of(h: &Harness, user: &TestUser, why: &str) -> String {
+    records(h, "lock_start", &user.name).into_iter().find(|l| l.has("why", why)).and_then(|l| l.field("until")).expect("its lock_start")
 }
 
 /// Root is never locked; an ordinary user cannot lock, unlock or list locks (vigild

@@ -86,6 +86,10 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
             for (tty, holder) in held {
                 core.note_tty_holder(id, tty, holder);
             }
+            // A lock taken just before a SIGKILL, its sessions not all ended yet.
+            if let Some(session) = core.session(id) {
+                core.end_if_locked(&session);
+            }
             restored += 1;
         } else {
             let session = Session::from_saved(saved, &config);
