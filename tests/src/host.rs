@@ -29,6 +29,8 @@ pub struct PamHostCmd {
     pub password: Option<String>,
     pub cycles: u32,
     pub auth: bool,
+    /// `--account`: the cycles are pam_acct_mgmt calls, no session opened.
+    pub account: bool,
     pub json: bool,
     /// Values as raw bytes (no NUL), given as `--flag=VALUE`; each replaces the string
     /// value of the same flag (`--user`, `--tty`, `--rhost`, `--ruser`). For values that
@@ -49,6 +51,7 @@ impl PamHostCmd {
             password: None,
             cycles: 1,
             auth: false,
+            account: false,
             json: true,
             raw: Vec::new(),
         }
@@ -99,6 +102,12 @@ impl PamHostCmd {
         self
     }
 
+    /// The cycles are pam_acct_mgmt calls, each timed alone (`--account`).
+    pub fn account(mut self) -> Self {
+        self.account = true;
+        self
+    }
+
     pub fn no_json(mut self) -> Self {
         self.json = false;
         self
@@ -121,6 +130,9 @@ impl PamHostCmd {
         args.push(self.cycles.to_string());
         if self.auth {
             args.push("--auth".into());
+        }
+        if self.account {
+            args.push("--account".into());
         }
         if self.json {
             args.push("--json".into());

@@ -42,6 +42,12 @@ pub struct PamHostReport {
     pub open_us: Stats,
     pub close_us: Stats,
     pub cycle_us: Stats,
+    /// With `--account`: each cycle's pam_acct_mgmt return and time (µs); the session
+    /// fields stay empty.
+    #[serde(default)]
+    pub acct_rc: RcSummary,
+    #[serde(default)]
+    pub acct_us: Stats,
     /// Wall time from pam_start to pam_end (ms).
     pub total_ms: f64,
     /// pam_strerror of every return code seen.

@@ -4,6 +4,11 @@
 //! `bench_pam [--cycles N (2000)] [--rounds R (4)] [--warmup W (50)] [--no-bus]
 //!            [--preload N,N,... [--in-flight K (16)] [--per-leader K (0)] [--idle-window S (10)]]
 //!            [--state-on-disk] [--json] [--update-md FILE]`
+//! `bench_pam --account [--cycles N] [--rounds R] [--warmup W] [--no-bus] [--json] [--update-md FILE]`
+//!
+//! With `--account` (issue 20's benchmark, `bench_pam/issue20.rs`) it times
+//! pam_acct_mgmt alone instead: pam_permit against pam_vigil's lock check for an
+//! unlocked user with vigild up and down, and for a locked user; N calls per variant.
 //!
 //! One harness (private rsyslogd, private system bus with the packaging policy, vigild
 //! on both its private socket and that bus), one test user, and PAM services whose
@@ -61,6 +66,8 @@ mod facts;
 mod holder;
 #[path = "bench_pam/issue2.rs"]
 mod issue2;
+#[path = "bench_pam/issue20.rs"]
+mod issue20;
 #[path = "bench_pam/issue9.rs"]
 mod issue9;
 #[path = "bench/null_server.rs"]
@@ -128,6 +135,10 @@ pub struct Cli {
     /// With --preload: seconds vigild is watched, with nobody calling it, at each size (0: not).
     #[arg(long, default_value_t = 10)]
     idle_window: u64,
+    /// Time pam_acct_mgmt alone (issue 20's lock check) instead of open+close: --cycles
+    /// calls per variant.
+    #[arg(long, conflicts_with_all = ["preload", "state_on_disk"])]
+    account: bool,
     #[command(flatten)]
     common: facts::CommonArgs,
 }
@@ -146,6 +157,9 @@ impl Cli {
     }
 
     fn markers(&self) -> (&'static str, &'static str) {
+        if self.account {
+            return (issue20::BEGIN, issue20::END);
+        }
         match (self.preloading(), self.no_bus) {
             (false, _) => (issue2::BEGIN, issue2::END),
             (true, false) => (issue9::BEGIN, issue9::END),
@@ -267,6 +281,14 @@ fn main() -> ExitCode {
     }
     let report =
         facts::Report { program: "bench_pam", markers: cli.markers(), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
+    if cli.account {
+        let rendered =
+            report.run(|| issue20::bench(&cli), |facts, a| (issue20::markdown(&cli, facts, a), issue20::to_json(&cli, facts, a)));
+        return match rendered {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(code) => code,
+        };
+    }
     let rendered = report.run(
         || bench(&cli),
         |facts, levels| {

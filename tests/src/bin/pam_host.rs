@@ -2,15 +2,18 @@
 //! and benchmark.
 //!
 //! `pam_host --service NAME [--confdir DIR] --user U [--tty T] [--rhost H] [--ruser R] [--cycles N]
-//!           [--password P] [--auth] [--wait-stdin] [--json] [--samples FILE]`
+//!           [--password P] [--auth] [--account] [--wait-stdin] [--json] [--samples FILE]`
 //!
 //! pam_start, then (with `--auth`) pam_authenticate and pam_acct_mgmt once, then N
 //! cycles of pam_open_session / pam_close_session on the one handle, then pam_end.
 //! close_session runs only after a successful open_session, as in sshd and login.
+//! With `--account` the N cycles are pam_acct_mgmt calls instead (no session is
+//! opened; each call timed alone, pam_start and pam_end outside the times), for the
+//! benchmark of the account stage (`bench_pam --account`).
 //! With `--wait-stdin` each cycle prints `OPEN <rc> <VIGIL_SESSION_ID or ->`, waits for
 //! one line on stdin, closes and prints `CLOSED <rc or ->`. With `--json` the last
 //! stdout line is a `vigil_e2e::PamHostReport`. With `--samples FILE` (for the
-//! benchmark, `bench_pam`) each cycle's open+close time in µs is written to FILE, one
+//! benchmark, `bench_pam`) each cycle's open+close (with `--account`: pam_acct_mgmt) time in µs is written to FILE, one
 //! per line in cycle order, after pam_end and the descriptor count. Exit 0 whenever it
 //! ran, whatever PAM returned (the report says); 1 when FILE cannot be written; 2 for
 //! bad arguments.
@@ -67,13 +70,16 @@ struct Cli {
     /// Run pam_authenticate and pam_acct_mgmt once before the sessions.
     #[arg(long)]
     auth: bool,
+    /// The cycles are pam_acct_mgmt calls, each timed alone; no session is opened.
+    #[arg(long, conflicts_with = "wait_stdin")]
+    account: bool,
     /// Print OPEN after each open_session and wait for a line on stdin before closing.
     #[arg(long)]
     wait_stdin: bool,
     /// Print the JSON report as the last line of stdout.
     #[arg(long)]
     json: bool,
-    /// Write each cycle's open+close time (µs, one per line) to this file at the end.
+    /// Write each cycle's open+close (or pam_acct_mgmt) time (µs, one per line) to this file at the end.
     #[arg(long, value_name = "FILE")]
     samples: Option<std::path::PathBuf>,
 }
@@ -157,6 +163,27 @@ fn run(cli: &Cli, samples: &mut Vec<u64>) -> PamHostReport {
         if cli.auth {
             report.auth = Some(authenticate(pamh, &mut rcs_seen));
         }
+        if cli.account {
+            let mut acct_rc = RcSummary::default();
+            let mut acct_us = Vec::with_capacity(cli.cycles as usize);
+            let mut last_rc = ffi::PAM_SUCCESS;
+            for _ in 0..cli.cycles {
+                let t0 = Instant::now();
+                // SAFETY: pamh is live.
+                let rc = unsafe { ffi::pam_acct_mgmt(pamh, 0) };
+                acct_us.push(t0.elapsed().as_micros() as u64);
+                acct_rc.record(rc);
+                rcs_seen.push(rc);
+                last_rc = rc;
+            }
+            report.acct_rc = acct_rc;
+            report.acct_us = Stats::from_samples(&acct_us);
+            *samples = acct_us;
+            report.rc_text = rc_text(pamh, &rcs_seen);
+            // SAFETY: pamh is live and not used after this.
+            report.end_rc = Some(unsafe { ffi::pam_end(pamh, last_rc) });
+            return finish(report, before, started, &mut conv_state);
+        }
         let mut last_rc = ffi::PAM_SUCCESS;
         let (mut open_us, mut close_us, mut cycle_us) = (Vec::new(), Vec::new(), Vec::new());
         let mut open_rc = RcSummary::default();
@@ -214,6 +241,11 @@ fn run(cli: &Cli, samples: &mut Vec<u64>) -> PamHostReport {
     } else {
         report.rc_text = rc_text(ptr::null_mut(), &rcs_seen);
     }
+    finish(report, before, started, &mut conv_state)
+}
+
+/// The run's wall time, the census after pam_end and the conversation's messages.
+fn finish(mut report: PamHostReport, before: Census, started: Instant, conv_state: &mut ConvState) -> PamHostReport {
     report.total_ms = started.elapsed().as_secs_f64() * 1000.0;
     let after = Census::take();
     report.threads_before = before.threads.len() as u32;
