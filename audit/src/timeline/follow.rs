@@ -229,4 +229,6 @@ impl SessionUsers {
 }
 
 #[cfg(test)]
+mod test_dir;
+#[cfg(test)]
 mod tests;

@@ -141,6 +141,7 @@ mod tests {
     use super::*;
     use crate::audit::audit_log::AuditLog;
     use crate::sessions::ids::IdAllocator;
+    use crate::sessions::registry::tests::identity;
     use crate::sessions::session::Identity;
     use crate::sessions::store::SessionStore;
     use crate::sys::procfs::NO_AUDIT_SESSION;
@@ -187,24 +188,7 @@ mod tests {
         }
 
         fn session(&self, id: u64, leader_pid: u32, policy: ResolvedPolicy) -> Session {
-            let who = Identity {
-                user: "alice".into(),
-                uid: 1000,
-                groups: vec!["alice".into()],
-                service: "sshd".into(),
-                tty: "ssh".into(),
-                rhost: "203.0.113.7".into(),
-                ruser: String::new(),
-                rport: None,
-                leader_pid,
-                leader_start: 0,
-                audit_session_id: NO_AUDIT_SESSION,
-                owns_audit_session: false,
-                inherited_tty: 0,
-                parent: 0,
-                started_usec: 1,
-                adopted: false,
-            };
+            let who = Identity { rport: None, leader_start: 0, ..identity(leader_pid, NO_AUDIT_SESSION) };
             let session = Session::new(id, who, Arc::new(policy), 1);
             self.manager.registry().insert(session.clone());
             session

@@ -2,45 +2,19 @@
 //! they arrive with `show`'s filters, alerts marked, through a rotation; the stop; a
 //! write error; the bound on what `--user` keeps.
 
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event as EventName;
 
+use super::test_dir::{Dir, append};
 use super::*;
 use crate::chain::{ChainState, Encoding, KEY_BYTES, Key};
 use crate::sample::{Layout, SAMPLE_EPOCH, session_record, syslog_line};
 
 const T: u64 = SAMPLE_EPOCH;
-
-/// A directory of its own for one test, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("vigil-follow-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn trail(&self) -> PathBuf {
-        self.0.join("trail")
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn append(path: &Path, text: &str) {
-    OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
-}
 
 /// vigild's records, chained as vigild chains them.
 struct Trail {

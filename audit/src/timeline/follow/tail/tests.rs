@@ -2,36 +2,9 @@
 //! logrotate-style rename (with and without the writer's reopen yet), a copytruncate.
 
 use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
+use super::super::test_dir::{Dir, append};
 use super::*;
-
-/// A directory of its own for one test, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("vigil-tail-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn trail(&self) -> PathBuf {
-        self.0.join("trail")
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn append(path: &Path, text: &str) {
-    OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
-}
 
 /// What one poll hands out: (line number, text, cut), and whether it caught up.
 fn poll(tail: &mut Tail) -> (Vec<(u64, String, bool)>, bool) {
