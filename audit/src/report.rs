@@ -14,7 +14,8 @@
 //! a whole: `--since`/`--until` do not apply to it.
 //!
 //! The **unusual** section lists what the rules of [`unusual`] find, each item with
-//! its rule, session, user and the lines it rests on.
+//! its rule, session, user and the lines it rests on; the rules' thresholds are
+//! [`Thresholds`] (`vigilctl audit report` flags; the default is the documented ones).
 //!
 //! Memory: the records stream by once and only counts stay (per day and user, per
 //! host, per hour); a session's state (its user, and counts waiting for it) lasts while
@@ -34,6 +35,7 @@ use crate::display::escaped;
 use crate::timeline::Filter;
 use crate::trail::{BlockId, Event, Input, Place, Visit, open_files, scan, streams};
 use crate::verify::{self, FindingKind};
+pub use unusual::Thresholds;
 use unusual::{Unusual, Watch};
 
 /// What one day of one user (or the whole report) counts.
@@ -163,29 +165,32 @@ pub struct Report {
     pub unusual: Unusual,
 }
 
-/// Reads `paths` and summarises them; `keys` (may be empty) verify the chain.
-pub fn report_files(paths: &[PathBuf], filter: &Filter, keys: &[KeyFile]) -> io::Result<Report> {
+/// Reads `paths` and summarises them; `keys` (may be empty) verify the chain;
+/// `thresholds` are the unusual rules'.
+pub fn report_files(paths: &[PathBuf], filter: &Filter, thresholds: Thresholds, keys: &[KeyFile]) -> io::Result<Report> {
     let verified = if keys.is_empty() { None } else { Some(verify::verify_files(paths, keys)?) };
-    report_inputs(open_files(paths)?, filter, verified.as_ref(), SystemTime::now())
+    report_inputs(open_files(paths)?, filter, thresholds, verified.as_ref(), SystemTime::now())
 }
 
 /// Like [`report_files`], from readers, with `verify`'s report when keys were given.
 pub fn report_readers<R: BufRead>(
     inputs: Vec<(PathBuf, R)>,
     filter: &Filter,
+    thresholds: Thresholds,
     verified: Option<&verify::Report>,
     now: SystemTime,
 ) -> io::Result<Report> {
-    report_inputs(streams(inputs), filter, verified, now)
+    report_inputs(streams(inputs), filter, thresholds, verified, now)
 }
 
 fn report_inputs<R: BufRead>(
     inputs: Vec<Input<R>>,
     filter: &Filter,
+    thresholds: Thresholds,
     verified: Option<&verify::Report>,
     now: SystemTime,
 ) -> io::Result<Report> {
-    let mut tally = Tally::new(filter);
+    let mut tally = Tally::new(filter, thresholds);
     let scanned = scan(inputs, now, false, &mut tally)?;
     Ok(tally.report(verified, &scanned.names))
 }
@@ -236,7 +241,7 @@ struct Tally<'f> {
 }
 
 impl<'f> Tally<'f> {
-    fn new(filter: &'f Filter) -> Tally<'f> {
+    fn new(filter: &'f Filter, thresholds: Thresholds) -> Tally<'f> {
         Tally {
             filter,
             users: HashMap::new(),
@@ -246,7 +251,7 @@ impl<'f> Tally<'f> {
             by_hour: [0; 24],
             hosts: Vec::new(),
             open: HashMap::new(),
-            watch: Watch::default(),
+            watch: Watch::new(thresholds),
         }
     }
 

@@ -55,6 +55,14 @@ impl LogLine {
     pub fn is_event(&self, tag: &str, event: &str) -> bool {
         self.tag == tag && self.has("event", event)
     }
+
+    /// The second of the day of the line's timestamp (`Nov 26 04:20:41`: 15,641), as
+    /// rsyslogd wrote it (whole seconds); None when the line has no such timestamp.
+    pub fn second_of_day(&self) -> Option<u32> {
+        let mut parts = self.raw.get(7..15)?.split(':').map(|p| p.parse::<u32>().ok());
+        let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+        (h < 24 && m < 60 && s < 61).then_some(h * 3600 + m * 60 + s)
+    }
 }
 
 /// Reads a log file as lines (a missing file is empty).
@@ -164,6 +172,9 @@ mod tests {
         assert!(l.is_event("vigild", "session_open"));
         assert_eq!(l.field("user").as_deref(), Some("a b"));
         assert_eq!(l.field("session").as_deref(), Some("42"));
+        assert_eq!(l.second_of_day(), Some(3 * 3600 + 45 * 60));
+        assert_eq!(LogLine::parse("Nov  6 23:59:59 box x: y").second_of_day(), Some(86_399));
+        assert_eq!(LogLine::parse("not a syslog line at all").second_of_day(), None);
     }
 
     #[test]

@@ -96,7 +96,9 @@ fn assert_received_at(h: &Harness, line: &LogLine, severity: &str, pri: u32) {
 /// Three wrong sudo passwords in one ssh session: one `alert kind=reauth_failures` with
 /// the session's fields, received by rsyslogd at warning while the `reauth_failed`
 /// records before it are at notice; a fourth failure within the window is no second
-/// alert, and the session stays (`on_reauth_failures` is off by default).
+/// alert, and the session stays (`on_reauth_failures` is off by default). The report on
+/// the same trail lists one `reauth_failures` item, and others with `--reauth-failures`
+/// and `--reauth-window` given.
 #[test]
 fn three_failed_sudo_passwords_in_a_session_are_one_alert_at_warning() {
     require_root!();
@@ -160,6 +162,34 @@ fn three_failed_sudo_passwords_in_a_session_are_one_alert_at_warning() {
     for place in evidence {
         let line: usize = place.as_str().unwrap().rsplit_once(':').unwrap().1.parse().unwrap();
         assert!(text.lines().nth(line - 1).unwrap().contains("event=reauth_failed"), "{place}");
+    }
+
+    // The report's thresholds are flags (vigild's alert above stays at its 3 in 10
+    // minutes): the same four failures, counted at 2, 4 and 5, and in a window one second
+    // shorter than their span (the lines' own whole seconds) and as long as it.
+    let failed: Vec<(String, i64)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, raw)| (i + 1, LogLine::parse(raw)))
+        .filter(|(_, l)| l.is_event("vigild", "reauth_failed") && l.has("session", &id))
+        .map(|(n, l)| (format!("{log}:{n}"), i64::from(l.second_of_day().unwrap_or_else(|| panic!("a syslog time: {}", l.raw)))))
+        .collect();
+    assert_eq!(failed.len(), 4, "{text}");
+    let places: Vec<&str> = failed.iter().map(|(p, _)| p.as_str()).collect();
+    let span = (failed[3].1 - failed[0].1).rem_euclid(86_400);
+    let bursts = |failures: &str, window: &str| -> Vec<serde_json::Value> {
+        let out = h.vigild().vigilctl(&["audit", "report", &log, "--json", "--reauth-failures", failures, "--reauth-window", window]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("report --json ({e}): {out:?}"));
+        assert_eq!(report["unusual"]["thresholds"]["reauth_failures"].to_string(), failures, "the threshold given: {report}");
+        let items = report["unusual"]["items"].as_array().unwrap().iter();
+        items.filter(|i| i["rule"] == "reauth_failures").map(|i| i["evidence"].clone()).collect()
+    };
+    assert_eq!(bursts("2", "1h"), vec![serde_json::json!(places[..2]), serde_json::json!(places[2..])], "two bursts of two");
+    assert_eq!(bursts("4", "1h"), vec![serde_json::json!(places)], "one burst of four");
+    assert!(bursts("5", "1h").is_empty(), "four failures are not five");
+    assert_eq!(bursts("4", &format!("{span}s")), vec![serde_json::json!(places)], "a window as long as their span ({span} s)");
+    if span > 0 {
+        assert!(bursts("4", &format!("{}s", span - 1)).is_empty(), "a window one second shorter than their span ({span} s)");
     }
 }
 

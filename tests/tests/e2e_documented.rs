@@ -2,7 +2,7 @@
 //! vigilctl views and filters (`show --json`, `daemon`, `audit show --user/--since/
 //! --until`, `audit report --key/--since/--until`), policies matched on remote hosts and
 //! on having no terminal, a file in the sessions directory that vigild did not write, and
-//! `audit report`'s unusual section on a real trail.
+//! `audit report`'s unusual section on a real trail, with its threshold flags.
 
 use std::time::Duration;
 
@@ -139,6 +139,13 @@ fn audit_report_lists_what_is_unusual_with_its_lines() {
     one_session(&h, &service, &user.name, DOC_NET_HOST);
     let second = one_session(&h, &service, &user.name, OTHER_HOST);
     let second_id: u64 = second.field("session").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{}", second.raw));
+    // A session held open 4 s (nothing unusual by the default thresholds).
+    let held = h.open_pam_session(&h.pam_host(&service, &user.name).rhost(DOC_NET_HOST).tty(TTY));
+    assert_eq!(held.open_rc(), PAM_SUCCESS, "{}", held.stderr_text());
+    let held_id = held.session_id_u64();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(held.close().0, Some(PAM_SUCCESS));
+    h.wait_for_event(LOG_WAIT, "vigild", "session_close", &[("session", &held_id.to_string())]);
     // A non-root user's terminate is refused (root only) and recorded.
     let refused = h.vigild().vigilctl_as(&user.name, &["terminate", "1"]);
     assert!(!refused.status.success(), "terminate by a user is refused: {}", vigil_e2e::process::describe_output(&refused));
@@ -170,4 +177,64 @@ fn audit_report_lists_what_is_unusual_with_its_lines() {
     let text = stdout(&h.vigild().vigilctl(&["audit", "report", &log]), "audit report");
     assert!(text.contains("\nunusual") || text.contains("unusual (rules"), "{text}");
     assert!(text.contains(&format!("[{}]", place(&second.raw))), "the text names the line too:\n{text}");
+    assert!(
+        text.contains("\nunusual (new_hour after 7days of a user's logins, reauth_failures 3 within 10m, long_session over 1day"),
+        "{text}"
+    );
+    let thresholds = &value["unusual"]["thresholds"];
+    assert_eq!(
+        *thresholds,
+        serde_json::json!({"new_hour_after_s": 604_800, "reauth_failures": 3, "reauth_window_s": 600, "long_session_s": 86_400}),
+        "the documented defaults: {out}"
+    );
+
+    // The thresholds are flags. What they should find, from the lines' own times: every
+    // session longer than 2 s (the held one at least), and every login at an hour of
+    // the day not seen in the user's earlier logins (none, unless the run crossed an hour).
+    let opens: Vec<LogLine> = log_text.lines().map(LogLine::parse).filter(|l| l.is_event("vigild", "session_open")).collect();
+    assert_eq!(opens.len(), 3, "{log_text}");
+    let (mut long, mut new_hour, mut hours) = (Vec::new(), Vec::new(), Vec::new());
+    for open in &opens {
+        let id = open.field("session").unwrap_or_default();
+        let close = log_text
+            .lines()
+            .map(LogLine::parse)
+            .find(|l| l.is_event("vigild", "session_close") && l.has("session", &id))
+            .unwrap_or_else(|| panic!("session {id} closed: {log_text}"));
+        let second = |l: &LogLine| i64::from(l.second_of_day().unwrap_or_else(|| panic!("a syslog time: {}", l.raw)));
+        let (opened, closed) = (second(open), second(&close));
+        let hour = opened / 3600;
+        if (closed - opened).rem_euclid(86_400) > 2 {
+            long.push(serde_json::json!(id.parse::<u64>().unwrap_or_default()));
+        }
+        if !hours.is_empty() && !hours.contains(&hour) {
+            new_hour.push(serde_json::json!([place(&open.raw)]));
+        }
+        hours.push(hour);
+    }
+    assert!(long.contains(&serde_json::json!(held_id)), "the held session is over 2 s by its lines: {log_text}");
+    let args = ["--long-session", "2s", "--new-hour-after", "0s", "--reauth-failures", "1", "--reauth-window", "1s"];
+    let out = stdout(
+        &h.vigild().vigilctl(&[&["audit", "report", &log, "--json"][..], &args[..]].concat()),
+        "audit report --json with thresholds",
+    );
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("report --json is JSON ({e}): {out}"));
+    assert_eq!(
+        value["unusual"]["thresholds"],
+        serde_json::json!({"new_hour_after_s": 0, "reauth_failures": 1, "reauth_window_s": 1, "long_session_s": 2}),
+        "the thresholds given: {out}"
+    );
+    let items = value["unusual"]["items"].as_array().unwrap_or_else(|| panic!("an unusual section: {out}"));
+    let of = |rule: &str| items.iter().filter(|i| i["rule"] == rule).collect::<Vec<_>>();
+    let long_found: Vec<serde_json::Value> = of("long_session").iter().map(|i| i["session"].clone()).collect();
+    assert_eq!(long_found, long, "a long_session item for each session over 2 s: {out}");
+    let held_item = of("long_session").into_iter().find(|i| i["session"] == held_id).unwrap_or_else(|| panic!("{out}"));
+    assert!(held_item["detail"].as_str().unwrap_or("").contains("(more than 2s)"), "{out}");
+    let new_hour_found: Vec<serde_json::Value> = of("new_hour").iter().map(|i| i["evidence"].clone()).collect();
+    assert_eq!(new_hour_found, new_hour, "new_hour after 0s: each login at an hour not seen before, never the first: {out}");
+    assert!(of("reauth_failures").is_empty(), "no reauth_failed in this trail, even at 1: {out}");
+    assert_eq!((of("new_rhost").len(), of("call_refused").len()), (1, 1), "the other rules are as before: {out}");
+    let text = stdout(&h.vigild().vigilctl(&[&["audit", "report", &log][..], &args[..]].concat()), "audit report with thresholds");
+    assert!(text.contains("\nunusual (new_hour after 0s of a user's logins, reauth_failures 1 within 1s, long_session over 2s"), "{text}");
+    assert!(text.contains("long_session: host ") && text.contains(&format!("session {held_id} ")), "{text}");
 }

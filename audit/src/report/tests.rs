@@ -62,7 +62,11 @@ fn trail() -> String {
 }
 
 fn report(text: &str, filter: &Filter) -> Report {
-    report_readers(vec![(PathBuf::from("auth.log"), text.as_bytes())], filter, None, now()).unwrap()
+    report_with(text, filter, Thresholds::default())
+}
+
+fn report_with(text: &str, filter: &Filter, thresholds: Thresholds) -> Report {
+    report_readers(vec![(PathBuf::from("auth.log"), text.as_bytes())], filter, thresholds, None, now()).unwrap()
 }
 
 /// What `audit show --json --event NAME` lists, counted the report's way: vigild's
@@ -134,7 +138,14 @@ fn verified_with_the_key() {
     let mut file = Vec::new();
     write_sample_log(&mut file, 200, Layout::Traditional, Encoding::KeyValue, &key).unwrap();
     let verified = verify::verify_readers(vec![(PathBuf::from("auth.log"), file.as_slice())], std::slice::from_ref(&key)).unwrap();
-    let r = report_readers(vec![(PathBuf::from("auth.log"), file.as_slice())], &Filter::default(), Some(&verified), now()).unwrap();
+    let r = report_readers(
+        vec![(PathBuf::from("auth.log"), file.as_slice())],
+        &Filter::default(),
+        Thresholds::default(),
+        Some(&verified),
+        now(),
+    )
+    .unwrap();
     let v = r.hosts[0].verified.clone().unwrap();
     assert_eq!((v.failures, v.missing_seqs, v.ranges), (0, 0, 1));
     assert_eq!(v.authentic, r.hosts[0].records);
@@ -190,6 +201,10 @@ impl Lines {
 
     fn unusual(&self, filter: &Filter) -> Unusual {
         report(&self.text(), filter).unusual
+    }
+
+    fn unusual_with(&self, thresholds: Thresholds) -> Unusual {
+        report_with(&self.text(), &Filter::default(), thresholds).unusual
     }
 }
 
@@ -364,7 +379,14 @@ fn unusual_unauthenticated_lines_and_with_the_key_the_chains_failures() {
     let text = l.text();
     let key_file = KeyFile { key, start_seq: 1 };
     let verified = verify::verify_readers(vec![(PathBuf::from("auth.log"), text.as_bytes())], std::slice::from_ref(&key_file)).unwrap();
-    let r = report_readers(vec![(PathBuf::from("auth.log"), text.as_bytes())], &Filter::default(), Some(&verified), now()).unwrap();
+    let r = report_readers(
+        vec![(PathBuf::from("auth.log"), text.as_bytes())],
+        &Filter::default(),
+        Thresholds::default(),
+        Some(&verified),
+        now(),
+    )
+    .unwrap();
     let chain = of_rule(&r.unusual, "chain");
     assert!(chain.iter().any(|i| i.detail.starts_with("missing seqs") && i.evidence.first() == Some(&at(after_gap))), "{:?}", r.unusual);
     assert_eq!(of_rule(&r.unusual, "unauthenticated").len(), 2, "the unsealed line once, not again as a chain item");
@@ -414,4 +436,120 @@ fn unusual_items_follow_the_user_and_time_filters() {
     assert_eq!(bobs.items.iter().map(|i| i.session).collect::<Vec<_>>(), vec![Some(4)], "{bobs:?}");
     let late = l.unusual(&Filter { since: Some(UNIX_EPOCH + Duration::from_secs(T + 25)), ..Filter::default() });
     assert_eq!(late.items.iter().map(|i| i.session).collect::<Vec<_>>(), vec![Some(4)], "history before --since still counts: {late:?}");
+}
+
+fn sessions_of(u: &Unusual, rule: &str) -> Vec<Option<u64>> {
+    of_rule(u, rule).iter().map(|i| i.session).collect()
+}
+
+#[test]
+fn unusual_thresholds_default_to_the_documented_ones_and_the_report_says_which() {
+    let d = Thresholds::default();
+    assert_eq!(
+        (d.new_hour_after, d.reauth_failures, d.reauth_window, d.long_session),
+        (Duration::from_secs(7 * 86_400), 3, Duration::from_secs(600), Duration::from_secs(86_400))
+    );
+    let mut l = Lines::new();
+    l.record(0, open_from(1, "alice", "10.0.0.1"));
+    let r = report(&l.text(), &Filter::default());
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        json["unusual"]["thresholds"],
+        serde_json::json!({"new_hour_after_s": 604_800, "reauth_failures": 3, "reauth_window_s": 600, "long_session_s": 86_400}),
+        "{json}"
+    );
+    let text = r.render();
+    assert!(
+        text.contains("\nunusual (new_hour after 7days of a user's logins, reauth_failures 3 within 10m, long_session over 1day"),
+        "{text}"
+    );
+    let given = Thresholds {
+        new_hour_after: Duration::from_secs(2 * 86_400),
+        reauth_failures: 5,
+        reauth_window: Duration::from_secs(90),
+        long_session: Duration::from_secs(1),
+    };
+    let r = report_with(&l.text(), &Filter::default(), given);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        json["unusual"]["thresholds"],
+        serde_json::json!({"new_hour_after_s": 172_800, "reauth_failures": 5, "reauth_window_s": 90, "long_session_s": 1}),
+        "{json}"
+    );
+    let text = r.render();
+    assert!(text.contains("new_hour after 2days of a user's logins, reauth_failures 5 within 1m30s, long_session over 1s"), "{text}");
+}
+
+#[test]
+fn unusual_new_hour_after_lowered_finds_more_and_raised_finds_none() {
+    let mut l = Lines::new();
+    for day in 0..8 {
+        l.record(day * 86_400 + 5 * 3600, open_from(10 + day, "carol", "10.0.0.1"));
+    }
+    l.record(8 * 86_400 + 23 * 3600, open_from(30, "carol", "10.0.0.1"));
+    l.record(5 * 3600, open_from(40, "dave", "10.0.0.1"));
+    let dave = l.record(2 * 86_400 + 23 * 3600, open_from(41, "dave", "10.0.0.1"));
+    l.record(9 * 86_400 + 23 * 3600, open_from(31, "carol", "10.0.0.1"));
+    let with = |secs: u64| l.unusual_with(Thresholds { new_hour_after: Duration::from_secs(secs), ..Thresholds::default() });
+    assert_eq!(sessions_of(&with(7 * 86_400), "new_hour"), vec![Some(30)]);
+    let lowered = with(2 * 86_400);
+    assert_eq!(sessions_of(&lowered, "new_hour"), vec![Some(30), Some(41)], "dave's 2 days now count: {lowered:?}");
+    assert_eq!(of_rule(&lowered, "new_hour")[1].evidence, vec![at(dave)]);
+    // 0s: any login at a new hour, but never a user's first (it only sets what is known).
+    assert_eq!(sessions_of(&with(0), "new_hour"), vec![Some(30), Some(41)]);
+    assert_eq!(sessions_of(&with(9 * 86_400), "new_hour"), Vec::<Option<u64>>::new(), "carol's 8 days are too few");
+}
+
+#[test]
+fn unusual_reauth_failures_and_window_lowered_and_raised() {
+    let mut l = Lines::new();
+    l.record(0, open_from(1, "alice", "10.0.0.1"));
+    let failed = || session_record(Event::ReauthFailed, 1, "alice").text("reauth_service", "sudo");
+    // Three failures over 15 minutes: not 3 within 10.
+    let a = l.record(0, failed());
+    let b = l.record(300, failed());
+    let c = l.record(900, failed());
+    let with = |failures: usize, window: u64| {
+        l.unusual_with(Thresholds { reauth_failures: failures, reauth_window: Duration::from_secs(window), ..Thresholds::default() })
+    };
+    assert!(of_rule(&with(3, 600), "reauth_failures").is_empty());
+    let wider = with(3, 900);
+    let items = of_rule(&wider, "reauth_failures");
+    assert_eq!(items.len(), 1, "{wider:?}");
+    assert_eq!(items[0].evidence, vec![at(a), at(b), at(c)]);
+    assert!(items[0].detail.contains("within 15m"), "{}", items[0].detail);
+    assert!(of_rule(&with(4, 900), "reauth_failures").is_empty(), "4 asked, 3 found");
+    let two = with(2, 600);
+    assert_eq!(of_rule(&two, "reauth_failures").iter().map(|i| i.evidence.clone()).collect::<Vec<_>>(), vec![vec![at(a), at(b)]]);
+    assert_eq!(of_rule(&with(1, 600), "reauth_failures").len(), 3, "1: every failure");
+    assert_eq!(of_rule(&with(0, 600), "reauth_failures").len(), 3, "0 is held to 1");
+
+    // Over MAX_EVIDENCE failures asked: all counted, the first lines the evidence.
+    let mut l = Lines::new();
+    l.record(0, open_from(1, "alice", "10.0.0.1"));
+    let lines: Vec<usize> = (0..12).map(|i| l.record(10 + i, failed())).collect();
+    let many = l.unusual_with(Thresholds { reauth_failures: 12, ..Thresholds::default() });
+    let items = of_rule(&many, "reauth_failures");
+    assert_eq!(items.len(), 1, "{many:?}");
+    assert!(items[0].detail.starts_with("12 failed re-authentication(s) within 10m"), "{}", items[0].detail);
+    assert_eq!(items[0].evidence, lines[..unusual::MAX_EVIDENCE].iter().map(|&n| at(n)).collect::<Vec<_>>());
+    assert!(of_rule(&l.unusual_with(Thresholds { reauth_failures: 13, ..Thresholds::default() }), "reauth_failures").is_empty());
+}
+
+#[test]
+fn unusual_long_session_lowered_and_raised() {
+    let mut l = Lines::new();
+    l.record(0, open_from(1, "alice", "10.0.0.1"));
+    l.record(60, session_record(Event::SessionClose, 1, "alice").text("reason", "closed"));
+    l.record(0, open_from(2, "bob", "10.0.0.1"));
+    l.record(7200, session_record(Event::SessionEnd, 2, "bob").text("reason", "idle"));
+    l.record(0, open_from(3, "carol", "10.0.0.1"));
+    l.record(25 * 3600, Record::new(Event::Seal));
+    let with = |secs: u64| l.unusual_with(Thresholds { long_session: Duration::from_secs(secs), ..Thresholds::default() });
+    assert_eq!(sessions_of(&with(86_400), "long_session"), vec![Some(3)]);
+    let lowered = with(30);
+    assert_eq!(sessions_of(&lowered, "long_session"), vec![Some(1), Some(2), Some(3)], "{lowered:?}");
+    let alice = of_rule(&lowered, "long_session")[0];
+    assert!(alice.detail.contains("ended after 1m (more than 30s)"), "{}", alice.detail);
+    assert_eq!(sessions_of(&with(26 * 3600), "long_session"), Vec::<Option<u64>>::new());
 }

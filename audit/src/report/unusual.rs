@@ -1,13 +1,15 @@
 //! The report's **unusual** section: records and patterns worth a look, each an item
 //! naming its rule, the session and user, and the lines it rests on (file:line).
 //!
-//! The rules and their thresholds (AUDIT.md, "What the report finds unusual"):
+//! The rules and their thresholds (AUDIT.md, "What the report finds unusual"; those in
+//! [`Thresholds`] are `vigilctl audit report` flags, their defaults the constants here):
 //! - `new_rhost`: a login (`session_open`) from a remote host the user had not logged in
 //!   from earlier in the input, when the user had logged in before (the first login of a
 //!   user in the input only sets what is known);
 //! - `new_hour`: a login at an hour of day (the host's, as the line gives it) at which the
 //!   user had not logged in, once the input holds [`HOUR_HISTORY`] of that user's logins
-//!   (this login at least that long after the user's first in the input);
+//!   (this login at least that long after the user's first in the input, and not the
+//!   first itself);
 //! - `reauth_failures`: [`REAUTH_FAILURES`] `reauth_failed` in one session within
 //!   [`REAUTH_WINDOW`];
 //! - `activity_suspect`, `call_refused` and `login_refused` (a locked user's login,
@@ -35,6 +37,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use vigil_protocol::events::Event as EventName;
+use vigil_protocol::time::compact;
 
 use crate::display::escaped;
 use crate::timeline::Filter;
@@ -54,6 +57,62 @@ pub const LONG_SESSION: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_ITEMS: usize = 1000;
 /// Lines given as evidence for one item.
 pub const MAX_EVIDENCE: usize = 8;
+/// The most `reauth_failed` a `reauth_failures` item may ask for (what one open session
+/// keeps while it waits for them).
+pub const MAX_REAUTH_FAILURES: usize = 1000;
+
+/// The thresholds of the rules that have one (`vigilctl audit report --new-hour-after,
+/// --reauth-failures, --reauth-window, --long-session`); the default is the documented
+/// constants. `--json` gives them in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Thresholds {
+    /// `new_hour`: how long the user's logins in the input must span ([`HOUR_HISTORY`]).
+    #[serde(rename = "new_hour_after_s", serialize_with = "seconds")]
+    pub new_hour_after: Duration,
+    /// `reauth_failures`: how many in one session ([`REAUTH_FAILURES`]; at least 1, at
+    /// most [`MAX_REAUTH_FAILURES`], held there)...
+    pub reauth_failures: usize,
+    /// ... within this long ([`REAUTH_WINDOW`]).
+    #[serde(rename = "reauth_window_s", serialize_with = "seconds")]
+    pub reauth_window: Duration,
+    /// `long_session`: a session open longer than this ([`LONG_SESSION`]).
+    #[serde(rename = "long_session_s", serialize_with = "seconds")]
+    pub long_session: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            new_hour_after: HOUR_HISTORY,
+            reauth_failures: REAUTH_FAILURES,
+            reauth_window: REAUTH_WINDOW,
+            long_session: LONG_SESSION,
+        }
+    }
+}
+
+impl Thresholds {
+    /// How many failures make an item, held to 1..=[`MAX_REAUTH_FAILURES`].
+    fn failures(&self) -> usize {
+        self.reauth_failures.clamp(1, MAX_REAUTH_FAILURES)
+    }
+
+    /// `new_hour after 7days of a user's logins, reauth_failures 3 within 10m,
+    /// long_session over 1day, mostly_inhibited over half`: the text's heading.
+    pub fn describe(&self) -> String {
+        format!(
+            "new_hour after {} of a user's logins, reauth_failures {} within {}, long_session over {}, mostly_inhibited over half",
+            compact(self.new_hour_after),
+            self.failures(),
+            compact(self.reauth_window),
+            compact(self.long_session)
+        )
+    }
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
 
 /// One unusual thing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,6 +144,8 @@ pub struct Unusual {
     pub counts: BTreeMap<&'static str, u64>,
     /// Items counted but not listed (over [`MAX_ITEMS`]).
     pub not_listed: u64,
+    /// The thresholds the rules used.
+    pub thresholds: Thresholds,
 }
 
 /// (file index, line).
@@ -153,6 +214,7 @@ pub(super) struct Watch {
     items: Vec<Raw>,
     counts: BTreeMap<&'static str, u64>,
     not_listed: u64,
+    thresholds: Thresholds,
 }
 
 fn text(v: Option<&[u8]>) -> String {
@@ -167,7 +229,16 @@ fn hours_text(d: Duration) -> String {
     format!("{:.1}h", d.as_secs_f64() / 3600.0)
 }
 
+/// A session's length: in hours, or under an hour (a threshold lowered) as `2m13s`.
+fn length_text(d: Duration) -> String {
+    if d >= Duration::from_secs(3600) { hours_text(d) } else { compact(Duration::from_millis(d.as_millis() as u64)) }
+}
+
 impl Watch {
+    pub(super) fn new(thresholds: Thresholds) -> Watch {
+        Watch { thresholds, ..Watch::default() }
+    }
+
     /// Adds an item when the filter keeps it (`filtered`: the item is about what
     /// happened, so `--user`, `--session`, `--since` and `--until` apply).
     #[allow(clippy::too_many_arguments)]
@@ -278,27 +349,29 @@ impl Watch {
             }
             self.add(filter, true, event.time, user_bytes, raw(rule.as_str(), detail, vec![line]));
         } else if event.is(EventName::ReauthFailed) {
+            let (needed, window) = (self.thresholds.failures(), self.thresholds.reauth_window);
             let burst = match (self.sessions.get_mut(&place.id), event.time) {
                 (Some(watch), Some(t)) => {
                     let fails = watch.fails.get_or_insert_with(Box::default);
                     fails.push_back((t, line));
-                    while fails.front().is_some_and(|&(first, _)| t.duration_since(first).unwrap_or_default() > REAUTH_WINDOW) {
+                    while fails.front().is_some_and(|&(first, _)| t.duration_since(first).unwrap_or_default() > window) {
                         fails.pop_front();
                     }
-                    if fails.len() >= REAUTH_FAILURES {
-                        let lines: Vec<Line> = fails.drain(..).map(|(_, l)| l).collect();
-                        Some(lines)
+                    if fails.len() >= needed {
+                        // The evidence: the first MAX_EVIDENCE of them (all of the default 3).
+                        let n = fails.len();
+                        let lines: Vec<Line> = fails.drain(..).take(MAX_EVIDENCE).map(|(_, l)| l).collect();
+                        Some((n, lines))
                     } else {
                         None
                     }
                 }
                 _ => None,
             };
-            if let Some(lines) = burst {
+            if let Some((n, lines)) = burst {
                 let detail = format!(
-                    "{} failed re-authentications within {} min (last: reauth_service={})",
-                    lines.len(),
-                    REAUTH_WINDOW.as_secs() / 60,
+                    "{n} failed re-authentication(s) within {} (last: reauth_service={})",
+                    compact(window),
                     text(event.get("reauth_service"))
                 );
                 self.add(filter, true, event.time, user_bytes, raw("reauth_failures", detail, lines));
@@ -337,6 +410,7 @@ impl Watch {
         raw: &dyn Fn(&'static str, String, Vec<Line>) -> Raw,
     ) {
         let Some(uid) = session_user else { return };
+        let history = self.thresholds.new_hour_after;
         let u = self.users.entry(uid).or_default();
         let mut found = Vec::new();
         if let Some(rhost) = event.get("rhost").filter(|r| !r.is_empty()) {
@@ -355,7 +429,7 @@ impl Watch {
         if let (Some((_, _, _, hour)), Some(t)) = (event.stamp, event.time) {
             let bit = 1u32 << u32::from(hour.min(23));
             let first = *u.first_login.get_or_insert(t);
-            if u.hours & bit == 0 && t.duration_since(first).unwrap_or_default() >= HOUR_HISTORY {
+            if u.logins > 0 && u.hours & bit == 0 && t.duration_since(first).unwrap_or_default() >= history {
                 let detail = format!(
                     "login at {hour:02}h, an hour of day with no login of the user's in {} day(s) of their logins",
                     t.duration_since(first).unwrap_or_default().as_secs() / 86_400
@@ -377,7 +451,7 @@ impl Watch {
         let end = end.or(self.last_time).unwrap_or(start);
         let length = end.duration_since(start).unwrap_or_default();
         let user_bytes = watch.user.and_then(|u| names.get(u as usize)).map(Vec::as_slice);
-        if length > LONG_SESSION {
+        if length > self.thresholds.long_session {
             let (how, evidence) = match end_line {
                 Some(l) => ("ended after", vec![start_line, l]),
                 None => ("still open at the input's last record after", vec![start_line]),
@@ -388,7 +462,7 @@ impl Watch {
                 session: Some(watch.session),
                 user: user_name(names, watch.user),
                 time: String::new(),
-                detail: format!("{how} {} (more than {}h)", hours_text(length), LONG_SESSION.as_secs() / 3600),
+                detail: format!("{how} {} (more than {})", length_text(length), compact(self.thresholds.long_session)),
                 evidence,
             };
             self.add(filter, true, Some(start), user_bytes, raw);
@@ -491,6 +565,7 @@ impl Watch {
                 .collect(),
             counts: self.counts,
             not_listed: self.not_listed,
+            thresholds: self.thresholds,
         }
     }
 }
@@ -499,7 +574,7 @@ impl Unusual {
     /// The section as a terminal shows it: one line per item.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
-        out.push_str("\nunusual (rules and thresholds: AUDIT.md, \"What the report finds unusual\"):\n");
+        let _ = writeln!(out, "\nunusual ({}; rules: AUDIT.md, \"What the report finds unusual\"):", self.thresholds.describe());
         if self.items.is_empty() {
             out.push_str("  nothing\n");
             return;

@@ -175,5 +175,79 @@ pub enum AuditCommand {
         keys: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Unusual rule new_hour: a login at a new hour of day is an item once the user's
+        /// logins in the input span this long (whole seconds, e.g. 2d, 36h).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = whole_seconds)]
+        new_hour_after: Duration,
+        /// Unusual rule reauth_failures: this many failed re-authentications in one
+        /// session (1 to 1000) within --reauth-window make an item. vigild's live alert
+        /// keeps its own fixed 3 in 10 minutes.
+        #[arg(long, value_name = "N", default_value = "3", value_parser = clap::value_parser!(u16).range(1..=1000))]
+        reauth_failures: u16,
+        /// Unusual rule reauth_failures: the window the failures fall in (whole seconds).
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = whole_seconds)]
+        reauth_window: Duration,
+        /// Unusual rule long_session: a session open longer than this is an item (whole
+        /// seconds).
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = whole_seconds)]
+        long_session: Duration,
     },
+}
+
+/// A duration of whole seconds (`90s`, `10m`, `7d`): the report's thresholds, which
+/// `--json` gives in seconds.
+fn whole_seconds(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (a duration such as 90s, 10m, 24h or 7d)"))?;
+    if d.subsec_nanos() != 0 {
+        return Err("whole seconds only (such as 90s, 10m, 24h or 7d)".to_owned());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_args(extra: &[&str]) -> Result<AuditCommand, clap::Error> {
+        let mut args = vec!["vigilctl", "audit", "report", "auth.log"];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args)?.command {
+            Command::Audit { command } => Ok(command),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn report_thresholds_default_to_the_documented_ones() {
+        let Ok(AuditCommand::Report { new_hour_after, reauth_failures, reauth_window, long_session, .. }) = report_args(&[]) else {
+            panic!("audit report parses")
+        };
+        let d = vigil_audit::report::Thresholds::default();
+        assert_eq!(
+            (new_hour_after, usize::from(reauth_failures), reauth_window, long_session),
+            (d.new_hour_after, d.reauth_failures, d.reauth_window, d.long_session)
+        );
+    }
+
+    #[test]
+    fn report_thresholds_bad_values_are_refused_by_name() {
+        for (flag, value, says) in [
+            ("--reauth-failures", "0", "1..=1000"),
+            ("--reauth-failures", "1001", "1..=1000"),
+            ("--reauth-failures", "three", "invalid digit"),
+            ("--reauth-window", "10 minutes ago", "duration"),
+            ("--long-session", "500ms", "whole seconds"),
+            ("--new-hour-after", "7 dayz", "duration"),
+        ] {
+            let e = report_args(&[flag, value]).err().unwrap_or_else(|| panic!("{flag} {value} refused"));
+            let text = e.to_string();
+            assert!(text.contains(flag) && text.contains(says), "{flag} {value}: {text}");
+        }
+        let Ok(AuditCommand::Report { reauth_failures, long_session, .. }) =
+            report_args(&["--reauth-failures", "1", "--long-session", "1s"])
+        else {
+            panic!("parses")
+        };
+        assert_eq!((reauth_failures, long_session), (1, Duration::from_secs(1)));
+    }
 }

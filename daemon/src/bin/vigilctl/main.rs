@@ -26,7 +26,17 @@ fn main() -> ExitCode {
                 vigil_audit::timeline::Filter { user: user.clone(), session: *session, event: event.clone(), since: *since, until: *until };
             if *follow { follow::follow(files, &filter, *json) } else { show(files, &filter, *json) }
         }
-        Command::Audit { command: AuditCommand::Report { files, since, until, keys, json } } => report(files, *since, *until, keys, *json),
+        Command::Audit {
+            command: AuditCommand::Report { files, since, until, keys, json, new_hour_after, reauth_failures, reauth_window, long_session },
+        } => {
+            let thresholds = vigil_audit::report::Thresholds {
+                new_hour_after: *new_hour_after,
+                reauth_failures: usize::from(*reauth_failures),
+                reauth_window: *reauth_window,
+                long_session: *long_session,
+            };
+            report(files, *since, *until, thresholds, keys, *json)
+        }
         _ => talk_to_vigild(&cli),
     };
     match outcome {
@@ -48,11 +58,19 @@ fn show(files: &[PathBuf], filter: &vigil_audit::timeline::Filter, json: bool) -
     }
 }
 
-/// `audit report`: the same reading and filters as `audit show`.
-fn report(files: &[PathBuf], since: Option<SystemTime>, until: Option<SystemTime>, keys: &[PathBuf], json: bool) -> Result<(), String> {
+/// `audit report`: the same reading and filters as `audit show`; `thresholds` are the
+/// unusual rules'.
+fn report(
+    files: &[PathBuf],
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    thresholds: vigil_audit::report::Thresholds,
+    keys: &[PathBuf],
+    json: bool,
+) -> Result<(), String> {
     let keys = keys.iter().map(read_key).collect::<Result<Vec<_>, _>>()?;
     let filter = vigil_audit::timeline::Filter { since, until, ..Default::default() };
-    let report = vigil_audit::report::report_files(files, &filter, &keys).map_err(|e| e.to_string())?;
+    let report = vigil_audit::report::report_files(files, &filter, thresholds, &keys).map_err(|e| e.to_string())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
