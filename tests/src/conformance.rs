@@ -192,6 +192,13 @@ pub fn vigilctl_ran<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
             skip_value = true;
             continue;
         }
+        // Global options with a value: the option is declared (by its long name), its
+        // value is no verb (`-H web1`).
+        if arg == "--host" || arg == "-H" || arg == "--timeout" {
+            global_flags.push(if arg == "-H" { "--host".to_string() } else { arg.to_string() });
+            skip_value = true;
+            continue;
+        }
         let flag = if let Some(long) = arg.strip_prefix("--") {
             Some(format!("--{}", long.split('=').next().unwrap_or(long)))
         } else if arg.starts_with('-') && arg.len() > 1 && !arg[1..].bytes().all(|b| b.is_ascii_digit()) {

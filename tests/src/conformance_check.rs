@@ -177,9 +177,10 @@ fn table_rows<'a>(text: &'a str, heading: &'a str) -> impl Iterator<Item = Vec<&
 /// vigilctl's verbs (`list`, `audit verify`), each verb's flags (`list --json`) and the
 /// global flags (`--timeout`), from its clap definitions.
 pub fn vigilctl_surface(cmd: &clap::Command) -> BTreeSet<String> {
-    fn flags(cmd: &clap::Command) -> Vec<String> {
+    // Global flags once, at the top (clap repeats them in every verb).
+    fn flags(cmd: &clap::Command, top: bool) -> Vec<String> {
         cmd.get_arguments()
-            .filter(|a| !a.is_positional() && !a.is_hide_set() && !a.is_global_set())
+            .filter(|a| !a.is_positional() && !a.is_hide_set() && (top || !a.is_global_set()))
             .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
             .filter(|f| f != "--help" && f != "--version")
             .collect()
@@ -191,13 +192,13 @@ pub fn vigilctl_surface(cmd: &clap::Command) -> BTreeSet<String> {
                 walk(sub, &name, out);
                 continue;
             }
-            for flag in flags(sub) {
+            for flag in flags(sub, false) {
                 out.insert(format!("{name} {flag}"));
             }
             out.insert(name);
         }
     }
-    let mut out: BTreeSet<String> = flags(cmd).into_iter().filter(|f| f != "--socket" && f != "--bus").collect();
+    let mut out: BTreeSet<String> = flags(cmd, true).into_iter().filter(|f| f != "--socket" && f != "--bus").collect();
     walk(cmd, "", &mut out);
     out
 }

@@ -41,6 +41,8 @@ pub struct Harness {
     central: Option<Rsyslog>,
     bus: Option<Bus>,
     vigild: Option<Vigild>,
+    /// A second vigild in `<dir>/second/` (another machine's, for remote verbs).
+    second_vigild: Option<Vigild>,
     pam_services: RefCell<Vec<PamService>>,
     users: RefCell<Vec<TestUser>>,
     pam_host_bin: RefCell<Option<PathBuf>>,
@@ -68,6 +70,7 @@ impl Harness {
             central: None,
             bus: None,
             vigild: None,
+            second_vigild: None,
             pam_services: RefCell::new(Vec::new()),
             users: RefCell::new(Vec::new()),
             pam_host_bin: RefCell::new(None),
@@ -189,6 +192,21 @@ impl Harness {
     #[track_caller]
     pub fn vigild(&self) -> &Vigild {
         self.vigild.as_ref().expect("start_vigild first")
+    }
+
+    /// A second vigild, as another machine would run it: its own directory `<dir>/second/`
+    /// (configuration, private socket, state, locks), never on a bus, writing to the
+    /// harness's syslog socket. Stopped on drop, with the first.
+    pub fn start_second_vigild(&mut self, opts: VigildOpts) -> &Vigild {
+        assert!(self.second_vigild.is_none(), "the second vigild is already set up");
+        let dir = self.dir.subdir("second", 0o755);
+        self.second_vigild = Some(Vigild::start_in(&dir, &self.log_socket(), None, opts.no_bus(), &self.ledger));
+        self.second_vigild()
+    }
+
+    #[track_caller]
+    pub fn second_vigild(&self) -> &Vigild {
+        self.second_vigild.as_ref().expect("start_second_vigild first")
     }
 
     /// The private socket path (also when vigild is not started: a socket nobody
@@ -431,6 +449,7 @@ impl Harness {
         let files = [
             "auth.log",
             "vigild.stderr",
+            "second/vigild.stderr",
             "dbus-daemon.stderr",
             "rsyslogd.stderr",
             "sshd.stderr",
@@ -494,6 +513,9 @@ impl Drop for Harness {
             drop(sshd); // ends its sessions and itself, removes its symlink and PAM file
         }
         if let Some(vigild) = self.vigild.take() {
+            vigild.stop();
+        }
+        if let Some(vigild) = self.second_vigild.take() {
             vigild.stop();
         }
         if let Some(bus) = self.bus.take() {

@@ -15,9 +15,31 @@ pub struct Cli {
     /// Talk to vigild over this D-Bus bus address instead of the private socket.
     #[arg(long, global = true)]
     pub bus: Option<String>,
-    /// Give up on vigild after this long.
+    /// Give up on vigild after this long. With -H, the remote vigilctl's; this one gives
+    /// the call 30 s more for ssh (then ends ssh).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Duration,
+    /// Run the verb on another machine, over ssh, as `loginctl -H` does.
+    ///
+    /// vigilctl runs `ssh -- [USER@]HOST vigilctl VERB ARGS...` with your own ssh: its
+    /// config, keys, agent and known_hosts (BatchMode, ports, jump hosts and the like are
+    /// yours to set in ~/.ssh/config). Every argument is quoted for the remote account's
+    /// shell (a POSIX shell) and reaches the remote vigilctl exactly. The remote host
+    /// needs vigilctl in the PATH of a non-interactive ssh command; the verb runs with
+    /// the remote user's rights (root for the root-only verbs).
+    ///
+    /// The remote vigilctl's output (--json too) and exit code are this one's. --socket,
+    /// --bus and --timeout given here are passed to it (VIGIL_SOCKET of this machine is
+    /// not). Verbs that read files (check-config, audit verify, show and report) read
+    /// the remote host's files.
+    ///
+    /// Errors of their own: ssh's failure (an unreachable host, a refused login, a host
+    /// key that does not match) exits 255 with "ssh to HOST failed" after ssh's message;
+    /// a host without vigilctl exits 127 with "vigil is not installed on HOST"; a verb
+    /// that talks to vigild with no answer after --timeout plus 30 s ends ssh and exits
+    /// 255.
+    #[arg(short = 'H', long = "host", value_name = "[USER@]HOST", global = true)]
+    pub host: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

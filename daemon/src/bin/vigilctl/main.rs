@@ -3,6 +3,7 @@
 mod follow;
 mod inhibit;
 mod locks;
+mod remote;
 mod table;
 
 use std::path::PathBuf;
@@ -18,6 +19,9 @@ use vigil_protocol::{ManagerProxy, SessionInfo, Target, VigilError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(host) = &cli.host {
+        return remote::run(host, &cli, &std::env::args_os().collect::<Vec<_>>());
+    }
     let outcome = match &cli.command {
         Command::CheckConfig { file, strict } => check_config(file.clone(), *strict),
         Command::Audit { command: AuditCommand::Verify { files, keys, strict } } => return verify(files, keys, *strict),
