@@ -206,6 +206,10 @@ fn requests_over_max_inhibit_or_forbidden_are_refused_and_cancel_ends_one() {
     assert!(cancel.output.iter().any(|l| l.contains("idle inhibitor cancelled")), "{cancel:?}");
     let end = wait_record(&h, a.id(), "inhibit_end", &[("reason", "cancelled"), ("by", "user")]);
     assert_eq!(end.field("why").as_deref(), Some("backup"), "{}", end.raw);
+    // The last input of session a is the next command's typing: after this instant, so
+    // the idle end comes at least TIMEOUT after it (measured after the other user's
+    // command below instead, a loaded machine's round trips counted as idleness).
+    let cancelled = Instant::now();
     let again = vigilctl_in(&h, &a, "inhibit --cancel");
     assert!(again.output.iter().any(|l| l.contains("no idle inhibitor")), "{again:?}");
 
@@ -214,7 +218,6 @@ fn requests_over_max_inhibit_or_forbidden_are_refused_and_cancel_ends_one() {
     assert_ne!(other.rc, 0, "{other:?}");
 
     // Cancelled: idleness counts again, the session ends on its idle timeout.
-    let cancelled = Instant::now();
     a.client.wait_exit(TIMEOUT + SLACK);
     assert!(cancelled.elapsed() + EARLY >= TIMEOUT, "ended {:?} after the cancel", cancelled.elapsed());
     wait_record(&h, a.id(), "session_end", &[("reason", "idle")]);
