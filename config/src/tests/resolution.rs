@@ -294,3 +294,13 @@ fn audit_settings_default_and_set() {
     assert!(!config.audit().chain);
     assert_eq!(config.audit().spool_max_bytes, 4096);
 }
+
+#[test]
+fn metrics_settings_default_and_set() {
+    let builtin = Config::builtin();
+    assert_eq!((builtin.metrics().textfile.as_deref(), builtin.metrics().interval), (None, std::time::Duration::from_secs(30)));
+    let config = parse("[metrics]\ntextfile = \"/var/lib/prometheus/node-exporter/vigil.prom\"\ninterval = \"1m\"\n");
+    assert_eq!(config.metrics().textfile.as_deref(), Some(std::path::Path::new("/var/lib/prometheus/node-exporter/vigil.prom")));
+    assert_eq!(config.metrics().interval, std::time::Duration::from_secs(60));
+    assert_eq!(parse("[metrics]\ntextfile = \"/run/vigil.prom\"\n").metrics().interval, std::time::Duration::from_secs(30));
+}

@@ -177,6 +177,11 @@ impl Session {
         &self.ttys
     }
 
+    /// Whether the session holds a terminal now (a policy's `tty` fact).
+    pub fn has_tty(&self) -> bool {
+        !self.ttys.is_empty()
+    }
+
     /// Which processes and ttys belong to the session (`ownership.rs`, `terminate.rs`).
     pub fn scope(&self) -> SessionScope {
         self.who.scope(self.ttys.iter().copied().collect())
