@@ -1,8 +1,7 @@
-//! What one scrape reads: the gauges from the registry (one pass under its lock, no
-//! I/O inside), the counters, the audit writer's tally and vigild's own process, as
+//! What one scrape reads: the gauges the registry keeps (`Registry::census`, under its
+//! lock, no I/O inside), the counters, the audit writer's tally and vigild's own process, as
 //! Prometheus text. The `Metrics` call (root only) and the textfile both use it.
 
-use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
 use vigil_protocol::VigilError;
@@ -12,13 +11,6 @@ use crate::metrics::exposition::{Exposition, Type};
 use crate::rpc::caller::Caller;
 use crate::sessions::manager::{Manager, now_usec};
 use crate::sys::procfs;
-
-/// The gauges the registry holds, read in one pass.
-struct Gauges {
-    /// (service, holds a tty) → sessions, sorted.
-    sessions: Vec<((String, bool), u64)>,
-    inhibitors: u64,
-}
 
 /// The counters of session ends that have a family of their own (as the issue and
 /// `audit report` name them), beside `vigil_session_ends_total{reason}`.
@@ -46,37 +38,10 @@ impl Manager {
         Ok(self.metrics_text())
     }
 
-    fn gauges(&self) -> Gauges {
-        let mut by_kind: HashMap<(&str, bool), u64> = HashMap::new();
-        let mut inhibitors = 0;
-        let registry = self.registry();
-        // Logins of one service tend to follow each other: the last key is checked
-        // before the map is hashed.
-        let mut last: Option<((&str, bool), u64)> = None;
-        for session in registry.values() {
-            let key = (session.who.service.as_str(), session.has_tty());
-            match &mut last {
-                Some((k, n)) if *k == key => *n += 1,
-                _ => {
-                    if let Some((k, n)) = last.replace((key, 1)) {
-                        *by_kind.entry(k).or_default() += n;
-                    }
-                }
-            }
-            inhibitors += u64::from(session.inhibitor.is_some());
-        }
-        if let Some((k, n)) = last {
-            *by_kind.entry(k).or_default() += n;
-        }
-        let mut sessions: Vec<((String, bool), u64)> = by_kind.into_iter().map(|((s, t), n)| ((s.to_string(), t), n)).collect();
-        drop(registry);
-        sessions.sort_unstable();
-        Gauges { sessions, inhibitors }
-    }
-
     /// The metrics as Prometheus text (version 0.0.4).
     pub fn metrics_text(&self) -> String {
-        let gauges = self.gauges();
+        // The registry keeps the counts: no session is looked at (`Registry::census`).
+        let gauges = self.registry().census();
         let counters = &self.metrics;
         let records = self.audit.counts();
         let mut text = Exposition::with_capacity(4096 + 80 * gauges.sessions.len());
