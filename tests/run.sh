@@ -12,6 +12,9 @@ command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Ru
 
 # The real parts the end-to-end tests start themselves (none of them is left running).
 packages="rsyslog dbus openssh-server openssh-client sudo sshpass tmux libpam0g-dev procps passwd util-linux"
+# e2e_metrics: node_exporter's textfile collector scrapes vigild's metrics file (its own
+# process on 127.0.0.1, never the Debian service).
+packages="$packages prometheus-node-exporter"
 # The package and its tests under a real systemd (tests/container/run.sh). Installing
 # systemd-container upgrades systemd 252.38 to 252.39 on Debian 12: harmless. polkitd
 # and pkexec: the container's pkexec test (the container runs the machine's own root);

@@ -18,6 +18,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use syslog::{Facility, Formatter3164, LogFormat, Severity};
@@ -63,7 +65,28 @@ pub enum Outcome {
     Dropped,
 }
 
+/// How many records the writer sent to syslog at once, spooled, and dropped since it
+/// was opened: shared with other threads (vigild's metrics) without a lock.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub sent: AtomicU64,
+    pub spooled: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl Tally {
+    fn count(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Sent => &self.sent,
+            Outcome::Spooled => &self.spooled,
+            Outcome::Dropped => &self.dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 pub struct Writer {
+    tally: Arc<Tally>,
     config: WriterConfig,
     socket: Option<UnixDatagram>,
     chain: Option<(ChainState, File)>,
@@ -101,7 +124,8 @@ impl Writer {
                 chain = Some((state, file));
             }
         }
-        let writer = Writer { config, socket: None, chain, spool_bytes, dropped: 0, dropped_first_seq: None, formatter };
+        let writer =
+            Writer { tally: Arc::default(), config, socket: None, chain, spool_bytes, dropped: 0, dropped_first_seq: None, formatter };
         Ok((writer, new_key))
     }
 
@@ -123,8 +147,19 @@ impl Writer {
         self.spool_bytes
     }
 
+    /// The writer's counts of where its records went (every [`Writer::write`]).
+    pub fn tally(&self) -> Arc<Tally> {
+        self.tally.clone()
+    }
+
     /// Seals and sends (or spools) one record, at its event's severity ([`severity_of`]).
     pub fn write(&mut self, record: &Record) -> Outcome {
+        let outcome = self.write_uncounted(record);
+        self.tally.count(outcome);
+        outcome
+    }
+
+    fn write_uncounted(&mut self, record: &Record) -> Outcome {
         let severity = severity_of(record.event());
         let line = self.seal(record);
         if self.config.echo_stderr {
@@ -506,6 +541,11 @@ mod tests {
         assert_eq!(lines.len(), kept + 1);
         let last = lines.last().unwrap();
         assert!(last.starts_with(&format!("event=records_dropped count={}", 10 - kept)), "{last}");
+        // The tally counts each record once, where it went: the replayed spool is not
+        // counted again, the records_dropped record is sent at once.
+        let tally = w.tally();
+        let counts = [&tally.sent, &tally.spooled, &tally.dropped].map(|c| c.load(Ordering::Relaxed));
+        assert_eq!(counts, [1, kept as u64, 10 - kept as u64]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

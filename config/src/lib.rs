@@ -45,7 +45,7 @@ pub use error::ConfigError;
 pub use keys::accepted_keys;
 pub use matching::SessionFacts;
 pub use resolve::ResolvedPolicy;
-pub use values::{AuditFormat, IdleAction, OnReauthFailures};
+pub use values::{AuditFormat, IdleAction, MIN_METRICS_INTERVAL, OnReauthFailures};
 pub use warnings::{Accounts, ConfigWarning, MAX_LOOKUPS, NssAccounts, WarningKind};
 
 use validate::Policy;
@@ -74,10 +74,30 @@ impl Default for AuditSettings {
     }
 }
 
+/// The `[metrics]` settings: the Prometheus textfile vigild refreshes (none by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Where to write the metrics (an absolute path ending in `.prom`); `None`: no file.
+    pub textfile: Option<std::path::PathBuf>,
+    /// How often the file is written again.
+    pub interval: std::time::Duration,
+}
+
+impl MetricsSettings {
+    pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self { textfile: None, interval: Self::DEFAULT_INTERVAL }
+    }
+}
+
 /// A checked configuration file.
 #[derive(Debug, Clone)]
 pub struct Config {
     audit: AuditSettings,
+    metrics: MetricsSettings,
     /// Built-in values overridden by `[defaults]`.
     defaults: ResolvedPolicy,
     /// `[[policy]]` blocks in file order, each already resolved against `defaults`.
@@ -115,7 +135,13 @@ impl Config {
 
     /// The configuration used when there is no file: built-in defaults, no policies.
     pub fn builtin() -> Config {
-        Config { audit: AuditSettings::default(), defaults: ResolvedPolicy::builtin(), policies: Vec::new(), lint: Lint::default() }
+        Config {
+            audit: AuditSettings::default(),
+            metrics: MetricsSettings::default(),
+            defaults: ResolvedPolicy::builtin(),
+            policies: Vec::new(),
+            lint: Lint::default(),
+        }
     }
 
     /// The policy for `session`: the first `[[policy]]` block that matches it, over
@@ -127,6 +153,11 @@ impl Config {
     /// The `[audit]` settings.
     pub fn audit(&self) -> &AuditSettings {
         &self.audit
+    }
+
+    /// The `[metrics]` settings.
+    pub fn metrics(&self) -> &MetricsSettings {
+        &self.metrics
     }
 
     /// How many `[[policy]]` blocks the file has.

@@ -29,9 +29,13 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         chain: file.audit.chain.unwrap_or(defaults.chain),
         spool_max_bytes: file.audit.spool_max_bytes.unwrap_or(defaults.spool_max_bytes),
     };
+    let metrics = crate::MetricsSettings {
+        textfile: file.metrics.textfile.as_ref().map(|t| t.0.clone()),
+        interval: file.metrics.interval.map_or(crate::MetricsSettings::DEFAULT_INTERVAL, |i| i.0),
+    };
     let (defaults, policies) = validate::assemble(file).map_err(|p| explain::problem(&doc, origin, p))?;
     let lint = Lint::gather(&doc, origin, &policies);
-    Ok(Config { audit, defaults, policies, lint })
+    Ok(Config { audit, metrics, defaults, policies, lint })
 }
 
 /// Refuses bytes that are not UTF-8, pointing at the first bad byte.
@@ -49,8 +53,10 @@ fn check_shape(root: &DeTable<'_>) -> Result<(), Problem> {
     if let Some(defaults) = root.get("defaults") {
         expect_table(defaults.get_ref(), &top.clone().key("defaults"))?;
     }
-    if let Some(audit) = root.get("audit") {
-        expect_table(audit.get_ref(), &top.clone().key("audit"))?;
+    for table in ["audit", "metrics"] {
+        if let Some(value) = root.get(table) {
+            expect_table(value.get_ref(), &top.clone().key(table))?;
+        }
     }
     let Some(policies) = root.get("policy") else {
         return Ok(());

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use crate::matching::Criteria;
-use crate::values::{AuditFormat, Dur, IdleAction, OnReauthFailures};
+use crate::values::{AuditFormat, Dur, IdleAction, MetricsInterval, OnReauthFailures, TextfilePath};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +20,8 @@ pub(crate) struct FileDoc {
     pub(crate) policy: Vec<PolicyDoc>,
     #[serde(default)]
     pub(crate) audit: AuditDoc,
+    #[serde(default)]
+    pub(crate) metrics: MetricsDoc,
 }
 
 /// The `[audit]` table: how records are written (global, not per policy).
@@ -29,6 +31,14 @@ pub(crate) struct AuditDoc {
     pub(crate) format: Option<AuditFormat>,
     pub(crate) chain: Option<bool>,
     pub(crate) spool_max_bytes: Option<u64>,
+}
+
+/// The `[metrics]` table: the Prometheus textfile vigild keeps (global, opt-in).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsDoc {
+    pub(crate) textfile: Option<TextfilePath>,
+    pub(crate) interval: Option<MetricsInterval>,
 }
 
 /// Declares the settings once: [`Layer`] (the `[defaults]` table, and the settings part

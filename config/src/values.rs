@@ -70,6 +70,51 @@ pub enum AuditFormat {
     Json,
 }
 
+/// `[metrics] textfile`: an absolute path whose file name ends in `.prom`, the only
+/// files node_exporter's textfile collector reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TextfilePath(pub(crate) std::path::PathBuf);
+
+impl<'de> Deserialize<'de> for TextfilePath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let expecting = r#"an absolute path ending in ".prom", like "/var/lib/prometheus/node-exporter/vigil.prom""#;
+        deserialize_str_with(deserializer, expecting, |text| {
+            let path = std::path::Path::new(text);
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !path.is_absolute() {
+                Err(format!("{text:?} is not an absolute path; expected {expecting}"))
+            } else if text.ends_with('/') || name.len() <= ".prom".len() || !name.ends_with(".prom") {
+                Err(format!("{text:?}: node_exporter's textfile collector reads only files named *.prom; expected {expecting}"))
+            } else if text.contains('\0') {
+                Err(format!("{text:?} holds a NUL byte; expected {expecting}"))
+            } else {
+                Ok(Self(path.to_path_buf()))
+            }
+        })
+    }
+}
+
+/// The shortest `[metrics] interval`: the file is rewritten at most once a second.
+pub const MIN_METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `[metrics] interval`: a duration of at least [`MIN_METRICS_INTERVAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MetricsInterval(pub(crate) Duration);
+
+impl<'de> Deserialize<'de> for MetricsInterval {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str_with(deserializer, r#"a duration string like "30s" or "1m" (at least "1s")"#, |text| {
+            let Dur(interval) = parse_duration(text)?;
+            if interval < MIN_METRICS_INTERVAL {
+                return Err(format!(
+                    r#"interval {text:?} is shorter than a second; expected a duration like "30s" or "1m" (at least "1s")"#
+                ));
+            }
+            Ok(Self(interval))
+        })
+    }
+}
+
 /// A human duration such as `"15m"`, `"1h30m"` or `"90s"`; `"0"` is zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dur(pub(crate) Duration);

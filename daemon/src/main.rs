@@ -3,6 +3,7 @@
 
 mod audit;
 mod locks;
+mod metrics;
 mod rpc;
 mod sessions;
 mod supervise;
@@ -108,6 +109,7 @@ async fn run(args: Args) -> Result<(), StartError> {
     core.add_hooks(supervise::leaders::LeaderWatch::new(&core));
     let supervisor = supervise::supervisor::spawn(core.clone()).map_err(StartError::Supervisor)?;
     core.add_hooks(supervisor);
+    core.add_hooks(metrics::textfile::spawn(core.clone()));
     supervise::clock_steps::spawn(core.clone());
 
     let listener = rpc::private_socket::bind(&args.socket).map_err(|source| StartError::Listen { path: args.socket.clone(), source })?;

@@ -163,4 +163,9 @@ pub trait Manager {
     /// the caller is sshd, login, su, sudo, cron as root): vigild records it and
     /// raises an alert. `user` is who was locked, `pam_user` PAM_USER.
     fn record_login_refused(&self, user: &str, pam_user: &str, service: &str, rhost: &str, tty: &str) -> Result<(), VigilError>;
+
+    /// vigild's metrics in the Prometheus text exposition format (root only): sessions
+    /// by service and tty, inhibitors, locks, counters since vigild started, vigild's
+    /// own memory and descriptors.
+    fn metrics(&self) -> Result<String, VigilError>;
 }

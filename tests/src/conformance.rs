@@ -158,6 +158,7 @@ fn config_keys(doc: &toml::Table) -> Vec<String> {
         match (table.as_str(), value) {
             ("defaults", toml::Value::Table(t)) => keys.extend(t.keys().cloned()),
             ("audit", toml::Value::Table(t)) => keys.extend(t.keys().map(|k| format!("audit.{k}"))),
+            ("metrics", toml::Value::Table(t)) => keys.extend(t.keys().map(|k| format!("metrics.{k}"))),
             ("policy", toml::Value::Array(blocks)) => {
                 for block in blocks.iter().filter_map(|b| b.as_table()) {
                     for (key, value) in block {

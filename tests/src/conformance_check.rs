@@ -70,7 +70,7 @@ fn is_name(word: &str) -> bool {
 }
 
 /// docs/configuration.md: the first cell of each key table, named by the section it is
-/// in (`match.users`, `audit.format`).
+/// in (`match.users`, `audit.format`, `metrics.textfile`).
 pub fn documented_config_keys(text: &str) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     let mut prefix: Option<&str> = None;
@@ -81,6 +81,7 @@ pub fn documented_config_keys(text: &str) -> BTreeSet<String> {
                 "Settings" | "Policies" => Some(""),
                 "`match`" => Some("match."),
                 "`[audit]`" => Some("audit."),
+                "`[metrics]`" => Some("metrics."),
                 _ => None,
             };
             continue;

@@ -33,7 +33,7 @@ fn syntax_duplicate_key_and_table() {
 
 #[test]
 fn unknown_key_at_top_level() {
-    assert_refused("idle_timeout = \"5m\"\n", 1, 1, "idle_timeout", "unknown key; expected one of defaults, policy, audit");
+    assert_refused("idle_timeout = \"5m\"\n", 1, 1, "idle_timeout", "unknown key; expected one of defaults, policy, audit, metrics");
     assert_refused("[defaults]\n[auditing]\nx = 1\n", 2, 2, "auditing", "unknown key");
 }
 
@@ -143,13 +143,6 @@ fn bad_on_reauth_failures() {
         22,
         "policy[1].on_reauth_failures",
         "invalid value \"kill\"; expected \"off\", \"end\" or \"lock\"",
-    );
-    assert_refused(
-        "[defaults]\non_reauth_failures = \"lock\"\n",
-        2,
-        22,
-        "defaults.on_reauth_failures",
-        "\"lock\" is not available yet (this vigil has no user locks); expected \"off\", \"end\" or \"lock\"",
     );
     assert_refused("[defaults]\non_reauth_failures = 3\n", 2, 22, "defaults.on_reauth_failures", "expected \"off\", \"end\" or \"lock\"");
 }
@@ -324,4 +317,24 @@ fn error_display_format() {
 fn audit_table_is_checked() {
     assert_refused("[audit]\nformat = \"xml\"\n", 2, 10, "audit.format", "");
     assert_refused("[audit]\nspool = 5\n", 2, 1, "audit.spool", "unknown key");
+}
+
+#[test]
+fn metrics_table_is_checked() {
+    assert_refused("[metrics]\ntextfile = \"vigil.prom\"\n", 2, 12, "metrics.textfile", "is not an absolute path");
+    assert_refused(
+        "[metrics]\ntextfile = \"/var/lib/prometheus/node-exporter/vigil.txt\"\n",
+        2,
+        12,
+        "metrics.textfile",
+        "reads only files named *.prom",
+    );
+    assert_refused("[metrics]\ntextfile = \"/var/lib/prometheus/\"\n", 2, 12, "metrics.textfile", "*.prom");
+    assert_refused("[metrics]\ntextfile = \"/x/.prom\"\n", 2, 12, "metrics.textfile", "*.prom");
+    assert_refused("[metrics]\ntextfile = 5\n", 2, 12, "metrics.textfile", "");
+    assert_refused("[metrics]\ninterval = \"500ms\"\n", 2, 12, "metrics.interval", "shorter than a second");
+    assert_refused("[metrics]\ninterval = \"0\"\n", 2, 12, "metrics.interval", "shorter than a second");
+    assert_refused("[metrics]\ninterval = \"often\"\n", 2, 12, "metrics.interval", "invalid duration");
+    assert_refused("[metrics]\nfile = \"/x/v.prom\"\n", 2, 1, "metrics.file", "unknown key; expected textfile or interval");
+    assert_refused("metrics = 1\n", 1, 11, "metrics", "expected a table");
 }

@@ -104,6 +104,8 @@ fn on_reauth_failures_is_off_by_default_and_per_block() {
     assert_eq!(config.resolve(&session().facts()).on_reauth_failures, OnReauthFailures::End, "from [defaults]");
     assert_eq!(config.resolve(&session().user("bob").facts()).on_reauth_failures, OnReauthFailures::Off);
     assert_eq!(Config::builtin().resolve(&session().facts()).on_reauth_failures, OnReauthFailures::Off, "built-in off");
+    let lock = parse("[defaults]\non_reauth_failures = \"lock\"\n");
+    assert_eq!(lock.resolve(&session().facts()).on_reauth_failures, OnReauthFailures::Lock);
 }
 
 #[test]
@@ -293,4 +295,14 @@ fn audit_settings_default_and_set() {
     assert_eq!(config.audit().format, crate::AuditFormat::Json);
     assert!(!config.audit().chain);
     assert_eq!(config.audit().spool_max_bytes, 4096);
+}
+
+#[test]
+fn metrics_settings_default_and_set() {
+    let builtin = Config::builtin();
+    assert_eq!((builtin.metrics().textfile.as_deref(), builtin.metrics().interval), (None, std::time::Duration::from_secs(30)));
+    let config = parse("[metrics]\ntextfile = \"/var/lib/prometheus/node-exporter/vigil.prom\"\ninterval = \"1m\"\n");
+    assert_eq!(config.metrics().textfile.as_deref(), Some(std::path::Path::new("/var/lib/prometheus/node-exporter/vigil.prom")));
+    assert_eq!(config.metrics().interval, std::time::Duration::from_secs(60));
+    assert_eq!(parse("[metrics]\ntextfile = \"/run/vigil.prom\"\n").metrics().interval, std::time::Duration::from_secs(30));
 }

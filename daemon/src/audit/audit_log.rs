@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vigil_audit::chain::{Encoding, KeyFile};
-use vigil_audit::writer::{Outcome, Writer, WriterConfig};
+use vigil_audit::writer::{Outcome, Tally, Writer, WriterConfig};
 use vigil_config::{AuditFormat, AuditSettings};
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::Event;
@@ -52,7 +52,21 @@ pub struct AuditLog {
     held: Mutex<Held>,
     queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
+    /// Records dropped at the queue since vigild started (`dropped` is reset as each
+    /// count is recorded).
+    dropped_at_queue: AtomicU64,
+    /// Where the writer's records went.
+    tally: Arc<Tally>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Records since vigild started: sent to syslog at once, spooled (syslog away or behind;
+/// sent later), dropped (the spool or the queue full).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub written: u64,
+    pub spooled: u64,
+    pub dropped: u64,
 }
 
 #[derive(Default)]
@@ -118,6 +132,7 @@ impl AuditLog {
             tag: "vigild".into(),
         };
         let (writer, key) = Writer::open(config)?;
+        let tally = writer.tally();
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -125,7 +140,16 @@ impl AuditLog {
             let (queued, dropped) = (queued.clone(), dropped.clone());
             std::thread::Builder::new().name("audit-writer".into()).spawn(move || run_writer(writer, rx, &queued, &dropped))?
         };
-        Ok((Self { queue: tx, held: Mutex::default(), queued, dropped, thread: Mutex::new(Some(thread)) }, key))
+        let log = Self {
+            queue: tx,
+            held: Mutex::default(),
+            queued,
+            dropped,
+            dropped_at_queue: AtomicU64::new(0),
+            tally,
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok((log, key))
     }
 
     /// For unit tests: no chain, no spool, syslog somewhere that does not exist.
@@ -165,6 +189,7 @@ impl AuditLog {
     fn send(&self, item: Item) -> bool {
         if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped_at_queue.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         self.queued.fetch_add(1, Ordering::Relaxed);
@@ -173,6 +198,15 @@ impl AuditLog {
             self.queued.fetch_sub(1, Ordering::Relaxed);
         }
         sent
+    }
+
+    /// Where the records made since vigild started went (the metrics).
+    pub fn counts(&self) -> RecordCounts {
+        RecordCounts {
+            written: self.tally.sent.load(Ordering::Relaxed),
+            spooled: self.tally.spooled.load(Ordering::Relaxed),
+            dropped: self.tally.dropped.load(Ordering::Relaxed) + self.dropped_at_queue.load(Ordering::Relaxed),
+        }
     }
 
     /// Queues one record. Never blocks and never fails: syslog away, it is spooled.
@@ -360,6 +394,7 @@ mod tests {
             log.write(Record::new(Event::SessionOpen));
         }
         assert_eq!(log.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(log.counts().dropped, 2, "the metrics count the records dropped at the queue");
         release.send(()).unwrap();
         assert_eq!(holder.join().unwrap(), Some(true));
 

@@ -76,6 +76,11 @@ pub enum Command {
     },
     /// Daemon version, configuration and session count.
     Daemon,
+    /// vigild's metrics in the Prometheus text format (root only): sessions by service
+    /// and tty, inhibitors, locks, counters since vigild started (logins, ends by reason,
+    /// re-authentications, refused calls, audit records), vigild's memory and
+    /// descriptors. `[metrics] textfile` in vigil.toml writes the same for node_exporter.
+    Metrics,
     /// Hold off the idle timeout of your own session for a long job (bounded by the
     /// policy's max_inhibit); `--cancel` drops the inhibitor.
     #[command(override_usage = "vigilctl inhibit --for DURATION --why TEXT\n       vigilctl inhibit --cancel [--session ID]")]

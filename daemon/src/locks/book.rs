@@ -95,6 +95,11 @@ impl LockBook {
         self.locks().values().cloned().collect()
     }
 
+    /// How many locks are in force at `now_usec` (the metrics' gauge).
+    pub fn count_in_force(&self, now_usec: u64) -> usize {
+        self.locks().values().filter(|l| l.in_force_at(now_usec)).count()
+    }
+
     /// The lock of the user named `user`, if any (for an unlock of a user NSS no
     /// longer knows).
     pub fn by_name(&self, user: &str) -> Option<LockInfo> {

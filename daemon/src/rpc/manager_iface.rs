@@ -207,6 +207,10 @@ impl ManagerIface {
         self.core.list_locks(self.caller(connection, &header).await?)
     }
 
+    async fn metrics(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
+        self.core.metrics_call(self.caller(connection, &header).await?)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn record_login_refused(
         &self,

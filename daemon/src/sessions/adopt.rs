@@ -101,6 +101,7 @@ impl Manager {
         }
         let Some(session) = self.session(id) else { return false };
         self.save(Some(session.saved()));
+        self.metrics.adopted.inc();
         self.audit.write(session_record(Event::SessionAdopted, &session).text("exempt", if session.policy.exempt { "yes" } else { "no" }));
         for hooks in self.hooks() {
             hooks.session_added(session.id, session.who.leader_pid);

@@ -49,7 +49,11 @@ impl Manager {
                     session.inhibit_budget = budget;
                     let new = Inhibitor { since_usec: now, until_usec: now.saturating_add(duration_usec), why: why.to_owned() };
                     let old = session.inhibitor.replace(new);
-                    Ok((old, session.clone()))
+                    let granted = (old, session.clone());
+                    if granted.0.is_none() {
+                        registry.inhibitor_count(true);
+                    }
+                    Ok(granted)
                 }
                 Err(refusal) => Err(refusal),
             }
@@ -92,7 +96,9 @@ impl Manager {
                 .ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))?;
             let Some(old) = session.inhibitor.take() else { return Ok(false) };
             session.inhibit_budget.give_back(&old, now_usec());
-            (old, session.clone())
+            let cancelled = (old, session.clone());
+            registry.inhibitor_count(false);
+            cancelled
         };
         self.save(Some(session.saved()));
         self.audit.write(inhibit_end(&session, &old, InhibitEndReason::Cancelled).text("by", by).number("pid", caller.pid));
@@ -120,7 +126,9 @@ impl Manager {
             if session.inhibitor.as_ref().is_none_or(|i| i.until_usec > now) {
                 return;
             }
-            session.inhibitor.take().map(|old| (old, session.clone()))
+            let expired = session.inhibitor.take().map(|old| (old, session.clone()));
+            registry.inhibitor_count(false);
+            expired
         };
         let Some((old, session)) = expired else { return };
         self.save(Some(session.saved()));

@@ -192,6 +192,7 @@ impl Manager {
         }
         let lock = self.locks.by_name(user);
         let uid = lock.as_ref().map(|l| l.uid);
+        self.metrics.logins_refused.inc();
         let suppressed = {
             let mut guard = self.refused_logins.lock().unwrap_or_else(|p| p.into_inner());
             let (budget, unrecorded) = &mut *guard;

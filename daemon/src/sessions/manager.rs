@@ -20,6 +20,7 @@ use vigil_protocol::{SessionInfo, VigilError};
 use crate::audit::audit_log::AuditLog;
 use crate::audit::records::{EndReason, activity_evidence, policy_changed, session_record};
 use crate::locks::book::LockBook;
+use crate::metrics::counters::Counters;
 use crate::rpc::caller::Caller;
 use crate::rpc::throttle::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::sessions::alerts::Alerts;
@@ -85,6 +86,8 @@ pub struct Manager {
     /// Logins refused for a lock, recorded per locked uid and minute up to
     /// `REFUSED_LOGINS_PER_MINUTE` (`lock_calls.rs`), and the ones left unrecorded.
     pub(crate) refused_logins: Mutex<(CallBudget<u32>, std::collections::HashMap<u32, u64>)>,
+    /// What `vigilctl metrics` counts since vigild started (`metrics/`).
+    pub metrics: Counters,
 }
 
 /// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
@@ -116,6 +119,7 @@ impl Manager {
                 CallBudget::new(crate::sessions::lock_calls::REFUSED_LOGINS_PER_MINUTE, Duration::from_secs(60)),
                 std::collections::HashMap::new(),
             )),
+            metrics: Counters::default(),
         }
     }
 
@@ -162,6 +166,7 @@ impl Manager {
         {
             self.audit.write(record.number("suppressed", suppressed));
         }
+        self.metrics.refused_calls.inc();
         self.count_refused_call(caller, method);
         VigilError::AccessDenied(format!("{method}: {}", why.describe()))
     }
@@ -226,6 +231,7 @@ impl Manager {
     /// Removes a session and audits why. False when it was not registered.
     pub fn end(&self, id: u64, reason: EndReason, extra: Option<(&'static str, i128)>) -> bool {
         let Some(session) = self.registry().remove(id) else { return false };
+        self.metrics.ended(reason);
         let _ = self.store.remove(id);
         self.inhibitor_ended_with(&session);
         let duration = now_usec().saturating_sub(session.who.started_usec) / 1_000_000;

@@ -53,8 +53,19 @@ impl Manager {
         registry.get(id).filter(|s| Some(s.who.uid) == process.real_uid).map(|s| s.id)
     }
 
-    /// CheckReauth: root only (sudo, su, pkexec run as root).
+    /// CheckReauth: root only (sudo, su, pkexec run as root). Every answer is one
+    /// record, `reauth_granted` or `reauth_required`, and counted as such.
     pub fn check_reauth(&self, caller: Caller, service: &str, user: &str) -> Result<ReauthAnswer, VigilError> {
+        let answer = self.judge_reauth(caller, service, user)?;
+        if answer.fresh {
+            self.metrics.reauth_granted.inc()
+        } else {
+            self.metrics.reauth_asked.inc()
+        }
+        Ok(answer)
+    }
+
+    fn judge_reauth(&self, caller: Caller, service: &str, user: &str) -> Result<ReauthAnswer, VigilError> {
         self.require_root(&caller, "CheckReauth")?;
         // A step of the clock the watch has not passed on yet must not stretch a proof.
         let _ = self.clock_changed();
@@ -132,6 +143,7 @@ impl Manager {
             session.activity.proofs_revoked = false;
             session.clone()
         };
+        self.metrics.reauth_recorded.inc();
         self.audit.write(
             session_record(Event::ReauthRecorded, &recorded)
                 .text("reauth_service", service)
@@ -153,6 +165,7 @@ impl Manager {
             None => Record::new(Event::ReauthFailed).number("uid", process.as_ref().and_then(|p| p.real_uid).map_or(-1, i128::from)),
         };
         let tty_name = ttys::short_name(tty);
+        self.metrics.reauth_failed.inc();
         self.audit.write(record.text("reauth_service", service).text("reauth_tty", &tty_name).number("pid", caller.pid));
         if let Some(session) = session {
             self.count_reauth_failure(&session, service, &tty_name, caller.pid);

@@ -32,6 +32,21 @@ pub struct Registry {
     /// Uid → how many sessions its user has (a new pty owned by a user with none cannot
     /// be a session's).
     uid_refs: HashMap<u32, usize>,
+    /// PAM service → sessions without and with a tty (the metrics' `vigil_sessions`),
+    /// kept as sessions come and go and claim or give up ttys: a scrape reads this, not
+    /// every session (10,000 sessions walked cold cost a millisecond).
+    by_service: HashMap<String, [u64; 2]>,
+    /// Sessions holding an idle inhibitor: counted at insert and remove, and by
+    /// [`Registry::inhibitor_count`] where a call takes or drops one.
+    inhibited: u64,
+}
+
+/// The metrics' gauges the registry keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    /// (service, holds a tty) → sessions, sorted.
+    pub sessions: Vec<((String, bool), u64)>,
+    pub inhibitors: u64,
 }
 
 impl Registry {
@@ -58,7 +73,62 @@ impl Registry {
                 true
             }
         });
+        self.count_kind(&session.who.service, session.has_tty(), true);
+        self.inhibited += u64::from(session.inhibitor.is_some());
         self.sessions.insert(id, Box::new(session));
+    }
+
+    /// One session more (`add`) or less of `service` with or without a tty.
+    fn count_kind(&mut self, service: &str, tty: bool, add: bool) {
+        let slot = usize::from(tty);
+        match self.by_service.get_mut(service) {
+            Some(counts) if add => counts[slot] += 1,
+            Some(counts) => {
+                counts[slot] = counts[slot].saturating_sub(1);
+                if counts == &[0, 0] {
+                    self.by_service.remove(service);
+                }
+            }
+            None if add => {
+                let mut counts = [0, 0];
+                counts[slot] = 1;
+                self.by_service.insert(service.to_string(), counts);
+            }
+            None => {}
+        }
+    }
+
+    /// A session's tty count went from none to some (`true`) or back.
+    fn tty_kind_changed(&mut self, id: u64, has_tty: bool) {
+        let Some(service) = self.sessions.get(&id).map(|s| s.who.service.clone()) else { return };
+        self.count_kind(&service, !has_tty, false);
+        self.count_kind(&service, has_tty, true);
+    }
+
+    /// An inhibitor taken (`true`) or dropped on a registered session: for the calls that
+    /// change `Session::inhibitor` through [`Registry::get_mut`].
+    pub fn inhibitor_count(&mut self, taken: bool) {
+        if taken {
+            self.inhibited += 1;
+        } else {
+            self.inhibited = self.inhibited.saturating_sub(1);
+        }
+    }
+
+    /// The metrics' gauges, without a look at any session.
+    pub fn census(&self) -> Census {
+        let mut sessions: Vec<((String, bool), u64)> = self
+            .by_service
+            .iter()
+            .flat_map(|(service, counts)| {
+                [false, true]
+                    .into_iter()
+                    .filter(|&tty| counts[usize::from(tty)] > 0)
+                    .map(|tty| ((service.clone(), tty), counts[usize::from(tty)]))
+            })
+            .collect();
+        sessions.sort_unstable();
+        Census { sessions, inhibitors: self.inhibited }
     }
 
     /// The clock offset the sessions' times are in.
@@ -83,6 +153,8 @@ impl Registry {
     /// Removes a session and every index entry of it.
     pub fn remove(&mut self, id: u64) -> Option<Session> {
         let session = *self.sessions.remove(&id)?;
+        self.count_kind(&session.who.service, session.has_tty(), false);
+        self.inhibited = self.inhibited.saturating_sub(u64::from(session.inhibitor.is_some()));
         for tty in &session.ttys {
             if self.by_tty.get(tty) == Some(&id) {
                 self.by_tty.remove(tty);
@@ -179,7 +251,11 @@ impl Registry {
             return false;
         }
         self.by_tty.insert(tty, id);
+        let first = session.ttys.is_empty();
         session.ttys.insert(tty);
+        if first {
+            self.tty_kind_changed(id, true);
+        }
         true
     }
 
@@ -190,18 +266,22 @@ impl Registry {
             return false;
         }
         self.by_tty.remove(&tty);
-        if let Some(session) = self.sessions.get_mut(&id) {
-            session.ttys.remove(&tty);
-        }
+        self.take_tty(id, tty);
         true
+    }
+
+    /// Removes `tty` from session `id`'s set (the index is the caller's).
+    fn take_tty(&mut self, id: u64, tty: TtyNr) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        if session.ttys.remove(&tty) && session.ttys.is_empty() {
+            self.tty_kind_changed(id, false);
+        }
     }
 
     /// A tty device went away (pty closed): the session that had it.
     pub fn drop_tty(&mut self, tty: TtyNr) -> Option<u64> {
         let id = self.by_tty.remove(&tty)?;
-        if let Some(session) = self.sessions.get_mut(&id) {
-            session.ttys.remove(&tty);
-        }
+        self.take_tty(id, tty);
         Some(id)
     }
 }
@@ -251,6 +331,46 @@ pub(crate) mod tests {
 
     fn session(id: u64, leader: u32, ses: u32) -> Session {
         Session::new(id, identity(leader, ses), Arc::new(crate::sessions::manager::policy_for_tests()), 1)
+    }
+
+    /// The census a walk over every session would give.
+    fn walked(r: &Registry) -> Census {
+        let mut by: std::collections::BTreeMap<(String, bool), u64> = std::collections::BTreeMap::new();
+        for s in r.values() {
+            *by.entry((s.who.service.clone(), s.has_tty())).or_default() += 1;
+        }
+        Census { sessions: by.into_iter().collect(), inhibitors: r.values().filter(|s| s.inhibitor.is_some()).count() as u64 }
+    }
+
+    #[test]
+    fn the_census_follows_sessions_ttys_and_inhibitors() {
+        let mut r = Registry::default();
+        let check = |r: &Registry, sessions: &[(&str, bool, u64)], inhibitors: u64| {
+            let census = r.census();
+            assert_eq!(census, walked(r));
+            let want: Vec<((String, bool), u64)> = sessions.iter().map(|(s, t, n)| ((s.to_string(), *t), *n)).collect();
+            assert_eq!((census.sessions, census.inhibitors), (want, inhibitors));
+        };
+        r.insert(session(1, 100, 5));
+        let mut cron = session(2, 101, 6);
+        cron.who.service = "cron".into();
+        cron.inhibitor = Some(Inhibitor { since_usec: 1, until_usec: 2, why: "w".into() });
+        r.insert(cron);
+        check(&r, &[("cron", false, 1), ("sshd", false, 1)], 1);
+        assert!(r.adopt_tty(1, 34816) && r.adopt_tty(1, 34817));
+        check(&r, &[("cron", false, 1), ("sshd", true, 1)], 1);
+        assert!(r.release_tty(1, 34816));
+        check(&r, &[("cron", false, 1), ("sshd", true, 1)], 1);
+        assert_eq!(r.drop_tty(34817), Some(1));
+        check(&r, &[("cron", false, 1), ("sshd", false, 1)], 1);
+        r.get_mut(2).unwrap().inhibitor = None;
+        r.inhibitor_count(false);
+        check(&r, &[("cron", false, 1), ("sshd", false, 1)], 0);
+        assert!(r.adopt_tty(1, 34818));
+        r.remove(1);
+        r.remove(2);
+        check(&r, &[], 0);
+        assert!(r.by_service.is_empty());
     }
 
     #[test]

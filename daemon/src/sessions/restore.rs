@@ -95,6 +95,7 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
             let session = Session::from_saved(saved, &config);
             let _ = store.remove(session.id);
             core.inhibitor_ended_with(&session);
+            core.metrics.ended(EndReason::LeaderGone);
             core.audit.write(
                 session_record(Event::SessionEnd, &session).text("reason", EndReason::LeaderGone).text("while", "vigild was stopped"),
             );

@@ -92,7 +92,8 @@ pub struct Session {
     /// The session's terminals, found in /proc. Private: changed only through the
     /// registry, which keeps its tty index in step.
     pub(super) ttys: BTreeSet<TtyNr>,
-    /// The user's idle inhibitor (`vigilctl inhibit`), until it expires.
+    /// The user's idle inhibitor (`vigilctl inhibit`), until it expires. A call that
+    /// takes or drops one on a registered session tells `Registry::inhibitor_count`.
     pub inhibitor: Option<Inhibitor>,
     /// Inhibited time since the last activity (`max_inhibit_total`).
     pub inhibit_budget: InhibitBudget,
@@ -175,6 +176,11 @@ impl Session {
 
     pub fn ttys(&self) -> &BTreeSet<TtyNr> {
         &self.ttys
+    }
+
+    /// Whether the session holds a terminal now (a policy's `tty` fact).
+    pub fn has_tty(&self) -> bool {
+        !self.ttys.is_empty()
     }
 
     /// Which processes and ttys belong to the session (`ownership.rs`, `terminate.rs`).

@@ -125,6 +125,7 @@ impl Manager {
         // The record waits for the client's port (sshd's leader holds the TCP
         // connection): looked up after the reply, in the record's reserved place.
         let record = self.audit.defer();
+        self.metrics.logins.inc();
         let truncated = (!r.truncated.is_empty()).then(|| r.truncated.join(","));
         let replaced_id = replaced.map(|old| old.id);
         let manager = self.clone();

@@ -185,6 +185,7 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
             let s = manager.status().await.map_err(explain)?;
             println!("vigild {}\nconfig: {} ({} policy block(s))\nsessions: {}", s.version, s.config_path, s.policy_count, s.session_count);
         }
+        Command::Metrics => print!("{}", manager.metrics().await.map_err(explain)?),
         Command::Status { json } => {
             let s = manager.my_status().await.map_err(explain)?;
             let inhibitor = inhibit::of_session(&manager, s.session.id).await;
