@@ -38,3 +38,4 @@ echo "install.sh: built $deb"
 DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades --reinstall "$deb"
 /usr/bin/vigilctl daemon
 echo "Turn vigil on for logins:  pam-auth-update --enable vigil   (see README.md)"
+echo "Refuse locked users too:   pam-auth-update --enable vigil-lock"
