@@ -28,6 +28,7 @@ use args::{FailMode, ModuleArgs};
 use client::DbusDaemon;
 use host_log::Syslog;
 use pam_io::RealPam;
+use reauth::Invoker;
 use session::HookOutcome;
 
 struct PamVigil;
@@ -104,9 +105,7 @@ impl PamHooks for PamVigil {
         guarded(&args, ask_password, |args| {
             let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
             if args.authfail {
-                // SAFETY: getuid cannot fail.
-                let real_uid = unsafe { libc::getuid() };
-                reauth::authentication_failed(&mut RealPam(pamh), &daemon_for(args), &log, real_uid)
+                reauth::authentication_failed(&mut RealPam(pamh), &daemon_for(args), &log, Invoker::of_process().uid)
             } else if args.reauth {
                 reauth::authenticate(&mut RealPam(pamh), &daemon_for(args), &log, args)
             } else {
@@ -118,13 +117,13 @@ impl PamHooks for PamVigil {
     fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         guarded(&args, ask_password, |args| {
             let log = Syslog { socket: &args.syslog_socket, debug: args.debug };
-            let (daemon, mut pam) = (daemon_for(args), RealPam(pamh));
+            let (daemon, mut pam, invoker) = (daemon_for(args), RealPam(pamh), Invoker::of_process());
             // A locked user is refused before anything else; `ask_password` makes a
             // bug here PAM_IGNORE, never a refusal.
-            if lock_check::check(&mut pam, args, &lock_check::Identities::of_process(), &daemon, &log).is_some() {
+            if lock_check::check(&mut pam, args, &invoker, &daemon, &log).is_some() {
                 return HookOutcome::PermissionDenied;
             }
-            reauth::account(&mut pam, &daemon, &log)
+            reauth::account_as(&mut pam, &daemon, &log, &invoker)
         })
     }
 

@@ -12,12 +12,9 @@
 //! the audit login uid: a daemon started by hand from an admin's shell carries it, and
 //! a lock of that admin would refuse everyone that daemon serves. Never uid 0.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use vigil_host::users::uid_of_name;
+use vigil_host::files::read_root_only;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{Event, LOGIN_REFUSED_LOCKED};
 use vigil_protocol::lock::{LockInfo, MAX_LOCK_FILE_BYTES, NEVER_LOCKED_UID};
@@ -27,6 +24,7 @@ use crate::args::ModuleArgs;
 use crate::error::ClientError;
 use crate::host_log::HostLog;
 use crate::pam_io::{Item, PamIo};
+use crate::reauth::Invoker;
 
 /// The module's word to vigild that it refused a locked user (vigild records it and
 /// raises an alert); a fake stands in for it in unit tests.
@@ -34,37 +32,23 @@ pub trait RefusalReport {
     fn login_refused(&self, user: &str, pam_user: &str, service: &str, rhost: &str, tty: &str) -> Result<(), ClientError>;
 }
 
-/// The identities of this PAM transaction, and how names map to uids.
-pub struct Identities<'a> {
-    /// The real uid of the process.
-    pub real_uid: u32,
-    pub uid_of: &'a dyn Fn(&[u8]) -> Option<u32>,
-}
-
-impl Identities<'_> {
-    /// The process's own: getuid(2) and NSS.
-    pub fn of_process() -> Identities<'static> {
-        // SAFETY: getuid cannot fail.
-        Identities { real_uid: unsafe { libc::getuid() }, uid_of: &uid_of_name }
-    }
-
-    /// The uids to check, without duplicates and without uid 0.
-    fn uids(&self, pam: &dyn PamIo) -> Vec<u32> {
-        let named = [Item::User, Item::RUser].into_iter().filter_map(|item| pam.item(item)).filter(|n| !n.is_empty());
-        let mut uids: Vec<u32> = named.filter_map(|n| (self.uid_of)(&n)).collect();
-        uids.push(self.real_uid);
-        uids.retain(|&uid| uid != NEVER_LOCKED_UID);
-        uids.sort_unstable();
-        uids.dedup();
-        uids
-    }
+/// The uids to check: PAM_USER's, PAM_RUSER's and the real uid, without duplicates
+/// and without uid 0.
+fn uids(pam: &dyn PamIo, who: &Invoker) -> Vec<u32> {
+    let named = [Item::User, Item::RUser].into_iter().filter_map(|item| pam.item(item)).filter(|n| !n.is_empty());
+    let mut uids: Vec<u32> = named.filter_map(|n| (who.uid_of)(&n)).collect();
+    uids.push(who.uid);
+    uids.retain(|&uid| uid != NEVER_LOCKED_UID);
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 /// The lock in force on one of the transaction's identities, if any. Errors are
 /// reported to the debug log and count as "not locked".
-pub fn lock_in_force(pam: &dyn PamIo, dir: &Path, who: &Identities, log: &dyn HostLog) -> Option<LockInfo> {
+pub fn lock_in_force(pam: &dyn PamIo, dir: &Path, who: &Invoker, log: &dyn HostLog) -> Option<LockInfo> {
     let now = now_usec();
-    who.uids(pam).into_iter().find_map(|uid| match read_lock(dir, uid) {
+    uids(pam, who).into_iter().find_map(|uid| match read_lock(dir, uid) {
         Ok(lock) => lock.filter(|l| l.in_force_at(now)),
         Err(why) => {
             log.debug(&format!("lock file of uid {uid} in {} ignored: {why}", dir.display()));
@@ -77,18 +61,9 @@ pub fn lock_in_force(pam: &dyn PamIo, dir: &Path, who: &Identities, log: &dyn Ho
 /// root's, writable by root only, of a lock's size, that parses and names `uid`, is an
 /// error (ignored by the caller).
 fn read_lock(dir: &Path, uid: u32) -> Result<Option<LockInfo>, String> {
-    let path = dir.join(LockInfo::file_name(uid));
-    let file = match File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+    let Some(text) = read_root_only(&dir.join(LockInfo::file_name(uid)), MAX_LOCK_FILE_BYTES as u64).map_err(|e| e.to_string())? else {
+        return Ok(None);
     };
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 || meta.len() > MAX_LOCK_FILE_BYTES as u64 {
-        return Err("not a regular file of root's, writable by root only, of a lock's size".into());
-    }
-    let mut text = String::new();
-    file.take(MAX_LOCK_FILE_BYTES as u64).read_to_string(&mut text).map_err(|e| e.to_string())?;
     let lock = LockInfo::parse_file(&text).map_err(|e| e.to_string())?;
     if lock.uid != uid {
         return Err(format!("it names uid {}", lock.uid));
@@ -103,7 +78,7 @@ fn item(pam: &dyn PamIo, item: Item) -> String {
 /// The account hook's lock check: `Some(refusal)` when the transaction must be refused.
 /// The user is told why; vigild is told (or, when it does not answer, the module
 /// records the refusal itself).
-pub fn check(pam: &mut dyn PamIo, args: &ModuleArgs, who: &Identities, report: &dyn RefusalReport, log: &dyn HostLog) -> Option<LockInfo> {
+pub fn check(pam: &mut dyn PamIo, args: &ModuleArgs, who: &Invoker, report: &dyn RefusalReport, log: &dyn HostLog) -> Option<LockInfo> {
     let lock = lock_in_force(pam, &args.locks, who, log)?;
     pam.tell(&lock.message());
     let (pam_user, service, rhost, tty) = (item(pam, Item::User), item(pam, Item::Service), item(pam, Item::RHost), item(pam, Item::Tty));
@@ -173,8 +148,8 @@ mod tests {
         let dir = scratch("who");
         lock_file(&dir, 1001, 0);
         let log = FakeLog::default();
-        let as_root = Identities { real_uid: 0, uid_of: &uid_of };
-        let as_alice = Identities { real_uid: 1001, uid_of: &uid_of };
+        let as_root = Invoker { uid: 0, uid_of: &uid_of };
+        let as_alice = Invoker { uid: 1001, uid_of: &uid_of };
         // alice logs in / root runs su - alice: PAM_USER.
         assert!(lock_in_force(&FakePam::with(&[("user", b"alice")]), &dir, &as_root, &log).is_some());
         // alice runs sudo (PAM_USER root), su bob: the real uid, PAM_RUSER.
@@ -190,7 +165,7 @@ mod tests {
     #[test]
     fn an_expired_lock_a_broken_file_and_a_missing_dir_refuse_nobody() {
         let dir = scratch("broken");
-        let (log, root) = (FakeLog::default(), Identities { real_uid: 0, uid_of: &uid_of });
+        let (log, root) = (FakeLog::default(), Invoker { uid: 0, uid_of: &uid_of });
         let alice = FakePam::with(&[("user", b"alice")]);
         lock_file(&dir, 1001, 5);
         assert!(lock_in_force(&alice, &dir, &root, &log).is_none(), "expired");
@@ -213,7 +188,7 @@ mod tests {
     fn a_refusal_tells_the_user_and_vigild_or_else_records_it_itself() {
         let dir = scratch("refusal");
         lock_file(&dir, 1001, 0);
-        let root = Identities { real_uid: 0, uid_of: &uid_of };
+        let root = Invoker { uid: 0, uid_of: &uid_of };
         let mut pam = FakePam::with(&[("user", b"alice"), ("service", b"sshd")]);
         let (log, up) = (FakeLog::default(), Reports(RefCell::default(), true));
         assert!(check(&mut pam, &args(&dir), &root, &up, &log).is_some());

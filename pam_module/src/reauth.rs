@@ -43,6 +43,12 @@ pub struct Invoker<'a> {
 }
 
 impl Invoker<'_> {
+    /// The calling process's: getuid(2), and NSS for names.
+    pub fn of_process() -> Invoker<'static> {
+        // SAFETY: getuid cannot fail.
+        Invoker { uid: unsafe { libc::getuid() }, uid_of: &uid_of_name }
+    }
+
     /// True when PAM_USER is the user running the program: only then is a password
     /// typed here a proof about the caller, and the caller's proof enough here.
     fn is_pam_user(&self, pam: &dyn PamIo) -> bool {
@@ -52,9 +58,7 @@ impl Invoker<'_> {
 
 /// pam_sm_authenticate with `reauth`, for the calling process.
 pub fn authenticate(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, args: &ModuleArgs) -> HookOutcome {
-    // SAFETY: getuid cannot fail.
-    let invoker = Invoker { uid: unsafe { libc::getuid() }, uid_of: &uid_of_name };
-    authenticate_as(pam, daemon, log, args, &invoker)
+    authenticate_as(pam, daemon, log, args, &Invoker::of_process())
 }
 
 /// pam_sm_authenticate with `reauth`, for `invoker`.
@@ -153,15 +157,8 @@ pub fn authentication_failed(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn
     HookOutcome::AuthError
 }
 
-/// pam_sm_acct_mgmt: record the proof when a password was just accepted. Never
-/// changes the account decision.
-pub fn account(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog) -> HookOutcome {
-    // SAFETY: getuid cannot fail.
-    let invoker = Invoker { uid: unsafe { libc::getuid() }, uid_of: &uid_of_name };
-    account_as(pam, daemon, log, &invoker)
-}
-
-/// pam_sm_acct_mgmt for `invoker`. The auth hook marks only a password of the caller's
+/// pam_sm_acct_mgmt for `invoker`: record the proof when a password was just accepted;
+/// never changes the account decision. The auth hook marks only a password of the caller's
 /// own; PAM_USER is checked again in case a module changed it in between.
 pub fn account_as(pam: &mut dyn PamIo, daemon: &dyn Daemon, log: &dyn HostLog, invoker: &Invoker) -> HookOutcome {
     // A vigild that did not answer (or refused) in auth is not called again (sudo

@@ -220,9 +220,42 @@ pub fn sessions_cost_no_idle_cpu(with_sessions_us: u64, without_us: u64) -> bool
     with_sessions_us <= without_us + IDLE_SWEEP_ALLOWANCE_US
 }
 
+/// Interleaved rounds: the calls of round `round` (1-based) when `cycles` are spread
+/// over `rounds` (the first rounds take the remainder), and the order of `count`
+/// variants in it, reversed every other round, so that the machine's drift hits every
+/// variant alike.
+pub fn round_plan(cycles: u32, rounds: u32, round: u32, count: usize) -> (u32, Vec<usize>) {
+    let n = cycles / rounds + u32::from(round <= cycles % rounds);
+    let mut order: Vec<usize> = (0..count).collect();
+    if round.is_multiple_of(2) {
+        order.reverse();
+    }
+    (n, order)
+}
+
+/// The head of a per-round table: `| FIRST | round 1 | … | round N |` and its
+/// separator, each line ended by a newline.
+pub fn rounds_table_head(first: &str, rounds: u32) -> String {
+    let mut head = format!("| {first} |");
+    let mut rule = String::from("| --- |");
+    for r in 1..=rounds {
+        head.push_str(&format!(" round {r} |"));
+        rule.push_str(" ---: |");
+    }
+    format!("{head}\n{rule}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_share_the_cycles_and_alternate_their_order() {
+        assert_eq!(round_plan(10, 3, 1, 3), (4, vec![0, 1, 2]));
+        assert_eq!(round_plan(10, 3, 2, 3), (3, vec![2, 1, 0]));
+        assert_eq!(round_plan(10, 3, 3, 3), (3, vec![0, 1, 2]));
+        assert_eq!(rounds_table_head("x", 2), "| x | round 1 | round 2 |\n| --- | ---: | ---: |\n");
+    }
 
     #[test]
     fn replaces_the_marked_block_only() {

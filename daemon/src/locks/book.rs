@@ -7,12 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
+use vigil_host::files::read_root_only;
 use vigil_protocol::lock::{LockInfo, MAX_LOCK_FILE_BYTES};
 
 use crate::sys::dirs;
@@ -122,16 +123,14 @@ impl LockBook {
     }
 }
 
-/// Reads one lock file: a regular file of root's, of a lock's size, that parses.
+/// Reads one lock file, with the module's own reader and rules (`lock_check.rs`): what
+/// the module would ignore is no lock of vigild's either.
 fn read_lock(path: &Path) -> Result<LockInfo, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() || meta.uid() != 0 || meta.len() > MAX_LOCK_FILE_BYTES as u64 {
-        return Err("not a regular file of root's of a lock's size".into());
+    match read_root_only(path, MAX_LOCK_FILE_BYTES as u64) {
+        Ok(Some(text)) => LockInfo::parse_file(&text).map_err(|e| e.to_string()),
+        Ok(None) => Err("gone while read".into()),
+        Err(e) => Err(e.to_string()),
     }
-    let mut text = String::new();
-    file.take(MAX_LOCK_FILE_BYTES as u64).read_to_string(&mut text).map_err(|e| e.to_string())?;
-    LockInfo::parse_file(&text).map_err(|e| e.to_string())
 }
 
 /// `bytes` as `dir/name`, durably: a temporary file written and synced, renamed over

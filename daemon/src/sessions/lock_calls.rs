@@ -33,12 +33,6 @@ fn until_text(lock: &LockInfo) -> String {
     if lock.until_usec == 0 { "none".into() } else { rfc3339_seconds(lock.until_usec) }
 }
 
-/// A user's name and uid through NSS, off the async thread (NSS may go to the network).
-async fn account_of(user: &str) -> Option<(String, u32)> {
-    let owned = user.to_string();
-    tokio::task::spawn_blocking(move || vigil_host::users::by_name(&owned).map(|u| (u.name, u.uid.as_raw()))).await.ok().flatten()
-}
-
 /// The name of the caller's uid, for `by=` (its number when NSS has no name for it).
 async fn name_of(uid: u32) -> String {
     tokio::task::spawn_blocking(move || vigil_host::users::by_uid(uid).map(|u| u.name))
@@ -67,9 +61,11 @@ impl Manager {
         if why.trim().is_empty() {
             return Err(VigilError::InvalidArgument("a lock needs a reason (--why): the user is shown it".into()));
         }
-        let Some((name, uid)) = account_of(user).await else {
+        // NSS through the manager's account cache (off the async thread, as logins are).
+        let Some(uid) = self.accounts.get(user).await.map(|a| a.uid) else {
             return Err(VigilError::InvalidArgument(format!("no user {user:?}")));
         };
+        let name = user.to_string();
         if uid == NEVER_LOCKED_UID {
             return Err(VigilError::InvalidArgument(format!("{name} has uid 0: vigil never locks out the admin")));
         }
@@ -126,8 +122,8 @@ impl Manager {
         // By name first: a user NSS no longer knows can still be unlocked.
         let uid = match self.locks.by_name(user) {
             Some(lock) => lock.uid,
-            None => match account_of(user).await {
-                Some((_, uid)) => uid,
+            None => match self.accounts.get(user).await {
+                Some(account) => account.uid,
                 None => return Ok(false),
             },
         };

@@ -186,11 +186,7 @@ fn bench(cli: &Cli) -> Option<Results> {
     login_cycles(&h, &setup, 20, "warmup");
     let mut results: Vec<(Scenario, Vec<Run>)> = SCENARIOS.iter().map(|&s| (s, Vec::new())).collect();
     for round in 1..=cli.rounds {
-        let cycles = cli.cycles / cli.rounds + u32::from(round <= cli.cycles % cli.rounds);
-        let mut order: Vec<usize> = (0..results.len()).collect();
-        if round % 2 == 0 {
-            order.reverse();
-        }
+        let (cycles, order) = vigil_e2e::bench::round_plan(cli.cycles, cli.rounds, round, results.len());
         for i in order {
             let scenario = results[i].0;
             let run = run_scenario(&h, &setup, cli, scenario, cycles, round)?;
@@ -376,15 +372,8 @@ fn markdown(cli: &Cli, f: &Facts, limits: (u64, u64), results: &[(Scenario, Vec<
             accepted + refused + failed
         ));
     }
-    md.push_str("\nPer round, root open+close p50 / p99 µs:\n\n| scenario |");
-    for r in 1..=cli.rounds {
-        md.push_str(&format!(" round {r} |"));
-    }
-    md.push_str("\n| --- |");
-    for _ in 1..=cli.rounds {
-        md.push_str(" ---: |");
-    }
-    md.push('\n');
+    md.push_str("\nPer round, root open+close p50 / p99 µs:\n\n");
+    md.push_str(&vigil_e2e::bench::rounds_table_head("scenario", cli.rounds));
     for (scenario, runs) in results {
         md.push_str(&format!("| {} |", scenario.label()));
         let mut by_round: Vec<&Run> = runs.iter().collect();

@@ -398,11 +398,7 @@ fn measure(cli: &Cli, h: &Harness, user: &str, stacks: &[StackResult], sessions:
         }
     }
     for round in 1..=cli.rounds {
-        let n = cli.cycles / cli.rounds + u32::from(round <= cli.cycles % cli.rounds);
-        let mut order: Vec<usize> = (0..stacks.len()).collect();
-        if round % 2 == 0 {
-            order.reverse();
-        }
+        let (n, order) = vigil_e2e::bench::round_plan(cli.cycles, cli.rounds, round, stacks.len());
         for i in order {
             let run = run_stack(h, user, &stacks[i], n, round)?;
             let s = Stats::from_samples(&run.samples);

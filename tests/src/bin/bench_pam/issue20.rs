@@ -220,11 +220,7 @@ pub fn bench(cli: &Cli) -> Option<Account> {
     }
     let mut variants: Vec<VariantResult> = Variant::ALL.iter().map(|&variant| VariantResult { variant, runs: Vec::new() }).collect();
     for round in 1..=cli.rounds {
-        let n = cli.cycles / cli.rounds + u32::from(round <= cli.cycles % cli.rounds);
-        let mut order: Vec<usize> = (0..variants.len()).collect();
-        if round % 2 == 0 {
-            order.reverse();
-        }
+        let (n, order) = vigil_e2e::bench::round_plan(cli.cycles, cli.rounds, round, variants.len());
         for i in order {
             let r = run(variants[i].variant, n, round, &mut starts)?;
             let s = Stats::from_samples(&r.samples);
@@ -335,15 +331,8 @@ pub fn markdown(cli: &Cli, f: &Facts, a: &Account) -> String {
             signed(added(l.pooled().p50, base.p50))
         ));
     }
-    md.push_str("\nPer round, p50 / p99 µs (round order alternates):\n\n| variant |");
-    for r in 1..=cli.rounds {
-        md.push_str(&format!(" round {r} |"));
-    }
-    md.push_str("\n| --- |");
-    for _ in 1..=cli.rounds {
-        md.push_str(" ---: |");
-    }
-    md.push('\n');
+    md.push_str("\nPer round, p50 / p99 µs (round order alternates):\n\n");
+    md.push_str(&vigil_e2e::bench::rounds_table_head("variant", cli.rounds));
     for v in &a.variants {
         md.push_str(&format!("| {} |", v.variant.label()));
         for run in &v.runs {
