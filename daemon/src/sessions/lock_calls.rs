@@ -227,3 +227,41 @@ impl Manager {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: Caller = Caller { uid: 0, pid: 1 };
+
+    #[tokio::test]
+    async fn a_reason_too_long_empty_or_with_a_control_character_is_refused_before_any_lookup() {
+        let core = crate::sessions::manager::manager_for_tests();
+        let long = "x".repeat(MAX_LOCK_WHY_BYTES + 1);
+        for why in [long.as_str(), "", "  ", "line\nevent=forged"] {
+            let refused = core.lock_user(ROOT, "root", why, 0).await;
+            assert!(matches!(refused, Err(VigilError::InvalidArgument(_))), "{why:?}: {refused:?}");
+        }
+        let just = "x".repeat(MAX_LOCK_WHY_BYTES);
+        let root = core.lock_user(ROOT, "root", &just, 0).await;
+        assert!(matches!(&root, Err(VigilError::InvalidArgument(m)) if m.contains("never locks out the admin")), "{root:?}");
+        assert!(core.locks.list().is_empty());
+    }
+
+    #[test]
+    fn refused_logins_past_the_minutes_budget_are_counted_not_recorded() {
+        let core = crate::sessions::manager::manager_for_tests();
+        let extra = 5;
+        for _ in 0..REFUSED_LOGINS_PER_MINUTE + extra {
+            core.record_login_refused(ROOT, "alice", "alice", "sshd", "203.0.113.9", "ssh").unwrap();
+        }
+        let unrecorded = core.refused_logins.lock().unwrap().1.values().copied().sum::<u64>();
+        assert_eq!(unrecorded, u64::from(extra));
+        let long = "x".repeat(MAX_FIELD_BYTES + 1);
+        assert!(matches!(core.record_login_refused(ROOT, "alice", "alice", "sshd", &long, ""), Err(VigilError::InvalidArgument(_))));
+        assert!(matches!(
+            core.record_login_refused(Caller { uid: 1000, pid: 2 }, "alice", "alice", "sshd", "", ""),
+            Err(VigilError::AccessDenied(_))
+        ));
+    }
+}
