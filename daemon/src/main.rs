@@ -175,7 +175,7 @@ async fn connect_bus(args: &Args, core: &Arc<Manager>, objects: &Arc<SessionObje
         return Ok(None);
     }
     let explicit = args.bus.is_some();
-    let address = args.bus.clone().unwrap_or_else(rpc::bus_socket::system_bus_address);
+    let address = args.bus.clone().unwrap_or_else(vigil_protocol::system_bus_address);
     let unavailable = |e: String| {
         if explicit {
             Err(StartError::Bus { address: address.clone(), error: e })
@@ -224,7 +224,7 @@ async fn wait_for_signals(core: &Arc<Manager>) -> &'static str {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Err(e) = core.reload_config("sighup").await {
+                if let Err(e) = core.reload_config("sighup", None).await {
                     eprintln!("vigild: reload failed: {e}; the running policy is unchanged");
                 }
             }

@@ -315,6 +315,9 @@ wire_names! {
         /// Inhibit: the session's inhibited time since its last activity would go past
         /// the policy's `max_inhibit_total`.
         InhibitBudgetSpent = "inhibit_budget_spent",
+        /// An admin verb on the system bus from a user polkit did not authorise for it
+        /// (or polkit did not answer: the verb stays root's).
+        NotAuthorized = "not_authorized",
     }
 }
 
@@ -330,6 +333,7 @@ impl CallRefusal {
             CallRefusal::FieldTooLong => "a field is over the wire limit",
             CallRefusal::UnknownUser => "unknown user",
             CallRefusal::InhibitBudgetSpent => "the session's idle inhibitors since its last activity reached max_inhibit_total",
+            CallRefusal::NotAuthorized => "not authorized by polkit",
         }
     }
 }

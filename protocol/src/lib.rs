@@ -11,7 +11,7 @@ mod target;
 pub mod time;
 mod wire;
 
-pub use target::Target;
+pub use target::{Target, system_bus_address};
 
 pub use lock::LockInfo;
 

@@ -20,6 +20,11 @@ impl Default for Target {
 }
 
 impl Target {
+    /// The system bus: `DBUS_SYSTEM_BUS_ADDRESS`, or its well-known socket.
+    pub fn system_bus() -> Target {
+        Target::Bus(system_bus_address())
+    }
+
     /// Opens a connection. The caller chooses the executor; the connection serves no
     /// objects of its own.
     pub async fn connect(&self) -> zbus::Result<zbus::Connection> {
@@ -39,4 +44,9 @@ impl Target {
             Target::Bus(address) => format!("bus {address}"),
         }
     }
+}
+
+/// The system bus's address: `DBUS_SYSTEM_BUS_ADDRESS`, or the well-known socket.
+pub fn system_bus_address() -> String {
+    std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".to_string())
 }

@@ -9,9 +9,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "vigilctl", version, about = "Inspect and control vigil sessions")]
 pub struct Cli {
-    /// vigild's private socket; the environment variable VIGIL_SOCKET sets it too.
-    #[arg(long, env = "VIGIL_SOCKET", default_value = vigil_protocol::DEFAULT_SOCKET, global = true)]
-    pub socket: PathBuf,
+    /// vigild's private socket (default /run/vigil/private); the environment variable
+    /// VIGIL_SOCKET sets it too. Without --socket and --bus, a user other than root talks
+    /// to vigild on the system bus for the admin verbs (list, show, terminate, reload,
+    /// lock, unlock, locks), where polkit decides what they may do (docs/polkit.md).
+    #[arg(long, env = "VIGIL_SOCKET", global = true)]
+    pub socket: Option<PathBuf>,
     /// Talk to vigild over this D-Bus bus address instead of the private socket.
     #[arg(long, global = true)]
     pub bus: Option<String>,
@@ -19,6 +22,10 @@ pub struct Cli {
     /// the call 30 s more for ssh (then ends ssh).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Duration,
+    /// Never ask for a password: an admin verb polkit would allow after a password
+    /// (through pkttyagent's prompt on this terminal) is refused instead.
+    #[arg(long, global = true)]
+    pub no_ask_password: bool,
     /// Run the verb on another machine, over ssh, as `loginctl -H` does.
     ///
     /// vigilctl runs `ssh -- [USER@]HOST vigilctl VERB ARGS...` with your own ssh: its
@@ -46,7 +53,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// List sessions (all for root, your own otherwise).
+    /// List sessions (all for root and for users polkit allows, your own otherwise).
     List {
         #[arg(long)]
         json: bool,
@@ -57,9 +64,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// End a session: its processes get SIGHUP, then SIGKILL (root only).
+    /// End a session: its processes get SIGHUP, then SIGKILL (root, or polkit's yes).
     Terminate { id: u64 },
-    /// Make vigild re-read its configuration (root only).
+    /// Make vigild re-read its configuration (root, or polkit's yes).
     Reload,
     /// Check a configuration file without touching the running daemon: errors and
     /// warnings (users and groups that do not exist, blocks that match every session).
@@ -104,7 +111,7 @@ pub enum Command {
         #[arg(long)]
         revoke: bool,
     },
-    /// Lock a user out (root only): end every session of theirs now and refuse their
+    /// Lock a user out (root, or polkit's yes): end every session of theirs now and refuse their
     /// logins, sudo, su and cron jobs in PAM's account stage, whether vigild runs or
     /// not, until the lock expires or is lifted. Never root.
     Lock {
@@ -117,7 +124,7 @@ pub enum Command {
         #[arg(long = "for", value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
     },
-    /// Lift a user's lock (root only).
+    /// Lift a user's lock (root, or polkit's yes).
     Unlock {
         #[arg(long)]
         user: String,
@@ -125,7 +132,7 @@ pub enum Command {
         #[arg(long)]
         why: Option<String>,
     },
-    /// The locks in force (root only).
+    /// The locks in force (root, or polkit's yes).
     Locks {
         #[arg(long)]
         json: bool,

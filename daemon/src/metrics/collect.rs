@@ -195,9 +195,9 @@ mod tests {
         core.metrics.ended(EndReason::Closed);
         core.metrics.logins.inc();
         // A refused call counts, whoever makes it.
-        let user = Caller { uid: 1000, pid: std::process::id() };
+        let user = Caller::new(1000, std::process::id());
         assert!(core.metrics_call(user).is_err());
-        let root = Caller { uid: 0, pid: std::process::id() };
+        let root = Caller::new(0, std::process::id());
         let (samples, _) = parse(&core.metrics_call(root).unwrap());
         assert_eq!(samples["vigil_idle_ends_total"], "2");
         assert_eq!(samples["vigil_session_ends_total{reason=\"idle\"}"], "2");

@@ -141,9 +141,9 @@ mod tests {
         (shares, records)
     }
 
-    const USER: Caller = Caller { uid: 1000, pid: 7 };
-    const OTHER: Caller = Caller { uid: 1001, pid: 8 };
-    const ROOT: Caller = Caller { uid: 0, pid: 1 };
+    const USER: Caller = Caller::new(1000, 7);
+    const OTHER: Caller = Caller::new(1001, 8);
+    const ROOT: Caller = Caller::new(0, 1);
 
     #[test]
     fn a_user_gets_at_most_the_bound_in_flight_and_a_slot_back_per_reply() {

@@ -23,11 +23,6 @@ use crate::rpc::bus_shares::BusShares;
 use crate::rpc::guarded_socket::{self, BusSide, Services, Source};
 use crate::rpc::session_objects::SessionObjects;
 
-/// The system bus's address: `DBUS_SYSTEM_BUS_ADDRESS`, or the well-known socket.
-pub fn system_bus_address() -> String {
-    std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".to_string())
-}
-
 /// Connects to the bus at `address` when it is a `unix:` address (`Ok(None)` for any
 /// other: let zbus connect). The services learn the connection's object server once it
 /// is built (`Services::connected`).

@@ -20,6 +20,9 @@ use zbus::message::Header;
 pub struct Caller {
     pub uid: u32,
     pub pid: u32,
+    /// polkit authorised this call's admin verb for this caller (`rpc/polkit.rs`): set
+    /// only by the bus interface, for the one call it asked polkit about.
+    pub polkit_authorized: bool,
 }
 
 /// Why the caller of a message could not be told.
@@ -38,14 +41,23 @@ pub enum Unidentified {
 }
 
 impl Caller {
+    pub const fn new(uid: u32, pid: u32) -> Caller {
+        Caller { uid, pid, polkit_authorized: false }
+    }
+
     pub fn is_root(&self) -> bool {
         self.uid == 0
+    }
+
+    /// May make this call's admin verb: root, or a user polkit authorised for it.
+    pub fn is_admin(&self) -> bool {
+        self.is_root() || self.polkit_authorized
     }
 
     /// The peer of a unix socket, from SO_PEERCRED (fixed at connect time).
     pub fn of_socket(socket: &impl std::os::fd::AsFd) -> std::io::Result<Caller> {
         let creds = nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerCredentials)?;
-        Ok(Caller { uid: creds.uid(), pid: creds.pid() as u32 })
+        Ok(Caller::new(creds.uid(), creds.pid() as u32))
     }
 
     /// The sender of a message on a bus connection (or the peer of a p2p one).
@@ -60,7 +72,7 @@ impl Caller {
             let dbus = zbus::fdo::DBusProxy::new(lookup).await?;
             let creds = dbus.get_connection_credentials(sender.clone().into()).await?;
             if let (Some(uid), Some(pid)) = (creds.unix_user_id(), creds.process_id()) {
-                senders().insert(guid, sender.as_str(), Caller { uid, pid });
+                senders().insert(guid, sender.as_str(), Caller::new(uid, pid));
             }
             (creds.unix_user_id(), creds.process_id())
         } else {
@@ -68,7 +80,7 @@ impl Caller {
             (creds.unix_user_id(), creds.process_id())
         };
         match (uid, pid) {
-            (Some(uid), Some(pid)) => Ok(Caller { uid, pid }),
+            (Some(uid), Some(pid)) => Ok(Caller::new(uid, pid)),
             _ => Err(Unidentified::NoCredentials),
         }
     }
@@ -154,19 +166,19 @@ mod tests {
     fn the_sender_cache_keeps_the_newest_senders_up_to_its_bound() {
         let mut cache = SenderCache::default();
         for n in 0..SENDERS_KEPT + 10 {
-            cache.insert("guid", &name(n), Caller { uid: n as u32, pid: 1 });
+            cache.insert("guid", &name(n), Caller::new(n as u32, 1));
         }
         assert_eq!(cache.len(), SENDERS_KEPT);
         assert_eq!(cache.get("guid", &name(0)), None, "the oldest went first");
-        assert_eq!(cache.get("guid", &name(SENDERS_KEPT + 9)), Some(Caller { uid: (SENDERS_KEPT + 9) as u32, pid: 1 }));
-        cache.insert("guid", &name(SENDERS_KEPT + 9), Caller { uid: 7, pid: 1 });
+        assert_eq!(cache.get("guid", &name(SENDERS_KEPT + 9)), Some(Caller::new((SENDERS_KEPT + 9) as u32, 1)));
+        cache.insert("guid", &name(SENDERS_KEPT + 9), Caller::new(7, 1));
         assert_eq!(cache.len(), SENDERS_KEPT, "a sender seen again takes no second place");
     }
 
     #[test]
     fn the_same_name_on_another_bus_is_another_sender() {
         let mut cache = SenderCache::default();
-        cache.insert("bus-a", ":1.5", Caller { uid: 0, pid: 1 });
+        cache.insert("bus-a", ":1.5", Caller::new(0, 1));
         assert_eq!(cache.get("bus-b", ":1.5"), None);
     }
 }

@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use vigil_protocol::events::CallRefusal;
 use vigil_protocol::{InhibitorInfo, LockInfo, MyStatus, OpenRequest, ReauthAnswer, SessionInfo, StatusReply, VigilError};
 use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use crate::rpc::caller::Caller;
+use crate::rpc::polkit::{self, AdminAction, Verdict};
 use crate::sessions::manager::Manager;
 
 pub struct ManagerIface {
@@ -25,6 +27,53 @@ impl ManagerIface {
         }
         Caller::identify(connection, header).await.map_err(|e| VigilError::Failed(format!("cannot identify the caller: {e}")))
     }
+
+    /// The caller of an admin verb. On the system bus a user other than root is asked
+    /// about to polkit (`rpc/polkit.rs`): authorised, the call goes on as an admin's;
+    /// otherwise it is refused here (`call_refused reason=not_authorized`). Root is
+    /// never asked; on the private socket the manager keeps the verb root's.
+    async fn admin(
+        &self,
+        connection: &Connection,
+        header: &Header<'_>,
+        method: &'static str,
+        action: AdminAction,
+        details: &[(&str, &str)],
+    ) -> Result<Caller, VigilError> {
+        let caller = self.caller(connection, header).await?;
+        if self.peer.is_some() || caller.is_root() {
+            return Ok(caller);
+        }
+        let refusal = match polkit::check(connection, header, action, details).await {
+            Verdict::Authorized => return Ok(Caller { polkit_authorized: true, ..caller }),
+            Verdict::NotAuthorized { challenge: true } if !polkit::interactive(header) => format!(
+                "an admin's password is needed for {} and the call did not allow asking for it (vigilctl on a terminal, \
+                 without --no-ask-password, asks)",
+                action.id()
+            ),
+            Verdict::NotAuthorized { .. } => format!("polkit did not authorize {} for uid {}", action.id(), caller.uid),
+            Verdict::Unavailable(why) => format!("polkit could not be asked about {} ({why}); only root may", action.id()),
+        };
+        self.core.refuse(&caller, method, CallRefusal::NotAuthorized);
+        Err(VigilError::AccessDenied(format!("{method}: {refusal}")))
+    }
+
+    /// The caller of ListSessions or GetSession: a user polkit authorised (without
+    /// asking anyone unless the call allows it) sees every session, any other their own.
+    async fn viewer(&self, connection: &Connection, header: &Header<'_>, details: &[(&str, &str)]) -> Result<Caller, VigilError> {
+        let caller = self.caller(connection, header).await?;
+        if self.peer.is_some() || caller.is_root() {
+            return Ok(caller);
+        }
+        let authorized = polkit::check(connection, header, AdminAction::ListSessions, details).await == Verdict::Authorized;
+        Ok(Caller { polkit_authorized: authorized, ..caller })
+    }
+}
+
+/// A caller's text as a polkit detail: only what the manager would accept as a name
+/// (no control character, within the wire limit), else nothing.
+fn detail(text: &str) -> Option<&str> {
+    (text.len() <= vigil_protocol::MAX_FIELD_BYTES && !text.chars().any(char::is_control)).then_some(text)
 }
 
 #[interface(name = "org.vigil1.Manager")]
@@ -61,7 +110,7 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<SessionInfo>, VigilError> {
-        Ok(self.core.list_sessions(self.caller(connection, &header).await?))
+        Ok(self.core.list_sessions(self.viewer(connection, &header, &[]).await?))
     }
 
     async fn get_session(
@@ -70,7 +119,8 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<SessionInfo, VigilError> {
-        self.core.get_session(self.caller(connection, &header).await?, id)
+        let session = id.to_string();
+        self.core.get_session(self.viewer(connection, &header, &[("session", &session)]).await?, id)
     }
 
     async fn terminate_session(
@@ -79,11 +129,15 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), VigilError> {
-        self.core.terminate_session(self.caller(connection, &header).await?, id).await
+        let session = id.to_string();
+        let user = self.core.session(id).map(|s| s.who.user.clone()).unwrap_or_default();
+        let details = [("session", session.as_str()), ("user", user.as_str())];
+        let caller = self.admin(connection, &header, "TerminateSession", AdminAction::TerminateSession, &details).await?;
+        self.core.terminate_session(caller, id).await
     }
 
     async fn reload(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
-        self.core.reload(self.caller(connection, &header).await?).await
+        self.core.reload(self.admin(connection, &header, "Reload", AdminAction::Reload, &[]).await?).await
     }
 
     async fn status(
@@ -186,7 +240,9 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(LockInfo, u32), VigilError> {
-        self.core.lock_user(self.caller(connection, &header).await?, &user, &why, duration_usec).await
+        let details: Vec<(&str, &str)> = detail(&user).map(|u| ("user", u)).into_iter().collect();
+        let caller = self.admin(connection, &header, "LockUser", AdminAction::ManageLocks, &details).await?;
+        self.core.lock_user(caller, &user, &why, duration_usec).await
     }
 
     async fn unlock_user(
@@ -196,7 +252,9 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<bool, VigilError> {
-        self.core.unlock_user(self.caller(connection, &header).await?, &user, &why).await
+        let details: Vec<(&str, &str)> = detail(&user).map(|u| ("user", u)).into_iter().collect();
+        let caller = self.admin(connection, &header, "UnlockUser", AdminAction::ManageLocks, &details).await?;
+        self.core.unlock_user(caller, &user, &why).await
     }
 
     async fn list_locks(
@@ -204,7 +262,7 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<LockInfo>, VigilError> {
-        self.core.list_locks(self.caller(connection, &header).await?)
+        self.core.list_locks(self.admin(connection, &header, "ListLocks", AdminAction::ManageLocks, &[]).await?)
     }
 
     async fn metrics(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {

@@ -7,6 +7,7 @@ pub mod bus_socket;
 pub mod caller;
 pub mod guarded_socket;
 pub mod manager_iface;
+pub mod polkit;
 pub mod private_socket;
 pub mod session_iface;
 pub mod session_objects;

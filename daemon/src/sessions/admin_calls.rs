@@ -12,6 +12,7 @@ use vigil_protocol::{SessionInfo, StatusReply, VigilError};
 
 use crate::audit::records::{EndReason, policy_changed, session_record};
 use crate::rpc::caller::Caller;
+use crate::sessions::by::By;
 use crate::sessions::manager::Manager;
 use crate::sessions::session::Session;
 use crate::supervise::terminate;
@@ -31,8 +32,10 @@ pub enum ReloadError {
 }
 
 impl Manager {
+    /// Root, and a user polkit authorised to list sessions, see every session; any
+    /// other user their own.
     fn visible(caller: &Caller, session: &Session) -> bool {
-        caller.is_root() || caller.uid == session.who.uid
+        caller.is_admin() || caller.uid == session.who.uid
     }
 
     pub fn list_sessions(&self, caller: Caller) -> Vec<SessionInfo> {
@@ -48,17 +51,20 @@ impl Manager {
             .ok_or_else(|| VigilError::NoSuchSession(format!("no session {id}")))
     }
 
-    /// TerminateSession: root only. Ends the session's processes (SIGHUP, SIGKILL after
-    /// the policy's kill_grace) and its registration. A session whose processes cannot
-    /// be seen or signalled is kept, and the call fails saying why.
+    /// TerminateSession: root, or a user polkit authorised. Ends the session's processes
+    /// (SIGHUP, SIGKILL after the policy's kill_grace) and its registration, recorded
+    /// with who asked. A session whose processes cannot be seen or signalled is kept,
+    /// and the call fails saying why.
     pub async fn terminate_session(&self, caller: Caller, id: u64) -> Result<(), VigilError> {
-        self.require_root(&caller, "TerminateSession")?;
-        self.terminate(id, EndReason::Admin).map(|_| ())
+        self.require_admin(&caller, "TerminateSession")?;
+        let by = By::of(&caller).await;
+        self.terminate(id, EndReason::Admin, Some(&by)).map(|_| ())
     }
 
     /// Ends session `id`'s processes and its registration for `reason` (an admin's
-    /// TerminateSession, a lock). Returns how many processes were signalled.
-    pub(crate) fn terminate(&self, id: u64, reason: EndReason) -> Result<usize, VigilError> {
+    /// TerminateSession, named by `by`; a lock). Returns how many processes were
+    /// signalled.
+    pub(crate) fn terminate(&self, id: u64, reason: EndReason, by: Option<&By>) -> Result<usize, VigilError> {
         let Some(session) = self.session(id) else {
             return Err(VigilError::NoSuchSession(format!("no session {id}")));
         };
@@ -75,7 +81,13 @@ impl Manager {
             }
         };
         let processes = targets.len();
-        self.end(id, reason, Some(("processes", processes as i128)));
+        self.end_with(id, reason, |record| {
+            let record = record.number("processes", processes as u64);
+            match by {
+                Some(by) => by.write(record),
+                None => record,
+            }
+        });
         // The answer says the session is ended; the SIGKILL after kill_grace (5 s by
         // default, any length by policy) goes on without the caller waiting for it.
         // (Unit tests of the calls that end sessions run without a runtime.)
@@ -85,10 +97,12 @@ impl Manager {
         Ok(processes)
     }
 
-    /// Reload: root only over D-Bus; SIGHUP calls `reload_config` directly.
+    /// Reload over D-Bus: root, or a user polkit authorised; SIGHUP calls
+    /// `reload_config` directly.
     pub async fn reload(&self, caller: Caller) -> Result<String, VigilError> {
-        self.require_root(&caller, "Reload")?;
-        self.reload_config("dbus").await.map_err(|e| VigilError::ConfigInvalid(format!("{e}; the running policy is unchanged")))
+        self.require_admin(&caller, "Reload")?;
+        let by = By::of(&caller).await;
+        self.reload_config("dbus", Some(&by)).await.map_err(|e| VigilError::ConfigInvalid(format!("{e}; the running policy is unchanged")))
     }
 
     /// Records what in the running configuration probably does not do what its author
@@ -116,8 +130,13 @@ impl Manager {
         warnings.iter().map(ToString::to_string).collect()
     }
 
-    /// Re-reads the configuration. A bad file keeps the running policy.
-    pub async fn reload_config(&self, trigger: &'static str) -> Result<String, ReloadError> {
+    /// Re-reads the configuration. A bad file keeps the running policy. `by`: who asked
+    /// over D-Bus (none for SIGHUP: a signal does not say who sent it).
+    pub async fn reload_config(&self, trigger: &'static str, by: Option<&By>) -> Result<String, ReloadError> {
+        let named = |record: Record| match by {
+            Some(by) => by.write(record),
+            None => record,
+        };
         let path = self.config_path.as_os_str().as_encoded_bytes();
         let loaded = Config::load(&self.config_path).map_err(ReloadError::Invalid).and_then(|config| {
             match needs_restart(self.config().audit(), config.audit()) {
@@ -128,13 +147,13 @@ impl Manager {
         match loaded {
             Ok(config) => {
                 let summary = format!("{} loaded, {} policy block(s)", self.config_path.display(), config.policy_count());
-                self.audit.write(
+                self.audit.write(named(
                     Record::new(Event::ConfigReload)
                         .text("result", ReloadResult::Ok)
                         .text("trigger", trigger)
                         .text("path", path)
                         .number("policies", config.policy_count() as i128),
-                );
+                ));
                 self.audit.set_format(config.audit().format);
                 let config = Arc::new(config);
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
@@ -156,14 +175,14 @@ impl Manager {
                 })
             }
             Err(error) => {
-                self.audit.write(
+                self.audit.write(named(
                     Record::new(Event::ConfigReload)
                         .text("result", ReloadResult::Failed)
                         .text("trigger", trigger)
                         .text("path", path)
                         .text("error", error.to_string())
                         .text("kept", "previous"),
-                );
+                ));
                 Err(error)
             }
         }

@@ -284,7 +284,7 @@ mod tests {
             audit_session_id: ses,
             truncated: vec![],
         };
-        let id = core.open_session(Caller { uid: 0, pid }, request).await.expect("registered");
+        let id = core.open_session(Caller::new(0, pid), request).await.expect("registered");
         assert_eq!(core.session_ids(), vec![id]);
         let session = core.session(id).unwrap();
         assert!(!session.who.adopted && session.who.owns_audit_session);

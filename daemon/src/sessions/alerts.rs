@@ -14,6 +14,7 @@ use vigil_protocol::lock::{LockInfo, NEVER_LOCKED_UID};
 use crate::audit::records::{EndReason, alert_record, session_record};
 use crate::rpc::caller::Caller;
 use crate::sessions::bursts::Bursts;
+use crate::sessions::by::By;
 use crate::sessions::manager::{Manager, now_usec};
 use crate::sessions::session::Session;
 
@@ -94,7 +95,7 @@ impl Manager {
                 };
                 // A lock that cannot be written is recorded by the call (no lock_start):
                 // the alert above stands either way.
-                let _ = self.impose_lock(lock, std::process::id());
+                let _ = self.impose_lock(lock, &By::vigild());
             }
         }
     }
@@ -125,7 +126,7 @@ impl Manager {
     /// kill_grace, logind's TerminateSession), for `reason`. A session whose processes
     /// cannot be seen or held is kept, recorded `terminate_failed by=REASON`.
     pub(crate) fn end_now(&self, session: &Session, reason: EndReason) {
-        let _ = self.terminate(session.id, reason);
+        let _ = self.terminate(session.id, reason, None);
     }
 }
 
@@ -286,7 +287,7 @@ mod tests {
     #[test]
     fn the_tenth_refused_call_of_a_uid_in_a_minute_is_one_alert_at_warning() {
         let f = Fixture::new("refused");
-        let user = Caller { uid: 1000, pid: 4242 };
+        let user = Caller::new(1000, 4242);
         for _ in 0..REFUSED_CALLS_ALERT - 1 {
             f.manager.refuse(&user, "Reload", CallRefusal::RootOnly);
         }
@@ -294,7 +295,7 @@ mod tests {
         assert_eq!(got.len(), 1, "one call_refused record a minute per user and method: {got:?}");
         assert!(got[0].starts_with(AUTHPRIV_NOTICE) && got[0].contains("event=call_refused"), "{}", got[0]);
         // Another user's refusals are counted apart.
-        f.manager.refuse(&Caller { uid: 1001, pid: 1 }, "Reload", CallRefusal::RootOnly);
+        f.manager.refuse(&Caller::new(1001, 1), "Reload", CallRefusal::RootOnly);
         f.manager.refuse(&user, "Reload", CallRefusal::RootOnly);
         let got = f.received(SHORT);
         let alerts: Vec<&String> = got.iter().filter(|l| l.contains("event=alert")).collect();

@@ -17,6 +17,7 @@ use vigil_protocol::{MAX_FIELD_BYTES, VigilError};
 
 use crate::audit::records::alert_record;
 use crate::rpc::caller::Caller;
+use crate::sessions::by::By;
 use crate::sessions::manager::{Manager, now_usec};
 use crate::sessions::session::Session;
 
@@ -33,15 +34,6 @@ fn until_text(lock: &LockInfo) -> String {
     if lock.until_usec == 0 { "none".into() } else { rfc3339_seconds(lock.until_usec) }
 }
 
-/// The name of the caller's uid, for `by=` (its number when NSS has no name for it).
-async fn name_of(uid: u32) -> String {
-    tokio::task::spawn_blocking(move || vigil_host::users::by_uid(uid).map(|u| u.name))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| uid.to_string())
-}
-
 fn check_text(what: &str, value: &str, max: usize) -> Result<(), VigilError> {
     if value.len() > max {
         return Err(VigilError::InvalidArgument(format!("{what} is {} bytes; at most {max}", value.len())));
@@ -55,7 +47,7 @@ fn check_text(what: &str, value: &str, max: usize) -> Result<(), VigilError> {
 impl Manager {
     /// LockUser: root only. See the module comment.
     pub async fn lock_user(&self, caller: Caller, user: &str, why: &str, duration_usec: u64) -> Result<(LockInfo, u32), VigilError> {
-        self.require_root(&caller, "LockUser")?;
+        self.require_admin(&caller, "LockUser")?;
         check_text("the user name", user, MAX_FIELD_BYTES)?;
         check_text("why", why, MAX_LOCK_WHY_BYTES)?;
         if why.trim().is_empty() {
@@ -74,24 +66,21 @@ impl Manager {
             0 => 0,
             d => now.saturating_add(Duration::from_micros(d).min(MAX_LOCK_DURATION).as_micros() as u64),
         };
-        let lock = LockInfo { user: name, uid, by: name_of(caller.uid).await, why: why.to_string(), since_usec: now, until_usec: until };
-        self.impose_lock(lock, caller.pid)
+        let by = By::of(&caller).await;
+        let lock = LockInfo { user: name, uid, by: by.name.clone(), why: why.to_string(), since_usec: now, until_usec: until };
+        self.impose_lock(lock, &by)
     }
 
     /// Takes `lock` (replacing the user's lock, if any), records `lock_start` and ends
-    /// every session of the user (`session_end reason=lock`). `pid` is who asked (the
+    /// every session of the user (`session_end reason=lock`). `by` is who asked (the
     /// admin's vigilctl, or vigild itself for `on_reauth_failures = "lock"`). Returns
     /// the lock and how many sessions were ended.
-    pub(crate) fn impose_lock(&self, lock: LockInfo, pid: u32) -> Result<(LockInfo, u32), VigilError> {
+    pub(crate) fn impose_lock(&self, lock: LockInfo, by: &By) -> Result<(LockInfo, u32), VigilError> {
         let uid = lock.uid;
         let replaced = self.locks.put(lock.clone()).map_err(|e| VigilError::Failed(format!("cannot write the lock: {e}")))?;
         let ids: Vec<u64> = self.registry().values().filter(|s| s.who.uid == uid).map(|s| s.id).collect();
         self.audit.write(
-            Record::new(Event::LockStart)
-                .text("user", &lock.user)
-                .number("uid", uid)
-                .text("by", &lock.by)
-                .number("pid", pid)
+            by.write(Record::new(Event::LockStart).text("user", &lock.user).number("uid", uid))
                 .text("why", &lock.why)
                 .text("until", until_text(&lock))
                 .number("sessions", ids.len() as u64)
@@ -99,7 +88,7 @@ impl Manager {
         );
         // A session whose processes cannot be seen stays registered (its
         // terminate_failed record says why); the lock holds either way.
-        let ended = ids.into_iter().filter(|&id| self.terminate(id, EndReason::Lock).is_ok()).count();
+        let ended = ids.into_iter().filter(|&id| self.terminate(id, EndReason::Lock, None).is_ok()).count();
         Ok((lock, ended as u32))
     }
 
@@ -110,13 +99,13 @@ impl Manager {
     /// session to ask for a new one.
     pub(crate) fn end_if_locked(&self, session: &Session) {
         if self.locks.in_force(session.who.uid, now_usec()) {
-            let _ = self.terminate(session.id, EndReason::Lock);
+            let _ = self.terminate(session.id, EndReason::Lock, None);
         }
     }
 
     /// UnlockUser: root only. Returns whether `user` was locked.
     pub async fn unlock_user(&self, caller: Caller, user: &str, why: &str) -> Result<bool, VigilError> {
-        self.require_root(&caller, "UnlockUser")?;
+        self.require_admin(&caller, "UnlockUser")?;
         check_text("the user name", user, MAX_FIELD_BYTES)?;
         check_text("why", why, MAX_LOCK_WHY_BYTES)?;
         // By name first: a user NSS no longer knows can still be unlocked.
@@ -131,12 +120,9 @@ impl Manager {
             return Ok(false);
         };
         self.audit.write(
-            Record::new(Event::LockEnd)
-                .text("user", &lock.user)
-                .number("uid", uid)
-                .text("reason", LockEndReason::Lifted)
-                .text("by", name_of(caller.uid).await)
-                .number("pid", caller.pid)
+            By::of(&caller)
+                .await
+                .write(Record::new(Event::LockEnd).text("user", &lock.user).number("uid", uid).text("reason", LockEndReason::Lifted))
                 .text_opt("why", (!why.is_empty()).then_some(why))
                 .number("duration_s", now_usec().saturating_sub(lock.since_usec) / 1_000_000),
         );
@@ -145,7 +131,7 @@ impl Manager {
 
     /// ListLocks: root only.
     pub fn list_locks(&self, caller: Caller) -> Result<Vec<LockInfo>, VigilError> {
-        self.require_root(&caller, "ListLocks")?;
+        self.require_admin(&caller, "ListLocks")?;
         Ok(self.locks.list())
     }
 
@@ -232,7 +218,7 @@ impl Manager {
 mod tests {
     use super::*;
 
-    const ROOT: Caller = Caller { uid: 0, pid: 1 };
+    const ROOT: Caller = Caller::new(0, 1);
 
     #[tokio::test]
     async fn a_reason_too_long_empty_or_with_a_control_character_is_refused_before_any_lookup() {
@@ -260,7 +246,7 @@ mod tests {
         let long = "x".repeat(MAX_FIELD_BYTES + 1);
         assert!(matches!(core.record_login_refused(ROOT, "alice", "alice", "sshd", &long, ""), Err(VigilError::InvalidArgument(_))));
         assert!(matches!(
-            core.record_login_refused(Caller { uid: 1000, pid: 2 }, "alice", "alice", "sshd", "", ""),
+            core.record_login_refused(Caller::new(1000, 2), "alice", "alice", "sshd", "", ""),
             Err(VigilError::AccessDenied(_))
         ));
     }

@@ -192,6 +192,12 @@ impl Manager {
         if caller.is_root() { Ok(()) } else { Err(self.refuse(caller, method, CallRefusal::RootOnly)) }
     }
 
+    /// An admin verb polkit may delegate (`rpc/polkit.rs`): root, or a caller the bus
+    /// interface had polkit authorise for this call.
+    pub(crate) fn require_admin(&self, caller: &Caller, method: &'static str) -> Result<(), VigilError> {
+        if caller.is_admin() { Ok(()) } else { Err(self.refuse(caller, method, CallRefusal::RootOnly)) }
+    }
+
     /// The clock offset the sessions' times are in (`sys/clock.rs`).
     pub fn clock_offset(&self) -> i64 {
         self.registry().clock_offset()
@@ -230,15 +236,20 @@ impl Manager {
 
     /// Removes a session and audits why. False when it was not registered.
     pub fn end(&self, id: u64, reason: EndReason, extra: Option<(&'static str, i128)>) -> bool {
+        self.end_with(id, reason, |record| match extra {
+            Some((key, value)) => record.number(key, value),
+            None => record,
+        })
+    }
+
+    /// `end`, with `add` putting the fields of this end's reason on its `session_end`.
+    pub fn end_with(&self, id: u64, reason: EndReason, add: impl FnOnce(Record) -> Record) -> bool {
         let Some(session) = self.registry().remove(id) else { return false };
         self.metrics.ended(reason);
         let _ = self.store.remove(id);
         self.inhibitor_ended_with(&session);
         let duration = now_usec().saturating_sub(session.who.started_usec) / 1_000_000;
-        let mut record = session_record(reason.event(), &session).text("reason", reason.as_str()).number("duration_s", duration);
-        if let Some((key, value)) = extra {
-            record = record.number(key, value);
-        }
+        let mut record = add(session_record(reason.event(), &session).text("reason", reason.as_str()).number("duration_s", duration));
         if matches!(reason, EndReason::Idle) {
             record = activity_evidence(record, &session);
         }

@@ -6,6 +6,7 @@ pub mod admin_calls;
 pub mod adopt;
 pub mod alerts;
 pub mod bursts;
+pub mod by;
 pub mod ids;
 pub mod inhibit;
 pub mod inhibit_calls;

@@ -181,7 +181,7 @@ mod tests {
             audit_session_id: procfs::audit_session_id(pid),
             truncated: vec![],
         };
-        core.open_session(Caller { uid: 0, pid }, request).await.expect("registered")
+        core.open_session(Caller::new(0, pid), request).await.expect("registered")
     }
 
     #[tokio::test]

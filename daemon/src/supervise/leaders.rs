@@ -161,7 +161,7 @@ mod tests {
                 audit_session_id: ses,
                 truncated: vec![],
             };
-            core.open_session(Caller { uid: 0, pid }, request).await.expect("registered");
+            core.open_session(Caller::new(0, pid), request).await.expect("registered");
         }
         assert_eq!(core.session_ids().len(), SESSIONS);
 

@@ -1,27 +1,28 @@
-//! `vigilctl lock`, `unlock` and `locks`: user locks (root only).
+//! `vigilctl lock`, `unlock` and `locks`: user locks (root, or a user polkit allows).
 
 use std::time::Duration;
 
+use vigil_protocol::LockInfo;
 use vigil_protocol::time::{human, rfc3339_seconds};
-use vigil_protocol::{LockInfo, ManagerProxy};
 
+use super::admin::AdminCalls;
 use super::{explain, printable};
 
 /// `lock --user NAME --why TEXT [--for DURATION]`.
-pub async fn lock(manager: &ManagerProxy<'_>, user: &str, why: &str, duration: Option<Duration>) -> Result<(), String> {
+pub async fn lock(admin: &AdminCalls<'_>, user: &str, why: &str, duration: Option<Duration>) -> Result<(), String> {
     let usec = match duration {
         Some(d) if d.is_zero() => return Err("--for 0 would end the lock at once; leave --for out for a lock until unlock".into()),
         Some(d) => u64::try_from(d.as_micros()).map_err(|_| "--for is too long".to_string())?,
         None => 0,
     };
-    let (lock, ended) = manager.lock_user(user, why, usec).await.map_err(explain)?;
+    let (lock, ended): (LockInfo, u32) = admin.call("LockUser", &(user, why, usec)).await.map_err(explain)?;
     println!("{} (uid {}) is locked {}; {ended} session(s) ended", printable(&lock.user), lock.uid, until_words(&lock));
     Ok(())
 }
 
 /// `unlock --user NAME [--why TEXT]`.
-pub async fn unlock(manager: &ManagerProxy<'_>, user: &str, why: Option<&str>) -> Result<(), String> {
-    if manager.unlock_user(user, why.unwrap_or_default()).await.map_err(explain)? {
+pub async fn unlock(admin: &AdminCalls<'_>, user: &str, why: Option<&str>) -> Result<(), String> {
+    if admin.call::<_, bool>("UnlockUser", &(user, why.unwrap_or_default())).await.map_err(explain)? {
         println!("{} is unlocked", printable(user));
         Ok(())
     } else {
@@ -30,8 +31,8 @@ pub async fn unlock(manager: &ManagerProxy<'_>, user: &str, why: Option<&str>) -
 }
 
 /// `locks [--json]`.
-pub async fn list(manager: &ManagerProxy<'_>, json: bool) -> Result<(), String> {
-    let locks = manager.list_locks().await.map_err(explain)?;
+pub async fn list(admin: &AdminCalls<'_>, json: bool) -> Result<(), String> {
+    let locks: Vec<LockInfo> = admin.call("ListLocks", &()).await.map_err(explain)?;
     if json {
         let values: Vec<_> = locks
             .iter()

@@ -1,5 +1,6 @@
 //! vigilctl: the admin and user CLI for vigild.
 
+mod admin;
 mod follow;
 mod inhibit;
 mod locks;
@@ -137,23 +138,72 @@ fn check_config(file: Option<PathBuf>, strict: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn talk_to_vigild(cli: &Cli) -> Result<(), String> {
-    let target = match &cli.bus {
-        Some(address) => Target::Bus(address.clone()),
-        None => Target::Socket(cli.socket.clone()),
-    };
-    zruntime::block_on(async {
-        let runtime = zruntime::SharedRuntime::current().map_err(|e| e.to_string())?;
-        match runtime.timeout(cli.timeout, run(&cli.command, &target)).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer from vigild on {} within {}", target.describe(), human(cli.timeout))),
-        }
-    })
+/// Where this command's call goes: `--bus`, `--socket` (or VIGIL_SOCKET), else the
+/// private socket, but for a user other than root the system bus for the admin verbs
+/// polkit may delegate (list and show fall back to the socket, for the user's own
+/// sessions, when vigild is not on the system bus).
+fn route(cli: &Cli) -> (Target, Option<Target>) {
+    if let Some(address) = &cli.bus {
+        return (Target::Bus(address.clone()), None);
+    }
+    if let Some(path) = &cli.socket {
+        return (Target::Socket(path.clone()), None);
+    }
+    let socket = Target::default();
+    match &cli.command {
+        _ if nix::unistd::geteuid().is_root() => (socket, None),
+        Command::List { .. } | Command::Show { .. } => (Target::system_bus(), Some(socket)),
+        command if needs_authorization(command) => (Target::system_bus(), None),
+        _ => (socket, None),
+    }
 }
 
-async fn run(command: &Command, target: &Target) -> Result<(), String> {
-    let connection = target.connect().await.map_err(|e| cannot_connect(target, &e))?;
+/// The verbs vigild refuses to a user other than root unless polkit says yes.
+fn needs_authorization(command: &Command) -> bool {
+    matches!(command, Command::Terminate { .. } | Command::Reload | Command::Lock { .. } | Command::Unlock { .. } | Command::Locks { .. })
+}
+
+fn talk_to_vigild(cli: &Cli) -> Result<(), String> {
+    let (target, fallback) = route(cli);
+    // A prompt for an admin's password, on this terminal, when polkit wants one.
+    let agent = (matches!(target, Target::Bus(_))
+        && needs_authorization(&cli.command)
+        && !cli.no_ask_password
+        && !nix::unistd::geteuid().is_root())
+    .then(admin::TtyAgent::start)
+    .flatten();
+    let interactive = agent.is_some();
+    let timeout = if interactive { cli.timeout + admin::PROMPT_ALLOWANCE } else { cli.timeout };
+    let outcome = zruntime::block_on(async {
+        let runtime = zruntime::SharedRuntime::current().map_err(|e| e.to_string())?;
+        match runtime.timeout(timeout, run(&cli.command, &target, fallback.as_ref(), interactive)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer from vigild on {} within {}", target.describe(), human(timeout))),
+        }
+    });
+    drop(agent);
+    outcome
+}
+
+/// A connection to vigild at `target`, or at `fallback` when vigild is not on that bus.
+async fn connect(target: &Target, fallback: Option<&Target>) -> Result<zbus::Connection, String> {
+    let Some(fallback) = fallback else { return target.connect().await.map_err(|e| cannot_connect(target, &e)) };
+    if let Ok(connection) = target.connect().await {
+        let on_bus = match zbus::fdo::DBusProxy::new(&connection).await {
+            Ok(dbus) => dbus.name_has_owner(vigil_protocol::BUS_NAME.try_into().map_err(|e| format!("{e}"))?).await.unwrap_or(false),
+            Err(_) => false,
+        };
+        if on_bus {
+            return Ok(connection);
+        }
+    }
+    fallback.connect().await.map_err(|e| cannot_connect(fallback, &e))
+}
+
+async fn run(command: &Command, target: &Target, fallback: Option<&Target>, interactive: bool) -> Result<(), String> {
+    let connection = connect(target, fallback).await?;
     let manager = ManagerProxy::new(&connection).await.map_err(|e| e.to_string())?;
+    let admin = admin::AdminCalls::new(&manager, interactive);
     match command {
         Command::List { json } => {
             let sessions = manager.list_sessions().await.map_err(explain)?;
@@ -177,10 +227,10 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
             }
         }
         Command::Terminate { id } => {
-            manager.terminate_session(*id).await.map_err(explain)?;
+            admin.call::<_, ()>("TerminateSession", &(*id,)).await.map_err(explain)?;
             println!("session {id} terminated: its processes got SIGHUP; what is left after the policy's kill_grace gets SIGKILL");
         }
-        Command::Reload => println!("{}", manager.reload().await.map_err(explain)?),
+        Command::Reload => println!("{}", admin.call::<_, String>("Reload", &()).await.map_err(explain)?),
         Command::Daemon => {
             let s = manager.status().await.map_err(explain)?;
             println!("vigild {}\nconfig: {} ({} policy block(s))\nsessions: {}", s.version, s.config_path, s.policy_count, s.session_count);
@@ -213,9 +263,9 @@ async fn run(command: &Command, target: &Target) -> Result<(), String> {
             }
         }
         Command::Inhibit { duration, why, cancel, session } => inhibit::run(&manager, *duration, why.as_deref(), *cancel, *session).await?,
-        Command::Lock { user, why, duration } => locks::lock(&manager, user, why, *duration).await?,
-        Command::Unlock { user, why } => locks::unlock(&manager, user, why.as_deref()).await?,
-        Command::Locks { json } => locks::list(&manager, *json).await?,
+        Command::Lock { user, why, duration } => locks::lock(&admin, user, why, *duration).await?,
+        Command::Unlock { user, why } => locks::unlock(&admin, user, why.as_deref()).await?,
+        Command::Locks { json } => locks::list(&admin, *json).await?,
         Command::Reauth { revoke } => {
             if !*revoke {
                 return Err("say what to do: vigilctl reauth --revoke".into());
@@ -288,7 +338,8 @@ fn cannot_connect(target: &Target, error: &zbus::Error) -> String {
 
 fn explain(error: VigilError) -> String {
     match error {
-        VigilError::AccessDenied(m) => format!("permission denied: {m} (run as root)"),
+        VigilError::AccessDenied(m) if m.ends_with("root only") => format!("permission denied: {m} (run as root)"),
+        VigilError::AccessDenied(m) => format!("permission denied: {m}"),
         VigilError::NoSuchSession(m) => m,
         VigilError::InvalidArgument(m) => format!("invalid argument: {m}"),
         VigilError::ConfigInvalid(m) => format!("configuration refused: {m}"),

@@ -126,8 +126,8 @@ mod same_answers_as_the_object_server {
     #[tokio::test]
     async fn refusals_and_answers_match() {
         let me = std::process::id();
-        let root = Caller { uid: 0, pid: me };
-        let user = Caller { uid: 1000, pid: me };
+        let root = Caller::new(0, me);
+        let user = Caller::new(1000, me);
         let cases: Vec<[Gist; 2]> = vec![
             both(root, "CloseSession", &(4_000_000_000u64,)).await,
             both(user, "CloseSession", &(4_000_000_000u64,)).await,
@@ -151,7 +151,7 @@ mod same_answers_as_the_object_server {
         assert!(nix::unistd::geteuid().is_root(), "this test needs root (OpenSessionEx is root's only)");
         let me = std::process::id();
         let ses = crate::sys::procfs::audit_session_id(me);
-        let root = Caller { uid: 0, pid: me };
+        let root = Caller::new(0, me);
         let [here, zbus] = both(root, "OpenSessionEx", &("root", "vigil-unit", "", "", "", me, ses, Vec::<String>::new())).await;
         assert_eq!((here.0, &here.1, &here.2), (Type::MethodReturn, &None, &"t".to_string()));
         assert_eq!((here.0, here.1, here.2), (zbus.0, zbus.1, zbus.2));
