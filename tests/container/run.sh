@@ -160,6 +160,10 @@ check "... and keeps the session" wait_for 25 sh -c "nsenter -t $leader -a vigil
 kill "$held_pid" 2>/dev/null || true
 held_pid=
 
+# ---- admin verbs delegated through the container's polkitd (polkit.sh) --------------------
+. "$here/polkit.sh"
+polkit_checks
+
 # ---- console login on a pty of the container: pkexec, then idleness -------------------------
 pane() { tmux -L "$tmux_sock" capture-pane -p -J -S -300 -t cons; }
 pane_has() { pane | grep -q -- "$1"; }
@@ -205,6 +209,7 @@ r3=$(pkexec_round 3)
 check "pkexec: asked first ($r1)" test "$r1" = asked
 check "pkexec: trusted within the window ($r2)" test "$r2" = not-asked
 check "pkexec: asked again after 6 s idle (reauth_after_idle 4s) ($r3)" test "$r3" = asked
+polkit_prompt_check
 check "pkexec's answers are vigild's (polkit-1: required, recorded, granted, required for idleness)" sh -c \
     "nsenter -t $leader -a journalctl -t vigild -o cat | grep 'reauth_service=polkit-1' | grep -o '^event=[a-z_]*\\|reason=[a-z_]*' | paste -sd' ' | \
      grep -q 'event=reauth_required reason=none event=reauth_recorded event=reauth_granted event=reauth_required reason=idle event=reauth_recorded'"

@@ -47,8 +47,8 @@ impl ManagerIface {
         let refusal = match polkit::check(connection, header, action, details).await {
             Verdict::Authorized => return Ok(Caller { polkit_authorized: true, ..caller }),
             Verdict::NotAuthorized { challenge: true } if !polkit::interactive(header) => format!(
-                "an admin's password is needed for {} and the call did not allow asking for it (vigilctl on a terminal, \
-                 without --no-ask-password, asks)",
+                "an admin's password is needed for {} and the call did not allow asking for it (vigilctl asks on the \
+                 terminal of a login session, unless --no-ask-password)",
                 action.id()
             ),
             Verdict::NotAuthorized { .. } => format!("polkit did not authorize {} for uid {}", action.id(), caller.uid),

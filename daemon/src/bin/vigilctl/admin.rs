@@ -49,13 +49,14 @@ pub struct TtyAgent {
 }
 
 impl TtyAgent {
-    /// Starts pkttyagent for this process when stdin is a terminal; `None` when there is
-    /// no terminal or no pkttyagent, or it did not register in time (the call then goes
-    /// on without a prompt, and polkit's "a password is needed" is the answer).
+    /// Starts pkttyagent for this login session, as systemctl and loginctl do: vigild
+    /// asks polkit about vigilctl's bus name, which polkit 122 maps to its process and
+    /// then to the process's logind session, and finds the agent by that session (an
+    /// agent registered for the process alone is not looked up for a bus name, and
+    /// one for a bus name is refused). `None` outside a login session, without
+    /// pkttyagent, or when it did not register in time: the call then goes on without
+    /// a prompt, and polkit's "a password is needed" is the answer.
     pub fn start() -> Option<TtyAgent> {
-        if !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-            return None;
-        }
         // pkttyagent closes --notify-fd once polkitd has its registration: the call must
         // not reach polkit before the agent that will answer it.
         let (ready, notify) = nix::unistd::pipe().ok()?;
@@ -64,9 +65,10 @@ impl TtyAgent {
             .arg("--notify-fd")
             .arg(notify.as_raw_fd().to_string())
             .arg("--fallback")
-            .arg("--process")
-            .arg(std::process::id().to_string())
             .stdout(Stdio::null())
+            // Outside a login session pkttyagent says why and exits: not this verb's
+            // error (the refusal that follows says what to do).
+            .stderr(Stdio::null())
             .spawn()
             .ok()?;
         drop(notify);

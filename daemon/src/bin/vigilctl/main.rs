@@ -166,23 +166,19 @@ fn needs_authorization(command: &Command) -> bool {
 fn talk_to_vigild(cli: &Cli) -> Result<(), String> {
     let (target, fallback) = route(cli);
     // A prompt for an admin's password, on this terminal, when polkit wants one.
-    let agent = (matches!(target, Target::Bus(_))
+    let may_ask = matches!(target, Target::Bus(_))
         && needs_authorization(&cli.command)
         && !cli.no_ask_password
-        && !nix::unistd::geteuid().is_root())
-    .then(admin::TtyAgent::start)
-    .flatten();
-    let interactive = agent.is_some();
-    let timeout = if interactive { cli.timeout + admin::PROMPT_ALLOWANCE } else { cli.timeout };
-    let outcome = zruntime::block_on(async {
+        && !nix::unistd::geteuid().is_root()
+        && nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    let timeout = if may_ask { cli.timeout + admin::PROMPT_ALLOWANCE } else { cli.timeout };
+    zruntime::block_on(async {
         let runtime = zruntime::SharedRuntime::current().map_err(|e| e.to_string())?;
-        match runtime.timeout(timeout, run(&cli.command, &target, fallback.as_ref(), interactive)).await {
+        match runtime.timeout(timeout, run(&cli.command, &target, fallback.as_ref(), may_ask)).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer from vigild on {} within {}", target.describe(), human(timeout))),
         }
-    });
-    drop(agent);
-    outcome
+    })
 }
 
 /// A connection to vigild at `target`, or at `fallback` when vigild is not on that bus.
@@ -200,10 +196,12 @@ async fn connect(target: &Target, fallback: Option<&Target>) -> Result<zbus::Con
     fallback.connect().await.map_err(|e| cannot_connect(fallback, &e))
 }
 
-async fn run(command: &Command, target: &Target, fallback: Option<&Target>, interactive: bool) -> Result<(), String> {
+async fn run(command: &Command, target: &Target, fallback: Option<&Target>, may_ask: bool) -> Result<(), String> {
     let connection = connect(target, fallback).await?;
     let manager = ManagerProxy::new(&connection).await.map_err(|e| e.to_string())?;
-    let admin = admin::AdminCalls::new(&manager, interactive);
+    // polkit's text agent on this terminal, registered before the call reaches polkit.
+    let agent = if may_ask { admin::TtyAgent::start() } else { None };
+    let admin = admin::AdminCalls::new(&manager, agent.is_some());
     match command {
         Command::List { json } => {
             let sessions = manager.list_sessions().await.map_err(explain)?;
