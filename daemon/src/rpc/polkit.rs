@@ -97,13 +97,25 @@ pub fn interactive(header: &Header<'_>) -> bool {
 pub async fn check(connection: &Connection, header: &Header<'_>, action: AdminAction, details: &[(&str, &str)]) -> Verdict {
     let Some(sender) = header.sender() else { return Verdict::Unavailable("the message has no sender".into()) };
     let interactive = interactive(header);
+    let deadline = if interactive { INTERACTIVE_DEADLINE } else { CHECK_DEADLINE };
+    check_sender(connection, sender.as_str(), action, details, interactive, deadline).await
+}
+
+/// `check` for the bus name `sender`, given up after `deadline`.
+async fn check_sender(
+    connection: &Connection,
+    sender: &str,
+    action: AdminAction,
+    details: &[(&str, &str)],
+    interactive: bool,
+    deadline: Duration,
+) -> Verdict {
     let ask = async {
         let authority = AuthorityProxy::new(connection).await?;
-        let subject = ("system-bus-name", HashMap::from([("name", Variant::from(sender.as_str()))]));
+        let subject = ("system-bus-name", HashMap::from([("name", Variant::from(sender))]));
         let flags = if interactive { ALLOW_USER_INTERACTION } else { 0 };
         authority.check_authorization(&subject, action.id(), details.iter().copied().collect(), flags, "").await
     };
-    let deadline = if interactive { INTERACTIVE_DEADLINE } else { CHECK_DEADLINE };
     match tokio::time::timeout(deadline, ask).await {
         Ok(Ok((true, _, _))) => Verdict::Authorized,
         Ok(Ok((false, challenge, _))) => Verdict::NotAuthorized { challenge },
@@ -114,7 +126,78 @@ pub async fn check(connection: &Connection, header: &Header<'_>, action: AdminAc
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::sync::Mutex;
+
+    use zbus::connection::Builder;
+
     use super::*;
+
+    /// A stand-in for polkitd's Authority: answers `reply`, or never when `None`; keeps
+    /// what it was asked.
+    struct Authority {
+        reply: Option<(bool, bool)>,
+        asked: Mutex<Vec<(String, String, String, u32)>>,
+    }
+
+    #[zbus::interface(name = "org.freedesktop.PolicyKit1.Authority")]
+    impl Authority {
+        async fn check_authorization(
+            &self,
+            subject: (String, HashMap<String, zbus::OwnedVariant>),
+            action_id: String,
+            details: HashMap<String, String>,
+            flags: u32,
+            _cancellation_id: String,
+        ) -> (bool, bool, HashMap<String, String>) {
+            let name = subject.1.get("name").and_then(|v| String::try_from(v.clone()).ok()).unwrap_or_default();
+            let user = details.get("user").cloned().unwrap_or_default();
+            self.asked.lock().unwrap().push((format!("{}:{name}", subject.0), action_id, user, flags));
+            match self.reply {
+                Some((yes, challenge)) => (yes, challenge, HashMap::new()),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// vigild's side of a peer-to-peer connection to a stand-in Authority.
+    async fn authority(reply: Option<(bool, bool)>) -> (Connection, Connection) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let served = Authority { reply, asked: Mutex::default() };
+        let server = Builder::unix_stream(a).server(zbus::Guid::generate()).p2p().serve_at("/org/freedesktop/PolicyKit1/Authority", served);
+        let (server, client) = tokio::join!(server.build(), Builder::unix_stream(b).p2p().build());
+        (server.unwrap(), client.unwrap())
+    }
+
+    async fn asked(server: &Connection) -> Vec<(String, String, String, u32)> {
+        let iface = server.object_server().interface::<_, Authority>("/org/freedesktop/PolicyKit1/Authority").await.unwrap();
+        iface.get().await.asked.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn polkit_is_asked_about_the_bus_name_and_its_answer_is_the_verdict() {
+        let (server, client) = authority(Some((true, false))).await;
+        let verdict = check_sender(&client, ":1.42", AdminAction::ManageLocks, &[("user", "alice")], false, CHECK_DEADLINE).await;
+        assert_eq!(verdict, Verdict::Authorized);
+        let (_server2, client2) = authority(Some((false, true))).await;
+        let verdict = check_sender(&client2, ":1.43", AdminAction::Reload, &[], true, CHECK_DEADLINE).await;
+        assert_eq!(verdict, Verdict::NotAuthorized { challenge: true });
+        assert_eq!(
+            asked(&server).await,
+            vec![("system-bus-name::1.42".to_string(), "org.vigil1.manage-locks".to_string(), "alice".to_string(), 0)],
+            "the subject is the bus name, never a pid; no interaction unless the call allowed it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_polkit_that_does_not_answer_is_given_up_after_the_deadline() {
+        let (_server, client) = authority(None).await;
+        let started = std::time::Instant::now();
+        let verdict = check_sender(&client, ":1.7", AdminAction::TerminateSession, &[], true, Duration::from_millis(300)).await;
+        assert!(matches!(&verdict, Verdict::Unavailable(why) if why.starts_with("no answer within")), "{verdict:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
+        assert!(CHECK_DEADLINE < INTERACTIVE_DEADLINE && INTERACTIVE_DEADLINE <= Duration::from_secs(300));
+    }
 
     #[test]
     fn every_action_is_in_the_shipped_policy_file() {
