@@ -10,7 +10,10 @@ use vigil_e2e::rc::PAM_SUCCESS;
 use vigil_e2e::{Harness, LogLine, VigildOpts, require_root, wait_for};
 
 const LOG_WAIT: Duration = Duration::from_secs(10);
-const TTY: &str = "pts/9";
+/// PAM_TTY of the sessions here: what sshd sets for a login without a pty. A pts name
+/// would be another process's terminal on a busy machine (a `/dev/pts/9` that exists is
+/// claimed by the session, and a `tty = false` block no longer matches).
+const TTY: &str = "ssh";
 const DOC_NET_HOST: &str = "203.0.113.7";
 const OTHER_HOST: &str = "198.51.100.7";
 /// Far enough apart that every record of the run falls between them.
