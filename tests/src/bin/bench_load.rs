@@ -114,7 +114,7 @@ impl Kind {
         match self {
             Kind::Permit => "pam_permit",
             Kind::VigilSocket => "pam_vigil, private socket",
-            Kind::VigilBus(BusKind::DbusDaemon) => "pam_vigil, bus",
+            Kind::VigilBus(BusKind::DbusDaemon) => "pam_vigil, bus (dbus-daemon)",
             Kind::VigilBus(BusKind::DbusBroker) => "pam_vigil, bus (dbus-broker)",
         }
     }

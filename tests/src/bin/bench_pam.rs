@@ -209,7 +209,7 @@ impl Kind {
         match self {
             Kind::Permit => "pam_permit",
             Kind::VigilSocket => "pam_vigil, private socket",
-            Kind::VigilBus => "pam_vigil, bus",
+            Kind::VigilBus => "pam_vigil, bus (dbus-daemon)",
             Kind::VigilBroker => "pam_vigil, bus (dbus-broker)",
             Kind::NullServer => "pam_vigil, null server",
             Kind::ExecTrue => "pam_exec /bin/true",
