@@ -20,6 +20,11 @@ packages="$packages prometheus-node-exporter"
 # and pkexec: the container's pkexec test (the container runs the machine's own root);
 # cron: a locked user's cron job refused there (tests/container/pam_stacks.sh).
 packages="$packages debhelper dpkg-dev lintian systemd-container polkitd pkexec cron"
+# e2e_dbus_broker and the benchmarks' --brokers: the bus path under dbus-broker, which
+# the harness starts itself (tests/src/bus.rs). Its postinst enables dbus-broker.service
+# as the dbus.service alias (system and user): undone below, so that dbus-daemon stays
+# the system bus of this machine and of the container stage (an overlay of this root).
+packages="$packages dbus-broker"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -31,6 +36,14 @@ if [ -n "$missing" ]; then
     chmod +x /usr/sbin/policy-rc.d.vigil-tests
     [ -e /usr/sbin/policy-rc.d ] || ln -s /usr/sbin/policy-rc.d.vigil-tests /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+    case " $missing " in
+        *" dbus-broker "*)
+            # deb-systemd-helper remembers the links as removed by the admin: upgrades
+            # keep them off.
+            systemctl disable dbus-broker.service >/dev/null 2>&1 || true
+            systemctl --global disable dbus-broker.service >/dev/null 2>&1 || true
+            ;;
+    esac
     [ "$(readlink /usr/sbin/policy-rc.d 2>/dev/null)" = /usr/sbin/policy-rc.d.vigil-tests ] && rm -f /usr/sbin/policy-rc.d
     rm -f /usr/sbin/policy-rc.d.vigil-tests
 fi

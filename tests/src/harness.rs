@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::bus::{Bus, BusPolicy};
+use crate::bus::{Bus, BusKind, BusPolicy};
 use crate::flood::Flood;
 use crate::host::{PamHostCmd, PamHostRun, PamHostSession};
 use crate::logs::{LogLine, read_log};
@@ -43,6 +43,8 @@ pub struct Harness {
     vigild: Option<Vigild>,
     /// A second vigild in `<dir>/second/` (another machine's, for remote verbs).
     second_vigild: Option<Vigild>,
+    /// A second bus in `<dir>/second/`, the second vigild's (two brokers side by side).
+    second_bus: Option<Bus>,
     pam_services: RefCell<Vec<PamService>>,
     users: RefCell<Vec<TestUser>>,
     pam_host_bin: RefCell<Option<PathBuf>>,
@@ -71,6 +73,7 @@ impl Harness {
             bus: None,
             vigild: None,
             second_vigild: None,
+            second_bus: None,
             pam_services: RefCell::new(Vec::new()),
             users: RefCell::new(Vec::new()),
             pam_host_bin: RefCell::new(None),
@@ -159,12 +162,32 @@ impl Harness {
         self.path("log.sock")
     }
 
-    // ---- dbus-daemon ----------------------------------------------------------------
+    // ---- the bus (dbus-daemon or dbus-broker) ----------------------------------------
 
+    /// Starts the private system bus with dbus-daemon.
     pub fn start_bus(&mut self, policy: BusPolicy) -> &Bus {
+        self.start_bus_with(policy, BusKind::DbusDaemon)
+    }
+
+    /// Starts the private system bus with `kind`'s daemon (same configuration file).
+    pub fn start_bus_with(&mut self, policy: BusPolicy, kind: BusKind) -> &Bus {
         assert!(self.bus.is_none(), "the bus is already started");
-        self.bus = Some(Bus::start_in(self.dir.path(), policy, &self.ledger));
+        self.bus = Some(Bus::start_in(self.dir.path(), policy, kind, &self.ledger));
         self.bus()
+    }
+
+    /// A second private bus in `<dir>/second/`, for the second vigild: two brokers
+    /// measured side by side. Stopped on drop, after the second vigild.
+    pub fn start_second_bus(&mut self, policy: BusPolicy, kind: BusKind) -> &Bus {
+        assert!(self.second_bus.is_none(), "the second bus is already started");
+        let dir = self.dir.subdir("second", 0o755);
+        self.second_bus = Some(Bus::start_in(&dir, policy, kind, &self.ledger));
+        self.second_bus()
+    }
+
+    #[track_caller]
+    pub fn second_bus(&self) -> &Bus {
+        self.second_bus.as_ref().expect("start_second_bus first")
     }
 
     #[track_caller]
@@ -195,12 +218,14 @@ impl Harness {
     }
 
     /// A second vigild, as another machine would run it: its own directory `<dir>/second/`
-    /// (configuration, private socket, state, locks), never on a bus, writing to the
-    /// harness's syslog socket. Stopped on drop, with the first.
+    /// (configuration, private socket, state, locks), on the second bus when one is
+    /// started and `opts.use_bus` (else `--no-bus`), writing to the harness's syslog
+    /// socket. Stopped on drop, with the first.
     pub fn start_second_vigild(&mut self, opts: VigildOpts) -> &Vigild {
         assert!(self.second_vigild.is_none(), "the second vigild is already set up");
         let dir = self.dir.subdir("second", 0o755);
-        self.second_vigild = Some(Vigild::start_in(&dir, &self.log_socket(), None, opts.no_bus(), &self.ledger));
+        let bus = self.second_bus.as_ref().map(|b| b.address().to_string());
+        self.second_vigild = Some(Vigild::start_in(&dir, &self.log_socket(), bus, opts, &self.ledger));
         self.second_vigild()
     }
 
@@ -451,6 +476,11 @@ impl Harness {
             "vigild.stderr",
             "second/vigild.stderr",
             "dbus-daemon.stderr",
+            "dbus-broker-launch.stderr",
+            "dbus-broker.journal",
+            "second/dbus-daemon.stderr",
+            "second/dbus-broker-launch.stderr",
+            "second/dbus-broker.journal",
             "rsyslogd.stderr",
             "sshd.stderr",
             "tmux.stderr",
@@ -519,6 +549,9 @@ impl Drop for Harness {
             vigild.stop();
         }
         if let Some(bus) = self.bus.take() {
+            bus.stop();
+        }
+        if let Some(bus) = self.second_bus.take() {
             bus.stop();
         }
         if let Some(rsyslog) = self.rsyslog.take() {

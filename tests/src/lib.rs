@@ -37,7 +37,7 @@ pub mod vigild;
 pub mod wait;
 pub mod watch;
 
-pub use bus::{Bus, BusPolicy};
+pub use bus::{Bus, BusKind, BusPolicy};
 pub use flood::{Flood, FloodReport};
 pub use harness::Harness;
 pub use host::{PamHostCmd, PamHostRun, PamHostSession};

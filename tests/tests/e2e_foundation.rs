@@ -9,6 +9,7 @@
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
+use vigil_e2e::bus::OPEN_SESSION_ARGS;
 use vigil_e2e::process::describe_output;
 use vigil_e2e::rc::{PAM_SESSION_ERR, PAM_SUCCESS};
 use vigil_e2e::{BusPolicy, Fail, Harness, LogLine, SessionInfo, VigilArgs, VigildOpts, require_root, wait_for};
@@ -19,21 +20,6 @@ const MODULE_TIMEOUT: &str = "1s";
 const MODULE_TIMEOUT_BOUND: Duration = Duration::from_millis(1500);
 const TTY: &str = "pts/9";
 const RHOST: &str = "203.0.113.7";
-/// OpenSessionEx with made-up values, as a non-root caller would try it.
-const OPEN_SESSION_ARGS: [&str; 12] = [
-    "--print-reply",
-    "--dest=org.vigil1",
-    "/org/vigil1",
-    "org.vigil1.Manager.OpenSessionEx",
-    "string:x",
-    "string:y",
-    "string:z",
-    "string:h",
-    "string:r",
-    "uint32:1",
-    "uint32:1",
-    "array:string:rhost",
-];
 
 fn harness() -> Harness {
     let h = Harness::with_syslog();

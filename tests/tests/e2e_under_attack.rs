@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::pipeline::{Pipeline, PipelineReport};
 use vigil_e2e::rc::PAM_SUCCESS;
-use vigil_e2e::{BusPolicy, Fail, Harness, TestUser, VigildOpts, require_root};
+use vigil_e2e::{BusKind, BusPolicy, Fail, Harness, TestUser, VigildOpts, require_root};
 
 /// vigild's resident memory must stay under this throughout a flood.
 const RSS_CEILING_KIB: u64 = 100 * 1024;
@@ -178,8 +178,26 @@ fn a_peer_that_reads_its_replies_is_served_within_the_bound_and_root_keeps_loggi
 #[test]
 fn a_users_flood_on_the_bus_leaves_roots_pam_calls_on_the_bus_within_their_deadline() {
     require_root!();
+    flood_on_the_bus(BusKind::DbusDaemon);
+}
+
+/// The same flood and the same promises with dbus-broker relaying the bus. Ignored: they
+/// do not hold there. vigild passes a flooder's calls past its share over unanswered and
+/// counts on dbus-daemon's limit of 128 replies pending per connection to stop the rest
+/// at the bus; dbus-broker-launch reads no such limit (only the bytes, fds, match rules
+/// and connections per user), so the flooder's calls keep queueing in front of root's:
+/// 2 of 100 root opens missed their 2 s deadline (BENCHMARKS.md, "dbus-daemon or
+/// dbus-broker"). Run with `--ignored` to see it.
+#[test]
+#[ignore = "under dbus-broker a user's flood holds root's bus calls past their deadline (no per-connection reply limit)"]
+fn a_users_flood_through_dbus_broker_leaves_roots_pam_calls_within_their_deadline() {
+    require_root!();
+    flood_on_the_bus(BusKind::DbusBroker);
+}
+
+fn flood_on_the_bus(kind: BusKind) {
     let mut h = harness();
-    h.start_bus(BusPolicy::Packaging);
+    h.start_bus_with(BusPolicy::Packaging, kind);
     h.start_vigild(VigildOpts::default());
     let user = h.create_user("login");
     let bus = h.bus_address();
@@ -197,7 +215,7 @@ fn a_users_flood_on_the_bus_leaves_roots_pam_calls_on_the_bus_within_their_deadl
     let mut watched = watch_flood(&h, &service, &user, &mut flood);
     let report = flood.finish(DROP_DEADLINE);
     eprintln!(
-        "bus flood: {} MyStatus calls written, {} answers read in {} ms ({:.0}/s through dbus-daemon); vigild RSS {baseline} KiB \
+        "bus flood: {} MyStatus calls written, {} answers read in {} ms ({:.0}/s through {kind}); vigild RSS {baseline} KiB \
          before, peak {} KiB; root's open+close over the bus: {quiet_p50} µs p50 before, {} rounds during it with median p50 {} µs, \
          slowest {:?}",
         report.calls_written,

@@ -5,19 +5,26 @@
 //! auth.log (the harness's rsyslogd) must hold exactly one `session_open` and one
 //! `session_close` from vigild for each session id a host got.
 //!
-//! `bench_load [--hosts 16] [--seconds 10] [--bus] [--state-on-disk] [--json] [--update-md FILE]`
+//! `bench_load [--hosts 16] [--seconds 10] [--bus [--brokers dbus-daemon,dbus-broker]] [--state-on-disk]
+//!            [--json] [--update-md FILE]`
+//!
+//! With `--bus`, one bus stack per broker of `--brokers` (dbus-daemon by default); with
+//! two, the second broker is the harness's second bus with a second vigild on it
+//! (`<dir>/second/`, same options), each stack's hosts calling through its own.
 //!
 //! Each host is this program run again (`bench_load/worker.rs`): it loads the modules
 //! with pam_start, waits for the common start time, runs cycles until the end time,
 //! and writes one line per cycle (its time, the session id, the return codes). The
 //! figure is all hosts' cycles over the time from the start to the end of the last
 //! cycle. vigild's, rsyslogd's and dbus-daemon's CPU (utime+stime from /proc) over the
-//! same time give their share of a core and their cost per cycle. After the load, the
+//! same time give their share of a core and their cost per cycle (vigild: every vigild
+//! of the harness, the idle one included; dbus-broker: with dbus-broker-launch). After the load, the
 //! wait for the audit trail is bounded: until every id has its two lines, or nothing
 //! new has come for 15 s (at most 180 s). vigild's session files are on tmpfs, as in
 //! production (`bench/tmpfs_state.rs`), unless `--state-on-disk`.
 //!
 //! stdout is markdown between `<!-- bench_load:begin -->` and `<!-- bench_load:end -->`
+//! (with two brokers, `bench_load_brokers`)
 //! (`--update-md FILE` also replaces that block in FILE); `--json` prints JSON instead.
 //! Needs root and the release build, like bench_pam.
 
@@ -53,9 +60,8 @@ use clap::Parser;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use vigil_e2e::bench::cpu_us;
 use vigil_e2e::interrupt::interrupted;
-use vigil_e2e::{BusPolicy, Harness, PamStack, Stats};
+use vigil_e2e::{BusKind, BusPolicy, Harness, PamStack, Stats};
 
 use audit_count::{AuditCount, Trail};
 use facts::Facts;
@@ -64,13 +70,17 @@ use worker::{Job, now_usec};
 
 const BEGIN: &str = "<!-- bench_load:begin -->";
 const END: &str = "<!-- bench_load:end -->";
+const BEGIN_BROKERS: &str = "<!-- bench_load_brokers:begin -->";
+const END_BROKERS: &str = "<!-- bench_load_brokers:end -->";
 /// Issue 9's target, on this 2-core machine.
 const TARGET_PER_SECOND: f64 = 5000.0;
 const TTY: &str = "pts/9";
 const RHOST: &str = "203.0.113.7";
 /// Time the hosts get to start and load their modules before the common start.
 const LEAD_IN: Duration = Duration::from_millis(1500);
-const DAEMONS: [&str; 3] = ["vigild", "rsyslogd", "dbus-daemon"];
+const DAEMONS: [&str; 4] = ["vigild", "rsyslogd", "dbus-daemon", "dbus-broker"];
+/// The processes counted under each of [`DAEMONS`].
+const DAEMON_PROCESSES: [&[&str]; 4] = [&["vigild"], &["rsyslogd"], &["dbus-daemon"], &["dbus-broker", "dbus-broker-launch"]];
 
 #[derive(Parser, Debug)]
 #[command(name = "bench_load", about = "Sustained PAM open+close by concurrent hosts, every cycle audited")]
@@ -84,6 +94,10 @@ struct Cli {
     /// Also load pam_vigil over the harness's private system bus.
     #[arg(long)]
     bus: bool,
+    /// With --bus: the bus daemons to load through, one stack each (dbus-daemon,
+    /// dbus-broker, or both).
+    #[arg(long, value_delimiter = ',', default_value = "dbus-daemon", value_name = "BROKER,...")]
+    brokers: Vec<BusKind>,
     #[command(flatten)]
     common: facts::CommonArgs,
 }
@@ -92,7 +106,7 @@ struct Cli {
 enum Kind {
     Permit,
     VigilSocket,
-    VigilBus,
+    VigilBus(BusKind),
 }
 
 impl Kind {
@@ -100,7 +114,8 @@ impl Kind {
         match self {
             Kind::Permit => "pam_permit",
             Kind::VigilSocket => "pam_vigil, private socket",
-            Kind::VigilBus => "pam_vigil, bus",
+            Kind::VigilBus(BusKind::DbusDaemon) => "pam_vigil, bus (dbus-daemon)",
+            Kind::VigilBus(BusKind::DbusBroker) => "pam_vigil, bus (dbus-broker)",
         }
     }
 }
@@ -118,7 +133,7 @@ struct Load {
     unregistered: u64,
     ids: Vec<u64>,
     /// CPU µs of each of [`DAEMONS`] over the load.
-    daemon_cpu_us: [u64; 3],
+    daemon_cpu_us: [u64; 4],
     /// CPU µs of the hosts (their libpam and modules), from getrusage(RUSAGE_CHILDREN).
     hosts_cpu_us: u64,
     audit: Option<AuditCount>,
@@ -146,8 +161,12 @@ fn main() -> ExitCode {
         eprintln!("bench_load: --hosts and --seconds must be at least 1");
         return ExitCode::from(2);
     }
-    let report =
-        facts::Report { program: "bench_load", markers: (BEGIN, END), update_md: cli.common.update_md.as_deref(), json: cli.common.json };
+    if cli.brokers.is_empty() || cli.brokers.len() > 2 || cli.brokers.first() == cli.brokers.get(1) {
+        eprintln!("bench_load: --brokers takes dbus-daemon, dbus-broker or both, each once");
+        return ExitCode::from(2);
+    }
+    let markers = if cli.bus && cli.brokers.len() > 1 { (BEGIN_BROKERS, END_BROKERS) } else { (BEGIN, END) };
+    let report = facts::Report { program: "bench_load", markers, update_md: cli.common.update_md.as_deref(), json: cli.common.json };
     match report.run(|| bench(&cli), |facts, loads| (markdown(&cli, facts, loads), to_json(&cli, facts, loads))) {
         // Exit 3 when a cycle went unaudited: a script can tell.
         Ok(loads) if loads.iter().filter_map(|l| l.audit.as_ref()).all(AuditCount::complete) => ExitCode::SUCCESS,
@@ -157,35 +176,43 @@ fn main() -> ExitCode {
 }
 
 fn bench(cli: &Cli) -> Option<Vec<Load>> {
-    eprintln!("bench_load: starting rsyslogd{} and vigild", if cli.bus { ", dbus-daemon" } else { "" });
-    let state = (!cli.common.state_on_disk).then(TmpfsState::new);
+    let brokers: &[BusKind] = if cli.bus { &cli.brokers } else { &[] };
+    let names: String = brokers.iter().map(|b| format!(", {b}")).collect();
+    eprintln!("bench_load: starting rsyslogd{names} and vigild");
+    let state = (!cli.common.state_on_disk).then(|| TmpfsState::new(brokers.len().max(1)));
     let mut h = Harness::with_syslog();
     if let Some(state) = &state {
         state.link(&h);
     }
     let user = h.create_user("load");
     let opts = holder::vigild_opts(&user.name);
-    let opts = if cli.bus {
-        h.start_bus(BusPolicy::Packaging);
-        opts
-    } else {
-        opts.no_bus()
+    let opts = match brokers {
+        [] => opts.no_bus(),
+        [first, rest @ ..] => {
+            h.start_bus_with(BusPolicy::Packaging, *first);
+            if let Some(&second) = rest.first() {
+                h.start_second_bus(BusPolicy::Packaging, second);
+            }
+            opts
+        }
     };
-    h.start_vigild(opts);
-    let mut kinds = vec![Kind::Permit, Kind::VigilSocket];
-    if cli.bus {
-        kinds.push(Kind::VigilBus);
+    h.start_vigild(opts.clone());
+    if brokers.len() > 1 {
+        h.start_second_vigild(opts);
     }
+    let mut kinds = vec![Kind::Permit, Kind::VigilSocket];
+    kinds.extend(brokers.iter().map(|&b| Kind::VigilBus(b)));
     let mut trail = Trail::new(h.path("auth.log"));
     let mut loads = Vec::new();
     for kind in kinds {
         let stack = match kind {
             Kind::Permit => PamStack::permit_only(),
             Kind::VigilSocket => stacks::vigil_socket(&h),
-            Kind::VigilBus => stacks::vigil_bus(&h),
+            Kind::VigilBus(broker) => stacks::vigil_bus(&h, stacks::bus_of(&h, broker)),
         };
         let service = h.install_pam_service(&format!("load-{}", loads.len()), &stack);
         eprintln!("bench_load: {}: {} hosts for {} s", kind.label(), cli.hosts, cli.seconds);
+        trail.start_afresh();
         let mut load = run_load(cli, &h, kind, &service, &user.name)?;
         if kind != Kind::Permit {
             eprintln!("bench_load: waiting for {} sessions' records in auth.log", load.ids.len());
@@ -199,6 +226,14 @@ fn bench(cli: &Cli) -> Option<Vec<Load>> {
         }
     }
     Some(loads)
+}
+
+/// The vigild a stack's hosts call: the second one for the second bus's stack.
+fn vigild_of(h: &Harness, kind: Kind) -> u32 {
+    match kind {
+        Kind::VigilBus(broker) if h.bus().kind() != broker => h.second_vigild().pid(),
+        _ => h.vigild().pid(),
+    }
 }
 
 /// User + system time of this process's reaped children (µs): the hosts, once waited for.
@@ -239,10 +274,10 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
             .unwrap_or_else(|e| panic!("cannot start a load host: {e}"));
         hosts.push((child, out));
     }
-    let pids = usage::pids_of(h, DAEMONS);
+    let pids = DAEMON_PROCESSES.map(|names| usage::all_pids_of(h, names));
     let children_before = children_cpu_us();
     std::thread::sleep(Duration::from_micros(start_usec.saturating_sub(now_usec())));
-    let cpu_before = pids.map(cpu_us);
+    let cpu_before = pids.each_ref().map(|p| usage::cpu_us_of(p));
     // Bounded: the run's length and a minute for the hosts to finish; then killed by pid.
     let deadline = Instant::now() + Duration::from_secs(cli.seconds + 60);
     let mut statuses = Vec::new();
@@ -260,7 +295,7 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
         };
         statuses.push(status);
     }
-    let cpu_after = pids.map(cpu_us);
+    let cpu_after = pids.each_ref().map(|p| usage::cpu_us_of(p));
     let hosts_cpu_us = children_cpu_us().saturating_sub(children_before);
     if interrupted() {
         return None;
@@ -303,13 +338,15 @@ fn run_load(cli: &Cli, h: &Harness, kind: Kind, service: &str, user: &str) -> Op
         daemon_cpu_us,
         hosts_cpu_us,
         audit: None,
-        vigild_rss_kib: pids[0].and_then(vigil_e2e::procfs::rss_kib).unwrap_or(0),
+        vigild_rss_kib: vigil_e2e::procfs::rss_kib(vigild_of(h, kind)).unwrap_or(0),
         load_after: String::new(),
     })
 }
 
 fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
-    let mut md = format!("{BEGIN}\nCommand (as root, from the repository): `{}`\n\n", f.command);
+    let two = cli.bus && cli.brokers.len() > 1;
+    let (begin, end) = if two { (BEGIN_BROKERS, END_BROKERS) } else { (BEGIN, END) };
+    let mut md = format!("{begin}\nCommand (as root, from the repository): `{}`\n\n", f.command);
     md.push_str(&format!(
         "- {} PAM host processes at once (real libpam, one handle each, tty and rhost set as sshd sets them), \
          each running pam_open_session + pam_close_session in a loop for {} s per stack; pam_permit is the \
@@ -322,12 +359,20 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
         if cli.bus { "on its private socket and the harness's private system bus" } else { "private socket only (`--no-bus`)" },
         if cli.common.state_on_disk { "under /tmp (`--state-on-disk`)" } else { "on tmpfs, as /run/vigil is" }
     ));
+    if two {
+        md.push_str(
+            "- two buses with the same configuration file (packaging policy): dbus-daemon, and dbus-broker \
+             (`dbus-broker-launch --scope system` under `systemd-socket-activate`, tests/src/bus.rs), each with its \
+             own vigild (same options; the second in the harness's `second/` directory); the stacks run one after \
+             the other; the vigild column is both vigilds, the dbus-broker column includes dbus-broker-launch\n",
+        );
+    }
     md.push_str(&f.markdown_lines());
     md.push_str(
         "\n| stack | cycles | seconds | **cycles/s** | open+close p50 / p99 µs | failed | unregistered | \
-         hosts: % of a core, µs per cycle | vigild | rsyslogd | dbus-daemon | audited (ids with one open and one close line) | vigild RSS MiB after | load (1 min) after |\n",
+         hosts: % of a core, µs per cycle | vigild | rsyslogd | dbus-daemon | dbus-broker | audited (ids with one open and one close line) | vigild RSS MiB after | load (1 min) after |\n",
     );
-    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |\n");
+    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |\n");
     for l in loads {
         let share = |us: u64| {
             let us = us as f64;
@@ -336,7 +381,7 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
         let cpu = |i: usize| share(l.daemon_cpu_us[i]);
         let audited = l.audit.as_ref().map_or("—".to_string(), AuditCount::describe);
         md.push_str(&format!(
-            "| {} | {} | {:.2} | **{:.0}** | {} / {} | {} | {} | {} | {} | {} | {} | {audited} | {:.1} | {} |\n",
+            "| {} | {} | {:.2} | **{:.0}** | {} / {} | {} | {} | {} | {} | {} | {} | {} | {audited} | {:.1} | {} |\n",
             l.kind.label(),
             l.cycles,
             l.seconds,
@@ -349,6 +394,7 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
             cpu(0),
             cpu(1),
             cpu(2),
+            cpu(3),
             l.vigild_rss_kib as f64 / 1024.0,
             l.load_after
         ));
@@ -366,7 +412,7 @@ fn markdown(cli: &Cli, f: &Facts, loads: &[Load]) -> String {
             if audited { "met" } else { "**missed**" }
         ));
     }
-    md.push_str(END);
+    md.push_str(end);
     md.push('\n');
     md
 }

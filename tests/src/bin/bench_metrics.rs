@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         eprintln!("bench_metrics: needs root (vigild registers sessions for root callers only)");
         return ExitCode::from(1);
     }
-    let state = TmpfsState::new();
+    let state = TmpfsState::new(1);
     let mut h = Harness::with_syslog();
     state.link(&h);
     let user = h.create_user("benchm");

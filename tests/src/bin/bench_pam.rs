@@ -2,6 +2,7 @@
 //! same against the number of sessions vigild holds (issue 9's, `--preload`).
 //!
 //! `bench_pam [--cycles N (2000)] [--rounds R (4)] [--warmup W (50)] [--no-bus]
+//!            [--brokers dbus-daemon,dbus-broker]
 //!            [--preload N,N,... [--in-flight K (16)] [--per-leader K (0)] [--idle-window S (10)]]
 //!            [--state-on-disk] [--json] [--update-md FILE]`
 //! `bench_pam --account [--cycles N] [--rounds R] [--warmup W] [--no-bus] [--json] [--update-md FILE]`
@@ -17,7 +18,10 @@
 //! - `pam_permit.so` (the baseline),
 //! - `pam_vigil.so` over the private socket (`h.vigil_args()`),
 //! - `pam_vigil.so` over the bus (`h.vigil_args().bus(<address>)`, the socket argument
-//!   pointing nowhere so that only the bus can register the session),
+//!   pointing nowhere so that only the bus can register the session), one stack per
+//!   broker of `--brokers` (dbus-daemon by default): with two, the second broker is the
+//!   harness's second bus with a second vigild on it (`<dir>/second/`), so that both
+//!   run interleaved in the same rounds,
 //! - `pam_vigil.so` against a null server (`bench/null_server.rs`: answers every call
 //!   at once, does nothing else), the floor any daemon behind the module costs on this
 //!   machine, so that vigild's own share shows (not with `--preload`),
@@ -28,6 +32,9 @@
 //! (`bench/tmpfs_state.rs`); `--state-on-disk` leaves them under the harness's
 //! directory in /tmp. vigild adopts only the benchmark user's logins
 //! (`holder::vigild_opts`).
+//!
+//! The CPU columns are per process name: both vigilds together (the one not called is
+//! idle), dbus-daemon, dbus-broker with its launcher, rsyslogd.
 //!
 //! `--no-bus` runs vigild without a bus (`--no-bus`) and drops the bus stack: what the
 //! session objects on the bus connection cost shows against a run with it.
@@ -52,7 +59,7 @@
 //! reported with the latencies. The sessions end when the helper exits.
 //!
 //! stdout is the markdown for BENCHMARKS.md, between `<!-- bench_pam:begin -->` and
-//! `<!-- bench_pam:end -->` (with `--preload`: `bench_pam_preload`, or
+//! `<!-- bench_pam:end -->` (with two brokers: `bench_pam_brokers`; with `--preload`: `bench_pam_preload`, or
 //! `bench_pam_preload_no_bus` with `--no-bus`); `--update-md FILE` also replaces that
 //! block in FILE. `--json` prints one JSON object instead. Progress goes to stderr.
 //!
@@ -84,11 +91,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
-use vigil_e2e::bench::{SampledRun, cpu_us, run_sampled};
+use vigil_e2e::bench::{SampledRun, run_sampled};
 use vigil_e2e::interrupt::interrupted;
 use vigil_e2e::process::describe_output;
 use vigil_e2e::rc::PAM_SUCCESS;
-use vigil_e2e::{BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, paths};
+use vigil_e2e::{BusKind, BusPolicy, Harness, PamHostCmd, PamHostReport, PamStack, Stats, paths};
 use vigil_protocol::{ManagerProxy, Target};
 
 use holder::{Holder, TopUp};
@@ -120,6 +127,10 @@ pub struct Cli {
     /// vigild without a bus, and no bus stack.
     #[arg(long)]
     no_bus: bool,
+    /// The bus daemons to measure the bus path through, in the same rounds (one bus
+    /// stack each): dbus-daemon, dbus-broker, or both.
+    #[arg(long, value_delimiter = ',', default_value = "dbus-daemon", value_name = "BROKER,...")]
+    brokers: Vec<BusKind>,
     /// Registry sizes to measure at (sessions held open by a helper process), e.g.
     /// `0,1000,10000,100000`; without it, one run with none (issue 2's report).
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
@@ -161,6 +172,7 @@ impl Cli {
             return (issue20::BEGIN, issue20::END);
         }
         match (self.preloading(), self.no_bus) {
+            (false, false) if self.brokers.len() > 1 => (issue2::BEGIN_BROKERS, issue2::END_BROKERS),
             (false, _) => (issue2::BEGIN, issue2::END),
             (true, false) => (issue9::BEGIN, issue9::END),
             (true, true) => (issue9::BEGIN_NO_BUS, issue9::END_NO_BUS),
@@ -172,7 +184,10 @@ impl Cli {
 pub enum Kind {
     Permit,
     VigilSocket,
+    /// Over the bus, through dbus-daemon.
     VigilBus,
+    /// Over the bus, through dbus-broker.
+    VigilBroker,
     /// pam_vigil against a server that answers at once (`bench/null_server.rs`).
     NullServer,
     ExecTrue,
@@ -184,6 +199,7 @@ impl Kind {
             Kind::Permit => "permit",
             Kind::VigilSocket => "vigil_socket",
             Kind::VigilBus => "vigil_bus",
+            Kind::VigilBroker => "vigil_bus_broker",
             Kind::NullServer => "null_server",
             Kind::ExecTrue => "exec_true",
         }
@@ -193,14 +209,23 @@ impl Kind {
         match self {
             Kind::Permit => "pam_permit",
             Kind::VigilSocket => "pam_vigil, private socket",
-            Kind::VigilBus => "pam_vigil, bus",
+            Kind::VigilBus => "pam_vigil, bus (dbus-daemon)",
+            Kind::VigilBroker => "pam_vigil, bus (dbus-broker)",
             Kind::NullServer => "pam_vigil, null server",
             Kind::ExecTrue => "pam_exec /bin/true",
         }
     }
 
     fn is_vigil(self) -> bool {
-        matches!(self, Kind::VigilSocket | Kind::VigilBus)
+        matches!(self, Kind::VigilSocket | Kind::VigilBus | Kind::VigilBroker)
+    }
+
+    /// The bus stack through `broker`.
+    fn over(broker: BusKind) -> Kind {
+        match broker {
+            BusKind::DbusDaemon => Kind::VigilBus,
+            BusKind::DbusBroker => Kind::VigilBroker,
+        }
     }
 
     /// Stacks whose every open must set `VIGIL_SESSION_ID`.
@@ -215,11 +240,13 @@ pub struct RunResult {
     report: PamHostReport,
     samples: Vec<u64>,
     /// CPU time (µs, from 10 ms ticks) the harness's daemons used during the run.
-    daemon_cpu_us: [u64; 3],
+    daemon_cpu_us: [u64; 4],
 }
 
-/// The harness's daemons whose CPU time is sampled around each run.
-pub const DAEMONS: [&str; 3] = ["vigild", "dbus-daemon", "rsyslogd"];
+/// The harness's daemons whose CPU time is sampled around each run (every process of
+/// each name: both vigilds; dbus-broker with dbus-broker-launch).
+pub const DAEMONS: [&str; 4] = ["vigild", "dbus-daemon", "dbus-broker", "rsyslogd"];
+const DAEMON_PROCESSES: [&[&str]; 4] = [&["vigild"], &["dbus-daemon"], &["dbus-broker", "dbus-broker-launch"], &["rsyslogd"]];
 
 #[derive(Clone)]
 pub struct StackResult {
@@ -237,9 +264,9 @@ impl StackResult {
     }
 
     /// Each daemon's CPU time per measured cycle (µs), over all rounds.
-    fn daemon_cpu_per_cycle(&self) -> [f64; 3] {
+    fn daemon_cpu_per_cycle(&self) -> [f64; 4] {
         let cycles: usize = self.runs.iter().map(|r| r.samples.len()).sum();
-        let mut out = [0.0; 3];
+        let mut out = [0.0; 4];
         for (i, v) in out.iter_mut().enumerate() {
             let total: u64 = self.runs.iter().map(|r| r.daemon_cpu_us[i]).sum();
             *v = total as f64 / cycles.max(1) as f64;
@@ -275,6 +302,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    if cli.brokers.is_empty() || cli.brokers.len() > 2 || cli.brokers.first() == cli.brokers.get(1) {
+        eprintln!("bench_pam: --brokers takes dbus-daemon, dbus-broker or both, each once");
+        return ExitCode::from(2);
+    }
+    if cli.brokers.len() > 1 && (cli.preloading() || cli.account || cli.no_bus) {
+        eprintln!("bench_pam: two --brokers only in the plain run (not with --preload, --account or --no-bus)");
+        return ExitCode::from(2);
+    }
     if cli.rounds == 0 || cli.cycles < cli.rounds {
         eprintln!("bench_pam: --cycles ({}) must be at least --rounds ({}), and --rounds at least 1", cli.cycles, cli.rounds);
         return ExitCode::from(2);
@@ -307,8 +342,8 @@ fn main() -> ExitCode {
 
 /// Runs the whole benchmark inside one harness; `None` when interrupted.
 fn bench(cli: &Cli) -> Option<Vec<Level>> {
-    eprintln!("bench_pam: starting rsyslogd, dbus-daemon and vigild");
-    let state = (!cli.common.state_on_disk).then(TmpfsState::new);
+    eprintln!("bench_pam: starting rsyslogd, {} and vigild", cli.brokers.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "));
+    let state = (!cli.common.state_on_disk).then(|| TmpfsState::new(cli.brokers.len()));
     let mut h = Harness::with_syslog();
     if let Some(state) = &state {
         state.link(&h);
@@ -322,24 +357,34 @@ fn bench(cli: &Cli) -> Option<Vec<Level>> {
     if cli.no_bus {
         opts = opts.no_bus();
     } else {
-        h.start_bus(BusPolicy::Packaging);
+        h.start_bus_with(BusPolicy::Packaging, cli.brokers[0]);
+        if let Some(&second) = cli.brokers.get(1) {
+            h.start_second_bus(BusPolicy::Packaging, second);
+        }
     }
-    h.start_vigild(opts);
+    h.start_vigild(opts.clone());
+    if cli.brokers.len() > 1 && !cli.no_bus {
+        h.start_second_vigild(opts);
+    }
     let dir = h.dir().display().to_string();
     let root = paths::workspace_root().display().to_string();
 
     let null_server = NullServer::start(&h.path("null.sock")).unwrap_or_else(|e| panic!("the null server: {e}"));
-    let kinds: Vec<Kind> = [Kind::Permit, Kind::VigilSocket, Kind::VigilBus, Kind::NullServer, Kind::ExecTrue]
-        .into_iter()
-        .filter(|&k| !(cli.no_bus && k == Kind::VigilBus || cli.preloading() && matches!(k, Kind::ExecTrue | Kind::NullServer)))
-        .collect();
+    let mut kinds = vec![Kind::Permit, Kind::VigilSocket];
+    if !cli.no_bus {
+        kinds.extend(cli.brokers.iter().map(|&b| Kind::over(b)));
+    }
+    if !cli.preloading() {
+        kinds.extend([Kind::NullServer, Kind::ExecTrue]);
+    }
     let stacks: Vec<StackResult> = kinds
         .iter()
         .map(|&kind| {
             let stack = match kind {
                 Kind::Permit => PamStack::permit_only(),
                 Kind::VigilSocket => stacks::vigil_socket(&h),
-                Kind::VigilBus => stacks::vigil_bus(&h),
+                Kind::VigilBus => stacks::vigil_bus(&h, stacks::bus_of(&h, BusKind::DbusDaemon)),
+                Kind::VigilBroker => stacks::vigil_bus(&h, stacks::bus_of(&h, BusKind::DbusBroker)),
                 Kind::NullServer => PamStack::vigil_session(&paths::pam_module(), &h.vigil_args().socket(null_server.path())),
                 Kind::ExecTrue => PamStack::exec_true(),
             };
@@ -435,11 +480,11 @@ fn run_stack(h: &Harness, user: &str, stack: &StackResult, cycles: u32, round: u
     }
     let cmd: PamHostCmd = h.pam_host(&stack.service, user).tty(TTY).rhost(RHOST).cycles(cycles);
     let samples_path = h.path(&format!("samples-{}-{round}.txt", stack.kind.key()));
-    let pids = usage::pids_of(h, DAEMONS);
-    let cpu_before = pids.map(cpu_us);
+    let pids = DAEMON_PROCESSES.map(|names| usage::all_pids_of(h, names));
+    let cpu_before = pids.each_ref().map(|p| usage::cpu_us_of(p));
     let SampledRun { out, report, samples } = run_sampled(&cmd, &samples_path, stack.kind.label());
-    let cpu_after = pids.map(cpu_us);
-    let daemon_cpu_us: [u64; 3] = std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i]));
+    let cpu_after = pids.each_ref().map(|p| usage::cpu_us_of(p));
+    let daemon_cpu_us: [u64; 4] = std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i]));
     if interrupted() {
         return None;
     }

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         eprintln!("bench_registry: needs root (vigild registers sessions for root callers only)");
         return ExitCode::from(1);
     }
-    let state = (!args.state_on_disk).then(TmpfsState::new);
+    let state = (!args.state_on_disk).then(|| TmpfsState::new(1));
     let mut h = Harness::with_syslog();
     if let Some(state) = &state {
         state.link(&h);

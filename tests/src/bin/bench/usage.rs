@@ -9,10 +9,14 @@ use std::time::Duration;
 use vigil_e2e::bench::clk_tck;
 use vigil_e2e::procfs::rss_kib;
 
-/// The pids of the processes named `names`: the last of each name the harness started.
-pub fn pids_of<const N: usize>(h: &vigil_e2e::Harness, names: [&str; N]) -> [Option<u32>; N] {
-    let spawned = h.spawned();
-    names.map(|name| spawned.iter().rev().find(|r| r.name == name).map(|r| r.pid))
+/// Every pid the harness started under one of `names` (a history: ended ones give 0 CPU).
+pub fn all_pids_of(h: &vigil_e2e::Harness, names: &[&str]) -> Vec<u32> {
+    h.spawned().iter().filter(|r| names.contains(&r.name.as_str())).map(|r| r.pid).collect()
+}
+
+/// utime + stime (µs, 10 ms ticks) of the processes `pids`, summed.
+pub fn cpu_us_of(pids: &[u32]) -> u64 {
+    pids.iter().map(|&pid| vigil_e2e::bench::cpu_us(Some(pid))).sum()
 }
 
 /// utime + stime of a process, all its threads, in clock ticks; `None` once it is gone.

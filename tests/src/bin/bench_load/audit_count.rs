@@ -135,6 +135,13 @@ impl Trail {
         c
     }
 
+    /// Reads what has come and forgets the counts: the next load's ids are counted from
+    /// here. With two vigilds (one per bus) both hand out the same ids.
+    pub fn start_afresh(&mut self) {
+        self.read_new();
+        self.lines.clear();
+    }
+
     /// Waits until every id has its open and close line (bounded: see [`MAX_WAIT`] and
     /// [`QUIET_LIMIT`]), reading the file as it grows.
     pub fn wait_for(&mut self, ids: &[u64], interrupted: &dyn Fn() -> bool) -> AuditCount {

@@ -10,12 +10,16 @@ use vigil_e2e::bench::clk_tck;
 
 pub const BEGIN: &str = "<!-- bench_pam:begin -->";
 pub const END: &str = "<!-- bench_pam:end -->";
+/// With `--brokers dbus-daemon,dbus-broker` (issue 22's comparison of the two).
+pub const BEGIN_BROKERS: &str = "<!-- bench_pam_brokers:begin -->";
+pub const END_BROKERS: &str = "<!-- bench_pam_brokers:end -->";
 
 pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
     let base = stacks[0].pooled();
     let per_round = cli.cycles / cli.rounds;
+    let (begin, end) = cli.markers();
     let mut md = String::new();
-    md.push_str(BEGIN);
+    md.push_str(begin);
     md.push('\n');
     md.push_str(&format!("Command (as root, from the repository): `{}`\n\n", f.command));
     md.push_str(&format!(
@@ -29,10 +33,19 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
         cli.warmup
     ));
     md.push_str(&f.markdown_lines());
-    md.push_str(
-        "- vigild, dbus-daemon and rsyslogd (the harness's own) run on the same machine; vigild writes an audit \
-         line per open and close\n",
-    );
+    let buses: Vec<&str> = if cli.no_bus { Vec::new() } else { cli.brokers.iter().map(|b| b.name()).collect() };
+    md.push_str(&format!(
+        "- vigild, {}rsyslogd (the harness's own) run on the same machine; vigild writes an audit line per open and close\n",
+        buses.iter().map(|b| format!("{b}, ")).collect::<String>()
+    ));
+    if buses.len() > 1 {
+        md.push_str(
+            "- each bus has its own vigild (the second in the harness's `second/` directory, with the same options and \
+             its session files on tmpfs too), so that both bus stacks run interleaved in the same rounds; both buses \
+             load the same configuration file with the packaging policy; dbus-broker runs as `dbus-broker-launch \
+             --scope system` under `systemd-socket-activate` (tests/src/bus.rs)\n",
+        );
+    }
     md.push_str(&crate::state_line(cli));
     md.push('\n');
     md.push_str("| stack | cycles | p50 µs | p99 µs | max µs | p50 added over pam_permit | p99 added over pam_permit |\n");
@@ -71,6 +84,23 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
             signed(added(null, base.p50)),
         ));
     }
+    if let (Some(daemon), Some(broker)) = (stack_of(stacks, Kind::VigilBus), stack_of(stacks, Kind::VigilBroker)) {
+        let (d, b) = (daemon.pooled(), broker.pooled());
+        let (dc, bc) = (daemon.daemon_cpu_per_cycle(), broker.daemon_cpu_per_cycle());
+        md.push_str(&format!(
+            "- bus through dbus-broker against dbus-daemon, same rounds: p50 {} µs ({:.2}×), p99 {} µs ({:.2}×); the bus \
+             daemon's CPU per open+close {:.0} µs against {:.0} µs ({:.2}×); vigild's {:.0} µs against {:.0} µs\n",
+            signed(added(b.p50, d.p50)),
+            b.p50 as f64 / d.p50.max(1) as f64,
+            signed(added(b.p99, d.p99)),
+            b.p99 as f64 / d.p99.max(1) as f64,
+            bc[2],
+            dc[1],
+            bc[2] / dc[1].max(1.0),
+            bc[0],
+            dc[0],
+        ));
+    }
     md.push('\n');
     md.push_str("Per round, p50 / p99 µs of open+close (round order alternates; open and close p50 from pam_host):\n\n");
     md.push_str("| stack |");
@@ -93,7 +123,8 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
     }
     md.push_str(&format!(
         "\nCPU time of the harness's daemons per measured cycle while each stack ran (µs; utime+stime from \
-         /proc in {} ms ticks, so ±{:.0} µs per cycle at these counts; includes vigild's periodic work):\n\n",
+         /proc in {} ms ticks, so ±{:.0} µs per cycle at these counts; includes vigild's periodic work; vigild is \
+         every vigild of the harness, dbus-broker includes dbus-broker-launch):\n\n",
         1000 / clk_tck(),
         (1_000_000.0 / clk_tck() as f64) * cli.rounds as f64 / cli.cycles as f64
     ));
@@ -119,7 +150,7 @@ pub fn markdown(cli: &Cli, f: &Facts, stacks: &[StackResult]) -> String {
         md.push('\n');
     }
     md.push_str("```\n");
-    md.push_str(END);
+    md.push_str(end);
     md.push('\n');
     md
 }
@@ -172,4 +203,8 @@ pub fn stack_json(s: &StackResult, base: &Stats) -> Value {
                 .collect::<serde_json::Map<String, Value>>(),
         })).collect::<Vec<_>>(),
     })
+}
+
+fn stack_of(stacks: &[StackResult], kind: Kind) -> Option<&StackResult> {
+    stacks.iter().find(|s| s.kind == kind)
 }

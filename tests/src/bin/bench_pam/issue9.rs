@@ -125,7 +125,7 @@ pub fn markdown(cli: &Cli, f: &Facts, levels: &[Level]) -> String {
             let cpu = stack(level, Kind::VigilBus).map_or(0.0, |s| s.daemon_cpu_per_cycle()[1]);
             md.push_str(&format!(" {cpu:.0} |"));
         }
-        let syslog = stack(level, Kind::VigilSocket).map_or(0.0, |s| s.daemon_cpu_per_cycle()[2]);
+        let syslog = stack(level, Kind::VigilSocket).map_or(0.0, |s| s.daemon_cpu_per_cycle()[3]);
         let idle = level.idle.map_or("—".to_string(), |w| format!("{} / {} over {} s", w.cpu_us_exact, w.switches, w.seconds));
         md.push_str(&format!(" {syslog:.0} | {idle} | {} |\n", level.load_after));
     }
