@@ -553,3 +553,5 @@ fn unusual_long_session_lowered_and_raised() {
     assert!(alice.detail.contains("ended after 1m (more than 30s)"), "{}", alice.detail);
     assert_eq!(sessions_of(&with(26 * 3600), "long_session"), Vec::<Option<u64>>::new());
 }
+
+mod duplicates;
