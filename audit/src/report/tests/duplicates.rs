@@ -37,16 +37,7 @@ fn a_copy_is_counted_once_and_reported_as_a_duplicate() {
 #[test]
 fn with_the_key_the_copy_is_verified_and_counted() {
     let text = trail_with_copy();
-    let key = KeyFile { start_seq: 1, key: Key::from_bytes([9; KEY_BYTES]) };
-    let verified = verify::verify_readers(vec![(PathBuf::from("auth.log"), text.as_bytes())], &[key]).unwrap();
-    let r = report_readers(
-        vec![(PathBuf::from("auth.log"), text.as_bytes())],
-        &Filter::default(),
-        Thresholds::default(),
-        Some(&verified),
-        now(),
-    )
-    .unwrap();
+    let (r, verified) = report_verified(text.as_bytes(), KeyFile { start_seq: 1, key: Key::from_bytes([9; KEY_BYTES]) });
     let v = r.hosts[0].verified.clone().unwrap();
     // The trail leaves two seqs out on purpose: those are its only failure.
     assert_eq!((v.duplicates, v.missing_seqs, v.failures), (1, 2, 1), "{}", verified.render());
