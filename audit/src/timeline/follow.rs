@@ -131,7 +131,7 @@ impl<'a, W: Write> Printer<'a, W> {
         if self.error.is_some() {
             return;
         }
-        let Line::Record(host, event) = read_line(file, number, text, cut, &mut self.clock, now) else { return };
+        let Line::Record(host, _, event) = read_line(file, number, text, cut, &mut self.clock, now) else { return };
         if !self.wanted(host, &event) {
             return;
         }

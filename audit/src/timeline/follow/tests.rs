@@ -239,7 +239,7 @@ fn the_users_kept_for_user_are_bounded() {
     let mut t = Trail::new();
     for session in 0..(SESSIONS_KEPT as u64 + 5000) {
         let line = t.open(session, "alice");
-        let Line::Record(host, event) = read_line(0, 1, line.trim_end(), false, &mut MinuteCache::default(), SystemTime::now()) else {
+        let Line::Record(host, _, event) = read_line(0, 1, line.trim_end(), false, &mut MinuteCache::default(), SystemTime::now()) else {
             panic!("not a record: {line}")
         };
         assert!(users.is_users(host, session, &event, b"alice"));
