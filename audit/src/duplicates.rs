@@ -7,11 +7,12 @@
 //! a few dozen bytes each, so a copy further back than that is not recognised as one
 //! (`verify` then reports it as a duplicate seq, as it reports any other).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
 use crate::chain::MAC_HEX;
 use crate::trail::Event;
+use crate::verify::MAX_HOSTS;
 
 /// Records of one host remembered for recognising a copy: RELP re-sends at most its
 /// window of unacknowledged frames (librelp's default: 128), so a copy comes within
@@ -102,6 +103,30 @@ impl TrailCopies {
         }
         recent.push(seq, mac, digest);
         false
+    }
+}
+
+/// [`TrailCopies`] for a reader that has no host numbers of its own (`show --follow`):
+/// hosts numbered by name as they come, the first [`MAX_HOSTS`] only, so that a file
+/// of ever new host names cannot grow it.
+#[derive(Default)]
+pub(crate) struct NamedHostCopies {
+    hosts: HashMap<String, u32>,
+    copies: TrailCopies,
+}
+
+impl NamedHostCopies {
+    pub(crate) fn is_copy(&mut self, host: &str, message: &str, event: &Event) -> bool {
+        let id = match self.hosts.get(host) {
+            Some(&id) => id,
+            None if self.hosts.len() < MAX_HOSTS => {
+                let id = self.hosts.len() as u32;
+                self.hosts.insert(host.to_owned(), id);
+                id
+            }
+            None => return false,
+        };
+        self.copies.is_copy(id, message, event)
     }
 }
 
