@@ -15,6 +15,9 @@ packages="rsyslog dbus openssh-server openssh-client sudo sshpass tmux libpam0g-
 # e2e_metrics: node_exporter's textfile collector scrapes vigild's metrics file (its own
 # process on 127.0.0.1, never the Debian service).
 packages="$packages prometheus-node-exporter"
+# e2e_fleet_relp: rsyslog's RELP modules (imrelp, omrelp) for two private rsyslogd
+# forwarding to each other as docs/fleet.md configures them (no service of its own).
+packages="$packages rsyslog-relp"
 # The package and its tests under a real systemd (tests/container/run.sh). Installing
 # systemd-container upgrades systemd 252.38 to 252.39 on Debian 12: harmless. polkitd
 # and pkexec: the container's pkexec test (the container runs the machine's own root);

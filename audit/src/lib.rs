@@ -3,6 +3,7 @@
 
 pub mod chain;
 mod display;
+pub mod duplicates;
 pub mod report;
 #[cfg(test)]
 mod robustness;

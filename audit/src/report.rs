@@ -136,6 +136,9 @@ pub struct HostChain {
     /// Seqs missing between the records' own `seq=` values (unverified: any line may be
     /// forged; `verified` says what the keys prove).
     pub missing_seqs: u64,
+    /// Exact copies of the host's last records (at-least-once forwarding), skipped:
+    /// in no other count.
+    pub duplicates: u64,
     /// With keys: what `audit verify` found for this host.
     pub verified: Option<Verified>,
 }
@@ -151,6 +154,8 @@ pub struct Verified {
     pub missing_seqs: u64,
     /// Failures of any kind (edited, forged, reordered...).
     pub failures: u64,
+    /// Exact copies of records verified just before, skipped.
+    pub duplicates: u64,
 }
 
 /// The whole report.
@@ -221,6 +226,7 @@ struct HostTally {
     unauthenticated: u64,
     last_seq: Option<u64>,
     missing_seqs: u64,
+    duplicates: u64,
 }
 
 /// (day, user) of a row.
@@ -300,6 +306,7 @@ impl<'f> Tally<'f> {
                     records: h.records,
                     unauthenticated: h.unauthenticated,
                     missing_seqs: h.missing_seqs,
+                    duplicates: h.duplicates,
                     verified: verified.and_then(|r| verified_host(r, &h.name)),
                 })
                 .collect(),
@@ -309,16 +316,29 @@ impl<'f> Tally<'f> {
     }
 }
 
-impl Visit for Tally<'_> {
-    fn record(&mut self, place: Place<'_>, event: Event) {
-        let index = place.host as usize;
+impl Tally<'_> {
+    fn host(&mut self, index: u32, name: &str) -> Option<&mut HostTally> {
+        let index = index as usize;
         if index >= self.hosts.len() {
             self.hosts.resize_with(index + 1, HostTally::default);
         }
-        if let Some(host) = self.hosts.get_mut(index) {
-            if host.name.is_empty() {
-                host.name = place.host_name.to_owned();
-            }
+        let host = self.hosts.get_mut(index)?;
+        if host.name.is_empty() {
+            host.name = name.to_owned();
+        }
+        Some(host)
+    }
+}
+
+impl Visit for Tally<'_> {
+    fn duplicate(&mut self, host: u32, host_name: &str) {
+        if let Some(host) = self.host(host, host_name) {
+            host.duplicates += 1;
+        }
+    }
+
+    fn record(&mut self, place: Place<'_>, event: Event) {
+        if let Some(host) = self.host(place.host, place.host_name) {
             if event.unauthenticated() {
                 host.unauthenticated += 1;
             }
@@ -398,7 +418,7 @@ fn verified_host(report: &verify::Report, host: &str) -> Option<Verified> {
             failures += 1;
         }
     }
-    Some(Verified { authentic: h.authentic, ranges: h.ranges.len() as u64, missing_seqs: missing, failures })
+    Some(Verified { authentic: h.authentic, ranges: h.ranges.len() as u64, missing_seqs: missing, failures, duplicates: h.duplicates })
 }
 
 impl Report {
@@ -429,13 +449,16 @@ impl Report {
                 "  {}: {} vigild records, {} missing seqs by their seq= (unverified), {} unauthenticated lines",
                 h.host, h.records, h.missing_seqs, h.unauthenticated
             );
+            if h.duplicates > 0 {
+                let _ = write!(out, ", {} duplicates (exact copies, skipped)", h.duplicates);
+            }
             match &h.verified {
                 Some(v) => {
                     let verdict = if v.failures == 0 { "OK" } else { "FAILED" };
                     let _ = writeln!(
                         out,
-                        "\n    verified with the keys given: {verdict}: {} authentic records in {} range(s), {} missing seqs, {} failure(s) (details: vigilctl audit verify)",
-                        v.authentic, v.ranges, v.missing_seqs, v.failures
+                        "\n    verified with the keys given: {verdict}: {} authentic records in {} range(s), {} missing seqs, {} failure(s), {} duplicates (details: vigilctl audit verify)",
+                        v.authentic, v.ranges, v.missing_seqs, v.failures, v.duplicates
                     );
                 }
                 None => out.push_str("; not verified (give --key)\n"),

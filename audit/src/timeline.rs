@@ -142,7 +142,7 @@ fn show_inputs<R: BufRead>(inputs: Vec<Input<R>>, filter: &Filter, json: bool, n
         let mut block = Block { host, session: held.session, events: Vec::new() };
         for at in stored.iter(held.span) {
             let Some((file, line, line_text, cut)) = reread.line(at)? else { continue };
-            if let Line::Record(_, event) = read_line(file, line, &line_text, cut, &mut clock, now) {
+            if let Line::Record(_, _, event) = read_line(file, line, &line_text, cut, &mut clock, now) {
                 block.events.push(event);
             }
         }
@@ -168,9 +168,13 @@ fn show_inputs<R: BufRead>(inputs: Vec<Input<R>>, filter: &Filter, json: bool, n
             0 => String::new(),
             n => format!("; {n} unauthenticated (no mac: pam_vigil, or vigild without the chain)"),
         };
+        let duplicates = match counts.duplicates {
+            0 => String::new(),
+            n => format!("; {n} duplicates (exact copies, skipped)"),
+        };
         writeln!(
             out,
-            "{shown_sessions} session{}, {shown_daemon} daemon block{} shown; {} records in {} lines ({} not syslog, {} vigild/pam_vigil lines that are not records){unauthenticated}",
+            "{shown_sessions} session{}, {shown_daemon} daemon block{} shown; {} records in {} lines ({} not syslog, {} vigild/pam_vigil lines that are not records){unauthenticated}{duplicates}",
             plural(shown_sessions),
             plural(shown_daemon),
             counts.records,

@@ -7,7 +7,9 @@
 //! `session_close`). Records that follow an end closely (logind's answer, the module's
 //! close) still join it: the blocks of the last [`CLOSED_KEPT`] ends stay joinable. A
 //! record of a session whose block was let go starts a new block. Daemon blocks (no
-//! `session=`) last until the files end.
+//! `session=`) last until the files end. An exact copy of one of a host's last vigild
+//! records (forwarding that delivers at least once) is skipped and counted
+//! ([`crate::duplicates`]).
 
 // Nested `if let`s: let chains need Rust 1.88, the workspace declares 1.85.
 #![allow(clippy::collapsible_if)]
@@ -22,6 +24,7 @@ use vigil_protocol::audit::parse_kv_line;
 use vigil_protocol::events::Event as EventName;
 
 use crate::display::display_path;
+use crate::duplicates::TrailCopies;
 use crate::syslog_line::{Timestamp, for_each_line_at, local_year, parse_line};
 use crate::verify::{DAEMON_TAG, MODULE_TAG};
 
@@ -101,6 +104,9 @@ pub(crate) struct Place<'a> {
 /// What the readers do with each record.
 pub(crate) trait Visit {
     fn record(&mut self, place: Place<'_>, event: Event);
+    /// An exact copy of one of the host's last records (at-least-once forwarding),
+    /// skipped: never given to `record`.
+    fn duplicate(&mut self, _host: u32, _host_name: &str) {}
     /// Block `id` takes no more records: its session ended a while ago, or the files
     /// ended.
     fn finished(&mut self, id: BlockId);
@@ -141,6 +147,8 @@ pub(crate) struct Counts {
     pub(crate) not_records: u64,
     pub(crate) records: u64,
     pub(crate) unauthenticated: u64,
+    /// Exact copies skipped (not in `records`).
+    pub(crate) duplicates: u64,
 }
 
 /// What reading the files left.
@@ -182,7 +190,8 @@ pub(crate) enum Line<'a> {
     Other,
     /// vigild's or pam_vigil's, but not a record.
     NotRecord,
-    Record(&'a str, Event),
+    /// Its host, its message (the record as written), and the record.
+    Record(&'a str, &'a str, Event),
 }
 
 /// Reads one line (`cut`: longer than the readers keep) of file `file`.
@@ -201,7 +210,7 @@ pub(crate) fn read_line<'a>(file: usize, line: u64, text: &'a str, cut: bool, cl
     } else {
         "?".into()
     };
-    Line::Record(parsed.host, Event { file, line, module, time, time_text, stamp, name, fields })
+    Line::Record(parsed.host, parsed.message, Event { file, line, module, time, time_text, stamp, name, fields })
 }
 
 /// The live blocks: by host and session, with the ends that keep them joinable a while.
@@ -237,8 +246,7 @@ impl Live {
         id
     }
 
-    fn record(&mut self, host: &str, event: Event, at: At, visit: &mut impl Visit) {
-        let host_id = self.host(host);
+    fn record(&mut self, host_id: u32, event: Event, at: At, visit: &mut impl Visit) {
         let session = event.session();
         let key = (host_id, session);
         let ends = event.is_end() && session.is_some();
@@ -297,6 +305,7 @@ pub(crate) fn scan_keeping<R: BufRead>(
     let mut counts = Counts::default();
     let mut clock = MinuteCache::default();
     let mut live = Live::new(kept);
+    let mut copies = TrailCopies::default();
     let mut names = Vec::with_capacity(inputs.len());
     let mut sources = Sources::default();
     for (file, input) in inputs.into_iter().enumerate() {
@@ -307,7 +316,13 @@ pub(crate) fn scan_keeping<R: BufRead>(
                 Line::NotSyslog => counts.not_syslog += 1,
                 Line::Other => {}
                 Line::NotRecord => counts.not_records += 1,
-                Line::Record(host, event) => {
+                Line::Record(host, message, event) => {
+                    let host_id = live.host(host);
+                    if copies.is_copy(host_id, message, &event) {
+                        counts.duplicates += 1;
+                        visit.duplicate(host_id, host);
+                        return;
+                    }
                     counts.records += 1;
                     if event.unauthenticated() {
                         counts.unauthenticated += 1;
@@ -321,7 +336,7 @@ pub(crate) fn scan_keeping<R: BufRead>(
                         }
                         None => offset,
                     };
-                    live.record(host, event, At { line: line_base + line, offset: offset_base + offset }, visit);
+                    live.record(host_id, event, At { line: line_base + line, offset: offset_base + offset }, visit);
                 }
             }
         };

@@ -8,11 +8,14 @@
 //! order (files in the order given) and `prev=` must match the mac of the record before.
 //!
 //! What is reported, each finding with `FILE:LINE`: records that do not verify (edited
-//! or forged), missing seqs, records out of order, duplicates, `prev` mismatches,
+//! or forged), missing seqs, records out of order, duplicate seqs, `prev` mismatches,
 //! records no given key covers, records without a mac, lines tagged `vigild` that are not
 //! records, and records sealed with a key the chain had already left. Notes (not
 //! failures): where records may be missing after the last one, seqs vigild itself
-//! reported as dropped (`records_dropped`), a new key, a new chain.
+//! reported as dropped (`records_dropped`), a new key, a new chain. An exact copy of
+//! one of a host's last records (RELP and other forwarding that delivers at least once
+//! send a record again when its acknowledgement was lost) is skipped and counted per
+//! host ([`crate::duplicates`]).
 //!
 //! Hostile input: every line may have been written by any local user (`logger -t
 //! vigild ...`). Nothing here panics on input, memory stays bounded by the number of
@@ -84,6 +87,19 @@ pub fn verify_readers<R: BufRead>(inputs: Vec<(PathBuf, R)>, keys: &[KeyFile]) -
 pub fn verify_readers_limited<R: BufRead>(inputs: Vec<(PathBuf, R)>, keys: &[KeyFile], work_base: u64) -> io::Result<Report> {
     let mut verifier = Verifier::new(keys);
     verifier.budget = work_base;
+    run(verifier, inputs)
+}
+
+/// Like [`verify_readers`], remembering `window` records per host for recognising
+/// copies (tests: a copy out of the window).
+#[cfg(test)]
+pub(crate) fn verify_readers_window<R: BufRead>(inputs: Vec<(PathBuf, R)>, keys: &[KeyFile], window: usize) -> io::Result<Report> {
+    let mut verifier = Verifier::new(keys);
+    verifier.window = window;
+    run(verifier, inputs)
+}
+
+fn run<R: BufRead>(mut verifier: Verifier, inputs: Vec<(PathBuf, R)>) -> io::Result<Report> {
     for (index, (path, reader)) in inputs.into_iter().enumerate() {
         verifier.files.push(FileStats { path, ..FileStats::default() });
         let read = for_each_line(reader, |line, text, cut| verifier.line(index, line, text, cut))?;

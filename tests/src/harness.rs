@@ -133,17 +133,39 @@ impl Harness {
     /// port; returns once a probe line landed and the port listens. Stopped on drop,
     /// after the first.
     pub fn start_central_rsyslog(&mut self) -> &Rsyslog {
+        let opts = RsyslogOpts { tcp_port: Some(free_port()), ..RsyslogOpts::default() };
+        self.start_central_with(&opts)
+    }
+
+    /// [`Harness::start_central_rsyslog`] receiving over RELP with docs/fleet.md's
+    /// configuration ([`crate::relp`]): imrelp on 127.0.0.1 on a free port, each host's
+    /// records in `<dir>/central/hosts/HOST.log` ([`Harness::relp_center_file`]).
+    /// `kill` and `start` it as a crash and a restart would.
+    pub fn start_relp_center(&mut self) -> &Rsyslog {
+        let port = free_port();
+        let hosts = self.path("central").join("hosts");
+        let opts =
+            RsyslogOpts { extra_config: crate::relp::center_config(port, &hosts), listen_port: Some(port), ..RsyslogOpts::default() };
+        self.start_central_with(&opts)
+    }
+
+    /// The harness's rsyslogd, forwarding authpriv to [`Harness::start_relp_center`]'s
+    /// port with docs/fleet.md's host configuration (omrelp, disk-assisted queue).
+    pub fn start_rsyslog_forwarding_relp(&mut self) -> &Rsyslog {
+        let port = self.central_rsyslog().port().expect("the RELP center listens on a port");
+        self.start_rsyslog_with(&RsyslogOpts { extra_config: crate::relp::host_config(port), ..RsyslogOpts::default() })
+    }
+
+    /// The file in which the RELP center keeps the records of `host`.
+    pub fn relp_center_file(&self, host: &str) -> PathBuf {
+        crate::relp::host_file(&self.path("central").join("hosts"), host)
+    }
+
+    fn start_central_with(&mut self, opts: &RsyslogOpts) -> &Rsyslog {
         assert!(self.central.is_none(), "the central rsyslogd is already set up");
         let dir = self.path("central");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        // A free port: bind port 0, note it, close (a small window in which another
-        // program could take it; the start then fails with rsyslogd's stderr).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| panic!("cannot find a free port on 127.0.0.1: {e}"))
-            .port();
-        let opts = RsyslogOpts { tcp_port: Some(port), ..RsyslogOpts::default() };
-        self.central = Some(Rsyslog::start_in_with(&dir, &self.ledger, &opts));
+        self.central = Some(Rsyslog::start_in_with(&dir, &self.ledger, opts));
         self.central_rsyslog()
     }
 
@@ -511,6 +533,15 @@ impl Default for Harness {
     fn default() -> Self {
         Harness::new()
     }
+}
+
+/// A free port on 127.0.0.1: bind port 0, note it, close (a small window in which
+/// another program could take it; the start then fails with rsyslogd's stderr).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("cannot find a free port on 127.0.0.1: {e}"))
+        .port()
 }
 
 fn tail(lines: &[LogLine], n: usize) -> String {

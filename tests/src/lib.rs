@@ -24,6 +24,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod process;
 pub mod procfs;
+pub mod relp;
 pub mod report;
 pub mod rsyslog;
 pub mod sshd;

@@ -8,7 +8,9 @@
 //!
 //! Optionally with extra configuration lines (e.g. forwarding `authpriv.* @@127.0.0.1:PORT`)
 //! and a TCP listener (imtcp on 127.0.0.1): a second instance in a subdirectory then
-//! plays a central log host (`Harness::start_central_rsyslog`).
+//! plays a central log host (`Harness::start_central_rsyslog`; over RELP,
+//! `Harness::start_relp_center`). A central host can be killed as a crash ends it, and
+//! started again on the same port and files.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ pub struct Rsyslog {
     extra_config: Vec<String>,
     /// imtcp on 127.0.0.1:PORT, when set.
     tcp_port: Option<u16>,
+    /// A port the extra configuration listens on (imrelp).
+    listen_port: Option<u16>,
 }
 
 /// What a test may add to an rsyslogd's configuration.
@@ -52,6 +56,9 @@ pub struct RsyslogOpts {
     /// authpriv also to `<dir>/severity.log` with each record's severity and priority
     /// first ([`Rsyslog::severity_lines`]); auth.log and all.log keep their format.
     pub severity_log: bool,
+    /// A port on 127.0.0.1 that `extra_config` listens on (an imrelp input): ready, as
+    /// with `tcp_port`, once it listens.
+    pub listen_port: Option<u16>,
 }
 
 /// One line of severity.log: the severity's name, the priority, and the message as
@@ -82,6 +89,7 @@ impl Rsyslog {
             probes: Cell::new(0),
             extra_config: opts.extra_config.clone(),
             tcp_port: opts.tcp_port,
+            listen_port: opts.listen_port,
         };
         std::fs::write(&rsyslog.conf, rsyslog.config_text(&work)).unwrap_or_else(|e| panic!("write {}: {e}", rsyslog.conf.display()));
         rsyslog.start();
@@ -135,7 +143,7 @@ impl Rsyslog {
             if self.socket.exists() { Ok(()) } else { Err(format!("{} missing", self.socket.display())) }
         });
         self.probe(READY_TIMEOUT);
-        if let Some(port) = self.tcp_port {
+        if let Some(port) = self.port() {
             wait_for(READY_TIMEOUT, &format!("rsyslogd to listen on 127.0.0.1:{port}"), || {
                 self.check_alive()?;
                 if self.is_listening() { Ok(()) } else { Err(format!("rsyslogd stderr:\n{}", self.stderr_text())) }
@@ -148,9 +156,14 @@ impl Rsyslog {
         self.tcp_port
     }
 
-    /// True when a socket listens on 127.0.0.1:<tcp_port> (`/proc/net/tcp`).
+    /// The port this instance listens on: imtcp's, or the extra configuration's.
+    pub fn port(&self) -> Option<u16> {
+        self.tcp_port.or(self.listen_port)
+    }
+
+    /// True when a socket listens on 127.0.0.1:<port> (`/proc/net/tcp`).
     fn is_listening(&self) -> bool {
-        let Some(port) = self.tcp_port else { return false };
+        let Some(port) = self.port() else { return false };
         let want = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
         crate::procfs::tcp_connections().iter().any(|c| c.state == TCP_LISTEN && c.local == want)
     }
@@ -166,6 +179,15 @@ impl Rsyslog {
             child.terminate();
             // Once, when it has written everything: what the test's records carried.
             crate::conformance::records_seen(&self.all_log);
+        }
+    }
+
+    /// SIGKILL by its pid, as a crash or the OOM killer ends it: nothing is flushed or
+    /// saved, the pid file stays. [`Rsyslog::start`] brings it back on the same
+    /// configuration, port and files.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.borrow_mut().take() {
+            child.kill_now();
         }
     }
 

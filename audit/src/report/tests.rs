@@ -132,20 +132,20 @@ fn numbers_equal_what_show_lists() {
     }
 }
 
+/// The report of `text` with `verify`'s result under `key` (`--key`), and that result.
+fn report_verified(text: &[u8], key: KeyFile) -> (Report, verify::Report) {
+    let verified = verify::verify_readers(vec![(PathBuf::from("auth.log"), text)], &[key]).unwrap();
+    let report =
+        report_readers(vec![(PathBuf::from("auth.log"), text)], &Filter::default(), Thresholds::default(), Some(&verified), now()).unwrap();
+    (report, verified)
+}
+
 #[test]
 fn verified_with_the_key() {
     let key = sample_key(1);
     let mut file = Vec::new();
     write_sample_log(&mut file, 200, Layout::Traditional, Encoding::KeyValue, &key).unwrap();
-    let verified = verify::verify_readers(vec![(PathBuf::from("auth.log"), file.as_slice())], std::slice::from_ref(&key)).unwrap();
-    let r = report_readers(
-        vec![(PathBuf::from("auth.log"), file.as_slice())],
-        &Filter::default(),
-        Thresholds::default(),
-        Some(&verified),
-        now(),
-    )
-    .unwrap();
+    let (r, _) = report_verified(&file, key);
     let v = r.hosts[0].verified.clone().unwrap();
     assert_eq!((v.failures, v.missing_seqs, v.ranges), (0, 0, 1));
     assert_eq!(v.authentic, r.hosts[0].records);
@@ -553,3 +553,5 @@ fn unusual_long_session_lowered_and_raised() {
     assert!(alice.detail.contains("ended after 1m (more than 30s)"), "{}", alice.detail);
     assert_eq!(sessions_of(&with(26 * 3600), "long_session"), Vec::<Option<u64>>::new());
 }
+
+mod duplicates;

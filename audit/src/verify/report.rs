@@ -123,6 +123,11 @@ pub struct HostReport {
     pub authentic: u64,
     /// The highest seq verified in order.
     pub last_seq: Option<u64>,
+    /// Exact copies of records verified just before (at-least-once forwarding),
+    /// skipped: not counted in `authentic`.
+    pub duplicates: u64,
+    /// Where the first of them is.
+    pub first_duplicate: Option<Location>,
 }
 
 /// Per file counts.
@@ -188,6 +193,11 @@ impl Report {
         self.findings.iter().filter(|f| !f.kind.is_failure())
     }
 
+    /// Exact copies skipped, all hosts.
+    pub fn duplicates(&self) -> u64 {
+        self.hosts.iter().map(|h| h.duplicates).sum()
+    }
+
     /// Failures, counting those not kept in detail.
     pub fn failure_count(&self) -> u64 {
         self.failures().count() as u64 + self.suppressed.iter().filter(|(_, k, _)| k.is_failure()).map(|(_, _, n)| n).sum::<u64>()
@@ -243,6 +253,15 @@ impl Report {
                 let key = if several_keys { format!(", key {}", r.key + 1) } else { String::new() };
                 let _ = writeln!(out, "  seq {}..{} verified ({lines}{key})", r.first_seq, r.last_seq);
             }
+            if let Some(first) = host.first_duplicate {
+                let _ = writeln!(
+                    out,
+                    "  duplicates: {} exact cop{} of records verified just before, skipped (forwarding that delivers at least once); the first at {}",
+                    host.duplicates,
+                    if host.duplicates == 1 { "y" } else { "ies" },
+                    self.place(first)
+                );
+            }
             for f in self.findings.iter().filter(|f| f.host == index) {
                 let _ = writeln!(out, "  {}: {}: {}", self.place(f.at), if f.kind.is_failure() { "FAIL" } else { "note" }, f.detail);
             }
@@ -260,7 +279,15 @@ impl Report {
         self.module_records.render(&mut out, |at| self.place(at));
         let failures = self.failure_count();
         let warned = self.module_records.count() > 0;
-        let warnings = if warned { format!(" (warnings: {})", self.module_records.summary()) } else { String::new() };
+        let mut asides = Vec::new();
+        if warned {
+            asides.push(format!("warnings: {}", self.module_records.summary()));
+        }
+        let duplicates = self.duplicates();
+        if duplicates > 0 {
+            asides.push(format!("duplicates: {duplicates} skipped"));
+        }
+        let warnings = if asides.is_empty() { String::new() } else { format!(" ({})", asides.join("; ")) };
         if self.is_clean() && strict && warned {
             let _ = writeln!(out, "result: FAILED (--strict): every vigild record verifies, but {}", self.module_records.summary());
         } else if self.is_clean() {

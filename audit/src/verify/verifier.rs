@@ -12,6 +12,7 @@ use super::sealed::{Position, dropped_claim, is_event_name, position};
 use super::{DAEMON_TAG, MAX_FINDINGS_PER_KIND, MAX_HOSTS, MODULE_TAG, ModuleRecords, WORK_BASE, WORK_PER_LINE};
 use crate::chain::{Encoding, Key, KeyFile, NO_PREV, PREV_HEX, split_mac};
 use crate::display::{display_path, escaped};
+use crate::duplicates::{DUPLICATE_WINDOW, Recent, mac_of};
 use crate::syslog_line::{MAX_LINE_BYTES, parse_line};
 
 /// Unverified claims kept for matching with a gap (see `pending`).
@@ -28,6 +29,8 @@ pub(super) struct Verifier {
     /// Lines of hosts beyond MAX_HOSTS (reported on the first such host).
     pub(super) overflow_host: Option<usize>,
     pub(super) module_records: ModuleRecords,
+    /// Records per host remembered for recognising exact copies.
+    pub(super) window: usize,
 }
 
 impl Verifier {
@@ -42,6 +45,7 @@ impl Verifier {
             per_kind: HashMap::new(),
             overflow_host: None,
             module_records: ModuleRecords::default(),
+            window: DUPLICATE_WINDOW,
         }
     }
 
@@ -75,7 +79,11 @@ impl Verifier {
             self.add(FindingKind::TooManyHosts, first, at, None, detail);
             return None;
         }
-        self.hosts.push(HostChain { report: HostReport { host: name.to_string(), ..HostReport::default() }, ..HostChain::default() });
+        self.hosts.push(HostChain {
+            report: HostReport { host: name.to_string(), ..HostReport::default() },
+            recent: Recent::new(self.window),
+            ..HostChain::default()
+        });
         self.host_index.insert(name.to_string(), self.hosts.len() - 1);
         Some(self.hosts.len() - 1)
     }
@@ -206,6 +214,9 @@ impl Verifier {
             }
             return;
         };
+        if self.skip_copy(host, at, mac, pos.seq) {
+            return;
+        }
         self.authentic(host, at, k, key, &pos, mac, body, encoding);
     }
 
@@ -274,6 +285,8 @@ impl Verifier {
                     self.hosts[host].current_key = Some(k);
                     self.hosts[host].current_since = at;
                     self.hosts[host].last = None;
+                    // A copy of the old chain's records is a replay, not a re-send.
+                    self.hosts[host].recent = Recent::new(self.window);
                     let detail = format!(
                         "a new chain starts here (seq {seq}, key {}; the previous chain, key {}, began at {}): vigild's chain state was reset",
                         k + 1,
@@ -312,6 +325,9 @@ impl Verifier {
         self.check_next_keys(host, k, seq, at);
         let dropped = if event == Event::RecordsDropped.as_str() { dropped_claim(body, encoding) } else { None };
         self.place_in_chain(host, at, k, seq, &event, dropped);
+        if let Some(mac) = mac_of(mac.as_bytes()) {
+            self.hosts[host].recent.push(seq, mac, ());
+        }
         self.keys[k].confirm(seq, key);
     }
 
@@ -350,6 +366,19 @@ impl Verifier {
                 self.add(FindingKind::PastNextKey, host, when, Some(seq), detail);
             }
         }
+    }
+
+    /// An authentic record that is an exact copy of one of the host's last ones
+    /// (forwarding that delivers at least once): counted and skipped. Both verified, with
+    /// the same seq and mac: the same text (a mac is the text's, under the seq's key).
+    pub(super) fn skip_copy(&mut self, host: usize, at: Location, mac: &str, seq: u64) -> bool {
+        let chain = &mut self.hosts[host];
+        if !chain.recent.may_hold(seq) || mac_of(mac.as_bytes()).is_none_or(|mac| chain.recent.find(seq, &mac).is_none()) {
+            return false;
+        }
+        chain.report.duplicates += 1;
+        chain.report.first_duplicate.get_or_insert(at);
+        true
     }
 
     pub(super) fn remember_last(&mut self, host: usize, seq: u64, mac: &str) {
