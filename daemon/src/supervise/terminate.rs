@@ -45,15 +45,22 @@ impl TerminateError {
     }
 }
 
-/// How long one listing serves the ends that follow it: a process started later than
+/// How long one listing serves the ends that follow it at least, and in multiples of
+/// what taking it cost (a listing of 10,000 processes takes a few hundred ms: taken
+/// anew every 250 ms it would be most of a storm's work). A process started later than
 /// that before an end is not found by it (its parent, found, is signalled).
-pub const LISTING_MAX_AGE: Duration = Duration::from_millis(250);
+pub const LISTING_MIN_AGE: Duration = Duration::from_millis(250);
+const LISTING_COST_FACTOR: u32 = 4;
 
 /// Every process at one moment, as the ends of a session need them.
 pub struct Listing {
     taken: Instant,
+    /// How long taking it took.
+    cost: Duration,
     stats: Vec<procfs::Stat>,
     start_of: HashMap<u32, u64>,
+    children: HashMap<u32, Vec<u32>>,
+    on_tty: HashMap<u32, Vec<procfs::Stat>>,
     /// The processes of each audit session, read on first need (a file per process).
     by_audit_session: Option<HashMap<u32, Vec<u32>>>,
     protected: HashSet<u32>,
@@ -61,22 +68,46 @@ pub struct Listing {
 
 impl Listing {
     pub fn take() -> std::io::Result<Listing> {
-        procfs::all_stats().map(Listing::of)
+        let taken = Instant::now();
+        procfs::all_stats().map(|stats| Listing::of(stats, taken))
     }
 
-    fn of(stats: Vec<procfs::Stat>) -> Listing {
+    fn of(stats: Vec<procfs::Stat>, taken: Instant) -> Listing {
         let start_of = stats.iter().map(|s| (s.pid, s.start_time)).collect();
         let protected = protected_pids(&stats).into_iter().collect();
-        Listing { taken: Instant::now(), stats, start_of, by_audit_session: None, protected }
+        let (mut children, mut on_tty): (HashMap<u32, Vec<u32>>, HashMap<u32, Vec<procfs::Stat>>) = Default::default();
+        for s in &stats {
+            if s.ppid != s.pid {
+                children.entry(s.ppid).or_default().push(s.pid);
+            }
+            if s.tty_nr != 0 {
+                on_tty.entry(s.tty_nr).or_default().push(*s);
+            }
+        }
+        Listing { taken, cost: taken.elapsed(), stats, start_of, children, on_tty, by_audit_session: None, protected }
     }
 
-    /// The listing in `slot` while it is younger than [`LISTING_MAX_AGE`], else a new one.
+    /// The listing in `slot` while it is young enough (`LISTING_MIN_AGE`, or
+    /// `LISTING_COST_FACTOR` times what it cost), else a new one.
     pub fn reuse(slot: &mut Option<Listing>) -> std::io::Result<&mut Listing> {
-        if slot.as_ref().is_none_or(|l| l.taken.elapsed() >= LISTING_MAX_AGE) {
+        if slot.as_ref().is_none_or(|l| l.taken.elapsed() >= LISTING_MIN_AGE.max(l.cost * LISTING_COST_FACTOR)) {
             *slot = None;
             *slot = Some(Listing::take()?);
         }
         slot.as_mut().ok_or_else(|| std::io::Error::other("no listing"))
+    }
+
+    /// `pid` and all its descendants, parents before children (`procfs::process_tree`).
+    fn tree(&self, pid: u32) -> Vec<u32> {
+        let mut tree = vec![pid];
+        let mut i = 0;
+        // Bounded: each pid enters the tree once at most (a pid has one parent), and the
+        // listing is finite.
+        while i < tree.len() && tree.len() <= self.stats.len() {
+            tree.extend(self.children.get(&tree[i]).map_or(&[][..], Vec::as_slice));
+            i += 1;
+        }
+        tree
     }
 
     fn audit_session(&mut self, ses: u32) -> &[u32] {
@@ -96,13 +127,14 @@ impl Listing {
         // A leader gone (its pid perhaps another process's by now) leads nothing.
         let leader_lives =
             self.start_of.get(&scope.leader_pid).is_some_and(|&start| scope.leader_start == 0 || start == scope.leader_start);
-        let mut pids = if leader_lives { procfs::process_tree(scope.leader_pid, &self.stats) } else { Vec::new() };
+        let mut pids = if leader_lives { self.tree(scope.leader_pid) } else { Vec::new() };
         if let Some(ses) = scope.audit_session {
             let tree: HashSet<u32> = pids.iter().copied().collect();
             pids.extend(self.audit_session(ses).iter().filter(|p| !tree.contains(p)));
         }
         let members: HashSet<u32> = pids.iter().copied().collect();
-        pids.extend(ownership::on_session_ttys(scope, &self.stats, &members));
+        let on_ttys: Vec<procfs::Stat> = scope.ttys.iter().filter_map(|tty| self.on_tty.get(tty)).flatten().copied().collect();
+        pids.extend(ownership::on_session_ttys(scope, &on_ttys, &members));
         pids.retain(|p| !self.protected.contains(p));
         pids
     }
