@@ -173,8 +173,8 @@ impl Task {
                         }
                     }
                     self.scan_new_ptys(&new_ptys);
-                    // A listing is shared within a storm, not kept between deadlines.
-                    if self.timers.next().is_none_or(|when| when > now) {
+                    // Ends that follow closely share a listing; none is kept once stale.
+                    if self.listing.as_ref().is_some_and(|l| !l.is_fresh()) {
                         self.listing = None;
                     }
                     tokio::task::yield_now().await;

@@ -87,10 +87,15 @@ impl Listing {
         Listing { taken, cost: taken.elapsed(), stats, start_of, children, on_tty, by_audit_session: None, protected }
     }
 
-    /// The listing in `slot` while it is young enough (`LISTING_MIN_AGE`, or
-    /// `LISTING_COST_FACTOR` times what it cost), else a new one.
+    /// Young enough to serve an end: `LISTING_MIN_AGE`, or `LISTING_COST_FACTOR` times
+    /// what it cost.
+    pub fn is_fresh(&self) -> bool {
+        self.taken.elapsed() < LISTING_MIN_AGE.max(self.cost * LISTING_COST_FACTOR)
+    }
+
+    /// The listing in `slot` while it is fresh, else a new one.
     pub fn reuse(slot: &mut Option<Listing>) -> std::io::Result<&mut Listing> {
-        if slot.as_ref().is_none_or(|l| l.taken.elapsed() >= LISTING_MIN_AGE.max(l.cost * LISTING_COST_FACTOR)) {
+        if slot.as_ref().is_none_or(|l| !l.is_fresh()) {
             *slot = None;
             *slot = Some(Listing::take()?);
         }
