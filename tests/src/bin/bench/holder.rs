@@ -228,6 +228,11 @@ fn helper_main() -> ExitCode {
     };
     let in_flight: u32 = in_flight.parse().unwrap_or(1).max(1);
     let per_leader: u32 = per_leader.parse().unwrap_or(0);
+    // Leaders vigild ends are reaped by the kernel at once: a zombie left until the end
+    // would still be in /proc with its audit session, and vigild's adoption sweep would
+    // take it for a login no session holds.
+    // SAFETY: sets this process's own SIGCHLD disposition; no handler runs.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     let target = Target::Socket(PathBuf::from(socket));
     let connected = zruntime::block_on(async {
         let connection = target.connect().await.map_err(|e| e.to_string())?;
