@@ -168,9 +168,12 @@ impl Targets {
         let mut handles = Vec::with_capacity(pids.len());
         for pid in pids {
             match pidfd::open(pid) {
-                // The process the listing saw, not one that took its pid since.
-                Ok(fd) if procfs::stat(pid).map(|s| s.start_time) == listing.start_of.get(&pid).copied() => handles.push(fd),
-                Ok(_) => {}
+                Ok(fd) => match started(pid) {
+                    // The process the listing saw, not one that took its pid since.
+                    Ok(start) if start == listing.start_of.get(&pid).copied() => handles.push(fd),
+                    Ok(_) => {}
+                    Err(error) => return Err(TerminateError::CannotSee(error)),
+                },
                 // Exited between the listing and now: nothing left to end.
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                 Err(error) => return Err(TerminateError::CannotHold { pid, error }),
@@ -187,6 +190,16 @@ impl Targets {
     /// survivors after `grace`.
     pub async fn end(self, grace: Duration) {
         end_held(&self.handles, grace).await;
+    }
+}
+
+/// When the process `pid` started (`None`: it is gone); an error when its stat could not
+/// be read for another reason (out of descriptors), which says nothing about it.
+fn started(pid: u32) -> std::io::Result<Option<u64>> {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => Ok(procfs::parse_stat(&text).map(|s| s.start_time)),
+        Err(e) if procfs::is_gone(&e) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
