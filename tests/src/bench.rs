@@ -148,6 +148,11 @@ pub fn cpu_us(pid: Option<u32>) -> u64 {
     ticks * 1_000_000 / clk_tck()
 }
 
+/// The wall clock in µs since the epoch, as vigild's session times are.
+pub fn wall_usec() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
 pub fn clk_tck() -> u64 {
     // SAFETY: sysconf has no preconditions.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64

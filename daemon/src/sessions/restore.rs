@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use vigil_config::Config;
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{EndReason, Event};
 
@@ -75,7 +76,7 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
     let (mut restored, mut gone) = (0, 0);
     // One listing of /proc for every restored session's ttys, taken when the first needs it.
     let mut listing = None;
-    for mut saved in saved {
+    for mut saved in by_deadline(saved, &config) {
         let saved_offset = saved.clock_offset_usec;
         let leader = &saved.who;
         let leader_lives = leader.leader_start != 0 && procfs::stat(leader.leader_pid).map(|s| s.start_time) == Some(leader.leader_start);
@@ -103,6 +104,21 @@ pub fn restore(core: &Arc<Manager>) -> (usize, usize, usize) {
         }
     }
     (restored, gone, unreadable.len())
+}
+
+/// The saved sessions in the order of their deadlines (those without one last): each is
+/// looked at first a moment after it is restored, in that order, so that sessions whose
+/// deadlines passed while vigild was away are ended in the order they fell due.
+fn by_deadline(saved: Vec<SavedSession>, config: &Config) -> Vec<SavedSession> {
+    let mut keyed: Vec<(u64, SavedSession)> = saved
+        .into_iter()
+        .map(|s| {
+            let deadline = Session::from_saved(s.clone(), config).deadline();
+            (if deadline == 0 { u64::MAX } else { deadline }, s)
+        })
+        .collect();
+    keyed.sort_by_key(|(deadline, s)| (*deadline, s.id));
+    keyed.into_iter().map(|(_, s)| s).collect()
 }
 
 /// Whether processes of a session whose leader is gone still run: those of the

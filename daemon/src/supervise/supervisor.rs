@@ -22,7 +22,7 @@ use crate::sessions::manager::{Hooks, Manager, now_usec};
 use crate::sessions::ownership;
 use crate::sessions::session::Session;
 use crate::supervise::idle::{self, Decision, IdleFacts, Limit};
-use crate::supervise::terminate::Targets;
+use crate::supervise::terminate::{Listing, Targets};
 use crate::supervise::timers::{Entry, Timers};
 use crate::supervise::tty_input::InputChecks;
 use crate::supervise::warning;
@@ -42,6 +42,9 @@ pub(super) const TERMINATE_RETRY_USEC: u64 = 5_000_000;
 pub(super) const UNREADABLE_RETRY_USEC: u64 = 5_000_000;
 /// `activity_suspect` is recorded at most this often per session.
 pub(super) const SUSPECT_REPORT_USEC: u64 = 60_000_000;
+/// Due timers handled before the thread is given to other work (logins, signals): a
+/// storm of deadlines (a restart, a reload, a stalled host) is many passes, not one.
+const DUE_PER_PASS: usize = 64;
 
 enum Command {
     /// A new session: first look after FIRST_CHECK_DELAY_USEC.
@@ -90,6 +93,7 @@ pub fn spawn(core: Arc<Manager>) -> std::io::Result<Arc<Supervisor>> {
         clock_offset,
         stale_tty_times: HashMap::new(),
         inputs: InputChecks::default(),
+        listing: None,
     };
     tokio::spawn(task.run(rx));
     Ok(Arc::new(Supervisor { tx }))
@@ -110,6 +114,8 @@ pub(super) struct Task {
     pub(super) stale_tty_times: HashMap<TtyNr, (u64, u64)>,
     /// The accesses to each watched tty waiting for a look, and what the last look saw.
     pub(super) inputs: InputChecks,
+    /// The listing of /proc the ends of one pass share (`terminate.rs`).
+    listing: Option<Listing>,
 }
 
 impl Task {
@@ -134,9 +140,11 @@ impl Task {
                         self.timers.remove(Entry::Session(id));
                         self.watching_since.remove(&id);
                     }
+                    // Looked at by the timer, a pass at a time, in the order of their ids.
                     Some(Command::CheckAll) => {
+                        let now = now_usec();
                         for id in self.core.session_ids() {
-                            self.check_session(id);
+                            self.timers.set(Entry::Session(id), now);
                         }
                     }
                     // The offset now, not one carried by the command: a later step may
@@ -153,10 +161,11 @@ impl Task {
                 },
                 () = tokio::time::sleep(sleep) => {
                     let now = now_usec();
-                    // Bounded: each pass removes one due entry. New ptys due together
-                    // share one look at /proc.
+                    // Bounded: each pass removes one due entry, DUE_PER_PASS at most. New
+                    // ptys due together share one look at /proc.
                     let mut new_ptys = Vec::new();
-                    while let Some(entry) = self.timers.pop_due(now) {
+                    for _ in 0..DUE_PER_PASS {
+                        let Some(entry) = self.timers.pop_due(now) else { break };
                         match entry {
                             Entry::Session(id) => self.check_session(id),
                             Entry::PtsScan { n, attempt } => new_ptys.push((n, attempt)),
@@ -164,6 +173,11 @@ impl Task {
                         }
                     }
                     self.scan_new_ptys(&new_ptys);
+                    // Ends that follow closely share a listing; none is kept once stale.
+                    if self.listing.as_ref().is_some_and(|l| !l.is_fresh()) {
+                        self.listing = None;
+                    }
+                    tokio::task::yield_now().await;
                 }
             }
         }
@@ -310,7 +324,7 @@ impl Task {
     /// processes cannot be seen or held, nothing is ended: `terminate_failed` is
     /// recorded and the end is tried again.
     fn end(&mut self, session: &Session, limit: Limit, deadline: u64, now: u64) {
-        let targets = match Targets::of(&self.core.end_scope(session)) {
+        let targets = match Targets::of_listing(&self.core.end_scope(session), Listing::reuse(&mut self.listing)) {
             Ok(targets) => targets,
             Err(error) => {
                 self.core.audit.write(

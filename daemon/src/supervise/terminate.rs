@@ -6,11 +6,16 @@
 //! session one of those leads. A process that is merely on a tty the session claims is
 //! never one of them: the tty may be another login's by now. vigild never signals
 //! itself, its ancestors or PID 1. Processes are held by pidfd from the moment they are
-//! chosen, so a reused pid is never hit.
+//! chosen, and a pidfd counts only when the process behind it has the start time the
+//! listing saw, so a reused pid is never hit.
+//!
+//! Many sessions ending at once (a storm of deadlines) share one listing of /proc
+//! ([`Listing`]): a listing reads a file per process, and the audit-session search a
+//! second, so a listing per end made a storm cost ends × processes reads.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vigil_protocol::events::TerminateFailure;
 
@@ -40,21 +45,104 @@ impl TerminateError {
     }
 }
 
-/// The session's pids in a listing of every process, minus anything vigild must never
-/// signal.
-fn pids_in(scope: &SessionScope, stats: Vec<procfs::Stat>) -> std::io::Result<Vec<u32>> {
-    // A leader gone (its pid perhaps another process's by now) leads nothing.
-    let leader_lives = stats.iter().any(|s| s.pid == scope.leader_pid && (scope.leader_start == 0 || s.start_time == scope.leader_start));
-    let mut pids = if leader_lives { procfs::process_tree(scope.leader_pid, &stats) } else { Vec::new() };
-    if let Some(ses) = scope.audit_session {
-        let tree: HashSet<u32> = pids.iter().copied().collect();
-        pids.extend(stats.iter().filter(|s| !tree.contains(&s.pid) && procfs::audit_session_id(s.pid) == ses).map(|s| s.pid));
+/// How long one listing serves the ends that follow it at least, and in multiples of
+/// what taking it cost (a listing of 10,000 processes takes a few hundred ms: taken
+/// anew every 250 ms it would be most of a storm's work). A process started later than
+/// that before an end is not found by it (its parent, found, is signalled).
+pub const LISTING_MIN_AGE: Duration = Duration::from_millis(250);
+const LISTING_COST_FACTOR: u32 = 4;
+
+/// Every process at one moment, as the ends of a session need them.
+pub struct Listing {
+    taken: Instant,
+    /// How long taking it took.
+    cost: Duration,
+    stats: Vec<procfs::Stat>,
+    start_of: HashMap<u32, u64>,
+    children: HashMap<u32, Vec<u32>>,
+    on_tty: HashMap<u32, Vec<procfs::Stat>>,
+    /// The processes of each audit session, read on first need (a file per process).
+    by_audit_session: Option<HashMap<u32, Vec<u32>>>,
+    protected: HashSet<u32>,
+}
+
+impl Listing {
+    pub fn take() -> std::io::Result<Listing> {
+        let taken = Instant::now();
+        procfs::all_stats().map(|stats| Listing::of(stats, taken))
     }
-    let members: HashSet<u32> = pids.iter().copied().collect();
-    pids.extend(ownership::on_session_ttys(scope, &stats, &members));
-    let protected = protected_pids(&stats);
-    pids.retain(|p| !protected.contains(p));
-    Ok(pids)
+
+    fn of(stats: Vec<procfs::Stat>, taken: Instant) -> Listing {
+        let start_of = stats.iter().map(|s| (s.pid, s.start_time)).collect();
+        let protected = protected_pids(&stats).into_iter().collect();
+        let (mut children, mut on_tty): (HashMap<u32, Vec<u32>>, HashMap<u32, Vec<procfs::Stat>>) = Default::default();
+        for s in &stats {
+            if s.ppid != s.pid {
+                children.entry(s.ppid).or_default().push(s.pid);
+            }
+            if s.tty_nr != 0 {
+                on_tty.entry(s.tty_nr).or_default().push(*s);
+            }
+        }
+        Listing { taken, cost: taken.elapsed(), stats, start_of, children, on_tty, by_audit_session: None, protected }
+    }
+
+    /// Young enough to serve an end: `LISTING_MIN_AGE`, or `LISTING_COST_FACTOR` times
+    /// what it cost.
+    pub fn is_fresh(&self) -> bool {
+        self.taken.elapsed() < LISTING_MIN_AGE.max(self.cost * LISTING_COST_FACTOR)
+    }
+
+    /// The listing in `slot` while it is fresh, else a new one.
+    pub fn reuse(slot: &mut Option<Listing>) -> std::io::Result<&mut Listing> {
+        if slot.as_ref().is_none_or(|l| !l.is_fresh()) {
+            *slot = None;
+            *slot = Some(Listing::take()?);
+        }
+        slot.as_mut().ok_or_else(|| std::io::Error::other("no listing"))
+    }
+
+    /// `pid` and all its descendants, parents before children (`procfs::process_tree`).
+    fn tree(&self, pid: u32) -> Vec<u32> {
+        let mut tree = vec![pid];
+        let mut i = 0;
+        // Bounded: each pid enters the tree once at most (a pid has one parent), and the
+        // listing is finite.
+        while i < tree.len() && tree.len() <= self.stats.len() {
+            tree.extend(self.children.get(&tree[i]).map_or(&[][..], Vec::as_slice));
+            i += 1;
+        }
+        tree
+    }
+
+    fn audit_session(&mut self, ses: u32) -> &[u32] {
+        let stats = &self.stats;
+        let map = self.by_audit_session.get_or_insert_with(|| {
+            let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
+            for s in stats {
+                map.entry(procfs::audit_session_id(s.pid)).or_default().push(s.pid);
+            }
+            map
+        });
+        map.get(&ses).map_or(&[], Vec::as_slice)
+    }
+
+    /// The session's pids, minus anything vigild must never signal.
+    fn pids_of(&mut self, scope: &SessionScope) -> Vec<u32> {
+        // A leader gone (its pid perhaps another process's by now) leads nothing.
+        let leader_lives =
+            self.start_of.get(&scope.leader_pid).is_some_and(|&start| scope.leader_start == 0 || start == scope.leader_start);
+        let mut pids = if leader_lives { self.tree(scope.leader_pid) } else { Vec::new() };
+        if let Some(ses) = scope.audit_session {
+            let tree: HashSet<u32> = pids.iter().copied().collect();
+            pids.extend(self.audit_session(ses).iter().filter(|p| !tree.contains(p)));
+        }
+        let members: HashSet<u32> = pids.iter().copied().collect();
+        let on_ttys: Vec<procfs::Stat> = scope.ttys.iter().filter_map(|tty| self.on_tty.get(tty)).flatten().copied().collect();
+        pids.extend(ownership::on_session_ttys(scope, &on_ttys, &members));
+        pids.retain(|p| !self.protected.contains(p));
+        pids
+    }
 }
 
 /// A session's processes, held by pidfd from the moment they are chosen.
@@ -63,18 +151,29 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Finds and holds every process of the session, or says why it cannot.
+    /// Finds and holds every process of the session, from a listing of its own, or says
+    /// why it cannot.
     pub fn of(scope: &SessionScope) -> Result<Self, TerminateError> {
-        Self::of_listing(scope, procfs::all_stats())
+        match Listing::take() {
+            Ok(mut listing) => Self::of_listing(scope, Ok(&mut listing)),
+            Err(e) => Self::of_listing(scope, Err(e)),
+        }
     }
 
-    /// As `of`, from a listing of every process (or the error listing them gave).
-    fn of_listing(scope: &SessionScope, listing: std::io::Result<Vec<procfs::Stat>>) -> Result<Self, TerminateError> {
-        let pids = listing.and_then(|stats| pids_in(scope, stats)).map_err(TerminateError::CannotSee)?;
+    /// As `of`, from a listing shared with other ends (`Listing::reuse`), or the error
+    /// taking it gave.
+    pub fn of_listing(scope: &SessionScope, listing: std::io::Result<&mut Listing>) -> Result<Self, TerminateError> {
+        let listing = listing.map_err(TerminateError::CannotSee)?;
+        let pids = listing.pids_of(scope);
         let mut handles = Vec::with_capacity(pids.len());
         for pid in pids {
             match pidfd::open(pid) {
-                Ok(fd) => handles.push(fd),
+                Ok(fd) => match started(pid) {
+                    // The process the listing saw, not one that took its pid since.
+                    Ok(start) if start == listing.start_of.get(&pid).copied() => handles.push(fd),
+                    Ok(_) => {}
+                    Err(error) => return Err(TerminateError::CannotSee(error)),
+                },
                 // Exited between the listing and now: nothing left to end.
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                 Err(error) => return Err(TerminateError::CannotHold { pid, error }),
@@ -91,6 +190,16 @@ impl Targets {
     /// survivors after `grace`.
     pub async fn end(self, grace: Duration) {
         end_held(&self.handles, grace).await;
+    }
+}
+
+/// When the process `pid` started (`None`: it is gone); an error when its stat could not
+/// be read for another reason (out of descriptors), which says nothing about it.
+fn started(pid: u32) -> std::io::Result<Option<u64>> {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => Ok(procfs::parse_stat(&text).map(|s| s.start_time)),
+        Err(e) if procfs::is_gone(&e) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -138,11 +247,11 @@ mod tests {
         let other_login = holder_of(&slave, &["sleep", "30"], "sleep");
         let mut leader = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let stale = SessionScope { leader_pid: leader.id(), leader_start: 0, audit_session: None, ttys: vec![tty], posix_sessions: vec![] };
-        let pids = pids_in(&stale, procfs::all_stats().unwrap()).unwrap();
+        let pids = Listing::take().unwrap().pids_of(&stale);
         assert!(pids.contains(&leader.id()) && !pids.contains(&other_login.id()), "{pids:?}");
         // The holder's own session (it leads its POSIX session): its process is a target.
         let own = SessionScope { leader_pid: other_login.id(), ..stale };
-        assert!(pids_in(&own, procfs::all_stats().unwrap()).unwrap().contains(&other_login.id()));
+        assert!(Listing::take().unwrap().pids_of(&own).contains(&other_login.id()));
         end(other_login);
         let _ = leader.kill();
         let _ = leader.wait();

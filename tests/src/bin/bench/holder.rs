@@ -19,7 +19,10 @@
 //!
 //! The sessions carry no tty device (ttys `hold<N>`), so the notty timeout of the
 //! benchmark's policy applies to them: a policy with hours to the nearest deadline
-//! leaves vigild nothing to do for them.
+//! leaves vigild nothing to do for them. [`LeafSetup`] makes leaders more like real
+//! logins (bench_storm): the first sessions get a pty of their own (the leader its
+//! session leader, the pty its controlling terminal, named to vigild as PAM names
+//! sshd's), and each leader an audit session of its own (as pam_loginuid gives a login).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -74,6 +77,29 @@ impl TopUp {
     }
 }
 
+/// What each leader (`per_leader` > 0) does besides opening its sessions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeafSetup {
+    /// Sessions numbered below this get a pty of their own (their leader needs
+    /// `per_leader` = 1); the others have none.
+    pub ttys_below: u32,
+    /// Each leader writes the user's uid to /proc/self/loginuid first: an audit session
+    /// of its own, which vigild's ends then search /proc for, as for a real login.
+    pub own_audit_session: bool,
+}
+
+impl LeafSetup {
+    fn arg(&self) -> String {
+        format!("{},{}", self.ttys_below, u8::from(self.own_audit_session))
+    }
+
+    fn parse(arg: &str) -> Option<LeafSetup> {
+        let mut words = arg.split(',');
+        let setup = LeafSetup { ttys_below: words.next()?.parse().ok()?, own_audit_session: words.next()? == "1" };
+        words.next().is_none().then_some(setup)
+    }
+}
+
 /// The benchmark's handle on the helper.
 pub struct Holder {
     child: Child,
@@ -87,6 +113,11 @@ impl Holder {
     /// Starts the helper (it connects once, then waits for totals). Its stderr goes to
     /// `stderr` (shown when it fails). `per_leader`: 0 for one leader of all sessions.
     pub fn spawn(socket: &Path, user: &str, in_flight: u32, per_leader: u32, stderr: &Path) -> Holder {
+        Holder::spawn_with(socket, user, in_flight, per_leader, LeafSetup::default(), stderr)
+    }
+
+    /// As `spawn`, each leader set up as `setup` says.
+    pub fn spawn_with(socket: &Path, user: &str, in_flight: u32, per_leader: u32, setup: LeafSetup, stderr: &Path) -> Holder {
         let exe = std::env::current_exe().expect("current_exe");
         let err = std::fs::File::create(stderr).unwrap_or_else(|e| panic!("create {}: {e}", stderr.display()));
         let mut child = Command::new(exe)
@@ -95,6 +126,7 @@ impl Holder {
             .arg(user)
             .arg(in_flight.max(1).to_string())
             .arg(per_leader.to_string())
+            .arg(setup.arg())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(err)
@@ -103,6 +135,12 @@ impl Holder {
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let stdin = child.stdin.take();
         Holder { child, stdin, stdout, held: 0, stderr: stderr.to_path_buf() }
+    }
+
+    /// The helper's pid: the leaders are its children.
+    #[allow(dead_code)] // bench_storm's
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The helper's next line, waiting at most `timeout` for it to start (it writes
@@ -181,15 +219,20 @@ impl Drop for Holder {
     }
 }
 
-/// The helper: `<program> --hold-sessions SOCKET USER IN_FLIGHT PER_LEADER`.
+/// The helper: `<program> --hold-sessions SOCKET USER IN_FLIGHT PER_LEADER SETUP`.
 fn helper_main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(2).collect();
-    let [socket, user, in_flight, per_leader] = args.as_slice() else {
-        eprintln!("usage: {HOLD_ARG} SOCKET USER IN_FLIGHT PER_LEADER");
+    let [socket, user, in_flight, per_leader, setup] = args.as_slice() else {
+        eprintln!("usage: {HOLD_ARG} SOCKET USER IN_FLIGHT PER_LEADER SETUP");
         return ExitCode::from(2);
     };
     let in_flight: u32 = in_flight.parse().unwrap_or(1).max(1);
     let per_leader: u32 = per_leader.parse().unwrap_or(0);
+    // Leaders vigild ends are reaped by the kernel at once: a zombie left until the end
+    // would still be in /proc with its audit session, and vigild's adoption sweep would
+    // take it for a login no session holds.
+    // SAFETY: sets this process's own SIGCHLD disposition; no handler runs.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     let target = Target::Socket(PathBuf::from(socket));
     let connected = zruntime::block_on(async {
         let connection = target.connect().await.map_err(|e| e.to_string())?;
@@ -219,7 +262,7 @@ fn helper_main() -> ExitCode {
         let (opened, error) = if per_leader == 0 {
             zruntime::block_on(open_range(&manager, user, range, in_flight, me, ses))
         } else {
-            start_leaves(socket, user, range, per_leader, in_flight, &mut leaves)
+            start_leaves(socket, user, range, (per_leader, setup), in_flight, &mut leaves)
         };
         held += opened;
         let answer = match error {
@@ -244,7 +287,7 @@ fn start_leaves(
     socket: &str,
     user: &str,
     range: std::ops::Range<u32>,
-    per_leader: u32,
+    (per_leader, setup): (u32, &str),
     in_flight: u32,
     leaves: &mut Vec<Child>,
 ) -> (u32, Option<String>) {
@@ -258,7 +301,7 @@ fn start_leaves(
         while error.is_none() && next < range.end && starting.len() < in_flight as usize {
             let count = per_leader.min(range.end - next);
             let spawned = Command::new(&exe)
-                .args([LEAF_ARG, socket, user, &next.to_string(), &count.to_string()])
+                .args([LEAF_ARG, socket, user, &next.to_string(), &count.to_string(), setup])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .spawn();
@@ -288,17 +331,23 @@ fn start_leaves(
     (opened, error)
 }
 
-/// A leader: `<program> --hold-leaf SOCKET USER FIRST COUNT`. Opens sessions FIRST..
-/// FIRST+COUNT over one connection, closes it, says `OK <COUNT>`, then becomes
-/// `sleep infinity` (same pid and start time) until the helper kills it.
+/// A leader: `<program> --hold-leaf SOCKET USER FIRST COUNT SETUP`. Opens sessions
+/// FIRST..FIRST+COUNT over one connection (set up as [`LeafSetup`] says), closes it,
+/// says `OK <COUNT>`, then becomes `sleep infinity` (same pid and start time) until the
+/// helper kills it.
 fn leaf_main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(2).collect();
     let parsed = match args.as_slice() {
-        [socket, user, first, count] => first.parse::<u32>().ok().zip(count.parse::<u32>().ok()).map(|fc| (socket, user, fc)),
+        [socket, user, first, count, setup] => first
+            .parse::<u32>()
+            .ok()
+            .zip(count.parse::<u32>().ok())
+            .zip(LeafSetup::parse(setup))
+            .map(|(fc, setup)| (socket, user, fc, setup)),
         _ => None,
     };
-    let Some((socket, user, (first, count))) = parsed else {
-        eprintln!("usage: {LEAF_ARG} SOCKET USER FIRST COUNT");
+    let Some((socket, user, (first, count), setup)) = parsed else {
+        eprintln!("usage: {LEAF_ARG} SOCKET USER FIRST COUNT SETUP");
         return ExitCode::from(2);
     };
     // SAFETY: plain syscalls. Dies with the helper; SIGALRM (default action: exit)
@@ -311,13 +360,20 @@ fn leaf_main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let me = std::process::id();
+    let pty = match leaf_login(user, first, count, &setup) {
+        Ok(pty) => pty,
+        Err(e) => {
+            println!("ERR {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let ses = own_audit_session();
     let target = Target::Socket(PathBuf::from(socket));
     let opened = zruntime::block_on(async {
         let connection = target.connect().await.map_err(|e| e.to_string())?;
         let manager = ManagerProxy::new(&connection).await.map_err(|e| e.to_string())?;
         for i in first..first + count {
-            let tty = format!("hold{i}");
+            let tty = pty.clone().unwrap_or_else(|| format!("hold{i}"));
             manager.open_session_ex(user, SERVICE, &tty, RHOST, "", me, ses, &[]).await.map_err(|e| format!("OpenSessionEx {i}: {e}"))?;
         }
         Ok::<_, String>(count)
@@ -336,6 +392,43 @@ fn leaf_main() -> ExitCode {
     let error = Command::new("sleep").arg("infinity").stdin(Stdio::null()).exec();
     eprintln!("leader {me}: cannot exec sleep: {error}");
     ExitCode::FAILURE
+}
+
+/// What a login does before its session is opened: an audit session of its own
+/// (pam_loginuid), and for a session with a tty, a pty whose slave becomes the leader's
+/// controlling terminal, given to the user (sshd's chown), both ends left open across the
+/// exec. Its name (`/dev/pts/N`) when there is one.
+fn leaf_login(user: &str, first: u32, count: u32, setup: &LeafSetup) -> Result<Option<String>, String> {
+    let account = nix::unistd::User::from_name(user).ok().flatten().ok_or_else(|| format!("no user {user}"))?;
+    if setup.own_audit_session {
+        std::fs::write("/proc/self/loginuid", account.uid.as_raw().to_string()).map_err(|e| format!("write /proc/self/loginuid: {e}"))?;
+    }
+    if first >= setup.ttys_below {
+        return Ok(None);
+    }
+    if count != 1 {
+        return Err("a pty per session needs one leader per session".to_string());
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // SAFETY: plain libc calls on descriptors this process opens and never closes (the
+    // exec keeps them: no O_CLOEXEC), and ptsname on a master it holds.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        if master < 0 || libc::grantpt(master) != 0 || libc::unlockpt(master) != 0 {
+            return Err(format!("posix_openpt: {}", std::io::Error::last_os_error()));
+        }
+        let mut name = [0 as libc::c_char; 64];
+        if libc::ptsname_r(master, name.as_mut_ptr(), name.len()) != 0 {
+            return Err(format!("ptsname_r: {}", std::io::Error::last_os_error()));
+        }
+        let path = std::ffi::CStr::from_ptr(name.as_ptr()).to_owned();
+        // A session leader without a terminal that opens one takes it as its own.
+        let slave = libc::open(path.as_ptr(), libc::O_RDWR);
+        if slave < 0 || libc::chown(path.as_ptr(), account.uid.as_raw(), account.gid.as_raw()) != 0 {
+            return Err(format!("open {path:?}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Some(path.to_string_lossy().into_owned()))
+    }
 }
 
 fn own_audit_session() -> u32 {
