@@ -280,7 +280,7 @@ fn bench(args: &Args) -> Option<Outcome> {
         ("/proc/sys/kernel/threads-max", u64::from(n) * 2 + 65_536),
     ]);
     raise_nofile(u64::from(n) * 3 + 8192);
-    let state = TmpfsState::new();
+    let state = TmpfsState::new(1);
     let mut h = Harness::with_syslog();
     state.link(&h);
     let user = h.create_user("storm");
