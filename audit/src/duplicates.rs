@@ -65,10 +65,10 @@ impl<T> Recent<T> {
 
 /// A `mac=` value as a number (the 128 bits it writes), `None` when it is not one.
 pub(crate) fn mac_bits(mac: &[u8]) -> Option<u128> {
-    if mac.len() != MAC_HEX || !mac.iter().all(u8::is_ascii_hexdigit) {
+    if mac.len() != MAC_HEX {
         return None;
     }
-    u128::from_str_radix(std::str::from_utf8(mac).ok()?, 16).ok()
+    mac.iter().try_fold(0u128, |bits, &digit| Some(bits << 4 | u128::from(char::from(digit).to_digit(16)? as u8)))
 }
 
 /// `show` and `report`, which check no mac: a copy is a vigild record with the host,
@@ -80,6 +80,9 @@ pub(crate) struct TrailCopies {
     hasher: RandomState,
     /// By host number (the trail's).
     hosts: Vec<Recent<u64>>,
+    /// A record's name and fields, each with its length, hashed in one call (a call
+    /// per field costs more than the bytes).
+    fields: Vec<u8>,
 }
 
 impl TrailCopies {
@@ -94,13 +97,30 @@ impl TrailCopies {
         if self.hosts.len() <= index {
             self.hosts.resize_with(index + 1, Recent::default);
         }
+        let digest = self.digest(event);
         let Some(recent) = self.hosts.get_mut(index) else { return false };
-        let digest = self.hasher.hash_one((&event.name, &event.fields));
         if recent.find(seq, mac) == Some(&digest) {
             return true;
         }
         recent.push(seq, mac, digest);
         false
+    }
+
+    /// The hash of the record's name and fields, every one with its length before it:
+    /// records with other fields give other bytes.
+    fn digest(&mut self, event: &Event) -> u64 {
+        let bytes = &mut self.fields;
+        bytes.clear();
+        let mut put = |part: &[u8]| {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part);
+        };
+        put(&event.name);
+        for (key, value) in &event.fields {
+            put(key.as_bytes());
+            put(value);
+        }
+        self.hasher.hash_one(bytes.as_slice())
     }
 }
 
