@@ -198,12 +198,21 @@ pub fn sealed(body: &str, encoding: Encoding, mac: &str) -> String {
 /// A kv body is borrowed from `message` (no copy per record); a JSON body is rebuilt.
 pub fn split_mac(message: &str) -> Option<(Cow<'_, str>, &str, Encoding)> {
     let is_mac = |m: &str| m.len() == MAC_HEX && m.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    // The mac is the last MAC_HEX characters (none of them a space or a quote), so the
+    // last ` mac=` can only be just before them: looked for there, not searched.
     if let Some(open) = message.strip_suffix("\"}") {
-        let (head, mac) = open.rsplit_once(",\"mac\":\"")?;
+        let (head, mac) = split_at_tail(open, ",\"mac\":\"", MAC_HEX)?;
         return is_mac(mac).then(|| (Cow::Owned(format!("{head}}}")), mac, Encoding::Json));
     }
-    let (body, mac) = message.rsplit_once(" mac=")?;
+    let (body, mac) = split_at_tail(message, " mac=", MAC_HEX)?;
     is_mac(mac).then_some((Cow::Borrowed(body), mac, Encoding::KeyValue))
+}
+
+/// `(before, tail)` when `text` ends with `separator` and `tail_len` more bytes.
+pub(crate) fn split_at_tail<'a>(text: &'a str, separator: &str, tail_len: usize) -> Option<(&'a str, &'a str)> {
+    let at = text.len().checked_sub(tail_len + separator.len())?;
+    let (head, rest) = (text.get(..at)?, text.get(at..)?);
+    Some((head, rest.strip_prefix(separator)?))
 }
 
 /// The writer's side: the key for the next record, its seq, and the last mac.

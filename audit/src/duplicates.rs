@@ -116,8 +116,8 @@ impl TrailCopies {
             bytes.extend_from_slice(part);
         };
         put(&event.name);
-        for (key, value) in &event.fields {
-            put(key.as_bytes());
+        for (key, value) in event.fields.raw() {
+            put(key);
             put(value);
         }
         self.hasher.hash_one(bytes.as_slice())

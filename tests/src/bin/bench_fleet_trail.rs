@@ -12,7 +12,8 @@
 //! to /dev/null:
 //!
 //! - `audit verify FILE --key ...` (every host's key) and `audit report FILE`;
-//! - the same over the P files.
+//! - the same over the P files;
+//! - `audit report FILE --key ...` (the report with verify's result).
 //!
 //! Each run's wall time, CPU time (user + system, all threads) and peak RSS are taken
 //! from wait4. Lines/s is lines over wall time; lines/s per core is lines over CPU
@@ -132,6 +133,13 @@ fn bench(cli: &Cli, dir: &Path) -> std::io::Result<bool> {
             report.args(["audit", "report"]).args(files);
             runs.push((format!("{} audit report {label}", binary.display()), report));
         }
+        // The report with verify's result: both readings of the one file.
+        let mut verified = Command::new(binary);
+        verified.args(["audit", "report"]).arg(&trail);
+        for key in &keys {
+            verified.arg("--key").arg(key);
+        }
+        runs.push((format!("{} audit report trail.log --key ×{}", binary.display(), keys.len()), verified));
     }
     let mut passed = true;
     for (what, mut cmd) in runs {
