@@ -366,7 +366,7 @@ pub(crate) fn scan_keeping<R: BufRead>(
 /// JSON; `None` when it is not a record (hostile lines included).
 pub(crate) fn parse_record(message: &str) -> Option<(Vec<u8>, Fields)> {
     let mut name: Option<Vec<u8>> = None;
-    let mut fields = Fields::with_capacity(24, message.len());
+    let mut fields = Fields::of(message, 24);
     let mut take = |key: &str, value: &[u8]| {
         if name.is_none() && key == "event" {
             name = Some(value.to_vec());

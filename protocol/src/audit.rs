@@ -201,8 +201,31 @@ fn is_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-fn is_bare(b: u8) -> bool {
+const fn is_bare(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'@' | b'+' | b',' | b'-')
+}
+
+const fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
+}
+
+/// Byte classes a table lookup answers: the readers ask them of every byte of a trail.
+/// `[is_bare, is_key_byte]` of each byte.
+static CLASSES: [[bool; 2]; 256] = {
+    let mut table = [[false; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [is_bare(b as u8), is_key_byte(b as u8)];
+        b += 1;
+    }
+    table
+};
+const BARE: usize = 0;
+const KEY: usize = 1;
+
+/// Where the run of bytes of `class` that starts at `from` ends.
+fn run_end(bytes: &[u8], from: usize, class: usize) -> usize {
+    bytes.get(from..).map_or(from, |rest| from + rest.iter().position(|&b| !CLASSES[usize::from(b)][class]).unwrap_or(rest.len()))
 }
 
 /// Appends `value` to `out` following the escaping rule of this module.
@@ -258,9 +281,7 @@ pub fn parse_kv_fields(line: &str, mut each: impl FnMut(&str, &[u8])) -> Result<
     let mut i = 0;
     while i < bytes.len() {
         let key_start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_lowercase() || bytes[i].is_ascii_digit() || bytes[i] == b'_') {
-            i += 1;
-        }
+        i = run_end(bytes, i, KEY);
         if i == key_start || i >= bytes.len() || bytes[i] != b'=' {
             return Err(ParseError { offset: i, reason: "expected key=" });
         }
@@ -306,9 +327,7 @@ pub fn parse_kv_fields(line: &str, mut each: impl FnMut(&str, &[u8])) -> Result<
             }
         } else {
             let start = i;
-            while i < bytes.len() && is_bare(bytes[i]) {
-                i += 1;
-            }
+            i = run_end(bytes, i, BARE);
             if i == start {
                 return Err(ParseError { offset: i, reason: "empty bare value" });
             }
