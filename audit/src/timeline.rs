@@ -142,7 +142,7 @@ fn show_inputs<R: BufRead>(inputs: Vec<Input<R>>, filter: &Filter, json: bool, n
         let mut block = Block { host, session: held.session, events: Vec::new() };
         for at in stored.iter(held.span) {
             let Some((file, line, line_text, cut)) = reread.line(at)? else { continue };
-            if let Line::Record(_, event) = read_line(file, line, &line_text, cut, &mut clock, now) {
+            if let Line::Record(_, _, event) = read_line(file, line, &line_text, cut, &mut clock, now) {
                 block.events.push(event);
             }
         }

@@ -192,7 +192,8 @@ pub(crate) enum Line<'a> {
     Other,
     /// vigild's or pam_vigil's, but not a record.
     NotRecord,
-    Record(&'a str, Event),
+    /// Its host, its message (the record as written), and the record.
+    Record(&'a str, &'a str, Event),
 }
 
 /// Reads one line (`cut`: longer than the readers keep) of file `file`.
@@ -211,7 +212,7 @@ pub(crate) fn read_line<'a>(file: usize, line: u64, text: &'a str, cut: bool, cl
     } else {
         "?".into()
     };
-    Line::Record(parsed.host, Event { file, line, module, time, time_text, stamp, name, fields })
+    Line::Record(parsed.host, parsed.message, Event { file, line, module, time, time_text, stamp, name, fields })
 }
 
 /// The live blocks: by host and session, with the ends that keep them joinable a while.
@@ -317,9 +318,9 @@ pub(crate) fn scan_keeping<R: BufRead>(
                 Line::NotSyslog => counts.not_syslog += 1,
                 Line::Other => {}
                 Line::NotRecord => counts.not_records += 1,
-                Line::Record(host, event) => {
+                Line::Record(host, message, event) => {
                     let host_id = live.host(host);
-                    if copies.is_copy(host_id, &event) {
+                    if copies.is_copy(host_id, message, &event) {
                         counts.duplicates += 1;
                         visit.duplicate(host_id, host);
                         return;

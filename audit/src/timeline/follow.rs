@@ -11,7 +11,8 @@
 //! Memory stays bounded however long it runs and whatever the file holds: the follower
 //! keeps one line (at most [`MAX_LINE_BYTES`](crate::syslog_line::MAX_LINE_BYTES)),
 //! `--user` the users of the last
-//! [`SESSIONS_KEPT`] sessions, and nothing else grows.
+//! [`SESSIONS_KEPT`] sessions, for recognising a record delivered twice the last
+//! records of the first hosts ([`crate::duplicates`]), and nothing else grows.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -26,6 +27,7 @@ use vigil_protocol::audit::MAX_VALUE_BYTES;
 use super::json::{JsonEvent, json_event, write_ascii_line};
 use super::{CHAIN_KEYS, Filter, event_ok, time_ok};
 use crate::display::{display_path, escaped};
+use crate::duplicates::NamedHostCopies;
 use crate::syslog_line::for_each_line;
 use crate::trail::{Event, Line, MinuteCache, read_line};
 
@@ -104,6 +106,8 @@ struct Printer<'a, W: Write> {
     names: Vec<String>,
     clock: MinuteCache,
     users: SessionUsers,
+    /// Records delivered twice are printed once.
+    copies: NamedHostCopies,
     out: &'a mut W,
     /// The first write error: it ends the follow; later lines are not written.
     error: Option<io::Error>,
@@ -119,6 +123,7 @@ impl<'a, W: Write> Printer<'a, W> {
             names,
             clock: MinuteCache::default(),
             users: SessionUsers::default(),
+            copies: NamedHostCopies::default(),
             out,
             error: None,
             text: String::new(),
@@ -131,8 +136,8 @@ impl<'a, W: Write> Printer<'a, W> {
         if self.error.is_some() {
             return;
         }
-        let Line::Record(host, event) = read_line(file, number, text, cut, &mut self.clock, now) else { return };
-        if !self.wanted(host, &event) {
+        let Line::Record(host, message, event) = read_line(file, number, text, cut, &mut self.clock, now) else { return };
+        if self.copies.is_copy(host, message, &event) || !self.wanted(host, &event) {
             return;
         }
         let written = if self.json { self.write_json(host, &event) } else { self.write_text(host, &event) };

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use super::report::{HostReport, Location};
-use crate::chain::Key;
 use crate::duplicates::Recent;
 
 /// A key the host's chain has left: at `until` (a new key in the same chain; records
@@ -60,7 +59,7 @@ pub(super) struct HostChain {
     /// seqs from its start to the next key's start: if the later key turns out to be
     /// this host's, these were forged with the old key (which an intruder may know).
     pub(super) past_next_key: Vec<(usize, usize, u64, Location)>,
-    /// The last authentic records with the key that verified each: a copy of one is
-    /// recognised by its mac under that key, with no key to derive again.
-    pub(super) recent: Recent<Key>,
+    /// The last authentic records placed in the chain: an authentic record with the
+    /// seq and mac of one of them is a copy of it.
+    pub(super) recent: Recent<()>,
 }

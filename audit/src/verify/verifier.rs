@@ -12,7 +12,7 @@ use super::sealed::{Position, dropped_claim, is_event_name, position};
 use super::{DAEMON_TAG, MAX_FINDINGS_PER_KIND, MAX_HOSTS, MODULE_TAG, ModuleRecords, WORK_BASE, WORK_PER_LINE};
 use crate::chain::{Encoding, Key, KeyFile, NO_PREV, PREV_HEX, split_mac};
 use crate::display::{display_path, escaped};
-use crate::duplicates::{DUPLICATE_WINDOW, Recent, mac_bits};
+use crate::duplicates::{DUPLICATE_WINDOW, Recent, mac_of};
 use crate::syslog_line::{MAX_LINE_BYTES, parse_line};
 
 /// Unverified claims kept for matching with a gap (see `pending`).
@@ -178,9 +178,6 @@ impl Verifier {
             );
             return;
         };
-        if self.skip_copy(host, at, body, mac, pos.seq) {
-            return;
-        }
         let mut tried = Tried { found: None, over_budget: None, implausible: false };
         // Nearly every record is under its host's current key, the first candidate:
         // tried before the others are listed.
@@ -226,6 +223,9 @@ impl Verifier {
             }
             return;
         };
+        if self.skip_copy(host, at, mac, pos.seq) {
+            return;
+        }
         self.authentic(host, at, k, key, &pos, mac, body, encoding);
     }
 
@@ -349,8 +349,8 @@ impl Verifier {
         self.check_next_keys(host, k, seq, at);
         let dropped = if event == Event::RecordsDropped.as_str() { dropped_claim(body, encoding) } else { None };
         self.place_in_chain(host, at, k, seq, event, dropped);
-        if let Some(bits) = mac_bits(mac.as_bytes()) {
-            self.hosts[host].recent.push(seq, bits, key.clone());
+        if let Some(mac) = mac_of(mac.as_bytes()) {
+            self.hosts[host].recent.push(seq, mac, ());
         }
         self.keys[k].confirm(seq, key);
     }
@@ -392,16 +392,12 @@ impl Verifier {
         }
     }
 
-    /// An exact copy of one of the host's last authentic records (forwarding that
-    /// delivers at least once): counted and skipped. Its mac verifies over this body
-    /// under the key that verified the original, so the text is the original's.
-    pub(super) fn skip_copy(&mut self, host: usize, at: Location, body: &str, mac: &str, seq: u64) -> bool {
+    /// An authentic record that is an exact copy of one of the host's last ones
+    /// (forwarding that delivers at least once): counted and skipped. Both verified, with
+    /// the same seq and mac: the same text (a mac is the text's, under the seq's key).
+    pub(super) fn skip_copy(&mut self, host: usize, at: Location, mac: &str, seq: u64) -> bool {
         let chain = &mut self.hosts[host];
-        if !chain.recent.may_hold(seq) {
-            return false;
-        }
-        let Some(key) = mac_bits(mac.as_bytes()).and_then(|bits| chain.recent.find(seq, bits)) else { return false };
-        if !key.mac_is(body, mac) {
+        if !chain.recent.may_hold(seq) || mac_of(mac.as_bytes()).is_none_or(|mac| chain.recent.find(seq, &mac).is_none()) {
             return false;
         }
         chain.report.duplicates += 1;
