@@ -9,6 +9,8 @@
 //! detection. The admin keeps the starting key (`k_s` for the first seq `s`) off the
 //! host; from it the verifier derives every later key.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroize;
@@ -47,8 +49,24 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        text.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
+    }
+    text
+}
+
+/// Whether `text` is `bytes` in lowercase hex (what [`hex`] writes), without writing it.
+fn is_hex_of(text: &[u8], bytes: &[u8]) -> bool {
+    text.len() == bytes.len() * 2
+        && bytes
+            .iter()
+            .zip(text.chunks_exact(2))
+            .all(|(&b, pair)| pair[0] == HEX_DIGITS[usize::from(b >> 4)] && pair[1] == HEX_DIGITS[usize::from(b & 0x0f)])
 }
 
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -92,6 +110,12 @@ impl Key {
     /// The mac of a record's text (everything before ` mac=`), as hex.
     pub fn mac(&self, body: &str) -> String {
         hex(&hmac(&self.0, body.as_bytes())[..MAC_HEX / 2])
+    }
+
+    /// Whether `mac` is [`Key::mac`] of `body` (the verifier's question, asked of every
+    /// record: no text is built for it).
+    pub fn mac_is(&self, body: &str, mac: &str) -> bool {
+        is_hex_of(mac.as_bytes(), &hmac(&self.0, body.as_bytes())[..MAC_HEX / 2])
     }
 }
 
@@ -171,14 +195,24 @@ pub fn sealed(body: &str, encoding: Encoding, mac: &str) -> String {
 }
 
 /// Splits a sealed record into (body, mac, encoding). `None` when it carries no mac.
-pub fn split_mac(message: &str) -> Option<(String, &str, Encoding)> {
+/// A kv body is borrowed from `message` (no copy per record); a JSON body is rebuilt.
+pub fn split_mac(message: &str) -> Option<(Cow<'_, str>, &str, Encoding)> {
     let is_mac = |m: &str| m.len() == MAC_HEX && m.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    // The mac is the last MAC_HEX characters (none of them a space or a quote), so the
+    // last ` mac=` can only be just before them: looked for there, not searched.
     if let Some(open) = message.strip_suffix("\"}") {
-        let (head, mac) = open.rsplit_once(",\"mac\":\"")?;
-        return is_mac(mac).then(|| (format!("{head}}}"), mac, Encoding::Json));
+        let (head, mac) = split_at_tail(open, ",\"mac\":\"", MAC_HEX)?;
+        return is_mac(mac).then(|| (Cow::Owned(format!("{head}}}")), mac, Encoding::Json));
     }
-    let (body, mac) = message.rsplit_once(" mac=")?;
-    is_mac(mac).then(|| (body.to_string(), mac, Encoding::KeyValue))
+    let (body, mac) = split_at_tail(message, " mac=", MAC_HEX)?;
+    is_mac(mac).then_some((Cow::Borrowed(body), mac, Encoding::KeyValue))
+}
+
+/// `(before, tail)` when `text` ends with `separator` and `tail_len` more bytes.
+pub(crate) fn split_at_tail<'a>(text: &'a str, separator: &str, tail_len: usize) -> Option<(&'a str, &'a str)> {
+    let at = text.len().checked_sub(tail_len + separator.len())?;
+    let (head, rest) = (text.get(..at)?, text.get(at..)?);
+    Some((head, rest.strip_prefix(separator)?))
 }
 
 /// The writer's side: the key for the next record, its seq, and the last mac.

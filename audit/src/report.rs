@@ -33,7 +33,7 @@ use vigil_protocol::events::{EndReason, Event as EventName};
 use crate::chain::KeyFile;
 use crate::display::escaped;
 use crate::timeline::Filter;
-use crate::trail::{BlockId, Event, Input, Place, Visit, open_files, scan, streams};
+use crate::trail::{BlockId, Event, Input, Place, Scan, Visit, open_files, scan, streams};
 use crate::verify::{self, FindingKind};
 pub use unusual::Thresholds;
 use unusual::{Unusual, Watch};
@@ -172,9 +172,22 @@ pub struct Report {
 
 /// Reads `paths` and summarises them; `keys` (may be empty) verify the chain;
 /// `thresholds` are the unusual rules'.
+///
+/// With keys, `verify` reads the files on a second thread while the report reads them
+/// on this one: the two readings share nothing but the files, and the report needs
+/// verify's result only at the end.
 pub fn report_files(paths: &[PathBuf], filter: &Filter, thresholds: Thresholds, keys: &[KeyFile]) -> io::Result<Report> {
-    let verified = if keys.is_empty() { None } else { Some(verify::verify_files(paths, keys)?) };
-    report_inputs(open_files(paths)?, filter, thresholds, verified.as_ref(), SystemTime::now())
+    if keys.is_empty() {
+        return report_inputs(open_files(paths)?, filter, thresholds, None, SystemTime::now());
+    }
+    std::thread::scope(|scope| {
+        let verifying = scope.spawn(|| verify::verify_files(paths, keys));
+        let now = SystemTime::now();
+        let tallied = open_files(paths).and_then(|inputs| tally_inputs(inputs, filter, thresholds, now));
+        let verified = verifying.join().map_err(|_| io::Error::other("verify stopped unexpectedly"))??;
+        let (tally, scanned) = tallied?;
+        Ok(tally.report(Some(&verified), &scanned.names))
+    })
 }
 
 /// Like [`report_files`], from readers, with `verify`'s report when keys were given.
@@ -195,9 +208,19 @@ fn report_inputs<R: BufRead>(
     verified: Option<&verify::Report>,
     now: SystemTime,
 ) -> io::Result<Report> {
+    let (tally, scanned) = tally_inputs(inputs, filter, thresholds, now)?;
+    Ok(tally.report(verified, &scanned.names))
+}
+
+fn tally_inputs<'f, R: BufRead>(
+    inputs: Vec<Input<R>>,
+    filter: &'f Filter,
+    thresholds: Thresholds,
+    now: SystemTime,
+) -> io::Result<(Tally<'f>, Scan)> {
     let mut tally = Tally::new(filter, thresholds);
     let scanned = scan(inputs, now, false, &mut tally)?;
-    Ok(tally.report(verified, &scanned.names))
+    Ok((tally, scanned))
 }
 
 /// A counted event, until its session's user is known.

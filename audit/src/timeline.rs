@@ -377,20 +377,19 @@ fn render_text(out: &mut String, block: &Block, selected: &[&Event]) {
             let _ = write!(out, "  {:<15}  {}", event.time_text, escaped(&event.name));
         }
         out.push_str(event.label());
-        for (key, value) in &event.fields {
-            let key = key.as_str();
+        for (key, value) in event.fields.iter() {
             if CHAIN_KEYS.contains(&key) || (block.session.is_some() && key == "session") {
                 continue;
             }
             if block.session.is_some() {
-                if header.iter().any(|(k, v)| *k == key && *v == value.as_slice()) {
+                if header.iter().any(|(k, v)| *k == key && *v == value) {
                     continue;
                 }
-                if REPEATED_KEYS.contains(&key) && repeated.get(key) == Some(&value.as_slice()) {
+                if REPEATED_KEYS.contains(&key) && repeated.get(key) == Some(&value) {
                     continue;
                 }
                 if REPEATED_KEYS.contains(&key) {
-                    repeated.insert(key, value.as_slice());
+                    repeated.insert(key, value);
                 }
             }
             let _ = write!(out, " {key}={}", escaped(value));

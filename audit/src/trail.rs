@@ -20,7 +20,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use vigil_protocol::audit::parse_kv_line;
+use vigil_protocol::audit::parse_kv_fields;
 use vigil_protocol::events::Event as EventName;
 
 use crate::display::display_path;
@@ -28,8 +28,10 @@ use crate::duplicates::TrailCopies;
 use crate::syslog_line::{Timestamp, for_each_line_at, local_year, parse_line};
 use crate::verify::{DAEMON_TAG, MODULE_TAG};
 
+mod fields;
 pub(crate) mod reread;
 
+pub(crate) use fields::Fields;
 use reread::{Data, Sources};
 
 /// Session blocks whose end was read that still take records: the last this many.
@@ -48,7 +50,7 @@ pub(crate) struct Event {
     /// resolved time when the line has none), for `audit report`.
     pub(crate) stamp: Option<(i32, u8, u8, u8)>,
     pub(crate) name: Vec<u8>,
-    pub(crate) fields: Vec<(String, Vec<u8>)>,
+    pub(crate) fields: Fields,
 }
 
 impl Event {
@@ -58,7 +60,7 @@ impl Event {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+        self.fields.get(key)
     }
 
     /// No mac to check: the module's own records (any local user can write one with
@@ -361,32 +363,34 @@ pub(crate) fn scan_keeping<R: BufRead>(
     Ok(Scan { counts, names, sources })
 }
 
-/// An event name and the other fields of a record, values decoded.
-type Fields = (Vec<u8>, Vec<(String, Vec<u8>)>);
-
-/// A record's event name and its other fields, from kv or JSON; `None` when it is not
-/// a record (hostile lines included).
-pub(crate) fn parse_record(message: &str) -> Option<Fields> {
-    let mut fields: Vec<(String, Vec<u8>)> = if message.starts_with('{') {
+/// A record's event name (its first `event` field) and its other fields, from kv or
+/// JSON; `None` when it is not a record (hostile lines included).
+pub(crate) fn parse_record(message: &str) -> Option<(Vec<u8>, Fields)> {
+    let mut name: Option<Vec<u8>> = None;
+    let mut fields = Fields::of(message, 24);
+    let mut take = |key: &str, value: &[u8]| {
+        if name.is_none() && key == "event" {
+            name = Some(value.to_vec());
+        } else {
+            fields.push(key, value);
+        }
+    };
+    if message.starts_with('{') {
         let value: serde_json::Value = serde_json::from_str(message).ok()?;
         let object = value.as_object()?;
-        let mut fields = Vec::with_capacity(object.len());
         for (key, value) in object {
             if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
                 return None;
             }
-            let bytes = match value {
-                serde_json::Value::String(s) => s.as_bytes().to_vec(),
-                other => other.to_string().into_bytes(),
-            };
-            fields.push((key.clone(), bytes));
+            match value {
+                serde_json::Value::String(s) => take(key, s.as_bytes()),
+                other => take(key, other.to_string().as_bytes()),
+            }
         }
-        fields
     } else {
-        parse_kv_line(message).ok()?
-    };
-    let position = fields.iter().position(|(k, _)| k == "event")?;
-    let (_, name) = fields.remove(position);
+        parse_kv_fields(message, &mut take).ok()?;
+    }
+    let name = name?;
     if name.is_empty() {
         return None;
     }

@@ -201,8 +201,31 @@ fn is_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-fn is_bare(b: u8) -> bool {
+const fn is_bare(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'@' | b'+' | b',' | b'-')
+}
+
+const fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
+}
+
+/// Byte classes a table lookup answers: the readers ask them of every byte of a trail.
+/// `[is_bare, is_key_byte]` of each byte.
+static CLASSES: [[bool; 2]; 256] = {
+    let mut table = [[false; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [is_bare(b as u8), is_key_byte(b as u8)];
+        b += 1;
+    }
+    table
+};
+const BARE: usize = 0;
+const KEY: usize = 1;
+
+/// Where the run of bytes of `class` that starts at `from` ends.
+fn run_end(bytes: &[u8], from: usize, class: usize) -> usize {
+    bytes.get(from..).map_or(from, |rest| from + rest.iter().position(|&b| !CLASSES[usize::from(b)][class]).unwrap_or(rest.len()))
 }
 
 /// Appends `value` to `out` following the escaping rule of this module.
@@ -241,22 +264,34 @@ pub struct ParseError {
 /// refuses anything the writer could not have produced (the verifier and the timeline
 /// reader build on this, and they read files users can write into through syslog).
 pub fn parse_kv_line(line: &str) -> Result<Vec<(String, Vec<u8>)>, ParseError> {
+    // vigild's records have up to about 20 fields: one allocation for most.
+    let mut fields = Vec::with_capacity(24);
+    parse_kv_fields(line, |key, value| fields.push((key.to_string(), value.to_vec())))?;
+    Ok(fields)
+}
+
+/// [`parse_kv_line`] without building its result: each field, in order, is handed to
+/// `each` (key, value unescaped), borrowed from `line` when it has no escape. On `Err`
+/// the fields handed over so far are not a record.
+pub fn parse_kv_fields(line: &str, mut each: impl FnMut(&str, &[u8])) -> Result<(), ParseError> {
     let bytes = line.as_bytes();
-    let mut fields = Vec::new();
+    let mut count = 0usize;
+    // A value with escapes, decoded (allocated only for the first such value).
+    let mut decoded: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let key_start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_lowercase() || bytes[i].is_ascii_digit() || bytes[i] == b'_') {
-            i += 1;
-        }
+        i = run_end(bytes, i, KEY);
         if i == key_start || i >= bytes.len() || bytes[i] != b'=' {
             return Err(ParseError { offset: i, reason: "expected key=" });
         }
-        let key = line[key_start..i].to_string();
+        let key = &line[key_start..i];
         i += 1;
-        let mut value = Vec::new();
         if bytes.get(i) == Some(&b'"') {
             i += 1;
+            let value_start = i;
+            let mut escaped = false;
+            decoded.clear();
             loop {
                 match bytes.get(i) {
                     None => return Err(ParseError { offset: i, reason: "unterminated quote" }),
@@ -265,38 +300,50 @@ pub fn parse_kv_line(line: &str) -> Result<Vec<(String, Vec<u8>)>, ParseError> {
                         break;
                     }
                     Some(b'\\') => {
-                        let (decoded, used) = unescape(&bytes[i..]).ok_or(ParseError { offset: i, reason: "bad escape" })?;
-                        value.push(decoded);
+                        let (byte, used) = unescape(&bytes[i..]).ok_or(ParseError { offset: i, reason: "bad escape" })?;
+                        if !escaped {
+                            decoded.extend_from_slice(&bytes[value_start..i]);
+                            escaped = true;
+                        }
+                        decoded.push(byte);
                         i += used;
                     }
-                    Some(&b) if (0x20..=0x7e).contains(&b) => {
-                        value.push(b);
-                        i += 1;
+                    Some(0x20..=0x7e) => {
+                        // The run of plain bytes up to the next quote or escape, at once.
+                        let run = bytes[i..].iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
+                        let end = run.map_or(bytes.len(), |n| i + n);
+                        if escaped {
+                            decoded.extend_from_slice(&bytes[i..end]);
+                        }
+                        i = end;
                     }
                     Some(_) => return Err(ParseError { offset: i, reason: "unescaped byte in quotes" }),
                 }
             }
+            if escaped {
+                each(key, &decoded);
+            } else {
+                each(key, &bytes[value_start..i - 1]);
+            }
         } else {
             let start = i;
-            while i < bytes.len() && is_bare(bytes[i]) {
-                i += 1;
-            }
+            i = run_end(bytes, i, BARE);
             if i == start {
                 return Err(ParseError { offset: i, reason: "empty bare value" });
             }
-            value.extend_from_slice(&bytes[start..i]);
+            each(key, &bytes[start..i]);
         }
-        fields.push((key, value));
+        count += 1;
         match bytes.get(i) {
             None => break,
             Some(b' ') if i + 1 < bytes.len() => i += 1,
             Some(_) => return Err(ParseError { offset: i, reason: "expected one space between fields" }),
         }
     }
-    if fields.is_empty() {
+    if count == 0 {
         return Err(ParseError { offset: 0, reason: "empty record" });
     }
-    Ok(fields)
+    Ok(())
 }
 
 /// Decodes one escape at the start of `s` (which begins with a backslash).

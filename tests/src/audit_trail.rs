@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Write};
 
-use vigil_audit::chain::{ChainState, Encoding, KEY_BYTES, Key};
+use vigil_audit::chain::{ChainState, Encoding, KEY_BYTES, Key, KeyFile};
 use vigil_audit::sample::{Layout, syslog_line};
 use vigil_protocol::audit::Record;
 use vigil_protocol::events::{EndReason, Event, Limit, ReauthReason};
@@ -86,9 +86,8 @@ pub fn write_trail<W: Write>(out: W, spec: TrailSpec) -> io::Result<TrailStats> 
     let mut out = io::BufWriter::with_capacity(1 << 20, out);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let hosts = spec.hosts.max(1) as usize;
-    let mut chains: Vec<ChainState> = (0..hosts)
-        .map(|h| ChainState { next_seq: 1, key: Key::from_bytes([(h % 251) as u8 + 1; KEY_BYTES]), last_mac: String::new() })
-        .collect();
+    let mut chains: Vec<ChainState> =
+        (0..hosts).map(|h| ChainState { next_seq: 1, key: host_key(h).key, last_mac: String::new() }).collect();
     let mut next_id = vec![1u64; hosts];
     // The lines left for records once every host's start and stop are written.
     let budget = spec.lines.saturating_sub(2 * hosts as u64).max(spec.sessions);
@@ -253,7 +252,13 @@ pub fn write_trail<W: Write>(out: W, spec: TrailSpec) -> io::Result<TrailStats> 
     Ok(stats)
 }
 
-fn host_name(h: usize) -> String {
+/// The starting key of host `h`'s chain (`verify` needs it): fixed, like the rest.
+pub fn host_key(h: usize) -> KeyFile {
+    KeyFile { start_seq: 1, key: Key::from_bytes([(h % 251) as u8 + 1; KEY_BYTES]) }
+}
+
+/// The name host `h` writes under.
+pub fn host_name(h: usize) -> String {
     format!("web{:02}", h + 1)
 }
 

@@ -166,7 +166,7 @@ impl<'a, W: Write> Printer<'a, W> {
         text.clear();
         let mark = if is_alert(event) { '!' } else { ' ' };
         let _ = write!(text, "{mark} {:<15}  {}  {}{}", event.time_text, escaped(host.as_bytes()), escaped(&event.name), event.label());
-        for (key, value) in event.fields.iter().filter(|(key, _)| !CHAIN_KEYS.contains(&key.as_str())) {
+        for (key, value) in event.fields.iter().filter(|(key, _)| !CHAIN_KEYS.contains(key)) {
             let _ = write!(text, " {key}={}", escaped(value));
         }
         text.push('\n');

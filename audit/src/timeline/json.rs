@@ -97,8 +97,7 @@ fn offset_seconds(from: SystemTime, to: SystemTime) -> Seconds {
 /// `event` as an object; `in_session`: it is shown in a session's block, with its
 /// offset from `origin`.
 pub(super) fn json_event<'a>(in_session: bool, origin: Option<SystemTime>, event: &'a Event, names: &'a [String]) -> JsonEvent<'a> {
-    let fields =
-        event.fields.iter().filter(|(key, _)| key != "prev" && key != "mac").map(|(key, value)| (key.as_str(), text(value))).collect();
+    let fields = event.fields.iter().filter(|(key, _)| *key != "prev" && *key != "mac").map(|(key, value)| (key, text(value))).collect();
     JsonEvent {
         time: &event.time_text,
         unix_time: event.time.and_then(unix_seconds),

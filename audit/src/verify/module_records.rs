@@ -35,7 +35,7 @@ impl ModuleRecords {
         }
         let record = parse_record(message);
         let session = record.as_ref().and_then(|(_, fields)| {
-            let (_, value) = fields.iter().find(|(key, _)| key == "session")?;
+            let value = fields.get("session")?;
             std::str::from_utf8(value).ok()?.parse().ok()
         });
         self.listed.push(ModuleRecord { at, host: host.to_string(), event: record.map(|(name, _)| name), session });

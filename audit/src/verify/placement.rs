@@ -39,7 +39,8 @@ impl Verifier {
             if let Some(segment) = self.hosts[host].segment.as_mut() {
                 segment.frontier = seq;
                 segment.frontier_at = at;
-                segment.frontier_event = event.to_string();
+                segment.frontier_event.clear();
+                segment.frontier_event.push_str(event);
             }
             self.extend_range(host, at, k, seq, !continues);
             self.hosts[host].pending.clear();

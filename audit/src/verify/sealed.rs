@@ -3,7 +3,7 @@
 
 use vigil_protocol::audit::parse_kv_line;
 
-use crate::chain::{Encoding, PREV_HEX};
+use crate::chain::{Encoding, PREV_HEX, split_at_tail};
 
 /// A sealed record's position fields, read from the end of its body.
 pub(super) struct Position<'a> {
@@ -32,19 +32,26 @@ pub(super) fn is_event_name(name: &str) -> bool {
 pub(super) fn position(body: &str, encoding: Encoding) -> Option<Position<'_>> {
     match encoding {
         Encoding::KeyValue => {
-            let (head, prev) = body.rsplit_once(" prev=")?;
-            let (_, seq) = head.rsplit_once(" seq=")?;
+            let (head, prev) = split_at_tail(body, " prev=", PREV_HEX)?;
+            let (_, seq) = last_after(head, " seq=", b' ')?;
             let event = body.strip_prefix("event=").map(|rest| rest.split(' ').next().unwrap_or(rest)).filter(|e| is_event_name(e));
             Some(Position { seq: parse_seq(seq)?, prev: Some(prev).filter(|p| is_prev(p))?, event })
         }
         Encoding::Json => {
             let open = body.strip_suffix("\"}")?;
-            let (head, prev) = open.rsplit_once(",\"prev\":\"")?;
-            let (_, seq) = head.rsplit_once(",\"seq\":")?;
+            let (head, prev) = split_at_tail(open, ",\"prev\":\"", PREV_HEX)?;
+            let (_, seq) = last_after(head, ",\"seq\":", b',')?;
             let event = body.strip_prefix("{\"event\":\"").and_then(|rest| rest.split('"').next()).filter(|e| is_event_name(e));
             Some(Position { seq: parse_seq(seq)?, prev: Some(prev).filter(|p| is_prev(p))?, event })
         }
     }
+}
+
+/// Like `rsplit_once(separator)` where what follows must hold no `first` byte (the
+/// separator's own first byte): then the separator can only start at the last `first`.
+fn last_after<'a>(text: &'a str, separator: &str, first: u8) -> Option<(&'a str, &'a str)> {
+    let at = memchr::memrchr(first, text.as_bytes())?;
+    Some((text.get(..at)?, text.get(at..)?.strip_prefix(separator)?))
 }
 
 /// `first_seq` and `count` of a `records_dropped` record.

@@ -18,6 +18,14 @@ use crate::syslog_line::{MAX_LINE_BYTES, parse_line};
 /// Unverified claims kept for matching with a gap (see `pending`).
 pub(super) const MAX_PENDING: usize = 1024;
 
+/// What trying a record's candidate keys found.
+struct Tried {
+    found: Option<(usize, Key)>,
+    /// The fewest key evolutions a key would have needed past the budget.
+    over_budget: Option<u64>,
+    implausible: bool,
+}
+
 pub(super) struct Verifier {
     pub(super) keys: Vec<KeySlot>,
     pub(super) budget: u64,
@@ -170,27 +178,28 @@ impl Verifier {
             );
             return;
         };
-        let (candidates, any_usable) = self.candidates(host, pos.seq);
-        if candidates.is_empty() {
-            self.no_key(host, at, pos.seq, any_usable);
-            return;
+        let mut tried = Tried { found: None, over_budget: None, implausible: false };
+        // Nearly every record is under its host's current key, the first candidate:
+        // tried before the others are listed.
+        let current = self.hosts[host].current_key.filter(|&k| self.keys[k].start <= pos.seq);
+        if let Some(k) = current {
+            self.hosts[host].last_no_key = None;
+            self.try_key(k, pos.seq, body, mac, &mut tried);
         }
-        self.hosts[host].last_no_key = None;
-        let mut over_budget: Option<u64> = None;
-        let mut implausible = false;
-        let mut found = None;
-        for k in candidates {
-            match self.keys[k].derive(pos.seq, &mut self.budget) {
-                Derived::Key(key) => {
-                    if key.mac(body) == mac {
-                        found = Some((k, key));
-                        break;
-                    }
+        if tried.found.is_none() {
+            let (candidates, any_usable) = self.candidates(host, pos.seq);
+            if candidates.is_empty() {
+                self.no_key(host, at, pos.seq, any_usable);
+                return;
+            }
+            self.hosts[host].last_no_key = None;
+            for k in candidates.into_iter().filter(|&k| Some(k) != current) {
+                if self.try_key(k, pos.seq, body, mac, &mut tried) {
+                    break;
                 }
-                Derived::OverBudget(cost) => over_budget = Some(over_budget.map_or(cost, |c| c.min(cost))),
-                Derived::Implausible => implausible = true,
             }
         }
+        let Tried { found, over_budget, implausible } = tried;
         let Some((k, key)) = found else {
             let seq = pos.seq;
             if let Some(cost) = over_budget {
@@ -218,6 +227,21 @@ impl Verifier {
             return;
         }
         self.authentic(host, at, k, key, &pos, mac, body, encoding);
+    }
+
+    /// Checks the record's mac under key `k`; true when it verifies.
+    fn try_key(&mut self, k: usize, seq: u64, body: &str, mac: &str, tried: &mut Tried) -> bool {
+        match self.keys[k].derive(seq, &mut self.budget) {
+            Derived::Key(key) => {
+                if key.mac_is(body, mac) {
+                    tried.found = Some((k, key));
+                    return true;
+                }
+            }
+            Derived::OverBudget(cost) => tried.over_budget = Some(tried.over_budget.map_or(cost, |c| c.min(cost))),
+            Derived::Implausible => tried.implausible = true,
+        }
+        false
     }
 
     pub(super) fn no_key(&mut self, host: usize, at: Location, seq: u64, any_usable: bool) {
@@ -251,7 +275,7 @@ impl Verifier {
         encoding: Encoding,
     ) {
         let seq = pos.seq;
-        let event = pos.event.unwrap_or("?").to_string();
+        let event = pos.event.unwrap_or("?");
         self.hosts[host].report.authentic += 1;
         if self.keys[k].host.is_none() {
             self.keys[k].host = Some(host);
@@ -324,7 +348,7 @@ impl Verifier {
         self.remember_last(host, seq, mac);
         self.check_next_keys(host, k, seq, at);
         let dropped = if event == Event::RecordsDropped.as_str() { dropped_claim(body, encoding) } else { None };
-        self.place_in_chain(host, at, k, seq, &event, dropped);
+        self.place_in_chain(host, at, k, seq, event, dropped);
         if let Some(mac) = mac_of(mac.as_bytes()) {
             self.hosts[host].recent.push(seq, mac, ());
         }
@@ -382,7 +406,16 @@ impl Verifier {
     }
 
     pub(super) fn remember_last(&mut self, host: usize, seq: u64, mac: &str) {
-        self.hosts[host].last = Some(Last { seq, mac_prefix: mac.get(..PREV_HEX).unwrap_or(mac).to_string() });
+        let prefix = mac.get(..PREV_HEX).unwrap_or(mac);
+        match &mut self.hosts[host].last {
+            // The same buffer, record after record.
+            Some(last) => {
+                last.seq = seq;
+                last.mac_prefix.clear();
+                last.mac_prefix.push_str(prefix);
+            }
+            none => *none = Some(Last { seq, mac_prefix: prefix.to_string() }),
+        }
     }
 
     pub(super) fn finish(mut self) -> Report {
