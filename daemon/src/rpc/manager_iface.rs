@@ -11,6 +11,7 @@ use zbus::{Connection, interface};
 
 use crate::rpc::caller::Caller;
 use crate::rpc::polkit::{self, AdminAction, Verdict};
+use crate::sessions::lock_calls;
 use crate::sessions::manager::Manager;
 
 pub struct ManagerIface {
@@ -28,23 +29,31 @@ impl ManagerIface {
         Caller::identify(connection, header).await.map_err(|e| VigilError::Failed(format!("cannot identify the caller: {e}")))
     }
 
-    /// The caller of an admin verb. On the system bus a user other than root is asked
-    /// about to polkit (`rpc/polkit.rs`): authorised, the call goes on as an admin's;
-    /// otherwise it is refused here (`call_refused reason=not_authorized`). Root is
-    /// never asked; on the private socket the manager keeps the verb root's.
+    /// The caller, and whether polkit is to be asked about its admin verbs: a user other
+    /// than root on the system bus (root is never asked; on the private socket the
+    /// manager keeps the verbs root's).
+    async fn caller_for_polkit(&self, connection: &Connection, header: &Header<'_>) -> Result<(Caller, bool), VigilError> {
+        let caller = self.caller(connection, header).await?;
+        Ok((caller, self.peer.is_none() && !caller.is_root()))
+    }
+
+    /// The caller of an admin verb. A user other than root on the bus is asked about to
+    /// polkit (`rpc/polkit.rs`), with the `details` its rules see (built only then):
+    /// authorised, the call goes on as an admin's; otherwise it is refused here
+    /// (`call_refused reason=not_authorized`).
     async fn admin(
         &self,
         connection: &Connection,
         header: &Header<'_>,
         method: &'static str,
         action: AdminAction,
-        details: &[(&str, &str)],
+        details: impl FnOnce() -> Details,
     ) -> Result<Caller, VigilError> {
-        let caller = self.caller(connection, header).await?;
-        if self.peer.is_some() || caller.is_root() {
+        let (caller, ask) = self.caller_for_polkit(connection, header).await?;
+        if !ask {
             return Ok(caller);
         }
-        let refusal = match polkit::check(connection, header, action, details).await {
+        let refusal = match polkit::check(connection, header, action, &borrowed(&details())).await {
             Verdict::Authorized => return Ok(Caller { polkit_authorized: true, ..caller }),
             Verdict::NotAuthorized { challenge: true } if !polkit::interactive(header) => format!(
                 "an admin's password is needed for {} and the call did not allow asking for it (vigilctl asks on the \
@@ -60,20 +69,29 @@ impl ManagerIface {
 
     /// The caller of ListSessions or GetSession: a user polkit authorised (without
     /// asking anyone unless the call allows it) sees every session, any other their own.
-    async fn viewer(&self, connection: &Connection, header: &Header<'_>, details: &[(&str, &str)]) -> Result<Caller, VigilError> {
-        let caller = self.caller(connection, header).await?;
-        if self.peer.is_some() || caller.is_root() {
+    async fn viewer(&self, connection: &Connection, header: &Header<'_>, details: impl FnOnce() -> Details) -> Result<Caller, VigilError> {
+        let (caller, ask) = self.caller_for_polkit(connection, header).await?;
+        if !ask {
             return Ok(caller);
         }
-        let authorized = polkit::check(connection, header, AdminAction::ListSessions, details).await == Verdict::Authorized;
+        let authorized = polkit::check(connection, header, AdminAction::ListSessions, &borrowed(&details())).await == Verdict::Authorized;
         Ok(Caller { polkit_authorized: authorized, ..caller })
     }
 }
 
-/// A caller's text as a polkit detail: only what the manager would accept as a name
-/// (no control character, within the wire limit), else nothing.
-fn detail(text: &str) -> Option<&str> {
-    (text.len() <= vigil_protocol::MAX_FIELD_BYTES && !text.chars().any(char::is_control)).then_some(text)
+/// What polkit's rules see about a call (`action.lookup("user")`).
+type Details = Vec<(&'static str, String)>;
+
+fn borrowed(details: &Details) -> Vec<(&str, &str)> {
+    details.iter().map(|(key, value)| (*key, value.as_str())).collect()
+}
+
+/// The user a lock call names, as a detail: only a name the manager would take (its
+/// own check), else none.
+fn user_detail(user: &str) -> Details {
+    lock_calls::check_text("the user name", user, vigil_protocol::MAX_FIELD_BYTES)
+        .map(|()| vec![("user", user.to_string())])
+        .unwrap_or_default()
 }
 
 #[interface(name = "org.vigil1.Manager")]
@@ -110,7 +128,7 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<SessionInfo>, VigilError> {
-        Ok(self.core.list_sessions(self.viewer(connection, &header, &[]).await?))
+        Ok(self.core.list_sessions(self.viewer(connection, &header, Vec::new).await?))
     }
 
     async fn get_session(
@@ -119,8 +137,7 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<SessionInfo, VigilError> {
-        let session = id.to_string();
-        self.core.get_session(self.viewer(connection, &header, &[("session", &session)]).await?, id)
+        self.core.get_session(self.viewer(connection, &header, || vec![("session", id.to_string())]).await?, id)
     }
 
     async fn terminate_session(
@@ -129,15 +146,13 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), VigilError> {
-        let session = id.to_string();
-        let user = self.core.session(id).map(|s| s.who.user.clone()).unwrap_or_default();
-        let details = [("session", session.as_str()), ("user", user.as_str())];
-        let caller = self.admin(connection, &header, "TerminateSession", AdminAction::TerminateSession, &details).await?;
+        let details = || vec![("session", id.to_string()), ("user", self.core.session(id).map(|s| s.who.user.clone()).unwrap_or_default())];
+        let caller = self.admin(connection, &header, "TerminateSession", AdminAction::TerminateSession, details).await?;
         self.core.terminate_session(caller, id).await
     }
 
     async fn reload(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {
-        self.core.reload(self.admin(connection, &header, "Reload", AdminAction::Reload, &[]).await?).await
+        self.core.reload(self.admin(connection, &header, "Reload", AdminAction::Reload, Vec::new).await?).await
     }
 
     async fn status(
@@ -240,8 +255,7 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(LockInfo, u32), VigilError> {
-        let details: Vec<(&str, &str)> = detail(&user).map(|u| ("user", u)).into_iter().collect();
-        let caller = self.admin(connection, &header, "LockUser", AdminAction::ManageLocks, &details).await?;
+        let caller = self.admin(connection, &header, "LockUser", AdminAction::ManageLocks, || user_detail(&user)).await?;
         self.core.lock_user(caller, &user, &why, duration_usec).await
     }
 
@@ -252,8 +266,7 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<bool, VigilError> {
-        let details: Vec<(&str, &str)> = detail(&user).map(|u| ("user", u)).into_iter().collect();
-        let caller = self.admin(connection, &header, "UnlockUser", AdminAction::ManageLocks, &details).await?;
+        let caller = self.admin(connection, &header, "UnlockUser", AdminAction::ManageLocks, || user_detail(&user)).await?;
         self.core.unlock_user(caller, &user, &why).await
     }
 
@@ -262,7 +275,7 @@ impl ManagerIface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<LockInfo>, VigilError> {
-        self.core.list_locks(self.admin(connection, &header, "ListLocks", AdminAction::ManageLocks, &[]).await?)
+        self.core.list_locks(self.admin(connection, &header, "ListLocks", AdminAction::ManageLocks, Vec::new).await?)
     }
 
     async fn metrics(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] connection: &Connection) -> Result<String, VigilError> {

@@ -34,7 +34,8 @@ fn until_text(lock: &LockInfo) -> String {
     if lock.until_usec == 0 { "none".into() } else { rfc3339_seconds(lock.until_usec) }
 }
 
-fn check_text(what: &str, value: &str, max: usize) -> Result<(), VigilError> {
+/// A caller's text the manager takes: at most `max` bytes, no control character.
+pub(crate) fn check_text(what: &str, value: &str, max: usize) -> Result<(), VigilError> {
     if value.len() > max {
         return Err(VigilError::InvalidArgument(format!("{what} is {} bytes; at most {max}", value.len())));
     }
