@@ -32,6 +32,8 @@ pub struct PamHostCmd {
     /// `--account`: the cycles are pam_acct_mgmt calls, no session opened.
     pub account: bool,
     pub json: bool,
+    /// `--ignore-hup`: pam_host outlives SIGHUP (only SIGKILL ends it).
+    pub ignore_hup: bool,
     /// Values as raw bytes (no NUL), given as `--flag=VALUE`; each replaces the string
     /// value of the same flag (`--user`, `--tty`, `--rhost`, `--ruser`). For values that
     /// are not UTF-8 or start with `-`.
@@ -53,6 +55,7 @@ impl PamHostCmd {
             auth: false,
             account: false,
             json: true,
+            ignore_hup: false,
             raw: Vec::new(),
         }
     }
@@ -108,6 +111,12 @@ impl PamHostCmd {
         self
     }
 
+    /// `--ignore-hup`: as a login's leader that outlives SIGHUP.
+    pub fn ignore_hup(mut self) -> Self {
+        self.ignore_hup = true;
+        self
+    }
+
     pub fn no_json(mut self) -> Self {
         self.json = false;
         self
@@ -136,6 +145,9 @@ impl PamHostCmd {
         }
         if self.json {
             args.push("--json".into());
+        }
+        if self.ignore_hup {
+            args.push("--ignore-hup".into());
         }
         args
     }

@@ -358,9 +358,11 @@ fn a_session_of_a_locked_user_that_skipped_the_account_check_is_ended_at_once() 
     h.start_vigild(VigildOpts::default().no_bus().config(CONFIG));
     let alice = h.create_user("lkh");
     vigilctl_ok(&h, &["lock", "--user", &alice.name, "--why", "second wall"]);
-    // Session line only: no account check at all.
+    // Session line only: no account check at all. vigild ends the session as soon as it
+    // registers it: its leader ignores the SIGHUP so that it prints its OPEN line before
+    // the SIGKILL after kill_grace ends it.
     let service = h.install_vigil_service("nolockcheck", &h.vigil_args());
-    let mut session = h.open_pam_session(&h.pam_host(&service, &alice.name).tty("pts/9"));
+    let mut session = h.open_pam_session(&h.pam_host(&service, &alice.name).tty("pts/9").ignore_hup());
     let id = session.session_id_u64();
     let end = wait_record(&h, "session_end", &[("session", &id.to_string()), ("reason", "lock")]);
     assert!(end.field("processes").is_some(), "{}", end.raw);

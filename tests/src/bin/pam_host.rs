@@ -2,7 +2,7 @@
 //! and benchmark.
 //!
 //! `pam_host --service NAME [--confdir DIR] --user U [--tty T] [--rhost H] [--ruser R] [--cycles N]
-//!           [--password P] [--auth] [--account] [--wait-stdin] [--json] [--samples FILE]`
+//!           [--password P] [--auth] [--account] [--wait-stdin] [--ignore-hup] [--json] [--samples FILE]`
 //!
 //! pam_start, then (with `--auth`) pam_authenticate and pam_acct_mgmt once, then N
 //! cycles of pam_open_session / pam_close_session on the one handle, then pam_end.
@@ -73,6 +73,11 @@ struct Cli {
     /// The cycles are pam_acct_mgmt calls, each timed alone; no session is opened.
     #[arg(long, conflicts_with = "wait_stdin")]
     account: bool,
+    /// Ignore SIGHUP, as a login's leader that outlives it does: a session vigild ends
+    /// as soon as it registers (a locked user's) then still prints its OPEN line, and is
+    /// ended by the SIGKILL after kill_grace.
+    #[arg(long)]
+    ignore_hup: bool,
     /// Print OPEN after each open_session and wait for a line on stdin before closing.
     #[arg(long)]
     wait_stdin: bool,
@@ -86,6 +91,10 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
+    if cli.ignore_hup {
+        // SAFETY: SIG_IGN installs no handler; nothing else in this process set one.
+        let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn) };
+    }
     let mut samples = Vec::new();
     let report = run(&cli, &mut samples);
     if let Some(path) = &cli.samples {
