@@ -241,6 +241,62 @@ fn restored_session_still_ends_when_idle() {
     eprintln!("restored idle: ended {ended_after:?} after the last input (timeout {RESTORE_TIMEOUT:?})");
 }
 
+/// Sessions without a tty are sampled by their processes' I/O counters; this timeout is
+/// shorter than the outage below, so an idle one's deadline passes while vigild is down.
+const NOTTY_RESTORE_TIMEOUT: Duration = Duration::from_secs(6);
+const NOTTY_RESTORE_CONFIG: &str = "[defaults]\nidle_timeout = \"1h\"\nnotty_idle_timeout = \"6s\"\nkill_grace = \"1s\"\n";
+
+/// Whether the session's file holds the I/O counters of a sample (`"io_total":N`).
+fn saved_io_total(h: &Harness, id: u64) -> Result<(), String> {
+    let file = h.vigild().state_dir().join("sessions").join(id.to_string());
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let saved: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{text}: {e}"))?;
+    if saved["io_total"].is_u64() { Ok(()) } else { Err(text) }
+}
+
+/// A session without a tty that sat idle while vigild was down is ended when it is taken
+/// over, at the deadline it had (`late_ms` covering the outage, `late_cause=vigild_stopped`),
+/// not given a whole new timeout; one whose processes did I/O during the outage is kept.
+/// The I/O counters of the last sample are in the session's file for the new vigild to
+/// compare with.
+#[test]
+fn a_notty_session_idle_through_an_outage_is_ended_at_its_deadline() {
+    require_root!();
+    let h = ssh_harness(NOTTY_RESTORE_CONFIG);
+    let (idle_user, busy_user) = (h.create_user("nottyidl"), h.create_user("nottybsy"));
+    let idle = h.ssh_command(&idle_user, "sleep 600");
+    let busy = h.ssh_command(&busy_user, "while :; do echo tick; sleep 1; done");
+    let idle_server = idle.wait_server_side(h.sshd(), LOGIN_TIMEOUT);
+    let busy_server = busy.wait_server_side(h.sshd(), LOGIN_TIMEOUT);
+    let idle_id = vigil_e2e::login::wait_tracked(&h, idle_server.priv_pid(), &[], STEP).id;
+    let busy_id = vigil_e2e::login::wait_tracked(&h, busy_server.priv_pid(), &[], STEP).id;
+    // vigild's first sample of each (a moment after the open) is saved with the session.
+    wait_for(STEP, "the idle session's I/O counters on disk", || saved_io_total(&h, idle_id));
+    wait_for(STEP, "the busy session's I/O counters on disk", || saved_io_total(&h, busy_id));
+
+    let down = NOTTY_RESTORE_TIMEOUT + Duration::from_secs(3);
+    kill_and_restart(&h, || std::thread::sleep(down));
+    let restarted = Instant::now();
+    h.wait_for_event(STEP, "vigild", "session_restored", &[("session", &idle_id.to_string())]);
+    let end = h.wait_for_event(
+        NOTTY_RESTORE_TIMEOUT + SLACK,
+        "vigild",
+        "session_end",
+        &[("session", &idle_id.to_string()), ("reason", "idle"), ("late_cause", "vigild_stopped")],
+    );
+    let ended_after = restarted.elapsed();
+    let late_ms: u64 = end.field("late_ms").and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("late_ms: {}", end.raw));
+    assert!(late_ms >= 1_000, "late by the outage, not by a new timeout: {}", end.raw);
+    assert!(idle.wait_exit(STEP).is_some(), "the idle client is disconnected");
+
+    // The busy session printed during the outage: its counters moved, it is active.
+    assert!(busy.is_running(), "the busy session was ended: {:#?}", raw(&h.session_records("session_end", busy_id)));
+    assert!(h.session_records("session_end", busy_id).is_empty(), "{:#?}", raw(&h.session_records("session_end", busy_id)));
+    assert!(h.vigild().list_sessions().iter().any(|s| s.id == busy_id), "the busy session is supervised");
+    assert_eq!(h.session_records("session_open", idle_id).len(), 1);
+    eprintln!("notty restore: the idle session ended {ended_after:?} after the restart (down {down:?}): {}", end.raw);
+}
+
 // ---- 1. out of descriptors: an end that cannot see is not an end ---------------------
 
 /// vigild's hard descriptor limit in the test below: room for its own files and a few

@@ -406,6 +406,28 @@ fn notty_session_follows_notty_idle_timeout() {
     );
 }
 
+/// A reload that shortens the timeout makes a session that is already idle longer than
+/// the new one overdue at once: it is ended at the reload, and its end says why it came
+/// past its deadline (`late_cause=reload`).
+#[test]
+fn a_reload_that_shortens_the_timeout_ends_the_overdue_and_says_why() {
+    require_root!();
+    let h = harness("[defaults]\nidle_timeout = \"1h\"\nnotty_idle_timeout = \"1h\"\nkill_grace = \"1s\"\n");
+    let user = h.create_user("reloadlt");
+    let client = h.ssh_command(&user, "sleep 600");
+    let server = client.wait_server_side(h.sshd(), LOGIN_TIMEOUT);
+    let id = wait_tracked(&h, server.priv_pid(), &[], STEP).id;
+    // Idle for longer than the new timeout (2 s) plus the first sample's delay (1 s).
+    sleep(Duration::from_secs(5));
+    h.vigild().write_config("[defaults]\nidle_timeout = \"1h\"\nnotty_idle_timeout = \"2s\"\nkill_grace = \"1s\"\n");
+    let out = h.vigild().vigilctl(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    let end = wait_record(&h, id, "session_end", &[("reason", "idle"), ("late_cause", "reload")]);
+    assert!(end.field("late_ms").and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l >= 500), "{}", end.raw);
+    assert!(client.wait_exit(STEP).is_some(), "the client is disconnected");
+    eprintln!("reload: {}", end.raw);
+}
+
 /// A notty session's idle time runs from its last I/O, also when that I/O came before
 /// vigild first sampled the session (its first look waits a moment after the open).
 #[test]

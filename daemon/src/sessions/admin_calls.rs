@@ -162,6 +162,9 @@ impl Manager {
                     .values_mut()
                     .filter_map(|session| session.resolve_policy(&config).map(|was| (session.clone(), was)))
                     .collect();
+                // Every deadline is computed again under the new file, also where the
+                // policy's name stays (a shorter timeout in the same block).
+                self.lateness.reloaded();
                 for (session, was) in changed {
                     self.audit.write(policy_changed(&session, &was, "reload"));
                 }

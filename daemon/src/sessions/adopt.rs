@@ -172,7 +172,7 @@ fn orphans(core: &Manager, own: u32, scope: &Scope, seen_before: &HashSet<u32>) 
     };
     let mut found = Vec::new();
     for &ses in unheld.iter().filter(|ses| seen_before.contains(ses)) {
-        let stats: Vec<Stat> = procfs::stats_of(&by_ses[&ses]);
+        let stats = running_stats(&by_ses[&ses]);
         let Some(leader) = topmost(&stats) else { continue };
         // The cheap tests first: NSS is asked only about logins that may be adopted.
         let Some(uid) = procfs::login_uid(leader.pid) else { continue };
@@ -184,6 +184,19 @@ fn orphans(core: &Manager, own: u32, scope: &Scope, seen_before: &HashSet<u32>) 
         found.push(orphan);
     }
     (found, unheld.into_iter().collect())
+}
+
+/// The stats of the pids that still run. A zombie (exited, not yet reaped by its
+/// parent) keeps its audit session in /proc but is no login: an audit session made only
+/// of zombies, under a parent that never reaps, would otherwise be adopted and ended at
+/// once (`leader_gone`) at every sweep, a listing of /proc each time.
+fn running_stats(pids: &[u32]) -> Vec<Stat> {
+    let running = |pid: u32| {
+        let text = procfs::stat_text(pid)?;
+        let line = procfs::parse_stat_line(&text)?;
+        (!matches!(line.state, 'Z' | 'X')).then(|| Stat::from(line))
+    };
+    pids.iter().filter_map(|&pid| running(pid)).collect()
 }
 
 /// Whether the audit session led by `pid` is a service's rather than a login: decided by
@@ -290,6 +303,33 @@ mod tests {
         assert!(!session.who.adopted && session.who.owns_audit_session);
         assert_eq!(core.registry().by_audit_session(ses), Some(id));
         child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// A login whose every process exited but was not reaped (its parent never waits)
+    /// is no login to adopt; the same login running is.
+    #[test]
+    fn an_audit_session_of_zombies_is_not_adopted() {
+        let core = crate::sessions::manager::manager_for_tests();
+        let own = procfs::audit_session_id(std::process::id());
+        let mut child = login_process();
+        let (pid, ses) = (child.id(), procfs::audit_session_id(child.id()));
+        let seen_before = HashSet::from([ses]);
+        let (found, unheld) = orphans(&core, own, &Scope::All, &seen_before);
+        assert!(unheld.contains(&ses) && found.iter().any(|o| o.audit_session_id == ses), "a running login is found");
+        // Killed and left unreaped: a zombie with its audit session still in /proc.
+        child.kill().unwrap();
+        for _ in 0..200 {
+            if procfs::stat_text(pid).is_some_and(|t| procfs::parse_stat_line(&t).is_some_and(|l| l.state == 'Z')) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(procfs::audit_session_id(pid), ses, "the zombie keeps its audit session");
+        assert_eq!(procfs::stats_of(&[pid]).len(), 1, "and is in /proc");
+        let (found, _) = orphans(&core, own, &Scope::All, &seen_before);
+        assert!(found.iter().all(|o| o.audit_session_id != ses), "a zombie adopted: {found:?}");
+        assert!(running_stats(&[pid]).is_empty());
         child.wait().unwrap();
     }
 

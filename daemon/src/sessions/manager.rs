@@ -25,6 +25,7 @@ use crate::rpc::caller::Caller;
 use crate::rpc::throttle::{CallBudget, REPORT_PERIOD, ReportThrottle};
 use crate::sessions::alerts::Alerts;
 use crate::sessions::ids::IdAllocator;
+use crate::sessions::lateness::Lateness;
 use crate::sessions::registry::Registry;
 use crate::sessions::session::{Evidence, SavedSession, Session};
 use crate::sessions::store::SessionStore;
@@ -66,6 +67,10 @@ pub struct Manager {
     pub(super) config_path: PathBuf,
     pub audit: Arc<AuditLog>,
     pub(crate) store: SessionStore,
+    /// Held while a session's file is written or removed: a save checks under it that
+    /// the session is still registered, an end removes the file under it after taking
+    /// the session out, so a copy taken before an end never writes its file back.
+    store_files: Mutex<()>,
     hooks: RwLock<Vec<Arc<dyn Hooks>>>,
     pub(crate) accounts: users::AccountCache,
     /// Refused calls of unprivileged users are recorded once per user and method a
@@ -88,6 +93,8 @@ pub struct Manager {
     pub(crate) refused_logins: Mutex<(CallBudget<u32>, std::collections::HashMap<u32, u64>)>,
     /// What `vigilctl metrics` counts since vigild started (`metrics/`).
     pub metrics: Counters,
+    /// When vigild started and last reloaded policies: why an end came late.
+    pub lateness: Lateness,
 }
 
 /// How many record-writing calls (Inhibit, CancelInhibit, RevokeReauth) a user may make
@@ -107,6 +114,7 @@ impl Manager {
             config_path,
             audit,
             store,
+            store_files: Mutex::new(()),
             hooks: RwLock::new(Vec::new()),
             accounts: users::AccountCache::new(),
             refusals: Mutex::new(ReportThrottle::new(REPORT_PERIOD)),
@@ -120,6 +128,7 @@ impl Manager {
                 std::collections::HashMap::new(),
             )),
             metrics: Counters::default(),
+            lateness: Lateness::default(),
         }
     }
 
@@ -229,9 +238,20 @@ impl Manager {
     /// supervised by this vigild).
     pub(crate) fn save(&self, saved: Option<SavedSession>) {
         let Some(saved) = saved else { return };
+        let _files = self.store_files.lock().unwrap_or_else(|p| p.into_inner());
+        // Ended since the copy was taken: its file is gone and stays gone.
+        if self.registry().get(saved.id).is_none() {
+            return;
+        }
         if let Err(e) = self.store.save(&saved) {
             self.audit.write(Record::new(Event::SessionSaveFailed).number("session", saved.id).text("error", e.to_string()));
         }
+    }
+
+    /// Removes the file of a session no longer registered (see `store_files`).
+    pub(crate) fn remove_file(&self, id: u64) {
+        let _files = self.store_files.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.store.remove(id);
     }
 
     /// Removes a session and audits why. False when it was not registered.
@@ -246,7 +266,7 @@ impl Manager {
     pub fn end_with(&self, id: u64, reason: EndReason, add: impl FnOnce(Record) -> Record) -> bool {
         let Some(session) = self.registry().remove(id) else { return false };
         self.metrics.ended(reason);
-        let _ = self.store.remove(id);
+        self.remove_file(id);
         self.inhibitor_ended_with(&session);
         let duration = now_usec().saturating_sub(session.who.started_usec) / 1_000_000;
         let mut record = add(session_record(reason.event(), &session).text("reason", reason.as_str()).number("duration_s", duration));
@@ -373,4 +393,43 @@ pub fn manager_for_tests() -> Arc<Manager> {
 #[cfg(test)]
 pub fn policy_for_tests() -> vigil_config::ResolvedPolicy {
     Config::builtin().resolve(&vigil_config::SessionFacts { user: "u", groups: &[], service: "sshd", has_tty: true, rhost: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::registry::tests::identity;
+    use vigil_protocol::events::EndReason;
+
+    /// A copy of a session taken before its end (the idle supervisor's sample, an
+    /// inhibitor call) never writes its file back after the end removed it: a restarted
+    /// vigild would end the session a second time.
+    #[test]
+    fn a_save_after_the_end_does_not_bring_the_file_back() {
+        let dir = std::env::temp_dir().join(format!("vigil-manager-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SessionStore::open(dir.clone()).unwrap();
+        let core = Manager::new(
+            Config::builtin(),
+            PathBuf::from("/nonexistent.toml"),
+            Arc::new(AuditLog::for_tests()),
+            IdAllocator::open(None),
+            store,
+            LockBook::in_memory(),
+        );
+        let session = Session::new(5, identity(4242, procfs_none()), Arc::new(policy_for_tests()), 1);
+        core.registry().insert(session);
+        let copy = core.session(5).map(|s| s.saved());
+        core.save(copy.clone());
+        assert!(dir.join("5").exists(), "saved while registered");
+        assert!(core.end(5, EndReason::Idle, None));
+        assert!(!dir.join("5").exists(), "removed at the end");
+        core.save(copy);
+        assert!(!dir.join("5").exists(), "a stale copy wrote the file back");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn procfs_none() -> u32 {
+        crate::sys::procfs::NO_AUDIT_SESSION
+    }
 }

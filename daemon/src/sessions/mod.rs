@@ -10,6 +10,7 @@ pub mod by;
 pub mod ids;
 pub mod inhibit;
 pub mod inhibit_calls;
+pub mod lateness;
 pub mod lock_calls;
 pub mod manager;
 pub mod ownership;

@@ -305,6 +305,7 @@ impl Session {
             inhibitor: self.inhibitor.clone(),
             inhibit_budget: self.inhibit_budget,
             clock_offset_usec: self.clock_offset_usec,
+            io_total: self.activity.io_total,
         }
     }
 
@@ -316,6 +317,7 @@ impl Session {
         session.inhibitor = saved.inhibitor;
         session.inhibit_budget = saved.inhibit_budget;
         session.clock_offset_usec = saved.clock_offset_usec;
+        session.activity.io_total = saved.io_total;
         session
     }
 }
@@ -333,6 +335,14 @@ pub struct SavedSession {
     /// The clock offset the times above are in (`sys/clock.rs`): a step of the wall
     /// clock while vigild was away moves them when the session is taken over.
     pub clock_offset_usec: i64,
+    /// A session without a tty: its processes' I/O counters at the sample that last
+    /// looked (`Activity::io_total`), saved with `last_activity_usec` whenever a sample
+    /// moves either. A vigild taking the session over compares its first sample with
+    /// them, so that a session idle through the outage is ended at its deadline rather
+    /// than given a new timeout. Absent in files of older vigild: the first sample then
+    /// counts as activity, as it did.
+    #[serde(default)]
+    pub io_total: Option<u64>,
 }
 
 impl SavedSession {

@@ -117,7 +117,7 @@ impl Manager {
         let Some(session) = session else { return Err(VigilError::Failed("the session vanished while registering".into())) };
         self.save(Some(session.saved()));
         if let Some(old) = &replaced {
-            let _ = self.store.remove(old.id);
+            self.remove_file(old.id);
             for hooks in self.hooks() {
                 hooks.session_removed(old.id);
             }

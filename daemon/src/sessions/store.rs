@@ -156,6 +156,7 @@ mod tests {
             inhibitor: None,
             inhibit_budget: Default::default(),
             clock_offset_usec: 0,
+            io_total: Some(77),
         }
     }
 
@@ -179,5 +180,15 @@ mod tests {
         let left: Vec<_> = fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("7")]);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file written by a vigild that did not save I/O counters is read back, without
+    /// them (the first sample then counts as activity, as it did).
+    #[test]
+    fn a_file_without_io_counters_is_still_a_session() {
+        let mut json: serde_json::Value = serde_json::to_value(saved(7)).unwrap();
+        json.as_object_mut().unwrap().remove("io_total");
+        let older: SavedSession = serde_json::from_value(json).unwrap();
+        assert_eq!(older, SavedSession { io_total: None, ..saved(7) });
     }
 }

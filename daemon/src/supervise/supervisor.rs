@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use vigil_config::IdleAction;
+use vigil_protocol::audit::Record;
 use vigil_protocol::events::{Event, RevokeReason};
 
 use crate::audit::records::{EndReason, activity_evidence, session_record};
 use crate::sessions::inhibit;
+use crate::sessions::lateness::LateCause;
 use crate::sessions::manager::{Hooks, Manager, now_usec};
 use crate::sessions::ownership;
 use crate::sessions::session::Session;
@@ -268,6 +270,12 @@ impl Task {
             s.activity.io_total = seen.io_total;
             s.deadline_usec = deadline;
         });
+        // Without a tty nothing but this sample knows the session's activity: kept on
+        // disk whenever it moves (at most once a sample, a quarter of the timeout), so
+        // that a restarted vigild compares with it (`SavedSession::io_total`).
+        if seen.io_total.is_some() && (seen.io_total != session.activity.io_total || last_activity > session.last_activity_usec) {
+            self.core.save(self.core.session(id).map(|s| s.saved()));
+        }
         match inhibit::with_expiry(idle::decide(&session.policy, clock), session.inhibitor.as_ref()) {
             Decision::NoDeadline => self.timers.remove(Entry::Session(id)),
             Decision::SleepUntil(when) => self.timers.set(Entry::Session(id), when),
@@ -281,8 +289,8 @@ impl Task {
                 let record = session_record(Event::IdleLimitReached, &session)
                     .text("limit", limit.as_str())
                     .text("action", "none")
-                    .number("idle_s", now.saturating_sub(last_activity) / 1_000_000)
-                    .number("late_ms", now.saturating_sub(deadline) as i128 / 1000);
+                    .number("idle_s", now.saturating_sub(last_activity) / 1_000_000);
+                let record = self.late(record, deadline, now);
                 self.core.audit.write(activity_evidence(record, fresh.as_ref().unwrap_or(&session)));
                 // Only the idle limit has a dry run (`idle::decide`): recorded once for
                 // this stretch of idleness.
@@ -341,9 +349,16 @@ impl Task {
             Limit::Idle => EndReason::Idle,
             Limit::MaxAge => EndReason::MaxAge,
         };
-        let late_ms = now.saturating_sub(deadline) as i128 / 1000;
-        self.core.end(session.id, reason, Some(("late_ms", late_ms)));
+        self.core.end_with(session.id, reason, |record| self.late(record, deadline, now));
         let grace = session.policy.kill_grace;
         tokio::spawn(targets.end(grace));
+    }
+
+    /// `late_ms`: how long after its deadline a session is ended (or found past its idle
+    /// limit), and `late_cause` when vigild knows why (`sessions/lateness.rs`).
+    fn late(&self, record: Record, deadline: u64, now: u64) -> Record {
+        let late_usec = now.saturating_sub(deadline);
+        let cause = self.core.lateness.cause(late_usec);
+        record.number("late_ms", late_usec as i128 / 1000).text_opt("late_cause", cause.map(LateCause::as_str))
     }
 }

@@ -35,6 +35,12 @@ pub fn offset_usec() -> i64 {
     usec(TimeClock::CLOCK_REALTIME) - usec(TimeClock::CLOCK_BOOTTIME)
 }
 
+/// The boot clock (CLOCK_BOOTTIME) in µs: real time since boot, never set, counting
+/// suspend; the clock vigild's own moments (its start, its last reload) are kept in.
+pub fn boot_usec() -> u64 {
+    clock_gettime(TimeClock::CLOCK_BOOTTIME).map_or(0, |t: TimeSpec| (t.tv_sec() * 1_000_000 + t.tv_nsec() / 1000).max(0) as u64)
+}
+
 /// A stored time moved by a clock step; 0 (no time) stays 0.
 pub fn shift(time: u64, delta: i64) -> u64 {
     if time == 0 { 0 } else { time.saturating_add_signed(delta).max(1) }
