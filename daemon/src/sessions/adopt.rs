@@ -191,12 +191,7 @@ fn orphans(core: &Manager, own: u32, scope: &Scope, seen_before: &HashSet<u32>) 
 /// of zombies, under a parent that never reaps, would otherwise be adopted and ended at
 /// once (`leader_gone`) at every sweep, a listing of /proc each time.
 fn running_stats(pids: &[u32]) -> Vec<Stat> {
-    let running = |pid: u32| {
-        let text = procfs::stat_text(pid)?;
-        let line = procfs::parse_stat_line(&text)?;
-        (!matches!(line.state, 'Z' | 'X')).then(|| Stat::from(line))
-    };
-    pids.iter().filter_map(|&pid| running(pid)).collect()
+    pids.iter().filter_map(|&pid| procfs::running_stat(pid)).collect()
 }
 
 /// Whether the audit session led by `pid` is a service's rather than a login: decided by

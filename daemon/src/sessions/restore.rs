@@ -127,14 +127,15 @@ fn by_deadline(saved: Vec<SavedSession>, config: &Config) -> Vec<SavedSession> {
 /// its leftovers with it, rather than recorded ended while they run on (and are adopted
 /// by the sweep under a new id). Without an audit session of its own nothing outside the
 /// dead leader's tree can be told to be the session's. When /proc cannot be listed:
-/// none are assumed.
+/// none are assumed. Zombies are not survivors.
 fn has_survivors(saved: &SavedSession, listing: &mut Option<std::io::Result<Vec<Stat>>>) -> bool {
     let ses = saved.who.audit_session_id;
     if !saved.who.owns_audit_session || ses == procfs::NO_AUDIT_SESSION {
         return false;
     }
     let Ok(stats) = listing.get_or_insert_with(procfs::all_stats) else { return false };
-    stats.iter().any(|s| procfs::audit_session_id(s.pid) == ses)
+    // A zombie keeps its audit session but is nothing left running.
+    stats.iter().any(|s| procfs::audit_session_id(s.pid) == ses && procfs::running_stat(s.pid).is_some())
 }
 
 /// Drops the saved ttys the session no longer holds (closed while vigild was away, their
@@ -167,6 +168,7 @@ mod tests {
     use crate::sessions::manager::{manager_for_tests, policy_for_tests};
     use crate::sessions::registry::tests::identity;
     use crate::sessions::session::Session;
+    use crate::sys::procfs;
 
     const S: u64 = 1_000_000;
 
@@ -190,5 +192,36 @@ mod tests {
         core.restore_session(saved_session(2), running, &[], false);
         let restored = core.session(2).unwrap();
         assert_eq!((restored.who.started_usec, restored.last_activity_usec), (1900 * S, 2000 * S));
+    }
+
+    /// A login's process left behind is a survivor while it runs; killed and left
+    /// unreaped (a zombie) it is not.
+    #[test]
+    fn a_zombie_of_the_login_is_no_survivor() {
+        let mut child = std::process::Command::new("sh").args(["-c", "echo 0 > /proc/self/loginuid && exec sleep 30"]).spawn().expect("sh");
+        let pid = child.id();
+        let mut ses = procfs::NO_AUDIT_SESSION;
+        for _ in 0..200 {
+            ses = procfs::audit_session_id(pid);
+            if ses != procfs::NO_AUDIT_SESSION && procfs::comm(pid).as_deref() == Some("sleep") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_ne!(ses, procfs::NO_AUDIT_SESSION, "this test needs root (CAP_AUDIT_CONTROL)");
+        let mut session = saved_session(3);
+        session.who.audit_session_id = ses;
+        session.who.owns_audit_session = true;
+        assert!(super::has_survivors(&session.saved(), &mut None), "the running process survives its leader");
+        child.kill().unwrap();
+        for _ in 0..200 {
+            if procfs::running_stat(pid).is_none() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(procfs::stat(pid).is_some(), "a zombie, in /proc until reaped");
+        assert!(!super::has_survivors(&session.saved(), &mut None), "a zombie is no survivor");
+        child.wait().unwrap();
     }
 }

@@ -543,11 +543,7 @@ fn report(args: &Args, facts: &vigil_e2e::bench::Facts, o: &Outcome, load_before
     md.push_str(&format!("| `late_ms`, without ({}): p50 / p99 / max | {} |\n", late.1.len(), stats_ms(&late.1)));
     md.push_str(&format!(
         "| **end − the later of its deadline and the storm's start**{}, ms: p50 / p99 / max | {} |\n",
-        if args.storm == Storm::Restart {
-            " (the restart's exec is the storm's start)"
-        } else {
-            ""
-        },
+        if args.storm == Storm::Restart { " (the restart's exec is the storm's start)" } else { "" },
         stats_ms(&after_start)
     ));
     md.push_str(&format!(
