@@ -32,6 +32,7 @@ use vigil_protocol::events::{EndReason, Event as EventName};
 
 use crate::chain::KeyFile;
 use crate::display::escaped;
+use crate::ids::IdMap;
 use crate::timeline::Filter;
 use crate::trail::{BlockId, Event, Input, Place, Scan, Visit, open_files, scan, streams};
 use crate::verify::{self, FindingKind};
@@ -257,6 +258,9 @@ type DayUser = (Option<(i32, u8, u8)>, Option<u32>);
 
 /// The report's numbers as the records stream by: counts per day and user, per host
 /// and per hour. Only sessions that still take records have state here.
+///
+/// `users` and `days` are keyed by what the file says (a user name; a day, whose year
+/// may be any): SipHash keyed at random. `open` is keyed by block numbers: [`IdMap`].
 struct Tally<'f> {
     filter: &'f Filter,
     users: HashMap<Vec<u8>, u32>,
@@ -265,7 +269,7 @@ struct Tally<'f> {
     total: Counts,
     by_hour: [u64; 24],
     hosts: Vec<HostTally>,
-    open: HashMap<BlockId, OpenSession>,
+    open: IdMap<BlockId, OpenSession>,
     watch: Watch,
 }
 
@@ -279,19 +283,13 @@ impl<'f> Tally<'f> {
             total: Counts::default(),
             by_hour: [0; 24],
             hosts: Vec::new(),
-            open: HashMap::new(),
+            open: IdMap::default(),
             watch: Watch::new(thresholds),
         }
     }
 
     fn user(&mut self, name: &[u8]) -> u32 {
-        if let Some(&id) = self.users.get(name) {
-            return id;
-        }
-        let id = self.user_names.len() as u32;
-        self.user_names.push(name.to_vec());
-        self.users.insert(name.to_vec(), id);
-        id
+        intern(&mut self.users, &mut self.user_names, name)
     }
 
     fn count(&mut self, counted: Counted, user: Option<u32>) {
@@ -339,6 +337,17 @@ impl<'f> Tally<'f> {
     }
 }
 
+/// The number of user `name`, given out in the order names are first read.
+fn intern(users: &mut HashMap<Vec<u8>, u32>, user_names: &mut Vec<Vec<u8>>, name: &[u8]) -> u32 {
+    if let Some(&id) = users.get(name) {
+        return id;
+    }
+    let id = user_names.len() as u32;
+    user_names.push(name.to_vec());
+    users.insert(name.to_vec(), id);
+    id
+}
+
 impl Tally<'_> {
     fn host(&mut self, index: u32, name: &str) -> Option<&mut HostTally> {
         let index = index as usize;
@@ -360,7 +369,7 @@ impl Visit for Tally<'_> {
         }
     }
 
-    fn record(&mut self, place: Place<'_>, event: Event) {
+    fn record(&mut self, place: Place<'_>, event: &Event) {
         if let Some(host) = self.host(place.host, place.host_name) {
             if event.unauthenticated() {
                 host.unauthenticated += 1;
@@ -376,10 +385,15 @@ impl Visit for Tally<'_> {
             }
         }
         // A session's user is its header's: vigild's first `user=`, else any record's.
-        let user = event.get("user").map(|u| self.user(u));
         let mut session_user = None;
-        if place.session.is_some() {
+        let user = if place.session.is_some() {
             let open = self.open.entry(place.id).or_default();
+            // Most records of a session name the user its first one named: that user's
+            // number, without hashing the name again.
+            let user = event.get("user").map(|u| match open.any_user {
+                Some(id) if self.user_names.get(id as usize).is_some_and(|known| known.as_slice() == u) => id,
+                _ => intern(&mut self.users, &mut self.user_names, u),
+            });
             if open.any_user.is_none() {
                 open.any_user = user;
             }
@@ -387,8 +401,11 @@ impl Visit for Tally<'_> {
                 open.vigild_user = user;
             }
             session_user = open.vigild_user;
-        }
-        self.watch.record(&place, &event, session_user, &self.user_names, self.filter);
+            user
+        } else {
+            event.get("user").map(|u| self.user(u))
+        };
+        self.watch.record(&place, event, session_user, &self.user_names, self.filter);
         let filter = self.filter;
         if filter.session.is_some_and(|id| place.session != Some(id)) || event.module {
             return;
@@ -401,7 +418,7 @@ impl Visit for Tally<'_> {
         if !time_ok || filter.event.as_ref().is_some_and(|name| event.name != name.as_bytes()) {
             return;
         }
-        let Some(column) = column(&event) else { return };
+        let Some(column) = column(event) else { return };
         let counted = Counted { day: event.stamp.map(|(y, m, d, _)| (y, m, d)), hour: event.stamp.map(|(_, _, _, h)| h), column };
         if place.session.is_none() {
             self.count(counted, user);

@@ -32,7 +32,7 @@
 // Nested `if let`s, as in `crate::trail`.
 #![allow(clippy::collapsible_if)]
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -40,6 +40,7 @@ use vigil_protocol::events::Event as EventName;
 use vigil_protocol::time::compact;
 
 use crate::display::escaped;
+use crate::ids::IdMap;
 use crate::timeline::Filter;
 use crate::trail::{BlockId, Event, Place};
 
@@ -203,11 +204,12 @@ impl Inhibit {
     }
 }
 
-/// The rules' state as the records stream by.
+/// The rules' state as the records stream by. Keyed by the readers' user and block
+/// numbers ([`IdMap`]); what the file names (remote hosts) by SipHash keyed at random.
 #[derive(Default)]
 pub(super) struct Watch {
-    users: HashMap<u32, UserWatch>,
-    sessions: HashMap<BlockId, SessionWatch>,
+    users: IdMap<u32, UserWatch>,
+    sessions: IdMap<BlockId, SessionWatch>,
     /// Escaped, by the readers' host numbers.
     host_names: Vec<String>,
     last_time: Option<SystemTime>,

@@ -42,7 +42,7 @@ struct Seen {
 }
 
 impl Visit for Seen {
-    fn record(&mut self, place: Place<'_>, _event: Event) {
+    fn record(&mut self, place: Place<'_>, _event: &Event) {
         assert_eq!(place.fresh, self.live.insert(place.id), "fresh exactly when the block is new");
         self.most_live = self.most_live.max(self.live.len());
         self.records.push((place.id, place.session, place.at));
