@@ -32,12 +32,11 @@ use vigil_protocol::events::{EndReason, Event as EventName};
 
 use crate::chain::KeyFile;
 use crate::display::escaped;
-use crate::ids::IdMap;
 use crate::timeline::Filter;
 use crate::trail::{BlockId, Event, Input, Place, Scan, Visit, open_files, scan, streams};
 use crate::verify::{self, FindingKind};
 pub use unusual::Thresholds;
-use unusual::{Unusual, Watch};
+use unusual::{SessionState, Unusual, Watch};
 
 /// What one day of one user (or the whole report) counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -241,6 +240,19 @@ struct OpenSession {
     pending: Vec<Counted>,
 }
 
+/// What the report keeps for a session's block while it takes records, held with the
+/// block by the reader (`crate::trail`): its user and waiting counts, and the unusual
+/// rules' state of it. Boxed, so that the reader's entry of every block (a daemon's
+/// too, and the ended sessions it keeps joinable) stays a few words.
+#[derive(Default)]
+struct SessionTally {
+    open: OpenSession,
+    watch: SessionState,
+}
+
+/// A block's [`SessionTally`], once it is a session's.
+type BlockTally = Option<Box<SessionTally>>;
+
 /// Per host: records, unauthenticated lines, and the seqs missing between one record
 /// and the next in file order.
 #[derive(Default)]
@@ -257,10 +269,11 @@ struct HostTally {
 type DayUser = (Option<(i32, u8, u8)>, Option<u32>);
 
 /// The report's numbers as the records stream by: counts per day and user, per host
-/// and per hour. Only sessions that still take records have state here.
+/// and per hour. What a session needs while it takes records is its block's
+/// ([`BlockTally`]), kept by the reader.
 ///
 /// `users` and `days` are keyed by what the file says (a user name; a day, whose year
-/// may be any): SipHash keyed at random. `open` is keyed by block numbers: [`IdMap`].
+/// may be any): SipHash keyed at random.
 struct Tally<'f> {
     filter: &'f Filter,
     users: HashMap<Vec<u8>, u32>,
@@ -269,7 +282,6 @@ struct Tally<'f> {
     total: Counts,
     by_hour: [u64; 24],
     hosts: Vec<HostTally>,
-    open: IdMap<BlockId, OpenSession>,
     watch: Watch,
 }
 
@@ -283,7 +295,6 @@ impl<'f> Tally<'f> {
             total: Counts::default(),
             by_hour: [0; 24],
             hosts: Vec::new(),
-            open: IdMap::default(),
             watch: Watch::new(thresholds),
         }
     }
@@ -363,13 +374,15 @@ impl Tally<'_> {
 }
 
 impl Visit for Tally<'_> {
+    type Block = BlockTally;
+
     fn duplicate(&mut self, host: u32, host_name: &str) {
         if let Some(host) = self.host(host, host_name) {
             host.duplicates += 1;
         }
     }
 
-    fn record(&mut self, place: Place<'_>, event: &Event) {
+    fn record(&mut self, place: Place<'_>, event: &Event, block: &mut BlockTally) {
         if let Some(host) = self.host(place.host, place.host_name) {
             if event.unauthenticated() {
                 host.unauthenticated += 1;
@@ -387,7 +400,7 @@ impl Visit for Tally<'_> {
         // A session's user is its header's: vigild's first `user=`, else any record's.
         let mut session_user = None;
         let user = if place.session.is_some() {
-            let open = self.open.entry(place.id).or_default();
+            let open = &mut block.get_or_insert_with(Box::default).open;
             // Most records of a session name the user its first one named: that user's
             // number, without hashing the name again.
             let user = event.get("user").map(|u| match open.any_user {
@@ -405,7 +418,9 @@ impl Visit for Tally<'_> {
         } else {
             event.get("user").map(|u| self.user(u))
         };
-        self.watch.record(&place, event, session_user, &self.user_names, self.filter);
+        let mut none = SessionState::default();
+        let state = block.as_deref_mut().map_or(&mut none, |b| &mut b.watch);
+        self.watch.record(&place, event, state, session_user, &self.user_names, self.filter);
         let filter = self.filter;
         if filter.session.is_some_and(|id| place.session != Some(id)) || event.module {
             return;
@@ -424,23 +439,20 @@ impl Visit for Tally<'_> {
             self.count(counted, user);
             return;
         }
-        match self.open.get_mut(&place.id) {
-            Some(OpenSession { vigild_user: Some(user), .. }) => {
-                let user = Some(*user);
-                self.count(counted, user);
-            }
-            Some(open) => open.pending.push(counted),
-            None => {}
+        let Some(open) = block.as_deref_mut().map(|b| &mut b.open) else { return };
+        match open.vigild_user {
+            Some(user) => self.count(counted, Some(user)),
+            None => open.pending.push(counted),
         }
     }
 
-    fn finished(&mut self, id: BlockId) {
-        self.watch.finished(id, &self.user_names, self.filter);
-        if let Some(open) = self.open.remove(&id) {
-            let user = open.vigild_user.or(open.any_user);
-            for counted in open.pending {
-                self.count(counted, user);
-            }
+    fn finished(&mut self, _id: BlockId, block: BlockTally) {
+        let Some(block) = block else { return };
+        let SessionTally { open, watch } = *block;
+        self.watch.finished(watch, &self.user_names, self.filter);
+        let user = open.vigild_user.or(open.any_user);
+        for counted in open.pending {
+            self.count(counted, user);
         }
     }
 }

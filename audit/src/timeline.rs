@@ -220,7 +220,9 @@ impl<'f> Holder<'f> {
 }
 
 impl Visit for Holder<'_> {
-    fn record(&mut self, place: Place<'_>, event: &Event) {
+    type Block = ();
+
+    fn record(&mut self, place: Place<'_>, event: &Event, _block: &mut ()) {
         if place.host as usize >= self.hosts.len() {
             self.hosts.push(place.host_name.to_owned());
         }
@@ -269,7 +271,7 @@ impl Visit for Holder<'_> {
         }
     }
 
-    fn finished(&mut self, id: BlockId) {
+    fn finished(&mut self, id: BlockId, _block: ()) {
         if let Some((_, positions)) = self.live.remove(&id) {
             if let Some(held) = self.blocks.get_mut(id) {
                 held.span = self.stored.keep(positions);

@@ -109,13 +109,18 @@ pub(crate) struct Place<'a> {
 
 /// What the readers do with each record.
 pub(crate) trait Visit {
-    fn record(&mut self, place: Place<'_>, event: &Event);
+    /// What the reader keeps for a block while it takes records, in the reader's own
+    /// entry for it: a record costs one lookup, not one more per map of a reader.
+    type Block: Default;
+
+    /// A record of the block `place` names, whose state `block` is.
+    fn record(&mut self, place: Place<'_>, event: &Event, block: &mut Self::Block);
     /// An exact copy of one of the host's last records (at-least-once forwarding),
     /// skipped: never given to `record`.
     fn duplicate(&mut self, _host: u32, _host_name: &str) {}
     /// Block `id` takes no more records: its session ended a while ago, or the files
     /// ended.
-    fn finished(&mut self, id: BlockId);
+    fn finished(&mut self, id: BlockId, block: Self::Block);
 }
 
 /// A file to read: a regular file is read again by position; anything else (a pipe)
@@ -216,6 +221,8 @@ impl MinuteCache {
 }
 
 /// What a line is to the readers.
+// The record whole, not boxed: `show` reads each shown record so, once, and keeps it.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Line<'a> {
     /// Not a syslog line.
     NotSyslog,
@@ -283,11 +290,13 @@ fn event_kind(name: &[u8]) -> Option<EventName> {
     EventName::ALL.iter().copied().find(|e| e.as_str().as_bytes() == name)
 }
 
-/// The live blocks: by host and session, with the ends that keep them joinable a while.
-struct Live {
+/// The live blocks: by host and session, with the ends that keep them joinable a while,
+/// and what the reader keeps for each (`B`). Keyed by what the file says (host names,
+/// `session=`): SipHash keyed at random.
+struct Live<B> {
     hosts: HashMap<String, u32>,
     host_names: Vec<String>,
-    blocks: HashMap<(u32, Option<u64>), Slot>,
+    blocks: HashMap<(u32, Option<u64>), Slot<B>>,
     /// Ends read, oldest first: (block key, the end's number).
     closed: VecDeque<((u32, Option<u64>), u64)>,
     kept: usize,
@@ -295,14 +304,16 @@ struct Live {
     next_id: BlockId,
 }
 
-struct Slot {
+struct Slot<B> {
     id: BlockId,
     /// The number of its latest end, once vigild ended it.
     ended: Option<u64>,
+    /// The reader's state for the block.
+    state: B,
 }
 
-impl Live {
-    fn new(kept: usize) -> Live {
+impl<B: Default> Live<B> {
+    fn new(kept: usize) -> Live<B> {
         Live { hosts: HashMap::new(), host_names: Vec::new(), blocks: HashMap::new(), closed: VecDeque::new(), kept, ends: 0, next_id: 0 }
     }
 
@@ -316,7 +327,7 @@ impl Live {
         id
     }
 
-    fn record(&mut self, host_id: u32, event: &Event, at: At, visit: &mut impl Visit) {
+    fn record(&mut self, host_id: u32, event: &Event, at: At, visit: &mut impl Visit<Block = B>) {
         let session = event.session();
         let key = (host_id, session);
         let ends = event.is_end() && session.is_some();
@@ -325,7 +336,7 @@ impl Live {
             Entry::Vacant(vacant) => {
                 let id = self.next_id;
                 self.next_id += 1;
-                (vacant.insert(Slot { id, ended: None }), true)
+                (vacant.insert(Slot { id, ended: None, state: B::default() }), true)
             }
         };
         let id = slot.id;
@@ -334,7 +345,7 @@ impl Live {
             slot.ended = Some(self.ends);
         }
         let host_name = self.host_names.get(host_id as usize).map_or("", String::as_str);
-        visit.record(Place { id, fresh, host: host_id, host_name, session, at }, event);
+        visit.record(Place { id, fresh, host: host_id, host_name, session, at }, event, &mut slot.state);
         if ends {
             self.closed.push_back((key, self.ends));
             while self.closed.len() > self.kept {
@@ -342,7 +353,7 @@ impl Live {
                 // A later end of the same block keeps it a while longer.
                 if self.blocks.get(&old).is_some_and(|slot| slot.ended == Some(end)) {
                     if let Some(slot) = self.blocks.remove(&old) {
-                        visit.finished(slot.id);
+                        visit.finished(slot.id, slot.state);
                     }
                 }
             }
@@ -350,11 +361,11 @@ impl Live {
     }
 
     /// The files ended: every block still live is finished, in block order.
-    fn finish(self, visit: &mut impl Visit) {
-        let mut ids: Vec<BlockId> = self.blocks.into_values().map(|slot| slot.id).collect();
-        ids.sort_unstable();
-        for id in ids {
-            visit.finished(id);
+    fn finish(self, visit: &mut impl Visit<Block = B>) {
+        let mut slots: Vec<(BlockId, B)> = self.blocks.into_values().map(|slot| (slot.id, slot.state)).collect();
+        slots.sort_unstable_by_key(|&(id, _)| id);
+        for (id, state) in slots {
+            visit.finished(id, state);
         }
     }
 }

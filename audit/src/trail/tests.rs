@@ -42,13 +42,15 @@ struct Seen {
 }
 
 impl Visit for Seen {
-    fn record(&mut self, place: Place<'_>, _event: &Event) {
+    type Block = ();
+
+    fn record(&mut self, place: Place<'_>, _event: &Event, _block: &mut ()) {
         assert_eq!(place.fresh, self.live.insert(place.id), "fresh exactly when the block is new");
         self.most_live = self.most_live.max(self.live.len());
         self.records.push((place.id, place.session, place.at));
     }
 
-    fn finished(&mut self, id: BlockId) {
+    fn finished(&mut self, id: BlockId, _block: ()) {
         assert!(self.live.remove(&id), "finished once, after its records");
         self.finished.push(id);
     }
