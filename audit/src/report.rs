@@ -32,6 +32,7 @@ use vigil_protocol::events::{EndReason, Event as EventName};
 
 use crate::chain::KeyFile;
 use crate::display::escaped;
+use crate::ids::IdMap;
 use crate::timeline::Filter;
 use crate::trail::{BlockId, Event, Input, Place, Scan, Visit, open_files, scan, streams};
 use crate::verify::{self, FindingKind};
@@ -265,8 +266,40 @@ struct HostTally {
     duplicates: u64,
 }
 
-/// (day, user) of a row.
-type DayUser = (Option<(i32, u8, u8)>, Option<u32>);
+/// A row's day: (year, month, day), as the line gives it.
+type Day = Option<(i32, u8, u8)>;
+
+/// The counts per day and user: each day numbered as it is first read (by SipHash
+/// keyed at random: the file chooses days), then per day by user number ([`IdMap`]).
+/// Records come in about the order of their time: the day of the last count is asked
+/// first, and a count costs no hash of what the file chose.
+#[derive(Default)]
+struct Days {
+    numbers: HashMap<Day, usize>,
+    rows: Vec<(Day, IdMap<Option<u32>, Counts>)>,
+    last: Option<(Day, usize)>,
+}
+
+impl Days {
+    /// Counts one event of `column` for `day` and `user`.
+    fn bump(&mut self, day: Day, user: Option<u32>, column: usize) {
+        let number = match self.last {
+            Some((last, number)) if last == day => number,
+            _ => {
+                let next = self.rows.len();
+                let number = *self.numbers.entry(day).or_insert(next);
+                if number == next {
+                    self.rows.push((day, IdMap::default()));
+                }
+                self.last = Some((day, number));
+                number
+            }
+        };
+        if let Some((_, users)) = self.rows.get_mut(number) {
+            users.entry(user).or_default().bump(column);
+        }
+    }
+}
 
 /// The report's numbers as the records stream by: counts per day and user, per host
 /// and per hour. What a session needs while it takes records is its block's
@@ -278,7 +311,7 @@ struct Tally<'f> {
     filter: &'f Filter,
     users: HashMap<Vec<u8>, u32>,
     user_names: Vec<Vec<u8>>,
-    days: HashMap<DayUser, Counts>,
+    days: Days,
     total: Counts,
     by_hour: [u64; 24],
     hosts: Vec<HostTally>,
@@ -291,7 +324,7 @@ impl<'f> Tally<'f> {
             filter,
             users: HashMap::new(),
             user_names: Vec::new(),
-            days: HashMap::new(),
+            days: Days::default(),
             total: Counts::default(),
             by_hour: [0; 24],
             hosts: Vec::new(),
@@ -309,7 +342,7 @@ impl<'f> Tally<'f> {
         {
             return;
         }
-        self.days.entry((counted.day, user)).or_default().bump(counted.column);
+        self.days.bump(counted.day, user, counted.column);
         self.total.bump(counted.column);
         if COLUMNS.get(counted.column).is_some_and(|&(_, name, reason)| name == EventName::SessionEnd && reason == Some(EndReason::Idle))
             && let Some(slot) = counted.hour.and_then(|h| self.by_hour.get_mut(usize::from(h)))
@@ -321,7 +354,9 @@ impl<'f> Tally<'f> {
     fn report(self, verified: Option<&verify::Report>, file_names: &[String]) -> Report {
         let unusual = self.watch.into_unusual(file_names, &self.user_names, self.filter, verified);
         let mut days: BTreeMap<(String, String), Counts> = BTreeMap::new();
-        for ((day, user), counts) in self.days {
+        for (day, user, counts) in
+            self.days.rows.into_iter().flat_map(|(day, users)| users.into_iter().map(move |(user, c)| (day, user, c)))
+        {
             let day = day.map_or_else(|| "?".to_owned(), |(y, m, d)| format!("{y:04}-{m:02}-{d:02}"));
             let user = user.and_then(|u| self.user_names.get(u as usize)).map_or_else(|| "-".to_owned(), |u| escaped(u));
             days.entry((day, user)).or_default().merge(counts);

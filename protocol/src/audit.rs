@@ -224,7 +224,9 @@ const BARE: usize = 0;
 const KEY: usize = 1;
 
 /// Where the run of bytes of `class` that starts at `from` ends: eight bytes at a
-/// time ([`outside_class`]), the last few by the table.
+/// time ([`outside_class`]), the last few by the table. In line: called for every key
+/// and value of a trail, where a call's own cost was a fifth of the scan's.
+#[inline(always)]
 fn run_end(bytes: &[u8], from: usize, class: usize) -> usize {
     let Some(rest) = bytes.get(from..) else { return from };
     let mut words = rest.chunks_exact(8);

@@ -11,7 +11,7 @@ const HOT_KEYS: [&str; 6] = ["seq", "mac", "session", "user", "reason", "rhost"]
 
 /// The slot of `key` in [`HOT_KEYS`] (asked of every field: bytes compared in line, no
 /// call to `memcmp`).
-#[inline]
+#[inline(always)]
 fn hot(key: &str) -> Option<usize> {
     match *key.as_bytes() {
         [b's', b'e', b'q'] => Some(0),
@@ -67,6 +67,7 @@ impl Fields {
         (at(offset), at(self.bytes.len()))
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, key: &str, value: &[u8]) {
         let (key_start, key_end) = self.place(key.as_bytes());
         let (value_start, value_end) = self.place(value);
