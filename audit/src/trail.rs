@@ -275,7 +275,7 @@ pub(crate) fn read_line_into<'a>(
     let time = parsed.timestamp.and_then(|t| clock.resolve(t, now));
     event.stamp = parsed.timestamp.zip(time).map(|(t, at)| (clock.year(t, at), t.month, t.day, t.hour));
     event.time_text.clear();
-    if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || b" :.+-".contains(&b)) {
+    if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b':' | b'.' | b'+' | b'-')) {
         event.time_text.push_str(parsed.timestamp_text);
     } else {
         event.time_text.push('?');
@@ -285,9 +285,14 @@ pub(crate) fn read_line_into<'a>(
     Read::Record(parsed.host, parsed.message)
 }
 
-/// The event `name` names, if it is one of vigil's.
+/// The event `name` names, if it is one of vigil's (the length and first byte compared
+/// before the rest).
 fn event_kind(name: &[u8]) -> Option<EventName> {
-    EventName::ALL.iter().copied().find(|e| e.as_str().as_bytes() == name)
+    let first = name.first()?;
+    EventName::ALL.iter().copied().find(|e| {
+        let wire = e.as_str().as_bytes();
+        wire.len() == name.len() && wire.first() == Some(first) && wire == name
+    })
 }
 
 /// The live blocks: by host and session, with the ends that keep them joinable a while,

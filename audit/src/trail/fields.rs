@@ -94,7 +94,9 @@ impl Fields {
     }
 
     /// The first value of `key` (asked several times of each record: bytes compared,
-    /// no text made; one of [`HOT_KEYS`] is found where the push kept it).
+    /// no text made; one of [`HOT_KEYS`] is found where the push kept it). In line, so
+    /// that a key written out picks its slot when compiled.
+    #[inline]
     pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
         if let Some(slot) = hot(key) {
             let first = self.first.get(slot).copied().unwrap_or(0) as usize;
