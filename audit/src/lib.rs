@@ -4,6 +4,7 @@
 pub mod chain;
 mod display;
 pub mod duplicates;
+mod ids;
 pub mod report;
 #[cfg(test)]
 mod robustness;

@@ -32,11 +32,12 @@ use vigil_protocol::events::{EndReason, Event as EventName};
 
 use crate::chain::KeyFile;
 use crate::display::escaped;
+use crate::ids::IdMap;
 use crate::timeline::Filter;
 use crate::trail::{BlockId, Event, Input, Place, Scan, Visit, open_files, scan, streams};
 use crate::verify::{self, FindingKind};
 pub use unusual::Thresholds;
-use unusual::{Unusual, Watch};
+use unusual::{SessionState, Unusual, Watch};
 
 /// What one day of one user (or the whole report) counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -240,6 +241,19 @@ struct OpenSession {
     pending: Vec<Counted>,
 }
 
+/// What the report keeps for a session's block while it takes records, held with the
+/// block by the reader (`crate::trail`): its user and waiting counts, and the unusual
+/// rules' state of it. Boxed, so that the reader's entry of every block (a daemon's
+/// too, and the ended sessions it keeps joinable) stays a few words.
+#[derive(Default)]
+struct SessionTally {
+    open: OpenSession,
+    watch: SessionState,
+}
+
+/// A block's [`SessionTally`], once it is a session's.
+type BlockTally = Option<Box<SessionTally>>;
+
 /// Per host: records, unauthenticated lines, and the seqs missing between one record
 /// and the next in file order.
 #[derive(Default)]
@@ -252,20 +266,55 @@ struct HostTally {
     duplicates: u64,
 }
 
-/// (day, user) of a row.
-type DayUser = (Option<(i32, u8, u8)>, Option<u32>);
+/// A row's day: (year, month, day), as the line gives it.
+type Day = Option<(i32, u8, u8)>;
+
+/// The counts per day and user: each day numbered as it is first read (by SipHash
+/// keyed at random: the file chooses days), then per day by user number ([`IdMap`]).
+/// Records come in about the order of their time: the day of the last count is asked
+/// first, and a count costs no hash of what the file chose.
+#[derive(Default)]
+struct Days {
+    numbers: HashMap<Day, usize>,
+    rows: Vec<(Day, IdMap<Option<u32>, Counts>)>,
+    last: Option<(Day, usize)>,
+}
+
+impl Days {
+    /// Counts one event of `column` for `day` and `user`.
+    fn bump(&mut self, day: Day, user: Option<u32>, column: usize) {
+        let number = match self.last {
+            Some((last, number)) if last == day => number,
+            _ => {
+                let next = self.rows.len();
+                let number = *self.numbers.entry(day).or_insert(next);
+                if number == next {
+                    self.rows.push((day, IdMap::default()));
+                }
+                self.last = Some((day, number));
+                number
+            }
+        };
+        if let Some((_, users)) = self.rows.get_mut(number) {
+            users.entry(user).or_default().bump(column);
+        }
+    }
+}
 
 /// The report's numbers as the records stream by: counts per day and user, per host
-/// and per hour. Only sessions that still take records have state here.
+/// and per hour. What a session needs while it takes records is its block's
+/// ([`BlockTally`]), kept by the reader.
+///
+/// `users` and `days` are keyed by what the file says (a user name; a day, whose year
+/// may be any): SipHash keyed at random.
 struct Tally<'f> {
     filter: &'f Filter,
     users: HashMap<Vec<u8>, u32>,
     user_names: Vec<Vec<u8>>,
-    days: HashMap<DayUser, Counts>,
+    days: Days,
     total: Counts,
     by_hour: [u64; 24],
     hosts: Vec<HostTally>,
-    open: HashMap<BlockId, OpenSession>,
     watch: Watch,
 }
 
@@ -275,23 +324,16 @@ impl<'f> Tally<'f> {
             filter,
             users: HashMap::new(),
             user_names: Vec::new(),
-            days: HashMap::new(),
+            days: Days::default(),
             total: Counts::default(),
             by_hour: [0; 24],
             hosts: Vec::new(),
-            open: HashMap::new(),
             watch: Watch::new(thresholds),
         }
     }
 
     fn user(&mut self, name: &[u8]) -> u32 {
-        if let Some(&id) = self.users.get(name) {
-            return id;
-        }
-        let id = self.user_names.len() as u32;
-        self.user_names.push(name.to_vec());
-        self.users.insert(name.to_vec(), id);
-        id
+        intern(&mut self.users, &mut self.user_names, name)
     }
 
     fn count(&mut self, counted: Counted, user: Option<u32>) {
@@ -300,7 +342,7 @@ impl<'f> Tally<'f> {
         {
             return;
         }
-        self.days.entry((counted.day, user)).or_default().bump(counted.column);
+        self.days.bump(counted.day, user, counted.column);
         self.total.bump(counted.column);
         if COLUMNS.get(counted.column).is_some_and(|&(_, name, reason)| name == EventName::SessionEnd && reason == Some(EndReason::Idle))
             && let Some(slot) = counted.hour.and_then(|h| self.by_hour.get_mut(usize::from(h)))
@@ -312,7 +354,9 @@ impl<'f> Tally<'f> {
     fn report(self, verified: Option<&verify::Report>, file_names: &[String]) -> Report {
         let unusual = self.watch.into_unusual(file_names, &self.user_names, self.filter, verified);
         let mut days: BTreeMap<(String, String), Counts> = BTreeMap::new();
-        for ((day, user), counts) in self.days {
+        for (day, user, counts) in
+            self.days.rows.into_iter().flat_map(|(day, users)| users.into_iter().map(move |(user, c)| (day, user, c)))
+        {
             let day = day.map_or_else(|| "?".to_owned(), |(y, m, d)| format!("{y:04}-{m:02}-{d:02}"));
             let user = user.and_then(|u| self.user_names.get(u as usize)).map_or_else(|| "-".to_owned(), |u| escaped(u));
             days.entry((day, user)).or_default().merge(counts);
@@ -339,6 +383,17 @@ impl<'f> Tally<'f> {
     }
 }
 
+/// The number of user `name`, given out in the order names are first read.
+fn intern(users: &mut HashMap<Vec<u8>, u32>, user_names: &mut Vec<Vec<u8>>, name: &[u8]) -> u32 {
+    if let Some(&id) = users.get(name) {
+        return id;
+    }
+    let id = user_names.len() as u32;
+    user_names.push(name.to_vec());
+    users.insert(name.to_vec(), id);
+    id
+}
+
 impl Tally<'_> {
     fn host(&mut self, index: u32, name: &str) -> Option<&mut HostTally> {
         let index = index as usize;
@@ -354,13 +409,15 @@ impl Tally<'_> {
 }
 
 impl Visit for Tally<'_> {
+    type Block = BlockTally;
+
     fn duplicate(&mut self, host: u32, host_name: &str) {
         if let Some(host) = self.host(host, host_name) {
             host.duplicates += 1;
         }
     }
 
-    fn record(&mut self, place: Place<'_>, event: Event) {
+    fn record(&mut self, place: Place<'_>, event: &Event, block: &mut BlockTally) {
         if let Some(host) = self.host(place.host, place.host_name) {
             if event.unauthenticated() {
                 host.unauthenticated += 1;
@@ -376,10 +433,15 @@ impl Visit for Tally<'_> {
             }
         }
         // A session's user is its header's: vigild's first `user=`, else any record's.
-        let user = event.get("user").map(|u| self.user(u));
         let mut session_user = None;
-        if place.session.is_some() {
-            let open = self.open.entry(place.id).or_default();
+        let user = if place.session.is_some() {
+            let open = &mut block.get_or_insert_with(Box::default).open;
+            // Most records of a session name the user its first one named: that user's
+            // number, without hashing the name again.
+            let user = event.get("user").map(|u| match open.any_user {
+                Some(id) if self.user_names.get(id as usize).is_some_and(|known| known.as_slice() == u) => id,
+                _ => intern(&mut self.users, &mut self.user_names, u),
+            });
             if open.any_user.is_none() {
                 open.any_user = user;
             }
@@ -387,8 +449,13 @@ impl Visit for Tally<'_> {
                 open.vigild_user = user;
             }
             session_user = open.vigild_user;
-        }
-        self.watch.record(&place, &event, session_user, &self.user_names, self.filter);
+            user
+        } else {
+            event.get("user").map(|u| self.user(u))
+        };
+        let mut none = SessionState::default();
+        let state = block.as_deref_mut().map_or(&mut none, |b| &mut b.watch);
+        self.watch.record(&place, event, state, session_user, &self.user_names, self.filter);
         let filter = self.filter;
         if filter.session.is_some_and(|id| place.session != Some(id)) || event.module {
             return;
@@ -401,29 +468,26 @@ impl Visit for Tally<'_> {
         if !time_ok || filter.event.as_ref().is_some_and(|name| event.name != name.as_bytes()) {
             return;
         }
-        let Some(column) = column(&event) else { return };
+        let Some(column) = column(event) else { return };
         let counted = Counted { day: event.stamp.map(|(y, m, d, _)| (y, m, d)), hour: event.stamp.map(|(_, _, _, h)| h), column };
         if place.session.is_none() {
             self.count(counted, user);
             return;
         }
-        match self.open.get_mut(&place.id) {
-            Some(OpenSession { vigild_user: Some(user), .. }) => {
-                let user = Some(*user);
-                self.count(counted, user);
-            }
-            Some(open) => open.pending.push(counted),
-            None => {}
+        let Some(open) = block.as_deref_mut().map(|b| &mut b.open) else { return };
+        match open.vigild_user {
+            Some(user) => self.count(counted, Some(user)),
+            None => open.pending.push(counted),
         }
     }
 
-    fn finished(&mut self, id: BlockId) {
-        self.watch.finished(id, &self.user_names, self.filter);
-        if let Some(open) = self.open.remove(&id) {
-            let user = open.vigild_user.or(open.any_user);
-            for counted in open.pending {
-                self.count(counted, user);
-            }
+    fn finished(&mut self, _id: BlockId, block: BlockTally) {
+        let Some(block) = block else { return };
+        let SessionTally { open, watch } = *block;
+        self.watch.finished(watch, &self.user_names, self.filter);
+        let user = open.vigild_user.or(open.any_user);
+        for counted in open.pending {
+            self.count(counted, user);
         }
     }
 }

@@ -31,6 +31,7 @@ use std::time::{Duration, SystemTime};
 use vigil_protocol::events::Event as EventName;
 
 use crate::display::escaped;
+use crate::ids::IdMap;
 use crate::trail::reread::{Positions, Reread, Span, Stored};
 use crate::trail::{At, BlockId, Input, Line, MinuteCache, Place, Visit, open_files, read_line, scan, streams};
 pub(crate) use crate::trail::{Event, parse_record};
@@ -208,18 +209,20 @@ struct Holder<'f> {
     blocks: Vec<Held>,
     hosts: Vec<String>,
     /// The positions of each block that still takes records, and the last of them.
-    live: HashMap<BlockId, (At, Positions)>,
+    live: IdMap<BlockId, (At, Positions)>,
     stored: Stored,
 }
 
 impl<'f> Holder<'f> {
     fn new(filter: &'f Filter) -> Holder<'f> {
-        Holder { filter, blocks: Vec::new(), hosts: Vec::new(), live: HashMap::new(), stored: Stored::default() }
+        Holder { filter, blocks: Vec::new(), hosts: Vec::new(), live: IdMap::default(), stored: Stored::default() }
     }
 }
 
 impl Visit for Holder<'_> {
-    fn record(&mut self, place: Place<'_>, event: Event) {
+    type Block = ();
+
+    fn record(&mut self, place: Place<'_>, event: &Event, _block: &mut ()) {
         if place.host as usize >= self.hosts.len() {
             self.hosts.push(place.host_name.to_owned());
         }
@@ -239,7 +242,7 @@ impl Visit for Holder<'_> {
         if held.refused {
             return;
         }
-        let wanted = event_ok(filter, &event) && time_ok(filter, &event);
+        let wanted = event_ok(filter, event) && time_ok(filter, event);
         if held.session.is_some() {
             if !held.user_known && !event.module {
                 if let Some(user) = event.get("user") {
@@ -268,7 +271,7 @@ impl Visit for Holder<'_> {
         }
     }
 
-    fn finished(&mut self, id: BlockId) {
+    fn finished(&mut self, id: BlockId, _block: ()) {
         if let Some((_, positions)) = self.live.remove(&id) {
             if let Some(held) = self.blocks.get_mut(id) {
                 held.span = self.stored.keep(positions);

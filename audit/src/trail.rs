@@ -14,6 +14,7 @@
 // Nested `if let`s: let chains need Rust 1.88, the workspace declares 1.85.
 #![allow(clippy::collapsible_if)]
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -40,6 +41,7 @@ pub(crate) const CLOSED_KEPT: usize = 65_536;
 const END_EVENTS: [EventName; 2] = [EventName::SessionEnd, EventName::SessionClose];
 
 /// One record.
+#[derive(Default)]
 pub(crate) struct Event {
     pub(crate) file: usize,
     pub(crate) line: u64,
@@ -50,13 +52,15 @@ pub(crate) struct Event {
     /// resolved time when the line has none), for `audit report`.
     pub(crate) stamp: Option<(i32, u8, u8, u8)>,
     pub(crate) name: Vec<u8>,
+    /// `name` as one of vigil's events, when it is one (asked many times a record).
+    pub(crate) kind: Option<EventName>,
     pub(crate) fields: Fields,
 }
 
 impl Event {
     /// Whether this is a record of `event`.
     pub(crate) fn is(&self, event: EventName) -> bool {
-        self.name == event.as_str().as_bytes()
+        self.kind == Some(event)
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
@@ -105,13 +109,18 @@ pub(crate) struct Place<'a> {
 
 /// What the readers do with each record.
 pub(crate) trait Visit {
-    fn record(&mut self, place: Place<'_>, event: Event);
+    /// What the reader keeps for a block while it takes records, in the reader's own
+    /// entry for it: a record costs one lookup, not one more per map of a reader.
+    type Block: Default;
+
+    /// A record of the block `place` names, whose state `block` is.
+    fn record(&mut self, place: Place<'_>, event: &Event, block: &mut Self::Block);
     /// An exact copy of one of the host's last records (at-least-once forwarding),
     /// skipped: never given to `record`.
     fn duplicate(&mut self, _host: u32, _host_name: &str) {}
     /// Block `id` takes no more records: its session ended a while ago, or the files
     /// ended.
-    fn finished(&mut self, id: BlockId);
+    fn finished(&mut self, id: BlockId, block: Self::Block);
 }
 
 /// A file to read: a regular file is read again by position; anything else (a pipe)
@@ -171,6 +180,9 @@ pub(crate) struct MinuteCache {
     /// (year, month, day, hour, minute, offset) of `start`.
     minute: Option<Minute>,
     start: Option<SystemTime>,
+    /// The local year of the whole minute from `start` (`Some(None)`: the minute is not
+    /// all in one year), once asked.
+    year: Option<Option<i32>>,
 }
 
 impl MinuteCache {
@@ -179,12 +191,38 @@ impl MinuteCache {
         if self.minute != Some(minute) {
             self.start = Timestamp { second: 0, nanos: 0, ..t }.to_system_time(now);
             self.minute = Some(minute);
+            self.year = None;
         }
         self.start?.checked_add(Duration::new(u64::from(t.second), t.nanos))
+    }
+
+    /// The calendar year of `t`, resolved by [`MinuteCache::resolve`] to `at`: its own,
+    /// else the local year at `at`. That is asked of the C library once per minute:
+    /// when the minute's first and last instants are in the same local year, so is
+    /// every instant between (a leap second, `:60`, is in the next minute: asked alone).
+    fn year(&mut self, t: Timestamp, at: SystemTime) -> i32 {
+        if let Some(year) = t.year {
+            return year;
+        }
+        if t.second < 60 {
+            let start = self.start;
+            let minute = *self.year.get_or_insert_with(|| {
+                let start = start?;
+                let last = start.checked_add(Duration::new(59, 999_999_999))?;
+                let year = local_year(start);
+                (local_year(last) == year).then_some(year)
+            });
+            if let Some(year) = minute {
+                return year;
+            }
+        }
+        local_year(at)
     }
 }
 
 /// What a line is to the readers.
+// The record whole, not boxed: `show` reads each shown record so, once, and keeps it.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Line<'a> {
     /// Not a syslog line.
     NotSyslog,
@@ -198,28 +236,72 @@ pub(crate) enum Line<'a> {
 
 /// Reads one line (`cut`: longer than the readers keep) of file `file`.
 pub(crate) fn read_line<'a>(file: usize, line: u64, text: &'a str, cut: bool, clock: &mut MinuteCache, now: SystemTime) -> Line<'a> {
-    let Some(parsed) = parse_line(text) else { return Line::NotSyslog };
-    let module = parsed.tag == MODULE_TAG;
-    if !module && parsed.tag != DAEMON_TAG {
-        return Line::Other;
+    let mut event = Event::default();
+    match read_line_into(file, line, text, cut, clock, now, &mut event) {
+        Read::NotSyslog => Line::NotSyslog,
+        Read::Other => Line::Other,
+        Read::NotRecord => Line::NotRecord,
+        Read::Record(host, message) => Line::Record(host, message, event),
     }
-    let record = if cut { None } else { parse_record(parsed.message) };
-    let Some((name, fields)) = record else { return Line::NotRecord };
-    let time = parsed.timestamp.and_then(|t| clock.resolve(t, now));
-    let stamp = parsed.timestamp.zip(time).map(|(t, at)| (t.year.unwrap_or_else(|| local_year(at)), t.month, t.day, t.hour));
-    let time_text = if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || b" :.+-".contains(&b)) {
-        parsed.timestamp_text.to_string()
-    } else {
-        "?".into()
-    };
-    Line::Record(parsed.host, parsed.message, Event { file, line, module, time, time_text, stamp, name, fields })
 }
 
-/// The live blocks: by host and session, with the ends that keep them joinable a while.
-struct Live {
+/// [`Line`] without its event, which [`read_line_into`] wrote into the caller's.
+pub(crate) enum Read<'a> {
+    NotSyslog,
+    Other,
+    NotRecord,
+    Record(&'a str, &'a str),
+}
+
+/// [`read_line`] into `event`, reusing its memory (the first read parses every line
+/// into the same one). `event` holds the record only when the answer is `Record`.
+pub(crate) fn read_line_into<'a>(
+    file: usize,
+    line: u64,
+    text: &'a str,
+    cut: bool,
+    clock: &mut MinuteCache,
+    now: SystemTime,
+    event: &mut Event,
+) -> Read<'a> {
+    let Some(parsed) = parse_line(text) else { return Read::NotSyslog };
+    let module = parsed.tag == MODULE_TAG;
+    if !module && parsed.tag != DAEMON_TAG {
+        return Read::Other;
+    }
+    if cut || !parse_record_into(parsed.message, &mut event.name, &mut event.fields) {
+        return Read::NotRecord;
+    }
+    let time = parsed.timestamp.and_then(|t| clock.resolve(t, now));
+    event.stamp = parsed.timestamp.zip(time).map(|(t, at)| (clock.year(t, at), t.month, t.day, t.hour));
+    event.time_text.clear();
+    if parsed.timestamp_text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b':' | b'.' | b'+' | b'-')) {
+        event.time_text.push_str(parsed.timestamp_text);
+    } else {
+        event.time_text.push('?');
+    }
+    event.kind = event_kind(&event.name);
+    (event.file, event.line, event.module, event.time) = (file, line, module, time);
+    Read::Record(parsed.host, parsed.message)
+}
+
+/// The event `name` names, if it is one of vigil's (the length and first byte compared
+/// before the rest).
+fn event_kind(name: &[u8]) -> Option<EventName> {
+    let first = name.first()?;
+    EventName::ALL.iter().copied().find(|e| {
+        let wire = e.as_str().as_bytes();
+        wire.len() == name.len() && wire.first() == Some(first) && wire == name
+    })
+}
+
+/// The live blocks: by host and session, with the ends that keep them joinable a while,
+/// and what the reader keeps for each (`B`). Keyed by what the file says (host names,
+/// `session=`): SipHash keyed at random.
+struct Live<B> {
     hosts: HashMap<String, u32>,
     host_names: Vec<String>,
-    blocks: HashMap<(u32, Option<u64>), Slot>,
+    blocks: HashMap<(u32, Option<u64>), Slot<B>>,
     /// Ends read, oldest first: (block key, the end's number).
     closed: VecDeque<((u32, Option<u64>), u64)>,
     kept: usize,
@@ -227,14 +309,16 @@ struct Live {
     next_id: BlockId,
 }
 
-struct Slot {
+struct Slot<B> {
     id: BlockId,
     /// The number of its latest end, once vigild ended it.
     ended: Option<u64>,
+    /// The reader's state for the block.
+    state: B,
 }
 
-impl Live {
-    fn new(kept: usize) -> Live {
+impl<B: Default> Live<B> {
+    fn new(kept: usize) -> Live<B> {
         Live { hosts: HashMap::new(), host_names: Vec::new(), blocks: HashMap::new(), closed: VecDeque::new(), kept, ends: 0, next_id: 0 }
     }
 
@@ -248,33 +332,33 @@ impl Live {
         id
     }
 
-    fn record(&mut self, host_id: u32, event: Event, at: At, visit: &mut impl Visit) {
+    fn record(&mut self, host_id: u32, event: &Event, at: At, visit: &mut impl Visit<Block = B>) {
         let session = event.session();
         let key = (host_id, session);
         let ends = event.is_end() && session.is_some();
-        let (id, fresh) = match self.blocks.get(&key) {
-            Some(slot) => (slot.id, false),
-            None => {
+        let (slot, fresh) = match self.blocks.entry(key) {
+            Entry::Occupied(slot) => (slot.into_mut(), false),
+            Entry::Vacant(vacant) => {
                 let id = self.next_id;
                 self.next_id += 1;
-                self.blocks.insert(key, Slot { id, ended: None });
-                (id, true)
+                (vacant.insert(Slot { id, ended: None, state: B::default() }), true)
             }
         };
-        let host_name = self.host_names.get(host_id as usize).map_or("", String::as_str);
-        visit.record(Place { id, fresh, host: host_id, host_name, session, at }, event);
+        let id = slot.id;
         if ends {
             self.ends += 1;
-            if let Some(slot) = self.blocks.get_mut(&key) {
-                slot.ended = Some(self.ends);
-            }
+            slot.ended = Some(self.ends);
+        }
+        let host_name = self.host_names.get(host_id as usize).map_or("", String::as_str);
+        visit.record(Place { id, fresh, host: host_id, host_name, session, at }, event, &mut slot.state);
+        if ends {
             self.closed.push_back((key, self.ends));
             while self.closed.len() > self.kept {
                 let Some((old, end)) = self.closed.pop_front() else { break };
                 // A later end of the same block keeps it a while longer.
                 if self.blocks.get(&old).is_some_and(|slot| slot.ended == Some(end)) {
                     if let Some(slot) = self.blocks.remove(&old) {
-                        visit.finished(slot.id);
+                        visit.finished(slot.id, slot.state);
                     }
                 }
             }
@@ -282,11 +366,11 @@ impl Live {
     }
 
     /// The files ended: every block still live is finished, in block order.
-    fn finish(self, visit: &mut impl Visit) {
-        let mut ids: Vec<BlockId> = self.blocks.into_values().map(|slot| slot.id).collect();
-        ids.sort_unstable();
-        for id in ids {
-            visit.finished(id);
+    fn finish(self, visit: &mut impl Visit<Block = B>) {
+        let mut slots: Vec<(BlockId, B)> = self.blocks.into_values().map(|slot| (slot.id, slot.state)).collect();
+        slots.sort_unstable_by_key(|&(id, _)| id);
+        for (id, state) in slots {
+            visit.finished(id, state);
         }
     }
 }
@@ -310,15 +394,17 @@ pub(crate) fn scan_keeping<R: BufRead>(
     let mut copies = TrailCopies::default();
     let mut names = Vec::with_capacity(inputs.len());
     let mut sources = Sources::default();
+    // Every record is parsed into this one, its memory kept from one to the next.
+    let mut event = Event::default();
     for (file, input) in inputs.into_iter().enumerate() {
         let (line_base, offset_base) = sources.bases();
         let mut each = |kept_lines: Option<&mut Vec<u8>>, line: u64, offset: u64, text: &str, cut: bool| {
             counts.lines += 1;
-            match read_line(file, line, text, cut, &mut clock, now) {
-                Line::NotSyslog => counts.not_syslog += 1,
-                Line::Other => {}
-                Line::NotRecord => counts.not_records += 1,
-                Line::Record(host, message, event) => {
+            match read_line_into(file, line, text, cut, &mut clock, now, &mut event) {
+                Read::NotSyslog => counts.not_syslog += 1,
+                Read::Other => {}
+                Read::NotRecord => counts.not_records += 1,
+                Read::Record(host, message) => {
                     let host_id = live.host(host);
                     if copies.is_copy(host_id, message, &event) {
                         counts.duplicates += 1;
@@ -338,7 +424,7 @@ pub(crate) fn scan_keeping<R: BufRead>(
                         }
                         None => offset,
                     };
-                    live.record(host_id, event, At { line: line_base + line, offset: offset_base + offset }, visit);
+                    live.record(host_id, &event, At { line: line_base + line, offset: offset_base + offset }, visit);
                 }
             }
         };
@@ -364,37 +450,42 @@ pub(crate) fn scan_keeping<R: BufRead>(
 }
 
 /// A record's event name (its first `event` field) and its other fields, from kv or
-/// JSON; `None` when it is not a record (hostile lines included).
+/// JSON; `None` when it is not a record (hostile lines included). The fields borrow
+/// nothing: `message` is copied into them once.
 pub(crate) fn parse_record(message: &str) -> Option<(Vec<u8>, Fields)> {
-    let mut name: Option<Vec<u8>> = None;
-    let mut fields = Fields::of(message, 24);
+    let (mut name, mut fields) = (Vec::new(), Fields::default());
+    parse_record_into(message, &mut name, &mut fields).then_some((name, fields))
+}
+
+/// [`parse_record`] into `name` and `fields`, reusing their memory; `false` when it is
+/// not a record (what they then hold is no record's).
+pub(crate) fn parse_record_into(message: &str, name: &mut Vec<u8>, fields: &mut Fields) -> bool {
+    name.clear();
+    fields.reset(message);
+    let mut named = false;
     let mut take = |key: &str, value: &[u8]| {
-        if name.is_none() && key == "event" {
-            name = Some(value.to_vec());
+        if !named && key == "event" {
+            name.extend_from_slice(value);
+            named = true;
         } else {
             fields.push(key, value);
         }
     };
     if message.starts_with('{') {
-        let value: serde_json::Value = serde_json::from_str(message).ok()?;
-        let object = value.as_object()?;
-        for (key, value) in object {
+        let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(message) else { return false };
+        for (key, value) in &object {
             if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                return None;
+                return false;
             }
             match value {
                 serde_json::Value::String(s) => take(key, s.as_bytes()),
                 other => take(key, other.to_string().as_bytes()),
             }
         }
-    } else {
-        parse_kv_fields(message, &mut take).ok()?;
+    } else if parse_kv_fields(message, &mut take).is_err() {
+        return false;
     }
-    let name = name?;
-    if name.is_empty() {
-        return None;
-    }
-    Some((name, fields))
+    named && !name.is_empty()
 }
 
 #[cfg(test)]

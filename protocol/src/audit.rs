@@ -223,9 +223,54 @@ static CLASSES: [[bool; 2]; 256] = {
 const BARE: usize = 0;
 const KEY: usize = 1;
 
-/// Where the run of bytes of `class` that starts at `from` ends.
+/// Where the run of bytes of `class` that starts at `from` ends: eight bytes at a
+/// time ([`outside_class`]), the last few by the table. In line: called for every key
+/// and value of a trail, where a call's own cost was a fifth of the scan's.
+#[inline(always)]
 fn run_end(bytes: &[u8], from: usize, class: usize) -> usize {
-    bytes.get(from..).map_or(from, |rest| from + rest.iter().position(|&b| !CLASSES[usize::from(b)][class]).unwrap_or(rest.len()))
+    let Some(rest) = bytes.get(from..) else { return from };
+    let mut words = rest.chunks_exact(8);
+    let mut done = from;
+    for chunk in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
+        let outside = outside_class(u64::from_le_bytes(word), class);
+        if outside != 0 {
+            return done + (outside.trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    let tail = words.remainder();
+    done + tail.iter().position(|&b| !CLASSES[usize::from(b)][class]).unwrap_or(tail.len())
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `low` (bytes of at most 0x7f) that is at least `lo`:
+/// adding 0x80 - lo carries into the byte's high bit exactly then, and never into the
+/// next byte (0x7f + 0x80 is 0xff).
+const fn at_least(low: u64, lo: u8) -> u64 {
+    low.wrapping_add(ONES * (0x80 - lo as u64)) & HIGHS
+}
+
+/// The high bit of each byte of `low` in `lo..=hi` (`hi` below 0x7f).
+const fn within(low: u64, lo: u8, hi: u8) -> u64 {
+    at_least(low, lo) & !at_least(low, hi + 1)
+}
+
+/// The high bit of each byte of the little-endian `word` that is not of `class` ([`BARE`]
+/// or [`KEY`]: the same bytes as the table's, `is_bare` and `is_key_byte`): no byte from
+/// 0x80 up is either, and of the others, the ranges of each class.
+const fn outside_class(word: u64, class: usize) -> u64 {
+    let ascii = !word & HIGHS;
+    let low = word & !HIGHS;
+    // `[a-z0-9_]`; bare adds `+,-./:` around the digits, `@` and `A-Z`.
+    let inside = if class == KEY {
+        within(low, b'0', b'9') | within(low, b'_', b'_') | within(low, b'a', b'z')
+    } else {
+        within(low, b'+', b':') | within(low, b'@', b'Z') | within(low, b'_', b'_') | within(low, b'a', b'z')
+    };
+    !(inside & ascii) & HIGHS
 }
 
 /// Appends `value` to `out` following the escaping rule of this module.
@@ -365,6 +410,54 @@ fn unescape(s: &[u8]) -> Option<(u8, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `run_end` as the table alone answers it.
+    fn run_end_by_table(bytes: &[u8], from: usize, class: usize) -> usize {
+        bytes.get(from..).map_or(from, |rest| from + rest.iter().position(|&b| !CLASSES[usize::from(b)][class]).unwrap_or(rest.len()))
+    }
+
+    #[test]
+    fn eight_bytes_at_a_time_agree_with_the_table_for_every_byte() {
+        for class in [BARE, KEY] {
+            for b in 0..=255u8 {
+                // The odd byte at every place of a run, in a word and in the tail.
+                for at in 0..20 {
+                    for len in [at + 1, 20, 23] {
+                        let mut bytes = vec![b'a'; len];
+                        bytes[at] = b;
+                        for from in [0, 1, at, len] {
+                            assert_eq!(
+                                run_end(&bytes, from, class),
+                                run_end_by_table(&bytes, from, class),
+                                "class {class} byte {b:#04x} at {at} of {len} from {from}"
+                            );
+                        }
+                    }
+                }
+                let word = u64::from_le_bytes([b; 8]);
+                let expected = if CLASSES[usize::from(b)][class] { 0 } else { HIGHS };
+                assert_eq!(outside_class(word, class), expected, "class {class} byte {b:#04x}");
+            }
+            // Past the end, and pseudo-random lines of every byte.
+            assert_eq!(run_end(b"abc", 9, class), 9);
+            let mut state = 0x2545_f491_4f6c_dd1du64;
+            for _ in 0..20_000 {
+                let len = (state % 40) as usize;
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        // Mostly bytes of the classes, now and then any byte.
+                        if state & 15 == 0 { (state >> 8) as u8 } else { b"az09_+,-./:@AZ"[(state >> 8) as usize % 14] }
+                    })
+                    .collect();
+                for from in 0..=len {
+                    assert_eq!(run_end(&bytes, from, class), run_end_by_table(&bytes, from, class), "{bytes:?} from {from}");
+                }
+            }
+        }
+    }
 
     fn session_record(user: &[u8], rhost: &[u8], tty: &[u8]) -> Record {
         Record::new(Event::SessionOpen).number("session", 7).text("user", user).number("uid", 1000).text("rhost", rhost).text("tty", tty)

@@ -32,7 +32,7 @@
 // Nested `if let`s, as in `crate::trail`.
 #![allow(clippy::collapsible_if)]
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -40,8 +40,9 @@ use vigil_protocol::events::Event as EventName;
 use vigil_protocol::time::compact;
 
 use crate::display::escaped;
+use crate::ids::IdMap;
 use crate::timeline::Filter;
-use crate::trail::{BlockId, Event, Place};
+use crate::trail::{Event, Place};
 
 use crate::verify::{self, FindingKind};
 
@@ -176,6 +177,11 @@ struct UserWatch {
     host: String,
 }
 
+/// What the rules keep for a session's block (held with the block by the reader): its
+/// [`SessionWatch`] while it is open.
+#[derive(Default)]
+pub(super) struct SessionState(Option<Box<SessionWatch>>);
+
 /// An open session: when it started, its failures in the window, its inhibitors.
 struct SessionWatch {
     session: u64,
@@ -203,11 +209,12 @@ impl Inhibit {
     }
 }
 
-/// The rules' state as the records stream by.
+/// The rules' state as the records stream by; an open session's is its block's
+/// ([`SessionState`]). Keyed by the readers' user numbers ([`IdMap`]); what the file
+/// names (remote hosts) by SipHash keyed at random.
 #[derive(Default)]
 pub(super) struct Watch {
-    users: HashMap<u32, UserWatch>,
-    sessions: HashMap<BlockId, SessionWatch>,
+    users: IdMap<u32, UserWatch>,
     /// Escaped, by the readers' host numbers.
     host_names: Vec<String>,
     last_time: Option<SystemTime>,
@@ -265,7 +272,16 @@ impl Watch {
     }
 
     /// One record, whatever the filter: `session_user` is its session's user (vigild's).
-    pub(super) fn record(&mut self, place: &Place<'_>, event: &Event, session_user: Option<u32>, names: &[Vec<u8>], filter: &Filter) {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record(
+        &mut self,
+        place: &Place<'_>,
+        event: &Event,
+        state: &mut SessionState,
+        session_user: Option<u32>,
+        names: &[Vec<u8>],
+        filter: &Filter,
+    ) {
         let line = (event.file, event.line);
         let host = place.host as usize;
         if host >= self.host_names.len() {
@@ -299,13 +315,8 @@ impl Watch {
         let session = place.session;
         if let Some(id) = session {
             if place.fresh || event.is(EventName::SessionOpen) {
-                let watch = self.sessions.entry(place.id).or_insert_with(|| SessionWatch {
-                    session: id,
-                    host: place.host,
-                    user: session_user,
-                    start: None,
-                    fails: None,
-                    inhibit: None,
+                let watch = state.0.get_or_insert_with(|| {
+                    Box::new(SessionWatch { session: id, host: place.host, user: session_user, start: None, fails: None, inhibit: None })
                 });
                 if let Some(t) = event.time {
                     if watch.start.is_none() || event.is(EventName::SessionOpen) {
@@ -313,7 +324,7 @@ impl Watch {
                     }
                 }
             }
-            if let Some(watch) = self.sessions.get_mut(&place.id) {
+            if let Some(watch) = state.0.as_deref_mut() {
                 if watch.user.is_none() {
                     watch.user = session_user;
                 }
@@ -350,7 +361,7 @@ impl Watch {
             self.add(filter, true, event.time, user_bytes, raw(rule.as_str(), detail, vec![line]));
         } else if event.is(EventName::ReauthFailed) {
             let (needed, window) = (self.thresholds.failures(), self.thresholds.reauth_window);
-            let burst = match (self.sessions.get_mut(&place.id), event.time) {
+            let burst = match (state.0.as_deref_mut(), event.time) {
                 (Some(watch), Some(t)) => {
                     let fails = watch.fails.get_or_insert_with(Box::default);
                     fails.push_back((t, line));
@@ -377,7 +388,7 @@ impl Watch {
                 self.add(filter, true, event.time, user_bytes, raw("reauth_failures", detail, lines));
             }
         } else if event.is(EventName::InhibitStart) {
-            if let (Some(watch), Some(t)) = (self.sessions.get_mut(&place.id), event.time) {
+            if let (Some(watch), Some(t)) = (state.0.as_deref_mut(), event.time) {
                 let inhibit = watch.inhibit.get_or_insert_with(Box::default);
                 inhibit.stop(t);
                 inhibit.since = Some(t);
@@ -386,15 +397,15 @@ impl Watch {
                 }
             }
         } else if event.is(EventName::InhibitEnd) {
-            if let (Some(watch), Some(t)) = (self.sessions.get_mut(&place.id), event.time) {
+            if let (Some(watch), Some(t)) = (state.0.as_deref_mut(), event.time) {
                 if let Some(inhibit) = watch.inhibit.as_mut() {
                     inhibit.stop(t);
                 }
             }
         }
         if event.is_end() && session.is_some() {
-            if let Some(watch) = self.sessions.remove(&place.id) {
-                self.session_over(watch, event.time, Some(line), names, filter);
+            if let Some(watch) = state.0.take() {
+                self.session_over(*watch, event.time, Some(line), names, filter);
             }
         }
     }
@@ -486,11 +497,11 @@ impl Watch {
         }
     }
 
-    /// Block `id` takes no more records (a session that never ended: counted to the
+    /// A block takes no more records (a session that never ended: counted to the
     /// input's last record).
-    pub(super) fn finished(&mut self, id: BlockId, names: &[Vec<u8>], filter: &Filter) {
-        if let Some(watch) = self.sessions.remove(&id) {
-            self.session_over(watch, None, None, names, filter);
+    pub(super) fn finished(&mut self, state: SessionState, names: &[Vec<u8>], filter: &Filter) {
+        if let Some(watch) = state.0 {
+            self.session_over(*watch, None, None, names, filter);
         }
     }
 
