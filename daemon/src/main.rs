@@ -106,7 +106,11 @@ async fn run(args: Args) -> Result<(), StartError> {
     let core = Arc::new(Manager::new(config, args.config.clone(), audit, ids, store, locks));
     let objects = SessionObjects::new(&core);
     core.add_hooks(objects.clone());
-    core.add_hooks(supervise::leaders::LeaderWatch::new(&core));
+    // A pidfd per session leader, as many as the descriptor limit leaves room for once
+    // connections and files have theirs (supervise/leaders.rs); the sweep takes the rest.
+    let leader_pidfds =
+        supervise::leaders::budget_for(sys::rlimit::nofile_soft().unwrap_or(1024)).min(args.max_leader_pidfds.unwrap_or(usize::MAX));
+    core.add_hooks(supervise::leaders::LeaderWatch::with_budget(&core, leader_pidfds));
     let supervisor = supervise::supervisor::spawn(core.clone()).map_err(StartError::Supervisor)?;
     core.add_hooks(supervisor);
     core.add_hooks(metrics::textfile::spawn(core.clone()));
@@ -126,7 +130,8 @@ async fn run(args: Args) -> Result<(), StartError> {
             .text("config_source", config_source)
             .text("socket", args.socket.as_os_str().as_encoded_bytes())
             .text("bus", if bus.is_some() { "yes" } else { "no" })
-            .number_opt("nofile", nofile.map(|(_, soft)| soft)),
+            .number_opt("nofile", nofile.map(|(_, soft)| soft))
+            .number("leader_pidfds", leader_pidfds as u64),
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     for warning in core.audit_config_warnings(core.config()).await {

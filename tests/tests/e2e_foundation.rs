@@ -7,7 +7,7 @@
 //! tests/README.md. Each test skips (with a note) when not run as root.
 
 use std::os::unix::net::UnixListener;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vigil_e2e::bus::OPEN_SESSION_ARGS;
 use vigil_e2e::process::describe_output;
@@ -364,6 +364,60 @@ fn leader_death_closes_session() {
     });
     assert_eq!(line.field("user").as_deref(), Some(user.name.as_str()), "{}", line.raw);
 }
+
+/// vigild watches at most `--max-leader-pidfds` session leaders by pidfd, a descriptor
+/// each (by default its descriptor limit less a reserve: docs/security.md); the others
+/// are looked at by a sweep every 2 s. With a budget of one, the second login's leader is
+/// swept: killed, its session is ended within the sweep's period, with the same record
+/// as the first login's, whose leader held the pidfd.
+#[test]
+fn a_leader_beyond_the_pidfd_budget_is_swept_and_ended_with_the_same_record() {
+    require_root!();
+    let mut h = harness();
+    h.start_vigild(VigildOpts::default().no_bus().arg("--max-leader-pidfds").arg("1"));
+    let start = h.wait_for_event(LOG_WAIT, "vigild", "daemon_start", &[]);
+    assert!(start.has("leader_pidfds", "1"), "the budget is in daemon_start: {}", start.raw);
+    let user = h.create_user("budget");
+    let service = h.install_vigil_service("budget", &h.vigil_args());
+    let mut watched = h.open_pam_session(&h.pam_host(&service, &user.name).tty(TTY).rhost(RHOST));
+    let mut swept = h.open_pam_session(&h.pam_host(&service, &user.name).tty("pts/8").rhost(RHOST));
+    for session in [&watched, &swept] {
+        assert_eq!(session.open_rc(), PAM_SUCCESS, "pam_host stderr:\n{}", session.stderr_text());
+    }
+    let (watched_id, swept_id) = (watched.session_id_u64(), swept.session_id_u64());
+    let vigild = h.vigild().pid();
+    let pidfds = || {
+        std::fs::read_dir(format!("/proc/{vigild}/fd"))
+            .map(|fds| {
+                fds.flatten().filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("pidfd"))).count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for(LOG_WAIT, "vigild to hold one pidfd, the first leader's", || match pidfds() {
+        1 => Ok(()),
+        n => Err(format!("{n} pidfds")),
+    });
+
+    let killed = Instant::now();
+    swept.kill();
+    let swept_end = h.wait_for_event(SWEEP_EVERY + LOG_WAIT, "vigild", "session_end", &[("session", &swept_id.to_string())]);
+    let swept_after = killed.elapsed();
+    assert!(swept_after < SWEEP_EVERY + Duration::from_secs(2), "ended within the sweep's period: {swept_after:?}");
+    assert_eq!(listed(&h, watched_id).leader_pid, watched.pid(), "the other session is kept");
+    watched.kill();
+    let watched_end = h.wait_for_event(LOG_WAIT, "vigild", "session_end", &[("session", &watched_id.to_string())]);
+    h.vigild().wait_session_gone(watched_id, LOG_WAIT);
+    h.vigild().wait_session_gone(swept_id, LOG_WAIT);
+    let keys = |l: &LogLine| l.fields().into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(keys(&swept_end), keys(&watched_end), "the same record:\n{}\n{}", swept_end.raw, watched_end.raw);
+    for (key, value) in [("reason", "leader_gone"), ("user", user.name.as_str()), ("processes", "0")] {
+        assert!(swept_end.has(key, value) && watched_end.has(key, value), "{key}={value}:\n{}\n{}", swept_end.raw, watched_end.raw);
+    }
+    eprintln!("swept leader ended {swept_after:?} after its kill: {}", swept_end.raw);
+}
+
+/// How often vigild sweeps the leaders it holds no pidfd for (daemon/src/supervise/leaders.rs).
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 const GOOD_CONFIG_FIRST: &str =
     "[defaults]\nidle_timeout = \"15m\"\n\n[[policy]]\nname = \"e2e-first\"\nmatch = { services = [\"vigil-test-*\"] }\n";

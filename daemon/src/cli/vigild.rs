@@ -42,4 +42,9 @@ pub struct Args {
     /// Adopt only these users' unregistered logins (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub adopt_users: Vec<String>,
+    /// Watch at most this many session leaders by pidfd (a descriptor each); the others
+    /// are looked at by a sweep every 2 s. Default, and never more than: the descriptor
+    /// limit less 4,096 (half of it below 8,192) kept for connections and files.
+    #[arg(long, value_name = "N")]
+    pub max_leader_pidfds: Option<usize>,
 }

@@ -18,6 +18,11 @@ pub fn raise_nofile_soft_to_hard() -> std::io::Result<(u64, u64)> {
     Ok((soft, hard))
 }
 
+/// The soft RLIMIT_NOFILE in force.
+pub fn nofile_soft() -> Option<u64> {
+    getrlimit(Resource::RLIMIT_NOFILE).ok().map(|(soft, _)| soft)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,9 +111,11 @@ fn timeout_s(args: &Args) -> u64 {
     args.timeout.unwrap_or(if args.storm == Storm::Reload { 5 } else { 10 + u64::from(args.sessions) * 4 / 1000 })
 }
 
-/// Kernel limits raised for the run and put back on drop (also on a panic).
+/// Kernel limits raised for the run and put back on drop (also on a panic), each only
+/// if it still has the value the run gave it (another run on the machine may have set
+/// it since: that run puts back its own).
 struct Sysctls {
-    saved: Vec<(&'static str, String)>,
+    saved: Vec<(&'static str, String, String)>,
 }
 
 impl Sysctls {
@@ -125,7 +127,7 @@ impl Sysctls {
             if old.parse::<u64>().is_ok_and(|v| v < at_least) {
                 std::fs::write(path, at_least.to_string()).unwrap_or_else(|e| panic!("raise {path} to {at_least}: {e}"));
                 eprintln!("bench_storm: {path} {old} -> {at_least} (restored at the end)");
-                saved.push((path, old));
+                saved.push((path, old, at_least.to_string()));
             }
         }
         Sysctls { saved }
@@ -134,7 +136,12 @@ impl Sysctls {
 
 impl Drop for Sysctls {
     fn drop(&mut self) {
-        for (path, old) in self.saved.drain(..).rev() {
+        for (path, old, set) in self.saved.drain(..).rev() {
+            let now = std::fs::read_to_string(path).unwrap_or_default();
+            if now.trim() != set {
+                eprintln!("bench_storm: {path} is {} now, not the {set} this run set: left as it is", now.trim());
+                continue;
+            }
             if let Err(e) = std::fs::write(path, &old) {
                 eprintln!("bench_storm: cannot restore {path} to {old}: {e}");
             }

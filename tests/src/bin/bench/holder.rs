@@ -13,8 +13,12 @@
 //! With `per_leader` K > 0 the sessions get leaders of their own, as real logins have
 //! (each sshd session is one `[priv]` process): the helper starts one leader process
 //! per K sessions ([`LEAF_ARG`]), `in_flight` at a time; each connects, opens its K
-//! sessions, disconnects and becomes `sleep infinity` (exec keeps its pid and start
-//! time, so vigild still watches it). Leaders die with the helper (PR_SET_PDEATHSIG),
+//! sessions, disconnects and becomes a process that only waits (exec keeps its pid and
+//! start time, so vigild still watches it): on x86-64 a program of 129 bytes that
+//! calls pause() ([`WAITER_ELF`], about 84 KiB of memory a process with the kernel's
+//! share, against 161 KiB for `sleep infinity`, which the other architectures use):
+//! 100,000 leaders fit in 8.4 GB. The helper stops starting leaders when the machine's
+//! available memory falls under [`MIN_AVAILABLE_KIB`] (it is shared). Leaders die with the helper (PR_SET_PDEATHSIG),
 //! and the helper kills them by pid at end of input.
 //!
 //! The sessions carry no tty device (ttys `hold<N>`), so the notty timeout of the
@@ -39,6 +43,47 @@ use vigil_protocol::{ManagerProxy, Target};
 /// The first argument that makes a benchmark program the helper, or one of its leaders.
 pub const HOLD_ARG: &str = "--hold-sessions";
 pub const LEAF_ARG: &str = "--hold-leaf";
+/// The helper starts no more leaders once MemAvailable is under this (4 GiB).
+const MIN_AVAILABLE_KIB: u64 = 4 << 20;
+/// The environment variable that names the program a leader becomes.
+const WAITER_ENV: &str = "VIGIL_BENCH_WAITER";
+/// A static x86-64 ELF executable whose one loadable segment loops on pause(2)
+/// (`mov eax, 34; syscall; jmp` back): no libc, no heap, a page of stack.
+const WAITER_ELF: [u8; 129] = [
+    0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, // ident: 64-bit, little-endian
+    2, 0, 0x3e, 0, 1, 0, 0, 0, // ET_EXEC, x86-64, version 1
+    120, 0, 0x40, 0, 0, 0, 0, 0, // entry 0x400078 (the code, after both headers)
+    64, 0, 0, 0, 0, 0, 0, 0, // program headers at 64
+    0, 0, 0, 0, 0, 0, 0, 0, // no section headers
+    0, 0, 0, 0, 64, 0, 56, 0, 1, 0, 0, 0, 0, 0, 0, 0, // flags, sizes, one program header
+    1, 0, 0, 0, 5, 0, 0, 0, // PT_LOAD, R+X
+    0, 0, 0, 0, 0, 0, 0, 0, // from offset 0
+    0, 0, 0x40, 0, 0, 0, 0, 0, // at 0x400000
+    0, 0, 0x40, 0, 0, 0, 0, 0, //
+    129, 0, 0, 0, 0, 0, 0, 0, // 129 bytes in the file
+    129, 0, 0, 0, 0, 0, 0, 0, // and in memory
+    0, 0x10, 0, 0, 0, 0, 0, 0, // page-aligned
+    0xb8, 34, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7, // mov eax, 34 (pause); syscall; jmp -9
+];
+
+/// Writes the waiting program beside `near` (x86-64 only); its path.
+fn write_waiter(near: &Path) -> Option<PathBuf> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let path = near.with_file_name("leader-waits");
+    std::fs::write(&path, WAITER_ELF).ok()?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).ok()?;
+    Some(path)
+}
+
+/// The machine's MemAvailable (KiB).
+fn mem_available_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
 /// How long a leader may take to open its sessions (SIGALRM ends it after that).
 const LEAF_SECONDS: u32 = 120;
 const SERVICE: &str = "vigil-bench-hold";
@@ -120,7 +165,11 @@ impl Holder {
     pub fn spawn_with(socket: &Path, user: &str, in_flight: u32, per_leader: u32, setup: LeafSetup, stderr: &Path) -> Holder {
         let exe = std::env::current_exe().expect("current_exe");
         let err = std::fs::File::create(stderr).unwrap_or_else(|e| panic!("create {}: {e}", stderr.display()));
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(waiter) = write_waiter(stderr) {
+            command.env(WAITER_ENV, waiter);
+        }
+        let mut child = command
             .arg(HOLD_ARG)
             .arg(socket)
             .arg(user)
@@ -299,6 +348,12 @@ fn start_leaves(
     let mut starting: VecDeque<Child> = VecDeque::new();
     loop {
         while error.is_none() && next < range.end && starting.len() < in_flight as usize {
+            if (next - range.start).is_multiple_of(256)
+                && let Some(kib) = mem_available_kib().filter(|&kib| kib < MIN_AVAILABLE_KIB)
+            {
+                error = Some(format!("the machine's available memory is down to {} MiB: no more leaders", kib / 1024));
+                break;
+            }
             let count = per_leader.min(range.end - next);
             let spawned = Command::new(&exe)
                 .args([LEAF_ARG, socket, user, &next.to_string(), &count.to_string(), setup])
@@ -333,7 +388,7 @@ fn start_leaves(
 
 /// A leader: `<program> --hold-leaf SOCKET USER FIRST COUNT SETUP`. Opens sessions
 /// FIRST..FIRST+COUNT over one connection (set up as [`LeafSetup`] says), closes it,
-/// says `OK <COUNT>`, then becomes `sleep infinity` (same pid and start time) until the
+/// says `OK <COUNT>`, then becomes the waiting program (same pid and start time) until the
 /// helper kills it.
 fn leaf_main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(2).collect();
@@ -388,6 +443,10 @@ fn leaf_main() -> ExitCode {
     unsafe { libc::alarm(0) };
     if opened.is_err() {
         return ExitCode::FAILURE;
+    }
+    if let Some(waiter) = std::env::var_os(WAITER_ENV) {
+        let error = Command::new(&waiter).arg0("leader").stdin(Stdio::null()).exec();
+        eprintln!("leader {me}: cannot exec {}: {error}; sleep instead", waiter.to_string_lossy());
     }
     let error = Command::new("sleep").arg("infinity").stdin(Stdio::null()).exec();
     eprintln!("leader {me}: cannot exec sleep: {error}");
