@@ -198,11 +198,8 @@ impl Task {
             return;
         }
         let leader = session.who.leader_pid;
-        let tree_and_stats = match procfs::process_tree_live(leader) {
-            Ok(Some(tree)) => {
-                let stats = procfs::stats_of(&tree);
-                Ok((tree, stats))
-            }
+        let tree_and_stats = match procfs::process_tree_and_stats_live(leader) {
+            Ok(Some(tree_and_stats)) => Ok(tree_and_stats),
             Ok(None) => procfs::all_stats().map(|stats| (procfs::process_tree(leader, &stats), stats)),
             Err(e) => Err(e),
         };
