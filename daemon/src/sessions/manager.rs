@@ -336,6 +336,17 @@ impl Manager {
         self.registry().get(id).cloned()
     }
 
+    /// Each of `ids` still registered and not nested, with its leader's pid and whether
+    /// it has a tty: what the supervisor reads ahead for a pass of checks (one lock).
+    pub fn leaders_of(&self, ids: &[u64]) -> Vec<(u64, u32, bool)> {
+        let registry = self.registry();
+        ids.iter()
+            .filter_map(|&id| registry.get(id))
+            .filter(|s| !s.is_nested())
+            .map(|s| (s.id, s.who.leader_pid, !s.ttys().is_empty()))
+            .collect()
+    }
+
     /// Applies the supervisor's bookkeeping to a live session.
     pub fn update_session(&self, id: u64, f: impl FnOnce(&mut Session)) {
         if let Some(session) = self.registry().get_mut(id) {

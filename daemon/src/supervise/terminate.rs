@@ -209,25 +209,37 @@ impl Targets {
     }
 }
 
-/// How many threads read a listing of `n` processes on a machine of `cpus` CPUs.
-fn listing_threads(n: usize, cpus: usize) -> usize {
-    if n < PARALLEL_FROM { 1 } else { cpus.clamp(1, MAX_LISTING_THREADS) }
+/// The CPUs vigild may run on, asked once (the question reads cgroup files).
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// `read` of every pid, in their order, on `listing_threads` threads (this one and the
+/// How many threads read `n` things, when reading on several pays from `from` on, on
+/// a machine of `cpus` CPUs.
+fn reading_threads(n: usize, from: usize, cpus: usize) -> usize {
+    if n < from { 1 } else { cpus.clamp(1, MAX_LISTING_THREADS) }
+}
+
+/// `read` of every pid, in their order, on `reading_threads` threads (a listing).
+fn read_in_parallel<T: Send>(pids: &[u32], read: fn(u32) -> T) -> (Vec<T>, Duration) {
+    in_parallel(pids, PARALLEL_FROM, |&pid| read(pid))
+}
+
+/// `read` of every item, in their order, on `reading_threads` threads (this one and the
 /// others; a thread that cannot be started leaves its part to this one), and the time
 /// the threads took, summed.
-fn read_in_parallel<T: Send>(pids: &[u32], read: fn(u32) -> T) -> (Vec<T>, Duration) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = listing_threads(pids.len(), cpus);
-    let part = pids.len().div_ceil(threads).max(1);
-    let read_part = |part: &[u32]| {
+pub(super) fn in_parallel<I: Sync, T: Send>(items: &[I], from: usize, read: impl Fn(&I) -> T + Sync) -> (Vec<T>, Duration) {
+    let threads = reading_threads(items.len(), from, cpus());
+    let part = items.len().div_ceil(threads).max(1);
+    let read = &read;
+    let read_part = move |part: &[I]| {
         let started = Instant::now();
-        let values: Vec<T> = part.iter().map(|&pid| read(pid)).collect();
+        let values: Vec<T> = part.iter().map(read).collect();
         (values, started.elapsed())
     };
     std::thread::scope(|scope| {
-        let mut parts = pids.chunks(part);
+        let mut parts = items.chunks(part);
         let first = parts.next().unwrap_or(&[]);
         let others: Vec<_> = parts
             .map(|part| (part, std::thread::Builder::new().name("listing".into()).spawn_scoped(scope, move || read_part(part))))
@@ -304,10 +316,10 @@ mod tests {
     /// the pids' order.
     #[test]
     fn a_large_listing_is_read_on_several_threads_in_order() {
-        assert_eq!(listing_threads(PARALLEL_FROM - 1, 8), 1);
-        assert_eq!(listing_threads(PARALLEL_FROM, 1), 1);
-        assert_eq!(listing_threads(PARALLEL_FROM, 2), 2);
-        assert_eq!(listing_threads(100_000, 64), MAX_LISTING_THREADS);
+        assert_eq!(reading_threads(PARALLEL_FROM - 1, PARALLEL_FROM, 8), 1);
+        assert_eq!(reading_threads(PARALLEL_FROM, PARALLEL_FROM, 1), 1);
+        assert_eq!(reading_threads(PARALLEL_FROM, PARALLEL_FROM, 2), 2);
+        assert_eq!(reading_threads(100_000, PARALLEL_FROM, 64), MAX_LISTING_THREADS);
         fn on_which_thread(pid: u32) -> (u32, String) {
             (pid, format!("{:?}", std::thread::current().id()))
         }
@@ -315,8 +327,7 @@ mod tests {
         let (read, _) = read_in_parallel(&pids, on_which_thread);
         assert_eq!(read.iter().map(|(pid, _)| *pid).collect::<Vec<_>>(), pids, "every pid once, in order");
         let threads: HashSet<&str> = read.iter().map(|(_, name)| name.as_str()).collect();
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(threads.len(), listing_threads(pids.len(), cpus), "{threads:?}");
+        assert_eq!(threads.len(), reading_threads(pids.len(), PARALLEL_FROM, cpus()), "{threads:?}");
         let here = format!("{:?}", std::thread::current().id());
         let (few, _) = read_in_parallel(&pids[..10], on_which_thread);
         assert!(few.iter().all(|(_, thread)| *thread == here), "a small listing is read here");
