@@ -231,31 +231,7 @@ pub fn is_gone(error: &std::io::Error) -> bool {
 /// when `pid` is gone; an error when a read failed for another reason (EMFILE), so
 /// that a failed read is never taken for "no processes".
 pub fn process_tree_live(pid: u32) -> std::io::Result<Option<Vec<u32>>> {
-    let mut tree = vec![pid];
-    let mut i = 0;
-    // Bounded: a pid is added once per parent read, and the walk stops at 100,000.
-    while i < tree.len() && tree.len() < 100_000 {
-        let parent = tree[i];
-        i += 1;
-        let tasks = match fs::read_dir(format!("/proc/{parent}/task")) {
-            Ok(tasks) => tasks,
-            Err(e) if is_gone(&e) && parent == pid => return Ok(Some(Vec::new())),
-            Err(e) if is_gone(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        for task in tasks {
-            let path = task?.path().join("children");
-            match read_all(&path.to_string_lossy()) {
-                Ok(text) => tree.extend(text.split_ascii_whitespace().filter_map(|c| c.parse::<u32>().ok())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent == pid => return Ok(None),
-                Err(e) if is_gone(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    tree.sort_unstable();
-    tree.dedup();
-    Ok(Some(tree))
+    Ok(process_tree_and_stats_live(pid)?.map(|(tree, _)| tree))
 }
 
 /// [`process_tree_live`] and the stat of every process of the tree (a process gone
@@ -403,9 +379,9 @@ mod tests {
         assert_eq!(io_total(&[child.id()]).unwrap(), 0);
     }
 
-    /// The walk that reads each process's stat on its way finds what the two-step one
-    /// finds (`process_tree_live`, then `stats_of`), a process of several threads (this
-    /// test's) and one of one thread (a shell with a child) alike.
+    /// The walk that reads each process's stat on its way finds what a listing of /proc
+    /// finds below a process of one thread (a shell with two children), and below one of
+    /// several (this test's) the stats `stats_of` reads of its tree.
     #[test]
     fn tree_and_stats_live_find_what_the_two_step_walk_finds() {
         let mut shell = std::process::Command::new("sh").args(["-c", "sleep 30 & sleep 30; wait"]).spawn().unwrap();
@@ -419,12 +395,12 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(grown.len(), 3, "the shell and its two sleeps: {grown:?}");
-        for root in [std::process::id(), shell_pid] {
-            let tree = process_tree_live(root).unwrap().expect("children files");
-            let (tree_too, stats) = process_tree_and_stats_live(root).unwrap().expect("children files");
-            assert_eq!(tree, tree_too);
-            assert_eq!(stats, stats_of(&tree));
-        }
+        let (tree, stats) = process_tree_and_stats_live(shell_pid).unwrap().expect("children files");
+        let mut listed = process_tree(shell_pid, &all_stats().unwrap());
+        listed.sort_unstable();
+        assert_eq!((&tree, &stats), (&listed, &stats_of(&listed)));
+        let (tree, stats) = process_tree_and_stats_live(std::process::id()).unwrap().expect("children files");
+        assert!(tree.contains(&std::process::id()) && stats.iter().any(|s| s.pid == std::process::id()));
         assert!(stat_line_threads(shell_pid) == Some(1) && stat_line_threads(std::process::id()).is_some_and(|n| n >= 1));
         // The sleeps, by pid, then the shell.
         for &pid in grown.iter().filter(|&&p| p != shell_pid) {

@@ -162,7 +162,7 @@ pub fn names(ttys: &[TtyNr]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use vigil_protocol::OpenRequest;
 
     use super::*;
@@ -170,7 +170,7 @@ mod tests {
     use crate::sessions::ownership::tests::{end, holder_of, open_pty};
 
     /// A session led by `pid` (no audit session of its own).
-    async fn session_led_by(core: &std::sync::Arc<Manager>, pid: u32) -> u64 {
+    pub(crate) async fn session_led_by(core: &std::sync::Arc<Manager>, pid: u32) -> u64 {
         let request = OpenRequest {
             user: "root".into(),
             service: "vigil-unit".into(),

@@ -398,8 +398,7 @@ impl Task {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::caller::Caller;
-    use vigil_protocol::OpenRequest;
+    use crate::sessions::tty_claims::tests::session_led_by;
 
     /// Fewer than READ_AHEAD_FROM session checks due read /proc as they go; from
     /// READ_AHEAD_FROM on, each session's processes and counters are read at the pass's
@@ -410,17 +409,7 @@ mod tests {
         let mut leaders = Vec::new();
         for _ in 0..READ_AHEAD_FROM {
             let leader = std::process::Command::new("sleep").arg("600").spawn().unwrap();
-            let request = OpenRequest {
-                user: "root".into(),
-                service: "vigil-unit".into(),
-                tty: String::new(),
-                rhost: String::new(),
-                ruser: String::new(),
-                leader_pid: leader.id(),
-                audit_session_id: crate::sys::procfs::audit_session_id(leader.id()),
-                truncated: vec![],
-            };
-            core.open_session(Caller::new(0, leader.id()), request).await.expect("registered");
+            session_led_by(&core, leader.id()).await;
             leaders.push(leader);
         }
         let ids = core.session_ids();
