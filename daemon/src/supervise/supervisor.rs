@@ -79,14 +79,6 @@ enum Command {
     ClockStepped,
 }
 
-/// Sleeps for `wait`; a deadline already passed is due at once (tokio's timer rounds a
-/// deadline up to its next millisecond: each pass of a storm would wait for it).
-async fn due_after(wait: Duration) {
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-    }
-}
-
 /// The supervisor's handle, registered as core hooks.
 pub struct Supervisor {
     tx: mpsc::UnboundedSender<Command>,
@@ -197,7 +189,7 @@ impl Task {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 },
-                () = due_after(sleep) => {
+                () = tokio::time::sleep(sleep) => {
                     let now = now_usec();
                     // Bounded: each pass removes one due entry, DUE_PER_PASS at most. New
                     // ptys due together share one look at /proc.
