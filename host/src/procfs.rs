@@ -13,10 +13,34 @@ pub const NO_AUDIT_SESSION: u32 = u32::MAX;
 /// Reads a small /proc file with one read(2): these files are generated on each read,
 /// and `read_to_string`'s growing buffer costs several system calls per file.
 fn read_small(path: &str) -> Option<String> {
+    read_small_checked(path).ok()
+}
+
+/// [`read_small`], with the error (see [`is_gone`]): open, one read, close.
+fn read_small_checked(path: &str) -> std::io::Result<String> {
     use std::io::Read;
     let mut buffer = [0u8; 1024];
-    let n = fs::File::open(path).ok()?.read(&mut buffer).ok()?;
-    String::from_utf8(buffer[..n].to_vec()).ok()
+    let n = fs::File::open(path)?.read(&mut buffer)?;
+    String::from_utf8(buffer[..n].to_vec()).map_err(std::io::Error::other)
+}
+
+/// A /proc file of any length, read until a read returns nothing (a file generated a
+/// page at a time, as `children`, may return less than asked before its end), without
+/// `read_to_string`'s size query and small first read.
+fn read_all(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut text = Vec::with_capacity(1024);
+    let mut buffer = [0u8; 4096];
+    // Bounded: /proc files end; a read of nothing is the end.
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buffer[..n]);
+    }
+    String::from_utf8(text).map_err(std::io::Error::other)
 }
 
 fn session_id_at(path: &str) -> u32 {
@@ -86,6 +110,8 @@ pub struct StatLine<'a> {
     pub tpgid: i32,
     /// CPU time in clock ticks, user plus system (fields 14 and 15), all threads.
     pub cpu_ticks: u64,
+    /// How many threads (field 20); 0 if the line stops before it.
+    pub threads: u32,
     /// 0 if the line stops before field 22.
     pub start_time: u64,
 }
@@ -113,8 +139,10 @@ pub fn parse_stat_line(text: &str) -> Option<StatLine<'_>> {
     let utime: u64 = fields.nth(5).and_then(|v| v.parse().ok()).unwrap_or(0);
     let stime: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
     let cpu_ticks = utime.saturating_add(stime);
-    let start_time = fields.nth(6).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Some(StatLine { pid, comm, state, ppid, pgrp, session, tty_nr, tpgid, cpu_ticks, start_time })
+    // Field 20, then 22.
+    let threads = fields.nth(4).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let start_time = fields.nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Some(StatLine { pid, comm, state, ppid, pgrp, session, tty_nr, tpgid, cpu_ticks, threads, start_time })
 }
 
 /// [`parse_stat_line`], the fields vigild uses.
@@ -130,6 +158,16 @@ pub fn stat_text(pid: u32) -> Option<String> {
 
 pub fn stat(pid: u32) -> Option<Stat> {
     parse_stat(&stat_text(pid)?)
+}
+
+/// [`stat`], telling a process gone (`Ok(None)`) from a read that failed for another
+/// reason (out of descriptors), which says nothing about the process.
+pub fn stat_checked(pid: u32) -> std::io::Result<Option<Stat>> {
+    match read_small_checked(&format!("/proc/{pid}/stat")) {
+        Ok(text) => Ok(parse_stat(&text)),
+        Err(e) if is_gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The pids in /proc. An error when /proc cannot be listed (out of file descriptors):
@@ -193,31 +231,62 @@ pub fn is_gone(error: &std::io::Error) -> bool {
 /// when `pid` is gone; an error when a read failed for another reason (EMFILE), so
 /// that a failed read is never taken for "no processes".
 pub fn process_tree_live(pid: u32) -> std::io::Result<Option<Vec<u32>>> {
+    Ok(process_tree_and_stats_live(pid)?.map(|(tree, _)| tree))
+}
+
+/// [`process_tree_live`] and the stat of every process of the tree (a process gone
+/// meanwhile stays in the tree, without a stat, as `stats_of` leaves it out), sorted by
+/// pid. A process whose stat says it has one thread has its children read from that
+/// one task, without listing `/proc/PID/task` (a thread started meanwhile is as unseen
+/// as one started just after a listing). `Ok(None)` without children files.
+pub fn process_tree_and_stats_live(pid: u32) -> std::io::Result<Option<(Vec<u32>, Vec<Stat>)>> {
     let mut tree = vec![pid];
+    let mut stats = Vec::new();
     let mut i = 0;
     // Bounded: a pid is added once per parent read, and the walk stops at 100,000.
     while i < tree.len() && tree.len() < 100_000 {
         let parent = tree[i];
         i += 1;
-        let tasks = match fs::read_dir(format!("/proc/{parent}/task")) {
-            Ok(tasks) => tasks,
-            Err(e) if is_gone(&e) && parent == pid => return Ok(Some(Vec::new())),
+        let line = match read_small_checked(&format!("/proc/{parent}/stat")) {
+            Ok(text) => parse_stat_line(&text).map(|l| (Stat::from(l), l.threads)),
+            Err(e) if is_gone(&e) && parent == pid => return Ok(Some((Vec::new(), Vec::new()))),
             Err(e) if is_gone(&e) => continue,
             Err(e) => return Err(e),
         };
-        for task in tasks {
-            let path = task?.path().join("children");
-            match fs::read_to_string(&path) {
-                Ok(text) => tree.extend(text.split_ascii_whitespace().filter_map(|c| c.parse::<u32>().ok())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent == pid => return Ok(None),
-                Err(e) if is_gone(&e) => {}
+        let Some((stat, threads)) = line else { continue };
+        stats.push(stat);
+        if threads != 1 {
+            // Several threads (or a stat without the field): each task's children.
+            let tasks = match fs::read_dir(format!("/proc/{parent}/task")) {
+                Ok(tasks) => tasks,
+                Err(e) if is_gone(&e) && parent == pid => return Ok(Some((Vec::new(), Vec::new()))),
+                Err(e) if is_gone(&e) => continue,
                 Err(e) => return Err(e),
+            };
+            for task in tasks {
+                let path = task?.path().join("children");
+                match read_all(&path.to_string_lossy()) {
+                    Ok(text) => tree.extend(text.split_ascii_whitespace().filter_map(|c| c.parse::<u32>().ok())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent == pid => return Ok(None),
+                    Err(e) if is_gone(&e) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            continue;
+        }
+        match read_all(&format!("/proc/{parent}/task/{parent}/children")) {
+            Ok(text) => tree.extend(text.split_ascii_whitespace().filter_map(|c| c.parse::<u32>().ok())),
+            // No children files, or the leader gone since its stat: a listing says which.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent == pid => return Ok(None),
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(e),
         }
     }
     tree.sort_unstable();
     tree.dedup();
-    Ok(Some(tree))
+    stats.sort_unstable_by_key(|s| s.pid);
+    stats.dedup_by_key(|s| s.pid);
+    Ok(Some((tree, stats)))
 }
 
 /// The stats of the given pids (vanished ones are skipped).
@@ -245,7 +314,8 @@ pub fn process_tree(pid: u32, stats: &[Stat]) -> Vec<u32> {
 pub fn io_total(pids: &[u32]) -> std::io::Result<u64> {
     let mut total = 0u64;
     for &pid in pids {
-        let text = match fs::read_to_string(format!("/proc/{pid}/io")) {
+        // Seven short lines: one read.
+        let text = match read_small_checked(&format!("/proc/{pid}/io")) {
             Ok(text) => text,
             Err(e) if is_gone(&e) => continue,
             Err(e) => return Err(e),
@@ -269,9 +339,9 @@ mod tests {
         assert_eq!(s, Stat { pid: 1234, ppid: 1, tty_nr: 34817, start_time: 0 });
         let l = parse_stat_line("1234 (a) b ) (c) S 1 1234 1234 34817 0 0").unwrap();
         assert_eq!((l.comm, l.state, l.pgrp, l.session), ("a) b ) (c", 'S', 1234, 1234));
-        let full = "42 (x) T 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 987654 0";
+        let full = "42 (x) T 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 987654 0";
         let l = parse_stat_line(full).unwrap();
-        assert_eq!((l.state, l.cpu_ticks, l.start_time), ('T', 12, 987654));
+        assert_eq!((l.state, l.cpu_ticks, l.threads, l.start_time), ('T', 12, 3, 987654));
         assert_eq!(l.tpgid, -1, "no controlling terminal");
         let on_tty = parse_stat_line("7 (bash) S 6 7 7 34822 7 4194560 100 0 0 0 7 5 0 0 20 0 1 0 5 0").unwrap();
         assert_eq!((on_tty.tty_nr, on_tty.tpgid, on_tty.cpu_ticks, on_tty.start_time), (34822, 7, 12, 5));
@@ -307,6 +377,44 @@ mod tests {
         // Reaped: gone is an answer (no processes), not an error.
         assert_eq!(process_tree_live(child.id()).unwrap(), Some(Vec::new()));
         assert_eq!(io_total(&[child.id()]).unwrap(), 0);
+    }
+
+    /// The walk that reads each process's stat on its way finds what a listing of /proc
+    /// finds below a process of one thread (a shell with two children), and below one of
+    /// several (this test's) the stats `stats_of` reads of its tree.
+    #[test]
+    fn tree_and_stats_live_find_what_the_two_step_walk_finds() {
+        let mut shell = std::process::Command::new("sh").args(["-c", "sleep 30 & sleep 30; wait"]).spawn().unwrap();
+        let shell_pid = shell.id();
+        let mut grown = Vec::new();
+        for _ in 0..200 {
+            grown = process_tree_live(shell_pid).unwrap().expect("children files");
+            if grown.len() >= 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(grown.len(), 3, "the shell and its two sleeps: {grown:?}");
+        let (tree, stats) = process_tree_and_stats_live(shell_pid).unwrap().expect("children files");
+        let mut listed = process_tree(shell_pid, &all_stats().unwrap());
+        listed.sort_unstable();
+        assert_eq!((&tree, &stats), (&listed, &stats_of(&listed)));
+        let (tree, stats) = process_tree_and_stats_live(std::process::id()).unwrap().expect("children files");
+        assert!(tree.contains(&std::process::id()) && stats.iter().any(|s| s.pid == std::process::id()));
+        assert!(stat_line_threads(shell_pid) == Some(1) && stat_line_threads(std::process::id()).is_some_and(|n| n >= 1));
+        // The sleeps, by pid, then the shell.
+        for &pid in grown.iter().filter(|&&p| p != shell_pid) {
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+        }
+        shell.kill().unwrap();
+        shell.wait().unwrap();
+        assert_eq!(process_tree_and_stats_live(shell_pid).unwrap(), Some((Vec::new(), Vec::new())), "gone: no processes");
+        assert!(stat_checked(shell_pid).unwrap().is_none());
+        assert_eq!(stat_checked(std::process::id()).unwrap(), stat(std::process::id()));
+    }
+
+    fn stat_line_threads(pid: u32) -> Option<u32> {
+        parse_stat_line(&stat_text(pid)?).map(|l| l.threads)
     }
 
     #[test]

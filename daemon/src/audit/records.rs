@@ -13,6 +13,12 @@ pub fn session_record(event: Event, s: &Session) -> Record {
     with_session_fields(Record::new(event), s)
 }
 
+/// `session_record`, with logind's id for the session looked up already
+/// (`logind::session_of` of its audit session).
+pub fn session_record_in_logind(event: Event, s: &Session, logind_session: Option<String>) -> Record {
+    with_fields(Record::new(event), s, logind_session)
+}
+
 /// An `alert` record (written at syslog severity warning): `kind=` first, then the
 /// session's fields when the alert is about a session. The caller adds what triggered
 /// it and writes it with `audit.write`.
@@ -25,6 +31,10 @@ pub fn alert_record(kind: AlertKind, session: Option<&Session>) -> Record {
 }
 
 fn with_session_fields(record: Record, s: &Session) -> Record {
+    with_fields(record, s, crate::sys::logind::session_of(s.who.audit_session_id))
+}
+
+fn with_fields(record: Record, s: &Session, logind_session: Option<String>) -> Record {
     let ttys = s.tty_names();
     record
         .number("session", s.id)
@@ -40,7 +50,7 @@ fn with_session_fields(record: Record, s: &Session) -> Record {
         .text("policy", &s.policy.policy_name)
         .number("parent", s.who.parent)
         .text_opt("ttys", (!ttys.is_empty()).then(|| ttys.join(",")))
-        .text_opt("logind_session", crate::sys::logind::session_of(s.who.audit_session_id))
+        .text_opt("logind_session", logind_session)
 }
 
 /// What the session's last activity was measured by (the idle records): `activity_by`,

@@ -18,7 +18,7 @@ use vigil_protocol::events::{ActivitySource, CallRefusal, Event};
 use vigil_protocol::{SessionInfo, VigilError};
 
 use crate::audit::audit_log::AuditLog;
-use crate::audit::records::{EndReason, activity_evidence, policy_changed, session_record};
+use crate::audit::records::{EndReason, activity_evidence, policy_changed, session_record_in_logind};
 use crate::locks::book::LockBook;
 use crate::metrics::counters::Counters;
 use crate::rpc::caller::Caller;
@@ -269,14 +269,17 @@ impl Manager {
         self.remove_file(id);
         self.inhibitor_ended_with(&session);
         let duration = now_usec().saturating_sub(session.who.started_usec) / 1_000_000;
-        let mut record = add(session_record(reason.event(), &session).text("reason", reason.as_str()).number("duration_s", duration));
+        // Looked up once, for the record and for logind's end.
+        let logind_session = logind::session_of(session.who.audit_session_id);
+        let record = session_record_in_logind(reason.event(), &session, logind_session.clone());
+        let mut record = add(record.text("reason", reason.as_str()).number("duration_s", duration));
         if matches!(reason, EndReason::Idle) {
             record = activity_evidence(record, &session);
         }
         self.audit.write(record);
         // vigild ends the processes; logind, where it tracks the login, ends its session too.
         if matches!(reason, EndReason::Admin | EndReason::Idle | EndReason::MaxAge | EndReason::Lock | EndReason::ReauthFailures)
-            && let Some(logind_id) = session.scope().audit_session.and_then(logind::session_of)
+            && let Some(logind_id) = session.scope().audit_session.and(logind_session)
         {
             let bus = self.logind_bus.read().unwrap_or_else(|p| p.into_inner()).clone();
             let audit = self.audit.clone();
@@ -351,6 +354,17 @@ impl Manager {
     /// A copy of a session, for the supervisor.
     pub fn session(&self, id: u64) -> Option<Session> {
         self.registry().get(id).cloned()
+    }
+
+    /// Each of `ids` still registered and not nested, with its leader's pid and whether
+    /// it has a tty: what the supervisor reads ahead for a pass of checks (one lock).
+    pub fn leaders_of(&self, ids: &[u64]) -> Vec<(u64, u32, bool)> {
+        let registry = self.registry();
+        ids.iter()
+            .filter_map(|&id| registry.get(id))
+            .filter(|s| !s.is_nested())
+            .map(|s| (s.id, s.who.leader_pid, !s.ttys().is_empty()))
+            .collect()
     }
 
     /// Applies the supervisor's bookkeeping to a live session.

@@ -281,9 +281,16 @@ pub(super) struct Seen {
 impl Task {
     /// The session's last activity as seen now (`measure`); `None` when its processes'
     /// counters could not be read.
-    pub(super) fn measure_activity(&mut self, session: &Session, tree: &[u32], now: u64) -> Option<Seen> {
+    /// `io_ahead`: the tree's I/O counters when read ahead with it (`Readings`).
+    pub(super) fn measure_activity(
+        &mut self,
+        session: &Session,
+        tree: &[u32],
+        now: u64,
+        io_ahead: Option<std::io::Result<u64>>,
+    ) -> Option<Seen> {
         let watching_since = self.watching_since.get(&session.id).copied();
-        measure(session, tree, now, watching_since, &mut self.stale_tty_times)
+        measure(session, tree, now, watching_since, &mut self.stale_tty_times, io_ahead)
     }
 }
 
@@ -301,6 +308,7 @@ fn measure(
     now: u64,
     watching_since: Option<u64>,
     stale_tty_times: &mut HashMap<TtyNr, (u64, u64)>,
+    io_ahead: Option<std::io::Result<u64>>,
 ) -> Option<Seen> {
     let mut last = session.last_activity_usec;
     let mut by = None;
@@ -337,7 +345,7 @@ fn measure(
         return Some(Seen { last, by, io_total: None, suspect });
     }
     // Counters that could not be read are no sample: `None`, and the check is retried.
-    let total = procfs::io_total(tree).ok()?;
+    let total = io_ahead.unwrap_or_else(|| procfs::io_total(tree)).ok()?;
     // A change since the last sample is activity now. The first sample has nothing to
     // compare with, and comes FIRST_CHECK_DELAY_USEC after the open: the session's I/O
     // before it (starting its command) also counts as now, else an idle clock started

@@ -24,7 +24,7 @@ use crate::sessions::manager::{Hooks, Manager, now_usec};
 use crate::sessions::ownership;
 use crate::sessions::session::Session;
 use crate::supervise::idle::{self, Decision, IdleFacts, Limit};
-use crate::supervise::terminate::{Listing, Targets};
+use crate::supervise::terminate::{self, Listing, Targets};
 use crate::supervise::timers::{Entry, Timers};
 use crate::supervise::tty_input::InputChecks;
 use crate::supervise::warning;
@@ -47,6 +47,28 @@ pub(super) const SUSPECT_REPORT_USEC: u64 = 60_000_000;
 /// Due timers handled before the thread is given to other work (logins, signals): a
 /// storm of deadlines (a restart, a reload, a stalled host) is many passes, not one.
 const DUE_PER_PASS: usize = 64;
+/// From this many session checks due in one pass, what they read of /proc (each
+/// session's processes, their I/O counters) is read at the pass's start on several
+/// threads (`terminate::in_parallel`); fewer read as they go.
+const READ_AHEAD_FROM: usize = 16;
+
+/// What a check reads of a session's processes, read ahead for a pass (`read_ahead`).
+pub(super) struct Readings {
+    tree_and_stats: std::io::Result<Option<(Vec<u32>, Vec<procfs::Stat>)>>,
+    /// The tree's I/O counters, for a session without a tty.
+    io_total: Option<std::io::Result<u64>>,
+}
+
+impl Readings {
+    fn of(leader: u32, has_tty: bool) -> Readings {
+        let tree_and_stats = procfs::process_tree_and_stats_live(leader);
+        let io_total = match &tree_and_stats {
+            Ok(Some((tree, _))) if !has_tty => Some(procfs::io_total(tree)),
+            _ => None,
+        };
+        Readings { tree_and_stats, io_total }
+    }
+}
 
 enum Command {
     /// A new session: first look after FIRST_CHECK_DELAY_USEC.
@@ -84,19 +106,8 @@ impl Hooks for Supervisor {
 
 /// Starts the supervisor task.
 pub fn spawn(core: Arc<Manager>) -> std::io::Result<Arc<Supervisor>> {
-    let watcher = TtyWatcher::new()?;
+    let task = Task::new(core)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let clock_offset = core.clock_offset();
-    let task = Task {
-        core,
-        watcher,
-        timers: Timers::default(),
-        watching_since: HashMap::new(),
-        clock_offset,
-        stale_tty_times: HashMap::new(),
-        inputs: InputChecks::default(),
-        listing: None,
-    };
     tokio::spawn(task.run(rx));
     Ok(Arc::new(Supervisor { tx }))
 }
@@ -118,9 +129,28 @@ pub(super) struct Task {
     pub(super) inputs: InputChecks,
     /// The listing of /proc the ends of one pass share (`terminate.rs`).
     listing: Option<Listing>,
+    /// What the checks of this pass read of /proc, read at its start; each check takes
+    /// its own, and what is left is dropped with the pass.
+    read_ahead: HashMap<u64, Readings>,
 }
 
 impl Task {
+    fn new(core: Arc<Manager>) -> std::io::Result<Task> {
+        let watcher = TtyWatcher::new()?;
+        let clock_offset = core.clock_offset();
+        Ok(Task {
+            core,
+            watcher,
+            timers: Timers::default(),
+            watching_since: HashMap::new(),
+            clock_offset,
+            stale_tty_times: HashMap::new(),
+            inputs: InputChecks::default(),
+            listing: None,
+            read_ahead: HashMap::new(),
+        })
+    }
+
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
             let sleep = match self.timers.next() {
@@ -166,6 +196,7 @@ impl Task {
                     // Bounded: each pass removes one due entry, DUE_PER_PASS at most. New
                     // ptys due together share one look at /proc.
                     let mut new_ptys = Vec::new();
+                    self.read_ahead(&self.timers.due(now, DUE_PER_PASS));
                     for _ in 0..DUE_PER_PASS {
                         let Some(entry) = self.timers.pop_due(now) else { break };
                         match entry {
@@ -174,6 +205,7 @@ impl Task {
                             Entry::InputCheck(tty) => self.check_input(tty),
                         }
                     }
+                    self.read_ahead.clear();
                     self.scan_new_ptys(&new_ptys);
                     // Ends that follow closely share a listing; none is kept once stale.
                     if self.listing.as_ref().is_some_and(|l| !l.is_fresh()) {
@@ -183,6 +215,20 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Reads, for the session checks among `due`, what each will read of /proc, on
+    /// several threads, when there are READ_AHEAD_FROM of them at least. A reading is
+    /// taken by its check moments later in the same pass, as a listing serves the ends
+    /// after it.
+    fn read_ahead(&mut self, due: &[Entry]) {
+        let ids: Vec<u64> = due.iter().filter_map(|e| if let Entry::Session(id) = e { Some(*id) } else { None }).collect();
+        if ids.len() < READ_AHEAD_FROM {
+            return;
+        }
+        let leaders = self.core.leaders_of(&ids);
+        let (readings, _) = terminate::in_parallel(&leaders, READ_AHEAD_FROM, |&(id, leader, has_tty)| (id, Readings::of(leader, has_tty)));
+        self.read_ahead = readings.into_iter().collect();
     }
 
     /// Looks at one session: its ttys, its activity, and what its policy says now.
@@ -200,11 +246,12 @@ impl Task {
             return;
         }
         let leader = session.who.leader_pid;
-        let tree_and_stats = match procfs::process_tree_live(leader) {
-            Ok(Some(tree)) => {
-                let stats = procfs::stats_of(&tree);
-                Ok((tree, stats))
-            }
+        let (live, io_ahead) = match self.read_ahead.remove(&id) {
+            Some(ahead) => (ahead.tree_and_stats, ahead.io_total),
+            None => (procfs::process_tree_and_stats_live(leader), None),
+        };
+        let tree_and_stats = match live {
+            Ok(Some(tree_and_stats)) => Ok(tree_and_stats),
             Ok(None) => procfs::all_stats().map(|stats| (procfs::process_tree(leader, &stats), stats)),
             Err(e) => Err(e),
         };
@@ -239,7 +286,7 @@ impl Task {
         self.core.expire_inhibitor(id, now_usec());
         let Some(session) = self.core.session(id) else { return };
         let now = now_usec();
-        let Some(seen) = self.measure_activity(&session, &tree, now) else {
+        let Some(seen) = self.measure_activity(&session, &tree, now, io_ahead) else {
             self.timers.set(Entry::Session(id), now + UNREADABLE_RETRY_USEC);
             return;
         };
@@ -360,5 +407,48 @@ impl Task {
         let late_usec = now.saturating_sub(deadline);
         let cause = self.core.lateness.cause(late_usec);
         record.number("late_ms", late_usec as i128 / 1000).text_opt("late_cause", cause.map(LateCause::as_str))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::tty_claims::tests::session_led_by;
+
+    /// Fewer than READ_AHEAD_FROM session checks due read /proc as they go; from
+    /// READ_AHEAD_FROM on, each session's processes and counters are read at the pass's
+    /// start, and each check takes its own reading (the same tree it would have read).
+    #[tokio::test]
+    async fn a_pass_of_many_checks_reads_their_processes_ahead() {
+        let core = crate::sessions::manager::manager_for_tests();
+        let mut leaders = Vec::new();
+        for _ in 0..READ_AHEAD_FROM {
+            let leader = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+            session_led_by(&core, leader.id()).await;
+            leaders.push(leader);
+        }
+        let ids = core.session_ids();
+        assert_eq!(ids.len(), READ_AHEAD_FROM);
+        let mut task = Task::new(core.clone()).unwrap();
+        let due: Vec<Entry> = ids.iter().map(|&id| Entry::Session(id)).collect();
+
+        task.read_ahead(&due[1..]);
+        assert!(task.read_ahead.is_empty(), "{} checks read as they go", READ_AHEAD_FROM - 1);
+
+        task.read_ahead(&due);
+        assert_eq!(task.read_ahead.len(), READ_AHEAD_FROM);
+        for (&id, leader) in ids.iter().zip(&leaders) {
+            let reading = &task.read_ahead[&id];
+            let Ok(Some((tree, stats))) = &reading.tree_and_stats else { panic!("no tree read for session {id}") };
+            assert_eq!((tree.as_slice(), stats.len()), (&[leader.id()][..], 1));
+            assert!(matches!(reading.io_total, Some(Ok(_))), "a session without a tty has its counters read");
+        }
+        task.check_session(ids[0]);
+        assert!(!task.read_ahead.contains_key(&ids[0]) && task.read_ahead.len() == READ_AHEAD_FROM - 1, "the check took its reading");
+        assert!(core.session(ids[0]).is_some_and(|s| s.activity.io_total.is_some()), "and measured the session with it");
+        for mut leader in leaders {
+            let _ = leader.kill();
+            let _ = leader.wait();
+        }
     }
 }

@@ -51,11 +51,18 @@ impl TerminateError {
 /// that before an end is not found by it (its parent, found, is signalled).
 pub const LISTING_MIN_AGE: Duration = Duration::from_millis(250);
 const LISTING_COST_FACTOR: u32 = 4;
+/// A listing of at least this many processes reads /proc on several threads (a file per
+/// process, twice with the audit sessions: 10,000 processes are 20,000 opens); below
+/// it a thread costs more than it saves.
+const PARALLEL_FROM: usize = 2048;
+/// At most this many threads read one listing (the CPUs there are, up to this).
+const MAX_LISTING_THREADS: usize = 4;
 
 /// Every process at one moment, as the ends of a session need them.
 pub struct Listing {
     taken: Instant,
-    /// How long taking it took.
+    /// The work taking it took: the time of each thread that read /proc, summed, and
+    /// the indexing (read on two threads, a listing serves as long as read on one).
     cost: Duration,
     stats: Vec<procfs::Stat>,
     start_of: HashMap<u32, u64>,
@@ -69,7 +76,14 @@ pub struct Listing {
 impl Listing {
     pub fn take() -> std::io::Result<Listing> {
         let taken = Instant::now();
-        procfs::all_stats().map(|stats| Listing::of(stats, taken))
+        let pids = procfs::all_pids()?;
+        let listed = taken.elapsed();
+        // The processes that vanish while reading are skipped (`procfs::all_stats`).
+        let (stats, read) = read_in_parallel(&pids, procfs::stat);
+        let indexed = Instant::now();
+        let mut listing = Listing::of(stats.into_iter().flatten().collect(), taken);
+        listing.cost = listed + read + indexed.elapsed();
+        Ok(listing)
     }
 
     fn of(stats: Vec<procfs::Stat>, taken: Instant) -> Listing {
@@ -118,9 +132,11 @@ impl Listing {
     fn audit_session(&mut self, ses: u32) -> &[u32] {
         let stats = &self.stats;
         let map = self.by_audit_session.get_or_insert_with(|| {
+            let pids: Vec<u32> = stats.iter().map(|s| s.pid).collect();
+            let (sessions, _) = read_in_parallel(&pids, procfs::audit_session_id);
             let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
-            for s in stats {
-                map.entry(procfs::audit_session_id(s.pid)).or_default().push(s.pid);
+            for (pid, ses) in pids.into_iter().zip(sessions) {
+                map.entry(ses).or_default().push(pid);
             }
             map
         });
@@ -168,7 +184,7 @@ impl Targets {
         let mut handles = Vec::with_capacity(pids.len());
         for pid in pids {
             match pidfd::open(pid) {
-                Ok(fd) => match started(pid) {
+                Ok(fd) => match procfs::stat_checked(pid).map(|s| s.map(|s| s.start_time)) {
                     // The process the listing saw, not one that took its pid since.
                     Ok(start) if start == listing.start_of.get(&pid).copied() => handles.push(fd),
                     Ok(_) => {}
@@ -193,14 +209,52 @@ impl Targets {
     }
 }
 
-/// When the process `pid` started (`None`: it is gone); an error when its stat could not
-/// be read for another reason (out of descriptors), which says nothing about it.
-fn started(pid: u32) -> std::io::Result<Option<u64>> {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(text) => Ok(procfs::parse_stat(&text).map(|s| s.start_time)),
-        Err(e) if procfs::is_gone(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
+/// The CPUs vigild may run on, asked once (the question reads cgroup files).
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// How many threads read `n` things, when reading on several pays from `from` on, on
+/// a machine of `cpus` CPUs.
+fn reading_threads(n: usize, from: usize, cpus: usize) -> usize {
+    if n < from { 1 } else { cpus.clamp(1, MAX_LISTING_THREADS) }
+}
+
+/// `read` of every pid, in their order, on `reading_threads` threads (a listing).
+fn read_in_parallel<T: Send>(pids: &[u32], read: fn(u32) -> T) -> (Vec<T>, Duration) {
+    in_parallel(pids, PARALLEL_FROM, |&pid| read(pid))
+}
+
+/// `read` of every item, in their order, on `reading_threads` threads (this one and the
+/// others; a thread that cannot be started leaves its part to this one), and the time
+/// the threads took, summed.
+pub(super) fn in_parallel<I: Sync, T: Send>(items: &[I], from: usize, read: impl Fn(&I) -> T + Sync) -> (Vec<T>, Duration) {
+    let threads = reading_threads(items.len(), from, cpus());
+    let part = items.len().div_ceil(threads).max(1);
+    let read = &read;
+    let read_part = move |part: &[I]| {
+        let started = Instant::now();
+        let values: Vec<T> = part.iter().map(read).collect();
+        (values, started.elapsed())
+    };
+    std::thread::scope(|scope| {
+        let mut parts = items.chunks(part);
+        let first = parts.next().unwrap_or(&[]);
+        let others: Vec<_> = parts
+            .map(|part| (part, std::thread::Builder::new().name("listing".into()).spawn_scoped(scope, move || read_part(part))))
+            .collect();
+        let (mut values, mut work) = read_part(first);
+        for (part, thread) in others {
+            let (more, took) = match thread.map_err(drop).and_then(|t| t.join().map_err(drop)) {
+                Ok(done) => done,
+                Err(()) => read_part(part),
+            };
+            values.extend(more);
+            work += took;
+        }
+        (values, work)
+    })
 }
 
 /// vigild, its ancestors, and PID 1.
@@ -255,6 +309,32 @@ mod tests {
         end(other_login);
         let _ = leader.kill();
         let _ = leader.wait();
+    }
+
+    /// Below PARALLEL_FROM processes one thread reads a listing; from it, as many as
+    /// there are CPUs, MAX_LISTING_THREADS at most, each reading its part, the values in
+    /// the pids' order.
+    #[test]
+    fn a_large_listing_is_read_on_several_threads_in_order() {
+        assert_eq!(reading_threads(PARALLEL_FROM - 1, PARALLEL_FROM, 8), 1);
+        assert_eq!(reading_threads(PARALLEL_FROM, PARALLEL_FROM, 1), 1);
+        assert_eq!(reading_threads(PARALLEL_FROM, PARALLEL_FROM, 2), 2);
+        assert_eq!(reading_threads(100_000, PARALLEL_FROM, 64), MAX_LISTING_THREADS);
+        fn on_which_thread(pid: u32) -> (u32, String) {
+            (pid, format!("{:?}", std::thread::current().id()))
+        }
+        let pids: Vec<u32> = (1..=PARALLEL_FROM as u32 + 1).collect();
+        let (read, _) = read_in_parallel(&pids, on_which_thread);
+        assert_eq!(read.iter().map(|(pid, _)| *pid).collect::<Vec<_>>(), pids, "every pid once, in order");
+        let threads: HashSet<&str> = read.iter().map(|(_, name)| name.as_str()).collect();
+        assert_eq!(threads.len(), reading_threads(pids.len(), PARALLEL_FROM, cpus()), "{threads:?}");
+        let here = format!("{:?}", std::thread::current().id());
+        let (few, _) = read_in_parallel(&pids[..10], on_which_thread);
+        assert!(few.iter().all(|(_, thread)| *thread == here), "a small listing is read here");
+        // A real listing: the same processes as `all_stats` finds (give or take the ones
+        // that come and go meanwhile), this one among them.
+        let listing = Listing::take().unwrap();
+        assert!(listing.start_of.contains_key(&std::process::id()) && listing.cost > Duration::ZERO);
     }
 
     #[test]

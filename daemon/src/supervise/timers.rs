@@ -51,6 +51,11 @@ impl Timers {
         }
     }
 
+    /// The first `max` entries due at `now`, left in place.
+    pub fn due(&self, now: u64, max: usize) -> Vec<Entry> {
+        self.queue.iter().take_while(|&&(when, _)| when <= now).take(max).map(|&(_, entry)| entry).collect()
+    }
+
     pub fn pop_due(&mut self, now: u64) -> Option<Entry> {
         let &(when, entry) = self.queue.first()?;
         if when > now {
@@ -75,6 +80,9 @@ mod tests {
         timers.set(Entry::PtsScan { n: 3, attempt: 0 }, 50 * S);
         timers.shift(3600 * S as i64);
         assert_eq!(timers.next(), Some(3650 * S));
+        assert_eq!(timers.due(3650 * S, 8), vec![Entry::PtsScan { n: 3, attempt: 0 }]);
+        assert_eq!(timers.due(3700 * S, 1), vec![Entry::PtsScan { n: 3, attempt: 0 }], "at most `max`");
+        assert_eq!(timers.due(3700 * S, 8).len(), 2);
         assert_eq!(timers.pop_due(3650 * S), Some(Entry::PtsScan { n: 3, attempt: 0 }));
         assert_eq!(timers.pop_due(3699 * S), None);
         timers.shift(-3600 * S as i64);
