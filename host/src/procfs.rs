@@ -170,6 +170,25 @@ pub fn stat_checked(pid: u32) -> std::io::Result<Option<Stat>> {
     }
 }
 
+/// The process's stat while it runs: `Ok(None)` when it is gone or a zombie (exited, not
+/// yet reaped by its parent: it keeps its pid, its audit session and nothing else); an
+/// error when the read failed for another reason (out of descriptors) or the line does
+/// not parse, which says nothing about the process.
+pub fn running_stat_checked(pid: u32) -> std::io::Result<Option<Stat>> {
+    let text = match read_small_checked(&format!("/proc/{pid}/stat")) {
+        Ok(text) => text,
+        Err(e) if is_gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let line = parse_stat_line(&text).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "unreadable stat line"))?;
+    Ok((!matches!(line.state, 'Z' | 'X')).then(|| Stat::from(line)))
+}
+
+/// [`running_stat_checked`], any failure taken as `None`.
+pub fn running_stat(pid: u32) -> Option<Stat> {
+    running_stat_checked(pid).ok().flatten()
+}
+
 /// The pids in /proc. An error when /proc cannot be listed (out of file descriptors):
 /// "no processes" must never be concluded from a failed read.
 pub fn all_pids() -> std::io::Result<Vec<u32>> {

@@ -237,7 +237,7 @@ fn describe(ses: u32, leader: Stat, uid: u32, comm: String, stats: &[Stat]) -> O
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use vigil_protocol::OpenRequest;
@@ -245,7 +245,7 @@ mod tests {
     use crate::rpc::caller::Caller;
 
     /// A process with an audit session of its own, as pam_loginuid gives a login.
-    fn login_process() -> std::process::Child {
+    pub(crate) fn login_process() -> std::process::Child {
         let mut child = std::process::Command::new("sh").args(["-c", "echo 0 > /proc/self/loginuid && exec sleep 30"]).spawn().expect("sh");
         for _ in 0..200 {
             if procfs::audit_session_id(child.id()) != NO_AUDIT_SESSION && procfs::comm(child.id()).as_deref() == Some("sleep") {

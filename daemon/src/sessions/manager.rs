@@ -393,12 +393,18 @@ impl Manager {
 /// nowhere, no hooks.
 #[cfg(test)]
 pub fn manager_for_tests() -> Arc<Manager> {
+    manager_with_store(SessionStore::none())
+}
+
+/// [`manager_for_tests`], its sessions saved in `store`.
+#[cfg(test)]
+pub fn manager_with_store(store: SessionStore) -> Arc<Manager> {
     Arc::new(Manager::new(
         Config::builtin(),
         PathBuf::from("/nonexistent.toml"),
         Arc::new(AuditLog::for_tests()),
         IdAllocator::open(None),
-        SessionStore::none(),
+        store,
         LockBook::in_memory(),
     ))
 }
@@ -422,16 +428,8 @@ mod tests {
     fn a_save_after_the_end_does_not_bring_the_file_back() {
         let dir = std::env::temp_dir().join(format!("vigil-manager-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = SessionStore::open(dir.clone()).unwrap();
-        let core = Manager::new(
-            Config::builtin(),
-            PathBuf::from("/nonexistent.toml"),
-            Arc::new(AuditLog::for_tests()),
-            IdAllocator::open(None),
-            store,
-            LockBook::in_memory(),
-        );
-        let session = Session::new(5, identity(4242, procfs_none()), Arc::new(policy_for_tests()), 1);
+        let core = manager_with_store(SessionStore::open(dir.clone()).unwrap());
+        let session = Session::new(5, identity(4242, crate::sys::procfs::NO_AUDIT_SESSION), Arc::new(policy_for_tests()), 1);
         core.registry().insert(session);
         let copy = core.session(5).map(|s| s.saved());
         core.save(copy.clone());
@@ -441,9 +439,5 @@ mod tests {
         core.save(copy);
         assert!(!dir.join("5").exists(), "a stale copy wrote the file back");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn procfs_none() -> u32 {
-        crate::sys::procfs::NO_AUDIT_SESSION
     }
 }

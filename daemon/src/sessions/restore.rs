@@ -198,17 +198,8 @@ mod tests {
     /// unreaped (a zombie) it is not.
     #[test]
     fn a_zombie_of_the_login_is_no_survivor() {
-        let mut child = std::process::Command::new("sh").args(["-c", "echo 0 > /proc/self/loginuid && exec sleep 30"]).spawn().expect("sh");
-        let pid = child.id();
-        let mut ses = procfs::NO_AUDIT_SESSION;
-        for _ in 0..200 {
-            ses = procfs::audit_session_id(pid);
-            if ses != procfs::NO_AUDIT_SESSION && procfs::comm(pid).as_deref() == Some("sleep") {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_ne!(ses, procfs::NO_AUDIT_SESSION, "this test needs root (CAP_AUDIT_CONTROL)");
+        let mut child = crate::sessions::adopt::tests::login_process();
+        let (pid, ses) = (child.id(), procfs::audit_session_id(child.id()));
         let mut session = saved_session(3);
         session.who.audit_session_id = ses;
         session.who.owns_audit_session = true;

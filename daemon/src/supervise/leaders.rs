@@ -211,16 +211,11 @@ enum Look {
 
 /// `/proc/PID/stat` of a leader: is it still the process that registered?
 fn look_at((pid, start): Leader) -> Look {
-    use std::io::Read;
-    let mut buffer = [0u8; 1024];
-    let read = std::fs::File::open(format!("/proc/{pid}/stat")).and_then(|mut f| f.read(&mut buffer));
-    let n = match read {
-        Ok(n) => n,
-        Err(e) if procfs::is_gone(&e) => return Look::Gone,
-        Err(_) => return Look::Unknown,
-    };
-    let Some(stat) = std::str::from_utf8(&buffer[..n]).ok().and_then(procfs::parse_stat_line) else { return Look::Unknown };
-    if matches!(stat.state, 'Z' | 'X') || (start != 0 && stat.start_time != start) { Look::Gone } else { Look::Alive }
+    match procfs::running_stat_checked(pid) {
+        Ok(Some(stat)) if start == 0 || stat.start_time == start => Look::Alive,
+        Ok(_) => Look::Gone,
+        Err(_) => Look::Unknown,
+    }
 }
 
 /// Whether a process has the pid (`kill(pid, 0)`: no descriptor, no /proc read).
@@ -232,19 +227,19 @@ fn pid_exists(pid: u32) -> bool {
     }
 }
 
+/// The leaders of `watches` that have no pidfd: the sweep's.
+fn without_pidfd<'a>(watches: impl Iterator<Item = (&'a Leader, &'a Watch)>) -> impl Iterator<Item = Leader> {
+    watches.filter(|(_, w)| w.pidfd_task.is_none()).map(|(&l, _)| l)
+}
+
 /// The sweep's work for one pass, planned under the lock: every leader without a
 /// pidfd (is its pid there?), and the next `verify_per_pass` of them in turn (is it
 /// still the same live process?).
 fn plan(watches: &mut Watches) -> (Vec<Leader>, Vec<Leader>) {
-    let swept: Vec<Leader> = watches.by_leader.iter().filter(|(_, w)| w.pidfd_task.is_none()).map(|(&l, _)| l).collect();
+    let swept: Vec<Leader> = without_pidfd(watches.by_leader.iter()).collect();
     let from = watches.verified_up_to.map_or(Bound::Unbounded, Bound::Excluded);
     let after = watches.by_leader.range((from, Bound::Unbounded));
-    let verify: Vec<Leader> = after
-        .chain(watches.by_leader.iter())
-        .filter(|(_, w)| w.pidfd_task.is_none())
-        .map(|(&l, _)| l)
-        .take(watches.verify_per_pass.min(swept.len()))
-        .collect();
+    let verify: Vec<Leader> = without_pidfd(after.chain(watches.by_leader.iter())).take(watches.verify_per_pass.min(swept.len())).collect();
     watches.verified_up_to = verify.last().copied();
     (swept, verify)
 }
@@ -295,7 +290,7 @@ async fn sweep(shared: Weak<Shared>, every: Duration) {
 /// Gives pidfds to swept leaders while the budget has room, `PROMOTE_PER_PASS` at most.
 fn promote(shared: &Arc<Shared>, watches: &mut Watches) {
     let room = watches.budget.saturating_sub(watches.held).min(watches.promote_per_pass);
-    let chosen: Vec<Leader> = watches.by_leader.iter().filter(|(_, w)| w.pidfd_task.is_none()).map(|(&l, _)| l).take(room).collect();
+    let chosen: Vec<Leader> = without_pidfd(watches.by_leader.iter()).take(room).collect();
     for leader in chosen {
         let task = spawn_pidfd_watch(shared, leader, true);
         if let Some(watch) = watches.by_leader.get_mut(&leader) {
@@ -360,6 +355,16 @@ mod tests {
     use super::*;
     use crate::sessions::tty_claims::tests::session_led_by;
 
+    /// `n` processes (`sleep 600`), each the leader of a session registered with `core`.
+    async fn sessions_of_new_leaders(core: &Arc<Manager>, n: usize) -> (Vec<std::process::Child>, Vec<u64>) {
+        let leaders: Vec<std::process::Child> = (0..n).map(|_| std::process::Command::new("sleep").arg("600").spawn().unwrap()).collect();
+        let mut ids = Vec::new();
+        for leader in &leaders {
+            ids.push(session_led_by(core, leader.id()).await);
+        }
+        (leaders, ids)
+    }
+
     fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> impl std::future::Future<Output = ()> {
         let deadline = Instant::now() + timeout;
         let what = what.to_string();
@@ -391,12 +396,7 @@ mod tests {
         let core = crate::sessions::manager::manager_for_tests();
         let watch = LeaderWatch::with(&core, 2, Duration::from_millis(100), VERIFY_PER_PASS);
         core.add_hooks(watch.clone());
-        let mut leaders: Vec<std::process::Child> =
-            (0..4).map(|_| std::process::Command::new("sleep").arg("600").spawn().unwrap()).collect();
-        let mut ids = Vec::new();
-        for leader in &leaders {
-            ids.push(session_led_by(&core, leader.id()).await);
-        }
+        let (mut leaders, ids) = sessions_of_new_leaders(&core, 4).await;
         assert_eq!(watch.counts(), (2, 2), "two pidfds, two swept");
         let pidfds = || {
             std::fs::read_dir("/proc/self/fd")
@@ -436,12 +436,7 @@ mod tests {
         let core = crate::sessions::manager::manager_for_tests();
         let watch = LeaderWatch::with(&core, 0, Duration::from_millis(100), 1);
         core.add_hooks(watch.clone());
-        let mut leaders: Vec<std::process::Child> =
-            (0..3).map(|_| std::process::Command::new("sleep").arg("600").spawn().unwrap()).collect();
-        let mut ids = Vec::new();
-        for leader in &leaders {
-            ids.push(session_led_by(&core, leader.id()).await);
-        }
+        let (mut leaders, ids) = sessions_of_new_leaders(&core, 3).await;
         assert_eq!(watch.counts(), (0, 3));
         assert!(core.end(ids[0], EndReason::Admin, None));
         assert_eq!(watch.counts(), (0, 2), "a session ended leaves no watch");

@@ -12,14 +12,6 @@ pub fn exe(pid: u32) -> Option<String> {
     fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
 }
 
-/// The process's stat while it runs: `None` when it is gone or a zombie (exited, not yet
-/// reaped by its parent: it keeps its pid, its audit session and nothing else).
-pub fn running_stat(pid: u32) -> Option<Stat> {
-    let text = stat_text(pid)?;
-    let line = parse_stat_line(&text)?;
-    (!matches!(line.state, 'Z' | 'X')).then(|| Stat::from(line))
-}
-
 /// vigild's own resident memory in bytes (`/proc/self/statm`: pages).
 pub fn own_resident_bytes() -> Option<u64> {
     let statm = fs::read_to_string("/proc/self/statm").ok()?;
